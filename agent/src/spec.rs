@@ -1,0 +1,293 @@
+//! What a fault asks for, resolved and checked: the types that cross from the controller to an
+//! agent (the built-in `local` one today, `chaos-agent` over HTTP later).
+//!
+//! These are already validated values (durations parsed, signals numbered); the YAML surface and
+//! its error messages live in `chaosd::scenario`.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Which processes a fault or a `process` probe means.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProcessSelector {
+    /// The kernel's process name (`/proc/PID/comm`) or the executable's file name.
+    Name(String),
+    /// A regex on the full command line (arguments joined by spaces).
+    Pattern(String),
+    Pid(i32),
+    /// A file holding a pid; resolved at each use, so a restarted service is followed.
+    Pidfile(PathBuf),
+}
+
+impl fmt::Display for ProcessSelector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProcessSelector::Name(name) => write!(f, "name `{name}`"),
+            ProcessSelector::Pattern(pattern) => write!(f, "pattern `{pattern}`"),
+            ProcessSelector::Pid(pid) => write!(f, "pid {pid}"),
+            ProcessSelector::Pidfile(path) => write!(f, "pidfile `{}`", path.display()),
+        }
+    }
+}
+
+/// How many of the matches to take: `N`, `N%` (rounded up, at least 1), or all of them.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Pick {
+    Count(u32),
+    Percent(f64),
+    #[default]
+    All,
+}
+
+impl Pick {
+    /// How many of `available` this pick takes.
+    pub fn count_of(self, available: usize) -> usize {
+        match self {
+            Pick::All => available,
+            Pick::Count(n) => (n as usize).min(available),
+            Pick::Percent(p) => {
+                if available == 0 {
+                    0
+                } else {
+                    let n = ((available as f64) * p / 100.0).ceil() as usize;
+                    n.clamp(1, available)
+                }
+            }
+        }
+    }
+}
+
+impl fmt::Display for Pick {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Pick::All => f.write_str("all"),
+            Pick::Count(n) => write!(f, "{n}"),
+            Pick::Percent(p) => write!(f, "{p}%"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+/// The peers a network fault is about (`to` or `from`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct PeerSelector {
+    /// Addresses or CIDRs; empty means any.
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    /// Empty means any port.
+    #[serde(default)]
+    pub ports: Vec<u16>,
+    /// None means both TCP and UDP.
+    #[serde(default)]
+    pub protocol: Option<Protocol>,
+}
+
+/// Where a network fault applies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct NetScope {
+    #[serde(default)]
+    pub to: Option<PeerSelector>,
+    #[serde(default)]
+    pub from: Option<PeerSelector>,
+    /// None: the interface of the default route, else the only non-loopback interface up.
+    #[serde(default)]
+    pub interface: Option<String>,
+    /// Port 22 is left alone unless this is false.
+    pub spare_ssh: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DropMode {
+    /// Packets vanish; connections hang.
+    Drop,
+    /// TCP gets a reset, everything else an ICMP admin-prohibited.
+    Reject,
+}
+
+/// How full `fill_disk` makes a filesystem.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FillAmount {
+    /// Used share as `df` counts it (used / (used + available)), in percent.
+    Usage(f64),
+    /// Bytes written into the fill file.
+    Size(u64),
+    /// Bytes left available after the fill.
+    Leave(u64),
+}
+
+/// A signal by number; displayed by its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SignalNumber(pub i32);
+
+impl fmt::Display for SignalNumber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match nix::sys::signal::Signal::try_from(self.0) {
+            Ok(signal) => f.write_str(signal.as_str()),
+            Err(_) => write!(f, "signal {}", self.0),
+        }
+    }
+}
+
+/// One fault, fully resolved.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultSpec {
+    Kill {
+        process: ProcessSelector,
+        signal: SignalNumber,
+        pick: Pick,
+    },
+    Pause {
+        process: ProcessSelector,
+        pick: Pick,
+    },
+    Latency {
+        #[serde(with = "duration_ms")]
+        delay: Duration,
+        #[serde(with = "duration_ms")]
+        jitter: Duration,
+        scope: NetScope,
+    },
+    Loss {
+        /// Percent of matching packets dropped.
+        share: f64,
+        scope: NetScope,
+    },
+    Drop {
+        mode: DropMode,
+        scope: NetScope,
+    },
+    FillDisk {
+        path: PathBuf,
+        amount: FillAmount,
+    },
+}
+
+impl FaultSpec {
+    /// The fault kind as the scenario file spells it.
+    pub fn kind(&self) -> FaultKind {
+        match self {
+            FaultSpec::Kill { .. } => FaultKind::Kill,
+            FaultSpec::Pause { .. } => FaultKind::Pause,
+            FaultSpec::Latency { .. } => FaultKind::Latency,
+            FaultSpec::Loss { .. } => FaultKind::Loss,
+            FaultSpec::Drop { .. } => FaultKind::Drop,
+            FaultSpec::FillDisk { .. } => FaultKind::FillDisk,
+        }
+    }
+
+    /// The process selector, for the kinds that act on processes.
+    pub fn process(&self) -> Option<&ProcessSelector> {
+        match self {
+            FaultSpec::Kill { process, .. } | FaultSpec::Pause { process, .. } => Some(process),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for FaultSpec {
+    /// A one-line summary for plans, progress and reports.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FaultSpec::Kill {
+                process,
+                signal,
+                pick,
+            } => write!(f, "kill {signal} to {process} (pick {pick})"),
+            FaultSpec::Pause { process, pick } => write!(f, "pause {process} (pick {pick})"),
+            FaultSpec::Latency { delay, jitter, .. } => {
+                write!(f, "latency {}ms ± {}ms", delay.as_millis(), jitter.as_millis())
+            }
+            FaultSpec::Loss { share, .. } => write!(f, "loss {share}%"),
+            FaultSpec::Drop { mode, .. } => write!(f, "drop ({mode:?})"),
+            FaultSpec::FillDisk { path, amount } => {
+                let amount = match amount {
+                    FillAmount::Usage(p) => format!("to {p}% used"),
+                    FillAmount::Size(b) => format!("with {b} bytes"),
+                    FillAmount::Leave(b) => format!("leaving {b} bytes free"),
+                };
+                write!(f, "fill_disk {} {amount}", path.display())
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultKind {
+    Kill,
+    Pause,
+    Latency,
+    Loss,
+    Drop,
+    FillDisk,
+}
+
+impl FaultKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FaultKind::Kill => "kill",
+            FaultKind::Pause => "pause",
+            FaultKind::Latency => "latency",
+            FaultKind::Loss => "loss",
+            FaultKind::Drop => "drop",
+            FaultKind::FillDisk => "fill_disk",
+        }
+    }
+}
+
+impl fmt::Display for FaultKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Durations on the wire are whole milliseconds.
+pub mod duration_ms {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_millis() as u64)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        Ok(Duration::from_millis(u64::deserialize(d)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_picks_round_up_and_take_at_least_one() {
+        assert_eq!(Pick::Percent(50.0).count_of(3), 2);
+        assert_eq!(Pick::Percent(1.0).count_of(3), 1);
+        assert_eq!(Pick::Percent(100.0).count_of(3), 3);
+        assert_eq!(Pick::Percent(50.0).count_of(0), 0);
+        assert_eq!(Pick::Count(5).count_of(2), 2);
+        assert_eq!(Pick::All.count_of(4), 4);
+    }
+
+    #[test]
+    fn signals_show_their_names() {
+        assert_eq!(SignalNumber(9).to_string(), "SIGKILL");
+        assert_eq!(SignalNumber(15).to_string(), "SIGTERM");
+    }
+}

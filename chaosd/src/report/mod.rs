@@ -1,0 +1,3 @@
+//! Reports: the `chaos.report/v1` model and its renderings.
+
+pub mod model;

@@ -1,0 +1,349 @@
+//! The validated scenario: what a run works from once the file has passed every check.
+//!
+//! Everything here is resolved: defaults filled in, `${NAME}` substituted, relative paths made
+//! absolute against the scenario's folder, durations and shares parsed. Positions in the file are
+//! kept only where a later stage (planning, preflight) may still need to point at a line.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use agent::spec::{FaultSpec, Pick, ProcessSelector};
+
+/// A whole scenario file, checked.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    pub version: u32,
+    pub name: String,
+    pub description: Option<String>,
+    pub tags: Vec<String>,
+    /// The file it came from, absolute.
+    pub path: PathBuf,
+    /// The scenario's folder: where relative paths point and where commands run.
+    pub base_dir: PathBuf,
+    /// Hex SHA-256 of the file's bytes as read.
+    pub sha256: String,
+    /// Every host, `local` included.
+    pub hosts: BTreeMap<String, Host>,
+    pub targets: BTreeMap<String, Target>,
+    pub setup: Vec<SetupCommand>,
+    pub steady_state: Vec<Probe>,
+    pub guardrails: Vec<Probe>,
+    /// Empty for a monkey file.
+    pub steps: Vec<Step>,
+    pub teardown: Vec<TeardownCommand>,
+    pub monkey: Option<Monkey>,
+    pub schedule: Option<Schedule>,
+    pub settings: Settings,
+}
+
+impl Scenario {
+    /// The hosts a target name stands for, and its pick: a defined target, or a single host
+    /// (picked whole). `None` when the name is neither.
+    pub fn resolve_target(&self, name: &str) -> Option<(Vec<String>, Pick)> {
+        if let Some(target) = self.targets.get(name) {
+            return Some((target.hosts.clone(), target.pick));
+        }
+        self.hosts
+            .contains_key(name)
+            .then(|| (vec![name.to_string()], Pick::All))
+    }
+}
+
+/// The name of the controller's own machine, always defined.
+pub const LOCAL_HOST: &str = "local";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Host {
+    pub name: String,
+    /// `None` for `local`, which runs in-process.
+    pub agent: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    pub token_file: Option<PathBuf>,
+    pub ca_file: Option<PathBuf>,
+}
+
+/// A named selection of hosts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Target {
+    pub name: String,
+    /// The hosts it may choose from, in name order, already resolved from `hosts:` or `labels:`.
+    pub hosts: Vec<String>,
+    pub pick: Pick,
+}
+
+/// An argv list, or a string for `/bin/sh -c`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Argv(Vec<String>),
+    Shell(String),
+}
+
+impl Command {
+    /// The program and arguments to exec.
+    pub fn argv(&self) -> Vec<String> {
+        match self {
+            Command::Argv(argv) => argv.clone(),
+            Command::Shell(script) => vec!["/bin/sh".into(), "-c".into(), script.clone()],
+        }
+    }
+}
+
+impl std::fmt::Display for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Command::Argv(argv) => f.write_str(&argv.join(" ")),
+            Command::Shell(script) => f.write_str(script),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SetupCommand {
+    pub name: String,
+    pub run: Command,
+    /// Kept running through the run in its own process group, stopped at its end.
+    pub background: bool,
+    /// A probe that must pass once within `within` before the next setup entry.
+    pub ready: Option<Ready>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Ready {
+    pub probe: ProbeKind,
+    pub within: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct TeardownCommand {
+    pub name: String,
+    pub run: Command,
+}
+
+/// A steady-state probe or a guardrail.
+#[derive(Debug, Clone)]
+pub struct Probe {
+    pub name: String,
+    /// A target name, or `local`.
+    pub on: String,
+    pub every: Duration,
+    pub window: Duration,
+    /// Share of a window's samples that must pass, in percent.
+    pub tolerance: f64,
+    pub kind: ProbeKind,
+}
+
+impl Probe {
+    /// n = max(1, ⌊window / every⌋): how many samples a full window has.
+    pub fn window_samples(&self) -> usize {
+        window_samples(self.window, self.every)
+    }
+}
+
+/// n = max(1, ⌊window / every⌋).
+pub fn window_samples(window: Duration, every: Duration) -> usize {
+    if every.is_zero() {
+        return 1;
+    }
+    ((window.as_nanos() / every.as_nanos()) as usize).max(1)
+}
+
+#[derive(Debug, Clone)]
+pub enum ProbeKind {
+    Http(HttpProbe),
+    Tcp(TcpProbe),
+    Command(CommandProbe),
+    Process(ProcessProbe),
+    Prometheus(PrometheusProbe),
+}
+
+impl ProbeKind {
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            ProbeKind::Http(_) => "http",
+            ProbeKind::Tcp(_) => "tcp",
+            ProbeKind::Command(_) => "command",
+            ProbeKind::Process(_) => "process",
+            ProbeKind::Prometheus(_) => "prometheus",
+        }
+    }
+
+    /// The sample timeout; `process` probes read /proc and have none.
+    pub fn timeout(&self) -> Option<Duration> {
+        match self {
+            ProbeKind::Http(p) => Some(p.timeout),
+            ProbeKind::Tcp(p) => Some(p.timeout),
+            ProbeKind::Command(p) => Some(p.timeout),
+            ProbeKind::Process(_) => None,
+            ProbeKind::Prometheus(p) => Some(p.timeout),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpProbe {
+    pub url: String,
+    pub method: String,
+    pub headers: BTreeMap<String, String>,
+    pub body: Option<String>,
+    pub timeout: Duration,
+    pub expect: HttpExpect,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct HttpExpect {
+    /// Empty: any 2xx.
+    pub status: Vec<StatusMatch>,
+    pub body_contains: Option<String>,
+    pub body_matches: Option<regex::Regex>,
+    pub max_latency: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusMatch {
+    Code(u16),
+    /// `2xx` is `Class(2)`.
+    Class(u16),
+}
+
+impl StatusMatch {
+    pub fn matches(self, status: u16) -> bool {
+        match self {
+            StatusMatch::Code(code) => code == status,
+            StatusMatch::Class(class) => status / 100 == class,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct TcpProbe {
+    /// `host:port`, resolved at each sample.
+    pub address: String,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct CommandProbe {
+    pub run: Command,
+    pub timeout: Duration,
+    /// The scenario's folder, where the command runs.
+    pub cwd: PathBuf,
+    pub expect: CommandExpect,
+}
+
+#[derive(Debug, Clone)]
+pub struct CommandExpect {
+    pub exit: i32,
+    pub stdout_contains: Option<String>,
+    pub stdout_matches: Option<regex::Regex>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProcessProbe {
+    pub selector: ProcessSelector,
+    pub min: usize,
+    pub max: Option<usize>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PrometheusProbe {
+    /// The server's base URL, e.g. `http://127.0.0.1:9090`.
+    pub url: String,
+    pub query: String,
+    pub timeout: Duration,
+    pub below: Option<f64>,
+    pub above: Option<f64>,
+}
+
+/// One fault of a step, on one target.
+#[derive(Debug, Clone)]
+pub struct StepFault {
+    /// A target name or a single host name.
+    pub target: String,
+    pub spec: FaultSpec,
+}
+
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub name: String,
+    /// One entry for `fault:`, several for `faults:`.
+    pub faults: Vec<StepFault>,
+    /// How long the faults are held (0s for kill by default).
+    pub duration: Duration,
+    pub recover_within: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Monkey {
+    pub target: String,
+    pub fault: FaultSpec,
+    pub mean_interval: Duration,
+    pub min_interval: Duration,
+    pub active: Option<ActiveHours>,
+    pub max_per_day: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActiveHours {
+    /// Lowercase three-letter names: mon, tue, ...
+    pub days: Vec<String>,
+    /// Minutes after midnight, start inclusive, end exclusive.
+    pub start_minute: u32,
+    pub end_minute: u32,
+    pub timezone: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Schedule {
+    pub cron: String,
+    pub timezone: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `None` when the file gave none: the run draws one and records it.
+    pub seed: Option<u64>,
+    pub every: Duration,
+    pub window: Duration,
+    pub recover_within: Duration,
+    pub lease: Duration,
+    pub max_duration: Duration,
+    pub max_hosts: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            seed: None,
+            every: Duration::from_secs(1),
+            window: Duration::from_secs(5),
+            recover_within: Duration::from_secs(30),
+            lease: Duration::from_secs(10),
+            max_duration: Duration::from_secs(3600),
+            max_hosts: 10,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_sample_counts_follow_the_spec() {
+        let ms = Duration::from_millis;
+        // n = max(1, ⌊window / every⌋)
+        assert_eq!(window_samples(ms(5000), ms(1000)), 5);
+        assert_eq!(window_samples(ms(5500), ms(1000)), 5);
+        assert_eq!(window_samples(ms(500), ms(1000)), 1);
+        assert_eq!(window_samples(ms(0), ms(1000)), 1);
+        assert_eq!(window_samples(ms(10_000), ms(3000)), 3);
+    }
+
+    #[test]
+    fn status_classes_match_their_hundreds() {
+        assert!(StatusMatch::Class(2).matches(204));
+        assert!(!StatusMatch::Class(2).matches(301));
+        assert!(StatusMatch::Code(503).matches(503));
+    }
+}
