@@ -4,3 +4,4 @@
 pub mod child;
 pub mod report;
 pub mod scenario;
+pub mod store;

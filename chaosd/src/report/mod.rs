@@ -1,3 +1,11 @@
 //! Reports: the `chaos.report/v1` model and its renderings.
 
+pub mod junit;
+pub mod markdown;
 pub mod model;
+pub mod writer;
+
+pub use writer::ReportDir;
+
+#[cfg(test)]
+pub(crate) mod test_support;
