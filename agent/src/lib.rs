@@ -1,5 +1,25 @@
 //! The fault executors: each fault kind an inject/revert pair, the journal that makes every
 //! injection recoverable, and the process lookup they share. `chaosctl`'s built-in `local` agent is
 //! this code running in-process; `chaos-agent` serves the same executors over HTTP.
+//!
+//! # Layout
+//! - [`spec`]: the wire types (what a fault asks for).
+//! - [`process`]: finding processes in `/proc`, and the pid-reuse guard.
+//! - [`fault`]: one module per kind; `plan` → journal → `inject` → `revert`.
+//! - [`journal`]: one synced JSON file per fault, written before the host is touched.
+//! - [`local`]: [`LocalAgent`], the in-process agent (end times, recovery, idempotent reverts).
+//!
+//! **Architecture Invariant:** the agent never injects a fault it has not journaled.
 
+pub mod error;
+pub mod fault;
+pub mod journal;
+pub mod local;
+pub mod process;
 pub mod spec;
+
+pub use error::FaultError;
+pub use local::{
+    ActiveFault, Applied, Capabilities, InjectRequest, KindSupport, LocalAgent, Recovered,
+    Reverted, RevertedBy,
+};

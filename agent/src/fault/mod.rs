@@ -1,0 +1,290 @@
+//! The fault executors: one module per kind, each an inject/revert pair, dispatched here by a
+//! `match` on [`FaultSpec`] so the compiler finds a kind that is not handled.
+//!
+//! Every executor works in three steps: [`plan`] decides exactly what will be done and how to undo
+//! it (the [`Undo`], which the caller journals), [`inject`] acts and reads the host back to verify,
+//! and [`revert`] undoes from the `Undo` alone, so it also works in a later process after a crash.
+//!
+//! **Invariant:** `plan` does not touch the host; `revert` is idempotent.
+
+pub mod fill_disk;
+pub mod kill;
+pub mod pause;
+
+use std::path::PathBuf;
+use std::thread;
+use std::time::Duration;
+
+use nix::errno::Errno;
+use nix::sys::signal::{self, Signal};
+use nix::unistd::Pid;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::error::FaultError;
+use crate::process::{self, ProcessInfo};
+use crate::spec::{FaultKind, FaultSpec, Pick, ProcessSelector};
+
+/// Why the network kinds are refused by this build's local agent.
+pub const NETWORK_UNSUPPORTED: &str = "need the chaos-agent network executors, which this build's \
+     local agent does not have yet; run it against a chaos-agent host or remove the step";
+
+/// Exactly what an injection did (or will do), enough to undo it from the journal alone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Undo {
+    /// Signals cannot be taken back: nothing to undo.
+    Kill { processes: Vec<Target> },
+    /// SIGCONT each process that is still the same one.
+    Pause { processes: Vec<Target> },
+    /// Delete the fill file.
+    FillDisk { file: PathBuf, bytes: u64 },
+}
+
+/// One process a fault acts on, named so that a reused pid is not mistaken for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Target {
+    pub pid: i32,
+    pub start_time: u64,
+    pub comm: String,
+    /// Already stopped before the fault: `pause` leaves it stopped when reverting.
+    #[serde(default)]
+    pub was_stopped: bool,
+}
+
+impl Target {
+    fn from_info(info: &ProcessInfo) -> Target {
+        Target {
+            pid: info.pid,
+            start_time: info.start_time,
+            comm: info.comm.clone(),
+            was_stopped: is_stopped(info.state),
+        }
+    }
+
+    /// `pid 123 (sleep)`.
+    pub fn label(&self) -> String {
+        format!("pid {} ({})", self.pid, self.comm)
+    }
+}
+
+/// What an injection did, as read back from the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Injected {
+    pub mechanism: String,
+    pub affected: Vec<String>,
+    pub verified: bool,
+    pub detail: String,
+}
+
+/// What a revert did, as read back from the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Undone {
+    pub verified: bool,
+    pub detail: String,
+}
+
+/// Whether this agent can do `kind`, and how; the reason when it cannot.
+pub fn support(kind: FaultKind) -> Result<&'static str, &'static str> {
+    match kind {
+        FaultKind::Kill | FaultKind::Pause => Ok("signal"),
+        FaultKind::FillDisk => Ok("fallocate"),
+        FaultKind::Latency | FaultKind::Loss | FaultKind::Drop => Err(NETWORK_UNSUPPORTED),
+    }
+}
+
+fn unsupported(kind: FaultKind) -> FaultError {
+    FaultError::Unsupported {
+        kind,
+        reason: support(kind)
+            .err()
+            .unwrap_or("are not supported here")
+            .to_string(),
+    }
+}
+
+/// Preflight: the kind is supported, its selector matches, its path is usable. Touches nothing.
+pub fn check(spec: &FaultSpec) -> Result<(), FaultError> {
+    match spec {
+        FaultSpec::Kill {
+            process, signal, ..
+        } => {
+            kill::signal_of(*signal)?;
+            matching(process).map(drop)
+        }
+        FaultSpec::Pause { process, .. } => matching(process).map(drop),
+        FaultSpec::FillDisk { path, amount } => fill_disk::bytes_to_add(path, *amount).map(drop),
+        FaultSpec::Latency { .. } | FaultSpec::Loss { .. } | FaultSpec::Drop { .. } => {
+            Err(unsupported(spec.kind()))
+        }
+    }
+}
+
+/// Decides what an injection of `spec` will do, without touching the host. `seed` draws the picks.
+pub fn plan(fault_id: &str, spec: &FaultSpec, seed: u64) -> Result<Undo, FaultError> {
+    match spec {
+        FaultSpec::Kill {
+            process,
+            signal,
+            pick,
+        } => {
+            kill::signal_of(*signal)?;
+            Ok(Undo::Kill {
+                processes: pick_targets(process, *pick, seed)?,
+            })
+        }
+        FaultSpec::Pause { process, pick } => Ok(Undo::Pause {
+            processes: pick_targets(process, *pick, seed)?,
+        }),
+        FaultSpec::FillDisk { path, amount } => fill_disk::plan(fault_id, path, *amount),
+        FaultSpec::Latency { .. } | FaultSpec::Loss { .. } | FaultSpec::Drop { .. } => {
+            Err(unsupported(spec.kind()))
+        }
+    }
+}
+
+/// Carries out a planned injection and verifies it. On error the caller reverts `undo` (which is
+/// safe for a half-done injection).
+pub fn inject(spec: &FaultSpec, undo: &Undo) -> Result<Injected, FaultError> {
+    match (spec, undo) {
+        (FaultSpec::Kill { signal, .. }, Undo::Kill { processes }) => {
+            kill::inject(spec, *signal, processes)
+        }
+        (FaultSpec::Pause { .. }, Undo::Pause { processes }) => pause::inject(spec, processes),
+        (FaultSpec::FillDisk { path, amount }, Undo::FillDisk { file, bytes }) => {
+            fill_disk::inject(path, *amount, file, *bytes)
+        }
+        (FaultSpec::Latency { .. } | FaultSpec::Loss { .. } | FaultSpec::Drop { .. }, _) => {
+            Err(unsupported(spec.kind()))
+        }
+        (_, _) => Err(FaultError::Unsupported {
+            kind: spec.kind(),
+            reason: "cannot be injected from undo data of another kind; plan the same spec"
+                .to_string(),
+        }),
+    }
+}
+
+/// Undoes an injection from its journaled undo data; idempotent.
+pub fn revert(undo: &Undo) -> Result<Undone, FaultError> {
+    match undo {
+        Undo::Kill { .. } => Ok(kill::revert()),
+        Undo::Pause { processes } => pause::revert(processes),
+        Undo::FillDisk { file, bytes } => fill_disk::revert(file, *bytes),
+    }
+}
+
+/// The live processes a selector matches; matching none is an error.
+fn matching(selector: &ProcessSelector) -> Result<Vec<ProcessInfo>, FaultError> {
+    let found = process::find(selector)?;
+    if found.is_empty() {
+        return Err(FaultError::NoProcessMatches {
+            selector: selector.to_string(),
+        });
+    }
+    Ok(found)
+}
+
+fn pick_targets(
+    selector: &ProcessSelector,
+    pick: Pick,
+    seed: u64,
+) -> Result<Vec<Target>, FaultError> {
+    let found = matching(selector)?;
+    Ok(pick_from(&found, pick, seed)
+        .into_iter()
+        .map(Target::from_info)
+        .collect())
+}
+
+/// Draws `pick` of `sorted` (ascending pids) with `seed`; the result keeps the ascending order, and
+/// the same list, pick and seed always give the same result.
+pub fn pick_from<T>(sorted: &[T], pick: Pick, seed: u64) -> Vec<&T> {
+    let n = pick.count_of(sorted.len());
+    if n >= sorted.len() {
+        return sorted.iter().collect();
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut indices = rand::seq::index::sample(&mut rng, sorted.len(), n).into_vec();
+    indices.sort_unstable();
+    indices.into_iter().map(|i| &sorted[i]).collect()
+}
+
+fn is_stopped(state: char) -> bool {
+    matches!(state, 'T' | 't')
+}
+
+/// Sends `signal` to `target` if it is still the same process. `Ok(false)` when it has exited.
+fn send(target: &Target, signal: Signal) -> Result<bool, FaultError> {
+    if !process::is_same_process(target.pid, target.start_time) {
+        return Ok(false);
+    }
+    match signal::kill(Pid::from_raw(target.pid), signal) {
+        Ok(()) => Ok(true),
+        Err(Errno::ESRCH) => Ok(false),
+        Err(source) => Err(FaultError::Signal {
+            pid: target.pid,
+            comm: target.comm.clone(),
+            signal: signal.as_str().to_string(),
+            source,
+            hint: match source {
+                Errno::EPERM => "; run the agent as root or as the process's owner",
+                _ => "",
+            },
+        }),
+    }
+}
+
+/// Polls `done` every 10 ms, about `tries` times; true as soon as it holds.
+fn poll(tries: u32, mut done: impl FnMut() -> bool) -> bool {
+    for _ in 0..tries {
+        if done() {
+            return true;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    done()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn picks_are_reproducible_sorted_and_sized() {
+        let pids: Vec<i32> = (100..120).collect();
+        let a = pick_from(&pids, Pick::Count(5), 42);
+        let b = pick_from(&pids, Pick::Count(5), 42);
+        assert_eq!(a, b);
+        assert_eq!(a.len(), 5);
+        assert!(a.windows(2).all(|w| w[0] < w[1]));
+        let others: Vec<_> = (0..20)
+            .map(|seed| pick_from(&pids, Pick::Count(5), seed))
+            .collect();
+        assert!(
+            others.iter().any(|o| *o != a),
+            "different seeds should differ somewhere"
+        );
+        assert_eq!(pick_from(&pids, Pick::Percent(10.0), 1).len(), 2);
+        assert_eq!(pick_from(&pids, Pick::All, 1).len(), 20);
+    }
+
+    #[test]
+    fn network_kinds_are_refused_with_a_reason() {
+        let spec = FaultSpec::Loss {
+            share: 30.0,
+            scope: Default::default(),
+        };
+        let err = check(&spec).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "`loss` faults need the chaos-agent network executors, which this build's local agent \
+             does not have yet; run it against a chaos-agent host or remove the step"
+        );
+        assert!(matches!(
+            plan("f1", &spec, 1),
+            Err(FaultError::Unsupported { .. })
+        ));
+    }
+}

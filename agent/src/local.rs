@@ -1,0 +1,692 @@
+//! The in-process agent (`chaosctl`'s `local` host): injects and reverts faults on this machine,
+//! journals each one before it touches the host, reverts held faults at their end time from its
+//! own thread, and on `open` reverts whatever an earlier process left in the journal.
+//!
+//! **Architecture Invariant:** the agent never injects a fault it has not journaled.
+//! **Invariant:** a fault is reverted at most once at a time: the table marks it `Reverting` while
+//! one caller works on it, and every other caller (end-time thread, `revert`, `revert_all`, drop)
+//! waits for that outcome instead of reverting again.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
+
+use crate::error::FaultError;
+use crate::fault::{self, Undo};
+use crate::journal::{Entry, EntryState, Journal, Loaded, Owner};
+use crate::process;
+use crate::spec::{FaultKind, FaultSpec};
+
+/// Every kind, in the order capabilities list them.
+const ALL_KINDS: [FaultKind; 6] = [
+    FaultKind::Kill,
+    FaultKind::Pause,
+    FaultKind::Latency,
+    FaultKind::Loss,
+    FaultKind::Drop,
+    FaultKind::FillDisk,
+];
+
+/// Agents alive in this process (by instance number): their journal entries are not orphans.
+static LIVE: Mutex<BTreeSet<u64>> = Mutex::new(BTreeSet::new());
+static NEXT_INSTANCE: AtomicU64 = AtomicU64::new(1);
+
+/// What to inject, and for how long the agent holds it on its own.
+#[derive(Debug, Clone)]
+pub struct InjectRequest {
+    pub run_id: String,
+    /// Unique per fault: letters, digits, `-`, `_`, `.` (it names files).
+    pub fault_id: String,
+    pub spec: FaultSpec,
+    /// Draws the picks: the same seed and the same processes give the same picks.
+    pub seed: u64,
+    /// When set, the agent itself reverts the fault this long after it was applied.
+    pub hold: Option<Duration>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Applied {
+    pub fault_id: String,
+    pub applied_at: DateTime<Utc>,
+    pub mechanism: String,
+    /// `pid 123 (demo-worker)`, `/mnt/x/.chaos-fill-ab12 (512 MiB)`.
+    pub affected: Vec<String>,
+    /// The host was read back and shows the fault in place.
+    pub verified: bool,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reverted {
+    pub fault_id: String,
+    pub reverted_at: DateTime<Utc>,
+    /// The host was read back and shows the fault gone.
+    pub verified: bool,
+    pub detail: String,
+    pub by: RevertedBy,
+}
+
+/// Who reverted a fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RevertedBy {
+    /// `revert` or `revert_all`.
+    Request,
+    /// The agent, at the fault's end time.
+    EndTime,
+    /// `open`, from the journal of an earlier process.
+    Recovery,
+    /// The agent being stopped (`shutdown`, or the last handle dropped).
+    Shutdown,
+}
+
+/// A fault `open` found in the journal, and what reverting it gave.
+#[derive(Debug)]
+pub struct Recovered {
+    pub fault_id: String,
+    /// Empty when the entry could not be read.
+    pub run_id: String,
+    /// The fault's one-line summary ([`FaultSpec`]'s `Display`).
+    pub fault: String,
+    pub result: Result<Reverted, FaultError>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActiveFault {
+    pub fault_id: String,
+    pub run_id: String,
+    pub spec: FaultSpec,
+    pub applied_at: DateTime<Utc>,
+    pub end_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Capabilities {
+    pub kinds: Vec<KindSupport>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KindSupport {
+    pub kind: FaultKind,
+    pub supported: bool,
+    pub mechanism: Option<String>,
+    pub reason: Option<String>,
+}
+
+/// The in-process agent. Cheap to clone; all clones share one journal and one table. When the last
+/// clone is dropped, every fault still active is reverted (`RevertedBy::Shutdown`).
+#[derive(Clone)]
+pub struct LocalAgent {
+    handle: Arc<Handle>,
+}
+
+impl std::fmt::Debug for LocalAgent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalAgent")
+            .field("journal", &self.handle.inner.journal.dir())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Owns the end-time thread; its drop stops the agent.
+struct Handle {
+    inner: Arc<Inner>,
+    timer: Mutex<Option<JoinHandle<()>>>,
+}
+
+struct Inner {
+    journal: Journal,
+    owner: Owner,
+    table: Mutex<Table>,
+    /// Signalled on every change of the table (and to stop the timer).
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct Table {
+    faults: HashMap<String, Slot>,
+    stopping: bool,
+    abandoned: bool,
+}
+
+enum Slot {
+    Injecting,
+    Active(Box<Held>),
+    Reverting(ActiveFault),
+    Reverted(Reverted),
+}
+
+struct Held {
+    fault: ActiveFault,
+    undo: Undo,
+    /// When the end-time thread reverts it next (its end time, or a retry after a failure).
+    next_try: Option<DateTime<Utc>>,
+    failures: u32,
+}
+
+impl LocalAgent {
+    /// Opens (creating) the journal under `state_dir` and reverts every fault an earlier process
+    /// left there; returns what it reverted (the caller tells the user). Entries held by an agent
+    /// that is still alive (another process, or another `LocalAgent` here) are left alone.
+    /// Faults whose revert fails stay active here, so `revert_all` can retry them.
+    pub fn open(state_dir: &Path) -> Result<(LocalAgent, Vec<Recovered>), FaultError> {
+        let journal = Journal::open(state_dir)?;
+        let pid = std::process::id() as i32;
+        let me = process::read(pid).ok_or_else(|| FaultError::Proc {
+            source: std::io::Error::other("cannot read this process in `/proc`"),
+        })?;
+        let owner = Owner {
+            pid,
+            start_time: me.start_time,
+            instance: NEXT_INSTANCE.fetch_add(1, Ordering::Relaxed),
+        };
+        let loaded = journal.load()?;
+        lock(&LIVE).insert(owner.instance);
+        let inner = Arc::new(Inner {
+            journal,
+            owner,
+            table: Mutex::new(Table::default()),
+            changed: Condvar::new(),
+        });
+        let recovered = loaded
+            .into_iter()
+            .filter_map(|loaded| inner.recover(loaded))
+            .collect();
+        let for_thread = Arc::clone(&inner);
+        let timer = match thread::Builder::new()
+            .name("chaos-agent-timer".to_string())
+            .spawn(move || for_thread.run_timer())
+        {
+            Ok(timer) => timer,
+            Err(source) => {
+                lock(&LIVE).remove(&owner.instance);
+                return Err(FaultError::Journal {
+                    path: inner.journal.dir().to_path_buf(),
+                    action: "start the end-time thread",
+                    source,
+                });
+            }
+        };
+        let handle = Arc::new(Handle {
+            inner,
+            timer: Mutex::new(Some(timer)),
+        });
+        Ok((LocalAgent { handle }, recovered))
+    }
+
+    /// Which kinds this agent can inject, how, and why not.
+    pub fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            kinds: ALL_KINDS
+                .iter()
+                .map(|&kind| match fault::support(kind) {
+                    Ok(mechanism) => KindSupport {
+                        kind,
+                        supported: true,
+                        mechanism: Some(mechanism.to_string()),
+                        reason: None,
+                    },
+                    Err(reason) => KindSupport {
+                        kind,
+                        supported: false,
+                        mechanism: None,
+                        reason: Some(reason.to_string()),
+                    },
+                })
+                .collect(),
+        }
+    }
+
+    /// Preflight: the kind is supported here and its selector matches / its path is usable.
+    /// Injects nothing.
+    pub fn check(&self, spec: &FaultSpec) -> Result<(), FaultError> {
+        fault::check(spec)
+    }
+
+    /// Plans the fault, journals it, injects it and reads the host back. With `hold`, the agent
+    /// reverts it on its own at `applied_at + hold` unless it was reverted before.
+    pub fn inject(&self, req: InjectRequest) -> Result<Applied, FaultError> {
+        validate_fault_id(&req.fault_id)?;
+        {
+            let mut table = lock(&self.handle.inner.table);
+            if table.faults.contains_key(&req.fault_id) {
+                return Err(FaultError::DuplicateFault {
+                    fault_id: req.fault_id,
+                });
+            }
+            table.faults.insert(req.fault_id.clone(), Slot::Injecting);
+        }
+        self.handle.inner.inject(req)
+    }
+
+    /// Reverts one fault. Idempotent: a fault already reverted (by anyone) gives that earlier
+    /// result; a revert under way elsewhere is waited for, never done twice.
+    pub fn revert(&self, fault_id: &str) -> Result<Reverted, FaultError> {
+        self.handle.inner.revert(fault_id, RevertedBy::Request)
+    }
+
+    /// Reverts every fault still in place, each with its own outcome.
+    pub fn revert_all(&self) -> Vec<(String, Result<Reverted, FaultError>)> {
+        self.handle.inner.revert_all(RevertedBy::Request)
+    }
+
+    /// Stops the end-time thread and reverts every fault still in place (`RevertedBy::Shutdown`).
+    /// Dropping the last handle does the same, without the results.
+    pub fn shutdown(&self) -> Vec<(String, Result<Reverted, FaultError>)> {
+        self.handle.stop_timer();
+        self.handle.inner.revert_all(RevertedBy::Shutdown)
+    }
+
+    /// The faults in place now (including ones being reverted), oldest first.
+    pub fn active(&self) -> Vec<ActiveFault> {
+        let table = lock(&self.handle.inner.table);
+        let mut active: Vec<ActiveFault> = table
+            .faults
+            .values()
+            .filter_map(|slot| match slot {
+                Slot::Active(held) => Some(held.fault.clone()),
+                Slot::Reverting(fault) => Some(fault.clone()),
+                Slot::Injecting | Slot::Reverted(_) => None,
+            })
+            .collect();
+        active.sort_by(|a, b| (a.applied_at, &a.fault_id).cmp(&(b.applied_at, &b.fault_id)));
+        active
+    }
+
+    /// The journal directory this agent writes.
+    pub fn journal_dir(&self) -> &Path {
+        self.handle.inner.journal.dir()
+    }
+
+    /// Lets go of every fault without reverting it, as if this process had crashed: the end-time
+    /// thread stops, the journal keeps the entries, and the next `open` of the state directory
+    /// reverts them. For tests and for handing faults over to another process.
+    pub fn abandon(self) {
+        lock(&self.handle.inner.table).abandoned = true;
+        self.handle.stop_timer();
+        lock(&LIVE).remove(&self.handle.inner.owner.instance);
+    }
+}
+
+impl Handle {
+    fn stop_timer(&self) {
+        lock(&self.inner.table).stopping = true;
+        self.inner.changed.notify_all();
+        if let Some(timer) = lock(&self.timer).take() {
+            let _ = timer.join();
+        }
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.stop_timer();
+        if !lock(&self.inner.table).abandoned {
+            for (fault_id, result) in self.inner.revert_all(RevertedBy::Shutdown) {
+                match result {
+                    Ok(reverted) => {
+                        info!(fault_id, detail = %reverted.detail, "reverted at shutdown")
+                    }
+                    Err(err) => {
+                        warn!(fault_id, error = %err, "revert at shutdown failed; the journal keeps the fault")
+                    }
+                }
+            }
+        }
+        lock(&LIVE).remove(&self.inner.owner.instance);
+    }
+}
+
+impl Inner {
+    fn recover(&self, loaded: Loaded) -> Option<Recovered> {
+        let entry = match loaded {
+            Loaded::Corrupt {
+                path,
+                fault_id,
+                reason,
+            } => {
+                return Some(Recovered {
+                    fault_id,
+                    run_id: String::new(),
+                    fault: "unknown (unreadable journal entry)".to_string(),
+                    result: Err(FaultError::JournalCorrupt { path, reason }),
+                });
+            }
+            Loaded::Entry(entry) => *entry,
+        };
+        if entry.owner != self.owner && owner_alive(&entry.owner) {
+            info!(
+                fault_id = entry.fault_id,
+                owner = entry.owner.pid,
+                "journal entry held by a live agent; left alone"
+            );
+            return None;
+        }
+        let fault_id = entry.fault_id.clone();
+        let recovered = |result| Recovered {
+            fault_id: entry.fault_id.clone(),
+            run_id: entry.run_id.clone(),
+            fault: entry.spec.to_string(),
+            result,
+        };
+        match fault::revert(&entry.undo) {
+            Ok(undone) => {
+                let mut detail = undone.detail;
+                if let Err(err) = self.journal.remove(&fault_id) {
+                    detail.push_str(&format!("; {err}"));
+                }
+                let reverted = Reverted {
+                    fault_id: fault_id.clone(),
+                    reverted_at: Utc::now(),
+                    verified: undone.verified,
+                    detail,
+                    by: RevertedBy::Recovery,
+                };
+                lock(&self.table)
+                    .faults
+                    .insert(fault_id, Slot::Reverted(reverted.clone()));
+                Some(recovered(Ok(reverted)))
+            }
+            Err(err) => {
+                // Ours now: keep it active so `revert_all` retries it.
+                let mut adopted = entry.clone();
+                adopted.owner = self.owner;
+                if let Err(write_err) = self.journal.write(&adopted) {
+                    warn!(fault_id, error = %write_err, "failed to adopt journal entry");
+                }
+                let held = Held {
+                    fault: active_fault(&adopted),
+                    undo: adopted.undo.clone(),
+                    next_try: None,
+                    failures: 1,
+                };
+                lock(&self.table)
+                    .faults
+                    .insert(fault_id, Slot::Active(Box::new(held)));
+                Some(recovered(Err(err)))
+            }
+        }
+    }
+
+    /// The body of `LocalAgent::inject`, once the id is reserved with `Slot::Injecting`.
+    fn inject(&self, req: InjectRequest) -> Result<Applied, FaultError> {
+        let InjectRequest {
+            run_id,
+            fault_id,
+            spec,
+            seed,
+            hold,
+        } = req;
+        let undo = match fault::plan(&fault_id, &spec, seed) {
+            Ok(undo) => undo,
+            Err(err) => return Err(self.forget(&fault_id, err)),
+        };
+        let mut entry = Entry {
+            run_id,
+            fault_id: fault_id.clone(),
+            spec,
+            undo,
+            state: EntryState::Planned,
+            created_at: Utc::now(),
+            applied_at: None,
+            end_at: None,
+            owner: self.owner,
+        };
+        if let Err(err) = self.journal.write(&entry) {
+            return Err(self.forget(&fault_id, err));
+        }
+
+        let injected = match fault::inject(&entry.spec, &entry.undo) {
+            Ok(injected) => injected,
+            Err(err) => {
+                // Undo whatever half of it happened; the journal entry stays until that worked.
+                match fault::revert(&entry.undo) {
+                    Ok(_) => {
+                        if let Err(journal_err) = self.journal.remove(&fault_id) {
+                            warn!(fault_id, error = %journal_err, "failed to remove journal entry");
+                        }
+                        return Err(self.forget(&fault_id, err));
+                    }
+                    Err(cleanup) => {
+                        warn!(fault_id, error = %cleanup, "failed to undo a failed injection; kept active");
+                        entry.applied_at = Some(entry.created_at);
+                        self.set(
+                            &fault_id,
+                            Slot::Active(Box::new(Held {
+                                fault: active_fault(&entry),
+                                undo: entry.undo.clone(),
+                                next_try: None,
+                                failures: 1,
+                            })),
+                        );
+                        return Err(err);
+                    }
+                }
+            }
+        };
+
+        let applied_at = Utc::now();
+        let end_at = hold.map(|d| applied_at + TimeDelta::from_std(d).unwrap_or(TimeDelta::MAX));
+        entry.state = EntryState::Applied;
+        entry.applied_at = Some(applied_at);
+        entry.end_at = end_at;
+        if let Err(err) = self.journal.write(&entry) {
+            // The planned entry already holds the undo data: recovery still works.
+            warn!(fault_id, error = %err, "failed to mark journal entry applied");
+        }
+        self.set(
+            &fault_id,
+            Slot::Active(Box::new(Held {
+                fault: active_fault(&entry),
+                undo: entry.undo,
+                next_try: end_at,
+                failures: 0,
+            })),
+        );
+        Ok(Applied {
+            fault_id,
+            applied_at,
+            mechanism: injected.mechanism,
+            affected: injected.affected,
+            verified: injected.verified,
+            detail: injected.detail,
+        })
+    }
+
+    fn revert(&self, fault_id: &str, by: RevertedBy) -> Result<Reverted, FaultError> {
+        let mut table = lock(&self.table);
+        let mut held = loop {
+            match table.faults.get(fault_id) {
+                None => {
+                    return Err(FaultError::UnknownFault {
+                        fault_id: fault_id.to_string(),
+                    });
+                }
+                Some(Slot::Reverted(reverted)) => return Ok(reverted.clone()),
+                Some(Slot::Injecting | Slot::Reverting(_)) => {
+                    table = self
+                        .changed
+                        .wait(table)
+                        .unwrap_or_else(PoisonError::into_inner);
+                }
+                Some(Slot::Active(held)) => {
+                    let reverting = Slot::Reverting(held.fault.clone());
+                    match table.faults.insert(fault_id.to_string(), reverting) {
+                        Some(Slot::Active(held)) => break held,
+                        _ => unreachable!("the slot was just seen active under the lock"),
+                    }
+                }
+            }
+        };
+        drop(table);
+
+        let result = fault::revert(&held.undo).map(|undone| {
+            let mut detail = undone.detail;
+            if let Err(err) = self.journal.remove(fault_id) {
+                detail.push_str(&format!(
+                    "; {err} (a later start reverts it again, harmlessly)"
+                ));
+            }
+            Reverted {
+                fault_id: fault_id.to_string(),
+                reverted_at: Utc::now(),
+                verified: undone.verified,
+                detail,
+                by,
+            }
+        });
+        match &result {
+            Ok(reverted) => self.set(fault_id, Slot::Reverted(reverted.clone())),
+            Err(err) => {
+                warn!(fault_id, error = %err, "revert failed; the fault stays active");
+                held.failures += 1;
+                held.next_try = held.fault.end_at.map(|end| {
+                    let backoff = TimeDelta::seconds(1 << held.failures.min(6));
+                    end.max(Utc::now() + backoff)
+                });
+                self.set(fault_id, Slot::Active(held));
+            }
+        }
+        result
+    }
+
+    fn revert_all(&self, by: RevertedBy) -> Vec<(String, Result<Reverted, FaultError>)> {
+        let mut ids: Vec<String> = lock(&self.table)
+            .faults
+            .iter()
+            .filter(|(_, slot)| !matches!(slot, Slot::Reverted(_)))
+            .map(|(id, _)| id.clone())
+            .collect();
+        ids.sort();
+        ids.into_iter()
+            .map(|id| {
+                let result = self.revert(&id, by);
+                (id, result)
+            })
+            .filter(|(_, result)| !matches!(result, Err(FaultError::UnknownFault { .. })))
+            .collect()
+    }
+
+    /// The end-time thread: reverts each fault when its `next_try` comes, until stopped.
+    fn run_timer(&self) {
+        let mut table = lock(&self.table);
+        loop {
+            if table.stopping {
+                return;
+            }
+            let next = table
+                .faults
+                .iter()
+                .filter_map(|(id, slot)| match slot {
+                    Slot::Active(held) => held.next_try.map(|at| (at, id.clone())),
+                    _ => None,
+                })
+                .min();
+            let now = Utc::now();
+            table = match next {
+                None => self
+                    .changed
+                    .wait(table)
+                    .unwrap_or_else(PoisonError::into_inner),
+                Some((at, fault_id)) if at <= now => {
+                    drop(table);
+                    match self.revert(&fault_id, RevertedBy::EndTime) {
+                        Ok(reverted) => info!(fault_id, by = ?reverted.by, "fault ended"),
+                        Err(err) => {
+                            warn!(fault_id, error = %err, "revert at end time failed; retrying")
+                        }
+                    }
+                    lock(&self.table)
+                }
+                Some((at, _)) => {
+                    let wait = (at - now).to_std().unwrap_or(Duration::ZERO);
+                    self.changed
+                        .wait_timeout(table, wait)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0
+                }
+            };
+        }
+    }
+
+    fn set(&self, fault_id: &str, slot: Slot) {
+        lock(&self.table).faults.insert(fault_id.to_string(), slot);
+        self.changed.notify_all();
+    }
+
+    /// Drops a fault that never reached the host, and passes its error on.
+    fn forget(&self, fault_id: &str, err: FaultError) -> FaultError {
+        lock(&self.table).faults.remove(fault_id);
+        self.changed.notify_all();
+        err
+    }
+}
+
+fn active_fault(entry: &Entry) -> ActiveFault {
+    ActiveFault {
+        fault_id: entry.fault_id.clone(),
+        run_id: entry.run_id.clone(),
+        spec: entry.spec.clone(),
+        applied_at: entry.applied_at.unwrap_or(entry.created_at),
+        end_at: entry.end_at,
+    }
+}
+
+/// Whether the agent that wrote a journal entry still holds it.
+fn owner_alive(owner: &Owner) -> bool {
+    let pid = std::process::id() as i32;
+    let ours =
+        owner.pid == pid && process::read(pid).is_some_and(|me| me.start_time == owner.start_time);
+    if ours {
+        lock(&LIVE).contains(&owner.instance)
+    } else {
+        process::is_same_process(owner.pid, owner.start_time)
+    }
+}
+
+/// Fault ids name files (journal entries, fill files): keep them plain.
+fn validate_fault_id(fault_id: &str) -> Result<(), FaultError> {
+    let plain = !fault_id.is_empty()
+        && fault_id.len() <= 128
+        && !fault_id.starts_with('.')
+        && fault_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if plain {
+        Ok(())
+    } else {
+        Err(FaultError::InvalidFaultId {
+            fault_id: fault_id.to_string(),
+        })
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fault_ids_must_be_plain() {
+        assert!(validate_fault_id("step-1.fault_0").is_ok());
+        for bad in ["", ".hidden", "a/b", "a b", &"x".repeat(129)] {
+            assert!(validate_fault_id(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn agent_is_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<LocalAgent>();
+    }
+}

@@ -1,0 +1,240 @@
+//! Finding processes in `/proc`: the selector lookup shared by the `kill` and `pause` faults and by
+//! `process` probes, and the pid-reuse guard (`pid` + `start_time`) that every revert relies on.
+//!
+//! **Invariant:** `find` never returns a zombie, a dead process, a kernel thread, this process or
+//! any of its ancestors, or a process named `chaosctl`, `chaosd` or `chaos-agent`.
+
+use std::collections::HashSet;
+use std::fs;
+use std::path::Path;
+
+use regex::Regex;
+
+use crate::error::FaultError;
+use crate::spec::ProcessSelector;
+
+/// Process names that are never a fault's target: our own tools.
+pub const PROTECTED_NAMES: [&str; 3] = ["chaosctl", "chaosd", "chaos-agent"];
+
+/// `PF_KTHREAD` in the flags field of `/proc/PID/stat`.
+const PF_KTHREAD: u64 = 0x0020_0000;
+
+/// One process as `/proc` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessInfo {
+    pub pid: i32,
+    pub ppid: i32,
+    /// The kernel's name for it (`/proc/PID/comm`, at most 15 bytes).
+    pub comm: String,
+    /// The arguments, `argv[0]` first; empty for zombies and kernel threads.
+    pub cmdline: Vec<String>,
+    /// `R`, `S`, `D`, `T`, `t`, `Z`, `X`, ... (field 3 of `/proc/PID/stat`).
+    pub state: char,
+    /// Start time in clock ticks since boot (field 22 of `/proc/PID/stat`): with the pid, it names
+    /// one process even after the pid is reused.
+    pub start_time: u64,
+}
+
+impl ProcessInfo {
+    /// `pid 123 (sleep)`, as reports list affected processes.
+    pub fn label(&self) -> String {
+        format!("pid {} ({})", self.pid, self.comm)
+    }
+
+    fn is_gone(&self) -> bool {
+        matches!(self.state, 'Z' | 'X' | 'x')
+    }
+}
+
+/// Reads one process; `None` when it does not exist (or exited while being read).
+pub fn read(pid: i32) -> Option<ProcessInfo> {
+    read_with_flags(pid).map(|(info, _)| info)
+}
+
+/// Whether `pid` is still the process that had `start_time`, and alive (not a zombie): false once it
+/// exited, even if its pid now belongs to another process.
+pub fn is_same_process(pid: i32, start_time: u64) -> bool {
+    read(pid).is_some_and(|p| p.start_time == start_time && !p.is_gone())
+}
+
+/// The live processes `selector` means, in ascending pid order (empty when none matches).
+///
+/// Errors only when the selector itself cannot be used: an unreadable or garbled pidfile, an invalid
+/// regex, or no `/proc`.
+pub fn find(selector: &ProcessSelector) -> Result<Vec<ProcessInfo>, FaultError> {
+    let excluded = own_lineage();
+    let candidates = match selector {
+        ProcessSelector::Pid(pid) => single(*pid),
+        ProcessSelector::Pidfile(path) => single(read_pidfile(path)?),
+        ProcessSelector::Name(name) => scan()?
+            .into_iter()
+            .filter(|p| matches_name(p, name))
+            .collect(),
+        ProcessSelector::Pattern(pattern) => {
+            let regex = Regex::new(pattern).map_err(|source| FaultError::InvalidPattern {
+                pattern: pattern.clone(),
+                source: Box::new(source),
+            })?;
+            scan()?
+                .into_iter()
+                .filter(|p| regex.is_match(&p.cmdline.join(" ")))
+                .collect()
+        }
+    };
+    Ok(candidates
+        .into_iter()
+        .filter(|p| !excluded.contains(&p.pid) && !PROTECTED_NAMES.contains(&p.comm.as_str()))
+        .collect())
+}
+
+/// The pid a pidfile holds.
+pub fn read_pidfile(path: &Path) -> Result<i32, FaultError> {
+    let text = fs::read_to_string(path).map_err(|source| FaultError::PidfileUnreadable {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let trimmed = text.trim();
+    match trimmed.parse::<i32>() {
+        Ok(pid) if pid > 0 => Ok(pid),
+        _ => Err(FaultError::PidfileGarbled {
+            path: path.to_path_buf(),
+            content: trimmed.chars().take(40).collect(),
+        }),
+    }
+}
+
+/// A single pid as a candidate list: it must be a live, user-space process (not a thread id).
+fn single(pid: i32) -> Vec<ProcessInfo> {
+    match read_with_flags(pid) {
+        Some((info, flags)) if is_candidate(&info, flags) && tgid(pid) == Some(pid) => vec![info],
+        _ => Vec::new(),
+    }
+}
+
+/// Every live user-space process, ascending by pid.
+fn scan() -> Result<Vec<ProcessInfo>, FaultError> {
+    let entries = fs::read_dir("/proc").map_err(|source| FaultError::Proc { source })?;
+    let mut pids: Vec<i32> = entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    pids.sort_unstable();
+    Ok(pids
+        .into_iter()
+        .filter_map(read_with_flags)
+        .filter(|(info, flags)| is_candidate(info, *flags))
+        .map(|(info, _)| info)
+        .collect())
+}
+
+fn is_candidate(info: &ProcessInfo, flags: u64) -> bool {
+    !info.is_gone() && flags & PF_KTHREAD == 0
+}
+
+fn matches_name(p: &ProcessInfo, name: &str) -> bool {
+    if p.comm == name {
+        return true;
+    }
+    if p.cmdline
+        .first()
+        .is_some_and(|argv0| file_name(argv0) == name)
+    {
+        return true;
+    }
+    fs::read_link(format!("/proc/{}/exe", p.pid)).is_ok_and(|exe| {
+        let exe = exe.to_string_lossy();
+        file_name(exe.strip_suffix(" (deleted)").unwrap_or(&exe)) == name
+    })
+}
+
+fn file_name(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
+
+/// This process and all its ancestors.
+fn own_lineage() -> HashSet<i32> {
+    let mut lineage = HashSet::new();
+    let mut pid = std::process::id() as i32;
+    while pid > 0 && lineage.insert(pid) {
+        match read(pid) {
+            Some(info) => pid = info.ppid,
+            None => break,
+        }
+    }
+    lineage
+}
+
+fn tgid(pid: i32) -> Option<i32> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("Tgid:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+fn read_with_flags(pid: i32) -> Option<(ProcessInfo, u64)> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (mut info, flags) = parse_stat(&stat)?;
+    if info.pid != pid {
+        return None;
+    }
+    if let Ok(raw) = fs::read(format!("/proc/{pid}/cmdline")) {
+        info.cmdline = raw
+            .split(|b| *b == 0)
+            .map(|arg| String::from_utf8_lossy(arg).into_owned())
+            .collect();
+        if info.cmdline.last().is_some_and(String::is_empty) {
+            info.cmdline.pop();
+        }
+    }
+    Some((info, flags))
+}
+
+/// Parses `/proc/PID/stat` (without the cmdline); the name may hold spaces and parentheses.
+fn parse_stat(stat: &str) -> Option<(ProcessInfo, u64)> {
+    let open = stat.find('(')?;
+    let close = stat.rfind(')')?;
+    let pid = stat[..open].trim().parse().ok()?;
+    let comm = stat.get(open + 1..close)?.to_string();
+    // Fields from 3 (state) on; field N is at index N - 3.
+    let rest: Vec<&str> = stat.get(close + 1..)?.split_whitespace().collect();
+    let state = rest.first()?.chars().next()?;
+    let ppid = rest.get(1)?.parse().ok()?;
+    let flags = rest.get(6)?.parse().ok()?;
+    let start_time = rest.get(19)?.parse().ok()?;
+    Some((
+        ProcessInfo {
+            pid,
+            ppid,
+            comm,
+            cmdline: Vec::new(),
+            state,
+            start_time,
+        },
+        flags,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_names_with_spaces_and_parentheses_parse() {
+        let stat = "4242 (a (b) c) S 1 4242 4242 0 -1 4194560 120 0 0 0 1 2 0 0 20 0 1 0 98765 \
+                    2453504 200 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 3 0 0 0 0 0";
+        let (info, flags) = parse_stat(stat).unwrap();
+        assert_eq!(info.pid, 4242);
+        assert_eq!(info.comm, "a (b) c");
+        assert_eq!(info.state, 'S');
+        assert_eq!(info.ppid, 1);
+        assert_eq!(flags, 4_194_560);
+        assert_eq!(info.start_time, 98765);
+    }
+
+    #[test]
+    fn own_process_reads_back() {
+        let me = read(std::process::id() as i32).unwrap();
+        assert!(is_same_process(me.pid, me.start_time));
+        assert!(!is_same_process(me.pid, me.start_time + 1));
+    }
+}

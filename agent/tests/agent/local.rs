@@ -1,0 +1,275 @@
+//! The local agent: pause/revert, end times, idempotent and concurrent reverts, crash recovery.
+
+use std::thread;
+use std::time::Duration;
+
+use agent::spec::{FaultKind, FaultSpec, NetScope, Pick, ProcessSelector};
+use agent::{FaultError, LocalAgent, RevertedBy};
+
+use crate::faults::{agent, request};
+use crate::support::{Spawned, eventually};
+
+fn pause(pid: i32) -> FaultSpec {
+    FaultSpec::Pause {
+        process: ProcessSelector::Pid(pid),
+        pick: Pick::All,
+    }
+}
+
+fn stopped(sleep: &Spawned) -> bool {
+    sleep.state() == Some('T')
+}
+
+#[test]
+fn pause_stops_and_revert_continues() {
+    let (agent, _state) = agent();
+    let (sleep, _) = Spawned::sleep();
+    let applied = agent.inject(request("pause-1", pause(sleep.pid))).unwrap();
+    assert!(applied.verified, "{}", applied.detail);
+    assert_eq!(applied.mechanism, "signal");
+    assert_eq!(applied.affected, [format!("pid {} (sleep)", sleep.pid)]);
+    assert!(stopped(&sleep));
+
+    let entry = agent.journal_dir().join("pause-1.json");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&entry).unwrap()).unwrap();
+    assert_eq!(json["state"], "applied");
+    assert_eq!(json["undo"]["processes"][0]["pid"], sleep.pid);
+    let active = agent.active();
+    assert_eq!(active.len(), 1);
+    assert_eq!(active[0].fault_id, "pause-1");
+    assert_eq!(active[0].end_at, None);
+
+    let reverted = agent.revert("pause-1").unwrap();
+    assert!(reverted.verified, "{}", reverted.detail);
+    assert_eq!(reverted.by, RevertedBy::Request);
+    eventually("sleep to be sleeping again", || sleep.state() == Some('S'));
+    assert!(!entry.exists());
+    assert!(agent.active().is_empty());
+    assert_eq!(
+        agent.revert("pause-1").unwrap(),
+        reverted,
+        "a second revert repeats the first"
+    );
+}
+
+#[test]
+fn a_process_that_dies_while_paused_is_fine() {
+    let (agent, _state) = agent();
+    let (mut sleep, _) = Spawned::sleep();
+    agent
+        .inject(request("pause-dies", pause(sleep.pid)))
+        .unwrap();
+    sleep.child.kill().unwrap();
+    sleep.child.wait().unwrap();
+    let reverted = agent.revert("pause-dies").unwrap();
+    assert!(reverted.verified);
+    assert!(
+        reverted.detail.contains("exited while paused"),
+        "{}",
+        reverted.detail
+    );
+}
+
+#[test]
+fn the_agent_reverts_at_the_end_time_on_its_own() {
+    let (agent, _state) = agent();
+    let (sleep, _) = Spawned::sleep();
+    let mut req = request("held", pause(sleep.pid));
+    req.hold = Some(Duration::from_millis(300));
+    let applied = agent.inject(req).unwrap();
+    assert!(stopped(&sleep));
+    let end_at = agent.active()[0].end_at.unwrap();
+    assert_eq!(
+        end_at - applied.applied_at,
+        chrono::TimeDelta::milliseconds(300)
+    );
+    eventually("the agent to continue sleep", || sleep.state() == Some('S'));
+    let reverted = agent.revert("held").unwrap();
+    assert_eq!(reverted.by, RevertedBy::EndTime);
+    assert!(reverted.reverted_at >= end_at);
+    assert!(agent.active().is_empty());
+}
+
+#[test]
+fn concurrent_reverts_revert_once() {
+    let (agent, _state) = agent();
+    let (sleep, _) = Spawned::sleep();
+    let mut req = request("raced", pause(sleep.pid));
+    req.hold = Some(Duration::from_millis(20));
+    agent.inject(req).unwrap();
+    let results: Vec<_> = (0..8)
+        .map(|_| {
+            let agent = agent.clone();
+            thread::spawn(move || agent.revert("raced").unwrap())
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|t| t.join().unwrap())
+        .collect();
+    assert!(results.iter().all(|r| *r == results[0]), "{results:#?}");
+    assert_eq!(agent.revert_all().len(), 0);
+    eventually("sleep to run", || sleep.state() == Some('S'));
+}
+
+#[test]
+fn revert_all_reverts_every_active_fault() {
+    let (agent, _state) = agent();
+    let (a, _) = Spawned::sleep();
+    let (b, _) = Spawned::sleep();
+    agent.inject(request("a", pause(a.pid))).unwrap();
+    agent.inject(request("b", pause(b.pid))).unwrap();
+    let all = agent.revert_all();
+    assert_eq!(
+        all.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>(),
+        ["a", "b"]
+    );
+    assert!(
+        all.iter()
+            .all(|(_, r)| r.as_ref().is_ok_and(|r| r.verified))
+    );
+    assert!(!stopped(&a) && !stopped(&b));
+}
+
+#[test]
+fn dropping_the_agent_reverts_its_faults() {
+    let (agent, _state) = agent();
+    let (sleep, _) = Spawned::sleep();
+    agent.inject(request("dropped", pause(sleep.pid))).unwrap();
+    drop(agent);
+    eventually("sleep to run", || sleep.state() == Some('S'));
+}
+
+#[test]
+fn a_pause_left_by_a_crash_is_reverted_at_the_next_open() {
+    let state = tempfile::tempdir().unwrap();
+    let (sleep, _) = Spawned::sleep();
+    let (first, recovered) = LocalAgent::open(state.path()).unwrap();
+    assert!(recovered.is_empty());
+    first.inject(request("crashed", pause(sleep.pid))).unwrap();
+    first.abandon();
+    assert!(stopped(&sleep), "a crash leaves the process stopped");
+
+    let (second, recovered) = LocalAgent::open(state.path()).unwrap();
+    assert_eq!(recovered.len(), 1);
+    assert_eq!(recovered[0].fault_id, "crashed");
+    assert_eq!(recovered[0].run_id, "run-1");
+    assert_eq!(
+        recovered[0].fault,
+        format!("pause pid {} (pick all)", sleep.pid)
+    );
+    let reverted = recovered[0].result.as_ref().unwrap();
+    assert_eq!(reverted.by, RevertedBy::Recovery);
+    assert!(reverted.verified, "{}", reverted.detail);
+    eventually("sleep to run again", || sleep.state() == Some('S'));
+    assert_eq!(std::fs::read_dir(second.journal_dir()).unwrap().count(), 0);
+    assert_eq!(second.revert("crashed").unwrap().by, RevertedBy::Recovery);
+}
+
+#[test]
+fn faults_of_a_live_agent_are_not_recovered_by_another() {
+    let state = tempfile::tempdir().unwrap();
+    let (sleep, _) = Spawned::sleep();
+    let (first, _) = LocalAgent::open(state.path()).unwrap();
+    first.inject(request("mine", pause(sleep.pid))).unwrap();
+    let (second, recovered) = LocalAgent::open(state.path()).unwrap();
+    assert!(recovered.is_empty());
+    assert!(stopped(&sleep));
+    drop(second);
+    assert!(stopped(&sleep), "the second agent held nothing");
+    first.revert("mine").unwrap();
+    assert!(!stopped(&sleep));
+}
+
+#[test]
+fn an_unreadable_journal_entry_is_reported() {
+    let state = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(state.path().join("journal")).unwrap();
+    let bad = state.path().join("journal/broken.json");
+    std::fs::write(&bad, "{\"run_id\": ").unwrap();
+    let (_agent, recovered) = LocalAgent::open(state.path()).unwrap();
+    assert_eq!(recovered.len(), 1);
+    assert_eq!(recovered[0].fault_id, "broken");
+    let err = recovered[0].result.as_ref().unwrap_err();
+    assert!(matches!(err, FaultError::JournalCorrupt { .. }), "{err:?}");
+    assert!(
+        err.to_string()
+            .contains("undo its fault by hand, then delete the file"),
+        "{err}"
+    );
+    assert!(bad.exists());
+}
+
+#[test]
+fn nothing_matching_is_an_error_and_journals_nothing() {
+    let (agent, _state) = agent();
+    let spec = FaultSpec::Pause {
+        process: ProcessSelector::Pattern("^no-such-process-[0-9]{40}$".into()),
+        pick: Pick::All,
+    };
+    let err = agent.check(&spec).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "no process matches pattern `^no-such-process-[0-9]{40}$`; check that it is running, or fix the selector"
+    );
+    assert!(matches!(
+        agent.inject(request("none", spec)),
+        Err(FaultError::NoProcessMatches { .. })
+    ));
+    assert!(agent.active().is_empty());
+    assert_eq!(std::fs::read_dir(agent.journal_dir()).unwrap().count(), 0);
+    assert!(matches!(
+        agent.revert("none"),
+        Err(FaultError::UnknownFault { .. })
+    ));
+}
+
+#[test]
+fn fault_ids_are_unique_and_plain() {
+    let (agent, _state) = agent();
+    let (sleep, _) = Spawned::sleep();
+    agent.inject(request("once", pause(sleep.pid))).unwrap();
+    let err = agent.inject(request("once", pause(sleep.pid))).unwrap_err();
+    assert!(matches!(err, FaultError::DuplicateFault { .. }), "{err:?}");
+    let err = agent
+        .inject(request("../escape", pause(sleep.pid)))
+        .unwrap_err();
+    assert!(matches!(err, FaultError::InvalidFaultId { .. }), "{err:?}");
+    agent.revert("once").unwrap();
+}
+
+#[test]
+fn network_kinds_are_unsupported_with_a_reason() {
+    let (agent, _state) = agent();
+    let spec = FaultSpec::Latency {
+        delay: Duration::from_millis(200),
+        jitter: Duration::ZERO,
+        scope: NetScope::default(),
+    };
+    let expected = "`latency` faults need the chaos-agent network executors, which this build's \
+                    local agent does not have yet; run it against a chaos-agent host or remove the step";
+    assert_eq!(agent.check(&spec).unwrap_err().to_string(), expected);
+    assert_eq!(
+        agent.inject(request("lat", spec)).unwrap_err().to_string(),
+        expected
+    );
+    assert_eq!(std::fs::read_dir(agent.journal_dir()).unwrap().count(), 0);
+
+    let caps = agent.capabilities();
+    let by_kind = |kind| caps.kinds.iter().find(|k| k.kind == kind).unwrap();
+    assert!(by_kind(FaultKind::Pause).supported);
+    assert_eq!(
+        by_kind(FaultKind::FillDisk).mechanism.as_deref(),
+        Some("fallocate")
+    );
+    let latency = by_kind(FaultKind::Latency);
+    assert!(!latency.supported);
+    assert!(
+        latency
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("network executors")
+    );
+    assert_eq!(caps.kinds.len(), 6);
+}

@@ -1,0 +1,6 @@
+//! The agent's integration tests: real processes, real files, a real tmpfs (when root).
+
+mod faults;
+mod local;
+mod process;
+mod support;

@@ -1,0 +1,123 @@
+use std::fs;
+
+use agent::FaultError;
+use agent::process::{self, find, is_same_process};
+use agent::spec::ProcessSelector;
+
+use crate::support::{Spawned, eventually};
+
+fn pids(selector: ProcessSelector) -> Vec<i32> {
+    find(&selector)
+        .unwrap()
+        .into_iter()
+        .map(|p| p.pid)
+        .collect()
+}
+
+#[test]
+fn a_spawned_sleep_is_found_by_name_pattern_pid_and_pidfile() {
+    let (sleep, arg) = Spawned::sleep();
+    assert!(pids(ProcessSelector::Name("sleep".into())).contains(&sleep.pid));
+    assert_eq!(
+        pids(ProcessSelector::Pattern(format!(
+            "^sleep {}$",
+            regex::escape(&arg)
+        ))),
+        [sleep.pid]
+    );
+    assert_eq!(pids(ProcessSelector::Pid(sleep.pid)), [sleep.pid]);
+
+    let dir = tempfile::tempdir().unwrap();
+    let pidfile = dir.path().join("sleep.pid");
+    fs::write(&pidfile, format!("  {}\n", sleep.pid)).unwrap();
+    assert_eq!(pids(ProcessSelector::Pidfile(pidfile)), [sleep.pid]);
+
+    let info = process::read(sleep.pid).unwrap();
+    assert_eq!(info.comm, "sleep");
+    assert_eq!(info.cmdline, ["sleep", arg.as_str()]);
+    assert_eq!(info.ppid, std::process::id() as i32);
+    assert!(info.start_time > 0);
+    assert!(is_same_process(sleep.pid, info.start_time));
+}
+
+#[test]
+fn matches_come_in_ascending_pid_order() {
+    let found = find(&ProcessSelector::Pattern(".".into())).unwrap();
+    assert!(found.windows(2).all(|w| w[0].pid < w[1].pid));
+}
+
+#[test]
+fn missing_and_garbled_pidfiles_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.pid");
+    let err = find(&ProcessSelector::Pidfile(missing.clone())).unwrap_err();
+    assert!(
+        matches!(err, FaultError::PidfileUnreadable { .. }),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string()
+            .starts_with(&format!("cannot read pidfile `{}`", missing.display()))
+    );
+
+    let garbled = dir.path().join("garbled.pid");
+    fs::write(&garbled, "not-a-pid\n").unwrap();
+    let err = find(&ProcessSelector::Pidfile(garbled.clone())).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "pidfile `{}` holds `not-a-pid`, not a pid; point the selector at the service's pidfile",
+            garbled.display()
+        )
+    );
+}
+
+#[test]
+fn an_invalid_pattern_is_an_error() {
+    let err = find(&ProcessSelector::Pattern("(".into())).unwrap_err();
+    assert!(
+        err.to_string().starts_with("invalid process pattern `(`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn our_own_process_and_its_ancestors_never_match() {
+    let me = process::read(std::process::id() as i32).unwrap();
+    let mut lineage = vec![me.pid];
+    let mut pid = me.ppid;
+    while pid > 0 {
+        lineage.push(pid);
+        pid = process::read(pid).map_or(0, |p| p.ppid);
+    }
+    let everything = pids(ProcessSelector::Pattern("".into()));
+    assert!(!everything.is_empty());
+    for pid in &lineage {
+        assert!(!everything.contains(pid), "ancestor {pid} matched");
+        assert!(
+            pids(ProcessSelector::Pid(*pid)).is_empty(),
+            "pid {pid} matched"
+        );
+    }
+    assert!(!pids(ProcessSelector::Name(me.comm.clone())).contains(&me.pid));
+}
+
+#[test]
+fn zombies_never_match() {
+    let mut child = Spawned::new(&["sh", "-c", "exit 0"]);
+    let pid = child.pid;
+    eventually("the child to be a zombie", || child.state() == Some('Z'));
+    assert!(pids(ProcessSelector::Pid(pid)).is_empty());
+    assert!(!pids(ProcessSelector::Name("sh".into())).contains(&pid));
+    let start = process::read(pid).unwrap().start_time;
+    assert!(!is_same_process(pid, start), "a zombie is not alive");
+    child.child.wait().unwrap();
+    assert!(process::read(pid).is_none());
+}
+
+#[test]
+fn nonexistent_pids_match_nothing() {
+    assert!(pids(ProcessSelector::Pid(i32::MAX)).is_empty());
+    assert!(process::read(i32::MAX).is_none());
+    assert!(!is_same_process(i32::MAX, 1));
+}
