@@ -197,7 +197,7 @@ impl LocalAgent {
         });
         let recovered = loaded
             .into_iter()
-            .filter_map(|loaded| inner.recover(loaded))
+            .filter_map(|loaded| inner.recover(loaded, false))
             .collect();
         let for_thread = Arc::clone(&inner);
         let timer = match thread::Builder::new()
@@ -219,6 +219,28 @@ impl LocalAgent {
             timer: Mutex::new(Some(timer)),
         });
         Ok((LocalAgent { handle }, recovered))
+    }
+
+    /// Break glass: reverts every fault in the journal, including those a live agent (another
+    /// chaosctl's run, say) still holds, then this agent's own. That agent's own later revert
+    /// finds the fault gone and does no harm.
+    pub fn revert_everything(&self) -> Result<Vec<Recovered>, FaultError> {
+        let inner = &self.handle.inner;
+        let mut reverted: Vec<Recovered> = inner
+            .journal
+            .load()?
+            .into_iter()
+            .filter_map(|loaded| inner.recover(loaded, true))
+            .collect();
+        for (fault_id, result) in self.revert_all() {
+            reverted.push(Recovered {
+                fault_id,
+                run_id: String::new(),
+                fault: String::new(),
+                result,
+            });
+        }
+        Ok(reverted)
     }
 
     /// Which kinds this agent can inject, how, and why not.
@@ -345,7 +367,9 @@ impl Drop for Handle {
 }
 
 impl Inner {
-    fn recover(&self, loaded: Loaded) -> Option<Recovered> {
+    /// Reverts a journal entry left by another agent. Unless `force`, entries whose agent is
+    /// still alive are left alone.
+    fn recover(&self, loaded: Loaded, force: bool) -> Option<Recovered> {
         let entry = match loaded {
             Loaded::Corrupt {
                 path,
@@ -361,7 +385,10 @@ impl Inner {
             }
             Loaded::Entry(entry) => *entry,
         };
-        if entry.owner != self.owner && owner_alive(&entry.owner) {
+        if entry.owner == self.owner {
+            return None;
+        }
+        if !force && owner_alive(&entry.owner) {
             info!(
                 fault_id = entry.fault_id,
                 owner = entry.owner.pid,

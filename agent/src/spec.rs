@@ -210,7 +210,12 @@ impl fmt::Display for FaultSpec {
             } => write!(f, "kill {signal} to {process} (pick {pick})"),
             FaultSpec::Pause { process, pick } => write!(f, "pause {process} (pick {pick})"),
             FaultSpec::Latency { delay, jitter, .. } => {
-                write!(f, "latency {}ms ± {}ms", delay.as_millis(), jitter.as_millis())
+                write!(
+                    f,
+                    "latency {}ms ± {}ms",
+                    delay.as_millis(),
+                    jitter.as_millis()
+                )
             }
             FaultSpec::Loss { share, .. } => write!(f, "loss {share}%"),
             FaultSpec::Drop { mode, .. } => write!(f, "drop ({mode:?})"),

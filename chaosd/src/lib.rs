@@ -2,6 +2,7 @@
 //! and reports. `chaosctl` runs this engine in-process; the `chaosd` service runs the same engine.
 
 pub mod child;
+pub mod engine;
 pub mod probe;
 pub mod report;
 pub mod scenario;

@@ -1,3 +1,123 @@
 //! Scenario files: the YAML surface, its checks, and the validated model a run works from.
+//!
+//! [`load`] reads a file (and an optional inventory), checks it against spec v1 and resolves it
+//! into a [`model::Scenario`]; every problem found is reported at once in a [`ScenarioError`],
+//! each at `FILE:LINE:COLUMN` with the source line and a caret.
+//!
+//! `${NAME}` in any string value is replaced by `LoadOptions::vars[NAME]`, else the environment
+//! variable NAME; `${NAME:-default}` (an extension of spec v1) falls back to `default`, and `$${`
+//! is a literal `${` (see [`vars`]).
 
+pub mod error;
 pub mod model;
+mod raw;
+mod validate;
+pub mod values;
+pub mod vars;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+pub use error::{Problem, ScenarioError};
+pub use values::{format_duration, parse_duration};
+
+use validate::Source;
+
+/// What a scenario is loaded with besides its file.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// `--var NAME=VALUE`: looked up before the environment for `${NAME}`.
+    pub vars: BTreeMap<String, String>,
+    /// `--inventory FILE`: more `hosts:` and `targets:`.
+    pub inventory: Option<PathBuf>,
+}
+
+/// Reads, checks and resolves the scenario at `path`.
+pub fn load(path: &Path, opts: &LoadOptions) -> Result<model::Scenario, ScenarioError> {
+    let bytes = std::fs::read(path).map_err(|err| ScenarioError::io(path, &err))?;
+    load_bytes(path, &bytes, opts)
+}
+
+/// Checks and resolves a scenario given as text; `path_for_messages` names it in errors and its
+/// folder is the scenario's `base_dir`.
+pub fn load_str(
+    path_for_messages: &Path,
+    text: &str,
+    opts: &LoadOptions,
+) -> Result<model::Scenario, ScenarioError> {
+    load_bytes(path_for_messages, text.as_bytes(), opts)
+}
+
+fn load_bytes(
+    path: &Path,
+    bytes: &[u8],
+    opts: &LoadOptions,
+) -> Result<model::Scenario, ScenarioError> {
+    let sha256 = Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<String>();
+    let text = String::from_utf8_lossy(bytes).into_owned();
+    let abs_path = absolute(path);
+    let mut srcs = vec![Source {
+        display: path.to_path_buf(),
+        text,
+        base_dir: folder_of(&abs_path),
+    }];
+    if let Some(inventory) = &opts.inventory {
+        let text =
+            std::fs::read_to_string(inventory).map_err(|err| ScenarioError::io(inventory, &err))?;
+        srcs.push(Source {
+            display: inventory.clone(),
+            text,
+            base_dir: folder_of(&absolute(inventory)),
+        });
+    }
+    let fail = |found: Vec<validate::Found>, srcs: &[Source]| {
+        let sources = srcs
+            .iter()
+            .map(|s| (s.display.clone(), s.text.clone()))
+            .collect();
+        ScenarioError::new(found, sources)
+    };
+    let file = validate::parse_yaml::<raw::FileRaw>(&srcs[0]).map_err(|f| fail(vec![f], &srcs))?;
+    let inventory = match srcs.get(1) {
+        Some(src) => {
+            Some(validate::parse_yaml::<raw::InventoryRaw>(src).map_err(|f| fail(vec![f], &srcs))?)
+        }
+        None => None,
+    };
+    let input = validate::Input {
+        srcs: &srcs,
+        file,
+        inventory,
+        vars: &opts.vars,
+        path: abs_path,
+        sha256,
+    };
+    validate::resolve(input).map_err(|found| fail(found, &srcs))
+}
+
+/// `path` made absolute (canonical when it exists).
+fn absolute(path: &Path) -> PathBuf {
+    if let Ok(canonical) = path.canonicalize() {
+        return canonical;
+    }
+    if path.is_absolute() {
+        return path.to_path_buf();
+    }
+    std::env::current_dir()
+        .map(|cwd| cwd.join(path))
+        .unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// The folder of an absolute file path, canonical when it exists.
+fn folder_of(abs_file: &Path) -> PathBuf {
+    let dir = abs_file.parent().unwrap_or(Path::new("/"));
+    dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf())
+}

@@ -1,0 +1,158 @@
+//! The command line as clap sees it. Doc comments here are the `--help` text.
+
+use std::path::PathBuf;
+
+use clap::{Args as ClapArgs, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "chaosctl",
+    version,
+    about = "Run game days and chaos experiments: inject faults, watch a steady-state hypothesis, revert everything, report",
+    after_help = "Exit codes of `run`: 0 passed, 1 deviated, 2 invalid, 3 aborted, 4 not steady, 5 error, 6 faults may be left in place.\nOther commands: 0 success, 2 invalid input, 5 failure."
+)]
+pub struct Args {
+    /// Where the run history and the local agent's fault journal live.
+    #[arg(long, global = true, env = "CHAOS_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check scenario files without touching any host.
+    Validate {
+        /// Scenario files to check.
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+        #[command(flatten)]
+        load: LoadArgs,
+    },
+    /// Show what a run would do: hosts, picks, steps, timings. Injects nothing.
+    Plan {
+        /// The scenario file.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        #[command(flatten)]
+        load: LoadArgs,
+        /// The seed for random picks (default: the file's, else a random one).
+        #[arg(long)]
+        seed: Option<u64>,
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Run a scenario: set up, check, inject, observe, revert, tear down, report.
+    Run(RunArgs),
+    /// List past runs, newest first.
+    Runs {
+        /// How many runs to show.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Print a stored report.
+    Report {
+        /// A run id, a unique prefix of one, or `latest`.
+        #[arg(value_name = "RUN")]
+        run: String,
+        #[arg(long, value_enum, default_value_t = ReportFormat::Md)]
+        format: ReportFormat,
+        /// Write to this file instead of standard output.
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Break glass: revert every fault the local journal holds, from any run.
+    Revert {
+        /// Revert all of them (required, so nobody reverts by accident).
+        #[arg(long, required = true)]
+        all: bool,
+        /// Also ask every agent of this inventory (remote agents arrive with chaos-agent).
+        #[arg(long, value_name = "FILE")]
+        inventory: Option<PathBuf>,
+    },
+}
+
+/// How scenario files are read.
+#[derive(Debug, Clone, ClapArgs)]
+pub struct LoadArgs {
+    /// Set a `${NAME}` variable (repeatable).
+    #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_key_value)]
+    pub vars: Vec<(String, String)>,
+    /// Hosts and targets to add to the scenario's own.
+    #[arg(long, value_name = "FILE")]
+    pub inventory: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, ClapArgs)]
+pub struct RunArgs {
+    /// The scenario file.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub load: LoadArgs,
+    /// The seed for random picks (default: the file's, else a random one).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// A label recorded in the report and the history (repeatable).
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub labels: Vec<(String, String)>,
+    /// Where report folders go.
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "chaos-reports",
+        env = "CHAOS_REPORT_DIR"
+    )]
+    pub report_dir: PathBuf,
+    /// Do everything but inject: setup, preflight and checks run; faults are recorded as skipped.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Do not ask before injecting.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// `text` for people (live progress on a terminal), `json` for machines (JSON lines).
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    Json,
+    Md,
+    Junit,
+}
+
+fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("expected NAME=VALUE, got `{s}`")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Args::command().debug_assert();
+    }
+
+    #[test]
+    fn key_values_need_an_equals_sign() {
+        assert_eq!(parse_key_value("a=b=c"), Ok(("a".into(), "b=c".into())));
+        assert!(parse_key_value("a").is_err());
+        assert!(parse_key_value("=b").is_err());
+    }
+}

@@ -1,0 +1,81 @@
+//! One module per command. Each returns the process's exit code; errors are printed here, once,
+//! with their whole context chain.
+
+mod plan;
+mod report;
+mod revert;
+mod run;
+mod runs;
+mod validate;
+
+use std::collections::BTreeMap;
+
+use crate::args::{Args, Command, LoadArgs};
+
+/// Exit codes shared by every command but `run`, whose codes follow its verdict.
+pub const EXIT_OK: u8 = 0;
+pub const EXIT_INVALID: u8 = 2;
+pub const EXIT_FAILED: u8 = 5;
+
+/// Why a command failed: the user's input (2) or the work itself (5).
+pub enum Failure {
+    Invalid(anyhow::Error),
+    Failed(anyhow::Error),
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(err: anyhow::Error) -> Failure {
+        Failure::Failed(err)
+    }
+}
+
+pub async fn dispatch(args: Args) -> u8 {
+    let state_dir = args.state_dir.clone();
+    let result = match args.command {
+        Command::Validate { files, load } => validate::run(&files, &load),
+        Command::Plan {
+            file,
+            load,
+            seed,
+            output,
+        } => plan::run(&file, &load, seed, output),
+        Command::Run(run_args) => run::run(run_args, state_dir.as_deref()).await,
+        Command::Runs { limit, output } => runs::run(state_dir.as_deref(), limit, output),
+        Command::Report {
+            run,
+            format,
+            output,
+        } => report::run(state_dir.as_deref(), &run, format, output.as_deref()),
+        Command::Revert { all: _, inventory } => {
+            revert::run(state_dir.as_deref(), inventory.as_deref())
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(Failure::Invalid(err)) => {
+            eprintln!("{err:#}");
+            EXIT_INVALID
+        }
+        Err(Failure::Failed(err)) => {
+            eprintln!("chaosctl: {err:#}");
+            EXIT_FAILED
+        }
+    }
+}
+
+/// Load options from the command line.
+pub fn load_options(load: &LoadArgs) -> chaosd::scenario::LoadOptions {
+    chaosd::scenario::LoadOptions {
+        vars: load.vars.iter().cloned().collect::<BTreeMap<_, _>>(),
+        inventory: load.inventory.clone(),
+    }
+}
+
+/// Loads a scenario, or a `Failure::Invalid` whose message points into the file.
+pub fn load_scenario(
+    file: &std::path::Path,
+    load: &LoadArgs,
+) -> Result<chaosd::scenario::model::Scenario, Failure> {
+    chaosd::scenario::load(file, &load_options(load))
+        .map_err(|err| Failure::Invalid(anyhow::anyhow!("{err}")))
+}

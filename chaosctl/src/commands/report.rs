@@ -1,0 +1,50 @@
+//! `chaosctl report RUN`: a stored report, rendered from the history.
+
+use std::path::Path;
+
+use anyhow::Context;
+
+use super::{EXIT_OK, Failure};
+use crate::args::ReportFormat;
+use crate::state;
+
+pub fn run(
+    state_dir: Option<&Path>,
+    run: &str,
+    format: ReportFormat,
+    output: Option<&Path>,
+) -> Result<u8, Failure> {
+    let state_dir = state::state_dir(state_dir)?;
+    state::open_agent(&state_dir)?;
+    let store = state::open_store(&state_dir)?;
+    let (record, report) = match store.get(run) {
+        Ok(Some(found)) => found,
+        Ok(None) => {
+            return Err(Failure::Invalid(anyhow::anyhow!(
+                "chaosctl: no run `{run}` in the history at `{}`; `chaosctl runs` lists them",
+                state_dir.display()
+            )));
+        }
+        Err(err) => return Err(Failure::Invalid(err)),
+    };
+    let Some(report) = report else {
+        return Err(Failure::Failed(anyhow::anyhow!(
+            "run {} has no report yet ({}); it may still be running",
+            record.run_id,
+            record.verdict.map(|v| v.as_str()).unwrap_or("running")
+        )));
+    };
+    let text = match format {
+        ReportFormat::Json => {
+            serde_json::to_string_pretty(&report).context("cannot render JSON")? + "\n"
+        }
+        ReportFormat::Md => chaosd::report::markdown::render(&report),
+        ReportFormat::Junit => chaosd::report::junit::render(&report),
+    };
+    match output {
+        Some(path) => std::fs::write(path, text)
+            .with_context(|| format!("cannot write `{}`", path.display()))?,
+        None => print!("{text}"),
+    }
+    Ok(EXIT_OK)
+}

@@ -1,0 +1,218 @@
+//! `chaosctl run FILE`: one game day on this machine, through the built-in `local` agent.
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use chaosd::engine::hosts::Hosts;
+use chaosd::engine::plan::Plan;
+use chaosd::engine::{self, Abort, RunSpec};
+use chaosd::report::model::{Cause, Report};
+use chaosd::report::writer::ReportDir;
+use chrono::Utc;
+use tokio::signal::unix::{SignalKind, signal};
+
+use super::plan::{choose_seed, render};
+use super::{EXIT_OK, Failure, load_scenario};
+use crate::args::{Output, RunArgs};
+use crate::{output, state};
+
+pub async fn run(args: RunArgs, state_dir: Option<&Path>) -> Result<u8, Failure> {
+    let scenario = load_scenario(&args.file, &args.load)?;
+    if scenario.monkey.is_some() {
+        return Err(Failure::Invalid(anyhow::anyhow!(
+            "{}: this is a monkey file (it has `monkey:` instead of `steps:`); run it with `chaosctl monkey`",
+            args.file.display()
+        )));
+    }
+    let seed = choose_seed(args.seed, &scenario);
+    let state_dir = state::state_dir(state_dir)?;
+    let (agent, recovered) = state::open_agent(&state_dir)?;
+    let store = state::open_store(&state_dir)?;
+
+    let plan = Plan::resolve(&scenario, seed);
+    let injects = plan.steps.iter().any(|s| !s.faults.is_empty());
+    if injects && !args.yes && !args.dry_run && std::io::stdin().is_terminal() {
+        eprint!("{}", render(&scenario, &plan));
+        if !confirm("\nInject these faults? [y/N] ").await {
+            eprintln!("chaosctl: not started; nothing was injected");
+            return Ok(EXIT_OK);
+        }
+    }
+
+    let run_id = new_run_id();
+    let report_dir = ReportDir::create(&args.report_dir, &run_id).with_context(|| {
+        format!(
+            "cannot create the report folder in `{}`; pass --report-dir to use another",
+            args.report_dir.display()
+        )
+    })?;
+    let report_path = report_dir.path().to_path_buf();
+    let labels: BTreeMap<String, String> = args.labels.iter().cloned().collect();
+    store.begin(
+        &run_id,
+        &scenario.name,
+        &scenario.path.display().to_string(),
+        Utc::now(),
+        &labels,
+        args.dry_run,
+        &report_path.display().to_string(),
+    )?;
+
+    let abort = Abort::new();
+    listen_for_signals(abort.clone())?;
+    let observer: Arc<dyn engine::live::Observer> = Arc::from(output::observer(args.output));
+    let spec = RunSpec {
+        run_id: run_id.clone(),
+        seed,
+        labels,
+        dry_run: args.dry_run,
+        user: user_name(),
+        host: host_name(),
+    };
+    let scenario = Arc::new(scenario);
+    let hosts = Hosts::new(agent, scenario.clone());
+    let result = engine::run(
+        scenario,
+        spec,
+        hosts,
+        report_dir,
+        observer.clone(),
+        abort,
+        recovered,
+    )
+    .await;
+    drop(observer);
+    let report = result.report;
+    let mut report_dir = result.report_dir;
+    let written = report_dir.write_report(&report);
+    let stored = store.finish(&report, &report_path.display().to_string());
+    let code = report.exit_code();
+    match args.output {
+        Output::Text => print_summary(&report),
+        Output::Json => println!(
+            "{}",
+            serde_json::json!({
+                "type": "result",
+                "run_id": report.run_id,
+                "verdict": report.verdict,
+                "cause": report.cause,
+                "reason": report.reason,
+                "exit_code": code,
+                "faults_left": report.faults_left,
+                "report_dir": report_path.display().to_string(),
+            })
+        ),
+    }
+    if let Err(err) = written {
+        eprintln!(
+            "chaosctl: could not write the report into `{}`: {err}; `chaosctl report {}` still has it",
+            report_path.display(),
+            report.run_id
+        );
+    }
+    if let Err(err) = stored {
+        eprintln!("chaosctl: could not record the run in the history: {err:#}");
+    }
+    if args.output == Output::Text {
+        println!("{}", report_path.display());
+    }
+    Ok(code)
+}
+
+/// Asks on the terminal; anything but y/yes is a no.
+async fn confirm(question: &str) -> bool {
+    eprint!("{question}");
+    let _ = std::io::stderr().flush();
+    tokio::task::spawn_blocking(|| {
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer).ok();
+        matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes")
+    })
+    .await
+    .unwrap_or(false)
+}
+
+/// Ctrl-C, SIGTERM and SIGHUP abort the run; later ones only say that reverting goes on, since a
+/// revert must never be skipped.
+fn listen_for_signals(abort: Arc<Abort>) -> anyhow::Result<()> {
+    let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut hup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
+    tokio::spawn(async move {
+        loop {
+            let name = tokio::select! {
+                _ = int.recv() => "SIGINT (Ctrl-C)",
+                _ = term.recv() => "SIGTERM",
+                _ = hup.recv() => "SIGHUP",
+            };
+            if abort.is_aborted() {
+                eprintln!(
+                    "\nchaosctl: {name} again: still reverting and cleaning up; chaosctl ends once every fault is reverted"
+                );
+            } else {
+                eprintln!(
+                    "\nchaosctl: {name}: aborting; every fault is reverted, then teardown runs and the report is written"
+                );
+                abort.abort(Cause::Signal, format!("interrupted by {name}"));
+            }
+        }
+    });
+    Ok(())
+}
+
+/// Sortable and unique enough: the start time, then 24 random bits.
+fn new_run_id() -> String {
+    let now = Utc::now();
+    let noise = std::hash::BuildHasher::hash_one(
+        &std::hash::RandomState::new(),
+        (now.timestamp_nanos_opt(), std::process::id()),
+    );
+    format!("{}-{:06x}", now.format("%Y%m%dT%H%M%SZ"), noise & 0xff_ffff)
+}
+
+fn user_name() -> String {
+    nix::unistd::User::from_uid(nix::unistd::getuid())
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| nix::unistd::getuid().to_string())
+}
+
+fn host_name() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "unknown".to_string())
+}
+
+fn print_summary(report: &Report) {
+    let mut out = String::new();
+    out.push('\n');
+    out.push_str(&format!("verdict   {}", report.verdict));
+    if let Some(cause) = report.cause {
+        out.push_str(&format!(" (cause: {cause})"));
+    }
+    out.push_str(&format!("\nreason    {}\n", report.reason));
+    for step in &report.steps {
+        let ms = |v: Option<u64>| v.map_or("-".to_string(), |ms| format!("{ms} ms"));
+        out.push_str(&format!(
+            "step {}    {}: {:?}, impact {}, recovery {}\n",
+            step.index + 1,
+            step.name,
+            step.status,
+            ms(step.impact_ms),
+            ms(step.recovery_ms)
+        ));
+    }
+    if !report.faults_left.is_empty() {
+        out.push_str("\nFAULTS MAY BE LEFT IN PLACE:\n");
+        for f in &report.faults_left {
+            out.push_str(&format!("  {} on {}: {}\n", f.fault, f.host, f.reason));
+        }
+    }
+    print!("{out}");
+}

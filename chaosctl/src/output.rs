@@ -1,0 +1,179 @@
+//! How a run shows itself: a live status line on a terminal, plain lines in logs, JSON lines for
+//! machines. Progress goes to stderr (text) or stdout (json); the final summary is printed by
+//! the `run` command.
+
+use std::io::{IsTerminal, Write};
+use std::sync::Mutex;
+
+use chaosd::engine::live::{LiveStatus, Observer, Phase};
+use chaosd::report::model::{Event, ProbeRole};
+use chrono::{DateTime, Utc};
+
+use crate::args::Output;
+
+pub fn observer(output: Output) -> Box<dyn Observer> {
+    match output {
+        Output::Json => Box::new(JsonLines),
+        Output::Text if std::io::stderr().is_terminal() => Box::new(Terminal::default()),
+        Output::Text => Box::new(Plain::default()),
+    }
+}
+
+/// `+12.3s` since the first event.
+fn offset(start: &Mutex<Option<DateTime<Utc>>>, at: DateTime<Utc>) -> String {
+    let mut start = start.lock().expect("offset lock");
+    let start = *start.get_or_insert(at);
+    let ms = (at - start).num_milliseconds().max(0);
+    format!("+{}.{}s", ms / 1000, (ms % 1000) / 100)
+}
+
+/// One line per event, for logs and pipes.
+#[derive(Default)]
+pub struct Plain {
+    start: Mutex<Option<DateTime<Utc>>>,
+}
+
+impl Observer for Plain {
+    fn event(&self, event: &Event) {
+        eprintln!("[{:>7}] {}", offset(&self.start, event.at), event.message);
+    }
+}
+
+/// Events as lines above a status line that is redrawn in place.
+#[derive(Default)]
+pub struct Terminal {
+    start: Mutex<Option<DateTime<Utc>>>,
+    /// The status line currently drawn, to redraw after an event line.
+    line: Mutex<String>,
+}
+
+impl Observer for Terminal {
+    fn event(&self, event: &Event) {
+        let line = self.line.lock().expect("status lock");
+        let mut err = std::io::stderr().lock();
+        let _ = write!(
+            err,
+            "\r\x1b[K[{:>7}] {}\n{}",
+            offset(&self.start, event.at),
+            event.message,
+            line
+        );
+        let _ = err.flush();
+    }
+
+    fn status(&self, status: &LiveStatus) {
+        let mut line = self.line.lock().expect("status lock");
+        *line = if status.phase == Phase::Done {
+            String::new()
+        } else {
+            truncate(&status_line(status), terminal_width())
+        };
+        let mut err = std::io::stderr().lock();
+        let _ = write!(err, "\r\x1b[K{line}");
+        let _ = err.flush();
+    }
+
+    fn wants_status(&self) -> bool {
+        true
+    }
+}
+
+impl Drop for Terminal {
+    fn drop(&mut self) {
+        let _ = write!(std::io::stderr(), "\r\x1b[K");
+    }
+}
+
+/// `step 1/2 kill workers · held, 12s left · health 4/5 ✓ · workers 5/5 ✓`
+pub fn status_line(status: &LiveStatus) -> String {
+    let mut parts = Vec::new();
+    match &status.step {
+        Some((index, total, name)) => parts.push(format!("step {}/{total} {name}", index + 1)),
+        None => {}
+    }
+    match status.fault_remaining {
+        Some(left) => parts.push(format!(
+            "fault held, {}s left",
+            left.as_secs_f64().ceil() as u64
+        )),
+        None => parts.push(status.phase.as_str().to_string()),
+    }
+    for p in &status.probes {
+        let mark = match p.last_ok {
+            Some(true) => "✓",
+            Some(false) => "✗",
+            None => "…",
+        };
+        let role = if p.role == ProbeRole::Guardrail {
+            "guard "
+        } else {
+            ""
+        };
+        parts.push(format!("{role}{} {}/{} {mark}", p.name, p.passed, p.total));
+    }
+    parts.join(" · ")
+}
+
+fn terminal_width() -> usize {
+    std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(120)
+}
+
+fn truncate(line: &str, width: usize) -> String {
+    if line.chars().count() <= width {
+        return line.to_string();
+    }
+    let mut cut: String = line.chars().take(width.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
+}
+
+/// Every event as a JSON line on stdout, then the result (printed by `run`).
+pub struct JsonLines;
+
+impl Observer for JsonLines {
+    fn event(&self, event: &Event) {
+        let mut line = serde_json::json!({"type": "event"});
+        if let (Some(obj), Ok(serde_json::Value::Object(ev))) =
+            (line.as_object_mut(), serde_json::to_value(event))
+        {
+            obj.extend(ev);
+        }
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{line}");
+        let _ = out.flush();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use chaosd::engine::live::ProbeLine;
+
+    use super::*;
+
+    #[test]
+    fn the_status_line_shows_step_countdown_and_shares() {
+        let status = LiveStatus {
+            phase: Phase::Step,
+            step: Some((0, 2, "kill workers".into())),
+            fault_remaining: Some(Duration::from_millis(11_200)),
+            probes: vec![ProbeLine {
+                name: "health".into(),
+                host: "local".into(),
+                role: ProbeRole::SteadyState,
+                passed: 4,
+                total: 5,
+                last_ok: Some(false),
+            }],
+        };
+        assert_eq!(
+            status_line(&status),
+            "step 1/2 kill workers · fault held, 12s left · health 4/5 ✗"
+        );
+        assert_eq!(truncate("abcdef", 4), "abc…");
+    }
+}

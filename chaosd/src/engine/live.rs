@@ -1,0 +1,170 @@
+//! What a run shows while it goes: every event as it happens, and a status (phase, step, time
+//! left on the held fault, each probe's passing share) refreshed a few times a second for a
+//! terminal to draw.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::monitor::Series;
+use crate::report::model::{Event, ProbeRole};
+
+/// How often the status is refreshed.
+const TICK: Duration = Duration::from_millis(200);
+
+/// Receives a run's events and status. `chaosctl` draws them; chaosd will stream them.
+pub trait Observer: Send + Sync {
+    fn event(&self, event: &Event);
+
+    /// Called a few times a second while the run goes, if [`Observer::wants_status`].
+    fn status(&self, _status: &LiveStatus) {}
+
+    fn wants_status(&self) -> bool {
+        false
+    }
+}
+
+/// An observer that ignores everything.
+pub struct Silent;
+
+impl Observer for Silent {
+    fn event(&self, _event: &Event) {}
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Setup,
+    Preflight,
+    Check,
+    Step,
+    AfterCheck,
+    Reverting,
+    Teardown,
+    Done,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Setup => "setup",
+            Phase::Preflight => "preflight",
+            Phase::Check => "checking steady state",
+            Phase::Step => "fault held",
+            Phase::AfterCheck => "after-check",
+            Phase::Reverting => "reverting",
+            Phase::Teardown => "teardown",
+            Phase::Done => "done",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct LiveStatus {
+    pub phase: Phase,
+    /// (index from 0, number of steps, name)
+    pub step: Option<(usize, usize, String)>,
+    /// Time left until the held faults are reverted.
+    pub fault_remaining: Option<Duration>,
+    pub probes: Vec<ProbeLine>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProbeLine {
+    pub name: String,
+    pub host: String,
+    pub role: ProbeRole,
+    /// Passing samples in the latest window so far, and that window's size so far.
+    pub passed: usize,
+    pub total: usize,
+    pub last_ok: Option<bool>,
+}
+
+struct State {
+    phase: Phase,
+    step: Option<(usize, usize, String)>,
+    fault_ends: Option<Instant>,
+    series: Vec<Arc<Series>>,
+}
+
+#[derive(Clone)]
+pub struct Live {
+    state: Arc<Mutex<State>>,
+    observer: Arc<dyn Observer>,
+}
+
+impl Live {
+    pub fn new(observer: Arc<dyn Observer>) -> Live {
+        Live {
+            state: Arc::new(Mutex::new(State {
+                phase: Phase::Setup,
+                step: None,
+                fault_ends: None,
+                series: Vec::new(),
+            })),
+            observer,
+        }
+    }
+
+    pub fn phase(&self, phase: Phase, step: Option<(usize, usize, String)>) {
+        let mut state = self.state.lock().expect("live lock");
+        state.phase = phase;
+        if step.is_some() || matches!(phase, Phase::Done | Phase::Teardown) {
+            state.step = step;
+        }
+    }
+
+    pub fn fault_ends(&self, at: Option<Instant>) {
+        self.state.lock().expect("live lock").fault_ends = at;
+    }
+
+    /// Shows these series' shares from now on.
+    pub fn watch(&self, series: &[Arc<Series>]) {
+        self.state
+            .lock()
+            .expect("live lock")
+            .series
+            .extend(series.iter().cloned());
+    }
+
+    pub fn snapshot(&self) -> LiveStatus {
+        let state = self.state.lock().expect("live lock");
+        LiveStatus {
+            phase: state.phase,
+            step: state.step.clone(),
+            fault_remaining: state
+                .fault_ends
+                .map(|end| end.saturating_duration_since(Instant::now())),
+            probes: state
+                .series
+                .iter()
+                .map(|s| {
+                    let (passed, total) = s.window_share();
+                    ProbeLine {
+                        name: s.probe.name.clone(),
+                        host: s.host.clone(),
+                        role: s.role,
+                        passed,
+                        total,
+                        last_ok: s.last_record().map(|r| r.ok),
+                    }
+                })
+                .collect(),
+        }
+    }
+
+    /// Refreshes the observer's status until the returned task is aborted.
+    pub fn start_ticker(&self) -> tokio::task::JoinHandle<()> {
+        let live = self.clone();
+        tokio::spawn(async move {
+            if !live.observer.wants_status() {
+                return;
+            }
+            let mut tick = tokio::time::interval(TICK);
+            loop {
+                tick.tick().await;
+                live.observer.status(&live.snapshot());
+            }
+        })
+    }
+}

@@ -1,0 +1,1322 @@
+//! The run engine: one game day from setup to report, exactly as the spec's "What a run does".
+//!
+//! Setup, preflight, the before-check, each step (inject on every host at once, hold, revert,
+//! after-check), guardrails watched from the first injection, and on every path: revert whatever
+//! is in place, stop what setup started, run teardown, and hand back the report.
+//!
+//! **Architecture Invariant:** every fault that an agent accepted is in `Run::active` until a
+//! revert of it has returned; the cleanup path reverts everything left there and does not look at
+//! the abort signal, so a second Ctrl-C cannot skip a revert.
+
+pub mod hosts;
+pub mod hypothesis;
+pub mod live;
+pub mod monitor;
+pub mod plan;
+pub mod procs;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use agent::local::InjectRequest;
+use chrono::{DateTime, Utc};
+use tokio::time::{Instant, sleep_until};
+use tokio_util::sync::CancellationToken;
+
+use self::hosts::Hosts;
+use self::hypothesis::{
+    Point, Recovery, SeriesView, hypothesis_holds, judge_recovery, millis_between,
+};
+use self::live::{Live, Observer, Phase};
+use self::monitor::{Monitor, Series};
+use self::plan::{Plan, PlannedStep, fault_seed};
+use self::procs::Background;
+use crate::report::model::{
+    Breach, Cause, CheckReport, CommandOutcome, Event, FaultLeft, FaultReport, ProbeCheck,
+    ProbeRole, RecoveredFault, Report, SCHEMA, ScenarioRef, StepReport, StepStatus, Verdict,
+};
+use crate::report::writer::ReportDir;
+use crate::scenario::format_duration;
+use crate::scenario::model::{LOCAL_HOST, Scenario};
+
+/// How long one teardown command may take before it is killed.
+pub const TEARDOWN_LIMIT: Duration = Duration::from_secs(120);
+
+/// What a run is asked to do, beyond the scenario itself.
+#[derive(Debug, Clone)]
+pub struct RunSpec {
+    pub run_id: String,
+    pub seed: u64,
+    pub labels: BTreeMap<String, String>,
+    pub dry_run: bool,
+    /// Who started the run, and where: recorded in the report.
+    pub user: String,
+    pub host: String,
+}
+
+/// A request to stop a run early: Ctrl-C, SIGTERM, `chaosctl abort`. Only the first reason is kept.
+#[derive(Default)]
+pub struct Abort {
+    token: CancellationToken,
+    why: Mutex<Option<(Cause, String)>>,
+}
+
+impl Abort {
+    pub fn new() -> Arc<Abort> {
+        Arc::new(Abort::default())
+    }
+
+    pub fn abort(&self, cause: Cause, reason: impl Into<String>) {
+        self.why
+            .lock()
+            .expect("abort lock")
+            .get_or_insert_with(|| (cause, reason.into()));
+        self.token.cancel();
+    }
+
+    pub fn is_aborted(&self) -> bool {
+        self.token.is_cancelled()
+    }
+
+    pub async fn aborted(&self) {
+        self.token.cancelled().await;
+    }
+
+    fn reason(&self) -> (Cause, String) {
+        self.why
+            .lock()
+            .expect("abort lock")
+            .clone()
+            .unwrap_or((Cause::Signal, "aborted".to_string()))
+    }
+}
+
+/// The report, and the folder it belongs in (not yet written: the caller writes it).
+pub struct RunResult {
+    pub report: Report,
+    pub report_dir: ReportDir,
+}
+
+/// Runs a validated scenario to its end and returns its report.
+pub async fn run(
+    scenario: Arc<Scenario>,
+    spec: RunSpec,
+    hosts: Hosts,
+    report_dir: ReportDir,
+    observer: Arc<dyn Observer>,
+    abort: Arc<Abort>,
+    recovered: Vec<RecoveredFault>,
+) -> RunResult {
+    let plan = Plan::resolve(&scenario, spec.seed);
+    let live = Live::new(observer.clone());
+    let ticker = live.start_ticker();
+    let mut run = Run {
+        started_at: Utc::now(),
+        started: Instant::now(),
+        scenario,
+        spec,
+        plan,
+        hosts,
+        report_dir,
+        observer,
+        live,
+        abort,
+        recovered,
+        events: Vec::new(),
+        outcomes: Vec::new(),
+        steps: Vec::new(),
+        breaches: Vec::new(),
+        active: Vec::new(),
+        faults_left: Vec::new(),
+        backgrounds: Vec::new(),
+        setup: Vec::new(),
+        teardown: Vec::new(),
+        steady: None,
+        guard: None,
+        probe_reports: Vec::new(),
+    };
+    run.execute().await;
+    run.cleanup().await;
+    ticker.abort();
+    run.finish()
+}
+
+/// An injected fault not yet reverted.
+struct Active {
+    host: String,
+    fault_id: String,
+    /// Where its record is: step and position in that step's `faults`.
+    step: usize,
+    slot: usize,
+}
+
+/// Why the run stopped early, or how it ended.
+#[derive(Debug, Clone)]
+struct Outcome {
+    verdict: Verdict,
+    cause: Cause,
+    reason: String,
+}
+
+/// Whether the run goes on after a phase.
+#[derive(Debug, PartialEq, Eq)]
+enum Flow {
+    Continue,
+    Stop,
+}
+
+struct Run {
+    started_at: DateTime<Utc>,
+    started: Instant,
+    scenario: Arc<Scenario>,
+    spec: RunSpec,
+    plan: Plan,
+    hosts: Hosts,
+    report_dir: ReportDir,
+    observer: Arc<dyn Observer>,
+    live: Live,
+    abort: Arc<Abort>,
+    recovered: Vec<RecoveredFault>,
+    events: Vec<Event>,
+    outcomes: Vec<Outcome>,
+    steps: Vec<StepReport>,
+    breaches: Vec<Breach>,
+    active: Vec<Active>,
+    faults_left: Vec<FaultLeft>,
+    backgrounds: Vec<Background>,
+    setup: Vec<CommandOutcome>,
+    teardown: Vec<CommandOutcome>,
+    steady: Option<Monitor>,
+    guard: Option<Guard>,
+    probe_reports: Vec<crate::report::model::ProbeReport>,
+}
+
+impl Run {
+    // ---- the phases ---------------------------------------------------------------------------
+
+    async fn execute(&mut self) {
+        self.event(
+            "run_started",
+            format!(
+                "run {} of `{}` started (seed {}{})",
+                self.spec.run_id,
+                self.scenario.name,
+                self.spec.seed,
+                if self.spec.dry_run { ", dry run" } else { "" }
+            ),
+            serde_json::json!({"run_id": self.spec.run_id, "seed": self.spec.seed.to_string(), "dry_run": self.spec.dry_run}),
+        );
+        for r in self.recovered.clone() {
+            self.event(
+                "fault_recovered",
+                format!(
+                    "reverted {} left on {} by run {} that did not end: {}",
+                    r.fault, r.host, r.run_id, r.detail
+                ),
+                serde_json::json!({"fault_id": r.fault_id, "ok": r.ok}),
+            );
+        }
+        if self.setup_phase().await == Flow::Stop {
+            return;
+        }
+        if self.preflight().await == Flow::Stop {
+            return;
+        }
+        let before = match self.first_check().await {
+            Some(check) => check,
+            None => return,
+        };
+        let mut before = Some(before);
+        for index in 0..self.plan.steps.len() {
+            let step = self.plan.steps[index].clone();
+            if self.abort.is_aborted() {
+                self.note_abort();
+                break;
+            }
+            match self.run_step(&step, before.take()).await {
+                Some(after) => before = Some(after),
+                None => break,
+            }
+        }
+        // Steps never reached are reported as skipped.
+        for index in self.steps.len()..self.plan.steps.len() {
+            let step = self.plan.steps[index].clone();
+            self.steps.push(self.skipped_step(&step));
+        }
+    }
+
+    async fn setup_phase(&mut self) -> Flow {
+        if self.scenario.setup.is_empty() {
+            return Flow::Continue;
+        }
+        self.live.phase(Phase::Setup, None);
+        let scenario = self.scenario.clone();
+        for (i, entry) in scenario.setup.iter().enumerate() {
+            if self.abort.is_aborted() {
+                self.note_abort();
+                return Flow::Stop;
+            }
+            let log = self.report_dir.path().join(format!("setup-{}.log", i + 1));
+            if entry.background {
+                match Background::start(&entry.name, &entry.run, &scenario.base_dir, &log) {
+                    Ok(bg) => {
+                        self.event(
+                            "setup_started",
+                            format!("setup `{}` started in the background (pid {})", entry.name, bg.pid),
+                            serde_json::json!({"name": entry.name, "pid": bg.pid, "command": entry.run.to_string()}),
+                        );
+                        self.setup.push(CommandOutcome {
+                            name: entry.name.clone(),
+                            command: entry.run.to_string(),
+                            background: true,
+                            ok: true,
+                            started_at: bg.started_at,
+                            ended_at: None,
+                            exit_code: None,
+                            detail: format!("pid {}, output in {}", bg.pid, file_name(&log)),
+                        });
+                        self.backgrounds.push(bg);
+                    }
+                    Err(err) => {
+                        return self.setup_failed(&entry.name, &entry.run.to_string(), true, err);
+                    }
+                }
+            } else {
+                self.event(
+                    "setup_started",
+                    format!("setup `{}` running", entry.name),
+                    serde_json::json!({"name": entry.name, "command": entry.run.to_string()}),
+                );
+                let abort = self.abort.clone();
+                let done =
+                    procs::run_foreground(&entry.run, &scenario.base_dir, &log, None, async move {
+                        abort.aborted().await
+                    })
+                    .await;
+                let ok = done.ok();
+                self.setup.push(CommandOutcome {
+                    name: entry.name.clone(),
+                    command: entry.run.to_string(),
+                    background: false,
+                    ok,
+                    started_at: done.started_at,
+                    ended_at: Some(done.ended_at),
+                    exit_code: done.exit_code(),
+                    detail: format!("{}, output in {}", done.describe(), file_name(&log)),
+                });
+                if self.abort.is_aborted() {
+                    self.note_abort();
+                    return Flow::Stop;
+                }
+                if !ok {
+                    let reason = format!(
+                        "setup `{}` failed ({}); see {}",
+                        entry.name,
+                        done.describe(),
+                        log.display()
+                    );
+                    self.fail(Verdict::Error, Cause::Setup, reason);
+                    return Flow::Stop;
+                }
+                self.event(
+                    "setup_done",
+                    format!("setup `{}` finished ({})", entry.name, done.describe()),
+                    serde_json::json!({"name": entry.name}),
+                );
+            }
+            if let Some(ready) = &entry.ready {
+                if self.wait_ready(&entry.name, ready).await == Flow::Stop {
+                    return Flow::Stop;
+                }
+            }
+        }
+        Flow::Continue
+    }
+
+    fn setup_failed(&mut self, name: &str, command: &str, background: bool, err: String) -> Flow {
+        self.setup.push(CommandOutcome {
+            name: name.to_string(),
+            command: command.to_string(),
+            background,
+            ok: false,
+            started_at: Utc::now(),
+            ended_at: Some(Utc::now()),
+            exit_code: None,
+            detail: err.clone(),
+        });
+        self.fail(
+            Verdict::Error,
+            Cause::Setup,
+            format!("setup `{name}` failed: {err}"),
+        );
+        Flow::Stop
+    }
+
+    /// A `ready` probe must pass once within its `within`.
+    async fn wait_ready(&mut self, name: &str, ready: &crate::scenario::model::Ready) -> Flow {
+        let deadline = Instant::now() + ready.within;
+        let mut last;
+        loop {
+            let sample = tokio::select! {
+                () = self.abort.aborted() => {
+                    self.note_abort();
+                    return Flow::Stop;
+                }
+                s = crate::probe::sample(&ready.probe) => s,
+            };
+            if sample.ok {
+                self.event(
+                    "setup_ready",
+                    format!("setup `{name}` is ready ({})", sample.reason),
+                    serde_json::json!({"name": name}),
+                );
+                return Flow::Continue;
+            }
+            last = sample.reason;
+            self.note_background_exits();
+            let next = Instant::now() + Duration::from_millis(100);
+            if next > deadline {
+                break;
+            }
+            tokio::select! {
+                () = self.abort.aborted() => {
+                    self.note_abort();
+                    return Flow::Stop;
+                }
+                () = sleep_until(next) => {}
+            }
+        }
+        let reason = format!(
+            "setup `{name}` was not ready within {}: {last}",
+            format_duration(ready.within)
+        );
+        self.fail(Verdict::Error, Cause::Setup, reason);
+        Flow::Stop
+    }
+
+    /// Reach every agent, check every fault on every host it will go to, and every `on:` host.
+    async fn preflight(&mut self) -> Flow {
+        self.live.phase(Phase::Preflight, None);
+        let mut problems = Vec::new();
+        let probe_hosts: Vec<String> = self
+            .scenario
+            .steady_state
+            .iter()
+            .chain(self.scenario.guardrails.iter())
+            .flat_map(|p| self.plan.hosts_of(&p.on))
+            .collect();
+        for host in probe_hosts {
+            if let Err(err) = self.hosts.reachable(&host) {
+                problems.push(err);
+            }
+        }
+        for step in self.plan.steps.clone() {
+            for fault in &step.faults {
+                if fault.hosts.is_empty() {
+                    problems.push(format!(
+                        "step `{}`: target `{}` picks no host",
+                        step.name, fault.target
+                    ));
+                }
+                for host in &fault.hosts {
+                    if let Err(err) = self.hosts.check(host, &fault.spec).await {
+                        problems.push(format!("step `{}` on {host}: {err}", step.name));
+                    }
+                }
+            }
+        }
+        problems.dedup();
+        if problems.is_empty() {
+            self.event(
+                "preflight_passed",
+                "preflight passed".to_string(),
+                serde_json::json!({}),
+            );
+            return Flow::Continue;
+        }
+        for p in &problems {
+            self.event("preflight_failed", p.clone(), serde_json::json!({}));
+        }
+        let reason = if problems.len() == 1 {
+            format!("preflight failed: {}", problems[0])
+        } else {
+            format!(
+                "preflight failed with {} problems; first: {}",
+                problems.len(),
+                problems[0]
+            )
+        };
+        self.fail(Verdict::Error, Cause::Preflight, reason);
+        Flow::Stop
+    }
+
+    /// Step 1's before-check: the hypothesis over one whole window. `None` ends the run.
+    async fn first_check(&mut self) -> Option<CheckReport> {
+        self.live.phase(Phase::Check, None);
+        let scenario = self.scenario.clone();
+        let plan = self.plan.clone();
+        let monitor = Monitor::start(&scenario.steady_state, ProbeRole::SteadyState, |on| {
+            plan.hosts_of(on)
+        });
+        self.live.watch(&monitor.series);
+        self.steady = Some(monitor);
+        let started_at = Utc::now();
+        let since = Instant::now();
+        self.event(
+            "check_started",
+            "checking the steady-state hypothesis".to_string(),
+            serde_json::json!({}),
+        );
+        loop {
+            let snapshot = self.steady.as_ref().expect("steady monitor").snapshot();
+            let fresh: Vec<Vec<Point>> = snapshot
+                .series
+                .iter()
+                .map(|(_, points)| hypothesis::since(points, since).to_vec())
+                .collect();
+            let views: Vec<SeriesView<'_>> = snapshot
+                .series
+                .iter()
+                .zip(&fresh)
+                .map(|((s, _), points)| SeriesView {
+                    rule: s.rule,
+                    points,
+                })
+                .collect();
+            if let Some(held) = hypothesis_holds(&views) {
+                let check = self.check_report(&snapshot.series, &fresh, held, started_at);
+                self.event(
+                    if held { "check_held" } else { "check_failed" },
+                    format!("before the first step: {}", check.reason),
+                    serde_json::json!({"held": held}),
+                );
+                if held {
+                    return Some(check);
+                }
+                self.fail(
+                    Verdict::NotSteady,
+                    Cause::Hypothesis,
+                    format!(
+                        "the steady state did not hold before the first step: {}",
+                        check.reason
+                    ),
+                );
+                if let Some(step) = self.plan.steps.first().cloned() {
+                    let mut report = self.skipped_step(&step);
+                    report.before = Some(check);
+                    self.steps.push(report);
+                }
+                return None;
+            }
+            let monitor = self.steady.as_mut().expect("steady monitor");
+            tokio::select! {
+                () = self.abort.aborted() => {
+                    self.note_abort();
+                    return None;
+                }
+                () = monitor.changed() => {}
+            }
+            self.note_background_exits();
+        }
+    }
+
+    /// One step: inject, hold, revert, after-check. Returns the after-check when the run goes on.
+    async fn run_step(
+        &mut self,
+        step: &PlannedStep,
+        before: Option<CheckReport>,
+    ) -> Option<CheckReport> {
+        let total = self.plan.steps.len();
+        self.live
+            .phase(Phase::Step, Some((step.index, total, step.name.clone())));
+        let step_started = Instant::now();
+        let mut report = StepReport {
+            index: step.index,
+            name: step.name.clone(),
+            status: StepStatus::Passed,
+            hosts: step.hosts(),
+            faults: Vec::new(),
+            started_at: Some(Utc::now()),
+            ended_at: None,
+            duration_ms: 0,
+            recover_within_ms: step.recover_within.as_millis() as u64,
+            before,
+            after: None,
+            impact_ms: None,
+            recovery_ms: None,
+        };
+        self.event(
+            "step_started",
+            format!("step {}/{total} `{}` started", step.index + 1, step.name),
+            serde_json::json!({"step": step.name, "index": step.index}),
+        );
+
+        if self.guard.is_none() && !self.scenario.guardrails.is_empty() {
+            let plan = self.plan.clone();
+            let monitor = Monitor::start(&self.scenario.guardrails, ProbeRole::Guardrail, |on| {
+                plan.hosts_of(on)
+            });
+            self.live.watch(&monitor.series);
+            self.guard = Some(Guard::new(monitor));
+        }
+
+        let fault_end = if self.spec.dry_run {
+            report.status = StepStatus::Skipped;
+            report.faults = self.fault_records(step, true);
+            for f in &report.faults {
+                self.event(
+                    "fault_skipped",
+                    format!("dry run: not injecting {} on {}", f.fault, f.host),
+                    serde_json::json!({"fault_id": f.fault_id, "host": f.host}),
+                );
+            }
+            self.steps.push(report);
+            Instant::now()
+        } else {
+            report.faults = self.fault_records(step, false);
+            self.steps.push(report);
+            let Some(end) = self.inject_and_hold(step, step_started).await else {
+                return None;
+            };
+            end
+        };
+
+        // The after-check: the hypothesis must hold a whole window starting within recover_within.
+        self.live.phase(
+            Phase::AfterCheck,
+            Some((step.index, total, step.name.clone())),
+        );
+        let check_started_at = Utc::now();
+        let deadline = fault_end + step.recover_within;
+        let verdict = loop {
+            let snapshot = self.steady.as_ref().expect("steady monitor").snapshot();
+            match judge_recovery(&snapshot.views(), fault_end, deadline) {
+                Recovery::Pending => {}
+                decided => break Some((decided, snapshot)),
+            }
+            let guard = self.guard.as_mut();
+            let steady = self.steady.as_mut().expect("steady monitor");
+            tokio::select! {
+                () = self.abort.aborted() => break None,
+                breach = Guard::breached_opt(guard) => {
+                    self.record_breach(breach, Some(step.name.clone()));
+                    break None;
+                }
+                () = steady.changed() => {}
+            }
+            self.note_background_exits();
+        };
+        let Some((decided, snapshot)) = verdict else {
+            self.note_abort();
+            self.step_mut().status = StepStatus::Aborted;
+            self.close_step(step_started);
+            return None;
+        };
+
+        let held = matches!(decided, Recovery::Held { .. });
+        let fresh: Vec<Vec<Point>> = snapshot
+            .series
+            .iter()
+            .map(|(_, points)| hypothesis::since(points, fault_end).to_vec())
+            .collect();
+        let check = self.check_report(&snapshot.series, &fresh, held, check_started_at);
+        let impact = first_failure(&snapshot.views(), step_started);
+        let recovery_ms = match decided {
+            Recovery::Held { since } if impact.is_some() => Some(millis_between(fault_end, since)),
+            Recovery::Held { .. } => Some(0),
+            _ => None,
+        };
+        {
+            let report = self.step_mut();
+            report.after = Some(check.clone());
+            report.impact_ms = impact.map(|at| millis_between(step_started, at));
+            report.recovery_ms = recovery_ms;
+        }
+        self.close_step(step_started);
+        if held {
+            self.event(
+                "check_held",
+                format!(
+                    "after `{}`: the hypothesis held again (recovery {})",
+                    step.name,
+                    recovery_ms.map_or("-".into(), |ms| format!("{ms} ms"))
+                ),
+                serde_json::json!({"step": step.name, "recovery_ms": recovery_ms}),
+            );
+            if self.spec.dry_run {
+                self.step_mut().status = StepStatus::Skipped;
+            }
+            Some(check)
+        } else {
+            self.step_mut().status = StepStatus::Deviated;
+            let reason = format!(
+                "after step `{}` the hypothesis did not hold again within {}: {}",
+                step.name,
+                format_duration(step.recover_within),
+                check.reason
+            );
+            self.event(
+                "check_failed",
+                reason.clone(),
+                serde_json::json!({"step": step.name}),
+            );
+            self.fail(Verdict::Deviated, Cause::Hypothesis, reason);
+            None
+        }
+    }
+
+    /// Injects every fault of the step on all its hosts at once, holds them, reverts them.
+    /// Returns when the faults ended, or `None` when the run must stop.
+    async fn inject_and_hold(
+        &mut self,
+        step: &PlannedStep,
+        step_started: Instant,
+    ) -> Option<Instant> {
+        let mut injections = tokio::task::JoinSet::new();
+        let step_idx = self.steps.len() - 1;
+        let records = self.steps[step_idx].faults.clone();
+        for (slot, record) in records.iter().enumerate() {
+            let planned = &step.faults[fault_index(step, &record.fault_id)];
+            let req = InjectRequest {
+                run_id: self.spec.run_id.clone(),
+                fault_id: record.fault_id.clone(),
+                spec: planned.spec.clone(),
+                seed: fault_seed(self.spec.seed, step.index, planned.index, &record.host),
+                hold: Some(step.duration),
+            };
+            let hosts = self.hosts.clone();
+            let host = record.host.clone();
+            injections.spawn(async move { (slot, hosts.inject(&host, req).await) });
+        }
+        let mut failures = Vec::new();
+        while let Some(joined) = injections.join_next().await {
+            let Ok((slot, result)) = joined else { continue };
+            let record = &mut self.steps[step_idx].faults[slot];
+            match result {
+                Ok(applied) => {
+                    record.applied_at = Some(applied.applied_at);
+                    record.mechanism = Some(applied.mechanism.clone());
+                    record.verified = Some(applied.verified);
+                    record.affected = applied.affected.clone();
+                    record.detail = applied.detail.clone();
+                    let (host, fault_id, fault) = (
+                        record.host.clone(),
+                        record.fault_id.clone(),
+                        record.fault.clone(),
+                    );
+                    self.active.push(Active {
+                        host: host.clone(),
+                        fault_id: fault_id.clone(),
+                        step: step_idx,
+                        slot,
+                    });
+                    self.event(
+                        "fault_applied",
+                        format!(
+                            "injected {fault} on {host} via {}{}: {}",
+                            applied.mechanism,
+                            if applied.verified { ", verified" } else { ", NOT verified" },
+                            applied.affected.join(", ")
+                        ),
+                        serde_json::json!({"fault_id": fault_id, "host": host, "mechanism": applied.mechanism, "verified": applied.verified}),
+                    );
+                }
+                Err(err) => {
+                    record.error = Some(err.clone());
+                    let msg = format!(
+                        "could not inject {} on {}: {err}",
+                        record.fault, record.host
+                    );
+                    let id = record.fault_id.clone();
+                    self.event(
+                        "fault_failed",
+                        msg.clone(),
+                        serde_json::json!({"fault_id": id}),
+                    );
+                    failures.push(msg);
+                }
+            }
+        }
+        if !failures.is_empty() {
+            self.step_mut().status = StepStatus::Error;
+            self.fail(Verdict::Error, Cause::Apply, failures[0].clone());
+            self.revert_active().await;
+            self.close_step(step_started);
+            return None;
+        }
+
+        // Hold. A kill ends when its signal is sent; every other fault when it is reverted.
+        let injected_at = step_started;
+        let hold_end = injected_at + step.duration;
+        self.live.fault_ends(Some(hold_end));
+        let interrupted = loop {
+            let guard = self.guard.as_mut();
+            let steady = self.steady.as_mut().expect("steady monitor");
+            tokio::select! {
+                () = sleep_until(hold_end) => break false,
+                () = self.abort.aborted() => break true,
+                breach = Guard::breached_opt(guard) => {
+                    self.record_breach(breach, Some(step.name.clone()));
+                    break true;
+                }
+                () = steady.changed() => self.note_background_exits(),
+            }
+        };
+        self.live.fault_ends(None);
+        let only_kills = step
+            .faults
+            .iter()
+            .all(|f| f.spec.kind() == agent::spec::FaultKind::Kill);
+        self.revert_active().await;
+        let fault_end = if only_kills {
+            injected_at
+        } else {
+            Instant::now()
+        };
+        if interrupted {
+            self.note_abort();
+            self.step_mut().status = StepStatus::Aborted;
+            self.close_step(step_started);
+            return None;
+        }
+        if !self.faults_left.is_empty() {
+            self.step_mut().status = StepStatus::Error;
+            self.close_step(step_started);
+            return None;
+        }
+        Some(fault_end)
+    }
+
+    /// Reverts every active fault, all at once. Never looks at the abort signal.
+    async fn revert_active(&mut self) {
+        if self.active.is_empty() {
+            return;
+        }
+        self.live.phase(Phase::Reverting, None);
+        let mut reverts = tokio::task::JoinSet::new();
+        for active in self.active.drain(..) {
+            let hosts = self.hosts.clone();
+            reverts.spawn(async move {
+                let result = hosts.revert(&active.host, &active.fault_id).await;
+                (active, result)
+            });
+        }
+        while let Some(joined) = reverts.join_next().await {
+            let Ok((active, result)) = joined else {
+                continue;
+            };
+            let record = &mut self.steps[active.step].faults[active.slot];
+            let (host, fault_id, fault, kind) = (
+                record.host.clone(),
+                record.fault_id.clone(),
+                record.fault.clone(),
+                record.kind.clone(),
+            );
+            match result {
+                Ok(reverted) if reverted.verified => {
+                    record.reverted_at = Some(reverted.reverted_at);
+                    self.event(
+                        "fault_reverted",
+                        format!("reverted {fault} on {host}: {}", reverted.detail),
+                        serde_json::json!({"fault_id": fault_id, "host": host, "verified": true}),
+                    );
+                }
+                Ok(reverted) => {
+                    record.reverted_at = Some(reverted.reverted_at);
+                    record.verified = Some(false);
+                    let reason = format!(
+                        "the revert of {fault} on {host} could not be confirmed: {}; check the host and run `chaosctl revert --all`",
+                        reverted.detail
+                    );
+                    self.left(host, fault_id, kind, fault, reason);
+                }
+                Err(err) => {
+                    let reason = format!(
+                        "the revert of {fault} on {host} failed: {err}; run `chaosctl revert --all`"
+                    );
+                    record.error = Some(err);
+                    self.left(host, fault_id, kind, fault, reason);
+                }
+            }
+        }
+    }
+
+    fn left(
+        &mut self,
+        host: String,
+        fault_id: String,
+        kind: String,
+        fault: String,
+        reason: String,
+    ) {
+        self.event(
+            "revert_failed",
+            reason.clone(),
+            serde_json::json!({"fault_id": fault_id, "host": host}),
+        );
+        self.fail(Verdict::Error, Cause::Revert, reason.clone());
+        self.faults_left.push(FaultLeft {
+            host,
+            fault_id,
+            kind,
+            fault,
+            reason,
+        });
+    }
+
+    /// The path every run takes at its end, whatever happened: revert, stop sampling, stop what
+    /// setup started, run teardown.
+    async fn cleanup(&mut self) {
+        self.revert_active().await;
+        if let Some(guard) = self.guard.take() {
+            self.probe_reports.extend(guard.monitor.stop().await);
+        }
+        if let Some(steady) = self.steady.take() {
+            let mut reports = steady.stop().await;
+            reports.append(&mut self.probe_reports);
+            self.probe_reports = reports;
+        }
+        self.note_background_exits();
+        if !self.backgrounds.is_empty() {
+            self.live.phase(Phase::Teardown, None);
+        }
+        let mut backgrounds = std::mem::take(&mut self.backgrounds);
+        for bg in &mut backgrounds {
+            let how = bg.stop().await;
+            self.event(
+                "setup_stopped",
+                format!("setup `{}` {how}", bg.name),
+                serde_json::json!({"name": bg.name}),
+            );
+            if let Some(outcome) = self
+                .setup
+                .iter_mut()
+                .find(|o| o.background && o.name == bg.name)
+            {
+                if let Some((at, status)) = bg.ended() {
+                    outcome.ended_at = Some(*at);
+                    outcome.exit_code = status.as_ref().ok().and_then(|s| s.code());
+                }
+                outcome.detail = format!("{}; {how}", outcome.detail);
+            }
+        }
+        self.teardown_phase().await;
+    }
+
+    async fn teardown_phase(&mut self) {
+        if self.scenario.teardown.is_empty() {
+            return;
+        }
+        self.live.phase(Phase::Teardown, None);
+        let scenario = self.scenario.clone();
+        for (i, entry) in scenario.teardown.iter().enumerate() {
+            let log = self
+                .report_dir
+                .path()
+                .join(format!("teardown-{}.log", i + 1));
+            let done = procs::run_foreground(
+                &entry.run,
+                &scenario.base_dir,
+                &log,
+                Some(TEARDOWN_LIMIT),
+                std::future::pending(),
+            )
+            .await;
+            let ok = done.ok();
+            self.teardown.push(CommandOutcome {
+                name: entry.name.clone(),
+                command: entry.run.to_string(),
+                background: false,
+                ok,
+                started_at: done.started_at,
+                ended_at: Some(done.ended_at),
+                exit_code: done.exit_code(),
+                detail: format!("{}, output in {}", done.describe(), file_name(&log)),
+            });
+            let message = format!("teardown `{}` {}", entry.name, done.describe());
+            self.event(
+                if ok {
+                    "teardown_done"
+                } else {
+                    "teardown_failed"
+                },
+                message.clone(),
+                serde_json::json!({"name": entry.name, "ok": ok}),
+            );
+            if !ok && self.outcomes.is_empty() {
+                // Teardown makes the verdict `error` only when the run had passed.
+                self.fail(
+                    Verdict::Error,
+                    Cause::Teardown,
+                    format!("{message}; see {}", log.display()),
+                );
+            }
+        }
+    }
+
+    fn finish(mut self) -> RunResult {
+        let outcome = self.outcome();
+        self.live.phase(Phase::Done, None);
+        let ended_at = Utc::now();
+        self.event(
+            "run_ended",
+            format!("run ended: {} ({})", outcome.verdict, outcome.reason),
+            serde_json::json!({"verdict": outcome.verdict.as_str(), "faults_left": self.faults_left.len()}),
+        );
+        let report = Report {
+            schema: SCHEMA.to_string(),
+            run_id: self.spec.run_id.clone(),
+            scenario: ScenarioRef {
+                name: self.scenario.name.clone(),
+                sha256: self.scenario.sha256.clone(),
+                path: self.scenario.path.display().to_string(),
+            },
+            verdict: outcome.verdict,
+            cause: (outcome.verdict != Verdict::Passed).then_some(outcome.cause),
+            reason: outcome.reason,
+            seed: self.spec.seed.to_string(),
+            labels: self.spec.labels.clone(),
+            user: self.spec.user.clone(),
+            host: self.spec.host.clone(),
+            dry_run: self.spec.dry_run,
+            started_at: self.started_at,
+            ended_at,
+            duration_ms: millis_between(self.started, Instant::now()),
+            faults_left: self.faults_left,
+            recovered: self.recovered,
+            setup: self.setup,
+            teardown: self.teardown,
+            steps: self.steps,
+            breaches: self.breaches,
+            probes: self.probe_reports,
+            events: self.events,
+        };
+        RunResult {
+            report,
+            report_dir: self.report_dir,
+        }
+    }
+
+    // ---- verdicts -----------------------------------------------------------------------------
+
+    fn fail(&mut self, verdict: Verdict, cause: Cause, reason: String) {
+        self.outcomes.push(Outcome {
+            verdict,
+            cause,
+            reason,
+        });
+    }
+
+    /// Records the abort's reason once, as an outcome.
+    fn note_abort(&mut self) {
+        if !self.abort.is_aborted() || self.outcomes.iter().any(|o| o.verdict == Verdict::Aborted) {
+            return;
+        }
+        let (cause, reason) = self.abort.reason();
+        self.event(
+            "aborted",
+            reason.clone(),
+            serde_json::json!({"cause": cause.as_str()}),
+        );
+        self.fail(Verdict::Aborted, cause, reason);
+    }
+
+    /// The verdict by the spec's precedence: error beats aborted beats not_steady and deviated.
+    fn outcome(&self) -> Outcome {
+        let rank = |v: Verdict| match v {
+            Verdict::Error => 4,
+            Verdict::Aborted => 3,
+            Verdict::NotSteady => 2,
+            Verdict::Deviated => 1,
+            _ => 0,
+        };
+        let mut best: Option<&Outcome> = None;
+        for o in &self.outcomes {
+            if best.is_none_or(|b| rank(o.verdict) > rank(b.verdict)) {
+                best = Some(o);
+            }
+        }
+        // A revert failure is the cause users must hear about first.
+        if let Some(revert) = self.outcomes.iter().find(|o| o.cause == Cause::Revert) {
+            best = Some(revert);
+        }
+        best.cloned().unwrap_or_else(|| Outcome {
+            verdict: Verdict::Passed,
+            cause: Cause::Hypothesis,
+            reason: if self.spec.dry_run {
+                "dry run: the hypothesis held at every check; no fault was injected".to_string()
+            } else {
+                "the hypothesis held before and after every step".to_string()
+            },
+        })
+    }
+
+    // ---- records ------------------------------------------------------------------------------
+
+    fn event(&mut self, kind: &str, message: String, fields: serde_json::Value) {
+        let fields = match fields {
+            serde_json::Value::Object(map) => map,
+            _ => serde_json::Map::new(),
+        };
+        let event = Event {
+            at: Utc::now(),
+            kind: kind.to_string(),
+            message,
+            fields,
+        };
+        if let Err(err) = self.report_dir.append_event(&event) {
+            tracing::warn!(error = %err, "cannot append to events.jsonl");
+        }
+        self.observer.event(&event);
+        self.events.push(event);
+    }
+
+    fn note_background_exits(&mut self) {
+        let mut exits = Vec::new();
+        for bg in &mut self.backgrounds {
+            if let Some((at, status)) = bg.poll_exit() {
+                let how = match &status {
+                    Ok(s) => procs::describe_status(*s),
+                    Err(e) => e.clone(),
+                };
+                exits.push((bg.name.clone(), at, how, status.ok().and_then(|s| s.code())));
+            }
+        }
+        for (name, at, how, code) in exits {
+            if let Some(outcome) = self
+                .setup
+                .iter_mut()
+                .find(|o| o.background && o.name == name)
+            {
+                outcome.ended_at = Some(at);
+                outcome.exit_code = code;
+            }
+            self.event(
+                "setup_exited",
+                format!("background setup `{name}` exited early ({how})"),
+                serde_json::json!({"name": name}),
+            );
+        }
+    }
+
+    fn record_breach(&mut self, breach: Breach, step: Option<String>) {
+        let breach = Breach { step, ..breach };
+        let reason = format!(
+            "guardrail `{}` breached on {}: {} of {} samples passed ({})",
+            breach.guardrail, breach.host, breach.passed, breach.samples, breach.reason
+        );
+        self.event(
+            "breach",
+            reason.clone(),
+            serde_json::json!({"guardrail": breach.guardrail, "host": breach.host}),
+        );
+        self.breaches.push(breach);
+        self.abort.abort(Cause::Guardrail, reason);
+    }
+
+    fn fault_records(&self, step: &PlannedStep, skipped: bool) -> Vec<FaultReport> {
+        let mut records = Vec::new();
+        for fault in &step.faults {
+            for host in &fault.hosts {
+                records.push(FaultReport {
+                    fault_id: format!(
+                        "{}-s{}f{}-{host}",
+                        self.spec.run_id,
+                        step.index + 1,
+                        fault.index + 1
+                    ),
+                    kind: fault.spec.kind().to_string(),
+                    fault: fault.spec.to_string(),
+                    target: fault.target.clone(),
+                    host: host.clone(),
+                    skipped,
+                    applied_at: None,
+                    reverted_at: None,
+                    mechanism: None,
+                    verified: None,
+                    affected: Vec::new(),
+                    error: None,
+                    detail: if skipped {
+                        "dry run: not injected".to_string()
+                    } else {
+                        String::new()
+                    },
+                });
+            }
+        }
+        records
+    }
+
+    fn skipped_step(&self, step: &PlannedStep) -> StepReport {
+        StepReport {
+            index: step.index,
+            name: step.name.clone(),
+            status: StepStatus::Skipped,
+            hosts: step.hosts(),
+            faults: self.fault_records(step, true),
+            started_at: None,
+            ended_at: None,
+            duration_ms: 0,
+            recover_within_ms: step.recover_within.as_millis() as u64,
+            before: None,
+            after: None,
+            impact_ms: None,
+            recovery_ms: None,
+        }
+    }
+
+    fn step_mut(&mut self) -> &mut StepReport {
+        self.steps.last_mut().expect("a step in progress")
+    }
+
+    fn close_step(&mut self, started: Instant) {
+        let step = self.step_mut();
+        step.ended_at = Some(Utc::now());
+        step.duration_ms = millis_between(started, Instant::now());
+    }
+
+    fn check_report(
+        &self,
+        series: &[(Arc<Series>, Vec<Point>)],
+        fresh: &[Vec<Point>],
+        held: bool,
+        started_at: DateTime<Utc>,
+    ) -> CheckReport {
+        let mut probes = Vec::new();
+        let mut failing = Vec::new();
+        for ((s, _), points) in series.iter().zip(fresh) {
+            let window = s.rule.latest(points).unwrap_or(points);
+            let passed = window.iter().filter(|p| p.ok).count();
+            let probe_held = s.rule.latest_holds(points).unwrap_or(false);
+            if !probe_held {
+                let last = s
+                    .last_record()
+                    .filter(|r| !r.ok)
+                    .map(|r| format!(", last: {}", r.reason))
+                    .unwrap_or_default();
+                failing.push(format!(
+                    "`{}` on {}: {passed} of {} samples passed, {}% needed{last}",
+                    s.probe.name,
+                    s.host,
+                    window.len(),
+                    s.probe.tolerance
+                ));
+            }
+            probes.push(ProbeCheck {
+                probe: s.probe.name.clone(),
+                host: s.host.clone(),
+                held: probe_held,
+                passed,
+                samples: window.len(),
+            });
+        }
+        let reason = if held {
+            if probes.is_empty() {
+                "no steady-state probes".to_string()
+            } else {
+                format!("all {} probe windows held", probes.len())
+            }
+        } else {
+            failing.join("; ")
+        };
+        CheckReport {
+            held,
+            started_at,
+            decided_at: Utc::now(),
+            reason,
+            probes,
+        }
+    }
+}
+
+/// The first moment at or after `from` when the hypothesis did not hold, judged after each sample.
+fn first_failure(views: &[SeriesView<'_>], from: Instant) -> Option<Instant> {
+    let mut moments: Vec<Instant> = views
+        .iter()
+        .flat_map(|v| hypothesis::since(v.points, from).iter().map(|p| p.at))
+        .collect();
+    moments.sort();
+    moments.dedup();
+    moments.into_iter().find(|&t| {
+        let upto: Vec<SeriesView<'_>> = views
+            .iter()
+            .map(|v| SeriesView {
+                rule: v.rule,
+                points: &v.points[..v.points.partition_point(|p| p.at <= t)],
+            })
+            .collect();
+        hypothesis_holds(&upto) == Some(false)
+    })
+}
+
+fn fault_index(step: &PlannedStep, fault_id: &str) -> usize {
+    // Fault ids end in `-s{step}f{fault}-{host}`; the position is what we need.
+    step.faults
+        .iter()
+        .position(|f| fault_id.contains(&format!("s{}f{}-", step.index + 1, f.index + 1)))
+        .unwrap_or(0)
+}
+
+fn file_name(path: &std::path::Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Guardrails, watched from the first injection until the last after-check is decided.
+struct Guard {
+    monitor: Monitor,
+    /// Per series, how many samples have been judged already.
+    judged: Vec<usize>,
+}
+
+impl Guard {
+    fn new(monitor: Monitor) -> Guard {
+        let judged = vec![0; monitor.series.len()];
+        Guard { monitor, judged }
+    }
+
+    /// Waits for the first sample after which some guardrail's full window does not hold.
+    async fn breached(&mut self) -> Breach {
+        loop {
+            for (i, series) in self.monitor.series.iter().enumerate() {
+                let points = series.points();
+                // Judge every window that ended since the last look, in order.
+                for end in self.judged[i].max(series.rule.n)..=points.len() {
+                    if end < series.rule.n || end == 0 {
+                        continue;
+                    }
+                    let window = &points[end - series.rule.n..end];
+                    if !series.rule.holds(window) {
+                        self.judged[i] = end;
+                        let last = series.last_record();
+                        return Breach {
+                            guardrail: series.probe.name.clone(),
+                            host: series.host.clone(),
+                            at: last.as_ref().map_or_else(Utc::now, |r| r.at),
+                            step: None,
+                            passed: window.iter().filter(|p| p.ok).count(),
+                            samples: window.len(),
+                            reason: last.map(|r| r.reason).unwrap_or_default(),
+                        };
+                    }
+                }
+                self.judged[i] = points.len();
+            }
+            self.monitor.changed().await;
+        }
+    }
+
+    async fn breached_opt(guard: Option<&mut Guard>) -> Breach {
+        match guard {
+            Some(guard) => guard.breached().await,
+            None => std::future::pending().await,
+        }
+    }
+}
+
+/// Whether `host` is the controller's own machine.
+pub fn is_local(host: &str) -> bool {
+    host == LOCAL_HOST
+}

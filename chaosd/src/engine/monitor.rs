@@ -1,0 +1,214 @@
+//! Probes sampled in the background: one task per probe and host, taking a sample every `every`
+//! (a slow sample delays the next; samples never overlap), keeping every sample, and waking the
+//! engine after each one.
+
+use std::sync::{Arc, Mutex};
+
+use chrono::Utc;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio::time::{Instant, sleep_until};
+use tokio_util::sync::CancellationToken;
+
+use super::hypothesis::{Point, SeriesView, WindowRule};
+use crate::probe;
+use crate::report::model::{ProbeReport, ProbeRole, SampleRecord};
+use crate::scenario::model::Probe;
+
+/// One probe on one host, and every sample it took.
+pub struct Series {
+    pub probe: Probe,
+    pub host: String,
+    pub role: ProbeRole,
+    pub rule: WindowRule,
+    data: Mutex<SeriesData>,
+}
+
+#[derive(Default)]
+struct SeriesData {
+    points: Vec<Point>,
+    records: Vec<SampleRecord>,
+}
+
+impl Series {
+    fn new(probe: Probe, host: String, role: ProbeRole) -> Series {
+        let rule = WindowRule {
+            n: probe.window_samples(),
+            tolerance: probe.tolerance,
+        };
+        Series {
+            probe,
+            host,
+            role,
+            rule,
+            data: Mutex::new(SeriesData::default()),
+        }
+    }
+
+    /// A copy of the samples so far, for judging without holding the lock.
+    pub fn points(&self) -> Vec<Point> {
+        self.data.lock().expect("series lock").points.clone()
+    }
+
+    /// The latest sample's outcome and reason.
+    pub fn last_record(&self) -> Option<SampleRecord> {
+        self.data
+            .lock()
+            .expect("series lock")
+            .records
+            .last()
+            .cloned()
+    }
+
+    /// Passing samples in the latest (possibly partial) window, and its size so far.
+    pub fn window_share(&self) -> (usize, usize) {
+        let data = self.data.lock().expect("series lock");
+        let start = data.points.len().saturating_sub(self.rule.n);
+        let window = &data.points[start..];
+        (window.iter().filter(|p| p.ok).count(), window.len())
+    }
+
+    fn push(&self, point: Point, record: SampleRecord) {
+        let mut data = self.data.lock().expect("series lock");
+        data.points.push(point);
+        data.records.push(record);
+    }
+
+    pub fn report(&self) -> ProbeReport {
+        let data = self.data.lock().expect("series lock");
+        ProbeReport {
+            name: self.probe.name.clone(),
+            kind: self.probe.kind.kind_name().to_string(),
+            role: self.role,
+            host: self.host.clone(),
+            every_ms: self.probe.every.as_millis() as u64,
+            window_samples: self.rule.n,
+            tolerance: self.probe.tolerance,
+            samples: data.records.clone(),
+        }
+    }
+}
+
+/// Samples owned by the engine: the series and a snapshot of their points for judging.
+pub struct Snapshot {
+    pub series: Vec<(Arc<Series>, Vec<Point>)>,
+}
+
+impl Snapshot {
+    pub fn views(&self) -> Vec<SeriesView<'_>> {
+        self.series
+            .iter()
+            .map(|(s, points)| SeriesView {
+                rule: s.rule,
+                points,
+            })
+            .collect()
+    }
+}
+
+/// A running set of sampled probes.
+pub struct Monitor {
+    pub series: Vec<Arc<Series>>,
+    changed: watch::Receiver<u64>,
+    stop: CancellationToken,
+    tasks: JoinSet<()>,
+}
+
+impl Monitor {
+    /// Starts sampling every probe on each of its hosts (`hosts_of` resolves `on:`).
+    pub fn start(
+        probes: &[Probe],
+        role: ProbeRole,
+        hosts_of: impl Fn(&str) -> Vec<String>,
+    ) -> Self {
+        let (tx, changed) = watch::channel(0u64);
+        let tx = Arc::new(tx);
+        let stop = CancellationToken::new();
+        let mut tasks = JoinSet::new();
+        let mut series = Vec::new();
+        for probe in probes {
+            for host in hosts_of(&probe.on) {
+                let s = Arc::new(Series::new(probe.clone(), host, role));
+                series.push(s.clone());
+                tasks.spawn(sample_forever(s, tx.clone(), stop.clone()));
+            }
+        }
+        Monitor {
+            series,
+            changed,
+            stop,
+            tasks,
+        }
+    }
+
+    /// Waits until some series has a new sample. Returns at once if there are no series, since
+    /// then nothing will ever change.
+    pub async fn changed(&mut self) {
+        if self.series.is_empty() {
+            std::future::pending::<()>().await;
+        }
+        // The sender lives in the tasks; if all ended, nothing changes any more.
+        if self.changed.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            series: self
+                .series
+                .iter()
+                .map(|s| (s.clone(), s.points()))
+                .collect(),
+        }
+    }
+
+    /// Stops sampling (a sample under way is dropped, and its child, if any, killed) and returns
+    /// every sample taken.
+    pub async fn stop(mut self) -> Vec<ProbeReport> {
+        self.stop.cancel();
+        while self.tasks.join_next().await.is_some() {}
+        self.series.iter().map(|s| s.report()).collect()
+    }
+}
+
+async fn sample_forever(
+    series: Arc<Series>,
+    changed: Arc<watch::Sender<u64>>,
+    stop: CancellationToken,
+) {
+    let every = series.probe.every;
+    let mut next = Instant::now();
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = sleep_until(next) => {}
+        }
+        let started = Instant::now();
+        let at = Utc::now();
+        let outcome = tokio::select! {
+            () = stop.cancelled() => return,
+            outcome = sample_on(&series) => outcome,
+        };
+        series.push(
+            Point {
+                at: started,
+                ok: outcome.ok,
+            },
+            SampleRecord {
+                at,
+                ok: outcome.ok,
+                latency_ms: outcome.latency.as_secs_f64() * 1000.0,
+                reason: outcome.reason,
+            },
+        );
+        changed.send_modify(|n| *n += 1);
+        next = (started + every).max(Instant::now());
+    }
+}
+
+/// One sample from the probe's host. Only `local` exists in this build: preflight refuses other
+/// hosts before any monitor starts.
+async fn sample_on(series: &Series) -> probe::SampleOutcome {
+    probe::sample(&series.probe.kind).await
+}

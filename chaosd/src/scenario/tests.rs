@@ -1,0 +1,756 @@
+//! Data-driven tests of whole files: each check points at its line and column.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use agent::spec::{DropMode, FaultSpec, FillAmount, Pick, ProcessSelector, SignalNumber};
+
+use super::model::{Command, ProbeKind, StatusMatch};
+use super::*;
+
+/// Seven lines every check starts with: two api hosts and an `api` target.
+const PRE: &str = "\
+version: 1
+name: t
+hosts:
+  api-1: {agent: \"https://10.0.0.11:7411\", labels: {role: api}}
+  api-2: {agent: \"https://10.0.0.12:7411\", labels: {role: api, zone: a}}
+targets:
+  api: {labels: {role: api}}
+";
+
+const STEP: &str = "\
+steps:
+  - name: s
+    target: api
+    fault: {kill: {process: {name: x}}}
+";
+
+fn data_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/scenario")
+}
+
+fn opts() -> LoadOptions {
+    let mut opts = LoadOptions::default();
+    opts.vars.insert("D".into(), "15s".into());
+    opts
+}
+
+fn load_text(text: &str) -> Result<model::Scenario, ScenarioError> {
+    load_str(Path::new("scenarios/t.yaml"), text, &opts())
+}
+
+/// Loads `input` and compares its problems, each as `LINE:COLUMN: message`.
+fn check(input: &str, expected: &[&str]) {
+    let got: Vec<String> = match load_text(input) {
+        Ok(_) => Vec::new(),
+        Err(err) => err
+            .problems()
+            .iter()
+            .map(|p| format!("{}:{}: {}", p.line, p.column, p.message))
+            .collect(),
+    };
+    assert_eq!(got, expected, "\n--- input:\n{input}");
+}
+
+fn ok(input: &str) -> model::Scenario {
+    match load_text(input) {
+        Ok(s) => s,
+        Err(err) => panic!("{err}\n--- input:\n{input}"),
+    }
+}
+
+#[test]
+fn the_whole_file_of_the_spec_loads() {
+    let path = data_dir().join("whole.yaml");
+    let s = load(&path, &LoadOptions::default()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(s.name, "checkout-failover");
+    assert_eq!(s.tags, ["gameday", "api"]);
+    assert_eq!(s.base_dir, data_dir().canonicalize().unwrap());
+    assert_eq!(s.path, path.canonicalize().unwrap());
+    assert_eq!(s.sha256.len(), 64);
+    assert_eq!(s.hosts.len(), 3);
+    assert_eq!(s.hosts["local"].agent, None);
+    assert_eq!(
+        s.hosts["api-2"].token_file,
+        Some(PathBuf::from("/etc/chaos/api.token"))
+    );
+    assert_eq!(s.targets["api"].hosts, ["api-1", "api-2"]);
+    assert_eq!(s.targets["one-api"].pick, Pick::Count(1));
+    assert_eq!(s.setup.len(), 1);
+    let load_sh = s.base_dir.join("load.sh").to_string_lossy().into_owned();
+    assert_eq!(
+        s.setup[0].run,
+        Command::Argv(vec![load_sh, "--rps".into(), "50".into()])
+    );
+    assert!(s.setup[0].background);
+    let ready = s.setup[0].ready.as_ref().unwrap();
+    assert_eq!(ready.within, Duration::from_secs(10));
+    assert!(matches!(&ready.probe, ProbeKind::Tcp(t) if t.address == "127.0.0.1:8080"));
+    assert_eq!(s.steady_state.len(), 2);
+    let checkout = &s.steady_state[0];
+    assert_eq!(checkout.on, "local");
+    assert_eq!(checkout.tolerance, 95.0);
+    assert_eq!(checkout.every, Duration::from_secs(1));
+    assert_eq!(checkout.window, Duration::from_secs(5));
+    let ProbeKind::Http(http) = &checkout.kind else {
+        panic!()
+    };
+    assert_eq!(http.method, "GET");
+    assert_eq!(http.timeout, Duration::from_secs(2));
+    assert_eq!(http.expect.status, [StatusMatch::Code(200)]);
+    assert_eq!(http.expect.max_latency, Some(Duration::from_millis(300)));
+    assert_eq!(s.steady_state[1].on, "api");
+    assert!(matches!(&s.steady_state[1].kind, ProbeKind::Process(p) if p.min == 1));
+    assert_eq!(s.guardrails[0].window, Duration::from_secs(10));
+    assert_eq!(s.guardrails[0].tolerance, 80.0);
+    assert_eq!(s.steps.len(), 3);
+    assert_eq!(s.steps[0].duration, Duration::from_secs(15));
+    assert_eq!(s.steps[0].recover_within, Duration::from_secs(10));
+    assert_eq!(
+        s.steps[0].faults[0].spec,
+        FaultSpec::Kill {
+            process: ProcessSelector::Name("api-server".into()),
+            signal: SignalNumber(9),
+            pick: Pick::All,
+        }
+    );
+    assert_eq!(s.steps[1].faults.len(), 2);
+    assert_eq!(s.steps[1].recover_within, Duration::from_secs(30));
+    let FaultSpec::Latency {
+        delay,
+        jitter,
+        scope,
+    } = &s.steps[1].faults[0].spec
+    else {
+        panic!()
+    };
+    assert_eq!(
+        (*delay, *jitter),
+        (Duration::from_millis(200), Duration::from_millis(20))
+    );
+    assert_eq!(scope.to.as_ref().unwrap().ports, [5432]);
+    assert!(scope.spare_ssh);
+    assert_eq!(
+        s.steps[1].faults[1].spec,
+        FaultSpec::FillDisk {
+            path: "/var/log".into(),
+            amount: FillAmount::Usage(95.0)
+        }
+    );
+    let FaultSpec::Drop { mode, scope } = &s.steps[2].faults[0].spec else {
+        panic!()
+    };
+    assert_eq!(*mode, DropMode::Reject);
+    assert_eq!(scope.to.as_ref().unwrap().hosts, ["10.0.0.20"]);
+    assert_eq!(s.teardown[0].run, Command::Shell("./failback.sh".into()));
+    assert_eq!(
+        s.schedule.as_ref().unwrap().timezone.as_deref(),
+        Some("Europe/Berlin")
+    );
+    assert_eq!(s.settings.seed, Some(42));
+    assert_eq!(s.settings.max_hosts, 10);
+    assert_eq!(
+        s.resolve_target("local"),
+        Some((vec!["local".into()], Pick::All))
+    );
+}
+
+#[test]
+fn a_monkey_file_loads() {
+    let s = ok(&format!(
+        "{PRE}monkey:
+  target: api
+  fault: {{kill: {{process: {{name: api-server}}}}}}
+  mean_interval: 30m        # random gaps between faults, this long on average
+  min_interval: 5m
+  active: {{days: [mon, tue, wed, thu, fri], hours: \"09:00-17:00\", timezone: Europe/Berlin}}
+  max_per_day: 4
+"
+    ));
+    assert!(s.steps.is_empty());
+    let m = s.monkey.unwrap();
+    assert_eq!(m.target, "api");
+    assert_eq!(m.mean_interval, Duration::from_secs(1800));
+    assert_eq!(m.min_interval, Duration::from_secs(300));
+    let active = m.active.unwrap();
+    assert_eq!(active.days, ["mon", "tue", "wed", "thu", "fri"]);
+    assert_eq!((active.start_minute, active.end_minute), (540, 1020));
+    assert_eq!(m.max_per_day, Some(4));
+}
+
+#[test]
+fn defaults_follow_the_spec() {
+    let s = ok(&format!(
+        "{PRE}settings: {{every: 2s, window: 10s}}
+steady_state:
+  - name: p
+    http: {{url: \"http://x/\"}}
+  - name: c
+    command: {{run: [./check.sh, -q]}}
+  - name: proc
+    process: {{pid: 1}}
+{STEP}"
+    ));
+    let p = &s.steady_state[0];
+    assert_eq!(
+        (p.every, p.window, p.tolerance),
+        (Duration::from_secs(2), Duration::from_secs(10), 100.0)
+    );
+    let ProbeKind::Http(http) = &p.kind else {
+        panic!()
+    };
+    assert_eq!(http.timeout, Duration::from_secs(2));
+    assert!(http.expect.status.is_empty());
+    let ProbeKind::Command(c) = &s.steady_state[1].kind else {
+        panic!()
+    };
+    assert_eq!(c.expect.exit, 0);
+    assert_eq!(c.cwd, s.base_dir);
+    assert_eq!(
+        c.run.argv()[0],
+        s.base_dir.join("check.sh").to_string_lossy()
+    );
+    let step = &s.steps[0];
+    assert_eq!(step.duration, Duration::ZERO);
+    assert_eq!(step.recover_within, Duration::from_secs(30));
+    let FaultSpec::Kill { signal, pick, .. } = &step.faults[0].spec else {
+        panic!()
+    };
+    assert_eq!((*signal, *pick), (SignalNumber(9), Pick::All));
+    assert_eq!(s.settings.lease, Duration::from_secs(10));
+    assert_eq!(s.settings.max_duration, Duration::from_secs(3600));
+}
+
+#[test]
+fn probe_timeouts_default_to_the_smaller_of_every_and_5s() {
+    let s = ok(&format!(
+        "{PRE}steady_state:\n  - {{name: p, every: 10s, tcp: {{address: \"h:1\"}}}}\n{STEP}"
+    ));
+    assert_eq!(
+        s.steady_state[0].kind.timeout(),
+        Some(Duration::from_secs(5))
+    );
+}
+
+#[test]
+fn unknown_keys_suggest_the_nearest() {
+    check(&format!("{PRE}stpes: []\n"), &["8:1: unknown key `stpes`"]);
+    let err = load_text(&format!("{PRE}stpes: []\n")).unwrap_err();
+    assert_eq!(
+        err.problems()[0].help.as_deref(),
+        Some("did you mean `steps`?")
+    );
+    assert_eq!(
+        err.to_string(),
+        "scenarios/t.yaml:8:1: unknown key `stpes`\n  |\n8 | stpes: []\n  | ^^^^^\n  = help: did you mean `steps`?"
+    );
+    check(
+        &format!(
+            "{PRE}steps:\n  - name: s\n    target: api\n    fault: {{kill: {{proces: {{name: x}}}}}}\n"
+        ),
+        &["11:20: unknown key `proces`"],
+    );
+    let err = load_text(&format!(
+        "{PRE}{STEP}steady_state:\n  - {{name: p, tcp: {{address: \"h:1\"}}, zzzzzz: 1}}\n"
+    ))
+    .unwrap_err();
+    let help = err.problems()[0].help.as_deref().unwrap();
+    assert!(help.starts_with("expected one of `name`, `on`"), "{help}");
+}
+
+#[test]
+fn wrong_types() {
+    check(
+        &format!("{PRE}tags: gameday\n{STEP}"),
+        &["8:7: expected a list (`- item` lines or `[...]`)"],
+    );
+    check(
+        &format!("{PRE}steps: 5\n"),
+        &["8:8: expected a list (`- item` lines or `[...]`)"],
+    );
+    check(
+        &format!("{PRE}name: [a]\n{STEP}"),
+        &["8:1: key `name` is given twice"],
+    );
+    check(
+        &format!("version: 1\nname: [a]\n{STEP}"),
+        &["2:7: expected a single value, not a list or a mapping"],
+    );
+    check(
+        &format!("{PRE}setup:\n  - {{name: a, run: x, background: yes}}\n{STEP}"),
+        &["9:35: expected `true` or `false`, not `yes`"],
+    );
+    check("", &["1:1: the file is empty"]);
+}
+
+#[test]
+fn version_and_name() {
+    check(
+        &format!("version: 2\nname: t\n{STEP}"),
+        &[
+            "1:10: unsupported version `2`; this version of chaosctl reads version 1",
+            "5:13: unknown target or host `api`",
+        ],
+    );
+    check(&format!("name: t\n{STEP}"), &["1:1: missing `version`"]);
+    check(
+        &format!("version: 1\n{STEP}"),
+        &["1:1: the scenario needs `name`"],
+    );
+}
+
+#[test]
+fn steps_or_monkey() {
+    check(PRE, &["1:1: missing `steps`"]);
+    check(
+        &format!(
+            "{PRE}{STEP}monkey:\n  target: api\n  fault: {{kill: {{process: {{name: x}}}}}}\n  mean_interval: 1m\n"
+        ),
+        &["13:3: a file has `steps` or `monkey`, not both"],
+    );
+    check(&format!("{PRE}steps: []\n"), &["8:8: `steps` is empty"]);
+}
+
+#[test]
+fn unknown_targets_and_hosts() {
+    check(
+        &format!(
+            "{PRE}steps:\n  - name: s\n    target: apu\n    fault: {{kill: {{process: {{name: x}}}}}}\n"
+        ),
+        &["10:13: unknown target or host `apu`"],
+    );
+    let err = load_text(&format!(
+        "{PRE}steps:\n  - name: s\n    target: apu\n    fault: {{kill: {{process: {{name: x}}}}}}\n"
+    ))
+    .unwrap_err();
+    assert_eq!(
+        err.problems()[0].help.as_deref(),
+        Some("did you mean `api`?")
+    );
+    check(
+        &format!("{PRE}  two: {{hosts: [api-1, api-3]}}\n{STEP}"),
+        &["8:24: unknown host `api-3`"],
+    );
+    check(
+        &format!(
+            "{PRE}steady_state:\n  - {{name: p, on: nowhere, tcp: {{address: \"h:1\"}}}}\n{STEP}"
+        ),
+        &["9:20: unknown target or host `nowhere`"],
+    );
+    // `local` and every host are valid step targets.
+    let s = ok(&format!(
+        "{PRE}steps:\n  - {{name: a, target: local, fault: {{kill: {{process: {{name: x}}}}}}}}\n  - {{name: b, target: api-2, fault: {{kill: {{process: {{name: x}}}}}}}}\n"
+    ));
+    assert_eq!(s.steps[1].faults[0].target, "api-2");
+}
+
+#[test]
+fn hosts_and_targets_share_a_namespace() {
+    check(
+        &format!("{PRE}  api-1: {{hosts: [api-2]}}\n{STEP}"),
+        &["8:3: target `api-1` has the name of a host"],
+    );
+    check(
+        &format!("{PRE}  local: {{hosts: [api-2]}}\n{STEP}"),
+        &["8:3: target `local` has the name of a host"],
+    );
+    check(
+        &format!("version: 1\nname: t\nhosts:\n  local: {{agent: \"https://x:1\"}}\n{STEP}"),
+        &[
+            "4:3: host `local` is built in and cannot be redefined",
+            "7:13: unknown target or host `api`",
+        ],
+    );
+    check(
+        &format!("version: 1\nname: t\nhosts:\n  h: {{labels: {{a: b}}}}\n{STEP}"),
+        &[
+            "4:3: host `h` needs `agent`",
+            "6:13: unknown target or host `api`",
+        ],
+    );
+}
+
+#[test]
+fn targets_resolve_and_are_checked() {
+    let s = ok(&format!(
+        "{PRE}  zone-a: {{labels: {{role: api, zone: a}}, pick: 50%}}\n  both: {{hosts: [api-2, api-1, local]}}\n{STEP}"
+    ));
+    assert_eq!(s.targets["zone-a"].hosts, ["api-2"]);
+    assert_eq!(s.targets["zone-a"].pick, Pick::Percent(50.0));
+    assert_eq!(s.targets["both"].hosts, ["api-1", "api-2", "local"]);
+    check(
+        &format!("{PRE}  none: {{labels: {{role: db}}}}\n{STEP}"),
+        &["8:18: target `none` matches no host: none has the labels `role=db`"],
+    );
+    check(
+        &format!("{PRE}  x: {{pick: 1}}\n{STEP}"),
+        &["8:3: target `x` needs `labels` or `hosts`"],
+    );
+    check(
+        &format!("{PRE}  x: {{labels: {{role: api}}, hosts: [api-1]}}\n{STEP}"),
+        &["8:38: target `x` has both `labels` and `hosts`; give one"],
+    );
+    check(
+        &format!("{PRE}  x: {{hosts: [api-1], pick: 0}}\n{STEP}"),
+        &["8:30: pick `0` picks nothing; use at least 1"],
+    );
+    check(
+        &format!("{PRE}  x: {{hosts: [api-1], pick: 2}}\n{STEP}"),
+        &["8:30: `pick` 2 is more than the 1 hosts of target `x`"],
+    );
+}
+
+#[test]
+fn a_step_needs_exactly_one_way_of_faulting() {
+    check(
+        &format!("{PRE}steps:\n  - name: s\n    duration: 1s\n"),
+        &["9:5: step `s` has no fault"],
+    );
+    check(
+        &format!(
+            "{PRE}steps:\n  - name: s\n    target: api\n    fault: {{kill: {{process: {{name: x}}}}}}\n    faults: [{{target: api, kill: {{process: {{name: x}}}}}}]\n"
+        ),
+        &["12:13: step `s` has both `fault` and `faults`; give one"],
+    );
+    check(
+        &format!("{PRE}steps:\n  - name: s\n    fault: {{kill: {{process: {{name: x}}}}}}\n"),
+        &["9:5: step `s` has a `fault` but no `target`"],
+    );
+    check(
+        &format!("{PRE}steps:\n  - name: s\n    faults: [{{kill: {{process: {{name: x}}}}}}]\n"),
+        &["10:14: a fault of step `s` has no `target`"],
+    );
+}
+
+#[test]
+fn a_fault_needs_exactly_one_kind() {
+    check(
+        &format!("{PRE}steps:\n  - name: s\n    target: api\n    fault: {{}}\n"),
+        &["11:12: the fault of step `s` has no fault kind"],
+    );
+    check(
+        &format!(
+            "{PRE}steps:\n  - name: s\n    target: api\n    duration: 1s\n    fault: {{kill: {{process: {{name: x}}}}, pause: {{process: {{name: x}}}}}}\n"
+        ),
+        &["12:48: the fault of step `s` has two fault kinds, `kill` and `pause`; give one"],
+    );
+    check(
+        &format!(
+            "{PRE}steps:\n  - name: s\n    target: api\n    duration: 1s\n    fault: {{kill: {{process: {{name: x, pid: 3}}}}}}\n"
+        ),
+        &["12:38: a process selector has both `name` and `pid`; give one"],
+    );
+    check(
+        &format!(
+            "{PRE}steps:\n  - name: s\n    target: api\n    fault: {{kill: {{process: {{pattern: \"a(\"}}}}}}\n"
+        ),
+        &["11:36: `a(` is not a valid regex: unclosed group"],
+    );
+}
+
+#[test]
+fn a_probe_needs_exactly_one_kind() {
+    check(
+        &format!("{PRE}steady_state:\n  - name: p\n    every: 1s\n{STEP}"),
+        &["9:5: probe `p` has no kind"],
+    );
+    check(
+        &format!(
+            "{PRE}steady_state:\n  - name: p\n    tcp: {{address: \"h:1\"}}\n    http: {{url: \"http://h/\"}}\n{STEP}"
+        ),
+        &["11:11: probe `p` has two kinds, `tcp` and `http`; give one"],
+    );
+    check(
+        &format!(
+            "{PRE}steady_state:\n  - name: p\n    http: {{url: \"http://h/\"}}\n    expect: {{exit: 0}}\n{STEP}"
+        ),
+        &["11:19: `exit` does not apply to a `http` probe"],
+    );
+    check(
+        &format!(
+            "{PRE}steady_state:\n  - name: p\n    http: {{url: \"http://h/\"}}\n    expect: {{status: [200, 7xx], body_matches: \"(\"}}\n{STEP}"
+        ),
+        &[
+            "11:26: invalid status class `7xx`; expected `1xx` to `5xx`",
+            "11:46: `(` is not a valid regex: unclosed group",
+        ],
+    );
+}
+
+#[test]
+fn durations_and_limits() {
+    check(
+        &format!(
+            "{PRE}steps:\n  - name: s\n    target: api\n    duration: 2h\n    fault: {{kill: {{process: {{name: x}}}}}}\n"
+        ),
+        &["11:15: duration `2h` of step `s` is over `max_duration` (1h)"],
+    );
+    check(
+        &format!(
+            "{PRE}steps:\n  - name: s\n    target: api\n    duration: 30\n    fault: {{kill: {{process: {{name: x}}}}}}\n"
+        ),
+        &["11:15: duration `30` has no unit; write e.g. `30s` or `30ms`"],
+    );
+    check(
+        &format!(
+            "{PRE}steps:\n  - name: s\n    target: api\n    fault: {{latency: {{delay: 100ms}}}}\n"
+        ),
+        &["9:5: step `s` needs `duration` for its `latency` fault"],
+    );
+    check(
+        &format!(
+            "{PRE}steps:\n  - name: s\n    target: api\n    duration: 1s\n    recover_within: -1s\n    fault: {{kill: {{process: {{name: x}}}}}}\n"
+        ),
+        &["12:21: duration `-1s` is negative"],
+    );
+    check(
+        &format!("{PRE}settings: {{every: 0s}}\n{STEP}"),
+        &["8:19: `every` must be more than 0s"],
+    );
+    check(
+        &format!(
+            "{PRE}steady_state:\n  - {{name: p, tolerance: 101%, tcp: {{address: \"h:1\"}}}}\n{STEP}"
+        ),
+        &["9:26: share `101%` is outside 0% to 100%"],
+    );
+    check(
+        &format!(
+            "{PRE}steady_state:\n  - {{name: p, tolerance: 95, tcp: {{address: \"h:1\"}}}}\n{STEP}"
+        ),
+        &["9:27: share `95` needs a `%`, e.g. `95%`"],
+    );
+    // A window shorter than `every` is fine: one sample.
+    let s = ok(&format!(
+        "{PRE}steady_state:\n  - {{name: p, every: 2s, window: 1s, tcp: {{address: \"h:1\"}}}}\n{STEP}"
+    ));
+    assert_eq!(s.steady_state[0].window_samples(), 1);
+}
+
+#[test]
+fn max_hosts_counts_distinct_picked_hosts() {
+    let step = "steps:\n  - name: s\n    duration: 1s\n    faults:\n      - {target: api, kill: {process: {name: x}}}\n      - {target: api, pause: {process: {name: y}}}\n      - {target: one, loss: {share: 5%}}\n";
+    ok(&format!(
+        "{PRE}  one: {{hosts: [api-1, local], pick: 1}}\nsettings: {{max_hosts: 3}}\n{step}"
+    ));
+    check(
+        &format!(
+            "{PRE}  one: {{hosts: [api-1, local], pick: 1}}\nsettings: {{max_hosts: 2}}\n{step}"
+        ),
+        &["14:7: step `s` faults up to 3 hosts, more than `max_hosts` (2)"],
+    );
+    check(
+        &format!("{PRE}settings: {{max_hosts: 1}}\n{STEP}"),
+        &["11:13: step `s` faults up to 2 hosts, more than `max_hosts` (1)"],
+    );
+}
+
+#[test]
+fn duplicate_names() {
+    check(
+        &format!(
+            "{PRE}steady_state:\n  - {{name: p, tcp: {{address: \"h:1\"}}}}\nguardrails:\n  - {{name: p, tcp: {{address: \"h:1\"}}}}\n{STEP}"
+        ),
+        &["11:12: probe `p` is defined twice"],
+    );
+    check(
+        &format!(
+            "{PRE}{STEP}  - name: s\n    target: api\n    fault: {{kill: {{process: {{name: x}}}}}}\n"
+        ),
+        &["12:11: step `s` is defined twice"],
+    );
+}
+
+#[test]
+fn fault_values() {
+    let step = |fault: &str| {
+        format!("{PRE}steps:\n  - name: s\n    target: api\n    duration: 1s\n    fault: {fault}\n")
+    };
+    check(
+        &step("{fill_disk: {path: /var/log, usage: 0%}}"),
+        &["12:48: usage `0%` is outside (0%, 100%]"],
+    );
+    check(
+        &step("{fill_disk: {path: var/log, usage: 5%}}"),
+        &["12:25: path `var/log` must be absolute: it is a path on the faulted host"],
+    );
+    check(
+        &step("{fill_disk: {path: /v, usage: 5%, size: 1GiB}}"),
+        &["12:46: `fill_disk` has both `usage` and `size`; give one"],
+    );
+    check(
+        &step("{kill: {process: {name: x}, signal: SIGNOPE}}"),
+        &["12:42: unknown signal `SIGNOPE`; expected e.g. `SIGKILL`, `TERM` or `9`"],
+    );
+    check(
+        &step("{drop: {to: {hosts: [nowhere], ports: [0]}, mode: bounce}}"),
+        &[
+            "12:27: `nowhere` is not an address or a CIDR such as `10.0.0.0/24`",
+            "12:46: `0` is not a port (1 to 65535)",
+            "12:56: unknown mode `bounce`; expected `drop` or `reject`",
+        ],
+    );
+    let s = ok(&step("{fill_disk: {path: /data, leave: 64MiB}}"));
+    assert_eq!(
+        s.steps[0].faults[0].spec,
+        FaultSpec::FillDisk {
+            path: "/data".into(),
+            amount: FillAmount::Leave(64 << 20)
+        }
+    );
+    let s = ok(&step(
+        "{loss: {share: 0.5%, from: {hosts: [10.0.0.0/8], protocol: udp}, interface: eth0, spare_ssh: false}}",
+    ));
+    let FaultSpec::Loss { share, scope } = &s.steps[0].faults[0].spec else {
+        panic!()
+    };
+    assert_eq!(*share, 0.5);
+    assert_eq!(scope.interface.as_deref(), Some("eth0"));
+    assert!(!scope.spare_ssh);
+    let s = ok(&step(
+        "{pause: {process: {pidfile: run/app.pid}, pick: 50%}}",
+    ));
+    let FaultSpec::Pause { process, pick } = &s.steps[0].faults[0].spec else {
+        panic!()
+    };
+    assert_eq!(
+        *process,
+        ProcessSelector::Pidfile(s.base_dir.join("run/app.pid"))
+    );
+    assert_eq!(*pick, Pick::Percent(50.0));
+    let s = ok(&step("{kill: {process: {name: x}, signal: 15}}"));
+    assert!(matches!(
+        s.steps[0].faults[0].spec,
+        FaultSpec::Kill {
+            signal: SignalNumber(15),
+            ..
+        }
+    ));
+}
+
+#[test]
+fn monkey_checks() {
+    let monkey = |body: &str| {
+        format!("{PRE}monkey:\n  target: api\n  fault: {{kill: {{process: {{name: x}}}}}}\n{body}")
+    };
+    check(
+        &monkey("  mean_interval: 1m\n  min_interval: 5m\n"),
+        &["12:17: `min_interval` (5m) is longer than `mean_interval` (1m)"],
+    );
+    check(
+        &monkey("  mean_interval: 1m\n  active: {hours: \"9-17\"}\n"),
+        &["12:19: invalid hours `9-17`; expected e.g. `09:00-17:00`"],
+    );
+    check(
+        &monkey("  mean_interval: 1m\n  active: {days: [mon, funday]}\n"),
+        &["12:24: unknown day `funday`; expected one of mon, tue, wed, thu, fri, sat, sun"],
+    );
+    check(&monkey(""), &["8:3: `monkey` needs `mean_interval`"]);
+}
+
+#[test]
+fn variables_are_substituted_before_parsing() {
+    // SAFETY of the test: no other test reads this variable.
+    let s = ok(&format!(
+        "{PRE}steps:\n  - name: \"${{USER_NAME:-s}}\"\n    target: api\n    duration: ${{D}}\n    fault: {{latency: {{delay: \"${{DELAY:-50ms}}\"}}}}\n"
+    ));
+    assert_eq!(s.steps[0].name, "s");
+    assert_eq!(s.steps[0].duration, Duration::from_secs(15));
+    check(
+        &format!(
+            "{PRE}steps:\n  - name: s\n    target: api\n    duration: 1s\n    fault: {{latency: {{delay: \"1${{NOPE_NOT_SET}}\"}}}}\n"
+        ),
+        &["12:32: unknown variable `NOPE_NOT_SET`"],
+    );
+    check(&format!("{PRE}description: \"$${{D}}\"\n{STEP}"), &[]);
+    let s = ok(&format!("{PRE}description: \"$${{D}} ${{D}}\"\n{STEP}"));
+    assert_eq!(s.description.as_deref(), Some("${D} 15s"));
+}
+
+#[test]
+fn the_environment_backs_variables() {
+    let path = std::env::var("PATH").unwrap();
+    let s = ok(&format!("{PRE}description: ${{PATH}}\n{STEP}"));
+    assert_eq!(s.description, Some(path));
+}
+
+#[test]
+fn inventories_add_hosts_and_targets() {
+    let dir = tempfile::tempdir().unwrap();
+    let inventory = dir.path().join("inventory.yaml");
+    std::fs::write(
+        &inventory,
+        "hosts:\n  db-1: {agent: \"https://10.0.0.21:7411\", labels: {role: db}, token_file: db.token}\ntargets:\n  db: {labels: {role: db}}\n",
+    )
+    .unwrap();
+    let opts = LoadOptions {
+        vars: Default::default(),
+        inventory: Some(inventory.clone()),
+    };
+    let text = format!(
+        "{PRE}steps:\n  - {{name: s, target: db, fault: {{kill: {{process: {{name: x}}}}}}}}\n"
+    );
+    let s = load_str(Path::new("t.yaml"), &text, &opts).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(s.targets["db"].hosts, ["db-1"]);
+    let dir_abs = dir.path().canonicalize().unwrap();
+    assert_eq!(s.hosts["db-1"].token_file, Some(dir_abs.join("db.token")));
+
+    std::fs::write(
+        &inventory,
+        "hosts:\n  api-1: {agent: \"https://10.0.0.21:7411\"}\n",
+    )
+    .unwrap();
+    let err = load_str(Path::new("t.yaml"), &format!("{PRE}{STEP}"), &opts).unwrap_err();
+    let p = &err.problems()[0];
+    assert_eq!(
+        (p.file.as_path(), p.line, p.column),
+        (inventory.as_path(), 2, 3)
+    );
+    assert_eq!(
+        p.message,
+        "host `api-1` is defined both in the scenario and in the inventory"
+    );
+    assert!(
+        err.to_string()
+            .starts_with(&format!("{}:2:3: host `api-1`", inventory.display()))
+    );
+
+    std::fs::write(&inventory, "targets:\n  api: {hosts: [api-1]}\n").unwrap();
+    let err = load_str(Path::new("t.yaml"), &format!("{PRE}{STEP}"), &opts).unwrap_err();
+    assert_eq!(
+        err.problems()[0].message,
+        "target `api` is defined both in the scenario and in the inventory"
+    );
+
+    std::fs::write(&inventory, "hots: {}\n").unwrap();
+    let err = load_str(Path::new("t.yaml"), &format!("{PRE}{STEP}"), &opts).unwrap_err();
+    assert_eq!(
+        err.problems()[0].help.as_deref(),
+        Some("did you mean `hosts`?")
+    );
+}
+
+#[test]
+fn several_problems_are_reported_at_once() {
+    let err = load_text(&format!(
+        "{PRE}steps:\n  - name: s\n    target: nope\n    duration: 5\n    fault: {{kill: {{process: {{name: x}}}}}}\n"
+    ))
+    .unwrap_err();
+    assert_eq!(err.problems().len(), 2);
+    let text = err.to_string();
+    assert!(text.contains("scenarios/t.yaml:10:13: unknown target or host `nope`\n   |\n10 |     target: nope\n   |             ^^^^"), "{text}");
+    assert!(
+        text.contains("scenarios/t.yaml:11:15: duration `5` has no unit"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_missing_file_cannot_be_read() {
+    let err = load(Path::new("does/not/exist.yaml"), &LoadOptions::default()).unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("does/not/exist.yaml: cannot read: "),
+        "{err}"
+    );
+}
