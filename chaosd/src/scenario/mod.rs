@@ -85,6 +85,17 @@ fn load_bytes(
             .collect();
         ScenarioError::new(found, sources)
     };
+    let blank = |l: &str| l.trim().is_empty() || l.trim_start().starts_with('#');
+    if srcs[0].text.lines().all(blank) {
+        let problem = Problem {
+            file: path.to_path_buf(),
+            line: 1,
+            column: 1,
+            message: "the file is empty".into(),
+            help: Some("a scenario starts with `version: 1`".into()),
+        };
+        return Err(fail(vec![(problem, 1)], &srcs));
+    }
     let file = validate::parse_yaml::<raw::FileRaw>(&srcs[0]).map_err(|f| fail(vec![f], &srcs))?;
     let inventory = match srcs.get(1) {
         Some(src) => {

@@ -282,6 +282,7 @@ fn wrong_types() {
         &["9:35: expected `true` or `false`, not `yes`"],
     );
     check("", &["1:1: the file is empty"]);
+    check("# nothing\n\n", &["1:1: the file is empty"]);
 }
 
 #[test]
@@ -293,10 +294,19 @@ fn version_and_name() {
             "5:13: unknown target or host `api`",
         ],
     );
-    check(&format!("name: t\n{STEP}"), &["1:1: missing `version`"]);
+    check(
+        &format!("name: t\n{STEP}"),
+        &[
+            "1:1: missing `version`",
+            "4:13: unknown target or host `api`",
+        ],
+    );
     check(
         &format!("version: 1\n{STEP}"),
-        &["1:1: the scenario needs `name`"],
+        &[
+            "1:1: the scenario needs `name`",
+            "4:13: unknown target or host `api`",
+        ],
     );
 }
 
@@ -336,7 +346,7 @@ fn unknown_targets_and_hosts() {
         &format!(
             "{PRE}steady_state:\n  - {{name: p, on: nowhere, tcp: {{address: \"h:1\"}}}}\n{STEP}"
         ),
-        &["9:20: unknown target or host `nowhere`"],
+        &["9:19: unknown target or host `nowhere`"],
     );
     // `local` and every host are valid step targets.
     let s = ok(&format!(
@@ -366,7 +376,7 @@ fn hosts_and_targets_share_a_namespace() {
         &format!("version: 1\nname: t\nhosts:\n  h: {{labels: {{a: b}}}}\n{STEP}"),
         &[
             "4:3: host `h` needs `agent`",
-            "6:13: unknown target or host `api`",
+            "7:13: unknown target or host `api`",
         ],
     );
 }
@@ -389,15 +399,15 @@ fn targets_resolve_and_are_checked() {
     );
     check(
         &format!("{PRE}  x: {{labels: {{role: api}}, hosts: [api-1]}}\n{STEP}"),
-        &["8:38: target `x` has both `labels` and `hosts`; give one"],
+        &["8:35: target `x` has both `labels` and `hosts`; give one"],
     );
     check(
         &format!("{PRE}  x: {{hosts: [api-1], pick: 0}}\n{STEP}"),
-        &["8:30: pick `0` picks nothing; use at least 1"],
+        &["8:29: pick `0` picks nothing; use at least 1"],
     );
     check(
         &format!("{PRE}  x: {{hosts: [api-1], pick: 2}}\n{STEP}"),
-        &["8:30: `pick` 2 is more than the 1 hosts of target `x`"],
+        &["8:29: `pick` 2 is more than the 1 hosts of target `x`"],
     );
 }
 
@@ -439,13 +449,13 @@ fn a_fault_needs_exactly_one_kind() {
         &format!(
             "{PRE}steps:\n  - name: s\n    target: api\n    duration: 1s\n    fault: {{kill: {{process: {{name: x, pid: 3}}}}}}\n"
         ),
-        &["12:38: a process selector has both `name` and `pid`; give one"],
+        &["12:44: a process selector has both `name` and `pid`; give one"],
     );
     check(
         &format!(
             "{PRE}steps:\n  - name: s\n    target: api\n    fault: {{kill: {{process: {{pattern: \"a(\"}}}}}}\n"
         ),
-        &["11:36: `a(` is not a valid regex: unclosed group"],
+        &["11:39: `a(` is not a valid regex: unclosed group"],
     );
 }
 
@@ -465,15 +475,15 @@ fn a_probe_needs_exactly_one_kind() {
         &format!(
             "{PRE}steady_state:\n  - name: p\n    http: {{url: \"http://h/\"}}\n    expect: {{exit: 0}}\n{STEP}"
         ),
-        &["11:19: `exit` does not apply to a `http` probe"],
+        &["11:20: `exit` does not apply to an `http` probe"],
     );
     check(
         &format!(
             "{PRE}steady_state:\n  - name: p\n    http: {{url: \"http://h/\"}}\n    expect: {{status: [200, 7xx], body_matches: \"(\"}}\n{STEP}"
         ),
         &[
-            "11:26: invalid status class `7xx`; expected `1xx` to `5xx`",
-            "11:46: `(` is not a valid regex: unclosed group",
+            "11:28: invalid status class `7xx`; expected `1xx` to `5xx`",
+            "11:48: `(` is not a valid regex: unclosed group",
         ],
     );
 }
@@ -518,7 +528,7 @@ fn durations_and_limits() {
         &format!(
             "{PRE}steady_state:\n  - {{name: p, tolerance: 95, tcp: {{address: \"h:1\"}}}}\n{STEP}"
         ),
-        &["9:27: share `95` needs a `%`, e.g. `95%`"],
+        &["9:26: share `95` needs a `%`, e.g. `95%`"],
     );
     // A window shorter than `every` is fine: one sample.
     let s = ok(&format!(
@@ -572,22 +582,22 @@ fn fault_values() {
     );
     check(
         &step("{fill_disk: {path: var/log, usage: 5%}}"),
-        &["12:25: path `var/log` must be absolute: it is a path on the faulted host"],
+        &["12:31: path `var/log` must be absolute: it is a path on the faulted host"],
     );
     check(
         &step("{fill_disk: {path: /v, usage: 5%, size: 1GiB}}"),
-        &["12:46: `fill_disk` has both `usage` and `size`; give one"],
+        &["12:52: `fill_disk` has both `usage` and `size`; give one"],
     );
     check(
         &step("{kill: {process: {name: x}, signal: SIGNOPE}}"),
-        &["12:42: unknown signal `SIGNOPE`; expected e.g. `SIGKILL`, `TERM` or `9`"],
+        &["12:48: unknown signal `SIGNOPE`; expected e.g. `SIGKILL`, `TERM` or `9`"],
     );
     check(
         &step("{drop: {to: {hosts: [nowhere], ports: [0]}, mode: bounce}}"),
         &[
-            "12:27: `nowhere` is not an address or a CIDR such as `10.0.0.0/24`",
-            "12:46: `0` is not a port (1 to 65535)",
-            "12:56: unknown mode `bounce`; expected `drop` or `reject`",
+            "12:33: `nowhere` is not an address or a CIDR such as `10.0.0.0/24`",
+            "12:51: `0` is not a port (1 to 65535)",
+            "12:62: unknown mode `bounce`; expected `drop` or `reject`",
         ],
     );
     let s = ok(&step("{fill_disk: {path: /data, leave: 64MiB}}"));
@@ -645,7 +655,7 @@ fn monkey_checks() {
         &monkey("  mean_interval: 1m\n  active: {days: [mon, funday]}\n"),
         &["12:24: unknown day `funday`; expected one of mon, tue, wed, thu, fri, sat, sun"],
     );
-    check(&monkey(""), &["8:3: `monkey` needs `mean_interval`"]);
+    check(&monkey(""), &["9:3: `monkey` needs `mean_interval`"]);
 }
 
 #[test]
@@ -753,4 +763,22 @@ fn a_missing_file_cannot_be_read() {
             .starts_with("does/not/exist.yaml: cannot read: "),
         "{err}"
     );
+}
+
+#[test]
+fn every_example_scenario_loads() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return;
+    };
+    let mut failures = Vec::new();
+    for entry in entries {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml" || e == "yml")
+            && let Err(err) = load(&path, &LoadOptions::default())
+        {
+            failures.push(err.to_string());
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }

@@ -406,11 +406,12 @@ pub(crate) fn resolve(input: Input<'_>) -> Result<Scenario, Vec<Found>> {
     let mut host_from: BTreeMap<String, usize> = BTreeMap::new();
     let inventory = input.inventory;
     let mut target_raws: Vec<(usize, &Sp<String>, &Sp<TargetRaw>)> = Vec::new();
-    let sources: [(
+    type Defs<'r> = (
         usize,
-        Option<&Entries<Sp<HostRaw>>>,
-        Option<&Entries<Sp<TargetRaw>>>,
-    ); 2] = [
+        Option<&'r Entries<Sp<HostRaw>>>,
+        Option<&'r Entries<Sp<TargetRaw>>>,
+    );
+    let sources: [Defs; 2] = [
         (0, file.hosts.as_ref(), file.targets.as_ref()),
         (
             1,
@@ -726,16 +727,16 @@ fn target(
         }
     };
     let pick = cx.opt(&raw.pick, values::parse_pick).unwrap_or_default();
-    if let (Pick::Count(n), Some(v)) = (pick, &raw.pick) {
-        if n as usize > chosen.len() {
-            cx.error(
-                pos(v),
-                format!(
-                    "`pick` {n} is more than the {} hosts of target `{name}`",
-                    chosen.len()
-                ),
-            );
-        }
+    if let (Pick::Count(n), Some(v)) = (pick, &raw.pick)
+        && n as usize > chosen.len()
+    {
+        cx.error(
+            pos(v),
+            format!(
+                "`pick` {n} is more than the {} hosts of target `{name}`",
+                chosen.len()
+            ),
+        );
     }
     Some(Target {
         name: name.to_string(),
@@ -846,10 +847,10 @@ fn probe(
 ) -> Option<Probe> {
     let p = &raw.value;
     let name = cx.req(&p.name, pos(raw), "name", "a probe", |s| Ok(s.to_string()));
-    if let (Some(name), Some(v)) = (&name, &p.name) {
-        if seen.insert(name.clone(), ()).is_some() {
-            cx.error(pos(v), format!("probe `{name}` is defined twice"));
-        }
+    if let (Some(name), Some(v)) = (&name, &p.name)
+        && seen.insert(name.clone(), ()).is_some()
+    {
+        cx.error(pos(v), format!("probe `{name}` is defined twice"));
     }
     let what = format!("probe `{}`", name.as_deref().unwrap_or("?"));
     let on = match &p.on {
@@ -973,14 +974,18 @@ fn probe_kind(
         if !allowed.contains(&key) {
             expect_ok = false;
             let help = if allowed.is_empty() {
-                format!("a `{kind}` probe takes no `expect`")
+                format!("{} `{kind}` probe takes no `expect`", article(kind))
             } else {
                 let list: Vec<String> = allowed.iter().map(|a| format!("`{a}`")).collect();
-                format!("a `{kind}` probe expects {}", list.join(", "))
+                format!(
+                    "{} `{kind}` probe expects {}",
+                    article(kind),
+                    list.join(", ")
+                )
             };
             cx.report(
                 at,
-                format!("`{key}` does not apply to a `{kind}` probe"),
+                format!("`{key}` does not apply to {} `{kind}` probe", article(kind)),
                 Some(help),
             );
         }
@@ -1089,10 +1094,10 @@ fn probe_kind(
             let selector = selector(cx, raw);
             let min = cx.opt(&e.min, values::parse_count::<usize>).unwrap_or(1);
             let max = cx.opt(&e.max, values::parse_count::<usize>);
-            if let (Some(max), Some(v)) = (max, &e.max) {
-                if max < min {
-                    cx.error(pos(v), format!("`max` {max} is less than `min` {min}"));
-                }
+            if let (Some(max), Some(v)) = (max, &e.max)
+                && max < min
+            {
+                cx.error(pos(v), format!("`max` {max} is less than `min` {min}"));
             }
             Some(ProbeKind::Process(ProcessProbe {
                 selector: selector?,
@@ -1475,10 +1480,10 @@ fn step(
 ) -> Option<Step> {
     let s = &raw.value;
     let name = cx.req(&s.name, pos(raw), "name", "a step", |v| Ok(v.to_string()));
-    if let (Some(name), Some(v)) = (&name, &s.name) {
-        if !seen.insert(name.clone()) {
-            cx.error(pos(v), format!("step `{name}` is defined twice"));
-        }
+    if let (Some(name), Some(v)) = (&name, &s.name)
+        && !seen.insert(name.clone())
+    {
+        cx.error(pos(v), format!("step `{name}` is defined twice"));
     }
     let what = format!("step `{}`", name.as_deref().unwrap_or("?"));
     let before = cx.found.len();
@@ -1551,18 +1556,18 @@ fn step(
     let duration = match &s.duration {
         Some(v) => {
             let d = cx.get(v, values::parse_duration);
-            if let Some(d) = d {
-                if d > settings.max_duration {
-                    cx.report(
-                        pos(v),
-                        format!(
-                            "duration `{}` of {what} is over `max_duration` ({})",
-                            format_duration(d),
-                            format_duration(settings.max_duration)
-                        ),
-                        Some("shorten the step, or raise `settings.max_duration`".into()),
-                    );
-                }
+            if let Some(d) = d
+                && d > settings.max_duration
+            {
+                cx.report(
+                    pos(v),
+                    format!(
+                        "duration `{}` of {what} is over `max_duration` ({})",
+                        format_duration(d),
+                        format_duration(settings.max_duration)
+                    ),
+                    Some("shorten the step, or raise `settings.max_duration`".into()),
+                );
             }
             d
         }
@@ -1686,17 +1691,17 @@ fn monkey_of(
         },
     );
     let min_interval = cx.duration(&m.min_interval).unwrap_or_default();
-    if let (Some(mean), Some(v)) = (mean_interval, &m.min_interval) {
-        if min_interval > mean {
-            cx.error(
-                pos(v),
-                format!(
-                    "`min_interval` ({}) is longer than `mean_interval` ({})",
-                    format_duration(min_interval),
-                    format_duration(mean)
-                ),
-            );
-        }
+    if let (Some(mean), Some(v)) = (mean_interval, &m.min_interval)
+        && min_interval > mean
+    {
+        cx.error(
+            pos(v),
+            format!(
+                "`min_interval` ({}) is longer than `mean_interval` ({})",
+                format_duration(min_interval),
+                format_duration(mean)
+            ),
+        );
     }
     let active = match &m.active {
         None => Some(None),
@@ -1735,4 +1740,9 @@ fn monkey_of(
         active: active?,
         max_per_day,
     })
+}
+
+/// `an` before `http`, else `a`.
+fn article(kind: &str) -> &'static str {
+    if kind == "http" { "an" } else { "a" }
 }
