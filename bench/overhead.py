@@ -1,0 +1,147 @@
+#!/usr/bin/env python3
+"""chaosctl's own overhead next to Chaos Toolkit's, on the same small experiment.
+
+The experiment: a hypothesis of two HTTP probes (one sample each), checked before and after one
+action that SIGKILLs a `sleep` process, with no fault wait. Both tools run it against the same
+`chaos-demo` server on 127.0.0.1, one after the other, N times each. Printed per tool: median and
+worst wall time, and peak resident memory (ru_maxrss of the tool's process tree).
+
+    python3 bench/overhead.py [--runs N]
+
+It builds chaosctl in release mode and installs chaostoolkit (from PyPI) into a virtual
+environment under target/bench/ the first time. Benchmark only: never used by the tests.
+"""
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+VENV = os.path.join(ROOT, "target", "bench", "ctk-venv")
+RELEASE = os.path.join(ROOT, "target", "release")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def measured(argv, **kw):
+    """Runs argv in a fresh Python child so ru_maxrss covers only that tool; returns (secs, KiB, rc)."""
+    probe = (
+        "import resource,subprocess,sys,time,json\n"
+        "t=time.monotonic()\n"
+        "rc=subprocess.run(json.loads(sys.argv[1]),stdout=subprocess.DEVNULL,stderr=subprocess.DEVNULL).returncode\n"
+        "d=time.monotonic()-t\n"
+        "print(json.dumps([d,resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,rc]))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe, json.dumps(argv)], capture_output=True, text=True, check=True, **kw)
+    return json.loads(out.stdout)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=10)
+    args = ap.parse_args()
+
+    subprocess.run(["cargo", "build", "--release", "-q", "-p", "chaosctl"], cwd=ROOT, check=True)
+    if not os.path.exists(os.path.join(VENV, "bin", "chaos")):
+        subprocess.run([sys.executable, "-m", "venv", VENV], check=True)
+        subprocess.run([os.path.join(VENV, "bin", "pip"), "install", "-q", "chaostoolkit"], check=True)
+    ctk_version = subprocess.run([os.path.join(VENV, "bin", "chaos"), "--version"], capture_output=True, text=True).stdout.strip()
+
+    port = free_port()
+    server = subprocess.Popen([os.path.join(RELEASE, "chaos-demo"), "--port", str(port), "--workers", "2"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    work = tempfile.mkdtemp(prefix="chaos-bench-")
+    victims = []
+    try:
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(url + "/health", timeout=0.2)
+                break
+            except OSError:
+                time.sleep(0.05)
+
+        def victim(tag):
+            # A process for the action to kill, with a command line no other run shares.
+            p = subprocess.Popen(["sleep", f"{1000 + len(victims)}.{tag}"])
+            victims.append(p)
+            return f"sleep {1000 + len(victims) - 1}.{tag}"
+
+        results = {"chaosctl": [], "chaostoolkit": []}
+        for i in range(args.runs):
+            pattern = victim(f"{i}1")
+            scenario = os.path.join(work, f"s{i}.yaml")
+            with open(scenario, "w") as f:
+                f.write(f"""version: 1
+name: overhead
+steady_state:
+  - name: health
+    http: {{url: "{url}/health", timeout: 1s}}
+    every: 10ms
+    window: 10ms
+  - name: home
+    http: {{url: "{url}/", timeout: 1s}}
+    every: 10ms
+    window: 10ms
+steps:
+  - name: kill the victim
+    target: local
+    fault: {{kill: {{process: {{pattern: "^{pattern}$"}}}}}}
+    recover_within: 5s
+""")
+            results["chaosctl"].append(measured([
+                os.path.join(RELEASE, "chaosctl"), "--state-dir", os.path.join(work, "state"),
+                "run", scenario, "--yes", "--report-dir", os.path.join(work, "reports")]))
+
+            pattern = victim(f"{i}2")
+            experiment = os.path.join(work, f"e{i}.json")
+            probe = lambda name, path: {"type": "probe", "name": name, "tolerance": 200,
+                                        "provider": {"type": "http", "url": url + path, "timeout": 1}}
+            with open(experiment, "w") as f:
+                json.dump({
+                    "title": "overhead", "description": "same experiment as chaosctl's",
+                    "steady-state-hypothesis": {"title": "demo answers",
+                                                "probes": [probe("health", "/health"), probe("home", "/")]},
+                    "method": [{"type": "action", "name": "kill the victim",
+                                "provider": {"type": "process", "path": "pkill",
+                                             "arguments": ["-KILL", "-f", f"^{pattern}$"]}}],
+                }, f)
+            results["chaostoolkit"].append(measured([
+                os.path.join(VENV, "bin", "chaos"), "--log-file", os.path.join(work, "chaostoolkit.log"),
+                "run", "--journal-path", os.path.join(work, f"journal{i}.json"), experiment], cwd=work))
+
+        print(f"overhead of one run: 2 HTTP probes x 1 sample, before and after one SIGKILL, no fault wait; {args.runs} runs each")
+        print(f"{'tool':<28} {'median wall':>12} {'worst wall':>11} {'peak RSS':>10} {'exit codes'}")
+        for tool, rows in results.items():
+            name = tool if tool == "chaosctl" else f"chaostoolkit ({ctk_version})"
+            walls = [r[0] for r in rows]
+            rss = max(r[1] for r in rows)
+            codes = sorted(set(r[2] for r in rows))
+            print(f"{name:<28} {statistics.median(walls)*1000:>9.1f} ms {max(walls)*1000:>8.1f} ms {rss/1024:>7.1f} MiB {codes}")
+        ours, theirs = results["chaosctl"], results["chaostoolkit"]
+        print(f"time ratio (median): chaosctl takes 1/{statistics.median(r[0] for r in theirs)/statistics.median(r[0] for r in ours):.1f} of chaostoolkit's; "
+              f"memory ratio (peak): 1/{max(r[1] for r in theirs)/max(r[1] for r in ours):.1f}")
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait()
+        for p in victims:
+            p.kill()
+            p.wait()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
