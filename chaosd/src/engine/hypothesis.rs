@@ -97,6 +97,10 @@ pub fn judge_recovery(
     fault_end: Instant,
     deadline: Instant,
 ) -> Recovery {
+    if series.is_empty() {
+        // No steady-state probes: the hypothesis always holds, so there is nothing to wait for.
+        return Recovery::Held { since: fault_end };
+    }
     let mut latest_start: Option<Instant> = None;
     let mut all_hold = true;
     for s in series {

@@ -1,0 +1,203 @@
+//! The commands around `run`: validate, plan, runs, report, `--output json`, `--help`.
+
+use std::fs;
+
+use serde_json::Value;
+
+use crate::support::{Sleeper, Test, pattern, proc_state, unique};
+use crate::verdicts::shipped;
+
+#[test]
+fn validate_accepts_every_shipped_scenario() {
+    let mut files: Vec<String> = fs::read_dir(shipped(""))
+        .expect("scenarios/")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+        .map(|p| p.display().to_string())
+        .collect();
+    files.sort();
+    assert!(files.len() >= 4, "{files:?}");
+    let t = Test::new();
+    let mut args = vec!["validate"];
+    args.extend(files.iter().map(String::as_str));
+    let out = t.cmd(&args);
+    out.code(0);
+    for f in &files {
+        out.stdout_has(&format!("{f}: ok"));
+    }
+}
+
+const PLANNED: &str = r#"version: 1
+name: planned
+hosts:
+  a: {agent: "https://127.0.0.1:9"}
+  b: {agent: "https://127.0.0.1:9"}
+  c: {agent: "https://127.0.0.1:9"}
+targets:
+  some: {hosts: [a, b, c], pick: 1}
+steps:
+  - name: kill on one remote host
+    target: some
+    fault: {kill: {process: {name: nothing-e2e}}}
+  - name: pause the local sleepers
+    target: local
+    fault: {pause: {process: {pattern: "${PAT}"}}}
+    duration: 3s
+    recover_within: 2s
+"#;
+
+#[test]
+fn plan_shows_steps_picks_and_time_injects_nothing_and_is_reproducible() {
+    let tag = unique("plan");
+    let sleeper = Sleeper::spawn(&tag);
+    let t = Test::new().scenario(PLANNED);
+    let file = t.scenario_path().display().to_string();
+    let var = format!("PAT={}", pattern(&tag));
+    let plan = |seed: &str| {
+        let out = t.cmd(&["plan", &file, "--var", &var, "--seed", seed]);
+        out.code(0);
+        out.stdout
+    };
+    let first = plan("7");
+    for needle in [
+        "kill on one remote host",
+        "pause the local sleepers",
+        "pick 1 of [a, b, c]",
+        "planned time",
+        "seed      7",
+    ] {
+        assert!(first.contains(needle), "plan lacks {needle:?}:\n{first}");
+    }
+    assert_eq!(plan("7"), first, "the same seed planned differently");
+    assert_eq!(proc_state(sleeper.pid), Some('S'), "plan touched a process");
+    assert!(!t.report_dir().exists());
+}
+
+const QUICK: &str = r#"version: 1
+name: quick-pause
+steady_state:
+  - name: always
+    command: {run: "true"}
+    every: 100ms
+    window: 200ms
+steps:
+  - name: pause briefly
+    target: local
+    fault: {pause: {process: {pattern: "${PAT}"}}}
+    duration: 200ms
+    recover_within: 1s
+"#;
+
+#[test]
+fn runs_and_report_show_a_finished_run() {
+    let tag = unique("runs");
+    let _sleeper = Sleeper::spawn(&tag);
+    let t = Test::new().scenario(QUICK).var("PAT", pattern(&tag));
+    let out = t.run();
+    out.code(0);
+    let r = out.report();
+    let run_id = r.json["run_id"].as_str().unwrap().to_string();
+    let started = r.json["started_at"].as_str().unwrap();
+    // `2026-01-02T03:04:05.678Z` is listed as `2026-01-02 03:04:05`.
+    let start_shown = started[..19].replace('T', " ");
+
+    let runs = t.cmd(&["runs"]);
+    runs.code(0);
+    let line = runs
+        .stdout
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(run_id.as_str()))
+        .unwrap_or_else(|| panic!("no line with the full id {run_id}:\n{}", runs.stdout));
+    for needle in ["quick-pause", "passed", start_shown.as_str()] {
+        assert!(line.contains(needle), "{needle:?} not in {line:?}");
+    }
+
+    let json = t.cmd(&["report", &run_id, "--format", "json"]);
+    json.code(0);
+    let back: Value = serde_json::from_str(&json.stdout).expect("report --format json");
+    assert_eq!(back["run_id"], run_id.as_str());
+    assert_eq!(back["verdict"], "passed");
+    assert_eq!(back["schema"], "chaos.report/v1");
+
+    let md = t.cmd(&["report", &run_id, "--format", "md"]);
+    md.code(0);
+    md.stdout_has("quick-pause");
+    let junit = t.cmd(&["report", &run_id, "--format", "junit"]);
+    junit.code(0);
+    junit.stdout_has("<testsuite");
+
+    let file = t.path("report-copy.md");
+    let to_file = t.cmd(&["report", &run_id, "-o", &file.display().to_string()]);
+    to_file.code(0);
+    assert_eq!(fs::read_to_string(&file).expect("-o FILE"), md.stdout);
+
+    let prefix = &run_id[..run_id.len() - 2];
+    let by_prefix = t.cmd(&["report", prefix, "--format", "json"]);
+    by_prefix.code(0);
+    assert_eq!(by_prefix.stdout, json.stdout);
+    let latest = t.cmd(&["report", "latest", "--format", "json"]);
+    latest.code(0);
+    assert_eq!(latest.stdout, json.stdout);
+
+    let unknown = t.cmd(&["report", "no-such-run-e2e"]);
+    unknown.code(2);
+    unknown.stderr_has("no-such-run-e2e");
+}
+
+#[test]
+fn output_json_prints_json_lines_ending_in_the_result() {
+    let tag = unique("json");
+    let _sleeper = Sleeper::spawn(&tag);
+    let t = Test::new()
+        .scenario(QUICK)
+        .var("PAT", pattern(&tag))
+        .arg("--output")
+        .arg("json");
+    let out = t.run();
+    out.code(0);
+    let lines: Vec<Value> = out
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(lines.len() > 2, "{}", out.stdout);
+    let (last, events) = lines.split_last().unwrap();
+    assert_eq!(last["type"], "result", "{last}");
+    assert_eq!(last["exit_code"], 0);
+    assert_eq!(last["verdict"], "passed");
+    assert!(last["run_id"].is_string());
+    for e in events {
+        assert_eq!(e["type"], "event", "{e}");
+    }
+    assert!(events.iter().any(|e| e["kind"] == "fault_applied"));
+}
+
+#[test]
+fn output_json_result_carries_a_failing_exit_code() {
+    let t = Test::new()
+        .scenario("version: 1\nname: setup-fails\nsetup:\n  - name: fails\n    run: \"false\"\nsteps:\n  - name: k\n    target: local\n    fault: {kill: {process: {name: nothing-e2e}}}\n")
+        .arg("--output")
+        .arg("json");
+    let out = t.run();
+    out.code(5);
+    let last: Value = serde_json::from_str(out.stdout.lines().last().expect("a line")).unwrap();
+    assert_eq!(last["type"], "result");
+    assert_eq!(last["exit_code"], 5);
+    assert_eq!(last["cause"], "setup");
+}
+
+#[test]
+fn every_subcommand_has_help() {
+    let t = Test::new();
+    let top = t.cmd(&["--help"]);
+    top.code(0);
+    top.stdout_has("Usage");
+    for sub in ["validate", "plan", "run", "runs", "report", "revert"] {
+        top.stdout_has(sub);
+        let out = t.cmd(&[sub, "--help"]);
+        out.code(0);
+        out.stdout_has("Usage");
+        out.stdout_has(sub);
+    }
+}

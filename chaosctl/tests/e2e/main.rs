@@ -1,0 +1,14 @@
+//! End-to-end tests of the built `chaosctl`: real runs, real processes, real files. One test
+//! binary for the whole crate (`autotests = false`); each module covers one part of the contract
+//! in `spec/scenario-v1.md`.
+//!
+//! These tests wait on real processes and real time, which the paused tokio clock cannot fake,
+//! so they measure time with `std::time::Instant`.
+#![allow(clippy::disallowed_types)]
+
+mod commands;
+mod faults;
+mod invalid;
+mod signals;
+mod support;
+mod verdicts;

@@ -1,0 +1,428 @@
+//! Every verdict, cause and exit code of `chaosctl run` (spec: "Verdicts and exit codes").
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::support::{
+    Sleeper, Test, Tmpfs, assert_resumed, free_port, is_root_or_skip, pattern, pids_ending_with,
+    read_events, unique,
+};
+
+pub fn shipped(name: &str) -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../scenarios")).join(name)
+}
+
+#[track_caller]
+fn rfc3339_utc(value: &Value, what: &str) -> chrono::DateTime<chrono::FixedOffset> {
+    let text = value
+        .as_str()
+        .unwrap_or_else(|| panic!("{what} is not a string: {value}"));
+    let at = chrono::DateTime::parse_from_rfc3339(text)
+        .unwrap_or_else(|e| panic!("{what} `{text}` is not RFC 3339: {e}"));
+    assert_eq!(at.offset().local_minus_utc(), 0, "{what} `{text}` is not UTC");
+    at
+}
+
+fn sha256_of(path: &std::path::Path) -> String {
+    let out = std::process::Command::new("sha256sum")
+        .arg(path)
+        .output()
+        .expect("sha256sum");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn quickstart_passes_exit_0_with_every_report_field() {
+    let port = free_port();
+    let t = Test::new()
+        .scenario_file(shipped("quickstart.yaml"))
+        .var("DEMO_PORT", port)
+        .arg("--label")
+        .arg("team=e2e")
+        .arg("--label")
+        .arg("ticket=GD-7");
+    let out = t.run();
+    out.code(0);
+    let folder = out.folder();
+    let r = out.report();
+    r.verdict("passed", None);
+    let j = &r.json;
+
+    assert_eq!(j["schema"], "chaos.report/v1");
+    let run_id = j["run_id"].as_str().expect("run_id");
+    assert_eq!(folder.file_name().unwrap().to_str(), Some(run_id));
+    assert_eq!(j["scenario"]["name"], "quickstart");
+    assert_eq!(
+        j["scenario"]["sha256"].as_str(),
+        Some(sha256_of(&shipped("quickstart.yaml")).as_str())
+    );
+    assert!(!r.reason().is_empty());
+    assert_eq!(j["seed"], json!("42"), "the seed is a decimal string");
+    assert_eq!(j["labels"], json!({"team": "e2e", "ticket": "GD-7"}));
+    assert!(!j["user"].as_str().expect("user").is_empty());
+    assert!(!j["host"].as_str().expect("host").is_empty());
+    let started = rfc3339_utc(&j["started_at"], "started_at");
+    let ended = rfc3339_utc(&j["ended_at"], "ended_at");
+    assert!(started <= ended);
+    assert_eq!(j["faults_left"], json!([]));
+    assert_eq!(j["breaches"], json!([]));
+    assert!(!j["events"].as_array().expect("events").is_empty());
+
+    let steps = j["steps"].as_array().expect("steps");
+    assert_eq!(steps.len(), 1);
+    let step = &steps[0];
+    assert_eq!(step["name"], "kill every demo worker");
+    assert_eq!(step["hosts"], json!(["local"]));
+    assert_eq!(step["before"]["held"], true);
+    assert_eq!(step["after"]["held"], true);
+    assert!(step["impact_ms"].is_u64(), "impact_ms: {}", step["impact_ms"]);
+    assert!(step["recovery_ms"].is_u64(), "recovery_ms: {}", step["recovery_ms"]);
+    let faults = step["faults"].as_array().expect("faults");
+    assert_eq!(faults.len(), 1);
+    let f = &faults[0];
+    rfc3339_utc(&f["applied_at"], "applied_at");
+    rfc3339_utc(&f["reverted_at"], "reverted_at");
+    assert_eq!(f["mechanism"], "signal");
+    assert_eq!(f["verified"], true);
+
+    // The other files of the folder, and `latest`.
+    for name in ["report.md", "report.junit.xml"] {
+        let text = fs::read_to_string(folder.join(name)).unwrap_or_default();
+        assert!(!text.is_empty(), "{name} is missing or empty");
+    }
+    let junit = fs::read_to_string(folder.join("report.junit.xml")).unwrap();
+    assert!(junit.contains("<testsuite"), "{junit}");
+    let events = fs::read_to_string(folder.join("events.jsonl")).expect("events.jsonl");
+    for line in events.lines() {
+        let event: Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("events.jsonl line is not JSON ({e}): {line}"));
+        assert!(event.is_object() && event["kind"].is_string(), "{line}");
+    }
+    assert!(events.lines().count() >= 3);
+    let latest = fs::canonicalize(t.report_dir().join("latest")).expect("latest");
+    assert_eq!(latest, fs::canonicalize(&folder).unwrap());
+}
+
+#[test]
+fn deviates_exit_1_and_skips_the_later_step() {
+    let t = Test::new()
+        .scenario_file(shipped("deviates.yaml"))
+        .var("DEMO_PORT", free_port());
+    let out = t.run();
+    out.code(1);
+    let r = out.report();
+    r.verdict("deviated", Some("hypothesis"));
+    assert_eq!(r.step(0)["status"], "deviated");
+    assert!(r.step(0)["recovery_ms"].is_null());
+    assert!(r.step(0)["impact_ms"].is_u64());
+    assert_eq!(r.step(1)["status"], "skipped");
+    assert!(r.step(1)["faults"][0]["applied_at"].is_null());
+}
+
+#[test]
+fn not_steady_exit_4_injects_nothing() {
+    let port = free_port();
+    let t = Test::new()
+        .scenario_file(shipped("not-steady.yaml"))
+        .var("DEMO_PORT", port);
+    let suffix = format!("--worker --port {port}");
+    let run = t.spawn_run();
+    // Every worker pid seen while the run goes on: a kill would make the supervisor start new ones.
+    let mut seen = BTreeSet::new();
+    let first = crate::support::eventually(Duration::from_secs(20), "two demo workers", || {
+        let pids = pids_ending_with(&suffix);
+        (pids.len() == 2).then_some(pids)
+    });
+    seen.extend(first.iter().copied());
+    let folder = t.run_folder();
+    while !read_events(&folder.join("events.jsonl"))
+        .iter()
+        .any(|e| e["kind"] == "check_failed" || e["kind"] == "run_ended")
+    {
+        seen.extend(pids_ending_with(&suffix));
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(run.started.elapsed() < Duration::from_secs(30), "no check result");
+    }
+    let out = run.wait();
+    out.code(4);
+    assert_eq!(
+        seen.into_iter().collect::<Vec<_>>(),
+        first,
+        "the workers' pids changed"
+    );
+    let r = out.report();
+    r.verdict("not_steady", Some("hypothesis"));
+    assert!(!r.has_event("fault_applied"), "{:?}", r.event_kinds());
+    for f in r.faults() {
+        assert!(f["applied_at"].is_null(), "{f}");
+    }
+    assert_eq!(r.step(0)["before"]["held"], false);
+}
+
+fn pause_yaml(extra: &str, duration: &str) -> String {
+    format!(
+        r#"version: 1
+name: pause-sleepers
+steady_state:
+  - name: always
+    command: {{run: "true"}}
+    every: 100ms
+    window: 300ms
+{extra}
+steps:
+  - name: pause the sleepers
+    target: local
+    fault: {{pause: {{process: {{pattern: "${{PAT}}"}}}}}}
+    duration: {duration}
+    recover_within: 2s
+"#
+    )
+}
+
+#[test]
+fn guardrail_breach_aborts_exit_3_and_resumes_paused_processes() {
+    let tag = unique("guard");
+    let sleepers = Sleeper::spawn_many(&tag, 2);
+    let guard = r#"guardrails:
+  - name: error budget
+    command: {run: "false"}
+    every: 100ms
+    window: 300ms
+"#;
+    let t = Test::new()
+        .scenario(&pause_yaml(guard, "20s"))
+        .var("PAT", pattern(&tag));
+    let out = t.run();
+    out.code(3);
+    assert!(out.elapsed < Duration::from_secs(12), "took {:?}", out.elapsed);
+    let r = out.report();
+    r.verdict("aborted", Some("guardrail"));
+    let breaches = r.json["breaches"].as_array().expect("breaches");
+    assert!(!breaches.is_empty());
+    assert_eq!(breaches[0]["guardrail"], "error budget");
+    assert!(r.has_event("fault_applied"));
+    let pids: Vec<i32> = sleepers.iter().map(|s| s.pid).collect();
+    assert_resumed(&pids);
+}
+
+#[test]
+fn setup_that_fails_is_error_5_setup() {
+    let tag = unique("setup");
+    let mut sleeper = Sleeper::spawn(&tag);
+    let yaml = r#"version: 1
+name: setup-fails
+setup:
+  - name: fails
+    run: "false"
+steps:
+  - name: kill
+    target: local
+    fault: {kill: {process: {pattern: "${PAT}"}}}
+"#;
+    let t = Test::new().scenario(yaml).var("PAT", pattern(&tag));
+    let out = t.run();
+    out.code(5);
+    let r = out.report();
+    r.verdict("error", Some("setup"));
+    assert!(!r.has_event("fault_applied"));
+    assert!(sleeper.has_exited().is_none(), "the kill ran anyway");
+}
+
+#[test]
+fn setup_never_ready_is_error_5_setup() {
+    let tag = unique("ready");
+    let mut sleeper = Sleeper::spawn(&tag);
+    let yaml = r#"version: 1
+name: never-ready
+setup:
+  - name: service that never gets ready
+    run: [sleep, "30"]
+    background: true
+    ready: {command: {run: "false"}, within: 1s}
+steps:
+  - name: kill
+    target: local
+    fault: {kill: {process: {pattern: "${PAT}"}}}
+"#;
+    let t = Test::new().scenario(yaml).var("PAT", pattern(&tag));
+    let out = t.run();
+    out.code(5);
+    assert!(out.elapsed < Duration::from_secs(10), "took {:?}", out.elapsed);
+    let r = out.report();
+    r.verdict("error", Some("setup"));
+    assert!(r.reason().contains("ready"), "{}", r.reason());
+    assert!(sleeper.has_exited().is_none(), "the kill ran anyway");
+}
+
+#[test]
+fn unsupported_fault_is_error_5_preflight() {
+    let yaml = r#"version: 1
+name: latency-here
+steps:
+  - name: slow everything down
+    target: local
+    fault: {latency: {delay: 100ms, to: {ports: [9]}, interface: lo}}
+    duration: 1s
+"#;
+    let t = Test::new().scenario(yaml);
+    let out = t.run();
+    out.code(5);
+    let r = out.report();
+    r.verdict("error", Some("preflight"));
+    assert!(r.reason().contains("latency"), "{}", r.reason());
+    assert!(!r.has_event("fault_applied"));
+}
+
+#[test]
+fn remote_agent_host_is_error_5_preflight() {
+    let tag = unique("remote");
+    let mut sleeper = Sleeper::spawn(&tag);
+    let yaml = r#"version: 1
+name: remote-host
+hosts:
+  far-away: {agent: "https://127.0.0.1:9"}
+steps:
+  - name: kill far away
+    target: far-away
+    fault: {kill: {process: {pattern: "${PAT}"}}}
+"#;
+    let t = Test::new().scenario(yaml).var("PAT", pattern(&tag));
+    let out = t.run();
+    out.code(5);
+    let r = out.report();
+    r.verdict("error", Some("preflight"));
+    assert!(r.reason().contains("far-away"), "{}", r.reason());
+    assert!(!r.has_event("fault_applied"));
+    assert!(sleeper.has_exited().is_none());
+}
+
+#[test]
+fn process_gone_by_injection_is_error_5_apply() {
+    // A short-lived process of the run's own setup matches at preflight and is gone after the
+    // 2 s before-check.
+    let secs = format!("1.{}", std::process::id());
+    let yaml = r#"version: 1
+name: gone-by-injection
+setup:
+  - name: short-lived
+    run: "sleep ${SECS} & exit 0"
+steady_state:
+  - name: always
+    command: {run: "true"}
+    every: 250ms
+    window: 2s
+steps:
+  - name: kill it
+    target: local
+    fault: {kill: {process: {pattern: "${PAT}"}}}
+"#;
+    let t = Test::new()
+        .scenario(yaml)
+        .var("SECS", &secs)
+        .var("PAT", format!("^sleep {}$", secs.replace('.', "[.]")));
+    let out = t.run();
+    out.code(5);
+    let r = out.report();
+    r.verdict("error", Some("apply"));
+    assert!(r.has_event("preflight_passed"), "{:?}", r.event_kinds());
+    assert_eq!(r.step(0)["status"], "error");
+}
+
+#[test]
+fn failing_teardown_after_a_pass_is_error_5_teardown() {
+    let tag = unique("teardown");
+    let _sleeper = Sleeper::spawn(&tag);
+    let teardown = "teardown:\n  - name: fails\n    run: \"false\"\n";
+    let t = Test::new()
+        .scenario(&pause_yaml(teardown, "300ms"))
+        .var("PAT", pattern(&tag));
+    let out = t.run();
+    out.code(5);
+    let r = out.report();
+    r.verdict("error", Some("teardown"));
+    assert_eq!(r.step(0)["status"], "passed");
+}
+
+#[test]
+fn failing_teardown_after_a_deviation_stays_deviated_1() {
+    let tag = unique("devteardown");
+    let _sleeper = Sleeper::spawn(&tag);
+    let yaml = r#"version: 1
+name: deviates-then-teardown-fails
+steady_state:
+  - name: sleeper up
+    process: {pattern: "${PAT}"}
+    expect: {min: 1}
+    every: 100ms
+    window: 300ms
+steps:
+  - name: kill the sleeper
+    target: local
+    fault: {kill: {process: {pattern: "${PAT}"}}}
+    recover_within: 500ms
+teardown:
+  - name: fails
+    run: "false"
+"#;
+    let t = Test::new().scenario(yaml).var("PAT", pattern(&tag));
+    let out = t.run();
+    out.code(1);
+    let r = out.report();
+    r.verdict("deviated", Some("hypothesis"));
+    assert!(r.has_event("teardown_failed"), "{:?}", r.event_kinds());
+    assert_eq!(r.json["teardown"][0]["ok"], false);
+}
+
+#[test]
+fn fill_file_that_cannot_be_deleted_is_exit_6_with_faults_left() {
+    if !is_root_or_skip("it mounts a tmpfs to fill") {
+        return;
+    }
+    let fs = Tmpfs::mount(16);
+    // Waits for the fill file, then puts a directory of the same name in its place.
+    let swap = r#"while :; do
+  for f in "$1"/.chaos-fill-*; do
+    if [ -f "$f" ]; then sleep 0.2; rm -f "$f"; mkdir "$f"; exit 0; fi
+  done
+  sleep 0.02
+done
+"#;
+    let yaml = r#"version: 1
+name: fill-file-swapped
+setup:
+  - name: swap the fill file for a directory
+    run: [sh, swap.sh, "${DIR}"]
+    background: true
+steps:
+  - name: fill
+    target: local
+    fault: {fill_disk: {path: "${DIR}", size: 4MiB}}
+    duration: 1500ms
+    recover_within: 1s
+"#;
+    let t = Test::new()
+        .scenario(yaml)
+        .var("DIR", fs.dir.display().to_string());
+    t.write("swap.sh", swap);
+    let out = t.run();
+    out.code(6);
+    let r = out.report();
+    assert_eq!(r.json["cause"], "revert", "reason: {}", r.reason());
+    let left = r.json["faults_left"].as_array().expect("faults_left");
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(left[0]["kind"], "fill_disk");
+    assert!(out.stdout.contains("FAULTS MAY BE LEFT"), "{}", out.stdout);
+    // Clean up what the revert could not: the directory, then the journal entry.
+    for name in fs.fill_files() {
+        let _ = fs::remove_dir_all(fs.dir.join(name));
+    }
+    t.cmd(&["revert", "--all"]);
+}
