@@ -201,3 +201,11 @@ fn every_subcommand_has_help() {
         out.stdout_has(sub);
     }
 }
+
+#[test]
+fn revert_all_with_nothing_to_revert_says_so() {
+    let t = Test::new();
+    let out = t.cmd(&["revert", "--all"]);
+    out.code(0);
+    out.stdout_has("nothing to revert");
+}

@@ -5,8 +5,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::time::Duration;
 
 use crate::support::{
-    Sleeper, Test, Tmpfs, assert_resumed, eventually, is_root_or_skip, pattern, proc_state,
-    unique,
+    Sleeper, Test, Tmpfs, assert_resumed, eventually, is_root_or_skip, pattern, proc_state, unique,
 };
 
 fn kill_yaml() -> &'static str {
@@ -34,7 +33,9 @@ fn kill_ends_every_matching_process() {
     let affected = r.step(0)["faults"][0]["affected"].to_string();
     for s in &mut sleepers {
         let pid = s.pid;
-        let status = eventually(Duration::from_secs(5), "the sleeper ended", || s.has_exited());
+        let status = eventually(Duration::from_secs(5), "the sleeper ended", || {
+            s.has_exited()
+        });
         assert_eq!(status.signal(), Some(9), "pid {pid} ended by {status:?}");
         assert!(affected.contains(&format!("pid {pid}")), "{affected}");
     }
@@ -100,7 +101,10 @@ steps:
         let used = fs.usage_percent();
         (used > 85.0 && !fs.fill_files().is_empty()).then_some(used)
     });
-    assert!((88.0..=92.0).contains(&held), "usage while held: {held:.1}%");
+    assert!(
+        (88.0..=92.0).contains(&held),
+        "usage while held: {held:.1}%"
+    );
     let out = run.wait();
     out.code(0);
     assert_eq!(fs.fill_files(), Vec::<String>::new(), "a fill file is left");

@@ -18,7 +18,10 @@ fn check(body: &str, line: usize, col: usize, message: &str, help: Option<&str>)
     let file = t.scenario_path().display().to_string();
     let line = line + 2 + SETUP.lines().count();
     let source_line = yaml.lines().nth(line - 1).expect("the line exists");
-    for args in [vec!["validate", file.as_str()], vec!["run", file.as_str(), "--yes"]] {
+    for args in [
+        vec!["validate", file.as_str()],
+        vec!["run", file.as_str(), "--yes"],
+    ] {
         let mut args = args;
         let report_dir = t.report_dir().display().to_string();
         if args[0] == "run" {
@@ -52,7 +55,10 @@ fn check(body: &str, line: usize, col: usize, message: &str, help: Option<&str>)
             caret
         );
         assert!(caret[gutter..gutter + col - 1].trim().is_empty(), "{caret}");
-        assert!(!t.path("ran.marker").exists(), "setup ran for an invalid file");
+        assert!(
+            !t.path("ran.marker").exists(),
+            "setup ran for an invalid file"
+        );
         assert!(t.report_folders().is_empty(), "a report folder was created");
     }
 }

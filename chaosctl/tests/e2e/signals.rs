@@ -6,8 +6,7 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 
 use crate::support::{
-    Sleeper, Test, Tmpfs, assert_resumed, eventually, is_root_or_skip, pattern, proc_state,
-    unique,
+    Sleeper, Test, Tmpfs, assert_resumed, eventually, is_root_or_skip, pattern, proc_state, unique,
 };
 
 /// Pauses the sleepers of `${PAT}` for 30 s.
@@ -51,7 +50,11 @@ fn ctrl_c_twice_during_a_held_pause_aborts_3_and_resumes() {
     ctrl_c_twice(&run);
     let out = run.wait();
     out.code(3);
-    assert!(out.elapsed < Duration::from_secs(20), "took {:?}", out.elapsed);
+    assert!(
+        out.elapsed < Duration::from_secs(10),
+        "took {:?}",
+        out.elapsed
+    );
     out.report().verdict("aborted", Some("signal"));
     assert_resumed(&pids);
 }
@@ -80,7 +83,11 @@ steps:
     ctrl_c_twice(&run);
     let out = run.wait();
     out.code(3);
-    assert!(out.elapsed < Duration::from_secs(20), "took {:?}", out.elapsed);
+    assert!(
+        out.elapsed < Duration::from_secs(10),
+        "took {:?}",
+        out.elapsed
+    );
     out.report().verdict("aborted", Some("signal"));
     assert_eq!(fs.fill_files(), Vec::<String>::new(), "a fill file is left");
     assert!(fs.usage_percent() < 10.0);
@@ -97,7 +104,11 @@ fn sigterm_to_chaosctl_alone_aborts_3() {
     run.signal(Signal::SIGTERM);
     let out = run.wait();
     out.code(3);
-    assert!(out.elapsed < Duration::from_secs(20), "took {:?}", out.elapsed);
+    assert!(
+        out.elapsed < Duration::from_secs(10),
+        "took {:?}",
+        out.elapsed
+    );
     out.report().verdict("aborted", Some("signal"));
     assert_resumed(&pids);
 }
@@ -156,4 +167,48 @@ fn revert_all_resumes_a_pause_that_a_live_run_holds() {
     out.code(3);
     out.report().verdict("aborted", Some("signal"));
     assert_resumed(&pids);
+}
+
+#[test]
+fn ctrl_c_before_any_injection_aborts_3_and_stops_setup() {
+    let tag = unique("early");
+    let mut sleeper = Sleeper::spawn(&tag);
+    // A long first check, so that Ctrl-C lands before the step.
+    let yaml = r#"version: 1
+name: early-ctrl-c
+setup:
+  - name: background
+    run: [sleep, "${BG}"]
+    background: true
+steady_state:
+  - name: always
+    command: {run: "true"}
+    every: 100ms
+    window: 20s
+steps:
+  - name: kill the sleeper
+    target: local
+    fault: {kill: {process: {pattern: "${PAT}"}}}
+"#;
+    // `sleep 30.PID`: a command line no other test has.
+    let bg = format!("30.{}", std::process::id());
+    let t = Test::new()
+        .scenario(yaml)
+        .var("PAT", pattern(&tag))
+        .var("BG", &bg);
+    let run = t.spawn_run();
+    t.wait_for_event("check_started", HELD);
+    run.signal_group(Signal::SIGINT);
+    let out = run.wait();
+    out.code(3);
+    assert!(
+        out.elapsed < Duration::from_secs(10),
+        "took {:?}",
+        out.elapsed
+    );
+    let r = out.report();
+    r.verdict("aborted", Some("signal"));
+    assert!(!r.has_event("fault_applied"));
+    assert!(sleeper.has_exited().is_none(), "the kill ran anyway");
+    crate::support::assert_none_left(&format!("sleep {bg}"));
 }

@@ -547,7 +547,29 @@ pub fn pids_ending_with(suffix: &str) -> Vec<i32> {
     pids
 }
 
-/// Asserts, within a bound, that none of `pids` is stopped any more.
+/// Live (not zombie) processes whose command line contains `needle`.
+pub fn pids_containing(needle: &str) -> Vec<i32> {
+    fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| cmdline(pid).is_some_and(|c| c.contains(needle)))
+        .filter(|&pid| proc_state(pid).is_some_and(|s| s != 'Z'))
+        .collect()
+}
+
+/// Waits (bounded) until no process's command line contains `needle`: what setup started is gone.
+#[track_caller]
+pub fn assert_none_left(needle: &str) {
+    eventually(
+        Duration::from_secs(10),
+        &format!("no process left with `{needle}` in its command line"),
+        || pids_containing(needle).is_empty().then_some(()),
+    );
+}
+
+/// Asserts that none of `pids` is stopped any more.
 #[track_caller]
 pub fn assert_resumed(pids: &[i32]) {
     for &pid in pids {

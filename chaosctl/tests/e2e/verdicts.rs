@@ -8,8 +8,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::support::{
-    Sleeper, Test, Tmpfs, assert_resumed, free_port, is_root_or_skip, pattern, pids_ending_with,
-    read_events, unique,
+    Sleeper, Test, Tmpfs, assert_none_left, assert_resumed, free_port, is_root_or_skip, pattern,
+    pids_ending_with, read_events, unique,
 };
 
 pub fn shipped(name: &str) -> PathBuf {
@@ -23,7 +23,11 @@ fn rfc3339_utc(value: &Value, what: &str) -> chrono::DateTime<chrono::FixedOffse
         .unwrap_or_else(|| panic!("{what} is not a string: {value}"));
     let at = chrono::DateTime::parse_from_rfc3339(text)
         .unwrap_or_else(|e| panic!("{what} `{text}` is not RFC 3339: {e}"));
-    assert_eq!(at.offset().local_minus_utc(), 0, "{what} `{text}` is not UTC");
+    assert_eq!(
+        at.offset().local_minus_utc(),
+        0,
+        "{what} `{text}` is not UTC"
+    );
     at
 }
 
@@ -83,8 +87,16 @@ fn quickstart_passes_exit_0_with_every_report_field() {
     assert_eq!(step["hosts"], json!(["local"]));
     assert_eq!(step["before"]["held"], true);
     assert_eq!(step["after"]["held"], true);
-    assert!(step["impact_ms"].is_u64(), "impact_ms: {}", step["impact_ms"]);
-    assert!(step["recovery_ms"].is_u64(), "recovery_ms: {}", step["recovery_ms"]);
+    assert!(
+        step["impact_ms"].is_u64(),
+        "impact_ms: {}",
+        step["impact_ms"]
+    );
+    assert!(
+        step["recovery_ms"].is_u64(),
+        "recovery_ms: {}",
+        step["recovery_ms"]
+    );
     let faults = step["faults"].as_array().expect("faults");
     assert_eq!(faults.len(), 1);
     let f = &faults[0];
@@ -109,13 +121,16 @@ fn quickstart_passes_exit_0_with_every_report_field() {
     assert!(events.lines().count() >= 3);
     let latest = fs::canonicalize(t.report_dir().join("latest")).expect("latest");
     assert_eq!(latest, fs::canonicalize(&folder).unwrap());
+    // The demo service that setup started is stopped with its workers.
+    assert_none_left(&format!("--port {port}"));
 }
 
 #[test]
 fn deviates_exit_1_and_skips_the_later_step() {
+    let port = free_port();
     let t = Test::new()
         .scenario_file(shipped("deviates.yaml"))
-        .var("DEMO_PORT", free_port());
+        .var("DEMO_PORT", port);
     let out = t.run();
     out.code(1);
     let r = out.report();
@@ -125,6 +140,7 @@ fn deviates_exit_1_and_skips_the_later_step() {
     assert!(r.step(0)["impact_ms"].is_u64());
     assert_eq!(r.step(1)["status"], "skipped");
     assert!(r.step(1)["faults"][0]["applied_at"].is_null());
+    assert_none_left(&format!("--port {port}"));
 }
 
 #[test]
@@ -149,7 +165,10 @@ fn not_steady_exit_4_injects_nothing() {
     {
         seen.extend(pids_ending_with(&suffix));
         std::thread::sleep(Duration::from_millis(50));
-        assert!(run.started.elapsed() < Duration::from_secs(30), "no check result");
+        assert!(
+            run.started.elapsed() < Duration::from_secs(30),
+            "no check result"
+        );
     }
     let out = run.wait();
     out.code(4);
@@ -165,6 +184,7 @@ fn not_steady_exit_4_injects_nothing() {
         assert!(f["applied_at"].is_null(), "{f}");
     }
     assert_eq!(r.step(0)["before"]["held"], false);
+    assert_none_left(&format!("--port {port}"));
 }
 
 fn pause_yaml(extra: &str, duration: &str) -> String {
@@ -202,7 +222,11 @@ fn guardrail_breach_aborts_exit_3_and_resumes_paused_processes() {
         .var("PAT", pattern(&tag));
     let out = t.run();
     out.code(3);
-    assert!(out.elapsed < Duration::from_secs(12), "took {:?}", out.elapsed);
+    assert!(
+        out.elapsed < Duration::from_secs(12),
+        "took {:?}",
+        out.elapsed
+    );
     let r = out.report();
     r.verdict("aborted", Some("guardrail"));
     let breaches = r.json["breaches"].as_array().expect("breaches");
@@ -255,7 +279,11 @@ steps:
     let t = Test::new().scenario(yaml).var("PAT", pattern(&tag));
     let out = t.run();
     out.code(5);
-    assert!(out.elapsed < Duration::from_secs(10), "took {:?}", out.elapsed);
+    assert!(
+        out.elapsed < Duration::from_secs(10),
+        "took {:?}",
+        out.elapsed
+    );
     let r = out.report();
     r.verdict("error", Some("setup"));
     assert!(r.reason().contains("ready"), "{}", r.reason());
@@ -306,9 +334,9 @@ steps:
 
 #[test]
 fn process_gone_by_injection_is_error_5_apply() {
-    // A short-lived process of the run's own setup matches at preflight and is gone after the
-    // 2 s before-check.
-    let secs = format!("1.{}", std::process::id());
+    // A short-lived process of the run's own setup (under a second) matches at preflight and is
+    // gone after the 2 s before-check.
+    let secs = format!("0.8{}", std::process::id());
     let yaml = r#"version: 1
 name: gone-by-injection
 setup:
@@ -349,6 +377,9 @@ fn failing_teardown_after_a_pass_is_error_5_teardown() {
     let r = out.report();
     r.verdict("error", Some("teardown"));
     assert_eq!(r.step(0)["status"], "passed");
+    // The hypothesis never stopped holding: recovery 0, no impact.
+    assert_eq!(r.step(0)["recovery_ms"], 0);
+    assert!(r.step(0)["impact_ms"].is_null());
 }
 
 #[test]
