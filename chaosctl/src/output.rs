@@ -87,9 +87,8 @@ impl Drop for Terminal {
 /// `step 1/2 kill workers · held, 12s left · health 4/5 ✓ · workers 5/5 ✓`
 pub fn status_line(status: &LiveStatus) -> String {
     let mut parts = Vec::new();
-    match &status.step {
-        Some((index, total, name)) => parts.push(format!("step {}/{total} {name}", index + 1)),
-        None => {}
+    if let Some((index, total, name)) = &status.step {
+        parts.push(format!("step {}/{total} {name}", index + 1));
     }
     match status.fault_remaining {
         Some(left) => parts.push(format!(

@@ -236,13 +236,19 @@ fn send(target: &Target, signal: Signal) -> Result<bool, FaultError> {
     }
 }
 
-/// Polls `done` every 10 ms, about `tries` times; true as soon as it holds.
+/// Polls `done` until it holds or about `tries` × 10 ms have passed. The first looks come quickly
+/// (signals take effect in microseconds), later ones every 10 ms.
 fn poll(tries: u32, mut done: impl FnMut() -> bool) -> bool {
-    for _ in 0..tries {
+    let limit = Duration::from_millis(10) * tries;
+    let mut waited = Duration::ZERO;
+    let mut step = Duration::from_micros(100);
+    while waited < limit {
         if done() {
             return true;
         }
-        thread::sleep(Duration::from_millis(10));
+        thread::sleep(step);
+        waited += step;
+        step = (step * 2).min(Duration::from_millis(10));
     }
     done()
 }

@@ -103,10 +103,14 @@ async fn supervise(args: Args) -> anyhow::Result<()> {
         };
         tokio::select! {
             (index, status) = exited => {
-                let old = workers.remove(index);
-                drop(old);
+                workers.remove(index);
                 eprintln!("chaos-demo: a worker ended ({status:?}); restarting it in {} ms", args.restart_delay_ms);
-                tokio::time::sleep(Duration::from_millis(args.restart_delay_ms)).await;
+                // A stop request during the back-off wins over the restart.
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_millis(args.restart_delay_ms)) => {}
+                    _ = term.recv() => break,
+                    _ = int.recv() => break,
+                }
                 workers.push(start_worker(&exe, args.port)?);
             }
             _ = term.recv() => break,

@@ -200,10 +200,13 @@ fn print_summary(report: &Report) {
     for step in &report.steps {
         let ms = |v: Option<u64>| v.map_or("-".to_string(), |ms| format!("{ms} ms"));
         out.push_str(&format!(
-            "step {}    {}: {:?}, impact {}, recovery {}\n",
+            "step {}    {}: {}, impact {}, recovery {}\n",
             step.index + 1,
             step.name,
-            step.status,
+            serde_json::to_value(step.status)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default(),
             ms(step.impact_ms),
             ms(step.recovery_ms)
         ));

@@ -38,7 +38,7 @@ use crate::report::model::{
 };
 use crate::report::writer::ReportDir;
 use crate::scenario::format_duration;
-use crate::scenario::model::{LOCAL_HOST, Scenario};
+use crate::scenario::model::Scenario;
 
 /// How long one teardown command may take before it is killed.
 pub const TEARDOWN_LIMIT: Duration = Duration::from_secs(120);
@@ -325,10 +325,10 @@ impl Run {
                     serde_json::json!({"name": entry.name}),
                 );
             }
-            if let Some(ready) = &entry.ready {
-                if self.wait_ready(&entry.name, ready).await == Flow::Stop {
-                    return Flow::Stop;
-                }
+            if let Some(ready) = &entry.ready
+                && self.wait_ready(&entry.name, ready).await == Flow::Stop
+            {
+                return Flow::Stop;
             }
         }
         Flow::Continue
@@ -576,10 +576,7 @@ impl Run {
         } else {
             report.faults = self.fault_records(step, false);
             self.steps.push(report);
-            let Some(end) = self.inject_and_hold(step, step_started).await else {
-                return None;
-            };
-            end
+            self.inject_and_hold(step, step_started).await?
         };
 
         // The after-check: the hypothesis must hold a whole window starting within recover_within.
@@ -1314,9 +1311,4 @@ impl Guard {
             None => std::future::pending().await,
         }
     }
-}
-
-/// Whether `host` is the controller's own machine.
-pub fn is_local(host: &str) -> bool {
-    host == LOCAL_HOST
 }

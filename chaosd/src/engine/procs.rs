@@ -74,6 +74,16 @@ fn spawn(run: &Command, cwd: &Path, log: &Path, own_group: bool) -> Result<Child
     cmd.stdout(out).stderr(err);
     if own_group {
         cmd.process_group(0);
+        // If chaosctl itself is killed (SIGKILL included), the kernel sends the leader SIGTERM, so
+        // a background service does not outlive the run that started it.
+        #[allow(unsafe_code)]
+        // SAFETY: the closure runs in the forked child before exec and only calls prctl(2), which
+        // is async-signal-safe; it touches no memory shared with the parent.
+        unsafe {
+            cmd.pre_exec(|| {
+                nix::sys::prctl::set_pdeathsig(Signal::SIGTERM).map_err(std::io::Error::from)
+            });
+        }
     } else {
         // A foreground child shares our process group, so the terminal's Ctrl-C reaches it too;
         // if we are gone anyway it must not outlive the wait.
@@ -135,6 +145,9 @@ async fn kill_and_reap(child: &mut Child) -> Result<ExitStatus, String> {
     child.wait().await.map_err(|e| e.to_string())
 }
 
+/// When a background command's leader exited, and how.
+pub type Exit = (DateTime<Utc>, Result<ExitStatus, String>);
+
 /// A setup command kept running through the run, in a process group of its own.
 pub struct Background {
     pub name: String,
@@ -142,8 +155,8 @@ pub struct Background {
     pub started_at: DateTime<Utc>,
     pub log: PathBuf,
     /// Resolves with the exit status when the leader ends (reaped by a task of ours).
-    exited: Option<oneshot::Receiver<(DateTime<Utc>, Result<ExitStatus, String>)>>,
-    ended: Option<(DateTime<Utc>, Result<ExitStatus, String>)>,
+    exited: Option<oneshot::Receiver<Exit>>,
+    ended: Option<Exit>,
 }
 
 impl Background {
@@ -166,7 +179,7 @@ impl Background {
     }
 
     /// The leader's exit, if it has exited since the last call (reported once).
-    pub fn poll_exit(&mut self) -> Option<(DateTime<Utc>, Result<ExitStatus, String>)> {
+    pub fn poll_exit(&mut self) -> Option<Exit> {
         let rx = self.exited.as_mut()?;
         match rx.try_recv() {
             Ok(ended) => {
@@ -182,7 +195,7 @@ impl Background {
         }
     }
 
-    pub fn ended(&self) -> Option<&(DateTime<Utc>, Result<ExitStatus, String>)> {
+    pub fn ended(&self) -> Option<&Exit> {
         self.ended.as_ref()
     }
 
@@ -212,10 +225,10 @@ impl Background {
     }
 
     async fn reap(&mut self) {
-        if let Some(rx) = self.exited.take() {
-            if let Ok(Ok(ended)) = timeout(Duration::from_secs(2), rx).await {
-                self.ended.get_or_insert(ended);
-            }
+        if let Some(rx) = self.exited.take()
+            && let Ok(Ok(ended)) = timeout(Duration::from_secs(2), rx).await
+        {
+            self.ended.get_or_insert(ended);
         }
     }
 }
