@@ -8,13 +8,17 @@
 //! - [`fault`]: one module per kind; `plan` → journal → `inject` → `revert`.
 //! - [`journal`]: one synced JSON file per fault, written before the host is touched.
 //! - [`local`]: [`LocalAgent`], the in-process agent (end times, recovery, idempotent reverts).
+//! - [`probe`]: one sample of a probe, taken from this host's own vantage.
+//! - [`child`]: how user commands (command probes, setup) are started.
 //!
 //! **Architecture Invariant:** the agent never injects a fault it has not journaled.
 
+pub mod child;
 pub mod error;
 pub mod fault;
 pub mod journal;
 pub mod local;
+pub mod probe;
 pub mod process;
 pub mod spec;
 

@@ -4,6 +4,7 @@
 //! These are already validated values (durations parsed, signals numbered); the YAML surface and
 //! its error messages live in `chaosd::scenario`.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -258,6 +259,204 @@ impl FaultKind {
 impl fmt::Display for FaultKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+// ---- probes: what a sample checks, run by the controller or by an agent on its host ----
+
+/// An argv list, or a string for `/bin/sh -c`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Command {
+    Argv(Vec<String>),
+    Shell(String),
+}
+
+impl Command {
+    /// The program and arguments to exec.
+    pub fn argv(&self) -> Vec<String> {
+        match self {
+            Command::Argv(argv) => argv.clone(),
+            Command::Shell(script) => vec!["/bin/sh".into(), "-c".into(), script.clone()],
+        }
+    }
+}
+
+impl std::fmt::Display for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Command::Argv(argv) => f.write_str(&argv.join(" ")),
+            Command::Shell(script) => f.write_str(script),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProbeKind {
+    Http(HttpProbe),
+    Tcp(TcpProbe),
+    Command(CommandProbe),
+    Process(ProcessProbe),
+    Prometheus(PrometheusProbe),
+}
+
+impl ProbeKind {
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            ProbeKind::Http(_) => "http",
+            ProbeKind::Tcp(_) => "tcp",
+            ProbeKind::Command(_) => "command",
+            ProbeKind::Process(_) => "process",
+            ProbeKind::Prometheus(_) => "prometheus",
+        }
+    }
+
+    /// The sample timeout; `process` probes read /proc and have none.
+    pub fn timeout(&self) -> Option<Duration> {
+        match self {
+            ProbeKind::Http(p) => Some(p.timeout),
+            ProbeKind::Tcp(p) => Some(p.timeout),
+            ProbeKind::Command(p) => Some(p.timeout),
+            ProbeKind::Process(_) => None,
+            ProbeKind::Prometheus(p) => Some(p.timeout),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HttpProbe {
+    pub url: String,
+    pub method: String,
+    pub headers: BTreeMap<String, String>,
+    pub body: Option<String>,
+    #[serde(with = "duration_ms")]
+    pub timeout: Duration,
+    pub expect: HttpExpect,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct HttpExpect {
+    /// Empty: any 2xx.
+    pub status: Vec<StatusMatch>,
+    pub body_contains: Option<String>,
+    pub body_matches: Option<Pattern>,
+    #[serde(with = "opt_duration_ms")]
+    pub max_latency: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StatusMatch {
+    Code(u16),
+    /// `2xx` is `Class(2)`.
+    Class(u16),
+}
+
+impl StatusMatch {
+    pub fn matches(self, status: u16) -> bool {
+        match self {
+            StatusMatch::Code(code) => code == status,
+            StatusMatch::Class(class) => status / 100 == class,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TcpProbe {
+    /// `host:port`, resolved at each sample.
+    pub address: String,
+    #[serde(with = "duration_ms")]
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CommandProbe {
+    pub run: Command,
+    #[serde(with = "duration_ms")]
+    pub timeout: Duration,
+    /// The scenario's folder, where the command runs.
+    pub cwd: PathBuf,
+    pub expect: CommandExpect,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CommandExpect {
+    pub exit: i32,
+    pub stdout_contains: Option<String>,
+    pub stdout_matches: Option<Pattern>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProcessProbe {
+    pub selector: ProcessSelector,
+    pub min: usize,
+    pub max: Option<usize>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PrometheusProbe {
+    /// The server's base URL, e.g. `http://127.0.0.1:9090`.
+    pub url: String,
+    pub query: String,
+    #[serde(with = "duration_ms")]
+    pub timeout: Duration,
+    pub below: Option<f64>,
+    pub above: Option<f64>,
+}
+
+/// A compiled regex that crosses the wire as its source text.
+#[derive(Debug, Clone)]
+pub struct Pattern(pub regex::Regex);
+
+impl Pattern {
+    pub fn new(source: &str) -> Result<Pattern, regex::Error> {
+        regex::Regex::new(source).map(Pattern)
+    }
+
+    pub fn is_match(&self, text: &str) -> bool {
+        self.0.is_match(text)
+    }
+
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
+impl fmt::Display for Pattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0.as_str())
+    }
+}
+
+impl Serialize for Pattern {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.0.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Pattern {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Pattern, D::Error> {
+        let source = String::deserialize(d)?;
+        Pattern::new(&source).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Optional durations on the wire are whole milliseconds or null.
+pub mod opt_duration_ms {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_some(&(d.as_millis() as u64)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        Ok(Option::<u64>::deserialize(d)?.map(Duration::from_millis))
     }
 }
 

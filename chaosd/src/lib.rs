@@ -1,9 +1,10 @@
 //! The controller: the scenario model and its validation, the run engine, probes, the run store
 //! and reports. `chaosctl` runs this engine in-process; the `chaosd` service runs the same engine.
 
-pub mod child;
 pub mod engine;
-pub mod probe;
 pub mod report;
 pub mod scenario;
 pub mod store;
+
+// Probes and child processes live with the agent, which runs probes on its own host too.
+pub use agent::{child, probe};

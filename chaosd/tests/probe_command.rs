@@ -124,7 +124,7 @@ mod command_probe {
             ..expect_exit(0)
         };
         let matches = |re: &str| CommandExpect {
-            stdout_matches: Some(regex::Regex::new(re).unwrap()),
+            stdout_matches: Some(chaosd::scenario::model::Pattern::new(re).unwrap()),
             ..expect_exit(0)
         };
         let hello = || sh("echo 'status: healthy (3 replicas)'");

@@ -171,7 +171,7 @@ mod http_probe {
             ..HttpExpect::default()
         };
         let matches = |re: &str| HttpExpect {
-            body_matches: Some(regex::Regex::new(re).unwrap()),
+            body_matches: Some(chaosd::scenario::model::Pattern::new(re).unwrap()),
             ..HttpExpect::default()
         };
         assert_passes(&sample(&get(server.url("/"), contains("ok"))).await);

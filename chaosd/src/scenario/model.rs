@@ -8,7 +8,13 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use agent::spec::{FaultSpec, Pick, ProcessSelector};
+use agent::spec::{FaultSpec, Pick};
+
+// Probe kinds and commands are wire types: agents run probes from their hosts' own vantage.
+pub use agent::spec::{
+    Command, CommandExpect, CommandProbe, HttpExpect, HttpProbe, Pattern, ProbeKind, ProcessProbe,
+    PrometheusProbe, StatusMatch, TcpProbe,
+};
 
 /// A whole scenario file, checked.
 #[derive(Debug, Clone)]
@@ -72,32 +78,6 @@ pub struct Target {
     pub pick: Pick,
 }
 
-/// An argv list, or a string for `/bin/sh -c`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Command {
-    Argv(Vec<String>),
-    Shell(String),
-}
-
-impl Command {
-    /// The program and arguments to exec.
-    pub fn argv(&self) -> Vec<String> {
-        match self {
-            Command::Argv(argv) => argv.clone(),
-            Command::Shell(script) => vec!["/bin/sh".into(), "-c".into(), script.clone()],
-        }
-    }
-}
-
-impl std::fmt::Display for Command {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Command::Argv(argv) => f.write_str(&argv.join(" ")),
-            Command::Shell(script) => f.write_str(script),
-        }
-    }
-}
-
 #[derive(Debug, Clone)]
 pub struct SetupCommand {
     pub name: String,
@@ -146,113 +126,6 @@ pub fn window_samples(window: Duration, every: Duration) -> usize {
         return 1;
     }
     ((window.as_nanos() / every.as_nanos()) as usize).max(1)
-}
-
-#[derive(Debug, Clone)]
-pub enum ProbeKind {
-    Http(HttpProbe),
-    Tcp(TcpProbe),
-    Command(CommandProbe),
-    Process(ProcessProbe),
-    Prometheus(PrometheusProbe),
-}
-
-impl ProbeKind {
-    pub fn kind_name(&self) -> &'static str {
-        match self {
-            ProbeKind::Http(_) => "http",
-            ProbeKind::Tcp(_) => "tcp",
-            ProbeKind::Command(_) => "command",
-            ProbeKind::Process(_) => "process",
-            ProbeKind::Prometheus(_) => "prometheus",
-        }
-    }
-
-    /// The sample timeout; `process` probes read /proc and have none.
-    pub fn timeout(&self) -> Option<Duration> {
-        match self {
-            ProbeKind::Http(p) => Some(p.timeout),
-            ProbeKind::Tcp(p) => Some(p.timeout),
-            ProbeKind::Command(p) => Some(p.timeout),
-            ProbeKind::Process(_) => None,
-            ProbeKind::Prometheus(p) => Some(p.timeout),
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct HttpProbe {
-    pub url: String,
-    pub method: String,
-    pub headers: BTreeMap<String, String>,
-    pub body: Option<String>,
-    pub timeout: Duration,
-    pub expect: HttpExpect,
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct HttpExpect {
-    /// Empty: any 2xx.
-    pub status: Vec<StatusMatch>,
-    pub body_contains: Option<String>,
-    pub body_matches: Option<regex::Regex>,
-    pub max_latency: Option<Duration>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StatusMatch {
-    Code(u16),
-    /// `2xx` is `Class(2)`.
-    Class(u16),
-}
-
-impl StatusMatch {
-    pub fn matches(self, status: u16) -> bool {
-        match self {
-            StatusMatch::Code(code) => code == status,
-            StatusMatch::Class(class) => status / 100 == class,
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct TcpProbe {
-    /// `host:port`, resolved at each sample.
-    pub address: String,
-    pub timeout: Duration,
-}
-
-#[derive(Debug, Clone)]
-pub struct CommandProbe {
-    pub run: Command,
-    pub timeout: Duration,
-    /// The scenario's folder, where the command runs.
-    pub cwd: PathBuf,
-    pub expect: CommandExpect,
-}
-
-#[derive(Debug, Clone)]
-pub struct CommandExpect {
-    pub exit: i32,
-    pub stdout_contains: Option<String>,
-    pub stdout_matches: Option<regex::Regex>,
-}
-
-#[derive(Debug, Clone)]
-pub struct ProcessProbe {
-    pub selector: ProcessSelector,
-    pub min: usize,
-    pub max: Option<usize>,
-}
-
-#[derive(Debug, Clone)]
-pub struct PrometheusProbe {
-    /// The server's base URL, e.g. `http://127.0.0.1:9090`.
-    pub url: String,
-    pub query: String,
-    pub timeout: Duration,
-    pub below: Option<f64>,
-    pub above: Option<f64>,
 }
 
 /// One fault of a step, on one target.

@@ -18,7 +18,7 @@ use serde_saphyr::{MessageFormatter, Spanned, UserMessageFormatter};
 use super::error::Problem;
 use super::model::{
     self, ActiveHours, Command, CommandExpect, CommandProbe, Host, HttpExpect, HttpProbe, Monkey,
-    Probe, ProbeKind, ProcessProbe, PrometheusProbe, Ready, Scenario, Schedule, Settings,
+    Pattern, Probe, ProbeKind, ProcessProbe, PrometheusProbe, Ready, Scenario, Schedule, Settings,
     SetupCommand, Step, StepFault, Target, TcpProbe, TeardownCommand,
 };
 use super::raw::*;
@@ -322,9 +322,9 @@ impl Cx<'_> {
         }
     }
 
-    fn regex(&mut self, v: &Option<Sp<Scalar>>) -> Option<regex::Regex> {
+    fn regex(&mut self, v: &Option<Sp<Scalar>>) -> Option<Pattern> {
         self.opt(v, |s| {
-            regex::Regex::new(s).map_err(|err| {
+            Pattern::new(s).map_err(|err| {
                 let detail = err.to_string();
                 let detail = detail
                     .lines()

@@ -5,7 +5,7 @@ use tokio::net::{TcpStream, lookup_host};
 use tokio::time::Instant;
 
 use super::{Verdict, describe_io, fmt_latency, timed_out};
-use crate::scenario::model::TcpProbe;
+use crate::spec::TcpProbe;
 
 pub(crate) async fn sample(probe: &TcpProbe) -> Verdict {
     match tokio::time::timeout(probe.timeout, connect(&probe.address)).await {

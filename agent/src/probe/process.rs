@@ -1,15 +1,15 @@
 //! `process` probes: count the processes a selector matches against `min` and `max`. The lookup
-//! is the agent's own (`agent::process::find`), so a probe sees exactly what a fault would hit.
+//! is the agent's own (`crate::process::find`), so a probe sees exactly what a fault would hit.
 
-use agent::error::FaultError;
+use crate::error::FaultError;
 
 use super::{Verdict, plural};
-use crate::scenario::model::ProcessProbe;
+use crate::spec::ProcessProbe;
 
 pub(crate) async fn sample(probe: &ProcessProbe) -> Verdict {
     let selector = probe.selector.clone();
     // Reading /proc is blocking file IO; keep it off the async workers.
-    let found = tokio::task::spawn_blocking(move || agent::process::find(&selector))
+    let found = tokio::task::spawn_blocking(move || crate::process::find(&selector))
         .await
         .map_err(|err| format!("process lookup failed: {err}"))?;
     let count = match found {

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::scenario::model::ProbeKind;
+use crate::spec::ProbeKind;
 
 pub mod command;
 pub mod http;

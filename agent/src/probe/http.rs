@@ -17,7 +17,7 @@ use hyper_util::rt::TokioExecutor;
 use tokio::time::Instant;
 
 use super::{Verdict, describe_error, fmt_duration, fmt_latency, timed_out};
-use crate::scenario::model::{HttpProbe, StatusMatch};
+use crate::spec::{HttpProbe, StatusMatch};
 
 /// How much of a response body is read; the rest is dropped with the connection.
 pub const BODY_CAP: usize = 1024 * 1024;

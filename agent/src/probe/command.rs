@@ -15,7 +15,7 @@ use tokio::time::Instant;
 
 use super::{Verdict, describe_io, fmt_latency, timed_out, truncate};
 use crate::child;
-use crate::scenario::model::CommandProbe;
+use crate::spec::CommandProbe;
 
 /// How much of stdout is kept for the expect rules; the rest is read and dropped, so a chatty
 /// child never blocks on a full pipe.

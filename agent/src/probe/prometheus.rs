@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use serde_json::Value;
 
 use super::{Verdict, http, timed_out, truncate};
-use crate::scenario::model::PrometheusProbe;
+use crate::spec::PrometheusProbe;
 
 pub(crate) async fn sample(probe: &PrometheusProbe) -> Verdict {
     let url = query_url(&probe.url, &probe.query);
