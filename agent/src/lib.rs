@@ -13,6 +13,7 @@
 //!
 //! **Architecture Invariant:** the agent never injects a fault it has not journaled.
 
+pub mod api;
 pub mod child;
 pub mod error;
 pub mod fault;

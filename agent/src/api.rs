@@ -1,0 +1,147 @@
+//! The agent's HTTP API under `/v1`: the request and response bodies, shared by `chaos-agent`
+//! (the server) and the controller (the client), so they are written once.
+//!
+//! | method and path | body | answer |
+//! |---|---|---|
+//! | `GET /healthz` (no token) | | `ok` |
+//! | `GET /v1/health` | | [`Health`] |
+//! | `POST /v1/runs/{run}/preflight` | [`PreflightRequest`] | [`PreflightResponse`]; 409 while another run holds faults here |
+//! | `POST /v1/runs/{run}/faults` | [`ApplyRequest`] | [`ApplyResponse`]; 409 as above |
+//! | `DELETE /v1/runs/{run}/faults/{fault}` | | [`RevertResponse`] |
+//! | `DELETE /v1/runs/{run}` | | [`RevertAllResponse`]: every fault of that run |
+//! | `POST /v1/runs/{run}/lease` | [`LeaseRequest`] | [`LeaseResponse`] |
+//! | `GET /v1/faults` | | [`FaultsResponse`]: every active fault |
+//! | `POST /v1/revert-all` | | [`RevertAllResponse`]: break glass, every run |
+//! | `POST /v1/probe` | [`ProbeRequest`] | [`ProbeResponse`] |
+//!
+//! Every error is a JSON [`ApiError`] with a 4xx or 5xx status. A missing or wrong bearer token is
+//! answered 401 before the request is looked at.
+//!
+//! **Architecture Invariant:** fields are only added here, never renamed or removed, and new ones
+//! carry `#[serde(default)]` so older peers still parse.
+
+use serde::{Deserialize, Serialize};
+
+use crate::local::{ActiveFault, Applied, Capabilities, Reverted};
+use crate::spec::{FaultSpec, ProbeKind};
+
+/// The API's version prefix.
+pub const PREFIX: &str = "/v1";
+
+/// The largest request body an agent reads; larger ones are answered 413.
+pub const MAX_BODY: usize = 1 << 20;
+
+/// An error answer: a stable `code` for programs, a `message` for people.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiError {
+    /// `unauthorized`, `forbidden`, `conflict`, `bad_request`, `not_found`, `too_large`,
+    /// `fault_failed`, `internal`, ...
+    pub code: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.message, self.code)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Health {
+    pub version: String,
+    pub hostname: String,
+    pub capabilities: Capabilities,
+    /// The run whose faults are in place here, if any.
+    #[serde(default)]
+    pub active_run: Option<String>,
+    #[serde(default)]
+    pub faults: Vec<ActiveFault>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PreflightRequest {
+    /// Every fault this run may inject on this host.
+    pub faults: Vec<FaultSpec>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PreflightResponse {
+    /// Empty when every fault can be injected here now.
+    pub problems: Vec<String>,
+}
+
+/// One fault to inject.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FaultOrder {
+    pub fault_id: String,
+    pub spec: FaultSpec,
+    /// Drives this host's random picks among processes.
+    pub seed: u64,
+    /// How long to hold it; the agent reverts it on its own at its end. `None`: until reverted.
+    #[serde(default)]
+    pub hold_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ApplyRequest {
+    pub faults: Vec<FaultOrder>,
+    /// The agent reverts this run's faults when the controller is silent this long.
+    pub lease_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ApplyResponse {
+    /// One entry per order, in order.
+    pub results: Vec<ApplyResult>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ApplyResult {
+    pub fault_id: String,
+    #[serde(default)]
+    pub applied: Option<Applied>,
+    #[serde(default)]
+    pub error: Option<ApiError>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RevertResponse {
+    pub fault_id: String,
+    #[serde(default)]
+    pub reverted: Option<Reverted>,
+    #[serde(default)]
+    pub error: Option<ApiError>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RevertAllResponse {
+    pub results: Vec<RevertResponse>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LeaseRequest {
+    pub lease_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LeaseResponse {
+    /// Faults of this run still held here.
+    pub faults: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FaultsResponse {
+    pub faults: Vec<ActiveFault>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProbeRequest {
+    pub probe: ProbeKind,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProbeResponse {
+    pub ok: bool,
+    pub latency_ms: f64,
+    pub reason: String,
+}
