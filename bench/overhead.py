@@ -9,14 +9,13 @@ worst wall time, and peak resident memory (ru_maxrss of the tool's process tree)
 
     python3 bench/overhead.py [--runs N]
 
-It builds chaosctl with the `dist` profile (as shipped) and installs chaostoolkit (from PyPI) into a virtual
+Needs GNU time (`apt-get install time`). It builds chaosctl with the `dist` profile (as shipped) and installs chaostoolkit (from PyPI) into a virtual
 environment under target/bench/ the first time. Benchmark only: never used by the tests.
 """
 
 import argparse
 import json
 import os
-import resource
 import shutil
 import socket
 import statistics
@@ -40,16 +39,18 @@ def free_port():
 
 
 def measured(argv, **kw):
-    """Runs argv in a fresh Python child so ru_maxrss covers only that tool; returns (secs, KiB, rc)."""
-    probe = (
-        "import resource,subprocess,sys,time,json\n"
-        "t=time.monotonic()\n"
-        "rc=subprocess.run(json.loads(sys.argv[1]),stdout=subprocess.DEVNULL,stderr=subprocess.DEVNULL).returncode\n"
-        "d=time.monotonic()-t\n"
-        "print(json.dumps([d,resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,rc]))\n"
-    )
-    out = subprocess.run([sys.executable, "-c", probe, json.dumps(argv)], capture_output=True, text=True, check=True, **kw)
-    return json.loads(out.stdout)
+    """Runs argv under GNU time; returns (wall seconds, peak RSS in KiB, exit code).
+
+    GNU time forks a small C process that execs the tool, so the peak RSS is the tool's own; a
+    Python parent would count its own copy-on-write pages before the exec.
+    """
+    with tempfile.NamedTemporaryFile("r", suffix=".time") as out:
+        start = time.monotonic()
+        rc = subprocess.run(["/usr/bin/time", "-q", "-o", out.name, "-f", "%M"] + argv,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kw).returncode
+        secs = time.monotonic() - start
+        kib = out.read().split()[-1]
+    return [secs, int(kib), rc]
 
 
 def main():
