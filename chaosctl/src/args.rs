@@ -64,14 +64,21 @@ pub enum Command {
         #[arg(short = 'o', long = "output", value_name = "FILE")]
         output: Option<PathBuf>,
     },
-    /// Break glass: revert every fault the local journal holds, from any run.
+    /// Break glass: revert every fault the local journal holds, from any run, and with
+    /// --inventory every fault every agent there holds.
     Revert {
         /// Revert all of them (required, so nobody reverts by accident).
         #[arg(long, required = true)]
         all: bool,
-        /// Also ask every agent of this inventory (remote agents arrive with chaos-agent).
-        #[arg(long, value_name = "FILE")]
-        inventory: Option<PathBuf>,
+        #[command(flatten)]
+        load: LoadArgs,
+    },
+    /// Each agent of an inventory: health, version, capabilities, active faults.
+    Agents {
+        #[command(flatten)]
+        load: LoadArgs,
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
     },
 }
 
@@ -128,6 +135,7 @@ pub enum Output {
 pub enum ReportFormat {
     Json,
     Md,
+    Html,
     Junit,
 }
 

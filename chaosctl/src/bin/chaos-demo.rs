@@ -97,8 +97,8 @@ async fn supervise(args: Args) -> anyhow::Result<()> {
     );
     loop {
         let exited = async {
-            let waits = workers.iter_mut().map(|w| Box::pin(w.wait()));
-            let (status, index, _) = futures_select_all(waits).await;
+            let (status, index, _) =
+                futures::future::select_all(workers.iter_mut().map(|w| Box::pin(w.wait()))).await;
             (index, status)
         };
         tokio::select! {
@@ -127,23 +127,6 @@ async fn supervise(args: Args) -> anyhow::Result<()> {
         let _ = std::fs::remove_file(pidfile);
     }
     Ok(())
-}
-
-/// Waits for the first of several futures (a tiny `select_all`, to avoid a dependency).
-async fn futures_select_all<F, T>(futures: impl Iterator<Item = F>) -> (T, usize, ())
-where
-    F: std::future::Future<Output = T> + Unpin,
-{
-    let mut futures: Vec<F> = futures.collect();
-    std::future::poll_fn(move |cx| {
-        for (i, f) in futures.iter_mut().enumerate() {
-            if let std::task::Poll::Ready(out) = std::pin::Pin::new(f).poll(cx) {
-                return std::task::Poll::Ready((out, i, ()));
-            }
-        }
-        std::task::Poll::Pending
-    })
-    .await
 }
 
 fn start_worker(exe: &std::path::Path, port: u16) -> anyhow::Result<Child> {

@@ -1,6 +1,7 @@
 //! One module per command. Each returns the process's exit code; errors are printed here, once,
 //! with their whole context chain.
 
+mod agents;
 mod plan;
 mod report;
 mod revert;
@@ -46,9 +47,8 @@ pub async fn dispatch(args: Args) -> u8 {
             format,
             output,
         } => report::run(state_dir.as_deref(), &run, format, output.as_deref()),
-        Command::Revert { all: _, inventory } => {
-            revert::run(state_dir.as_deref(), inventory.as_deref())
-        }
+        Command::Revert { all: _, load } => revert::run(state_dir.as_deref(), &load).await,
+        Command::Agents { load, output } => agents::run(&load, output).await,
     };
     match result {
         Ok(code) => code,

@@ -39,6 +39,7 @@ pub fn run(
             serde_json::to_string_pretty(&report).context("cannot render JSON")? + "\n"
         }
         ReportFormat::Md => chaosd::report::markdown::render(&report),
+        ReportFormat::Html => chaosd::report::html::render(&report),
         ReportFormat::Junit => chaosd::report::junit::render(&report),
     };
     match output {

@@ -1,19 +1,72 @@
-//! `chaosctl revert --all`: break glass. Reverts every fault in the local journal, whichever run
-//! and whichever process holds it.
+//! `chaosctl revert --all [--inventory F]`: break glass. Reverts every fault in the local journal,
+//! whichever run and whichever process holds it, and every fault each agent of the inventory holds.
 
 use std::path::Path;
 
+use agent::client::AgentClient;
+
+use super::agents::{inventory_hosts, target};
 use super::{EXIT_FAILED, EXIT_OK, Failure};
+use crate::args::LoadArgs;
 use crate::state;
 
-pub fn run(state_dir: Option<&Path>, inventory: Option<&Path>) -> Result<u8, Failure> {
-    if let Some(inventory) = inventory {
-        return Err(Failure::Invalid(anyhow::anyhow!(
-            "chaosctl: `--inventory {}`: this chaosctl drives only the built-in `local` agent; \
-             remote agents arrive with chaos-agent",
-            inventory.display()
-        )));
+pub async fn run(state_dir: Option<&Path>, load: &LoadArgs) -> Result<u8, Failure> {
+    let mut failed = 0;
+    let mut reverted = 0;
+    if load.inventory.is_some() {
+        let hosts = inventory_hosts(load)?;
+        let calls = hosts.iter().map(|host| async move {
+            let answer = match AgentClient::new(&target(host)) {
+                Ok(client) => client.revert_all().await.map_err(|e| e.to_string()),
+                Err(err) => Err(err.to_string()),
+            };
+            (host, answer)
+        });
+        for (host, answer) in futures::future::join_all(calls).await {
+            match answer {
+                Ok(answer) => {
+                    for r in answer.results {
+                        match (r.reverted, r.error) {
+                            (Some(done), _) => {
+                                reverted += 1;
+                                println!(
+                                    "reverted {} on {}: {}",
+                                    r.fault_id, host.name, done.detail
+                                );
+                            }
+                            (None, error) => {
+                                failed += 1;
+                                let why = error.map_or("no answer".to_string(), |e| e.to_string());
+                                eprintln!(
+                                    "chaosctl: could not revert {} on {}: {why}",
+                                    r.fault_id, host.name
+                                );
+                            }
+                        }
+                    }
+                }
+                Err(err) => {
+                    failed += 1;
+                    eprintln!("chaosctl: {}: {err}", host.name);
+                }
+            }
+        }
     }
+    let (local_reverted, local_failed) = revert_local(state_dir)?;
+    reverted += local_reverted;
+    failed += local_failed;
+    if failed > 0 {
+        eprintln!("chaosctl: {failed} fault(s) or agent(s) could not be reverted; see above");
+        return Ok(EXIT_FAILED);
+    }
+    if reverted == 0 {
+        println!("nothing to revert: no journal or agent holds a fault");
+    }
+    Ok(EXIT_OK)
+}
+
+/// The local journal: (reverted, failed).
+fn revert_local(state_dir: Option<&Path>) -> Result<(usize, usize), Failure> {
     let state_dir = state::state_dir(state_dir)?;
     // Opening reverts what dead processes left; revert_all takes the rest, live owners included.
     let (agent, recovered) = state::open_agent(&state_dir)?;
@@ -42,12 +95,8 @@ pub fn run(state_dir: Option<&Path>, inventory: Option<&Path>) -> Result<u8, Fai
     }
     if failed > 0 {
         eprintln!(
-            "chaosctl: {failed} fault(s) could not be reverted; they stay in the journal at `{journal}`"
+            "chaosctl: {failed} local fault(s) could not be reverted; they stay in the journal at `{journal}`"
         );
-        return Ok(EXIT_FAILED);
     }
-    if reverted == 0 {
-        println!("nothing to revert: the local journal holds no fault");
-    }
-    Ok(EXIT_OK)
+    Ok((reverted, failed))
 }

@@ -72,8 +72,8 @@ pub async fn run(args: RunArgs, state_dir: Option<&Path>) -> Result<u8, Failure>
         user: user_name(),
         host: host_name(),
     };
+    let hosts = Hosts::new(agent, &scenario, &run_id);
     let scenario = Arc::new(scenario);
-    let hosts = Hosts::new(agent, scenario.clone());
     let result = engine::run(
         scenario,
         spec,

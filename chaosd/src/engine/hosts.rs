@@ -1,64 +1,202 @@
-//! The agents a run talks to, by host name. `local` is the in-process agent; hosts with an
-//! `agent:` URL are refused at preflight by this build, with a message saying so.
+//! The agents a run talks to, by host name: `local` is the in-process agent; every host with an
+//! `agent:` URL is a `chaos-agent` reached over HTTPS with its token.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
+use agent::api::{ApplyRequest, FaultOrder};
+use agent::client::{AgentClient, AgentTarget, ClientError};
 use agent::local::{Applied, InjectRequest, LocalAgent, Reverted};
-use agent::spec::FaultSpec;
+use agent::probe::SampleOutcome;
+use agent::spec::{FaultSpec, ProbeKind};
 
 use crate::scenario::model::{LOCAL_HOST, Scenario};
+
+/// Why a revert did not happen.
+#[derive(Debug, Clone)]
+pub struct RevertFailure {
+    pub message: String,
+    /// The agent could not be reached: it reverts on its own when the run's lease runs out.
+    pub unreachable: bool,
+}
 
 #[derive(Clone)]
 pub struct Hosts {
     local: LocalAgent,
-    scenario: Arc<Scenario>,
+    remote: Arc<BTreeMap<String, Result<AgentClient, ClientError>>>,
+    run_id: String,
+    lease: Duration,
 }
 
 impl Hosts {
-    pub fn new(local: LocalAgent, scenario: Arc<Scenario>) -> Hosts {
-        Hosts { local, scenario }
+    /// Prepares a client for every host with an agent (reading tokens and CAs, no network yet).
+    pub fn new(local: LocalAgent, scenario: &Scenario, run_id: &str) -> Hosts {
+        let remote = scenario
+            .hosts
+            .values()
+            .filter_map(|host| {
+                let url = host.agent.clone()?;
+                let target = AgentTarget {
+                    host: host.name.clone(),
+                    url,
+                    token_file: host.token_file.clone(),
+                    ca_file: host.ca_file.clone(),
+                };
+                Some((host.name.clone(), AgentClient::new(&target)))
+            })
+            .collect();
+        Hosts {
+            local,
+            remote: Arc::new(remote),
+            run_id: run_id.to_string(),
+            lease: scenario.settings.lease,
+        }
     }
 
-    /// The local agent for `host`, or why this build cannot reach it.
-    fn agent(&self, host: &str) -> Result<&LocalAgent, String> {
-        if host == LOCAL_HOST {
-            return Ok(&self.local);
-        }
-        match self
-            .scenario
-            .hosts
-            .get(host)
-            .and_then(|h| h.agent.as_deref())
-        {
-            Some(url) => Err(format!(
-                "host `{host}` is reached through the agent at `{url}`, but this chaosctl drives only \
-                 the built-in `local` agent; remote agents arrive with chaos-agent"
-            )),
+    pub fn lease(&self) -> Duration {
+        self.lease
+    }
+
+    /// The hosts reached over the network.
+    pub fn remote_hosts(&self) -> Vec<String> {
+        self.remote.keys().cloned().collect()
+    }
+
+    fn client(&self, host: &str) -> Result<&AgentClient, String> {
+        match self.remote.get(host) {
+            Some(Ok(client)) => Ok(client),
+            Some(Err(err)) => Err(err.to_string()),
             None => Err(format!("host `{host}` has no agent")),
         }
     }
 
-    /// Preflight: can `host` reach its agent, and can that agent do this fault now.
-    pub async fn check(&self, host: &str, spec: &FaultSpec) -> Result<(), String> {
-        let agent = self.agent(host)?.clone();
-        let spec = spec.clone();
-        blocking(move || agent.check(&spec).map_err(|e| e.to_string())).await
-    }
-
-    /// Preflight for `on:` probes: the host's agent must be reachable.
-    pub fn reachable(&self, host: &str) -> Result<(), String> {
-        self.agent(host).map(|_| ())
+    /// Preflight for one host: its agent answers, accepts our token, can do each of these faults
+    /// now (selectors match, kinds supported), and holds no other run's faults.
+    pub async fn preflight(&self, host: &str, faults: Vec<FaultSpec>) -> Result<(), Vec<String>> {
+        if host == LOCAL_HOST {
+            let agent = self.local.clone();
+            let problems = blocking(move || {
+                Ok(faults
+                    .iter()
+                    .filter_map(|f| agent.check(f).err().map(|e| format!("{f}: {e}")))
+                    .collect::<Vec<_>>())
+            })
+            .await
+            .unwrap_or_else(|e| vec![e]);
+            return if problems.is_empty() {
+                Ok(())
+            } else {
+                Err(problems)
+            };
+        }
+        let client = self.client(host).map_err(|e| vec![e])?;
+        if faults.is_empty() {
+            return client
+                .health()
+                .await
+                .map(|_| ())
+                .map_err(|e| vec![e.to_string()]);
+        }
+        match client.preflight(&self.run_id, faults).await {
+            Ok(answer) if answer.problems.is_empty() => Ok(()),
+            Ok(answer) => Err(answer.problems),
+            Err(err) => Err(vec![err.to_string()]),
+        }
     }
 
     pub async fn inject(&self, host: &str, req: InjectRequest) -> Result<Applied, String> {
-        let agent = self.agent(host)?.clone();
-        blocking(move || agent.inject(req).map_err(|e| e.to_string())).await
+        if host == LOCAL_HOST {
+            let agent = self.local.clone();
+            return blocking(move || agent.inject(req).map_err(|e| e.to_string())).await;
+        }
+        let client = self.client(host)?;
+        let order = ApplyRequest {
+            faults: vec![FaultOrder {
+                fault_id: req.fault_id.clone(),
+                spec: req.spec,
+                seed: req.seed,
+                hold_ms: req.hold.map(|d| d.as_millis() as u64),
+            }],
+            lease_ms: self.lease.as_millis() as u64,
+        };
+        let answer = client
+            .apply(&self.run_id, &order)
+            .await
+            .map_err(|e| e.to_string())?;
+        let result = answer
+            .results
+            .into_iter()
+            .find(|r| r.fault_id == req.fault_id)
+            .ok_or_else(|| format!("the agent of `{host}` did not answer for {}", req.fault_id))?;
+        match (result.applied, result.error) {
+            (Some(applied), _) => Ok(applied),
+            (None, Some(error)) => Err(error.to_string()),
+            (None, None) => Err(format!("the agent of `{host}` applied nothing")),
+        }
     }
 
-    pub async fn revert(&self, host: &str, fault_id: &str) -> Result<Reverted, String> {
-        let agent = self.agent(host)?.clone();
-        let fault_id = fault_id.to_string();
-        blocking(move || agent.revert(&fault_id).map_err(|e| e.to_string())).await
+    pub async fn revert(&self, host: &str, fault_id: &str) -> Result<Reverted, RevertFailure> {
+        if host == LOCAL_HOST {
+            let agent = self.local.clone();
+            let fault_id = fault_id.to_string();
+            return blocking(move || agent.revert(&fault_id).map_err(|e| e.to_string()))
+                .await
+                .map_err(|message| RevertFailure {
+                    message,
+                    unreachable: false,
+                });
+        }
+        let client = self.client(host).map_err(|message| RevertFailure {
+            message,
+            unreachable: false,
+        })?;
+        match client.revert(&self.run_id, fault_id).await {
+            Ok(answer) => match (answer.reverted, answer.error) {
+                (Some(reverted), _) => Ok(reverted),
+                (None, error) => Err(RevertFailure {
+                    message: error.map_or("the agent reverted nothing".into(), |e| e.to_string()),
+                    unreachable: false,
+                }),
+            },
+            Err(err) => Err(RevertFailure {
+                unreachable: err.is_unreachable(),
+                message: err.to_string(),
+            }),
+        }
+    }
+
+    /// Tells a host's agent we are still here. Errors mean the agent may revert on its own.
+    pub async fn renew(&self, host: &str) -> Result<(), ClientError> {
+        match self.remote.get(host) {
+            Some(Ok(client)) => client.renew(&self.run_id, self.lease).await.map(|_| ()),
+            Some(Err(err)) => Err(err.clone()),
+            None => Ok(()),
+        }
+    }
+
+    /// One probe sample from `host`'s own vantage.
+    pub async fn sample(&self, host: &str, kind: &ProbeKind) -> SampleOutcome {
+        if host == LOCAL_HOST {
+            return agent::probe::sample(kind).await;
+        }
+        let started = tokio::time::Instant::now();
+        let answer = match self.client(host) {
+            Ok(client) => client.probe(kind).await.map_err(|e| e.to_string()),
+            Err(err) => Err(err),
+        };
+        match answer {
+            Ok(answer) => SampleOutcome {
+                ok: answer.ok,
+                latency: Duration::from_secs_f64(answer.latency_ms.max(0.0) / 1000.0),
+                reason: answer.reason,
+            },
+            Err(reason) => SampleOutcome {
+                ok: false,
+                latency: started.elapsed(),
+                reason: format!("no sample from {host}: {reason}"),
+            },
+        }
     }
 }
 

@@ -10,6 +10,7 @@
 
 pub mod hosts;
 pub mod hypothesis;
+pub mod lease;
 pub mod live;
 pub mod monitor;
 pub mod plan;
@@ -38,7 +39,7 @@ use crate::report::model::{
 };
 use crate::report::writer::ReportDir;
 use crate::scenario::format_duration;
-use crate::scenario::model::Scenario;
+use crate::scenario::model::{LOCAL_HOST, Scenario};
 
 /// How long one teardown command may take before it is killed.
 pub const TEARDOWN_LIMIT: Duration = Duration::from_secs(120);
@@ -135,6 +136,8 @@ pub async fn run(
         steady: None,
         guard: None,
         probe_reports: Vec::new(),
+        lost_hosts: Default::default(),
+        lease: None,
     };
     run.execute().await;
     run.cleanup().await;
@@ -190,6 +193,10 @@ struct Run {
     steady: Option<Monitor>,
     guard: Option<Guard>,
     probe_reports: Vec<crate::report::model::ProbeReport>,
+    /// Hosts whose agent stopped answering.
+    lost_hosts: std::collections::BTreeSet<String>,
+    /// Renews remote agents' leases from the first injection on one until cleanup.
+    lease: Option<lease::LeaseKeeper>,
 }
 
 impl Run {
@@ -395,23 +402,23 @@ impl Run {
         Flow::Stop
     }
 
-    /// Reach every agent, check every fault on every host it will go to, and every `on:` host.
+    /// Reach every agent, check every fault on every host it will go to, and every `on:` host:
+    /// one request per host, all hosts at once.
     async fn preflight(&mut self) -> Flow {
         self.live.phase(Phase::Preflight, None);
         let mut problems = Vec::new();
-        let probe_hosts: Vec<String> = self
+        let mut per_host: BTreeMap<String, Vec<agent::spec::FaultSpec>> = BTreeMap::new();
+        for p in self
             .scenario
             .steady_state
             .iter()
-            .chain(self.scenario.guardrails.iter())
-            .flat_map(|p| self.plan.hosts_of(&p.on))
-            .collect();
-        for host in probe_hosts {
-            if let Err(err) = self.hosts.reachable(&host) {
-                problems.push(err);
+            .chain(&self.scenario.guardrails)
+        {
+            for host in self.plan.hosts_of(&p.on) {
+                per_host.entry(host).or_default();
             }
         }
-        for step in self.plan.steps.clone() {
+        for step in &self.plan.steps {
             for fault in &step.faults {
                 if fault.hosts.is_empty() {
                     problems.push(format!(
@@ -420,10 +427,32 @@ impl Run {
                     ));
                 }
                 for host in &fault.hosts {
-                    if let Err(err) = self.hosts.check(host, &fault.spec).await {
-                        problems.push(format!("step `{}` on {host}: {err}", step.name));
-                    }
+                    per_host
+                        .entry(host.clone())
+                        .or_default()
+                        .push(fault.spec.clone());
                 }
+            }
+        }
+        let mut checks = tokio::task::JoinSet::new();
+        for (host, faults) in per_host {
+            let hosts = self.hosts.clone();
+            checks.spawn(async move {
+                let result = hosts.preflight(&host, faults).await;
+                (host, result)
+            });
+        }
+        let mut results: Vec<(String, Result<(), Vec<String>>)> = Vec::new();
+        while let Some(joined) = checks.join_next().await {
+            match joined {
+                Ok(result) => results.push(result),
+                Err(err) => problems.push(format!("a preflight check failed: {err}")),
+            }
+        }
+        results.sort_by(|a, b| a.0.cmp(&b.0));
+        for (host, result) in results {
+            if let Err(found) = result {
+                problems.extend(found.into_iter().map(|p| format!("{host}: {p}")));
             }
         }
         problems.dedup();
@@ -456,9 +485,12 @@ impl Run {
         self.live.phase(Phase::Check, None);
         let scenario = self.scenario.clone();
         let plan = self.plan.clone();
-        let monitor = Monitor::start(&scenario.steady_state, ProbeRole::SteadyState, |on| {
-            plan.hosts_of(on)
-        });
+        let monitor = Monitor::start(
+            &scenario.steady_state,
+            ProbeRole::SteadyState,
+            |on| plan.hosts_of(on),
+            &self.hosts,
+        );
         self.live.watch(&monitor.series);
         self.steady = Some(monitor);
         let started_at = Utc::now();
@@ -554,9 +586,12 @@ impl Run {
 
         if self.guard.is_none() && !self.scenario.guardrails.is_empty() {
             let plan = self.plan.clone();
-            let monitor = Monitor::start(&self.scenario.guardrails, ProbeRole::Guardrail, |on| {
-                plan.hosts_of(on)
-            });
+            let monitor = Monitor::start(
+                &self.scenario.guardrails,
+                ProbeRole::Guardrail,
+                |on| plan.hosts_of(on),
+                &self.hosts,
+            );
             self.live.watch(&monitor.series);
             self.guard = Some(Guard::new(monitor));
         }
@@ -670,6 +705,12 @@ impl Run {
         step: &PlannedStep,
         step_started: Instant,
     ) -> Option<Instant> {
+        if self.lease.is_none() && step.hosts().iter().any(|h| h != LOCAL_HOST) {
+            self.lease = Some(lease::LeaseKeeper::start(
+                self.hosts.clone(),
+                self.abort.clone(),
+            ));
+        }
         let mut injections = tokio::task::JoinSet::new();
         let step_idx = self.steps.len() - 1;
         let records = self.steps[step_idx].faults.clone();
@@ -681,6 +722,7 @@ impl Run {
                 spec: planned.spec.clone(),
                 seed: fault_seed(self.spec.seed, step.index, planned.index, &record.host),
                 hold: Some(step.duration),
+                exempt: Vec::new(),
             };
             let hosts = self.hosts.clone();
             let host = record.host.clone();
@@ -702,6 +744,9 @@ impl Run {
                         record.fault_id.clone(),
                         record.fault.clone(),
                     );
+                    if let Some(lease) = &self.lease {
+                        lease.holds(&host);
+                    }
                     self.active.push(Active {
                         host: host.clone(),
                         fault_id: fault_id.clone(),
@@ -803,6 +848,9 @@ impl Run {
             let Ok((active, result)) = joined else {
                 continue;
             };
+            if let Some(lease) = &self.lease {
+                lease.released(&active.host);
+            }
             let record = &mut self.steps[active.step].faults[active.slot];
             let (host, fault_id, fault, kind) = (
                 record.host.clone(),
@@ -828,14 +876,38 @@ impl Run {
                     );
                     self.left(host, fault_id, kind, fault, reason);
                 }
-                Err(err) => {
+                Err(failure) if failure.unreachable => {
                     let reason = format!(
-                        "the revert of {fault} on {host} failed: {err}; run `chaosctl revert --all`"
+                        "cannot reach the agent of {host} to revert {fault}: {}; the agent reverts it \
+                         on its own once our lease of {} runs out; check with `chaosctl agents`",
+                        failure.message,
+                        format_duration(self.hosts.lease())
                     );
-                    record.error = Some(err);
+                    record.error = Some(failure.message);
+                    self.lost(&host, reason.clone());
+                    self.left(host, fault_id, kind, fault, reason);
+                }
+                Err(failure) => {
+                    let reason = format!(
+                        "the revert of {fault} on {host} failed: {}; run `chaosctl revert --all`",
+                        failure.message
+                    );
+                    record.error = Some(failure.message);
                     self.left(host, fault_id, kind, fault, reason);
                 }
             }
+        }
+    }
+
+    /// Records an agent as lost, once per host.
+    fn lost(&mut self, host: &str, reason: String) {
+        if self.lost_hosts.insert(host.to_string()) {
+            self.event(
+                "agent_lost",
+                reason.clone(),
+                serde_json::json!({"host": host}),
+            );
+            self.fail(Verdict::Error, Cause::AgentLost, reason);
         }
     }
 
@@ -866,6 +938,10 @@ impl Run {
     /// setup started, run teardown.
     async fn cleanup(&mut self) {
         self.revert_active().await;
+        if let Some(lease) = self.lease.take() {
+            lease.stop().await;
+        }
+        self.note_abort();
         if let Some(guard) = self.guard.take() {
             self.probe_reports.extend(guard.monitor.stop().await);
         }
@@ -1011,6 +1087,18 @@ impl Run {
             return;
         }
         let (cause, reason) = self.abort.reason();
+        if cause == Cause::AgentLost {
+            // Not an abort but an error, recorded per lost host.
+            let lost = self
+                .lease
+                .as_ref()
+                .map(|l| l.take_lost())
+                .unwrap_or_default();
+            for (host, why) in lost {
+                self.lost(&host, why);
+            }
+            return;
+        }
         self.event(
             "aborted",
             reason.clone(),
@@ -1034,9 +1122,15 @@ impl Run {
                 best = Some(o);
             }
         }
-        // A revert failure is the cause users must hear about first.
-        if let Some(revert) = self.outcomes.iter().find(|o| o.cause == Cause::Revert) {
-            best = Some(revert);
+        // A lost agent explains the faults it may still hold; otherwise a failed revert is the
+        // cause users must hear about first.
+        if let Some(o) = self
+            .outcomes
+            .iter()
+            .find(|o| o.cause == Cause::AgentLost)
+            .or_else(|| self.outcomes.iter().find(|o| o.cause == Cause::Revert))
+        {
+            best = Some(o);
         }
         best.cloned().unwrap_or_else(|| Outcome {
             verdict: Verdict::Passed,

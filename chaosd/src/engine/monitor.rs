@@ -10,8 +10,8 @@ use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
+use super::hosts::Hosts;
 use super::hypothesis::{Point, SeriesView, WindowRule};
-use crate::probe;
 use crate::report::model::{ProbeReport, ProbeRole, SampleRecord};
 use crate::scenario::model::Probe;
 
@@ -115,11 +115,13 @@ pub struct Monitor {
 }
 
 impl Monitor {
-    /// Starts sampling every probe on each of its hosts (`hosts_of` resolves `on:`).
+    /// Starts sampling every probe on each of its hosts (`hosts_of` resolves `on:`), each from
+    /// that host's own vantage.
     pub fn start(
         probes: &[Probe],
         role: ProbeRole,
         hosts_of: impl Fn(&str) -> Vec<String>,
+        agents: &Hosts,
     ) -> Self {
         let (tx, changed) = watch::channel(0u64);
         let tx = Arc::new(tx);
@@ -130,7 +132,7 @@ impl Monitor {
             for host in hosts_of(&probe.on) {
                 let s = Arc::new(Series::new(probe.clone(), host, role));
                 series.push(s.clone());
-                tasks.spawn(sample_forever(s, tx.clone(), stop.clone()));
+                tasks.spawn(sample_forever(s, agents.clone(), tx.clone(), stop.clone()));
             }
         }
         Monitor {
@@ -174,6 +176,7 @@ impl Monitor {
 
 async fn sample_forever(
     series: Arc<Series>,
+    agents: Hosts,
     changed: Arc<watch::Sender<u64>>,
     stop: CancellationToken,
 ) {
@@ -188,7 +191,7 @@ async fn sample_forever(
         let at = Utc::now();
         let outcome = tokio::select! {
             () = stop.cancelled() => return,
-            outcome = sample_on(&series) => outcome,
+            outcome = agents.sample(&series.host, &series.probe.kind) => outcome,
         };
         series.push(
             Point {
@@ -205,10 +208,4 @@ async fn sample_forever(
         changed.send_modify(|n| *n += 1);
         next = (started + every).max(Instant::now());
     }
-}
-
-/// One sample from the probe's host. Only `local` exists in this build: preflight refuses other
-/// hosts before any monitor starts.
-async fn sample_on(series: &Series) -> probe::SampleOutcome {
-    probe::sample(&series.probe.kind).await
 }

@@ -114,6 +114,29 @@ fn load_bytes(
     validate::resolve(input).map_err(|found| fail(found, &srcs))
 }
 
+/// Reads and checks an inventory file on its own: its hosts, by name (`local` not included).
+pub fn load_inventory(
+    path: &Path,
+    opts: &LoadOptions,
+) -> Result<BTreeMap<String, model::Host>, ScenarioError> {
+    let text = std::fs::read_to_string(path).map_err(|err| ScenarioError::io(path, &err))?;
+    let srcs = vec![Source {
+        display: path.to_path_buf(),
+        text,
+        base_dir: folder_of(&absolute(path)),
+    }];
+    let fail = |found: Vec<validate::Found>| {
+        let sources = srcs
+            .iter()
+            .map(|s| (s.display.clone(), s.text.clone()))
+            .collect();
+        ScenarioError::new(found, sources)
+    };
+    let inventory =
+        validate::parse_yaml::<raw::InventoryRaw>(&srcs[0]).map_err(|f| fail(vec![f]))?;
+    validate::resolve_inventory(&srcs, &inventory, &opts.vars).map_err(fail)
+}
+
 /// `path` made absolute (canonical when it exists).
 fn absolute(path: &Path) -> PathBuf {
     if let Ok(canonical) = path.canonicalize() {

@@ -349,6 +349,44 @@ pub(crate) struct Input<'a> {
     pub sha256: String,
 }
 
+/// The hosts of an inventory file on its own (for `chaosctl agents` and `revert --all`).
+pub(crate) fn resolve_inventory(
+    srcs: &[Source],
+    inventory: &InventoryRaw,
+    vars: &BTreeMap<String, String>,
+) -> Result<BTreeMap<String, Host>, Vec<Found>> {
+    let mut cx = Cx {
+        srcs,
+        cur: 0,
+        vars,
+        found: Vec::new(),
+    };
+    let mut hosts = BTreeMap::new();
+    for (key, raw) in inventory.hosts.iter().flat_map(|e| e.0.iter()) {
+        let name = key.value.clone();
+        if name == model::LOCAL_HOST {
+            cx.report(
+                pos(key),
+                "host `local` is built in and cannot be redefined",
+                Some("`local` is the machine chaosctl runs on; pick another name".into()),
+            );
+            continue;
+        }
+        if hosts.contains_key(&name) {
+            cx.error(pos(key), format!("host `{name}` is defined twice"));
+            continue;
+        }
+        if let Some(host) = host(&mut cx, &name, key, raw) {
+            hosts.insert(name, host);
+        }
+    }
+    if cx.found.is_empty() {
+        Ok(hosts)
+    } else {
+        Err(cx.found)
+    }
+}
+
 pub(crate) fn resolve(input: Input<'_>) -> Result<Scenario, Vec<Found>> {
     let mut cx = Cx {
         srcs: input.srcs,

@@ -1,0 +1,310 @@
+//! The controller's side of the agent API: one [`AgentClient`] per remote host, speaking the
+//! bodies of [`crate::api`] over HTTPS (or plain HTTP on loopback) with the host's bearer token.
+//!
+//! Connections are kept open between calls, so after preflight a step's injection costs one
+//! request per host and no handshake.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
+use hyper::{Method, Request, StatusCode};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::api::{
+    ApiError, ApplyRequest, ApplyResponse, FaultsResponse, Health, LeaseRequest, LeaseResponse,
+    PreflightRequest, PreflightResponse, ProbeRequest, ProbeResponse, RevertAllResponse,
+    RevertResponse,
+};
+use crate::spec::{FaultSpec, ProbeKind};
+
+/// The environment variable that holds the token when a host names no `token_file`.
+pub const TOKEN_ENV: &str = "CHAOS_AGENT_TOKEN";
+
+/// How long one call may take before the agent counts as unreachable.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot reach the agent of `{host}` at {url}: {reason}")]
+    Unreachable {
+        host: String,
+        url: String,
+        reason: String,
+    },
+    #[error("the agent of `{host}` refused: {error} (HTTP {status})")]
+    Refused {
+        host: String,
+        status: u16,
+        error: ApiError,
+    },
+    #[error("the agent of `{host}` sent an answer we cannot read: {reason}")]
+    BadAnswer { host: String, reason: String },
+    #[error("cannot talk to the agent of `{host}`: {reason}")]
+    Setup { host: String, reason: String },
+}
+
+impl ClientError {
+    /// The agent could not be reached at all (as opposed to refusing or failing a request).
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, ClientError::Unreachable { .. })
+    }
+
+    /// The HTTP status of a refusal.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ClientError::Refused { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// Where an agent is and how to trust it.
+#[derive(Debug, Clone)]
+pub struct AgentTarget {
+    /// The host's name in the inventory.
+    pub host: String,
+    /// `https://10.0.0.11:7411` (or `http://127.0.0.1:...` on loopback).
+    pub url: String,
+    pub token_file: Option<PathBuf>,
+    /// The CA (or self-signed certificate) to trust; the system's roots otherwise.
+    pub ca_file: Option<PathBuf>,
+}
+
+#[derive(Clone)]
+pub struct AgentClient {
+    host: String,
+    base: String,
+    token: HeaderValue,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+}
+
+impl std::fmt::Debug for AgentClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentClient")
+            .field("host", &self.host)
+            .field("base", &self.base)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AgentClient {
+    /// Reads the token and the CA; no network yet.
+    pub fn new(target: &AgentTarget) -> Result<AgentClient, ClientError> {
+        let setup = |reason: String| ClientError::Setup {
+            host: target.host.clone(),
+            reason,
+        };
+        let token = read_token(target.token_file.as_deref()).map_err(setup)?;
+        let mut token = HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|_| setup("the token has characters a header cannot carry".into()))?;
+        token.set_sensitive(true);
+        let tls = tls_config(target.ca_file.as_deref()).map_err(setup)?;
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(CALL_TIMEOUT));
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build(connector);
+        Ok(AgentClient {
+            host: target.host.clone(),
+            base: target.url.trim_end_matches('/').to_string(),
+            token,
+            client,
+        })
+    }
+
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    pub fn url(&self) -> &str {
+        &self.base
+    }
+
+    pub async fn health(&self) -> Result<Health, ClientError> {
+        self.call::<(), _>(Method::GET, "/v1/health", None).await
+    }
+
+    pub async fn preflight(
+        &self,
+        run: &str,
+        faults: Vec<FaultSpec>,
+    ) -> Result<PreflightResponse, ClientError> {
+        let path = format!("/v1/runs/{run}/preflight");
+        self.call(Method::POST, &path, Some(&PreflightRequest { faults }))
+            .await
+    }
+
+    pub async fn apply(&self, run: &str, req: &ApplyRequest) -> Result<ApplyResponse, ClientError> {
+        let path = format!("/v1/runs/{run}/faults");
+        self.call(Method::POST, &path, Some(req)).await
+    }
+
+    pub async fn revert(&self, run: &str, fault_id: &str) -> Result<RevertResponse, ClientError> {
+        let path = format!("/v1/runs/{run}/faults/{fault_id}");
+        self.call::<(), _>(Method::DELETE, &path, None).await
+    }
+
+    pub async fn revert_run(&self, run: &str) -> Result<RevertAllResponse, ClientError> {
+        let path = format!("/v1/runs/{run}");
+        self.call::<(), _>(Method::DELETE, &path, None).await
+    }
+
+    pub async fn renew(&self, run: &str, lease: Duration) -> Result<LeaseResponse, ClientError> {
+        let path = format!("/v1/runs/{run}/lease");
+        let body = LeaseRequest {
+            lease_ms: lease.as_millis() as u64,
+        };
+        self.call(Method::POST, &path, Some(&body)).await
+    }
+
+    pub async fn faults(&self) -> Result<FaultsResponse, ClientError> {
+        self.call::<(), _>(Method::GET, "/v1/faults", None).await
+    }
+
+    pub async fn revert_all(&self) -> Result<RevertAllResponse, ClientError> {
+        self.call::<(), _>(Method::POST, "/v1/revert-all", None)
+            .await
+    }
+
+    pub async fn probe(&self, probe: &ProbeKind) -> Result<ProbeResponse, ClientError> {
+        let body = ProbeRequest {
+            probe: probe.clone(),
+        };
+        self.call(Method::POST, "/v1/probe", Some(&body)).await
+    }
+
+    async fn call<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<T, ClientError> {
+        let url = format!("{}{path}", self.base);
+        let unreachable = |reason: String| ClientError::Unreachable {
+            host: self.host.clone(),
+            url: self.base.clone(),
+            reason,
+        };
+        let bad = |reason: String| ClientError::BadAnswer {
+            host: self.host.clone(),
+            reason,
+        };
+        let payload = match body {
+            Some(body) => Bytes::from(serde_json::to_vec(body).map_err(|e| bad(e.to_string()))?),
+            None => Bytes::new(),
+        };
+        let request = Request::builder()
+            .method(method)
+            .uri(&url)
+            .header(AUTHORIZATION, self.token.clone())
+            .header(CONTENT_TYPE, "application/json")
+            .body(Full::new(payload))
+            .map_err(|e| bad(format!("invalid request to `{url}`: {e}")))?;
+        let exchange = async {
+            let response = self
+                .client
+                .request(request)
+                .await
+                .map_err(|e| unreachable(describe(&e)))?;
+            let status = response.status();
+            let bytes = response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| unreachable(format!("reading the answer: {e}")))?
+                .to_bytes();
+            Ok::<_, ClientError>((status, bytes))
+        };
+        let (status, bytes) = tokio::time::timeout(CALL_TIMEOUT, exchange)
+            .await
+            .map_err(|_| unreachable(format!("no answer within {}s", CALL_TIMEOUT.as_secs())))??;
+        if status != StatusCode::OK {
+            let error = serde_json::from_slice::<ApiError>(&bytes).unwrap_or_else(|_| ApiError {
+                code: "http".into(),
+                message: String::from_utf8_lossy(&bytes).chars().take(200).collect(),
+            });
+            return Err(ClientError::Refused {
+                host: self.host.clone(),
+                status: status.as_u16(),
+                error,
+            });
+        }
+        serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))
+    }
+}
+
+/// The innermost cause of a hyper error: "connection refused", "certificate not trusted", ...
+fn describe(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut last = err.to_string();
+    let mut source = err.source();
+    while let Some(inner) = source {
+        last = inner.to_string();
+        source = inner.source();
+    }
+    last
+}
+
+fn read_token(token_file: Option<&Path>) -> Result<String, String> {
+    let token = match token_file {
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read the token file `{}`: {e}", path.display()))?,
+        None => std::env::var(TOKEN_ENV)
+            .map_err(|_| format!("no token: give the host a `token_file`, or set {TOKEN_ENV}"))?,
+    };
+    let token = token.trim().to_string();
+    if token.is_empty() {
+        return Err("the token is empty".into());
+    }
+    Ok(token)
+}
+
+fn tls_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    match ca_file {
+        Some(path) => {
+            let certs = CertificateDer::pem_file_iter(path)
+                .map_err(|e| format!("cannot read the CA file `{}`: {e}", path.display()))?;
+            for cert in certs {
+                let cert =
+                    cert.map_err(|e| format!("cannot read the CA file `{}`: {e}", path.display()))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("bad certificate in `{}`: {e}", path.display()))?;
+            }
+            if roots.is_empty() {
+                return Err(format!(
+                    "the CA file `{}` holds no certificate",
+                    path.display()
+                ));
+            }
+        }
+        None => {
+            roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+            roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("cannot set up TLS: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
