@@ -302,16 +302,8 @@ impl Run {
                     })
                     .await;
                 let ok = done.ok();
-                self.setup.push(CommandOutcome {
-                    name: entry.name.clone(),
-                    command: entry.run.to_string(),
-                    background: false,
-                    ok,
-                    started_at: done.started_at,
-                    ended_at: Some(done.ended_at),
-                    exit_code: done.exit_code(),
-                    detail: format!("{}, output in {}", done.describe(), file_name(&log)),
-                });
+                self.setup
+                    .push(done.outcome(&entry.name, &entry.run, &file_name(&log)));
                 if self.abort.is_aborted() {
                     self.note_abort();
                     return Flow::Stop;
@@ -997,16 +989,8 @@ impl Run {
             )
             .await;
             let ok = done.ok();
-            self.teardown.push(CommandOutcome {
-                name: entry.name.clone(),
-                command: entry.run.to_string(),
-                background: false,
-                ok,
-                started_at: done.started_at,
-                ended_at: Some(done.ended_at),
-                exit_code: done.exit_code(),
-                detail: format!("{}, output in {}", done.describe(), file_name(&log)),
-            });
+            self.teardown
+                .push(done.outcome(&entry.name, &entry.run, &file_name(&log)));
             let message = format!("teardown `{}` {}", entry.name, done.describe());
             self.event(
                 if ok {

@@ -15,6 +15,7 @@ use tokio::sync::oneshot;
 use tokio::time::{Instant, sleep, timeout};
 
 use crate::child;
+use crate::report::model::CommandOutcome;
 use crate::scenario::model::Command;
 
 /// How long a background group gets between SIGTERM and SIGKILL.
@@ -35,6 +36,20 @@ impl Finished {
 
     pub fn exit_code(&self) -> Option<i32> {
         self.status.as_ref().ok().and_then(|s| s.code())
+    }
+
+    /// The record of a foreground command for the report; its output went to `log`.
+    pub fn outcome(&self, name: &str, run: &Command, log: &str) -> CommandOutcome {
+        CommandOutcome {
+            name: name.to_string(),
+            command: run.to_string(),
+            background: false,
+            ok: self.ok(),
+            started_at: self.started_at,
+            ended_at: Some(self.ended_at),
+            exit_code: self.exit_code(),
+            detail: format!("{}, output in {log}", self.describe()),
+        }
     }
 
     /// "exit 0", "exit 3", "killed by SIGINT", or why it could not run.
