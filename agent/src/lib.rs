@@ -10,6 +10,8 @@
 //! - [`local`]: [`LocalAgent`], the in-process agent (end times, recovery, idempotent reverts).
 //! - [`probe`]: one sample of a probe, taken from this host's own vantage.
 //! - [`child`]: how user commands (command probes, setup) are started.
+//! - [`server`]: `chaos-agent`, the daemon: the HTTP API over [`LocalAgent`], with its token,
+//!   TLS, policy, audit log, one-run-at-a-time rule and leases.
 //!
 //! **Architecture Invariant:** the agent never injects a fault it has not journaled.
 
@@ -21,6 +23,7 @@ pub mod journal;
 pub mod local;
 pub mod probe;
 pub mod process;
+pub mod server;
 pub mod spec;
 
 pub use error::FaultError;

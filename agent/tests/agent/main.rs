@@ -3,4 +3,5 @@
 mod faults;
 mod local;
 mod process;
+mod server;
 mod support;

@@ -1,0 +1,217 @@
+//! The daemon's command line ([`Args`], clap) and what it resolves to ([`Config`]): the token
+//! read, the policy parsed, the TLS material loaded, all before the runtime starts, so that bad
+//! configuration is refused at once (exit 64, `EX_USAGE`) and nothing is bound.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use clap::Parser;
+
+use super::auth::Token;
+use super::policy::{Policy, PolicyError};
+use super::tls::{self, TlsError};
+
+/// The exit code for bad configuration (`EX_USAGE` from sysexits.h).
+pub const EXIT_CONFIG: u8 = 64;
+
+/// The default address: loopback, where TLS is optional.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7411";
+
+/// The default state directory: the fault journal and the audit log.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/chaos-agent";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "chaos-agent",
+    version,
+    about = "The chaos-engineering agent: injects and reverts faults on this host for a controller"
+)]
+pub struct Args {
+    /// The address to serve the API on; off loopback it needs --tls-cert and --tls-key.
+    #[arg(long, value_name = "ADDR", default_value = DEFAULT_LISTEN)]
+    pub listen: SocketAddr,
+    /// A file holding the bearer token every request but `GET /healthz` must carry (required).
+    #[arg(long, value_name = "F")]
+    pub token_file: Option<PathBuf>,
+    /// The server certificate chain (PEM); with --tls-key, the API is served over TLS.
+    #[arg(long, value_name = "F", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "F", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// A YAML file limiting what this agent accepts (see POLICY.md); without it, anything the
+    /// agent can do is allowed.
+    #[arg(long, value_name = "F")]
+    pub policy: Option<PathBuf>,
+    /// Where the fault journal and the audit log (`audit.jsonl`) live.
+    #[arg(long, value_name = "D", default_value = DEFAULT_STATE_DIR)]
+    pub state_dir: PathBuf,
+}
+
+/// Everything `run` needs, resolved and checked.
+pub struct Config {
+    /// Compared in constant time with each request's bearer token.
+    pub token: Token,
+    /// `None`: plain HTTP (loopback only).
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// `None`: everything the agent can do is allowed.
+    pub policy: Option<Policy>,
+    /// The fault journal (`journal/`) and `audit.jsonl`.
+    pub state_dir: PathBuf,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("tls", &self.tls.is_some())
+            .field("policy", &self.policy)
+            .field("state_dir", &self.state_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why the configuration was refused; the binary prints it and exits 64.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(
+        "no token file: pass --token-file F (make one with `head -c32 /dev/urandom | base64 > F`)"
+    )]
+    NoTokenFile,
+    #[error("cannot read token file `{path}`: {source}")]
+    TokenUnreadable {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("token file `{path}` is empty; put a long random token in it")]
+    TokenEmpty { path: PathBuf },
+    #[error("`--listen {listen}` is off loopback: pass --tls-cert and --tls-key")]
+    NeedsTls { listen: SocketAddr },
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+}
+
+impl Args {
+    /// Reads and checks everything the arguments name. `listen` is checked too, though `run` is
+    /// handed an already bound listener.
+    pub fn resolve(&self) -> Result<Config, ConfigError> {
+        let token_file = self.token_file.as_deref().ok_or(ConfigError::NoTokenFile)?;
+        let token = read_token(token_file)?;
+        let tls = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
+            _ if !self.listen.ip().is_loopback() => {
+                return Err(ConfigError::NeedsTls {
+                    listen: self.listen,
+                });
+            }
+            _ => None,
+        };
+        let policy = match &self.policy {
+            Some(path) => Some(Policy::load(path)?),
+            None => None,
+        };
+        Ok(Config {
+            token,
+            tls,
+            policy,
+            state_dir: self.state_dir.clone(),
+        })
+    }
+}
+
+/// The token is the file's content, trimmed; it must not be empty.
+fn read_token(path: &Path) -> Result<Token, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::TokenUnreadable {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let token = text.trim();
+    if token.is_empty() {
+        return Err(ConfigError::TokenEmpty {
+            path: path.to_path_buf(),
+        });
+    }
+    warn_if_readable_by_others(path);
+    Ok(Token::new(token))
+}
+
+fn warn_if_readable_by_others(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(path)
+        && meta.permissions().mode() & 0o077 != 0
+    {
+        tracing::warn!(
+            path = %path.display(),
+            mode = format!("{:o}", meta.permissions().mode() & 0o777),
+            "the token file is readable by others; `chmod 600` it"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn args_are_consistent() {
+        Args::command().debug_assert();
+    }
+
+    fn args(extra: &[&str]) -> Args {
+        Args::try_parse_from(std::iter::once("chaos-agent").chain(extra.iter().copied())).unwrap()
+    }
+
+    #[test]
+    fn defaults() {
+        let a = args(&[]);
+        assert_eq!(a.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(a.state_dir, Path::new(DEFAULT_STATE_DIR));
+    }
+
+    #[test]
+    fn a_token_file_is_required() {
+        let err = args(&[]).resolve().unwrap_err();
+        assert!(matches!(err, ConfigError::NoTokenFile), "{err}");
+    }
+
+    #[test]
+    fn empty_token_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("token");
+        std::fs::write(&f, " \n").unwrap();
+        let err = args(&["--token-file", f.to_str().unwrap()])
+            .resolve()
+            .unwrap_err();
+        assert!(matches!(err, ConfigError::TokenEmpty { .. }), "{err}");
+    }
+
+    #[test]
+    fn off_loopback_needs_tls() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("token");
+        std::fs::write(&f, "secret\n").unwrap();
+        let err = args(&[
+            "--listen",
+            "0.0.0.0:7411",
+            "--token-file",
+            f.to_str().unwrap(),
+        ])
+        .resolve()
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "`--listen 0.0.0.0:7411` is off loopback: pass --tls-cert and --tls-key"
+        );
+        let ok = args(&["--listen", "[::1]:0", "--token-file", f.to_str().unwrap()]).resolve();
+        assert!(ok.is_ok());
+    }
+
+    #[test]
+    fn cert_and_key_come_together() {
+        let r = Args::try_parse_from(["chaos-agent", "--tls-cert", "c.pem"]);
+        assert!(r.is_err());
+    }
+}

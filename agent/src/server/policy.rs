@@ -1,0 +1,550 @@
+//! The policy file (`--policy FILE`): what this agent accepts, beyond what it can do. A request
+//! outside it is answered 403 with the reason, and nothing of it is applied.
+//!
+//! ```yaml
+//! # Every key is optional: a key left out sets no limit of its kind (except command_probes).
+//! kinds: [pause, kill, fill_disk]   # fault kinds accepted
+//! processes:                        # kill and pause
+//!   selectors:                      # regexes: a `name`, `pattern` or `pidfile` selector's text
+//!     - '^chaos-demo( |$)'          #   must match one (unanchored unless you anchor it)
+//!     - '^/run/nginx\.pid$'
+//!   pid: false                      # whether bare `pid: N` selectors are accepted (default false)
+//! fill_paths: [/mnt/chaos]          # fill_disk only in these directories or below them
+//! interfaces: [eth0]                # network faults only on these interfaces, which they must name
+//! ports: [5432, 6379]               # network faults only for these peer ports, which they must list
+//! max_duration: 5m                  # the longest hold of a fault (ms, s, m, h); a hold is required
+//! max_loss: 50%                     # the highest `loss` share
+//! command_probes: false             # `command` probes via /v1/probe (default false with a policy)
+//! ```
+//!
+//! Unknown keys are refused when the agent starts (exit 64), so a typo never widens the policy.
+//! Without a policy file the agent accepts everything it can do.
+
+use std::fmt;
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+use regex::Regex;
+use serde::Deserialize;
+
+use crate::spec::{FaultKind, FaultSpec, NetScope, ProbeKind, ProcessSelector};
+
+/// The policy, checked and compiled.
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    kinds: Option<Vec<FaultKind>>,
+    processes: Option<Processes>,
+    fill_paths: Option<Vec<PathBuf>>,
+    interfaces: Option<Vec<String>>,
+    ports: Option<Vec<u16>>,
+    max_duration: Option<Duration>,
+    max_loss: Option<f64>,
+    command_probes: bool,
+}
+
+#[derive(Debug, Clone)]
+struct Processes {
+    selectors: Vec<Regex>,
+    pid: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    #[serde(default)]
+    kinds: Option<Vec<FaultKind>>,
+    #[serde(default)]
+    processes: Option<RawProcesses>,
+    #[serde(default)]
+    fill_paths: Option<Vec<PathBuf>>,
+    #[serde(default)]
+    interfaces: Option<Vec<String>>,
+    #[serde(default)]
+    ports: Option<Vec<u16>>,
+    #[serde(default)]
+    max_duration: Option<String>,
+    #[serde(default)]
+    max_loss: Option<Share>,
+    #[serde(default)]
+    command_probes: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProcesses {
+    #[serde(default)]
+    selectors: Vec<String>,
+    #[serde(default)]
+    pid: bool,
+}
+
+/// `50`, `50.5` or `"50%"`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Share {
+    Number(f64),
+    Text(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("cannot read policy file `{path}`: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("policy file `{path}`: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+/// Why a request is outside the policy (the 403's message).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal(pub String);
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Policy {
+    pub fn load(path: &Path) -> Result<Policy, PolicyError> {
+        let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Policy::parse(&text).map_err(|message| PolicyError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        })
+    }
+
+    /// Parses and checks a policy's YAML text.
+    pub fn parse(text: &str) -> Result<Policy, String> {
+        let raw: RawPolicy = if text.trim().is_empty() {
+            return Err("the file is empty; leave out --policy to allow everything".to_string());
+        } else {
+            serde_saphyr::from_str(text).map_err(|err| err.to_string())?
+        };
+        let processes = match raw.processes {
+            None => None,
+            Some(p) => Some(Processes {
+                selectors: p
+                    .selectors
+                    .iter()
+                    .map(|s| {
+                        Regex::new(s).map_err(|err| format!("processes.selectors `{s}`: {err}"))
+                    })
+                    .collect::<Result<_, _>>()?,
+                pid: p.pid,
+            }),
+        };
+        if let Some(paths) = &raw.fill_paths
+            && let Some(bad) = paths.iter().find(|p| !p.is_absolute())
+        {
+            return Err(format!(
+                "fill_paths `{}` is not an absolute path",
+                bad.display()
+            ));
+        }
+        let max_duration = raw
+            .max_duration
+            .as_deref()
+            .map(|d| parse_duration(d).map_err(|e| format!("max_duration `{d}`: {e}")))
+            .transpose()?;
+        let max_loss = match raw.max_loss {
+            None => None,
+            Some(Share::Number(n)) => Some(n),
+            Some(Share::Text(t)) => Some(
+                t.trim()
+                    .trim_end_matches('%')
+                    .trim()
+                    .parse::<f64>()
+                    .map_err(|_| format!("max_loss `{t}` is not a percentage such as `50%`"))?,
+            ),
+        };
+        if let Some(loss) = max_loss
+            && !(0.0..=100.0).contains(&loss)
+        {
+            return Err(format!("max_loss {loss}% is not between 0% and 100%"));
+        }
+        Ok(Policy {
+            kinds: raw.kinds,
+            processes,
+            fill_paths: raw.fill_paths,
+            interfaces: raw.interfaces,
+            ports: raw.ports,
+            max_duration,
+            max_loss,
+            command_probes: raw.command_probes,
+        })
+    }
+
+    /// A one-line summary for the startup log.
+    pub fn summary(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(kinds) = &self.kinds {
+            parts.push(format!("kinds {}", list(kinds)));
+        }
+        if let Some(p) = &self.processes {
+            let selectors: Vec<&str> = p.selectors.iter().map(Regex::as_str).collect();
+            parts.push(format!(
+                "process selectors {} (pid: {})",
+                list(&selectors),
+                p.pid
+            ));
+        }
+        if let Some(paths) = &self.fill_paths {
+            parts.push(format!("fill_paths {}", paths_list(paths)));
+        }
+        if let Some(i) = &self.interfaces {
+            parts.push(format!("interfaces {}", list(i)));
+        }
+        if let Some(p) = &self.ports {
+            parts.push(format!("ports {}", list(p)));
+        }
+        if let Some(d) = self.max_duration {
+            parts.push(format!("max_duration {}ms", d.as_millis()));
+        }
+        if let Some(l) = self.max_loss {
+            parts.push(format!("max_loss {l}%"));
+        }
+        parts.push(format!("command_probes {}", self.command_probes));
+        parts.join("; ")
+    }
+
+    /// Whether `spec` is inside the policy (the hold is checked by [`Policy::check_hold`]).
+    pub fn check_fault(&self, spec: &FaultSpec) -> Result<(), Refusal> {
+        let kind = spec.kind();
+        if let Some(kinds) = &self.kinds
+            && !kinds.contains(&kind)
+        {
+            return refuse(format!(
+                "`{kind}` faults are outside the policy's kinds {}",
+                list(kinds)
+            ));
+        }
+        match spec {
+            FaultSpec::Kill { process, .. } | FaultSpec::Pause { process, .. } => {
+                self.check_selector(process)
+            }
+            FaultSpec::FillDisk { path, .. } => self.check_fill_path(path),
+            FaultSpec::Latency { scope, .. } | FaultSpec::Drop { scope, .. } => {
+                self.check_scope(kind, scope)
+            }
+            FaultSpec::Loss { share, scope } => {
+                if let Some(max) = self.max_loss
+                    && *share > max
+                {
+                    return refuse(format!(
+                        "loss share {share}% is above the policy's max_loss {max}%"
+                    ));
+                }
+                self.check_scope(kind, scope)
+            }
+        }
+    }
+
+    /// Whether a hold (`None`: until reverted) is within `max_duration`.
+    pub fn check_hold(&self, hold: Option<Duration>) -> Result<(), Refusal> {
+        let Some(max) = self.max_duration else {
+            return Ok(());
+        };
+        match hold {
+            None => refuse(format!(
+                "a fault without a hold is outside the policy's max_duration {}ms; give it hold_ms",
+                max.as_millis()
+            )),
+            Some(hold) if hold > max => refuse(format!(
+                "hold {}ms is above the policy's max_duration {}ms",
+                hold.as_millis(),
+                max.as_millis()
+            )),
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// Whether a probe may run here: `command` probes only with `command_probes: true`.
+    pub fn check_probe(&self, probe: &ProbeKind) -> Result<(), Refusal> {
+        if matches!(probe, ProbeKind::Command(_)) && !self.command_probes {
+            return refuse(
+                "`command` probes are outside the policy (set `command_probes: true` to allow them)"
+                    .to_string(),
+            );
+        }
+        Ok(())
+    }
+
+    fn check_selector(&self, selector: &ProcessSelector) -> Result<(), Refusal> {
+        let Some(p) = &self.processes else {
+            return Ok(());
+        };
+        let text = match selector {
+            ProcessSelector::Pid(pid) => {
+                return if p.pid {
+                    Ok(())
+                } else {
+                    refuse(format!(
+                        "process selector pid {pid} is outside the policy (`processes.pid` is false)"
+                    ))
+                };
+            }
+            ProcessSelector::Name(name) => name.clone(),
+            ProcessSelector::Pattern(pattern) => pattern.clone(),
+            ProcessSelector::Pidfile(path) => path.display().to_string(),
+        };
+        if p.selectors.iter().any(|re| re.is_match(&text)) {
+            Ok(())
+        } else {
+            let allowed: Vec<&str> = p.selectors.iter().map(Regex::as_str).collect();
+            refuse(format!(
+                "process selector {selector} is outside the policy's processes.selectors {}",
+                list(&allowed)
+            ))
+        }
+    }
+
+    fn check_fill_path(&self, path: &Path) -> Result<(), Refusal> {
+        let Some(allowed) = &self.fill_paths else {
+            return Ok(());
+        };
+        let outside = || {
+            refuse(format!(
+                "fill path `{}` is outside the policy's fill_paths {}",
+                path.display(),
+                paths_list(allowed)
+            ))
+        };
+        if !path.is_absolute() || path.components().any(|c| c == Component::ParentDir) {
+            return outside();
+        }
+        // Symlinks are followed where the path exists, so a link cannot lead outside.
+        let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+        let inside = allowed.iter().any(|prefix| {
+            let prefix_real = std::fs::canonicalize(prefix).unwrap_or_else(|_| prefix.clone());
+            real.starts_with(&prefix_real)
+        });
+        if inside { Ok(()) } else { outside() }
+    }
+
+    fn check_scope(&self, kind: FaultKind, scope: &NetScope) -> Result<(), Refusal> {
+        if let Some(allowed) = &self.interfaces {
+            match &scope.interface {
+                None => {
+                    return refuse(format!(
+                        "the `{kind}` fault names no interface; the policy allows only interfaces {}: name one",
+                        list(allowed)
+                    ));
+                }
+                Some(i) if !allowed.contains(i) => {
+                    return refuse(format!(
+                        "interface `{i}` is outside the policy's interfaces {}",
+                        list(allowed)
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+        if let Some(allowed) = &self.ports {
+            let peers: Vec<_> = [&scope.to, &scope.from].into_iter().flatten().collect();
+            if peers.is_empty() || peers.iter().any(|p| p.ports.is_empty()) {
+                return refuse(format!(
+                    "the `{kind}` fault covers every port; the policy allows only ports {}: list them in `to` or `from`",
+                    list(allowed)
+                ));
+            }
+            for port in peers.iter().flat_map(|p| &p.ports) {
+                if !allowed.contains(port) {
+                    return refuse(format!(
+                        "port {port} is outside the policy's ports {}",
+                        list(allowed)
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn refuse(message: String) -> Result<(), Refusal> {
+    Err(Refusal(message))
+}
+
+fn list<T: fmt::Display>(items: &[T]) -> String {
+    let items: Vec<String> = items.iter().map(ToString::to_string).collect();
+    format!("[{}]", items.join(", "))
+}
+
+fn paths_list(paths: &[PathBuf]) -> String {
+    let items: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    format!("[{}]", items.join(", "))
+}
+
+/// `500ms`, `30s`, `1.5s`, `5m`, `1h`.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .ok_or("needs a unit: ms, s, m or h")?;
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number
+        .parse()
+        .map_err(|_| "is not a duration such as `5m`".to_string())?;
+    let seconds = match unit.trim() {
+        "ms" => number / 1000.0,
+        "s" => number,
+        "m" => number * 60.0,
+        "h" => number * 3600.0,
+        other => return Err(format!("unknown unit `{other}`; use ms, s, m or h")),
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::{FillAmount, PeerSelector, Pick};
+
+    const FULL: &str = r#"
+kinds: [pause, kill, fill_disk, loss, latency]
+processes:
+  selectors: ['^chaos-demo( |$)', '^/run/nginx\.pid$']
+  pid: false
+fill_paths: [/mnt/chaos]
+interfaces: [eth0]
+ports: [5432]
+max_duration: 5m
+max_loss: 50%
+"#;
+
+    fn pause(selector: ProcessSelector) -> FaultSpec {
+        FaultSpec::Pause {
+            process: selector,
+            pick: Pick::All,
+        }
+    }
+
+    fn msg(r: Result<(), Refusal>) -> String {
+        r.unwrap_err().0
+    }
+
+    #[test]
+    fn a_full_policy_parses() {
+        let p = Policy::parse(FULL).unwrap();
+        assert_eq!(p.max_duration, Some(Duration::from_secs(300)));
+        assert_eq!(p.max_loss, Some(50.0));
+        assert!(!p.command_probes);
+        assert!(p.summary().contains("fill_paths [/mnt/chaos]"));
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused() {
+        assert!(
+            Policy::parse("fill_path: [/tmp]")
+                .unwrap_err()
+                .contains("fill_path")
+        );
+        assert!(Policy::parse("processes: {selector: [x]}").is_err());
+        assert!(
+            Policy::parse("max_duration: 5")
+                .unwrap_err()
+                .contains("unit")
+        );
+        assert!(Policy::parse("max_loss: 150").is_err());
+        assert!(
+            Policy::parse("fill_paths: [tmp]")
+                .unwrap_err()
+                .contains("absolute")
+        );
+        assert!(Policy::parse("processes: {selectors: ['(']}").is_err());
+        assert!(Policy::parse("").is_err());
+        assert_eq!(Policy::parse("max_loss: 10").unwrap().max_loss, Some(10.0));
+    }
+
+    #[test]
+    fn process_selectors() {
+        let p = Policy::parse(FULL).unwrap();
+        assert!(
+            p.check_fault(&pause(ProcessSelector::Pattern(
+                "chaos-demo --worker".into()
+            )))
+            .is_ok()
+        );
+        assert!(
+            p.check_fault(&pause(ProcessSelector::Pidfile("/run/nginx.pid".into())))
+                .is_ok()
+        );
+        assert_eq!(
+            msg(p.check_fault(&pause(ProcessSelector::Name("sshd".into())))),
+            "process selector name `sshd` is outside the policy's processes.selectors [^chaos-demo( |$), ^/run/nginx\\.pid$]"
+        );
+        assert!(msg(p.check_fault(&pause(ProcessSelector::Pid(1)))).contains("processes.pid"));
+        let any = Policy::parse("max_loss: 10").unwrap();
+        assert!(any.check_fault(&pause(ProcessSelector::Pid(1))).is_ok());
+    }
+
+    #[test]
+    fn fill_paths_are_prefixes_by_component() {
+        let p = Policy::parse(FULL).unwrap();
+        let fill = |path: &str| FaultSpec::FillDisk {
+            path: path.into(),
+            amount: FillAmount::Size(1),
+        };
+        assert!(p.check_fault(&fill("/mnt/chaos")).is_ok());
+        assert!(p.check_fault(&fill("/mnt/chaos/sub")).is_ok());
+        assert_eq!(
+            msg(p.check_fault(&fill("/var"))),
+            "fill path `/var` is outside the policy's fill_paths [/mnt/chaos]"
+        );
+        assert!(p.check_fault(&fill("/mnt/chaos2")).is_err());
+        assert!(p.check_fault(&fill("/mnt/chaos/../etc")).is_err());
+        assert!(p.check_fault(&fill("mnt/chaos")).is_err());
+    }
+
+    #[test]
+    fn kinds_durations_and_loss() {
+        let p = Policy::parse(FULL).unwrap();
+        let drop = FaultSpec::Drop {
+            mode: crate::spec::DropMode::Drop,
+            scope: NetScope::default(),
+        };
+        assert!(msg(p.check_fault(&drop)).contains("outside the policy's kinds"));
+        assert!(p.check_hold(Some(Duration::from_secs(300))).is_ok());
+        assert!(msg(p.check_hold(Some(Duration::from_secs(301)))).contains("max_duration"));
+        assert!(p.check_hold(None).is_err());
+        let scope = NetScope {
+            to: Some(PeerSelector {
+                hosts: vec![],
+                ports: vec![5432],
+                protocol: None,
+            }),
+            from: None,
+            interface: Some("eth0".into()),
+            spare_ssh: true,
+        };
+        let loss = |share, scope: NetScope| FaultSpec::Loss { share, scope };
+        assert!(p.check_fault(&loss(50.0, scope.clone())).is_ok());
+        assert!(msg(p.check_fault(&loss(60.0, scope.clone()))).contains("max_loss"));
+        let mut other_port = scope.clone();
+        other_port.to.as_mut().unwrap().ports = vec![22];
+        assert!(msg(p.check_fault(&loss(5.0, other_port))).contains("port 22"));
+        let mut any_port = scope.clone();
+        any_port.to.as_mut().unwrap().ports = vec![];
+        assert!(msg(p.check_fault(&loss(5.0, any_port))).contains("every port"));
+        let mut no_iface = scope.clone();
+        no_iface.interface = None;
+        assert!(msg(p.check_fault(&loss(5.0, no_iface))).contains("names no interface"));
+        let mut wlan = scope;
+        wlan.interface = Some("wlan0".into());
+        assert!(msg(p.check_fault(&loss(5.0, wlan))).contains("interface `wlan0`"));
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
+        assert_eq!(parse_duration("2h").unwrap(), Duration::from_secs(7200));
+        assert!(parse_duration("5 weeks").is_err());
+    }
+}

@@ -1,0 +1,568 @@
+//! The routes and their handlers. Every request goes through the same checks, in this order:
+//! `GET /healthz` answers without a token; then the bearer token (401, nothing else looked at);
+//! then the route (404, 405); then the body (413, 400); then the shutdown, one-run, policy and id
+//! checks (503, 409, 403, 400); and only then does anything touch the host. Each request leaves one
+//! line in the audit log.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use serde::de::DeserializeOwned;
+
+use super::audit::{Record, outcome_of};
+use super::error::{ServerError, fault_api_error, json_response};
+use super::{State, blocking, revert_response};
+use crate::api::{
+    self, ApplyRequest, ApplyResponse, ApplyResult, FaultsResponse, Health, LeaseRequest,
+    LeaseResponse, PreflightRequest, PreflightResponse, ProbeRequest, ProbeResponse,
+    RevertAllResponse,
+};
+use crate::local::InjectRequest;
+use crate::spec::Exempt;
+
+type Answer = Result<Response<Full<Bytes>>, ServerError>;
+
+/// What a request asks for, once its path and method are known.
+#[derive(Debug, PartialEq, Eq)]
+enum Route<'a> {
+    Health,
+    Faults,
+    RevertAll,
+    Probe,
+    Preflight(&'a str),
+    Apply(&'a str),
+    RevertFault(&'a str, &'a str),
+    RevertRun(&'a str),
+    Lease(&'a str),
+}
+
+impl Route<'_> {
+    fn run(&self) -> Option<&str> {
+        match self {
+            Route::Preflight(run)
+            | Route::Apply(run)
+            | Route::RevertFault(run, _)
+            | Route::RevertRun(run)
+            | Route::Lease(run) => Some(run),
+            Route::Health | Route::Faults | Route::RevertAll | Route::Probe => None,
+        }
+    }
+}
+
+/// Answers one request and writes its audit line.
+pub async fn handle(
+    state: Arc<State>,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let mut record = Record::request(peer, method.as_str(), &path);
+
+    let answer = if method == Method::GET && path == "/healthz" {
+        Ok(text_response(StatusCode::OK, "ok"))
+    } else {
+        let header = req.headers().get(AUTHORIZATION).map(HeaderValue::as_bytes);
+        let token_ok = state.token.admits(header);
+        record.token_ok = Some(token_ok);
+        if token_ok {
+            dispatch(&state, peer, req, &mut record).await
+        } else {
+            Err(ServerError::Unauthorized)
+        }
+    };
+    let response = match answer {
+        Ok(response) => response,
+        Err(err) => {
+            if record.detail.is_empty() {
+                record.detail = err.to_string();
+            }
+            err.into_response()
+        }
+    };
+    record.status = response.status().as_u16();
+    if record.outcome.is_empty() {
+        record.outcome = outcome_of(record.status);
+    }
+    state.audit.write(&record);
+    response
+}
+
+async fn dispatch(
+    state: &Arc<State>,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+    record: &mut Record,
+) -> Answer {
+    let path = req.uri().path().to_string();
+    let route = route(req.method(), &path)?;
+    if let Some(run) = route.run() {
+        record.run = Some(run.to_string());
+        check_id("run", run)?;
+    }
+    match route {
+        Route::Health => health(state).await,
+        Route::Faults => Ok(json_response(
+            StatusCode::OK,
+            &FaultsResponse {
+                faults: state.agent.active(),
+            },
+        )),
+        Route::RevertAll => revert_all(state, record).await,
+        Route::Probe => probe(state, read_json(req).await?, record).await,
+        Route::Preflight(run) => preflight(state, run, read_json(req).await?, record).await,
+        Route::Apply(run) => apply(state, peer, run, read_json(req).await?, record).await,
+        Route::RevertFault(run, fault) => revert_fault(state, run, fault, record).await,
+        Route::RevertRun(run) => {
+            let results = state.revert_run(run).await;
+            state.leases.end(run);
+            record.detail = summarize_reverts(&results);
+            if results.iter().any(|r| r.error.is_some()) {
+                record.outcome = "failed";
+            }
+            Ok(json_response(
+                StatusCode::OK,
+                &RevertAllResponse { results },
+            ))
+        }
+        Route::Lease(run) => {
+            let LeaseRequest { lease_ms } = read_json(req).await?;
+            let lease = lease_of(lease_ms)?;
+            state.leases.renew(run, lease);
+            let faults = state
+                .agent
+                .active()
+                .iter()
+                .filter(|f| f.run_id == run)
+                .count();
+            record.detail = format!("lease {lease_ms}ms; {faults} fault(s) held");
+            Ok(json_response(StatusCode::OK, &LeaseResponse { faults }))
+        }
+    }
+}
+
+/// Maps a method and path to a route: 404 for a path we do not serve, 405 (with `Allow`) for a
+/// path we serve with another method.
+fn route<'a>(method: &Method, path: &'a str) -> Result<Route<'a>, ServerError> {
+    let not_found = || ServerError::NotFound(format!("no route `{path}`; the API is under `/v1`"));
+    let Some(rest) = path
+        .strip_prefix(api::PREFIX)
+        .and_then(|r| r.strip_prefix('/'))
+    else {
+        return Err(not_found());
+    };
+    let segments: Vec<&str> = rest.split('/').collect();
+    if segments.iter().any(|s| s.is_empty()) {
+        return Err(not_found());
+    }
+    let (allow, route) = match segments.as_slice() {
+        ["health"] => ("GET", Route::Health),
+        ["faults"] => ("GET", Route::Faults),
+        ["revert-all"] => ("POST", Route::RevertAll),
+        ["probe"] => ("POST", Route::Probe),
+        ["runs", run] => ("DELETE", Route::RevertRun(run)),
+        ["runs", run, "preflight"] => ("POST", Route::Preflight(run)),
+        ["runs", run, "faults"] => ("POST", Route::Apply(run)),
+        ["runs", run, "faults", fault] => ("DELETE", Route::RevertFault(run, fault)),
+        ["runs", run, "lease"] => ("POST", Route::Lease(run)),
+        _ => return Err(not_found()),
+    };
+    if method.as_str() != allow {
+        return Err(ServerError::MethodNotAllowed {
+            method: method.to_string(),
+            path: path.to_string(),
+            allow,
+        });
+    }
+    Ok(route)
+}
+
+/// Run and fault ids: 1 to 128 letters, digits, `-`, `_` or `.`, not starting with `.`.
+fn check_id(what: &str, id: &str) -> Result<(), ServerError> {
+    let plain = !id.is_empty()
+        && id.len() <= 128
+        && !id.starts_with('.')
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if plain {
+        Ok(())
+    } else {
+        Err(ServerError::BadRequest(format!(
+            "invalid {what} id `{id}`: use 1 to 128 letters, digits, `-`, `_` or `.`, not starting with `.`"
+        )))
+    }
+}
+
+fn lease_of(lease_ms: u64) -> Result<Duration, ServerError> {
+    if lease_ms == 0 {
+        return Err(ServerError::BadRequest(
+            "lease_ms must be above 0: it is how long the agent waits for the controller before reverting"
+                .to_string(),
+        ));
+    }
+    Ok(Duration::from_millis(lease_ms))
+}
+
+/// Reads a JSON body of at most [`api::MAX_BODY`] bytes.
+async fn read_json<T: DeserializeOwned>(req: Request<Incoming>) -> Result<T, ServerError> {
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > api::MAX_BODY as u64) {
+        drain(req.into_body()).await;
+        return Err(ServerError::TooLarge);
+    }
+    let bytes = match Limited::new(req.into_body(), api::MAX_BODY).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(err) if err.is::<http_body_util::LengthLimitError>() => {
+            return Err(ServerError::TooLarge);
+        }
+        Err(err) => {
+            return Err(ServerError::BadRequest(format!(
+                "cannot read the request body: {err}"
+            )));
+        }
+    };
+    serde_json::from_slice(&bytes)
+        .map_err(|err| ServerError::BadRequest(format!("malformed JSON body: {err}")))
+}
+
+/// Reads and discards a refused body, a bounded amount for a bounded time, so that the client
+/// gets to read our answer instead of a connection reset.
+async fn drain(mut body: Incoming) {
+    const MAX_DRAIN: usize = 8 * api::MAX_BODY;
+    let work = async {
+        let mut seen = 0;
+        while let Some(Ok(frame)) = body.frame().await {
+            if let Some(data) = frame.data_ref() {
+                seen += data.len();
+                if seen > MAX_DRAIN {
+                    break;
+                }
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(2), work).await;
+}
+
+async fn health(state: &Arc<State>) -> Answer {
+    let faults = state.agent.active();
+    Ok(json_response(
+        StatusCode::OK,
+        &Health {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            hostname: state.hostname.clone(),
+            capabilities: state.agent.capabilities(),
+            active_run: faults.first().map(|f| f.run_id.clone()),
+            faults,
+        },
+    ))
+}
+
+/// 409 when another run holds faults here.
+fn check_holder(state: &State, run: &str) -> Result<(), ServerError> {
+    match state.holder() {
+        Some(holder) if holder != run => Err(ServerError::Busy { holder }),
+        _ => Ok(()),
+    }
+}
+
+fn check_stopping(state: &State) -> Result<(), ServerError> {
+    if state.stopping.load(Ordering::SeqCst) {
+        Err(ServerError::ShuttingDown)
+    } else {
+        Ok(())
+    }
+}
+
+async fn preflight(
+    state: &Arc<State>,
+    run: &str,
+    body: PreflightRequest,
+    record: &mut Record,
+) -> Answer {
+    check_stopping(state)?;
+    if let Some(policy) = &state.policy {
+        let refusals: Vec<String> = body
+            .faults
+            .iter()
+            .filter_map(|spec| policy.check_fault(spec).err())
+            .map(|r| r.0)
+            .collect();
+        if !refusals.is_empty() {
+            return Err(ServerError::Forbidden(refusals.join("; ")));
+        }
+    }
+    let _gate = state.gate.lock().await;
+    check_holder(state, run)?;
+    let agent = state.agent.clone();
+    let problems = blocking(move || {
+        body.faults
+            .iter()
+            .filter_map(|spec| agent.check(spec).err().map(|err| format!("{spec}: {err}")))
+            .collect::<Vec<String>>()
+    })
+    .await
+    .ok_or_else(|| ServerError::Internal("the preflight check panicked".to_string()))?;
+    record.detail = if problems.is_empty() {
+        "no problems".to_string()
+    } else {
+        problems.join("; ")
+    };
+    Ok(json_response(
+        StatusCode::OK,
+        &PreflightResponse { problems },
+    ))
+}
+
+async fn apply(
+    state: &Arc<State>,
+    peer: SocketAddr,
+    run: &str,
+    body: ApplyRequest,
+    record: &mut Record,
+) -> Answer {
+    let lease = lease_of(body.lease_ms)?;
+    let mut seen = HashSet::new();
+    for order in &body.faults {
+        check_id("fault", &order.fault_id)?;
+        if !seen.insert(order.fault_id.as_str()) {
+            return Err(ServerError::BadRequest(format!(
+                "fault id `{}` appears twice; give every fault its own id",
+                order.fault_id
+            )));
+        }
+    }
+    if let Some(policy) = &state.policy {
+        let refusals: Vec<String> = body
+            .faults
+            .iter()
+            .filter_map(|order| {
+                policy
+                    .check_fault(&order.spec)
+                    .and_then(|()| policy.check_hold(order.hold_ms.map(Duration::from_millis)))
+                    .err()
+                    .map(|r| format!("fault `{}`: {r}", order.fault_id))
+            })
+            .collect();
+        if !refusals.is_empty() {
+            return Err(ServerError::Forbidden(refusals.join("; ")));
+        }
+    }
+    check_stopping(state)?;
+    let _gate = state.gate.lock().await;
+    check_stopping(state)?;
+    check_holder(state, run)?;
+    state.leases.renew(run, lease);
+
+    // The controller's own connection to us is never cut by a network fault.
+    let exempt = vec![Exempt {
+        peer: peer.ip().to_canonical(),
+        local_port: state.listen_port,
+    }];
+    for order in &body.faults {
+        state.remember_owner(&order.fault_id, run);
+    }
+    let agent = state.agent.clone();
+    let run_id = run.to_string();
+    let results = blocking(move || {
+        body.faults
+            .into_iter()
+            .map(|order| {
+                let fault_id = order.fault_id.clone();
+                let result = agent.inject(InjectRequest {
+                    run_id: run_id.clone(),
+                    fault_id: order.fault_id,
+                    spec: order.spec,
+                    seed: order.seed,
+                    hold: order.hold_ms.map(Duration::from_millis),
+                    exempt: exempt.clone(),
+                });
+                match result {
+                    Ok(applied) => ApplyResult {
+                        fault_id,
+                        applied: Some(applied),
+                        error: None,
+                    },
+                    Err(err) => ApplyResult {
+                        fault_id,
+                        applied: None,
+                        error: Some(fault_api_error(&err)),
+                    },
+                }
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .ok_or_else(|| ServerError::Internal("an injection panicked".to_string()))?;
+
+    let parts: Vec<String> = results
+        .iter()
+        .map(|r| match &r.error {
+            None => format!("applied {}", r.fault_id),
+            Some(err) => format!("failed {}: {}", r.fault_id, err.message),
+        })
+        .collect();
+    record.detail = format!("lease {}ms; {}", lease.as_millis(), parts.join("; "));
+    if results.iter().any(|r| r.error.is_some()) {
+        record.outcome = "failed";
+    }
+    Ok(json_response(StatusCode::OK, &ApplyResponse { results }))
+}
+
+async fn revert_fault(state: &Arc<State>, run: &str, fault: &str, record: &mut Record) -> Answer {
+    check_id("fault", fault)?;
+    match state.owner_of(fault) {
+        None => {
+            return Err(ServerError::NotFound(format!(
+                "no fault `{fault}` is known to this agent"
+            )));
+        }
+        Some(owner) if owner != run => {
+            return Err(ServerError::NotFound(format!(
+                "fault `{fault}` is not run `{run}`'s"
+            )));
+        }
+        Some(_) => {}
+    }
+    let agent = state.agent.clone();
+    let id = fault.to_string();
+    let result = blocking(move || agent.revert(&id))
+        .await
+        .ok_or_else(|| ServerError::Internal("the revert panicked".to_string()))?;
+    let response = revert_response(fault, result);
+    record.detail = summarize_reverts(std::slice::from_ref(&response));
+    if response.error.is_some() {
+        record.outcome = "failed";
+    }
+    Ok(json_response(StatusCode::OK, &response))
+}
+
+async fn revert_all(state: &Arc<State>, record: &mut Record) -> Answer {
+    let agent = state.agent.clone();
+    let recovered = blocking(move || agent.revert_everything())
+        .await
+        .ok_or_else(|| ServerError::Internal("revert-all panicked".to_string()))??;
+    let results: Vec<_> = recovered
+        .into_iter()
+        .map(|r| revert_response(&r.fault_id, r.result))
+        .collect();
+    record.detail = summarize_reverts(&results);
+    if results.iter().any(|r| r.error.is_some()) {
+        record.outcome = "failed";
+    }
+    Ok(json_response(
+        StatusCode::OK,
+        &RevertAllResponse { results },
+    ))
+}
+
+async fn probe(state: &Arc<State>, body: ProbeRequest, record: &mut Record) -> Answer {
+    if let Some(policy) = &state.policy {
+        policy
+            .check_probe(&body.probe)
+            .map_err(|r| ServerError::Forbidden(r.0))?;
+    }
+    let outcome = crate::probe::sample(&body.probe).await;
+    record.detail = format!(
+        "{} probe: {} ({})",
+        body.probe.kind_name(),
+        if outcome.ok { "pass" } else { "fail" },
+        outcome.reason
+    );
+    Ok(json_response(
+        StatusCode::OK,
+        &ProbeResponse {
+            ok: outcome.ok,
+            latency_ms: outcome.latency.as_secs_f64() * 1000.0,
+            reason: outcome.reason,
+        },
+    ))
+}
+
+fn summarize_reverts(results: &[api::RevertResponse]) -> String {
+    if results.is_empty() {
+        return "nothing to revert".to_string();
+    }
+    results
+        .iter()
+        .map(|r| match &r.error {
+            None => format!("reverted {}", r.fault_id),
+            Some(err) => format!("revert of {} failed: {}", r.fault_id, err.message),
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn text_response(status: StatusCode, text: &'static str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes() {
+        let get = Method::GET;
+        let post = Method::POST;
+        let delete = Method::DELETE;
+        assert_eq!(route(&get, "/v1/health").unwrap(), Route::Health);
+        assert_eq!(
+            route(&post, "/v1/runs/r1/faults").unwrap(),
+            Route::Apply("r1")
+        );
+        assert_eq!(
+            route(&delete, "/v1/runs/r1/faults/f1").unwrap(),
+            Route::RevertFault("r1", "f1")
+        );
+        assert_eq!(
+            route(&delete, "/v1/runs/r1").unwrap(),
+            Route::RevertRun("r1")
+        );
+        assert_eq!(
+            route(&post, "/v1/runs/r1/lease").unwrap(),
+            Route::Lease("r1")
+        );
+        assert_eq!(route(&post, "/v1/revert-all").unwrap(), Route::RevertAll);
+        for missing in [
+            "/",
+            "/v1",
+            "/v1/",
+            "/v1/nope",
+            "/v1/runs//faults",
+            "/v1/health/",
+            "/health",
+        ] {
+            let err = route(&get, missing).unwrap_err();
+            assert_eq!(err.status(), StatusCode::NOT_FOUND, "{missing}");
+        }
+        let err = route(&get, "/v1/runs/r1/faults").unwrap_err();
+        assert_eq!(err.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert!(err.to_string().contains("use POST"));
+    }
+
+    #[test]
+    fn ids() {
+        assert!(check_id("run", "20260101-abc_1.2").is_ok());
+        for bad in ["", ".x", "a b", "a%2F", &"x".repeat(129)] {
+            assert!(check_id("run", bad).is_err(), "{bad}");
+        }
+    }
+}
