@@ -91,6 +91,9 @@ pub enum FaultError {
     #[error("`{kind}` faults {reason}")]
     Unsupported { kind: FaultKind, reason: String },
 
+    #[error("`{kind}` fault: {reason}")]
+    Network { kind: FaultKind, reason: String },
+
     #[error(
         "invalid fault id `{fault_id}`: use 1 to 128 letters, digits, `-`, `_` or `.`, not starting with `.`"
     )]
@@ -136,6 +139,7 @@ impl FaultError {
             FaultError::FillFileExists { .. } => "fill_file_exists",
             FaultError::Unfill { .. } => "unfill_failed",
             FaultError::Unsupported { .. } => "unsupported",
+            FaultError::Network { .. } => "network",
             FaultError::InvalidFaultId { .. } => "invalid_fault_id",
             FaultError::DuplicateFault { .. } => "duplicate_fault",
             FaultError::UnknownFault { .. } => "unknown_fault",

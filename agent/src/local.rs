@@ -22,6 +22,7 @@ use crate::error::FaultError;
 use crate::fault::{self, Undo};
 use crate::journal::{Entry, EntryState, Journal, Loaded, Owner};
 use crate::process;
+pub use crate::spec::Exempt;
 use crate::spec::{FaultKind, FaultSpec};
 
 /// Every kind, in the order capabilities list them.
@@ -49,6 +50,8 @@ pub struct InjectRequest {
     pub seed: u64,
     /// When set, the agent itself reverts the fault this long after it was applied.
     pub hold: Option<Duration>,
+    /// Connections network faults must never touch: the controller's, to this agent.
+    pub exempt: Vec<Exempt>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -450,6 +453,7 @@ impl Inner {
             spec,
             seed,
             hold,
+            exempt,
         } = req;
         let undo = match fault::plan(&fault_id, &spec, seed) {
             Ok(undo) => undo,
@@ -470,7 +474,8 @@ impl Inner {
             return Err(self.forget(&fault_id, err));
         }
 
-        let injected = match fault::inject(&entry.spec, &entry.undo) {
+        let ctx = fault::Context { hold, exempt };
+        let injected = match fault::inject_with(&entry.spec, &entry.undo, &ctx) {
             Ok(injected) => injected,
             Err(err) => {
                 // Undo whatever half of it happened; the journal entry stays until that worked.

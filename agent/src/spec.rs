@@ -108,6 +108,15 @@ pub struct NetScope {
     pub spare_ssh: bool,
 }
 
+/// A connection network faults leave alone: the controller's, to the agent's listening port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Exempt {
+    /// The controller's address, as the agent sees it.
+    pub peer: std::net::IpAddr,
+    /// The port the agent listens on.
+    pub local_port: u16,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DropMode {

@@ -9,6 +9,7 @@
 
 pub mod fill_disk;
 pub mod kill;
+pub mod net;
 pub mod pause;
 
 use std::path::PathBuf;
@@ -26,9 +27,7 @@ use crate::error::FaultError;
 use crate::process::{self, ProcessInfo};
 use crate::spec::{FaultKind, FaultSpec, Pick, ProcessSelector};
 
-/// Why the network kinds are refused by this build's local agent.
-pub const NETWORK_UNSUPPORTED: &str = "need the chaos-agent network executors, which this build's \
-     local agent does not have yet; run it against a chaos-agent host or remove the step";
+pub use net::Context;
 
 /// Exactly what an injection did (or will do), enough to undo it from the journal alone.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,6 +39,19 @@ pub enum Undo {
     Pause { processes: Vec<Target> },
     /// Delete the fill file.
     FillDisk { file: PathBuf, bytes: u64 },
+    /// `drop` and `loss`: delete the nftables table `inet <table>`.
+    NetTable { table: String, interface: String },
+    /// `latency` by NFQUEUE: remove the jump from `INPUT` and the chain (in iptables and/or
+    /// ip6tables), and stop the holder of `queue` if it runs in this process.
+    Nfqueue {
+        chain: String,
+        queue: u16,
+        interface: String,
+        ipv4: bool,
+        ipv6: bool,
+    },
+    /// `latency` by netem: delete our root qdisc of `interface`.
+    Netem { interface: String },
 }
 
 /// One process a fault acts on, named so that a reused pid is not mistaken for it.
@@ -85,12 +97,17 @@ pub struct Undone {
     pub detail: String,
 }
 
-/// Whether this agent can do `kind`, and how; the reason when it cannot.
+/// Whether this agent can do `kind`, and how; the reason when it cannot. The network kinds
+/// depend on what this host offers, probed once per process ([`net::detect`]).
 pub fn support(kind: FaultKind) -> Result<&'static str, &'static str> {
     match kind {
         FaultKind::Kill | FaultKind::Pause => Ok("signal"),
         FaultKind::FillDisk => Ok("fallocate"),
-        FaultKind::Latency | FaultKind::Loss | FaultKind::Drop => Err(NETWORK_UNSUPPORTED),
+        FaultKind::Loss | FaultKind::Drop => match &net::detect::host().nft {
+            Ok(()) => Ok("nft"),
+            Err(reason) => Err(reason.as_str()),
+        },
+        FaultKind::Latency => net::detect::latency(net::detect::host()),
     }
 }
 
@@ -115,8 +132,19 @@ pub fn check(spec: &FaultSpec) -> Result<(), FaultError> {
         }
         FaultSpec::Pause { process, .. } => matching(process).map(drop),
         FaultSpec::FillDisk { path, amount } => fill_disk::bytes_to_add(path, *amount).map(drop),
-        FaultSpec::Latency { .. } | FaultSpec::Loss { .. } | FaultSpec::Drop { .. } => {
-            Err(unsupported(spec.kind()))
+        FaultSpec::Latency { scope, .. }
+        | FaultSpec::Loss { scope, .. }
+        | FaultSpec::Drop { scope, .. } => {
+            support(spec.kind()).map_err(|_| unsupported(spec.kind()))?;
+            if let FaultSpec::Loss { share, .. } = spec
+                && !(0.0..=100.0).contains(share)
+            {
+                return Err(net::net_error(
+                    FaultKind::Loss,
+                    format!("share {share}% is not between 0% and 100%"),
+                ));
+            }
+            net::check_scope(spec.kind(), scope).map(drop)
         }
     }
 }
@@ -138,15 +166,41 @@ pub fn plan(fault_id: &str, spec: &FaultSpec, seed: u64) -> Result<Undo, FaultEr
             processes: pick_targets(process, *pick, seed)?,
         }),
         FaultSpec::FillDisk { path, amount } => fill_disk::plan(fault_id, path, *amount),
-        FaultSpec::Latency { .. } | FaultSpec::Loss { .. } | FaultSpec::Drop { .. } => {
-            Err(unsupported(spec.kind()))
+        FaultSpec::Loss { scope, .. } | FaultSpec::Drop { scope, .. } => {
+            support(spec.kind()).map_err(|_| unsupported(spec.kind()))?;
+            let interface = net::check_scope(spec.kind(), scope)?;
+            Ok(Undo::NetTable {
+                table: net::filter::table_name(fault_id),
+                interface,
+            })
+        }
+        FaultSpec::Latency { scope, .. } => {
+            let mechanism = support(spec.kind()).map_err(|_| unsupported(spec.kind()))?;
+            let interface = net::check_scope(spec.kind(), scope)?;
+            if mechanism == "netem" {
+                return Ok(Undo::Netem { interface });
+            }
+            let (ipv4, ipv6) = net::latency::families(scope)?;
+            Ok(Undo::Nfqueue {
+                chain: net::latency::chain_name(fault_id),
+                queue: net::latency::queue_number(fault_id),
+                interface,
+                ipv4,
+                ipv6,
+            })
         }
     }
 }
 
 /// Carries out a planned injection and verifies it. On error the caller reverts `undo` (which is
-/// safe for a half-done injection).
+/// safe for a half-done injection). Network faults get no kernel-side expiry from the hold and
+/// no exemptions but SSH's this way: see [`inject_with`].
 pub fn inject(spec: &FaultSpec, undo: &Undo) -> Result<Injected, FaultError> {
+    inject_with(spec, undo, &Context::default())
+}
+
+/// [`inject`], with the hold (for kernel-side expiry) and the connections to leave alone.
+pub fn inject_with(spec: &FaultSpec, undo: &Undo, ctx: &Context) -> Result<Injected, FaultError> {
     match (spec, undo) {
         (FaultSpec::Kill { signal, .. }, Undo::Kill { processes }) => {
             kill::inject(spec, *signal, processes)
@@ -155,9 +209,55 @@ pub fn inject(spec: &FaultSpec, undo: &Undo) -> Result<Injected, FaultError> {
         (FaultSpec::FillDisk { path, amount }, Undo::FillDisk { file, bytes }) => {
             fill_disk::inject(path, *amount, file, *bytes)
         }
-        (FaultSpec::Latency { .. } | FaultSpec::Loss { .. } | FaultSpec::Drop { .. }, _) => {
-            Err(unsupported(spec.kind()))
+        (FaultSpec::Drop { mode, scope }, Undo::NetTable { table, interface }) => {
+            net::filter::inject(
+                net::filter::Action::of_drop(*mode),
+                scope,
+                table,
+                interface,
+                ctx,
+            )
         }
+        (FaultSpec::Loss { share, scope }, Undo::NetTable { table, interface }) => {
+            net::filter::inject(
+                net::filter::Action::of_share(*share),
+                scope,
+                table,
+                interface,
+                ctx,
+            )
+        }
+        (
+            FaultSpec::Latency {
+                delay,
+                jitter,
+                scope,
+            },
+            Undo::Nfqueue {
+                chain,
+                queue,
+                interface,
+                ipv4,
+                ipv6,
+            },
+        ) => net::latency::inject_nfqueue(
+            *delay,
+            *jitter,
+            scope,
+            chain,
+            *queue,
+            interface,
+            (*ipv4, *ipv6),
+            ctx,
+        ),
+        (
+            FaultSpec::Latency {
+                delay,
+                jitter,
+                scope,
+            },
+            Undo::Netem { interface },
+        ) => net::latency::inject_netem(*delay, *jitter, scope, interface, ctx),
         (_, _) => Err(FaultError::Unsupported {
             kind: spec.kind(),
             reason: "cannot be injected from undo data of another kind; plan the same spec"
@@ -172,6 +272,15 @@ pub fn revert(undo: &Undo) -> Result<Undone, FaultError> {
         Undo::Kill { .. } => Ok(kill::revert()),
         Undo::Pause { processes } => pause::revert(processes),
         Undo::FillDisk { file, bytes } => fill_disk::revert(file, *bytes),
+        Undo::NetTable { table, .. } => net::filter::revert(table),
+        Undo::Nfqueue {
+            chain,
+            interface,
+            ipv4,
+            ipv6,
+            ..
+        } => net::latency::revert_nfqueue(chain, interface, *ipv4, *ipv6),
+        Undo::Netem { interface } => net::latency::revert_netem(interface),
     }
 }
 
@@ -274,23 +383,5 @@ mod tests {
         );
         assert_eq!(pick_from(&pids, Pick::Percent(10.0), 1).len(), 2);
         assert_eq!(pick_from(&pids, Pick::All, 1).len(), 20);
-    }
-
-    #[test]
-    fn network_kinds_are_refused_with_a_reason() {
-        let spec = FaultSpec::Loss {
-            share: 30.0,
-            scope: Default::default(),
-        };
-        let err = check(&spec).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "`loss` faults need the chaos-agent network executors, which this build's local agent \
-             does not have yet; run it against a chaos-agent host or remove the step"
-        );
-        assert!(matches!(
-            plan("f1", &spec, 1),
-            Err(FaultError::Unsupported { .. })
-        ));
     }
 }

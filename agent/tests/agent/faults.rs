@@ -24,6 +24,7 @@ pub fn request(fault_id: &str, spec: FaultSpec) -> InjectRequest {
         spec,
         seed: 42,
         hold: None,
+        exempt: Vec::new(),
     }
 }
 

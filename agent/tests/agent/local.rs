@@ -239,22 +239,8 @@ fn fault_ids_are_unique_and_plain() {
 }
 
 #[test]
-fn network_kinds_are_unsupported_with_a_reason() {
+fn network_kinds_say_how_or_why_not() {
     let (agent, _state) = agent();
-    let spec = FaultSpec::Latency {
-        delay: Duration::from_millis(200),
-        jitter: Duration::ZERO,
-        scope: NetScope::default(),
-    };
-    let expected = "`latency` faults need the chaos-agent network executors, which this build's \
-                    local agent does not have yet; run it against a chaos-agent host or remove the step";
-    assert_eq!(agent.check(&spec).unwrap_err().to_string(), expected);
-    assert_eq!(
-        agent.inject(request("lat", spec)).unwrap_err().to_string(),
-        expected
-    );
-    assert_eq!(std::fs::read_dir(agent.journal_dir()).unwrap().count(), 0);
-
     let caps = agent.capabilities();
     let by_kind = |kind| caps.kinds.iter().find(|k| k.kind == kind).unwrap();
     assert!(by_kind(FaultKind::Pause).supported);
@@ -262,14 +248,28 @@ fn network_kinds_are_unsupported_with_a_reason() {
         by_kind(FaultKind::FillDisk).mechanism.as_deref(),
         Some("fallocate")
     );
-    let latency = by_kind(FaultKind::Latency);
-    assert!(!latency.supported);
-    assert!(
-        latency
-            .reason
-            .as_deref()
-            .unwrap()
-            .contains("network executors")
-    );
+    for kind in [FaultKind::Latency, FaultKind::Loss, FaultKind::Drop] {
+        let k = by_kind(kind);
+        if k.supported {
+            let mechanism = k.mechanism.as_deref().unwrap();
+            assert!(["nft", "netem", "nfqueue"].contains(&mechanism), "{k:?}");
+        } else {
+            assert!(!k.reason.as_deref().unwrap().is_empty(), "{k:?}");
+        }
+    }
     assert_eq!(caps.kinds.len(), 6);
+
+    // Whatever this host offers, a fault on a missing interface is refused and never journaled.
+    let spec = FaultSpec::Latency {
+        delay: Duration::from_millis(200),
+        jitter: Duration::ZERO,
+        scope: NetScope {
+            interface: Some("chaos-nosuch0".into()),
+            ..NetScope::default()
+        },
+    };
+    let err = agent.check(&spec).unwrap_err().to_string();
+    assert!(err.starts_with("`latency` fault"), "{err}");
+    assert!(agent.inject(request("lat", spec)).is_err());
+    assert_eq!(std::fs::read_dir(agent.journal_dir()).unwrap().count(), 0);
 }

@@ -1,0 +1,529 @@
+//! Network faults for real, inside two network namespaces of our own joined by a veth pair
+//! (10.253.N.1 on side `a`, where the agent runs, and 10.253.N.2 on side `b`, which observes).
+//! Nothing is done in the root namespace: the agent runs on a thread that entered `a` (the tools
+//! it spawns inherit that namespace), and observations run in `b`.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::thread;
+use std::time::{Duration, SystemTime};
+
+use agent::LocalAgent;
+use agent::spec::{DropMode, Exempt, FaultSpec, NetScope, PeerSelector, Protocol};
+
+use crate::faults::request;
+use crate::support::root;
+
+static NEXT: AtomicU32 = AtomicU32::new(1);
+
+/// Two namespaces and a veth pair between them; deleted (their processes killed first) on drop.
+struct Pair {
+    a: String,
+    b: String,
+    n: u32,
+}
+
+impl Pair {
+    /// `None` (saying why) when not root or a tool is missing.
+    fn new() -> Option<Pair> {
+        if !root("it creates network namespaces and firewall rules in them") {
+            return None;
+        }
+        for tool in ["ip", "nft", "iptables", "ping", "ss"] {
+            if Command::new(tool).arg("-V").output().is_err()
+                && Command::new(tool).arg("--version").output().is_err()
+            {
+                eprintln!("skipped: `{tool}` is not installed");
+                return None;
+            }
+        }
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let pid = std::process::id();
+        let pair = Pair {
+            a: format!("chaos-net-{pid}-{n}-a"),
+            b: format!("chaos-net-{pid}-{n}-b"),
+            n,
+        };
+        let sh = |args: &str| {
+            let argv: Vec<&str> = args.split_whitespace().collect();
+            let out = Command::new(argv[0]).args(&argv[1..]).output().unwrap();
+            assert!(
+                out.status.success(),
+                "{args}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let (a, b) = (&pair.a, &pair.b);
+        sh(&format!("ip netns add {a}"));
+        sh(&format!("ip netns add {b}"));
+        sh(&format!(
+            "ip link add veth0 netns {a} type veth peer name veth0 netns {b}"
+        ));
+        for (ns, host) in [(a, 1), (b, 2)] {
+            sh(&format!("ip -n {ns} link set lo up"));
+            sh(&format!(
+                "ip -n {ns} addr add 10.253.{n}.{host}/24 dev veth0"
+            ));
+            sh(&format!("ip -n {ns} link set veth0 up"));
+        }
+        Some(pair)
+    }
+
+    fn addr_a(&self) -> String {
+        format!("10.253.{}.1", self.n)
+    }
+
+    fn addr_b(&self) -> String {
+        format!("10.253.{}.2", self.n)
+    }
+
+    /// Runs `f` on a thread inside namespace `ns`.
+    fn within<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let path = format!("/run/netns/{ns}");
+        thread::spawn(move || {
+            enter(&path);
+            f()
+        })
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    }
+
+    /// `ping` from `b` to `a`: (received, sent, average RTT in ms).
+    fn ping_from_b(&self, count: u32, interval: &str) -> (u32, u32, f64) {
+        let out = Command::new("ip")
+            .args([
+                "netns", "exec", &self.b, "ping", "-n", "-q", "-W", "1", "-i", interval,
+            ])
+            .args(["-c", &count.to_string(), &self.addr_a()])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let stats = text
+            .lines()
+            .find(|l| l.contains("packets transmitted"))
+            .unwrap_or_else(|| panic!("no ping statistics: {text}"));
+        let nums: Vec<u32> = stats
+            .split(',')
+            .filter_map(|p| p.split_whitespace().next()?.parse().ok())
+            .collect();
+        let avg = text
+            .lines()
+            .find(|l| l.starts_with("rtt"))
+            .and_then(|l| l.split('=').nth(1)?.split('/').nth(1)?.trim().parse().ok())
+            .unwrap_or(f64::NAN);
+        (nums[1], nums[0], avg)
+    }
+
+    /// A TCP connect from `b` to `a:port` within 1 s.
+    fn connect_from_b(&self, port: u16) -> std::io::Result<TcpStream> {
+        let to: SocketAddr = format!("{}:{port}", self.addr_a()).parse().unwrap();
+        Pair::within(&self.b, move || {
+            TcpStream::connect_timeout(&to, Duration::from_secs(1))
+        })
+    }
+}
+
+impl Drop for Pair {
+    fn drop(&mut self) {
+        for ns in [&self.a, &self.b] {
+            if let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() {
+                for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                    let _ = Command::new("kill").args(["-9", pid]).status();
+                }
+            }
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+#[allow(unsafe_code)]
+fn enter(path: &str) {
+    let file = File::open(path).unwrap_or_else(|err| panic!("{path}: {err}"));
+    // SAFETY: setns reads a valid open descriptor (kept open across the call) and changes only the
+    // calling thread's network namespace; no memory is shared with the kernel.
+    let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+    assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
+}
+
+/// An echo server on `addr` in the current thread's namespace (answers each read with its bytes).
+fn echo_server(addr: &str) -> SocketAddr {
+    let listener = TcpListener::bind(addr).unwrap();
+    let local = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        for stream in listener.incoming().take(16) {
+            let Ok(mut stream) = stream else { return };
+            thread::spawn(move || {
+                let mut buf = [0u8; 64];
+                while let Ok(n) = stream.read(&mut buf) {
+                    if n == 0 || stream.write_all(&buf[..n]).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    local
+}
+
+fn echo(stream: &mut TcpStream) -> std::io::Result<()> {
+    stream.set_read_timeout(Some(Duration::from_millis(1500)))?;
+    stream.write_all(b"ping")?;
+    let mut buf = [0u8; 4];
+    stream.read_exact(&mut buf)
+}
+
+/// Nothing of ours is left in the current namespace.
+fn assert_clean() {
+    let out = |argv: &[&str]| {
+        String::from_utf8_lossy(
+            &Command::new(argv[0])
+                .args(&argv[1..])
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .into_owned()
+    };
+    let tables = out(&["nft", "list", "tables"]);
+    assert!(!tables.contains("chaos_"), "{tables}");
+    let rules = out(&["iptables", "-S"]);
+    assert!(!rules.contains("CHAOS-"), "{rules}");
+    let qdiscs = out(&["tc", "qdisc", "show"]);
+    assert!(!qdiscs.contains("c4a0:"), "{qdiscs}");
+}
+
+fn scope() -> NetScope {
+    NetScope {
+        to: None,
+        from: None,
+        interface: Some("veth0".into()),
+        spare_ssh: true,
+    }
+}
+
+fn agent_in(state: &std::path::Path) -> LocalAgent {
+    LocalAgent::open(state).unwrap().0
+}
+
+#[test]
+fn reject_fails_new_and_established_connections_at_once_then_reverts() {
+    let Some(pair) = Pair::new() else { return };
+    let state = tempfile::tempdir().unwrap();
+    let a_addr = pair.addr_a();
+    let port = Pair::within(&pair.a, move || echo_server(&format!("{a_addr}:0")).port());
+    let mut before = pair
+        .connect_from_b(port)
+        .expect("connects before the fault");
+    echo(&mut before).expect("echo before the fault");
+
+    let dir = state.path().to_path_buf();
+    let applied = Pair::within(&pair.a, move || {
+        let agent = agent_in(&dir);
+        let spec = FaultSpec::Drop {
+            mode: DropMode::Reject,
+            scope: scope(),
+        };
+        let applied = agent.inject(request("net-reject", spec)).unwrap();
+        agent.abandon();
+        applied
+    });
+    assert_eq!(applied.mechanism, "nft");
+    assert!(applied.verified, "{}", applied.detail);
+
+    let err = pair.connect_from_b(port).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused, "{err}");
+    let cut = echo(&mut before).unwrap_err();
+    assert!(
+        matches!(
+            cut.kind(),
+            std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+        ),
+        "established connection: {cut}"
+    );
+    let (received, _, _) = pair.ping_from_b(2, "0.2");
+    assert_eq!(received, 0);
+
+    // The next agent on this state directory reverts what the abandoned one left.
+    let dir = state.path().to_path_buf();
+    Pair::within(&pair.a, move || {
+        let (_agent, recovered) = LocalAgent::open(&dir).unwrap();
+        let reverted = recovered[0].result.as_ref().unwrap();
+        assert!(reverted.verified, "{}", reverted.detail);
+        assert_clean();
+    });
+    let mut after = pair
+        .connect_from_b(port)
+        .expect("connects after the revert");
+    echo(&mut after).unwrap();
+}
+
+#[test]
+fn drop_hangs_connections_and_spares_ssh_and_the_controller() {
+    let Some(pair) = Pair::new() else { return };
+    let state = tempfile::tempdir().unwrap();
+    let a_addr = pair.addr_a();
+    let b_addr: std::net::IpAddr = pair.addr_b().parse().unwrap();
+    let (port, ssh, ctl) = Pair::within(&pair.a, move || {
+        (
+            echo_server(&format!("{a_addr}:0")).port(),
+            echo_server(&format!("{a_addr}:22")).port(),
+            echo_server(&format!("{a_addr}:0")).port(),
+        )
+    });
+    let mut before = pair.connect_from_b(port).unwrap();
+    echo(&mut before).unwrap();
+
+    let dir = state.path().to_path_buf();
+    let agent = Pair::within(&pair.a, move || {
+        let agent = agent_in(&dir);
+        let mut req = request(
+            "net-drop",
+            FaultSpec::Drop {
+                mode: DropMode::Drop,
+                scope: scope(),
+            },
+        );
+        req.hold = Some(Duration::from_secs(30));
+        req.exempt = vec![Exempt {
+            peer: b_addr,
+            local_port: ctl,
+        }];
+        let applied = agent.inject(req).unwrap();
+        assert!(applied.verified, "{}", applied.detail);
+        agent
+    });
+
+    let err = pair.connect_from_b(port).unwrap_err();
+    assert_eq!(
+        err.kind(),
+        std::io::ErrorKind::TimedOut,
+        "silently dropped: {err}"
+    );
+    let hung = echo(&mut before).unwrap_err();
+    assert!(
+        matches!(
+            hung.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+        "established connection hangs: {hung}"
+    );
+    echo(&mut pair.connect_from_b(ssh).expect("ssh is spared")).unwrap();
+    echo(&mut pair.connect_from_b(ctl).expect("the controller is spared")).unwrap();
+
+    Pair::within(&pair.a, move || {
+        let reverted = agent.revert("net-drop").unwrap();
+        assert!(reverted.verified, "{}", reverted.detail);
+        assert_clean();
+    });
+    echo(&mut pair.connect_from_b(port).unwrap()).unwrap();
+}
+
+#[test]
+fn drop_to_one_peer_port_leaves_other_ports_alone() {
+    let Some(pair) = Pair::new() else { return };
+    let state = tempfile::tempdir().unwrap();
+    let b_addr = pair.addr_b();
+    let (blocked, open) = Pair::within(&pair.b, move || {
+        (
+            echo_server(&format!("{b_addr}:0")).port(),
+            echo_server(&format!("{b_addr}:0")).port(),
+        )
+    });
+    let b_addr = pair.addr_b();
+    let dir = state.path().to_path_buf();
+    Pair::within(&pair.a, move || {
+        let agent = agent_in(&dir);
+        let mut s = scope();
+        s.to = Some(PeerSelector {
+            hosts: vec![format!("{b_addr}/32")],
+            ports: vec![blocked],
+            protocol: Some(Protocol::Tcp),
+        });
+        let applied = agent
+            .inject(request(
+                "net-to",
+                FaultSpec::Drop {
+                    mode: DropMode::Reject,
+                    scope: s,
+                },
+            ))
+            .unwrap();
+        assert!(applied.verified, "{}", applied.detail);
+        let connect = |port: u16| {
+            TcpStream::connect_timeout(
+                &format!("{b_addr}:{port}").parse().unwrap(),
+                Duration::from_secs(1),
+            )
+        };
+        assert_eq!(
+            connect(blocked).unwrap_err().kind(),
+            std::io::ErrorKind::ConnectionRefused
+        );
+        echo(&mut connect(open).unwrap()).unwrap();
+        agent.revert("net-to").unwrap();
+        echo(&mut connect(blocked).unwrap()).unwrap();
+        assert_clean();
+    });
+}
+
+#[test]
+fn loss_drops_about_its_share() {
+    let Some(pair) = Pair::new() else { return };
+    let state = tempfile::tempdir().unwrap();
+    let dir = state.path().to_path_buf();
+    let agent = Pair::within(&pair.a, move || {
+        let agent = agent_in(&dir);
+        let applied = agent
+            .inject(request(
+                "net-loss",
+                FaultSpec::Loss {
+                    share: 30.0,
+                    scope: scope(),
+                },
+            ))
+            .unwrap();
+        assert_eq!(applied.mechanism, "nft");
+        assert!(applied.verified, "{}", applied.detail);
+        agent
+    });
+    let (received, sent, _) = pair.ping_from_b(200, "0.005");
+    let lost = 100.0 * f64::from(sent - received) / f64::from(sent);
+    eprintln!("loss 30% asked: {lost:.1}% of {sent} pings lost");
+    assert!((15.0..=45.0).contains(&lost), "{lost}% lost");
+    Pair::within(&pair.a, move || {
+        agent.revert("net-loss").unwrap();
+        assert_clean();
+    });
+    let (received, sent, _) = pair.ping_from_b(20, "0.01");
+    assert_eq!(received, sent);
+}
+
+#[test]
+fn the_kernel_ends_a_drop_when_no_process_of_ours_is_left() {
+    let Some(pair) = Pair::new() else { return };
+    let state = tempfile::tempdir().unwrap();
+    let dir = state.path().to_path_buf();
+    let started = SystemTime::now();
+    Pair::within(&pair.a, move || {
+        let agent = agent_in(&dir);
+        let mut req = request(
+            "net-expire",
+            FaultSpec::Drop {
+                mode: DropMode::Drop,
+                scope: scope(),
+            },
+        );
+        req.hold = Some(Duration::from_secs(1));
+        agent.inject(req).unwrap();
+        agent.abandon(); // as if SIGKILLed: nobody reverts
+    });
+    let (received, _, _) = pair.ping_from_b(1, "0.2");
+    assert_eq!(received, 0, "dropped while the fault holds");
+    let mut flowed = None;
+    for _ in 0..40 {
+        if pair.ping_from_b(1, "0.2").0 == 1 {
+            flowed = Some(started.elapsed().unwrap());
+            break;
+        }
+    }
+    let flowed = flowed.expect("traffic flows again within about 10 s");
+    eprintln!("kernel-side expiry: traffic flowed again {flowed:?} after injection (hold 1 s)");
+    assert!(flowed < Duration::from_secs(4), "{flowed:?}");
+    let dir = state.path().to_path_buf();
+    Pair::within(&pair.a, move || {
+        let (_agent, recovered) = LocalAgent::open(&dir).unwrap();
+        assert_eq!(recovered.len(), 1);
+        assert_clean();
+    });
+}
+
+#[test]
+fn latency_delays_the_round_trip_and_goes_away_after_revert() {
+    let Some(pair) = Pair::new() else { return };
+    let state = tempfile::tempdir().unwrap();
+    let (_, _, bare) = pair.ping_from_b(5, "0.05");
+    for ms in [50u64, 200] {
+        let dir = state.path().to_path_buf();
+        let id = format!("net-latency-{ms}");
+        let agent = Pair::within(&pair.a, {
+            let id = id.clone();
+            move || {
+                let agent = agent_in(&dir);
+                let applied = agent
+                    .inject(request(
+                        &id,
+                        FaultSpec::Latency {
+                            delay: Duration::from_millis(ms),
+                            jitter: Duration::ZERO,
+                            scope: scope(),
+                        },
+                    ))
+                    .unwrap();
+                assert!(applied.verified, "{}", applied.detail);
+                assert!(["nfqueue", "netem"].contains(&applied.mechanism.as_str()));
+                agent
+            }
+        });
+        let (received, sent, rtt) = pair.ping_from_b(8, "0.1");
+        eprintln!("latency {ms} ms asked: RTT {rtt:.2} ms (bare {bare:.2} ms), {received}/{sent}");
+        assert_eq!(received, sent);
+        let ms = ms as f64;
+        assert!(rtt >= ms - 1.0 && rtt < ms + 25.0, "RTT {rtt} for {ms} ms");
+        Pair::within(&pair.a, move || {
+            let reverted = agent.revert(&id).unwrap();
+            assert!(reverted.verified, "{}", reverted.detail);
+            assert_clean();
+        });
+        let (_, _, after) = pair.ping_from_b(5, "0.05");
+        assert!(after < 10.0, "RTT {after} ms after revert");
+    }
+}
+
+#[test]
+fn capabilities_name_the_mechanism_and_check_refuses_a_missing_interface() {
+    let Some(pair) = Pair::new() else { return };
+    Pair::within(&pair.a, || {
+        let state = tempfile::tempdir().unwrap();
+        let agent = agent_in(state.path());
+        let caps = agent.capabilities();
+        for k in caps.kinds.iter().filter(|k| {
+            matches!(
+                k.kind,
+                agent::spec::FaultKind::Drop
+                    | agent::spec::FaultKind::Loss
+                    | agent::spec::FaultKind::Latency
+            )
+        }) {
+            assert!(k.supported, "{k:?}");
+            assert!(
+                ["nft", "netem", "nfqueue"].contains(&k.mechanism.as_deref().unwrap()),
+                "{k:?}"
+            );
+        }
+        let mut s = scope();
+        s.interface = Some("nosuch0".into());
+        let err = agent
+            .check(&FaultSpec::Drop {
+                mode: DropMode::Drop,
+                scope: s,
+            })
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("`nosuch0` does not exist"),
+            "{err}"
+        );
+        // No interface named: the only one up but loopback.
+        let mut s = scope();
+        s.interface = None;
+        agent
+            .check(&FaultSpec::Loss {
+                share: 5.0,
+                scope: s,
+            })
+            .unwrap();
+    });
+}
