@@ -2,6 +2,7 @@
 
 mod faults;
 mod local;
+mod net;
 mod process;
 mod server;
 mod support;
