@@ -1,5 +1,5 @@
 //! The report folder `REPORT_DIR/RUN_ID/`: `events.jsonl` grows while the run goes on, and at
-//! the end `report.json`, `report.md` and `report.junit.xml` appear whole (temp file + rename),
+//! the end `report.json`, `report.md`, `report.html` and `report.junit.xml` appear whole (temp file + rename),
 //! then `REPORT_DIR/latest` is pointed at the folder.
 //!
 //! **Invariant:** a reader never sees a half-written report file or a missing `latest` link: both
@@ -10,13 +10,14 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use super::model::{Event, Report};
-use super::{junit, markdown};
+use super::{html, junit, markdown};
 
 /// The name of the link to the newest report folder, inside the report root.
 pub const LATEST: &str = "latest";
 pub const EVENTS_FILE: &str = "events.jsonl";
 pub const JSON_FILE: &str = "report.json";
 pub const MARKDOWN_FILE: &str = "report.md";
+pub const HTML_FILE: &str = "report.html";
 pub const JUNIT_FILE: &str = "report.junit.xml";
 
 /// One run's report folder.
@@ -78,7 +79,7 @@ impl ReportDir {
         self.events.flush()
     }
 
-    /// Writes report.json (pretty), report.md, report.junit.xml, each via temp file + rename,
+    /// Writes report.json (pretty), report.md, report.html, report.junit.xml, each via temp file + rename,
     /// then points REPORT_DIR/latest at this folder (a relative symlink `latest -> RUN_ID`,
     /// replaced atomically: a temp symlink renamed over it).
     pub fn write_report(&mut self, report: &Report) -> io::Result<()> {
@@ -89,6 +90,7 @@ impl ReportDir {
         json.push(b'\n');
         self.write_atomic(JSON_FILE, &json)?;
         self.write_atomic(MARKDOWN_FILE, markdown::render(report).as_bytes())?;
+        self.write_atomic(HTML_FILE, html::render(report).as_bytes())?;
         self.write_atomic(JUNIT_FILE, junit::render(report).as_bytes())?;
         sync_dir(&self.dir);
         self.point_latest()
@@ -204,7 +206,7 @@ mod tests {
         let mut a = ReportDir::create(&reports, &first.run_id).unwrap();
         a.append_event(&first.events[0]).unwrap();
         a.write_report(&first).unwrap();
-        for f in [EVENTS_FILE, JSON_FILE, MARKDOWN_FILE, JUNIT_FILE] {
+        for f in [EVENTS_FILE, JSON_FILE, MARKDOWN_FILE, HTML_FILE, JUNIT_FILE] {
             assert!(a.path().join(f).is_file(), "{f} missing");
         }
         assert_eq!(
@@ -236,7 +238,10 @@ mod tests {
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
         names.sort();
-        assert_eq!(names, [EVENTS_FILE, JSON_FILE, JUNIT_FILE, MARKDOWN_FILE]);
+        assert_eq!(
+            names,
+            [EVENTS_FILE, HTML_FILE, JSON_FILE, JUNIT_FILE, MARKDOWN_FILE]
+        );
 
         // Writing again (a rewrite of the same run) replaces the files.
         second.reason = "rewritten".into();
