@@ -1,6 +1,6 @@
 //! The report folder `REPORT_DIR/RUN_ID/`: `events.jsonl` grows while the run goes on, and at
-//! the end `report.json`, `report.md`, `report.html` and `report.junit.xml` appear whole (temp file + rename),
-//! then `REPORT_DIR/latest` is pointed at the folder.
+//! the end `report.json`, `report.md`, `report.html` and `report.junit.xml` appear whole (temp
+//! file + rename), then `REPORT_DIR/latest` is pointed at the folder.
 //!
 //! **Invariant:** a reader never sees a half-written report file or a missing `latest` link: both
 //! are replaced by `rename(2)`.
@@ -79,9 +79,9 @@ impl ReportDir {
         self.events.flush()
     }
 
-    /// Writes report.json (pretty), report.md, report.html, report.junit.xml, each via temp file + rename,
-    /// then points REPORT_DIR/latest at this folder (a relative symlink `latest -> RUN_ID`,
-    /// replaced atomically: a temp symlink renamed over it).
+    /// Writes report.json (pretty), report.md, report.html, report.junit.xml, each via temp file
+    /// + rename, then points REPORT_DIR/latest at this folder (a relative symlink
+    /// `latest -> RUN_ID`, replaced atomically: a temp symlink renamed over it).
     pub fn write_report(&mut self, report: &Report) -> io::Result<()> {
         // Whatever was appended is made durable with the report.
         self.events.sync_data()?;
