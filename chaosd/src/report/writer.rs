@@ -79,8 +79,8 @@ impl ReportDir {
         self.events.flush()
     }
 
-    /// Writes report.json (pretty), report.md, report.html, report.junit.xml, each via temp file
-    /// + rename, then points REPORT_DIR/latest at this folder (a relative symlink
+    /// Writes report.json (pretty), report.md, report.html, report.junit.xml, each via a temp
+    /// file and a rename, then points REPORT_DIR/latest at this folder (a relative symlink
     /// `latest -> RUN_ID`, replaced atomically: a temp symlink renamed over it).
     pub fn write_report(&mut self, report: &Report) -> io::Result<()> {
         // Whatever was appended is made durable with the report.
