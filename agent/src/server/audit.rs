@@ -31,6 +31,8 @@ pub struct Record {
     pub run: Option<String>,
     /// Whether the bearer token was right (`None` for `GET /healthz` and the agent's own acts).
     pub token_ok: Option<bool>,
+    /// The HTTP status answered (left out for the agent's own acts).
+    #[serde(skip_serializing_if = "is_zero")]
     pub status: u16,
     /// `obeyed`, `refused` (4xx) or `failed` (5xx, or a fault that could not be applied/reverted).
     pub outcome: &'static str,
@@ -75,6 +77,10 @@ impl Record {
             detail,
         }
     }
+}
+
+fn is_zero(status: &u16) -> bool {
+    *status == 0
 }
 
 fn now() -> String {
