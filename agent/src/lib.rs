@@ -17,6 +17,7 @@
 
 pub mod api;
 pub mod child;
+pub mod client;
 pub mod error;
 pub mod fault;
 pub mod journal;

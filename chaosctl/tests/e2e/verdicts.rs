@@ -291,13 +291,14 @@ steps:
 }
 
 #[test]
-fn unsupported_fault_is_error_5_preflight() {
+fn a_fault_this_host_cannot_do_is_error_5_preflight() {
+    // An interface that does not exist: preflight must refuse before anything is injected.
     let yaml = r#"version: 1
 name: latency-here
 steps:
   - name: slow everything down
     target: local
-    fault: {latency: {delay: 100ms, to: {ports: [9]}, interface: lo}}
+    fault: {latency: {delay: 100ms, to: {ports: [9]}, interface: chaos-nosuch0}}
     duration: 1s
 "#;
     let t = Test::new().scenario(yaml);
