@@ -106,16 +106,27 @@ impl Live {
         }
     }
 
+    /// Moves to a phase and shows it at once (the ticker only refreshes).
     pub fn phase(&self, phase: Phase, step: Option<(usize, usize, String)>) {
-        let mut state = self.state.lock().expect("live lock");
-        state.phase = phase;
-        if step.is_some() || matches!(phase, Phase::Done | Phase::Teardown) {
-            state.step = step;
+        {
+            let mut state = self.state.lock().expect("live lock");
+            state.phase = phase;
+            if step.is_some() || matches!(phase, Phase::Done | Phase::Teardown) {
+                state.step = step;
+            }
         }
+        self.show();
     }
 
     pub fn fault_ends(&self, at: Option<Instant>) {
         self.state.lock().expect("live lock").fault_ends = at;
+        self.show();
+    }
+
+    fn show(&self) {
+        if self.observer.wants_status() {
+            self.observer.status(&self.snapshot());
+        }
     }
 
     /// Shows these series' shares from now on.
