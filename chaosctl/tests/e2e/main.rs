@@ -9,6 +9,8 @@
 mod commands;
 mod faults;
 mod invalid;
+mod lab;
+mod lab_support;
 mod signals;
 mod support;
 mod verdicts;
