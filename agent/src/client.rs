@@ -86,7 +86,7 @@ pub struct AgentClient {
     host: String,
     base: String,
     token: HeaderValue,
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: HttpsClient,
 }
 
 impl std::fmt::Debug for AgentClient {
@@ -109,19 +109,7 @@ impl AgentClient {
         let mut token = HeaderValue::from_str(&format!("Bearer {token}"))
             .map_err(|_| setup("the token has characters a header cannot carry".into()))?;
         token.set_sensitive(true);
-        let tls = tls_config(target.ca_file.as_deref()).map_err(setup)?;
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(CALL_TIMEOUT));
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .build(connector);
+        let client = https_client(target.ca_file.as_deref()).map_err(setup)?;
         Ok(AgentClient {
             host: target.host.clone(),
             base: target.url.trim_end_matches('/').to_string(),
@@ -251,8 +239,29 @@ impl AgentClient {
     }
 }
 
+/// An HTTP/1.1 client for `http://` and `https://` URLs that trusts `ca_file` (or the system's
+/// roots and the Mozilla set). `chaosctl` talks to a chaosd server with it too.
+pub type HttpsClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// Builds an [`HttpsClient`]: reads the CA, no network yet.
+pub fn https_client(ca_file: Option<&Path>) -> Result<HttpsClient, String> {
+    let tls = tls_config(ca_file)?;
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(CALL_TIMEOUT));
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+    Ok(Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .build(connector))
+}
+
 /// The innermost cause of a hyper error: "connection refused", "certificate not trusted", ...
-fn describe(err: &(dyn std::error::Error + 'static)) -> String {
+pub fn describe(err: &(dyn std::error::Error + 'static)) -> String {
     let mut last = err.to_string();
     let mut source = err.source();
     while let Some(inner) = source {

@@ -16,6 +16,19 @@ pub struct Args {
     #[arg(long, global = true, env = "CHAOS_STATE_DIR", value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
 
+    /// A chaosd server to send `run`, `runs`, `report`, `abort`, `halt` and `resume` to; without
+    /// it chaosctl does them here.
+    #[arg(long, global = true, env = "CHAOSD_URL", value_name = "URL")]
+    pub server: Option<String>,
+
+    /// A file holding chaosd's API token (else the CHAOSD_TOKEN environment variable).
+    #[arg(long, global = true, value_name = "F")]
+    pub token_file: Option<PathBuf>,
+
+    /// The CA (or self-signed certificate) to trust for an https:// --server.
+    #[arg(long, global = true, value_name = "F")]
+    pub ca_file: Option<PathBuf>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -73,6 +86,16 @@ pub enum Command {
         #[command(flatten)]
         load: LoadArgs,
     },
+    /// Stop a run on the chaosd server (--server); every fault is reverted. Exit 0 once asked.
+    Abort {
+        /// A run id, a unique prefix of one, or `latest`.
+        #[arg(value_name = "RUN")]
+        run: String,
+    },
+    /// Abort every run on the chaosd server (--server) and refuse new ones until `resume`.
+    Halt,
+    /// Let the chaosd server (--server) accept runs again after a `halt`.
+    Resume,
     /// Each agent of an inventory: health, version, capabilities, active faults.
     Agents {
         #[command(flatten)]

@@ -1,9 +1,11 @@
 //! The controller: the scenario model and its validation, the run engine, probes, the run store
-//! and reports. `chaosctl` runs this engine in-process; the `chaosd` service runs the same engine.
+//! and reports. `chaosctl` runs this engine in-process; the `chaosd` service ([`service`]) runs the same engine
+//! behind an HTTP API.
 
 pub mod engine;
 pub mod report;
 pub mod scenario;
+pub mod service;
 pub mod store;
 
 // Probes and child processes live with the agent, which runs probes on its own host too.

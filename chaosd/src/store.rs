@@ -49,6 +49,17 @@ pub struct RunRecord {
     pub dry_run: bool,
 }
 
+/// A new run id: sortable and unique enough (the start time, then 24 random bits). `chaosctl run`
+/// and chaosd both name runs with it.
+pub fn new_run_id() -> String {
+    let now = Utc::now();
+    let noise = std::hash::BuildHasher::hash_one(
+        &std::hash::RandomState::new(),
+        (now.timestamp_nanos_opt(), std::process::id()),
+    );
+    format!("{}-{:06x}", now.format("%Y%m%dT%H%M%SZ"), noise & 0xff_ffff)
+}
+
 /// The run history.
 pub struct RunStore {
     conn: Connection,

@@ -121,8 +121,9 @@ impl Args {
     }
 }
 
-/// The token is the file's content, trimmed; it must not be empty.
-fn read_token(path: &Path) -> Result<Token, ConfigError> {
+/// The token is the file's content, trimmed; it must not be empty. `chaosd` reads its token the
+/// same way.
+pub fn read_token(path: &Path) -> Result<Token, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::TokenUnreadable {
         path: path.to_path_buf(),
         source,

@@ -3,6 +3,7 @@
 
 mod agents;
 mod plan;
+mod remote;
 mod report;
 mod revert;
 mod run;
@@ -32,7 +33,40 @@ impl From<anyhow::Error> for Failure {
 
 pub async fn dispatch(args: Args) -> u8 {
     let state_dir = args.state_dir.clone();
-    let result = match args.command {
+    let server = remote::Server::from_args(&args);
+    let result = match (args.command, server) {
+        (
+            command @ (Command::Run(_)
+            | Command::Runs { .. }
+            | Command::Report { .. }
+            | Command::Abort { .. }
+            | Command::Halt
+            | Command::Resume),
+            Some(server),
+        ) => remote::dispatch(command, server).await,
+        (Command::Abort { .. } | Command::Halt | Command::Resume, None) => {
+            Err(Failure::Invalid(anyhow::anyhow!(
+                "chaosctl: `abort`, `halt` and `resume` talk to a chaosd server: pass --server URL or set CHAOSD_URL"
+            )))
+        }
+        (command, _) => local(command, state_dir).await,
+    };
+    match result {
+        Ok(code) => code,
+        Err(Failure::Invalid(err)) => {
+            eprintln!("{err:#}");
+            EXIT_INVALID
+        }
+        Err(Failure::Failed(err)) => {
+            eprintln!("chaosctl: {err:#}");
+            EXIT_FAILED
+        }
+    }
+}
+
+/// The commands done here, in-process.
+async fn local(command: Command, state_dir: Option<std::path::PathBuf>) -> Result<u8, Failure> {
+    match command {
         Command::Validate { files, load } => validate::run(&files, &load),
         Command::Plan {
             file,
@@ -49,16 +83,8 @@ pub async fn dispatch(args: Args) -> u8 {
         } => report::run(state_dir.as_deref(), &run, format, output.as_deref()),
         Command::Revert { all: _, load } => revert::run(state_dir.as_deref(), &load).await,
         Command::Agents { load, output } => agents::run(&load, output).await,
-    };
-    match result {
-        Ok(code) => code,
-        Err(Failure::Invalid(err)) => {
-            eprintln!("{err:#}");
-            EXIT_INVALID
-        }
-        Err(Failure::Failed(err)) => {
-            eprintln!("chaosctl: {err:#}");
-            EXIT_FAILED
+        Command::Abort { .. } | Command::Halt | Command::Resume => {
+            unreachable!("sent to the server by `dispatch`")
         }
     }
 }

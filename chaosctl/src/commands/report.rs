@@ -42,10 +42,26 @@ pub fn run(
         ReportFormat::Html => chaosd::report::html::render(&report),
         ReportFormat::Junit => chaosd::report::junit::render(&report),
     };
+    emit(&text, output)?;
+    Ok(EXIT_OK)
+}
+
+/// Writes a rendered report to `-o FILE`, else standard output.
+pub fn emit(text: &str, output: Option<&Path>) -> anyhow::Result<()> {
     match output {
         Some(path) => std::fs::write(path, text)
             .with_context(|| format!("cannot write `{}`", path.display()))?,
         None => print!("{text}"),
     }
-    Ok(EXIT_OK)
+    Ok(())
+}
+
+/// The `--format` as chaosd's API names it.
+pub fn format_name(format: ReportFormat) -> &'static str {
+    match format {
+        ReportFormat::Json => "json",
+        ReportFormat::Md => "md",
+        ReportFormat::Html => "html",
+        ReportFormat::Junit => "junit",
+    }
 }

@@ -42,7 +42,7 @@ pub async fn run(args: RunArgs, state_dir: Option<&Path>) -> Result<u8, Failure>
         }
     }
 
-    let run_id = new_run_id();
+    let run_id = chaosd::store::new_run_id();
     let report_dir = ReportDir::create(&args.report_dir, &run_id).with_context(|| {
         format!(
             "cannot create the report folder in `{}`; pass --report-dir to use another",
@@ -90,22 +90,7 @@ pub async fn run(args: RunArgs, state_dir: Option<&Path>) -> Result<u8, Failure>
     let written = report_dir.write_report(&report);
     let stored = store.finish(&report, &report_path.display().to_string());
     let code = report.exit_code();
-    match args.output {
-        Output::Text => print_summary(&report),
-        Output::Json => println!(
-            "{}",
-            serde_json::json!({
-                "type": "result",
-                "run_id": report.run_id,
-                "verdict": report.verdict,
-                "cause": report.cause,
-                "reason": report.reason,
-                "exit_code": code,
-                "faults_left": report.faults_left,
-                "report_dir": report_path.display().to_string(),
-            })
-        ),
-    }
+    show_result(&report, &report_path.display().to_string(), args.output);
     if let Err(err) = written {
         eprintln!(
             "chaosctl: could not write the report into `{}`: {err}; `chaosctl report {}` still has it",
@@ -123,7 +108,7 @@ pub async fn run(args: RunArgs, state_dir: Option<&Path>) -> Result<u8, Failure>
 }
 
 /// Asks on the terminal; anything but y/yes is a no.
-async fn confirm(question: &str) -> bool {
+pub async fn confirm(question: &str) -> bool {
     eprint!("{question}");
     let _ = std::io::stderr().flush();
     tokio::task::spawn_blocking(|| {
@@ -163,16 +148,6 @@ fn listen_for_signals(abort: Arc<Abort>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Sortable and unique enough: the start time, then 24 random bits.
-fn new_run_id() -> String {
-    let now = Utc::now();
-    let noise = std::hash::BuildHasher::hash_one(
-        &std::hash::RandomState::new(),
-        (now.timestamp_nanos_opt(), std::process::id()),
-    );
-    format!("{}-{:06x}", now.format("%Y%m%dT%H%M%SZ"), noise & 0xff_ffff)
-}
-
 fn user_name() -> String {
     nix::unistd::User::from_uid(nix::unistd::getuid())
         .ok()
@@ -187,6 +162,27 @@ fn host_name() -> String {
         .ok()
         .and_then(|h| h.into_string().ok())
         .unwrap_or_else(|| "unknown".to_string())
+}
+
+/// The end of a run, local or on a server: the summary (text) or the `result` line (json). The
+/// report folder's path, the last line in text mode, is printed by the caller.
+pub fn show_result(report: &Report, report_dir: &str, output: Output) {
+    match output {
+        Output::Text => print_summary(report),
+        Output::Json => println!(
+            "{}",
+            serde_json::json!({
+                "type": "result",
+                "run_id": report.run_id,
+                "verdict": report.verdict,
+                "cause": report.cause,
+                "reason": report.reason,
+                "exit_code": report.exit_code(),
+                "faults_left": report.faults_left,
+                "report_dir": report_dir,
+            })
+        ),
+    }
 }
 
 fn print_summary(report: &Report) {

@@ -53,8 +53,28 @@ pub fn load_str(
     load_bytes(path_for_messages, text.as_bytes(), opts)
 }
 
+/// Checks and resolves a scenario given as text, named `path_for_messages` in errors, whose
+/// relative paths resolve against `base_dir` (chaosd: a folder of the run's own).
+pub fn load_text_in(
+    path_for_messages: &Path,
+    base_dir: &Path,
+    text: &str,
+    opts: &LoadOptions,
+) -> Result<model::Scenario, ScenarioError> {
+    load_bytes_in(path_for_messages, Some(base_dir), text.as_bytes(), opts)
+}
+
 fn load_bytes(
     path: &Path,
+    bytes: &[u8],
+    opts: &LoadOptions,
+) -> Result<model::Scenario, ScenarioError> {
+    load_bytes_in(path, None, bytes, opts)
+}
+
+fn load_bytes_in(
+    path: &Path,
+    base_dir: Option<&Path>,
     bytes: &[u8],
     opts: &LoadOptions,
 ) -> Result<model::Scenario, ScenarioError> {
@@ -63,11 +83,14 @@ fn load_bytes(
         .map(|b| format!("{b:02x}"))
         .collect::<String>();
     let text = String::from_utf8_lossy(bytes).into_owned();
-    let abs_path = absolute(path);
+    let abs_path = match base_dir {
+        Some(dir) => dir.join(path.file_name().unwrap_or(path.as_os_str())),
+        None => absolute(path),
+    };
     let mut srcs = vec![Source {
         display: path.to_path_buf(),
         text,
-        base_dir: folder_of(&abs_path),
+        base_dir: base_dir.map_or_else(|| folder_of(&abs_path), Path::to_path_buf),
     }];
     if let Some(inventory) = &opts.inventory {
         let text =

@@ -1,0 +1,244 @@
+//! `chaosctl --server URL ...`: `run`, `runs`, `report`, `abort`, `halt` and `resume` sent to a
+//! chaosd server. `run` submits the file's text, then follows the run's event stream with the same
+//! live progress, summary and exit code as a local run; Ctrl-C asks the server to abort the run and
+//! keeps following until it has ended.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::{Context, anyhow};
+use chaosd::engine::live::Observer;
+use chaosd::service::api::{StreamLine, SubmitRequest};
+use chaosd::service::client::{ClientError, ServiceClient, TOKEN_ENV};
+use tokio::signal::unix::{SignalKind, signal};
+
+use super::report::{emit, format_name};
+use super::run::{confirm, show_result};
+use super::{EXIT_FAILED, EXIT_OK, Failure, load_scenario};
+use crate::args::{Args, Command, Output, RunArgs};
+use crate::output;
+
+/// `--server`, `--token-file`, `--ca-file` as given.
+pub struct Server {
+    url: String,
+    token_file: Option<PathBuf>,
+    ca_file: Option<PathBuf>,
+}
+
+impl Server {
+    /// `None` without `--server` (nor `CHAOSD_URL`).
+    pub fn from_args(args: &Args) -> Option<Server> {
+        let url = args.server.clone().filter(|u| !u.trim().is_empty())?;
+        Some(Server {
+            url,
+            token_file: args.token_file.clone(),
+            ca_file: args.ca_file.clone(),
+        })
+    }
+
+    fn client(&self) -> Result<ServiceClient, Failure> {
+        let token = match &self.token_file {
+            Some(path) => std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the token file `{}`", path.display()))
+                .map_err(Failure::Invalid)?,
+            None => std::env::var(TOKEN_ENV).map_err(|_| {
+                Failure::Invalid(anyhow!(
+                    "chaosctl: no token for {}: pass --token-file F or set {TOKEN_ENV}",
+                    self.url
+                ))
+            })?,
+        };
+        ServiceClient::new(&self.url, &token, self.ca_file.as_deref())
+            .map_err(|e| Failure::Invalid(anyhow!("chaosctl: {e}")))
+    }
+}
+
+/// A refusal of the user's input (400, 403, 404, 413) exits 2; anything else 5.
+fn failure(err: ClientError) -> Failure {
+    match err.status() {
+        Some(400 | 403 | 404 | 413) => Failure::Invalid(match &err {
+            // The scenario's own rendering (`FILE:LINE:COL` and carets) stands alone.
+            ClientError::Refused { error, .. } if error.code == "invalid_scenario" => {
+                anyhow!("{}", error.message)
+            }
+            _ => anyhow!("chaosctl: {err}"),
+        }),
+        _ => Failure::Failed(anyhow!(err)),
+    }
+}
+
+pub async fn dispatch(command: Command, server: Server) -> Result<u8, Failure> {
+    let client = server.client()?;
+    match command {
+        Command::Run(args) => run(&client, args).await,
+        Command::Runs { limit, output } => {
+            let list = client.runs(limit).await.map_err(failure)?;
+            super::runs::print(&list.runs, output);
+            Ok(EXIT_OK)
+        }
+        Command::Report {
+            run,
+            format,
+            output,
+        } => {
+            let text = client
+                .report(&run, format_name(format))
+                .await
+                .map_err(failure)?;
+            emit(&text, output.as_deref())?;
+            Ok(EXIT_OK)
+        }
+        Command::Abort { run } => {
+            let answer = client.abort(&run).await.map_err(failure)?;
+            if answer.aborted {
+                eprintln!(
+                    "chaosctl: asked chaosd to abort run {}; its faults are being reverted",
+                    answer.run_id
+                );
+            } else {
+                eprintln!("chaosctl: run {} was already aborting", answer.run_id);
+            }
+            Ok(EXIT_OK)
+        }
+        Command::Halt => {
+            let answer = client.halt().await.map_err(failure)?;
+            if answer.aborted.is_empty() {
+                eprintln!(
+                    "chaosctl: chaosd halted; no run was going on; new runs are refused until `chaosctl resume`"
+                );
+            } else {
+                eprintln!(
+                    "chaosctl: chaosd halted; aborting {}; new runs are refused until `chaosctl resume`",
+                    answer.aborted.join(", ")
+                );
+            }
+            Ok(EXIT_OK)
+        }
+        Command::Resume => {
+            client.resume().await.map_err(failure)?;
+            eprintln!("chaosctl: chaosd accepts runs again");
+            Ok(EXIT_OK)
+        }
+        _ => unreachable!("only server commands are sent here"),
+    }
+}
+
+/// Submits the file and follows the run to its end; the exit code is the report's.
+async fn run(client: &ServiceClient, args: RunArgs) -> Result<u8, Failure> {
+    if args.load.inventory.is_some() {
+        return Err(Failure::Invalid(anyhow!(
+            "chaosctl: --inventory is chaosd's own with --server (`inventory:` in its configuration); leave it out"
+        )));
+    }
+    let text = std::fs::read_to_string(&args.file)
+        .with_context(|| format!("cannot read `{}`", args.file.display()))
+        .map_err(Failure::Invalid)?;
+    if !args.yes && !args.dry_run && std::io::stdin().is_terminal() {
+        // The plan as this machine reads the file; the server checks it again.
+        if let Ok(scenario) = load_scenario(&args.file, &args.load) {
+            let seed = super::plan::choose_seed(args.seed, &scenario);
+            let plan = chaosd::engine::plan::Plan::resolve(&scenario, seed);
+            eprint!("{}", super::plan::render(&scenario, &plan));
+        }
+        if !confirm(&format!("\nRun this on {}? [y/N] ", client.url())).await {
+            eprintln!("chaosctl: not submitted; nothing was injected");
+            return Ok(EXIT_OK);
+        }
+    }
+    let request = SubmitRequest {
+        scenario: text,
+        file: Some(args.file.display().to_string()),
+        vars: args.load.vars.iter().cloned().collect(),
+        labels: args.labels.iter().cloned().collect(),
+        seed: args.seed,
+        dry_run: args.dry_run,
+    };
+    let submitted = client.submit(&request).await.map_err(failure)?;
+    let run_id = submitted.run_id;
+    if args.output == Output::Text {
+        eprintln!("chaosctl: run {run_id} started on {}", client.url());
+    }
+    let aborting = Arc::new(AtomicBool::new(false));
+    let signals = abort_on_signals(client.clone(), run_id.clone(), Arc::clone(&aborting))?;
+    let result = follow(client, &run_id, args.output).await;
+    signals.abort();
+    let (report, report_dir) = result?;
+    let Some(report) = report else {
+        eprintln!(
+            "chaosctl: run {run_id} ended without a report (chaosd died during it: interrupted)"
+        );
+        return Ok(EXIT_FAILED);
+    };
+    let report_dir = report_dir.unwrap_or_default();
+    show_result(&report, &report_dir, args.output);
+    if args.output == Output::Text {
+        println!("{report_dir}");
+    }
+    Ok(report.exit_code())
+}
+
+type Ended = (Option<chaosd::report::model::Report>, Option<String>);
+
+/// Reads the event stream into the observer until its `end` line.
+async fn follow(client: &ServiceClient, run_id: &str, out: Output) -> Result<Ended, Failure> {
+    let observer: Box<dyn Observer> = output::observer(out);
+    let mut stream = client.events(run_id).await.map_err(failure)?;
+    while let Some(line) = stream.next().await {
+        match line.map_err(|e| Failure::Failed(anyhow!(e)))? {
+            StreamLine::Event(event) => observer.event(&event),
+            StreamLine::Status { status } => {
+                if observer.wants_status()
+                    && let Some(status) = status.to_status()
+                {
+                    observer.status(&status);
+                }
+            }
+            StreamLine::End {
+                report, report_dir, ..
+            } => {
+                drop(observer);
+                return Ok((report.map(|r| *r), report_dir));
+            }
+        }
+    }
+    drop(observer);
+    Err(Failure::Failed(anyhow!(
+        "the event stream of run {run_id} ended early; `chaosctl --server {} report {run_id}` shows the result once the run is over",
+        client.url()
+    )))
+}
+
+/// Ctrl-C, SIGTERM and SIGHUP ask chaosd to abort the run; chaosctl keeps following it.
+fn abort_on_signals(
+    client: ServiceClient,
+    run_id: String,
+    aborting: Arc<AtomicBool>,
+) -> Result<tokio::task::JoinHandle<()>, Failure> {
+    let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut hup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
+    Ok(tokio::spawn(async move {
+        loop {
+            let name = tokio::select! {
+                _ = int.recv() => "SIGINT (Ctrl-C)",
+                _ = term.recv() => "SIGTERM",
+                _ = hup.recv() => "SIGHUP",
+            };
+            if aborting.swap(true, Ordering::SeqCst) {
+                eprintln!(
+                    "\nchaosctl: {name} again: chaosd is still reverting; following the run until it ends"
+                );
+                continue;
+            }
+            eprintln!(
+                "\nchaosctl: {name}: asking chaosd to abort run {run_id}; following it until every fault is reverted"
+            );
+            if let Err(err) = client.abort(&run_id).await {
+                eprintln!("chaosctl: could not ask chaosd to abort: {err}");
+                aborting.store(false, Ordering::SeqCst);
+            }
+        }
+    }))
+}

@@ -1,0 +1,368 @@
+//! chaosd's command line ([`Args`]) and configuration file ([`ConfigFile`], YAML), resolved into
+//! a checked [`Config`] before the runtime starts: the token read, the TLS material loaded, the
+//! inventory and webhooks checked. A bad configuration exits 64 (`EX_USAGE`) and binds nothing.
+//! The keys are documented in `chaosd/CONFIG.md`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use agent::server::auth::Token;
+use agent::server::config::{ConfigError as AgentConfigError, read_token};
+use agent::server::tls::{self, TlsError};
+use clap::Parser;
+use serde::Deserialize;
+
+/// The exit code for bad configuration (`EX_USAGE` from sysexits.h).
+pub const EXIT_CONFIG: u8 = 64;
+
+/// Where `chaosd` looks for its configuration without `--config`.
+pub const DEFAULT_CONFIG: &str = "/etc/chaosd/chaosd.yaml";
+
+/// The default address: loopback, where TLS is optional.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7410";
+
+/// The default state directory: `runs.db`, the local fault journal, per-run folders, `halted`.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/chaosd";
+
+/// The default root of the report folders.
+pub const DEFAULT_REPORT_DIR: &str = "/var/lib/chaosd/reports";
+
+/// The events a webhook may ask for.
+pub const WEBHOOK_EVENTS: &[&str] = &[
+    "run_started",
+    "run_finished",
+    "run_aborted",
+    "fault_left",
+    "halted",
+    "resumed",
+];
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "chaosd",
+    version,
+    about = "The chaos controller service: runs game days through an HTTP API and keeps their history"
+)]
+pub struct Args {
+    /// The configuration file (YAML; see chaosd/CONFIG.md).
+    #[arg(long, value_name = "FILE", default_value = DEFAULT_CONFIG)]
+    pub config: PathBuf,
+}
+
+/// The configuration file as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// The address to serve the API on; off loopback it needs `tls_cert` and `tls_key`.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// A file holding the bearer token every request but `GET /healthz` must carry.
+    pub token_file: Option<PathBuf>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+    #[serde(default = "default_report_dir")]
+    pub report_dir: PathBuf,
+    /// Whether scenarios may use chaosd's own machine: setup, teardown, command probes there and
+    /// `local` faults.
+    #[serde(default)]
+    pub allow_local: bool,
+    /// A hosts file (`hosts:`, `targets:`) added to every scenario.
+    pub inventory: Option<PathBuf>,
+    #[serde(default)]
+    pub webhooks: Vec<WebhookFile>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookFile {
+    pub url: String,
+    /// Which events to send; all of [`WEBHOOK_EVENTS`] when absent.
+    pub events: Option<Vec<String>>,
+    /// Extra request headers (an `Authorization`, say).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+fn default_listen() -> String {
+    DEFAULT_LISTEN.to_string()
+}
+
+fn default_state_dir() -> PathBuf {
+    PathBuf::from(DEFAULT_STATE_DIR)
+}
+
+fn default_report_dir() -> PathBuf {
+    PathBuf::from(DEFAULT_REPORT_DIR)
+}
+
+/// A checked webhook: where to send which events. Sending is not done yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Webhook {
+    pub url: String,
+    pub events: Vec<String>,
+    pub headers: BTreeMap<String, String>,
+}
+
+/// Everything `service::run` needs, resolved and checked.
+pub struct Config {
+    pub listen: SocketAddr,
+    /// Compared in constant time with each request's bearer token.
+    pub token: Token,
+    /// `None`: plain HTTP (loopback only).
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// `runs.db`, `journal/` (the local agent's), `runs/RUN_ID/` (submitted scenarios), `halted`.
+    pub state_dir: PathBuf,
+    /// Each run writes `report_dir/RUN_ID/`.
+    pub report_dir: PathBuf,
+    pub allow_local: bool,
+    /// Added to every scenario, as `chaosctl --inventory` does.
+    pub inventory: Option<PathBuf>,
+    pub webhooks: Vec<Webhook>,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("tls", &self.tls.is_some())
+            .field("state_dir", &self.state_dir)
+            .field("report_dir", &self.report_dir)
+            .field("allow_local", &self.allow_local)
+            .field("inventory", &self.inventory)
+            .field("webhooks", &self.webhooks)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why the configuration was refused; the binary prints it and exits 64.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the configuration `{path}`: {source}")]
+    Unreadable {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error(
+        "{path}: no `token_file`: name a file holding the API token (make one with `head -c32 /dev/urandom | base64 > F`)"
+    )]
+    NoTokenFile { path: PathBuf },
+    #[error("{path}: `listen: {listen}` is not an address like `127.0.0.1:7410`")]
+    BadListen { path: PathBuf, listen: String },
+    #[error("{path}: `listen: {listen}` is off loopback: set `tls_cert` and `tls_key`")]
+    NeedsTls { path: PathBuf, listen: SocketAddr },
+    #[error("{path}: `tls_cert` and `tls_key` go together; set both or neither")]
+    HalfTls { path: PathBuf },
+    #[error(transparent)]
+    Token(#[from] AgentConfigError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("{path}: the inventory `{inventory}` is wrong:\n{message}")]
+    Inventory {
+        path: PathBuf,
+        inventory: PathBuf,
+        message: String,
+    },
+    #[error("{path}: webhook {index}: {message}")]
+    Webhook {
+        path: PathBuf,
+        index: usize,
+        message: String,
+    },
+}
+
+impl Args {
+    /// Reads the configuration file and resolves it.
+    pub fn resolve(&self) -> Result<Config, ConfigError> {
+        let text =
+            std::fs::read_to_string(&self.config).map_err(|source| ConfigError::Unreadable {
+                path: self.config.clone(),
+                source,
+            })?;
+        resolve(&self.config, &text)
+    }
+}
+
+/// Parses and checks the configuration `text` read from `path`. Relative paths in it resolve
+/// against the file's folder.
+pub fn resolve(path: &Path, text: &str) -> Result<Config, ConfigError> {
+    let file: ConfigFile = if text.trim().is_empty() {
+        serde_saphyr::from_str("{}")
+    } else {
+        serde_saphyr::from_str(text)
+    }
+    .map_err(|err| ConfigError::Syntax {
+        path: path.to_path_buf(),
+        message: err.to_string(),
+    })?;
+    let base = std::path::absolute(path)
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .unwrap_or_else(|| PathBuf::from("."));
+    let at = |p: &Path| {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            base.join(p)
+        }
+    };
+    let owner = || path.to_path_buf();
+
+    let listen: SocketAddr = file.listen.parse().map_err(|_| ConfigError::BadListen {
+        path: owner(),
+        listen: file.listen.clone(),
+    })?;
+    let token_file = file
+        .token_file
+        .as_deref()
+        .ok_or_else(|| ConfigError::NoTokenFile { path: owner() })?;
+    let token = read_token(&at(token_file))?;
+    let tls = match (&file.tls_cert, &file.tls_key) {
+        (Some(cert), Some(key)) => Some(tls::acceptor(&at(cert), &at(key))?),
+        (None, None) if !listen.ip().is_loopback() => {
+            return Err(ConfigError::NeedsTls {
+                path: owner(),
+                listen,
+            });
+        }
+        (None, None) => None,
+        _ => return Err(ConfigError::HalfTls { path: owner() }),
+    };
+    let inventory = file.inventory.as_deref().map(at);
+    if let Some(inv) = &inventory {
+        crate::scenario::load_inventory(inv, &Default::default()).map_err(|err| {
+            ConfigError::Inventory {
+                path: owner(),
+                inventory: inv.clone(),
+                message: err.to_string(),
+            }
+        })?;
+    }
+    let mut webhooks = Vec::new();
+    for (i, hook) in file.webhooks.iter().enumerate() {
+        let fail = |message: String| ConfigError::Webhook {
+            path: owner(),
+            index: i + 1,
+            message,
+        };
+        if !(hook.url.starts_with("http://") || hook.url.starts_with("https://"))
+            || hook.url.parse::<hyper::Uri>().is_err()
+        {
+            return Err(fail(format!(
+                "`url: {}` is not an http:// or https:// URL",
+                hook.url
+            )));
+        }
+        let events = match &hook.events {
+            None => WEBHOOK_EVENTS.iter().map(|e| e.to_string()).collect(),
+            Some(events) if events.is_empty() => {
+                return Err(fail(
+                    "`events: []` sends nothing; leave `events` out to send every event".into(),
+                ));
+            }
+            Some(events) => {
+                for e in events {
+                    if !WEBHOOK_EVENTS.contains(&e.as_str()) {
+                        return Err(fail(format!(
+                            "unknown event `{e}`; known: {}",
+                            WEBHOOK_EVENTS.join(", ")
+                        )));
+                    }
+                }
+                events.clone()
+            }
+        };
+        webhooks.push(Webhook {
+            url: hook.url.clone(),
+            events,
+            headers: hook.headers.clone(),
+        });
+    }
+    Ok(Config {
+        listen,
+        token,
+        tls,
+        state_dir: at(&file.state_dir),
+        report_dir: at(&file.report_dir),
+        allow_local: file.allow_local,
+        inventory,
+        webhooks,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn args_are_consistent() {
+        Args::command().debug_assert();
+    }
+
+    fn with_token(yaml: &str) -> (tempfile::TempDir, Result<Config, ConfigError>) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("token"), "s3cret\n").unwrap();
+        let path = dir.path().join("chaosd.yaml");
+        let result = resolve(&path, yaml);
+        (dir, result)
+    }
+
+    #[test]
+    fn defaults_and_relative_paths() {
+        let (dir, config) = with_token("token_file: token\nstate_dir: state\n");
+        let config = config.unwrap();
+        assert_eq!(config.listen.to_string(), DEFAULT_LISTEN);
+        assert!(config.tls.is_none());
+        assert!(!config.allow_local);
+        assert_eq!(config.state_dir, dir.path().join("state"));
+        assert_eq!(config.report_dir, Path::new(DEFAULT_REPORT_DIR));
+        assert!(config.webhooks.is_empty());
+        assert!(config.token.admits(Some(b"Bearer s3cret")));
+    }
+
+    #[test]
+    fn refusals() {
+        let cases: &[(&str, &str)] = &[
+            ("listen: 127.0.0.1:1\n", "no `token_file`"),
+            ("token_file: token\nlisten: nope\n", "is not an address"),
+            ("token_file: token\nlisten: 0.0.0.0:7410\n", "off loopback"),
+            ("token_file: token\ntls_cert: c.pem\n", "go together"),
+            ("token_file: token\nallow_locl: true\n", "allow_locl"),
+            ("token_file: missing\n", "missing"),
+            (
+                "token_file: token\nwebhooks: [{url: ftp://x}]\n",
+                "webhook 1: `url: ftp://x`",
+            ),
+            (
+                "token_file: token\nwebhooks: [{url: 'http://x', events: [nope]}]\n",
+                "unknown event `nope`",
+            ),
+            (
+                "token_file: token\nwebhooks: [{url: 'http://x', method: PUT}]\n",
+                "method",
+            ),
+        ];
+        for (yaml, needle) in cases {
+            let (_dir, result) = with_token(yaml);
+            let err = result.err().unwrap_or_else(|| panic!("accepted {yaml:?}"));
+            assert!(err.to_string().contains(needle), "{yaml:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn webhooks_default_to_every_event() {
+        let (_dir, config) = with_token(
+            "token_file: token\nwebhooks:\n  - url: https://hooks.example/x\n  - {url: 'http://h/y', events: [run_finished]}\n",
+        );
+        let hooks = config.unwrap().webhooks;
+        assert_eq!(hooks[0].events.len(), WEBHOOK_EVENTS.len());
+        assert_eq!(hooks[1].events, ["run_finished"]);
+    }
+}

@@ -1,0 +1,180 @@
+//! `chaosd`, the controller as a long-running service: the HTTP API of [`api`] over the run
+//! engine that `chaosctl run` uses in-process, with the run history in SQLite.
+//!
+//! # Layout
+//! - [`config`]: the command line and the YAML configuration, checked before the runtime starts
+//!   (bad config: exit 64).
+//! - [`api`]: the wire types, shared with `chaosctl --server` through [`client`].
+//! - [`routes`]: the order of checks (token, route, body) and one small handler per route.
+//! - [`runs`]: the run manager: submit, follow, abort, halt/resume, the history.
+//! - [`error`]: every refusal and failure, mapped to its status in one place.
+//!
+//! The bearer token and TLS are the agent's ([`agent::server::auth`], [`agent::server::tls`]).
+//!
+//! [`run`] serves until `shutdown` resolves; then it stops accepting, aborts the running runs,
+//! waits until each has reverted its faults and recorded its report, and lets event streams end.
+
+pub mod api;
+pub mod client;
+pub mod config;
+pub mod error;
+pub mod routes;
+pub mod runs;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use agent::server::auth::Token;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tracing::{debug, info, warn};
+
+pub use config::{Args, Config, ConfigError, EXIT_CONFIG};
+
+use runs::{Runs, RunsConfig};
+
+/// How long connections get to finish at shutdown, once every run has ended.
+const DRAIN: Duration = Duration::from_secs(5);
+
+/// How long a TLS handshake may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("{0:#}")]
+    Open(anyhow::Error),
+    #[error("cannot read the listening address: {0}")]
+    Listener(#[source] std::io::Error),
+}
+
+/// What every request handler shares.
+pub struct State {
+    token: Token,
+    runs: Arc<Runs>,
+    /// Added to every scenario; its agents are `GET /v1/agents`.
+    inventory: Option<PathBuf>,
+    /// Checked, not sent yet: sending is the next piece of work (see `runs` for the events).
+    pub webhooks: Vec<config::Webhook>,
+}
+
+/// Opens the history and the local agent in `config.state_dir` (reverting what a dead chaosd
+/// left, marking its runs `interrupted`), then serves the API on `listener` until `shutdown`.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
+    let Config {
+        listen: _,
+        token,
+        tls,
+        state_dir,
+        report_dir,
+        allow_local,
+        inventory,
+        webhooks,
+    } = config;
+    let local = listener.local_addr().map_err(RunError::Listener)?;
+    let runs_config = RunsConfig {
+        state_dir: state_dir.clone(),
+        report_dir: report_dir.clone(),
+        allow_local,
+        inventory: inventory.clone(),
+    };
+    let runs = tokio::task::spawn_blocking(move || Runs::open(runs_config))
+        .await
+        .map_err(|e| RunError::Open(anyhow::anyhow!("opening the state panicked: {e}")))?
+        .map_err(RunError::Open)?;
+    let runs = Arc::new(runs);
+    let state = Arc::new(State {
+        token,
+        runs: Arc::clone(&runs),
+        inventory,
+        webhooks,
+    });
+    info!(
+        listen = %local,
+        tls = tls.is_some(),
+        state_dir = %state_dir.display(),
+        report_dir = %report_dir.display(),
+        allow_local,
+        "chaosd serving"
+    );
+
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    warn!(error = %err, "failed to accept a connection");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let state = Arc::clone(&state);
+        let watcher = graceful.watcher();
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            match tls {
+                None => serve_connection(stream, peer, state, watcher).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => serve_connection(stream, peer, state, watcher).await,
+                        Ok(Err(err)) => debug!(%peer, error = %err, "TLS handshake failed"),
+                        Err(_) => debug!(%peer, "TLS handshake timed out"),
+                    }
+                }
+            }
+        });
+    }
+
+    info!("shutting down: no new connections; aborting the running runs");
+    drop(listener);
+    runs.shutdown().await;
+    if tokio::time::timeout(DRAIN, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        warn!(
+            ?DRAIN,
+            "requests still in flight after the drain; stopping anyway"
+        );
+    }
+    info!("chaosd stopped");
+    Ok(())
+}
+
+async fn serve_connection<IO>(
+    io: IO,
+    peer: SocketAddr,
+    state: Arc<State>,
+    watcher: hyper_util::server::graceful::Watcher,
+) where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |req| {
+        let state = Arc::clone(&state);
+        async move { Ok::<_, std::convert::Infallible>(routes::handle(state, req).await) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .header_read_timeout(Some(Duration::from_secs(30)))
+        .timer(hyper_util::rt::TokioTimer::new())
+        .serve_connection(TokioIo::new(io), service);
+    if let Err(err) = watcher.watch(conn).await {
+        debug!(%peer, error = %err, "connection ended with an error");
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub use agent::server::shutdown_signal;

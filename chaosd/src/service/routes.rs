@@ -1,0 +1,439 @@
+//! The routes and their handlers. Every request goes through the same checks, in this order:
+//! `GET /healthz` answers without a token; then the bearer token (401, nothing else looked at);
+//! then the route (404, 405); then the body (413, 400); and only then the handler.
+//!
+//! To add a route: a variant of [`Route`], its line in [`route`] (path segments and method), its
+//! arm in [`dispatch`] calling a small handler. Schedules (`/v1/schedules...`), metrics
+//! (`/metrics`, before the token check if it is to be scraped openly) and the web view (`/ui...`)
+//! go in the same three places.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Limited};
+use hyper::body::{Frame, Incoming};
+use hyper::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use serde::de::DeserializeOwned;
+use tokio::sync::mpsc;
+use tracing::debug;
+
+use super::State;
+use super::api::{
+    self, AbortResponse, AgentList, AgentView, HaltResponse, RunList, ServiceStatus, StreamLine,
+    SubmitRequest,
+};
+use super::error::{Body, ServiceError, full_response, json_response};
+use super::runs::{Found, end_line};
+
+type Answer = Result<Response<Body>, ServiceError>;
+
+/// How many runs `GET /v1/runs` lists without `?limit=`.
+const DEFAULT_LIMIT: usize = 50;
+
+/// What a request asks for, once its path and method are known.
+#[derive(Debug, PartialEq, Eq)]
+enum Route<'a> {
+    Status,
+    Submit,
+    List,
+    Get(&'a str),
+    Events(&'a str),
+    Report(&'a str),
+    Abort(&'a str),
+    Halt,
+    Resume,
+    Agents,
+}
+
+/// Answers one request.
+pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let answer = if method == Method::GET && path == "/healthz" {
+        Ok(full_response(StatusCode::OK, "text/plain", "ok\n"))
+    } else {
+        let header = req.headers().get(AUTHORIZATION).map(HeaderValue::as_bytes);
+        if state.token.admits(header) {
+            dispatch(&state, req).await
+        } else {
+            Err(ServiceError::Unauthorized)
+        }
+    };
+    let response = answer.unwrap_or_else(ServiceError::into_response);
+    debug!(%method, path, status = response.status().as_u16(), "request");
+    response
+}
+
+async fn dispatch(state: &Arc<State>, req: Request<Incoming>) -> Answer {
+    let path = req.uri().path().to_string();
+    let query = req.uri().query().unwrap_or_default().to_string();
+    let route = route(req.method(), &path)?;
+    match route {
+        Route::Status => status(state),
+        Route::Submit => {
+            let body: SubmitRequest = read_json(req).await?;
+            let created = state.runs.submit(body)?;
+            Ok(json_response(StatusCode::CREATED, &created))
+        }
+        Route::List => {
+            let limit = match param(&query, "limit") {
+                Some(n) => n.parse().map_err(|_| {
+                    ServiceError::BadRequest(format!("`limit={n}` is not a number"))
+                })?,
+                None => DEFAULT_LIMIT,
+            };
+            let runs = state.runs.list(limit)?;
+            Ok(json_response(StatusCode::OK, &RunList { runs }))
+        }
+        Route::Get(id) => Ok(json_response(StatusCode::OK, &state.runs.view(id)?)),
+        Route::Events(id) => events(state, id),
+        Route::Report(id) => report(state, id, param(&query, "format").unwrap_or("json")),
+        Route::Abort(id) => {
+            let (run_id, aborted) = state.runs.abort(id, "aborted through the API")?;
+            Ok(json_response(
+                StatusCode::OK,
+                &AbortResponse { run_id, aborted },
+            ))
+        }
+        Route::Halt => {
+            let aborted = state.runs.halt()?;
+            Ok(json_response(
+                StatusCode::OK,
+                &HaltResponse {
+                    halted: true,
+                    aborted,
+                },
+            ))
+        }
+        Route::Resume => {
+            state.runs.resume()?;
+            Ok(json_response(
+                StatusCode::OK,
+                &HaltResponse {
+                    halted: false,
+                    aborted: Vec::new(),
+                },
+            ))
+        }
+        Route::Agents => agents(state).await,
+    }
+}
+
+/// Maps a method and path to a route: 404 for a path we do not serve, 405 (with `Allow`) for a
+/// path we serve with another method.
+fn route<'a>(method: &Method, path: &'a str) -> Result<Route<'a>, ServiceError> {
+    let not_found = || ServiceError::NotFound(format!("no route `{path}`; the API is under `/v1`"));
+    let Some(rest) = path
+        .strip_prefix(api::PREFIX)
+        .and_then(|r| r.strip_prefix('/'))
+    else {
+        return Err(not_found());
+    };
+    let segments: Vec<&str> = rest.split('/').collect();
+    if segments.iter().any(|s| s.is_empty()) {
+        return Err(not_found());
+    }
+    let (allow, route) = match (segments.as_slice(), method.as_str()) {
+        (["status"], _) => ("GET", Route::Status),
+        (["runs"], "POST") => ("POST", Route::Submit),
+        (["runs"], _) => ("GET, POST", Route::List),
+        (["runs", id], _) => ("GET", Route::Get(id)),
+        (["runs", id, "events"], _) => ("GET", Route::Events(id)),
+        (["runs", id, "report"], _) => ("GET", Route::Report(id)),
+        (["runs", id, "abort"], _) => ("POST", Route::Abort(id)),
+        (["halt"], _) => ("POST", Route::Halt),
+        (["resume"], _) => ("POST", Route::Resume),
+        (["agents"], _) => ("GET", Route::Agents),
+        _ => return Err(not_found()),
+    };
+    if !allow.split(", ").any(|m| m == method.as_str()) {
+        return Err(ServiceError::MethodNotAllowed {
+            method: method.to_string(),
+            path: path.to_string(),
+            allow,
+        });
+    }
+    Ok(route)
+}
+
+/// The value of `name` in a query string (`a=1&b=2`); no percent-decoding (values are words).
+fn param<'q>(query: &'q str, name: &str) -> Option<&'q str> {
+    query
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// Reads a JSON body of at most [`api::MAX_BODY`] bytes.
+async fn read_json<T: DeserializeOwned>(req: Request<Incoming>) -> Result<T, ServiceError> {
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > api::MAX_BODY as u64) {
+        drain(req.into_body()).await;
+        return Err(ServiceError::TooLarge);
+    }
+    let bytes = match Limited::new(req.into_body(), api::MAX_BODY).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(err) if err.is::<http_body_util::LengthLimitError>() => {
+            return Err(ServiceError::TooLarge);
+        }
+        Err(err) => {
+            return Err(ServiceError::BadRequest(format!(
+                "cannot read the request body: {err}"
+            )));
+        }
+    };
+    serde_json::from_slice(&bytes)
+        .map_err(|err| ServiceError::BadRequest(format!("malformed JSON body: {err}")))
+}
+
+/// Reads and discards a refused body, a bounded amount for a bounded time, so that the client
+/// gets to read our answer instead of a connection reset.
+async fn drain(mut body: Incoming) {
+    const MAX_DRAIN: usize = 8 * api::MAX_BODY;
+    let work = async {
+        let mut seen = 0;
+        while let Some(Ok(frame)) = body.frame().await {
+            if let Some(data) = frame.data_ref() {
+                seen += data.len();
+                if seen > MAX_DRAIN {
+                    break;
+                }
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(2), work).await;
+}
+
+fn status(state: &Arc<State>) -> Answer {
+    let halt = state.runs.halted();
+    Ok(json_response(
+        StatusCode::OK,
+        &ServiceStatus {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            halted: halt.is_some(),
+            halted_since: halt.map(|h| h.since),
+            running: state.runs.running(),
+            allow_local: state.runs.allow_local(),
+        },
+    ))
+}
+
+/// `GET /v1/runs/{id}/report?format=json|md|html|junit`.
+fn report(state: &Arc<State>, id: &str, format: &str) -> Answer {
+    let (content_type, render): (&'static str, fn(&crate::report::model::Report) -> String) =
+        match format {
+            "json" => ("application/json", |r| {
+                serde_json::to_string_pretty(r).unwrap_or_default() + "\n"
+            }),
+            "md" => (
+                "text/markdown; charset=utf-8",
+                crate::report::markdown::render,
+            ),
+            "html" => ("text/html; charset=utf-8", crate::report::html::render),
+            "junit" => ("application/xml", crate::report::junit::render),
+            other => {
+                return Err(ServiceError::BadRequest(format!(
+                    "unknown report format `{other}`; use json, md, html or junit"
+                )));
+            }
+        };
+    let view = state.runs.view(id)?;
+    let Some(report) = view.report else {
+        return Err(ServiceError::Conflict(format!(
+            "run `{}` has no report ({}); it is still running, or chaosd died during it",
+            view.run.run_id, view.run.verdict
+        )));
+    };
+    Ok(full_response(StatusCode::OK, content_type, render(&report)))
+}
+
+/// `GET /v1/runs/{id}/events`: newline-delimited JSON, every event so far, then live ones, then
+/// one `end` line.
+fn events(state: &Arc<State>, id: &str) -> Answer {
+    let found = state.runs.find(id)?;
+    let (tx, rx) = mpsc::channel::<Bytes>(64);
+    tokio::spawn(async move {
+        let send = |line: &StreamLine| {
+            let mut bytes = serde_json::to_vec(line).unwrap_or_default();
+            bytes.push(b'\n');
+            Bytes::from(bytes)
+        };
+        match found {
+            Found::Done { record, report } => {
+                for event in report.iter().flat_map(|r| r.events.iter()) {
+                    if tx
+                        .send(send(&StreamLine::Event(event.clone())))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+                let _ = tx
+                    .send(send(&end_line(
+                        report.as_deref(),
+                        record.report_dir.clone(),
+                    )))
+                    .await;
+            }
+            Found::Live(live) => {
+                let mut changed = live.subscribe();
+                let mut sent = 0;
+                let mut last_status = None;
+                loop {
+                    changed.borrow_and_update();
+                    let snap = live.snapshot(sent);
+                    sent += snap.events.len();
+                    for event in snap.events {
+                        if tx.send(send(&StreamLine::Event(event))).await.is_err() {
+                            return;
+                        }
+                    }
+                    if let Some(end) = snap.end {
+                        let _ = tx.send(send(&end)).await;
+                        return;
+                    }
+                    if snap.status.is_some() && snap.status != last_status {
+                        let status = snap.status.clone().expect("checked");
+                        if tx.send(send(&StreamLine::Status { status })).await.is_err() {
+                            return;
+                        }
+                        last_status = snap.status;
+                    }
+                    tokio::select! {
+                        res = changed.changed() => if res.is_err() { return },
+                        () = tx.closed() => return,
+                    }
+                }
+            }
+        }
+    });
+    let mut response = Response::new(BodyExt::boxed(ChannelBody(rx)));
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/x-ndjson"),
+    );
+    Ok(response)
+}
+
+/// A response body fed from a channel, a chunk per line.
+struct ChannelBody(mpsc::Receiver<Bytes>);
+
+impl hyper::body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|chunk| chunk.map(|bytes| Ok(Frame::data(bytes))))
+    }
+}
+
+/// `GET /v1/agents`: every agent of the inventory, asked at once.
+async fn agents(state: &Arc<State>) -> Answer {
+    let Some(inventory) = &state.inventory else {
+        return Ok(json_response(
+            StatusCode::OK,
+            &AgentList { agents: Vec::new() },
+        ));
+    };
+    let hosts = crate::scenario::load_inventory(inventory, &Default::default())
+        .map_err(|err| ServiceError::Internal(format!("the inventory is wrong now: {err}")))?;
+    let asks: Vec<_> = hosts
+        .into_values()
+        .filter_map(|host| {
+            let url = host.agent.clone()?;
+            let target = agent::client::AgentTarget {
+                host: host.name.clone(),
+                url: url.clone(),
+                token_file: host.token_file.clone(),
+                ca_file: host.ca_file.clone(),
+            };
+            Some(tokio::spawn(async move {
+                let health = match agent::client::AgentClient::new(&target) {
+                    Ok(client) => client.health().await.map_err(|e| e.to_string()),
+                    Err(err) => Err(err.to_string()),
+                };
+                match health {
+                    Ok(health) => AgentView {
+                        host: target.host,
+                        url,
+                        reachable: true,
+                        health: Some(health),
+                        error: None,
+                    },
+                    Err(error) => AgentView {
+                        host: target.host,
+                        url,
+                        reachable: false,
+                        health: None,
+                        error: Some(error),
+                    },
+                }
+            }))
+        })
+        .collect();
+    let mut agents = Vec::new();
+    for ask in asks {
+        agents.push(
+            ask.await
+                .map_err(|e| ServiceError::Internal(format!("asking an agent panicked: {e}")))?,
+        );
+    }
+    Ok(json_response(StatusCode::OK, &AgentList { agents }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_and_methods() {
+        let get = Method::GET;
+        let post = Method::POST;
+        assert_eq!(route(&post, "/v1/runs").unwrap(), Route::Submit);
+        assert_eq!(route(&get, "/v1/runs").unwrap(), Route::List);
+        assert_eq!(route(&get, "/v1/runs/abc").unwrap(), Route::Get("abc"));
+        assert_eq!(
+            route(&get, "/v1/runs/abc/events").unwrap(),
+            Route::Events("abc")
+        );
+        assert_eq!(
+            route(&post, "/v1/runs/abc/abort").unwrap(),
+            Route::Abort("abc")
+        );
+        assert_eq!(route(&post, "/v1/halt").unwrap(), Route::Halt);
+        assert!(matches!(
+            route(&get, "/v1/halt"),
+            Err(ServiceError::MethodNotAllowed { allow: "POST", .. })
+        ));
+        assert!(matches!(
+            route(&Method::DELETE, "/v1/runs"),
+            Err(ServiceError::MethodNotAllowed { .. })
+        ));
+        for bad in ["/", "/v2/runs", "/v1/runs/", "/v1//runs", "/v1/nope"] {
+            assert!(
+                matches!(route(&get, bad), Err(ServiceError::NotFound(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn query_params() {
+        assert_eq!(param("format=md&x=1", "format"), Some("md"));
+        assert_eq!(param("x=1", "format"), None);
+        assert_eq!(param("", "format"), None);
+    }
+}

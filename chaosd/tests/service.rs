@@ -1,0 +1,820 @@
+//! The `chaosd` service end to end: the built binary on 127.0.0.1, its API through real HTTP, and
+//! `chaosctl --server` against it (the `chaosctl` built next to `chaosd`; `cargo test --workspace`
+//! builds both). Faults are pauses of `sleep`s the tests start, so nothing needs root.
+//!
+//! These tests wait on real processes and real time, so they measure time with
+//! `std::time::Instant`. Every process they start is ended on every path (Drop guards), and each
+//! test has its own port and folders.
+#![allow(clippy::disallowed_types)]
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::{Value, json};
+
+const CHAOSD: &str = env!("CARGO_BIN_EXE_chaosd");
+const TOKEN: &str = "test-token-0123456789";
+
+fn chaosctl() -> PathBuf {
+    let path = Path::new(CHAOSD).with_file_name("chaosctl");
+    assert!(
+        path.is_file(),
+        "`{}` is missing: build it with `cargo build -p chaosctl` (cargo test --workspace does)",
+        path.display()
+    );
+    path
+}
+
+fn unique(what: &str) -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "svc-{what}-{}-{}x",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").port()
+}
+
+/// Polls `f` every 20 ms until it gives a value; panics with `what` after `within`.
+fn eventually<T>(within: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(value) = f() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "not within {within:?}: {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn proc_state(pid: i32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.trim_start().chars().next()
+}
+
+/// A `sleep` whose command line starts with a unique tag; killed when dropped.
+struct Sleeper {
+    child: Child,
+    pid: i32,
+    pattern: String,
+}
+
+impl Sleeper {
+    fn spawn(what: &str) -> Sleeper {
+        let tag = unique(what);
+        let child = Command::new("sleep")
+            .arg0(&tag)
+            .arg("300")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn sleep");
+        let pid = child.id() as i32;
+        eventually(Duration::from_secs(5), "sleep has exec'd", || {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .ok()
+                .filter(|c| c.starts_with(tag.as_bytes()))
+        });
+        Sleeper {
+            child,
+            pid,
+            pattern: format!("^{tag}"),
+        }
+    }
+
+    fn wait_state(&self, want: char, what: &str) {
+        eventually(Duration::from_secs(20), what, || {
+            (proc_state(self.pid) == Some(want)).then_some(())
+        });
+    }
+
+    fn assert_running(&self) {
+        self.wait_state('S', "the sleeper resumed (state S)");
+    }
+}
+
+impl Drop for Sleeper {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn pause_yaml(pattern: &str, duration: &str) -> String {
+    format!(
+        r#"version: 1
+name: pause-sleeper
+steps:
+  - name: pause the sleeper
+    target: local
+    fault: {{pause: {{process: {{pattern: "{pattern}"}}}}}}
+    duration: {duration}
+    recover_within: 1s
+"#
+    )
+}
+
+// ---- a chaosd of our own ----------------------------------------------------------------------
+
+struct Chaosd {
+    dir: tempfile::TempDir,
+    port: u16,
+    allow_local: bool,
+    child: Option<Child>,
+    serial: u32,
+}
+
+impl Chaosd {
+    fn start(allow_local: bool) -> Chaosd {
+        let dir = tempfile::Builder::new()
+            .prefix("chaosd-svc-")
+            .tempdir()
+            .expect("temp dir");
+        let mut d = Chaosd {
+            dir,
+            port: free_port(),
+            allow_local,
+            child: None,
+            serial: 0,
+        };
+        d.spawn();
+        d
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts (or restarts) the binary on the same config and state, and waits for `/healthz`.
+    fn spawn(&mut self) {
+        std::fs::write(self.path("token"), format!("{TOKEN}\n")).expect("token");
+        let config = format!(
+            "listen: 127.0.0.1:{}\ntoken_file: token\nstate_dir: state\nreport_dir: reports\nallow_local: {}\n",
+            self.port, self.allow_local
+        );
+        std::fs::write(self.path("chaosd.yaml"), config).expect("config");
+        self.serial += 1;
+        let log = std::fs::File::create(self.path(&format!("chaosd-{}.log", self.serial)))
+            .expect("log file");
+        let child = Command::new(CHAOSD)
+            .arg("--config")
+            .arg(self.path("chaosd.yaml"))
+            .env("CHAOS_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start chaosd");
+        self.child = Some(child);
+        eventually(Duration::from_secs(20), "chaosd answers /healthz", || {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!("chaosd exited {status:?}:\n{}", self.log());
+            }
+            request(self.port, "GET", "/healthz", None, None)
+                .ok()
+                .filter(|r| r.status == 200)
+        });
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.path(&format!("chaosd-{}.log", self.serial)))
+            .unwrap_or_default()
+    }
+
+    fn pid(&self) -> Pid {
+        Pid::from_raw(self.child.as_ref().expect("running").id() as i32)
+    }
+
+    /// SIGTERM, then waits (bounded) for it to end.
+    fn stop(&mut self) -> Option<i32> {
+        let mut child = self.child.take()?;
+        let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+        let status = eventually(Duration::from_secs(30), "chaosd ends after SIGTERM", || {
+            child.try_wait().ok().flatten()
+        });
+        status.code()
+    }
+
+    fn sigkill(&mut self) {
+        let mut child = self.child.take().expect("running");
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Reply {
+        let body = body.map(|b| b.to_string());
+        request(self.port, method, path, Some(TOKEN), body.as_deref())
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}\nchaosd log:\n{}", self.log()))
+    }
+
+    fn submit(&self, yaml: &str) -> String {
+        let r = self.call(
+            "POST",
+            "/v1/runs",
+            Some(&json!({"scenario": yaml, "file": "pause.yaml"})),
+        );
+        assert_eq!(r.status, 201, "{}", r.body);
+        r.json()["run_id"].as_str().expect("run_id").to_string()
+    }
+
+    fn run(&self, id: &str) -> Value {
+        let r = self.call("GET", &format!("/v1/runs/{id}"), None);
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.json()
+    }
+
+    fn wait_verdict(&self, id: &str) -> Value {
+        eventually(Duration::from_secs(30), "the run ends", || {
+            let run = self.run(id);
+            (run["run"]["verdict"] != "running").then_some(run)
+        })
+    }
+
+    fn history(&self) -> Vec<Value> {
+        let r = self.call("GET", "/v1/runs", None);
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.json()["runs"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// `chaosctl --server URL ARGS...` with the token in the environment, to its end.
+    fn chaosctl(&self, args: &[&str]) -> Ctl {
+        self.spawn_chaosctl(args).wait()
+    }
+
+    fn spawn_chaosctl(&self, args: &[&str]) -> CtlRunning {
+        let n = unique("ctl");
+        let (out, err) = (
+            self.path(&format!("{n}.out")),
+            self.path(&format!("{n}.err")),
+        );
+        let child = Command::new(chaosctl())
+            .arg("--server")
+            .arg(self.url())
+            .args(args)
+            .current_dir(self.dir.path())
+            .env("CHAOSD_TOKEN", TOKEN)
+            .env_remove("CHAOSD_URL")
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&out).expect("out"))
+            .stderr(std::fs::File::create(&err).expect("err"))
+            .spawn()
+            .expect("start chaosctl");
+        CtlRunning {
+            child: Some(child),
+            out,
+            err,
+        }
+    }
+}
+
+impl Drop for Chaosd {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+struct CtlRunning {
+    child: Option<Child>,
+    out: PathBuf,
+    err: PathBuf,
+}
+
+impl CtlRunning {
+    fn signal(&self, signal: Signal) {
+        let pid = Pid::from_raw(self.child.as_ref().expect("running").id() as i32);
+        kill(pid, signal).expect("kill");
+    }
+
+    fn wait(mut self) -> Ctl {
+        let mut child = self.child.take().expect("running");
+        let status = eventually(Duration::from_secs(60), "chaosctl ends", || {
+            child.try_wait().ok().flatten()
+        });
+        Ctl {
+            code: status.code(),
+            stdout: std::fs::read_to_string(&self.out).unwrap_or_default(),
+            stderr: std::fs::read_to_string(&self.err).unwrap_or_default(),
+        }
+    }
+}
+
+impl Drop for CtlRunning {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Ctl {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Ctl {
+    #[track_caller]
+    fn code(&self, want: i32) -> &Ctl {
+        assert_eq!(
+            self.code,
+            Some(want),
+            "stdout:\n{}\nstderr:\n{}",
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+}
+
+// ---- a small HTTP/1.1 client ------------------------------------------------------------------
+
+#[derive(Debug)]
+struct Reply {
+    status: u16,
+    headers: String,
+    body: String,
+}
+
+impl Reply {
+    #[track_caller]
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
+    }
+
+    /// Asserts an `ApiError` with this status and code.
+    #[track_caller]
+    fn error(&self, status: u16, code: &str) -> String {
+        assert_eq!(self.status, status, "{}", self.body);
+        let v = self.json();
+        assert_eq!(v["code"], code, "{}", self.body);
+        v["message"].as_str().expect("message").to_string()
+    }
+}
+
+/// One request on its own connection; reads the whole answer (chunked bodies decoded).
+fn request(
+    port: u16,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> std::io::Result<Reply> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
+    if let Some(token) = token {
+        head.push_str(&format!("Authorization: Bearer {token}\r\n"));
+    }
+    let body = body.unwrap_or_default();
+    head.push_str(&format!(
+        "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    ));
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(body.as_bytes())?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (headers, rest) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| std::io::Error::other(format!("no header end in {text:?}")))?;
+    let status = headers
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other("no status"))?;
+    let body = if headers
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(rest)
+    } else {
+        rest.to_string()
+    };
+    Ok(Reply {
+        status,
+        headers: headers.to_string(),
+        body,
+    })
+}
+
+fn dechunk(mut rest: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if n == 0 || after.len() < n {
+            break;
+        }
+        out.push_str(&after[..n]);
+        rest = after[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+// ---- the tests --------------------------------------------------------------------------------
+
+#[test]
+fn submit_follow_and_every_report_format() {
+    let d = Chaosd::start(true);
+    let sleeper = Sleeper::spawn("api");
+    let id = d.submit(&pause_yaml(&sleeper.pattern, "1500ms"));
+    sleeper.wait_state('T', "the sleeper paused");
+    // While it runs: the record and the live status.
+    let live = d.run(&id);
+    assert_eq!(live["run"]["verdict"], "running", "{live}");
+    assert!(live["live"]["phase"].is_string(), "{live}");
+    assert!(live["report"].is_null());
+    let early = d.call("GET", &format!("/v1/runs/{id}/report?format=md"), None);
+    early.error(409, "conflict");
+
+    // The stream: every event, then one `end` line, and the connection ends with the run.
+    let stream = d.call("GET", &format!("/v1/runs/{id}/events"), None);
+    assert_eq!(stream.status, 200);
+    assert!(
+        stream.headers.contains("application/x-ndjson"),
+        "{}",
+        stream.headers
+    );
+    let lines: Vec<Value> = stream
+        .body
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    let kinds: Vec<&str> = lines
+        .iter()
+        .filter(|l| l["type"] == "event")
+        .filter_map(|l| l["kind"].as_str())
+        .collect();
+    assert_eq!(kinds.first(), Some(&"run_started"), "{kinds:?}");
+    assert!(kinds.contains(&"fault_applied"), "{kinds:?}");
+    assert!(kinds.contains(&"fault_reverted"), "{kinds:?}");
+    let end = lines.last().expect("lines");
+    assert_eq!(end["type"], "end");
+    assert_eq!(end["verdict"], "passed");
+    assert_eq!(end["exit_code"], 0);
+    assert_eq!(end["report"]["run_id"], id.as_str());
+    sleeper.assert_running();
+
+    let done = d.run(&id);
+    assert_eq!(done["run"]["verdict"], "passed");
+    assert!(done["live"].is_null());
+    assert_eq!(done["report"]["schema"], "chaos.report/v1");
+
+    // Following a run that has ended replays its events.
+    let replay = d.call("GET", &format!("/v1/runs/{id}/events"), None);
+    assert!(replay.body.contains("\"fault_reverted\""));
+    assert!(replay.body.trim_end().ends_with('}'));
+
+    for (format, needle, ctype) in [
+        ("json", "\"chaos.report/v1\"", "application/json"),
+        ("md", "# Chaos run: pause-sleeper", "text/markdown"),
+        ("html", "<html", "text/html"),
+        ("junit", "<testsuite", "application/xml"),
+    ] {
+        let r = d.call(
+            "GET",
+            &format!("/v1/runs/{id}/report?format={format}"),
+            None,
+        );
+        assert_eq!(r.status, 200, "{format}: {}", r.body);
+        assert!(r.body.contains(needle), "{format}: {}", r.body);
+        assert!(r.headers.contains(ctype), "{format}: {}", r.headers);
+    }
+    d.call("GET", &format!("/v1/runs/{id}/report?format=pdf"), None)
+        .error(400, "bad_request");
+
+    // The report folder, as chaosctl writes it.
+    let folder = d.path("reports").join(&id);
+    for file in [
+        "report.json",
+        "report.md",
+        "report.html",
+        "report.junit.xml",
+        "events.jsonl",
+    ] {
+        assert!(
+            folder.join(file).is_file(),
+            "{file} missing in {}",
+            folder.display()
+        );
+    }
+
+    // chaosctl reads the same history and reports.
+    let runs = d.chaosctl(&["runs"]);
+    runs.code(0);
+    assert!(
+        runs.stdout.contains(&id) && runs.stdout.contains("passed"),
+        "{}",
+        runs.stdout
+    );
+    let out = d.path("r.html");
+    d.chaosctl(&[
+        "report",
+        &id,
+        "--format",
+        "html",
+        "-o",
+        out.to_str().unwrap(),
+    ])
+    .code(0);
+    assert!(std::fs::read_to_string(out).unwrap().contains("<html"));
+    d.chaosctl(&["report", "nope"]).code(2);
+}
+
+#[test]
+fn bad_input_is_refused_and_changes_nothing() {
+    let d = Chaosd::start(true);
+    let broken = "version: 1\nname: broken\nstepz: []\n";
+    let r = d.call(
+        "POST",
+        "/v1/runs",
+        Some(&json!({"scenario": broken, "file": "broken.yaml"})),
+    );
+    let message = r.error(400, "invalid_scenario");
+    assert!(message.contains("broken.yaml:3:1"), "{message}");
+    assert!(message.contains("did you mean `steps`"), "{message}");
+
+    d.call("GET", "/v1/runs/no-such-run", None)
+        .error(404, "not_found");
+    d.call("POST", "/v1/runs/no-such-run/abort", None)
+        .error(404, "not_found");
+    request(d.port, "GET", "/v1/runs", Some("wrong-token"), None)
+        .unwrap()
+        .error(401, "unauthorized");
+    request(d.port, "POST", "/v1/halt", None, None)
+        .unwrap()
+        .error(401, "unauthorized");
+    let malformed = request(
+        d.port,
+        "POST",
+        "/v1/runs",
+        Some(TOKEN),
+        Some("{\"scenario\": "),
+    )
+    .unwrap();
+    malformed.error(400, "bad_request");
+    let unknown = d.call(
+        "POST",
+        "/v1/runs",
+        Some(&json!({"scenario": "x", "bogus": 1})),
+    );
+    unknown.error(400, "bad_request");
+    let big = "x".repeat(1_100_000);
+    let r = request(d.port, "POST", "/v1/runs", Some(TOKEN), Some(&big)).unwrap();
+    r.error(413, "too_large");
+    d.call("DELETE", "/v1/runs", None)
+        .error(405, "method_not_allowed");
+
+    // Nothing was recorded, no report folder, no run folder, not halted.
+    assert_eq!(d.history(), Vec::<Value>::new());
+    assert!(std::fs::read_dir(d.path("reports")).map_or(true, |mut e| e.next().is_none()));
+    assert!(std::fs::read_dir(d.path("state/runs")).map_or(true, |mut e| e.next().is_none()));
+    assert_eq!(d.call("GET", "/v1/status", None).json()["halted"], false);
+
+    // chaosctl shows the scenario's own rendering and exits 2.
+    let file = d.path("broken.yaml");
+    std::fs::write(&file, broken).unwrap();
+    let out = d.chaosctl(&["run", file.to_str().unwrap(), "--yes"]);
+    out.code(2);
+    assert!(out.stderr.contains("broken.yaml:3:1"), "{}", out.stderr);
+    // A wrong token: 401, exit 5.
+    let bad = Command::new(chaosctl())
+        .args(["--server", &d.url(), "runs"])
+        .env("CHAOSD_TOKEN", "nope")
+        .output()
+        .unwrap();
+    assert_eq!(
+        bad.status.code(),
+        Some(5),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+}
+
+#[test]
+fn local_things_are_refused_without_allow_local() {
+    let d = Chaosd::start(false);
+    let sleeper = Sleeper::spawn("refused");
+    let r = d.call(
+        "POST",
+        "/v1/runs",
+        Some(&json!({"scenario": pause_yaml(&sleeper.pattern, "1s")})),
+    );
+    let message = r.error(403, "forbidden");
+    assert!(
+        message.contains("`local`") && message.contains("allow_local"),
+        "{message}"
+    );
+    let setup = "version: 1\nname: s\nhosts:\n  far: {agent: \"https://127.0.0.1:1\"}\nsetup:\n  - {name: up, run: [echo, hi]}\nsteps:\n  - {name: p, target: far, fault: {pause: {process: {name: x}}}, duration: 1s}\n";
+    let r = d.call("POST", "/v1/runs", Some(&json!({"scenario": setup})));
+    let message = r.error(403, "forbidden");
+    assert!(message.contains("setup `up`"), "{message}");
+    assert!(!message.contains("step 1"), "{message}");
+    assert_eq!(d.history(), Vec::<Value>::new());
+    assert_eq!(proc_state(sleeper.pid), Some('S'));
+}
+
+#[test]
+fn chaosctl_server_run_gives_the_local_exit_codes() {
+    let d = Chaosd::start(true);
+    let sleeper = Sleeper::spawn("ctl");
+    let file = d.path("pause.yaml");
+    std::fs::write(&file, pause_yaml("${PAT}", "500ms")).unwrap();
+    let pat = format!("PAT={}", sleeper.pattern);
+    let out = d.chaosctl(&[
+        "run",
+        file.to_str().unwrap(),
+        "--yes",
+        "--var",
+        &pat,
+        "--label",
+        "team=sre",
+    ]);
+    out.code(0);
+    assert!(out.stdout.contains("verdict   passed"), "{}", out.stdout);
+    assert!(out.stderr.contains("injected pause"), "{}", out.stderr);
+    let folder = PathBuf::from(out.stdout.lines().last().unwrap().trim());
+    assert!(folder.join("report.json").is_file(), "{}", out.stdout);
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(folder.join("report.json")).unwrap())
+            .unwrap();
+    assert_eq!(report["labels"]["team"], "sre");
+    sleeper.assert_running();
+
+    // Nothing listens on this port: the hypothesis does not hold, nothing is injected.
+    let port = free_port();
+    let not_steady = format!(
+        r#"version: 1
+name: not-steady
+steady_state:
+  - name: nothing listens
+    tcp: {{address: "127.0.0.1:{port}", timeout: 200ms}}
+    every: 100ms
+    window: 300ms
+steps:
+  - name: pause
+    target: local
+    fault: {{pause: {{process: {{pattern: "{}"}}}}}}
+    duration: 1s
+"#,
+        sleeper.pattern
+    );
+    let file = d.path("not-steady.yaml");
+    std::fs::write(&file, not_steady).unwrap();
+    let out = d.chaosctl(&["run", file.to_str().unwrap(), "--yes", "--output", "json"]);
+    out.code(4);
+    let result: Value = serde_json::from_str(out.stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(result["type"], "result");
+    assert_eq!(result["verdict"], "not_steady");
+    assert_eq!(result["exit_code"], 4);
+    assert!(out.stdout.contains("\"type\":\"event\""), "{}", out.stdout);
+}
+
+#[test]
+fn abort_reverts_and_exits_3() {
+    let d = Chaosd::start(true);
+    let sleeper = Sleeper::spawn("abort");
+    let file = d.path("pause.yaml");
+    std::fs::write(&file, pause_yaml(&sleeper.pattern, "30s")).unwrap();
+
+    // `chaosctl abort RUN` while another chaosctl follows the run.
+    let following = d.spawn_chaosctl(&["run", file.to_str().unwrap(), "--yes"]);
+    sleeper.wait_state('T', "the sleeper paused");
+    let id = d.history()[0]["run_id"].as_str().unwrap().to_string();
+    d.chaosctl(&["abort", &id]).code(0);
+    let out = following.wait();
+    out.code(3);
+    assert!(
+        out.stdout.contains("verdict   aborted (cause: api)"),
+        "{}",
+        out.stdout
+    );
+    sleeper.assert_running();
+    let run = d.run(&id);
+    assert_eq!(run["run"]["verdict"], "aborted");
+    assert_eq!(run["report"]["cause"], "api");
+    d.call("POST", &format!("/v1/runs/{id}/abort"), None)
+        .error(409, "conflict");
+
+    // Ctrl-C while following: chaosctl asks the server to abort and follows to the end.
+    let following = d.spawn_chaosctl(&["run", file.to_str().unwrap(), "--yes"]);
+    sleeper.wait_state('T', "the sleeper paused again");
+    following.signal(Signal::SIGINT);
+    let out = following.wait();
+    out.code(3);
+    assert!(
+        out.stderr.contains("asking chaosd to abort"),
+        "{}",
+        out.stderr
+    );
+    sleeper.assert_running();
+}
+
+#[test]
+fn halt_aborts_refuses_until_resume_and_survives_a_restart() {
+    let mut d = Chaosd::start(true);
+    let sleeper = Sleeper::spawn("halt");
+    let id = d.submit(&pause_yaml(&sleeper.pattern, "30s"));
+    sleeper.wait_state('T', "the sleeper paused");
+    let halted = d.call("POST", "/v1/halt", None);
+    assert_eq!(halted.status, 200, "{}", halted.body);
+    assert_eq!(halted.json()["aborted"], json!([id]));
+    let run = d.wait_verdict(&id);
+    assert_eq!(run["run"]["verdict"], "aborted");
+    sleeper.assert_running();
+
+    let yaml = pause_yaml(&sleeper.pattern, "100ms");
+    let refused = d.call("POST", "/v1/runs", Some(&json!({"scenario": yaml})));
+    refused.error(503, "halted");
+    let file = d.path("p.yaml");
+    std::fs::write(&file, &yaml).unwrap();
+    d.chaosctl(&["run", file.to_str().unwrap(), "--yes"])
+        .code(5);
+
+    // The switch is kept across a restart.
+    assert_eq!(d.stop(), Some(0));
+    d.spawn();
+    d.call("POST", "/v1/runs", Some(&json!({"scenario": yaml})))
+        .error(503, "halted");
+    assert_eq!(d.call("GET", "/v1/status", None).json()["halted"], true);
+
+    d.chaosctl(&["resume"]).code(0);
+    let again = d.submit(&yaml);
+    assert_eq!(d.wait_verdict(&again)["run"]["verdict"], "passed");
+    d.chaosctl(&["halt"]).code(0);
+    d.chaosctl(&["resume"]).code(0);
+}
+
+#[test]
+fn sigkill_mid_run_leaves_it_interrupted_and_the_journal_reverts_the_pause() {
+    let mut d = Chaosd::start(true);
+    let sleeper = Sleeper::spawn("kill9");
+    let first = d.submit(&pause_yaml(&sleeper.pattern, "200ms"));
+    assert_eq!(d.wait_verdict(&first)["run"]["verdict"], "passed");
+    let id = d.submit(&pause_yaml(&sleeper.pattern, "60s"));
+    sleeper.wait_state('T', "the sleeper paused");
+    let pid = d.pid();
+    d.sigkill();
+    assert_eq!(
+        kill(pid, None),
+        Err(nix::errno::Errno::ESRCH),
+        "chaosd is gone"
+    );
+    assert_eq!(proc_state(sleeper.pid), Some('T'), "nobody resumed it yet");
+
+    d.spawn();
+    // The journal in chaosd's state dir was replayed at start: the pause is reverted.
+    sleeper.assert_running();
+    let history = d.history();
+    let ids: Vec<&str> = history
+        .iter()
+        .filter_map(|r| r["run_id"].as_str())
+        .collect();
+    assert_eq!(ids, [id.as_str(), first.as_str()]);
+    assert_eq!(history[0]["verdict"], "interrupted");
+    assert_eq!(history[1]["verdict"], "passed");
+    let run = d.run(&id);
+    assert!(run["report"].is_null());
+    let stream = d.call("GET", &format!("/v1/runs/{id}/events"), None);
+    let end: Value = serde_json::from_str(stream.body.lines().last().unwrap()).unwrap();
+    assert_eq!(end["type"], "end");
+    assert_eq!(end["verdict"], "interrupted");
+    d.call("POST", &format!("/v1/runs/{id}/abort"), None)
+        .error(409, "conflict");
+}
