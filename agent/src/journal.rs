@@ -92,6 +92,16 @@ impl Journal {
 
     /// Writes (or replaces) `entry` durably: when this returns, the entry survives a crash.
     pub fn write(&self, entry: &Entry) -> Result<(), FaultError> {
+        self.write_entry(entry, true)
+    }
+
+    /// Rewrites an entry without waiting for the disk: for updates whose loss is harmless
+    /// because the synced entry already holds everything recovery needs (the `Applied` marker).
+    pub fn update(&self, entry: &Entry) -> Result<(), FaultError> {
+        self.write_entry(entry, false)
+    }
+
+    fn write_entry(&self, entry: &Entry, sync: bool) -> Result<(), FaultError> {
         let path = self.path_of(&entry.fault_id);
         let tmp = self.dir.join(format!(
             ".{}.json.{}.tmp",
@@ -113,7 +123,10 @@ impl Journal {
                 .open(&tmp)?;
             file.write_all(&json)?;
             file.write_all(b"\n")?;
-            file.sync_all()
+            if sync {
+                file.sync_all()?;
+            }
+            Ok(())
         })();
         if let Err(source) = written {
             let _ = fs::remove_file(&tmp);
@@ -122,6 +135,9 @@ impl Journal {
         if let Err(source) = fs::rename(&tmp, &path) {
             let _ = fs::remove_file(&tmp);
             return Err(fail("rename the entry into place", source));
+        }
+        if !sync {
+            return Ok(());
         }
         self.sync_dir()
             .map_err(|source| fail("sync the directory", source))

@@ -509,8 +509,9 @@ impl Inner {
         entry.state = EntryState::Applied;
         entry.applied_at = Some(applied_at);
         entry.end_at = end_at;
-        if let Err(err) = self.journal.write(&entry) {
-            // The planned entry already holds the undo data: recovery still works.
+        if let Err(err) = self.journal.update(&entry) {
+            // The planned entry, synced before the injection, already holds the undo data:
+            // recovery works without this update, so it does not wait for the disk.
             warn!(fault_id, error = %err, "failed to mark journal entry applied");
         }
         self.set(

@@ -66,7 +66,7 @@ pub fn find(selector: &ProcessSelector) -> Result<Vec<ProcessInfo>, FaultError> 
     let candidates = match selector {
         ProcessSelector::Pid(pid) => single(*pid),
         ProcessSelector::Pidfile(path) => single(read_pidfile(path)?),
-        ProcessSelector::Name(name) => scan()?
+        ProcessSelector::Name(name) => scan(|_| true)?
             .into_iter()
             .filter(|p| matches_name(p, name))
             .collect(),
@@ -75,7 +75,9 @@ pub fn find(selector: &ProcessSelector) -> Result<Vec<ProcessInfo>, FaultError> 
                 pattern: pattern.clone(),
                 source: Box::new(source),
             })?;
-            scan()?
+            // Only a process whose command line matches is read further: on a busy host most
+            // are not, and the scan is the cost of every preflight, injection and probe.
+            scan(|cmdline| regex.is_match(&join_cmdline(cmdline)))?
                 .into_iter()
                 .filter(|p| regex.is_match(&p.cmdline.join(" ")))
                 .collect()
@@ -111,8 +113,8 @@ fn single(pid: i32) -> Vec<ProcessInfo> {
     }
 }
 
-/// Every live user-space process, ascending by pid.
-fn scan() -> Result<Vec<ProcessInfo>, FaultError> {
+/// Every live user-space process whose raw command line passes `keep`, ascending by pid.
+fn scan(keep: impl Fn(&[u8]) -> bool) -> Result<Vec<ProcessInfo>, FaultError> {
     let entries = fs::read_dir("/proc").map_err(|source| FaultError::Proc { source })?;
     let mut pids: Vec<i32> = entries
         .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
@@ -120,6 +122,7 @@ fn scan() -> Result<Vec<ProcessInfo>, FaultError> {
     pids.sort_unstable();
     Ok(pids
         .into_iter()
+        .filter(|pid| fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|raw| keep(&raw)))
         .filter_map(read_with_flags)
         .filter(|(info, flags)| is_candidate(info, *flags))
         .map(|(info, _)| info)
@@ -178,15 +181,26 @@ fn read_with_flags(pid: i32) -> Option<(ProcessInfo, u64)> {
         return None;
     }
     if let Ok(raw) = fs::read(format!("/proc/{pid}/cmdline")) {
-        info.cmdline = raw
-            .split(|b| *b == 0)
-            .map(|arg| String::from_utf8_lossy(arg).into_owned())
-            .collect();
-        if info.cmdline.last().is_some_and(String::is_empty) {
-            info.cmdline.pop();
-        }
+        info.cmdline = split_cmdline(&raw);
     }
     Some((info, flags))
+}
+
+/// `/proc/PID/cmdline`'s NUL-separated arguments.
+fn split_cmdline(raw: &[u8]) -> Vec<String> {
+    let mut args: Vec<String> = raw
+        .split(|b| *b == 0)
+        .map(|arg| String::from_utf8_lossy(arg).into_owned())
+        .collect();
+    if args.last().is_some_and(String::is_empty) {
+        args.pop();
+    }
+    args
+}
+
+/// The command line as patterns see it: arguments joined by spaces.
+fn join_cmdline(raw: &[u8]) -> String {
+    split_cmdline(raw).join(" ")
 }
 
 /// Parses `/proc/PID/stat` (without the cmdline); the name may hold spaces and parentheses.
