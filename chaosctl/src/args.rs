@@ -58,6 +58,9 @@ pub enum Command {
     },
     /// Run a scenario: set up, check, inject, observe, revert, tear down, report.
     Run(RunArgs),
+    /// Run a monkey file: its fault at random times (with the seed), each after a steady-state
+    /// check, until Ctrl-C or --for. Exit codes as `run`; --for running out is a normal end.
+    Monkey(MonkeyArgs),
     /// List past runs, newest first.
     Runs {
         /// How many runs to show.
@@ -148,6 +151,45 @@ pub struct RunArgs {
     pub output: Output,
 }
 
+#[derive(Debug, Clone, ClapArgs)]
+pub struct MonkeyArgs {
+    /// The monkey file (`monkey:` instead of `steps:`).
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub load: LoadArgs,
+    /// Stop after this long (`90s`, `8h`, `1h30m`), a normal end; default: until Ctrl-C.
+    #[arg(long = "for", value_name = "DURATION", value_parser = parse_positive_duration)]
+    pub run_for: Option<std::time::Duration>,
+    /// The seed of the fault times and picks (default: the file's, else a random one).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// A label recorded in the report and the history (repeatable).
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub labels: Vec<(String, String)>,
+    /// Where report folders go.
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "chaos-reports",
+        env = "CHAOS_REPORT_DIR"
+    )]
+    pub report_dir: PathBuf,
+    /// Do not ask before starting.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// `text` for people (live progress on a terminal), `json` for machines (JSON lines).
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+}
+
+fn parse_positive_duration(s: &str) -> Result<std::time::Duration, String> {
+    match chaosd::scenario::parse_duration(s)? {
+        d if d.is_zero() => Err("must be more than 0s".to_string()),
+        d => Ok(d),
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Output {
     Text,
@@ -178,6 +220,18 @@ mod tests {
     #[test]
     fn the_command_line_is_consistent() {
         Args::command().debug_assert();
+    }
+
+    #[test]
+    fn monkey_takes_a_duration_for_for() {
+        let args =
+            Args::try_parse_from(["chaosctl", "monkey", "m.yaml", "--for", "1m30s"]).unwrap();
+        let Command::Monkey(m) = args.command else {
+            panic!("not monkey")
+        };
+        assert_eq!(m.run_for, Some(std::time::Duration::from_secs(90)));
+        assert!(Args::try_parse_from(["chaosctl", "monkey", "m.yaml", "--for", "10"]).is_err());
+        assert!(Args::try_parse_from(["chaosctl", "monkey", "m.yaml", "--for", "0s"]).is_err());
     }
 
     #[test]

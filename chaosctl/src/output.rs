@@ -87,15 +87,19 @@ impl Drop for Terminal {
 /// `step 1/2 kill workers · held, 12s left · health 4/5 ✓ · workers 5/5 ✓`
 pub fn status_line(status: &LiveStatus) -> String {
     let mut parts = Vec::new();
-    if let Some((index, total, name)) = &status.step {
-        parts.push(format!("step {}/{total} {name}", index + 1));
+    match &status.step {
+        // The monkey's faults have no total.
+        Some((_, 0, name)) => parts.push(name.clone()),
+        Some((index, total, name)) => parts.push(format!("step {}/{total} {name}", index + 1)),
+        None => {}
     }
-    match status.fault_remaining {
-        Some(left) => parts.push(format!(
+    match (status.fault_remaining, status.next_fault) {
+        (Some(left), _) => parts.push(format!(
             "fault held, {}s left",
             left.as_secs_f64().ceil() as u64
         )),
-        None => parts.push(status.phase.as_str().to_string()),
+        (None, Some(next)) => parts.push(next_fault(next, Utc::now())),
+        (None, None) => parts.push(status.phase.as_str().to_string()),
     }
     for p in &status.probes {
         let mark = match p.last_ok {
@@ -111,6 +115,17 @@ pub fn status_line(status: &LiveStatus) -> String {
         parts.push(format!("{role}{} {}/{} {mark}", p.name, p.passed, p.total));
     }
     parts.join(" · ")
+}
+
+/// `next fault at 14:05:12 UTC (in 2m 3s)`
+fn next_fault(at: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    let secs = (at - now).num_seconds().max(0);
+    let left = match secs {
+        0..60 => format!("{secs}s"),
+        60..3600 => format!("{}m {}s", secs / 60, secs % 60),
+        _ => format!("{}h {}m", secs / 3600, secs % 3600 / 60),
+    };
+    format!("next fault at {} UTC (in {left})", at.format("%H:%M:%S"))
 }
 
 fn terminal_width() -> usize {
@@ -160,6 +175,7 @@ mod tests {
             phase: Phase::Step,
             step: Some((0, 2, "kill workers".into())),
             fault_remaining: Some(Duration::from_millis(11_200)),
+            next_fault: None,
             probes: vec![ProbeLine {
                 name: "health".into(),
                 host: "local".into(),
@@ -174,5 +190,34 @@ mod tests {
             "step 1/2 kill workers · fault held, 12s left · health 4/5 ✗"
         );
         assert_eq!(truncate("abcdef", 4), "abc…");
+    }
+
+    #[test]
+    fn the_monkey_shows_its_next_fault() {
+        let now = DateTime::parse_from_rfc3339("2026-03-23T14:03:09Z")
+            .unwrap()
+            .to_utc();
+        let at = now + chrono::Duration::seconds(123);
+        assert_eq!(next_fault(at, now), "next fault at 14:05:12 UTC (in 2m 3s)");
+        let status = LiveStatus {
+            phase: Phase::Waiting,
+            step: None,
+            fault_remaining: None,
+            next_fault: Some(Utc::now() + chrono::Duration::seconds(30)),
+            probes: Vec::new(),
+        };
+        assert!(
+            status_line(&status).starts_with("next fault at "),
+            "{}",
+            status_line(&status)
+        );
+        let status = LiveStatus {
+            phase: Phase::AfterCheck,
+            step: Some((2, 0, "monkey #3 on local".into())),
+            fault_remaining: None,
+            next_fault: None,
+            probes: Vec::new(),
+        };
+        assert_eq!(status_line(&status), "monkey #3 on local · after-check");
     }
 }

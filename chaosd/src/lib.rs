@@ -3,6 +3,7 @@
 //! behind an HTTP API.
 
 pub mod engine;
+pub mod monkey;
 pub mod report;
 pub mod scenario;
 pub mod service;

@@ -2,6 +2,7 @@
 //! with their whole context chain.
 
 mod agents;
+mod monkey;
 mod plan;
 mod remote;
 mod report;
@@ -83,6 +84,7 @@ async fn local(command: Command, state_dir: Option<std::path::PathBuf>) -> Resul
         } => report::run(state_dir.as_deref(), &run, format, output.as_deref()),
         Command::Revert { all: _, load } => revert::run(state_dir.as_deref(), &load).await,
         Command::Agents { load, output } => agents::run(&load, output).await,
+        Command::Monkey(monkey_args) => monkey::run(monkey_args, state_dir.as_deref()).await,
         Command::Abort { .. } | Command::Halt | Command::Resume => {
             unreachable!("sent to the server by `dispatch`")
         }

@@ -1,16 +1,20 @@
 //! `chaosctl run FILE`: one game day on this machine, through the built-in `local` agent.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::io::{IsTerminal, Write};
 use std::path::Path;
 use std::sync::Arc;
 
+use agent::local::LocalAgent;
 use anyhow::Context;
 use chaosd::engine::hosts::Hosts;
 use chaosd::engine::plan::Plan;
-use chaosd::engine::{self, Abort, RunSpec};
-use chaosd::report::model::{Cause, Report};
+use chaosd::engine::{self, Abort, RunResult, RunSpec};
+use chaosd::report::model::{Cause, RecoveredFault, Report};
 use chaosd::report::writer::ReportDir;
+use chaosd::scenario::model::Scenario;
+use chaosd::store::RunStore;
 use chrono::Utc;
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -42,47 +46,102 @@ pub async fn run(args: RunArgs, state_dir: Option<&Path>) -> Result<u8, Failure>
         }
     }
 
+    let options = Launch {
+        report_dir: &args.report_dir,
+        labels: &args.labels,
+        output: args.output,
+        dry_run: args.dry_run,
+    };
+    launch(scenario, seed, options, &store, agent, recovered, |run| {
+        engine::run(
+            run.scenario,
+            run.spec,
+            run.hosts,
+            run.report_dir,
+            run.observer,
+            run.abort,
+            run.recovered,
+        )
+    })
+    .await
+}
+
+/// How a local run is started and reported, for `run` and `monkey` alike.
+pub struct Launch<'a> {
+    pub report_dir: &'a Path,
+    pub labels: &'a [(String, String)],
+    pub output: Output,
+    pub dry_run: bool,
+}
+
+/// What the engine is handed: everything `launch` prepared.
+pub struct Prepared {
+    pub scenario: Arc<Scenario>,
+    pub spec: RunSpec,
+    pub hosts: Hosts,
+    pub report_dir: ReportDir,
+    pub observer: Arc<dyn engine::live::Observer>,
+    pub abort: Arc<Abort>,
+    pub recovered: Vec<RecoveredFault>,
+}
+
+/// The part of a local run around the engine: creates the report folder, records the run as
+/// started, turns signals into an abort request, calls `engine` with all of it, then writes the
+/// report, records it in the history, prints the result and, last in text mode, the report
+/// folder. Returns the exit code.
+pub async fn launch<F, Fut>(
+    scenario: Scenario,
+    seed: u64,
+    options: Launch<'_>,
+    store: &RunStore,
+    agent: LocalAgent,
+    recovered: Vec<RecoveredFault>,
+    engine: F,
+) -> Result<u8, Failure>
+where
+    F: FnOnce(Prepared) -> Fut,
+    Fut: Future<Output = RunResult>,
+{
     let run_id = chaosd::store::new_run_id();
-    let report_dir = ReportDir::create(&args.report_dir, &run_id).with_context(|| {
+    let report_dir = ReportDir::create(options.report_dir, &run_id).with_context(|| {
         format!(
             "cannot create the report folder in `{}`; pass --report-dir to use another",
-            args.report_dir.display()
+            options.report_dir.display()
         )
     })?;
     let report_path = report_dir.path().to_path_buf();
-    let labels: BTreeMap<String, String> = args.labels.iter().cloned().collect();
+    let labels: BTreeMap<String, String> = options.labels.iter().cloned().collect();
     store.begin(
         &run_id,
         &scenario.name,
         &scenario.path.display().to_string(),
         Utc::now(),
         &labels,
-        args.dry_run,
+        options.dry_run,
         &report_path.display().to_string(),
     )?;
 
     let abort = Abort::new();
     listen_for_signals(abort.clone())?;
-    let observer: Arc<dyn engine::live::Observer> = Arc::from(output::observer(args.output));
+    let observer: Arc<dyn engine::live::Observer> = Arc::from(output::observer(options.output));
     let spec = RunSpec {
         run_id: run_id.clone(),
         seed,
         labels,
-        dry_run: args.dry_run,
+        dry_run: options.dry_run,
         user: user_name(),
         host: host_name(),
     };
     let hosts = Hosts::new(agent, &scenario, &run_id);
-    let scenario = Arc::new(scenario);
-    let result = engine::run(
-        scenario,
+    let result = engine(Prepared {
+        scenario: Arc::new(scenario),
         spec,
         hosts,
         report_dir,
-        observer.clone(),
+        observer: observer.clone(),
         abort,
         recovered,
-    )
+    })
     .await;
     drop(observer);
     let report = result.report;
@@ -90,7 +149,7 @@ pub async fn run(args: RunArgs, state_dir: Option<&Path>) -> Result<u8, Failure>
     let written = report_dir.write_report(&report);
     let stored = store.finish(&report, &report_path.display().to_string());
     let code = report.exit_code();
-    show_result(&report, &report_path.display().to_string(), args.output);
+    show_result(&report, &report_path.display().to_string(), options.output);
     if let Err(err) = written {
         eprintln!(
             "chaosctl: could not write the report into `{}`: {err}; `chaosctl report {}` still has it",
@@ -101,7 +160,7 @@ pub async fn run(args: RunArgs, state_dir: Option<&Path>) -> Result<u8, Failure>
     if let Err(err) = stored {
         eprintln!("chaosctl: could not record the run in the history: {err:#}");
     }
-    if args.output == Output::Text {
+    if options.output == Output::Text {
         println!("{}", report_path.display());
     }
     Ok(code)

@@ -5,6 +5,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 
 use super::monitor::Series;
@@ -39,6 +40,8 @@ pub enum Phase {
     Check,
     Step,
     AfterCheck,
+    /// The monkey waits for its next fault.
+    Waiting,
     Reverting,
     Teardown,
     Done,
@@ -52,6 +55,7 @@ impl Phase {
             Phase::Check => "checking steady state",
             Phase::Step => "fault held",
             Phase::AfterCheck => "after-check",
+            Phase::Waiting => "waiting",
             Phase::Reverting => "reverting",
             Phase::Teardown => "teardown",
             Phase::Done => "done",
@@ -66,6 +70,8 @@ pub struct LiveStatus {
     pub step: Option<(usize, usize, String)>,
     /// Time left until the held faults are reverted.
     pub fault_remaining: Option<Duration>,
+    /// When the monkey's next fault is due.
+    pub next_fault: Option<DateTime<Utc>>,
     pub probes: Vec<ProbeLine>,
 }
 
@@ -84,6 +90,7 @@ struct State {
     phase: Phase,
     step: Option<(usize, usize, String)>,
     fault_ends: Option<Instant>,
+    next_fault: Option<DateTime<Utc>>,
     series: Vec<Arc<Series>>,
 }
 
@@ -100,6 +107,7 @@ impl Live {
                 phase: Phase::Setup,
                 step: None,
                 fault_ends: None,
+                next_fault: None,
                 series: Vec::new(),
             })),
             observer,
@@ -129,6 +137,15 @@ impl Live {
         }
     }
 
+    pub fn next_fault(&self, at: Option<DateTime<Utc>>) {
+        self.state.lock().expect("live lock").next_fault = at;
+    }
+
+    /// Stops showing every series (their sampling stopped).
+    pub fn unwatch(&self) {
+        self.state.lock().expect("live lock").series.clear();
+    }
+
     /// Shows these series' shares from now on.
     pub fn watch(&self, series: &[Arc<Series>]) {
         self.state
@@ -146,6 +163,7 @@ impl Live {
             fault_remaining: state
                 .fault_ends
                 .map(|end| end.saturating_duration_since(Instant::now())),
+            next_fault: state.next_fault,
             probes: state
                 .series
                 .iter()

@@ -109,40 +109,24 @@ pub async fn run(
     abort: Arc<Abort>,
     recovered: Vec<RecoveredFault>,
 ) -> RunResult {
-    let plan = Plan::resolve(&scenario, spec.seed);
-    let live = Live::new(observer.clone());
-    let ticker = live.start_ticker();
-    let mut run = Run {
-        started_at: Utc::now(),
-        started: Instant::now(),
-        scenario,
-        spec,
-        plan,
-        hosts,
-        report_dir,
-        observer,
-        live,
-        abort,
-        recovered,
-        events: Vec::new(),
-        outcomes: Vec::new(),
-        steps: Vec::new(),
-        breaches: Vec::new(),
-        active: Vec::new(),
-        faults_left: Vec::new(),
-        backgrounds: Vec::new(),
-        setup: Vec::new(),
-        teardown: Vec::new(),
-        steady: None,
-        guard: None,
-        probe_reports: Vec::new(),
-        lost_hosts: Default::default(),
-        lease: None,
-    };
+    let mut run = Run::new(
+        scenario, spec, hosts, report_dir, observer, abort, recovered,
+    );
+    let ticker = run.live.start_ticker();
     run.execute().await;
     run.cleanup().await;
     ticker.abort();
     run.finish()
+}
+
+/// A fault to check at preflight: on every host it may go to.
+#[derive(Clone)]
+pub(crate) struct PreflightFault {
+    /// What it belongs to, for messages: ``step `name` ``, `` `monkey` ``.
+    pub what: String,
+    pub target: String,
+    pub hosts: Vec<String>,
+    pub spec: agent::spec::FaultSpec,
 }
 
 /// An injected fault not yet reverted.
@@ -164,29 +148,30 @@ struct Outcome {
 
 /// Whether the run goes on after a phase.
 #[derive(Debug, PartialEq, Eq)]
-enum Flow {
+pub(crate) enum Flow {
     Continue,
     Stop,
 }
 
-struct Run {
+/// One run in progress: the step engine, which the monkey (`crate::monkey`) drives too.
+pub(crate) struct Run {
     started_at: DateTime<Utc>,
     started: Instant,
-    scenario: Arc<Scenario>,
-    spec: RunSpec,
-    plan: Plan,
+    pub(crate) scenario: Arc<Scenario>,
+    pub(crate) spec: RunSpec,
+    pub(crate) plan: Plan,
     hosts: Hosts,
     report_dir: ReportDir,
     observer: Arc<dyn Observer>,
-    live: Live,
-    abort: Arc<Abort>,
+    pub(crate) live: Live,
+    pub(crate) abort: Arc<Abort>,
     recovered: Vec<RecoveredFault>,
     events: Vec<Event>,
     outcomes: Vec<Outcome>,
-    steps: Vec<StepReport>,
+    pub(crate) steps: Vec<StepReport>,
     breaches: Vec<Breach>,
     active: Vec<Active>,
-    faults_left: Vec<FaultLeft>,
+    pub(crate) faults_left: Vec<FaultLeft>,
     backgrounds: Vec<Background>,
     setup: Vec<CommandOutcome>,
     teardown: Vec<CommandOutcome>,
@@ -197,12 +182,94 @@ struct Run {
     lost_hosts: std::collections::BTreeSet<String>,
     /// Renews remote agents' leases from the first injection on one until cleanup.
     lease: Option<lease::LeaseKeeper>,
+    /// Ends a hold and any wait early without aborting: the monkey's `--for` running out.
+    /// Never cancelled in a run of steps.
+    pub(crate) wind_down: CancellationToken,
+    /// A monkey run: its faults are numbered, not counted against a total of steps.
+    pub(crate) monkey: bool,
+    /// The reason given when the run passed, if not the one of a run of steps.
+    pub(crate) passed_reason: Option<String>,
+    /// Faults to preflight beyond the plan's steps: the monkey's, on every host it may pick.
+    pub(crate) preflight_faults: Vec<PreflightFault>,
 }
 
 impl Run {
+    pub(crate) fn new(
+        scenario: Arc<Scenario>,
+        spec: RunSpec,
+        hosts: Hosts,
+        report_dir: ReportDir,
+        observer: Arc<dyn Observer>,
+        abort: Arc<Abort>,
+        recovered: Vec<RecoveredFault>,
+    ) -> Run {
+        let plan = Plan::resolve(&scenario, spec.seed);
+        let live = Live::new(observer.clone());
+        Run {
+            started_at: Utc::now(),
+            started: Instant::now(),
+            scenario,
+            spec,
+            plan,
+            hosts,
+            report_dir,
+            observer,
+            live,
+            abort,
+            recovered,
+            events: Vec::new(),
+            outcomes: Vec::new(),
+            steps: Vec::new(),
+            breaches: Vec::new(),
+            active: Vec::new(),
+            faults_left: Vec::new(),
+            backgrounds: Vec::new(),
+            setup: Vec::new(),
+            teardown: Vec::new(),
+            steady: None,
+            guard: None,
+            probe_reports: Vec::new(),
+            lost_hosts: Default::default(),
+            lease: None,
+            wind_down: CancellationToken::new(),
+            monkey: false,
+            passed_reason: None,
+            preflight_faults: Vec::new(),
+        }
+    }
+
     // ---- the phases ---------------------------------------------------------------------------
 
     async fn execute(&mut self) {
+        if self.begin().await == Flow::Stop {
+            return;
+        }
+        let before = match self.first_check().await {
+            Some(check) => check,
+            None => return,
+        };
+        let mut before = Some(before);
+        for index in 0..self.plan.steps.len() {
+            let step = self.plan.steps[index].clone();
+            if self.abort.is_aborted() {
+                self.note_abort();
+                break;
+            }
+            match self.run_step(&step, before.take()).await {
+                Some(after) => before = Some(after),
+                None => break,
+            }
+        }
+        // Steps never reached are reported as skipped.
+        for index in self.steps.len()..self.plan.steps.len() {
+            let step = self.plan.steps[index].clone();
+            self.steps.push(self.skipped_step(&step, None));
+        }
+    }
+
+    /// The start every run shares: say so, tell what an earlier run left and was reverted, set
+    /// up, and preflight every fault the run may inject (the plan's steps, or `extra`).
+    pub(crate) async fn begin(&mut self) -> Flow {
         self.event(
             "run_started",
             format!(
@@ -225,32 +292,18 @@ impl Run {
             );
         }
         if self.setup_phase().await == Flow::Stop {
-            return;
+            return Flow::Stop;
         }
-        if self.preflight().await == Flow::Stop {
-            return;
-        }
-        let before = match self.first_check().await {
-            Some(check) => check,
-            None => return,
-        };
-        let mut before = Some(before);
-        for index in 0..self.plan.steps.len() {
-            let step = self.plan.steps[index].clone();
-            if self.abort.is_aborted() {
-                self.note_abort();
-                break;
-            }
-            match self.run_step(&step, before.take()).await {
-                Some(after) => before = Some(after),
-                None => break,
-            }
-        }
-        // Steps never reached are reported as skipped.
-        for index in self.steps.len()..self.plan.steps.len() {
-            let step = self.plan.steps[index].clone();
-            self.steps.push(self.skipped_step(&step));
-        }
+        let mut faults = self.preflight_faults.clone();
+        faults.extend(self.plan.steps.iter().flat_map(|step| {
+            step.faults.iter().map(|f| PreflightFault {
+                what: format!("step `{}`", step.name),
+                target: f.target.clone(),
+                hosts: f.hosts.clone(),
+                spec: f.spec.clone(),
+            })
+        }));
+        self.preflight(faults).await
     }
 
     async fn setup_phase(&mut self) -> Flow {
@@ -396,7 +449,7 @@ impl Run {
 
     /// Reach every agent, check every fault on every host it will go to, and every `on:` host:
     /// one request per host, all hosts at once.
-    async fn preflight(&mut self) -> Flow {
+    async fn preflight(&mut self, faults: Vec<PreflightFault>) -> Flow {
         self.live.phase(Phase::Preflight, None);
         let mut problems = Vec::new();
         let mut per_host: BTreeMap<String, Vec<agent::spec::FaultSpec>> = BTreeMap::new();
@@ -410,20 +463,18 @@ impl Run {
                 per_host.entry(host).or_default();
             }
         }
-        for step in &self.plan.steps {
-            for fault in &step.faults {
-                if fault.hosts.is_empty() {
-                    problems.push(format!(
-                        "step `{}`: target `{}` picks no host",
-                        step.name, fault.target
-                    ));
-                }
-                for host in &fault.hosts {
-                    per_host
-                        .entry(host.clone())
-                        .or_default()
-                        .push(fault.spec.clone());
-                }
+        for fault in faults {
+            if fault.hosts.is_empty() {
+                problems.push(format!(
+                    "{}: target `{}` picks no host",
+                    fault.what, fault.target
+                ));
+            }
+            for host in &fault.hosts {
+                per_host
+                    .entry(host.clone())
+                    .or_default()
+                    .push(fault.spec.clone());
             }
         }
         let mut checks = tokio::task::JoinSet::new();
@@ -474,17 +525,48 @@ impl Run {
 
     /// Step 1's before-check: the hypothesis over one whole window. `None` ends the run.
     async fn first_check(&mut self) -> Option<CheckReport> {
+        let (held, check) = self.check_before().await?;
+        self.event(
+            if held { "check_held" } else { "check_failed" },
+            format!("before the first step: {}", check.reason),
+            serde_json::json!({"held": held}),
+        );
+        if held {
+            return Some(check);
+        }
+        self.fail(
+            Verdict::NotSteady,
+            Cause::Hypothesis,
+            format!(
+                "the steady state did not hold before the first step: {}",
+                check.reason
+            ),
+        );
+        if let Some(step) = self.plan.steps.first().cloned() {
+            let mut report = self.skipped_step(&step, None);
+            report.before = Some(check);
+            self.steps.push(report);
+        }
+        None
+    }
+
+    /// A before-check: the hypothesis over one whole window of fresh samples, starting the
+    /// steady-state sampling if it is not running. `None` when the run was aborted (recorded) or
+    /// winds down first.
+    pub(crate) async fn check_before(&mut self) -> Option<(bool, CheckReport)> {
         self.live.phase(Phase::Check, None);
         let scenario = self.scenario.clone();
         let plan = self.plan.clone();
-        let monitor = Monitor::start(
-            &scenario.steady_state,
-            ProbeRole::SteadyState,
-            |on| plan.hosts_of(on),
-            &self.hosts,
-        );
-        self.live.watch(&monitor.series);
-        self.steady = Some(monitor);
+        if self.steady.is_none() {
+            let monitor = Monitor::start(
+                &scenario.steady_state,
+                ProbeRole::SteadyState,
+                |on| plan.hosts_of(on),
+                &self.hosts,
+            );
+            self.live.watch(&monitor.series);
+            self.steady = Some(monitor);
+        }
         let started_at = Utc::now();
         let since = Instant::now();
         self.event(
@@ -509,29 +591,10 @@ impl Run {
                 })
                 .collect();
             if let Some(held) = hypothesis_holds(&views) {
-                let check = self.check_report(&snapshot.series, &fresh, held, started_at);
-                self.event(
-                    if held { "check_held" } else { "check_failed" },
-                    format!("before the first step: {}", check.reason),
-                    serde_json::json!({"held": held}),
-                );
-                if held {
-                    return Some(check);
-                }
-                self.fail(
-                    Verdict::NotSteady,
-                    Cause::Hypothesis,
-                    format!(
-                        "the steady state did not hold before the first step: {}",
-                        check.reason
-                    ),
-                );
-                if let Some(step) = self.plan.steps.first().cloned() {
-                    let mut report = self.skipped_step(&step);
-                    report.before = Some(check);
-                    self.steps.push(report);
-                }
-                return None;
+                return Some((
+                    held,
+                    self.check_report(&snapshot.series, &fresh, held, started_at),
+                ));
             }
             let monitor = self.steady.as_mut().expect("steady monitor");
             tokio::select! {
@@ -539,6 +602,7 @@ impl Run {
                     self.note_abort();
                     return None;
                 }
+                () = self.wind_down.cancelled() => return None,
                 () = monitor.changed() => {}
             }
             self.note_background_exits();
@@ -546,12 +610,17 @@ impl Run {
     }
 
     /// One step: inject, hold, revert, after-check. Returns the after-check when the run goes on.
-    async fn run_step(
+    pub(crate) async fn run_step(
         &mut self,
         step: &PlannedStep,
         before: Option<CheckReport>,
     ) -> Option<CheckReport> {
-        let total = self.plan.steps.len();
+        // A monkey's faults are numbered, with no total: the live status shows 0 for it.
+        let total = if self.monkey {
+            0
+        } else {
+            self.plan.steps.len()
+        };
         self.live
             .phase(Phase::Step, Some((step.index, total, step.name.clone())));
         let step_started = Instant::now();
@@ -572,7 +641,11 @@ impl Run {
         };
         self.event(
             "step_started",
-            format!("step {}/{total} `{}` started", step.index + 1, step.name),
+            if self.monkey {
+                format!("`{}` started", step.name)
+            } else {
+                format!("step {}/{total} `{}` started", step.index + 1, step.name)
+            },
             serde_json::json!({"step": step.name, "index": step.index}),
         );
 
@@ -590,7 +663,7 @@ impl Run {
 
         let fault_end = if self.spec.dry_run {
             report.status = StepStatus::Skipped;
-            report.faults = self.fault_records(step, true);
+            report.faults = self.fault_records(step, Some("dry run: not injected"));
             for f in &report.faults {
                 self.event(
                     "fault_skipped",
@@ -601,7 +674,7 @@ impl Run {
             self.steps.push(report);
             Instant::now()
         } else {
-            report.faults = self.fault_records(step, false);
+            report.faults = self.fault_records(step, None);
             self.steps.push(report);
             self.inject_and_hold(step, step_started).await?
         };
@@ -790,6 +863,8 @@ impl Run {
             tokio::select! {
                 () = sleep_until(hold_end) => break false,
                 () = self.abort.aborted() => break true,
+                // `--for` ran out: end the hold early, then measure recovery as usual.
+                () = self.wind_down.cancelled() => break false,
                 breach = Guard::breached_opt(guard) => {
                     self.record_breach(breach, Some(step.name.clone()));
                     break true;
@@ -928,20 +1003,13 @@ impl Run {
 
     /// The path every run takes at its end, whatever happened: revert, stop sampling, stop what
     /// setup started, run teardown.
-    async fn cleanup(&mut self) {
+    pub(crate) async fn cleanup(&mut self) {
         self.revert_active().await;
         if let Some(lease) = self.lease.take() {
             lease.stop().await;
         }
         self.note_abort();
-        if let Some(guard) = self.guard.take() {
-            self.probe_reports.extend(guard.monitor.stop().await);
-        }
-        if let Some(steady) = self.steady.take() {
-            let mut reports = steady.stop().await;
-            reports.append(&mut self.probe_reports);
-            self.probe_reports = reports;
-        }
+        self.stop_monitors().await;
         self.note_background_exits();
         if !self.backgrounds.is_empty() {
             self.live.phase(Phase::Teardown, None);
@@ -967,6 +1035,33 @@ impl Run {
             }
         }
         self.teardown_phase().await;
+    }
+
+    /// Stops sampling steady-state probes and guardrails, keeping their samples for the report:
+    /// steady-state probes first, then guardrails; a probe sampled again later (the monkey
+    /// samples around each fault) keeps one entry with every sample.
+    pub(crate) async fn stop_monitors(&mut self) {
+        let guard = match self.guard.take() {
+            Some(guard) => guard.monitor.stop().await,
+            None => Vec::new(),
+        };
+        let steady = match self.steady.take() {
+            Some(steady) => steady.stop().await,
+            None => Vec::new(),
+        };
+        self.live.unwatch();
+        for report in steady.into_iter().chain(guard) {
+            match self
+                .probe_reports
+                .iter_mut()
+                .find(|r| r.role == report.role && r.name == report.name && r.host == report.host)
+            {
+                Some(existing) => existing.samples.extend(report.samples),
+                None => self.probe_reports.push(report),
+            }
+        }
+        let steady_first = |r: &crate::report::model::ProbeReport| r.role != ProbeRole::SteadyState;
+        self.probe_reports.sort_by_key(steady_first);
     }
 
     async fn teardown_phase(&mut self) {
@@ -1012,7 +1107,7 @@ impl Run {
         }
     }
 
-    fn finish(mut self) -> RunResult {
+    pub(crate) fn finish(mut self) -> RunResult {
         let outcome = self.outcome();
         self.live.phase(Phase::Done, None);
         let ended_at = Utc::now();
@@ -1057,7 +1152,7 @@ impl Run {
 
     // ---- verdicts -----------------------------------------------------------------------------
 
-    fn fail(&mut self, verdict: Verdict, cause: Cause, reason: String) {
+    pub(crate) fn fail(&mut self, verdict: Verdict, cause: Cause, reason: String) {
         self.outcomes.push(Outcome {
             verdict,
             cause,
@@ -1066,7 +1161,7 @@ impl Run {
     }
 
     /// Records the abort's reason once, as an outcome.
-    fn note_abort(&mut self) {
+    pub(crate) fn note_abort(&mut self) {
         if !self.abort.is_aborted() || self.outcomes.iter().any(|o| o.verdict == Verdict::Aborted) {
             return;
         }
@@ -1119,7 +1214,9 @@ impl Run {
         best.cloned().unwrap_or_else(|| Outcome {
             verdict: Verdict::Passed,
             cause: Cause::Hypothesis,
-            reason: if self.spec.dry_run {
+            reason: if let Some(reason) = &self.passed_reason {
+                reason.clone()
+            } else if self.spec.dry_run {
                 "dry run: the hypothesis held at every check; no fault was injected".to_string()
             } else {
                 "the hypothesis held before and after every step".to_string()
@@ -1129,7 +1226,7 @@ impl Run {
 
     // ---- records ------------------------------------------------------------------------------
 
-    fn event(&mut self, kind: &str, message: String, fields: serde_json::Value) {
+    pub(crate) fn event(&mut self, kind: &str, message: String, fields: serde_json::Value) {
         let fields = match fields {
             serde_json::Value::Object(map) => map,
             _ => serde_json::Map::new(),
@@ -1190,7 +1287,8 @@ impl Run {
         self.abort.abort(Cause::Guardrail, reason);
     }
 
-    fn fault_records(&self, step: &PlannedStep, skipped: bool) -> Vec<FaultReport> {
+    /// A record per fault and host; `skipped` says why they are not injected.
+    fn fault_records(&self, step: &PlannedStep, skipped: Option<&str>) -> Vec<FaultReport> {
         let mut records = Vec::new();
         for fault in &step.faults {
             for host in &fault.hosts {
@@ -1205,31 +1303,28 @@ impl Run {
                     fault: fault.spec.to_string(),
                     target: fault.target.clone(),
                     host: host.clone(),
-                    skipped,
+                    skipped: skipped.is_some(),
                     applied_at: None,
                     reverted_at: None,
                     mechanism: None,
                     verified: None,
                     affected: Vec::new(),
                     error: None,
-                    detail: if skipped {
-                        "dry run: not injected".to_string()
-                    } else {
-                        String::new()
-                    },
+                    detail: skipped.unwrap_or_default().to_string(),
                 });
             }
         }
         records
     }
 
-    fn skipped_step(&self, step: &PlannedStep) -> StepReport {
+    /// A step not run, with why (`None`: the dry-run wording, since nothing ran before it).
+    pub(crate) fn skipped_step(&self, step: &PlannedStep, why: Option<&str>) -> StepReport {
         StepReport {
             index: step.index,
             name: step.name.clone(),
             status: StepStatus::Skipped,
             hosts: step.hosts(),
-            faults: self.fault_records(step, true),
+            faults: self.fault_records(step, Some(why.unwrap_or("dry run: not injected"))),
             started_at: None,
             ended_at: None,
             duration_ms: 0,

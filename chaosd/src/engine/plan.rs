@@ -67,7 +67,10 @@ impl Plan {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let mut picks = BTreeMap::new();
         for (name, target) in &scenario.targets {
-            picks.insert(name.clone(), draw(&mut rng, &target.hosts, target.pick));
+            picks.insert(
+                name.clone(),
+                draw_hosts(&mut rng, &target.hosts, target.pick),
+            );
         }
         for name in scenario.hosts.keys() {
             picks
@@ -126,7 +129,8 @@ pub fn longest_window(probes: &[Probe]) -> Duration {
         .unwrap_or_default()
 }
 
-fn draw(rng: &mut ChaCha8Rng, hosts: &[String], pick: Pick) -> Vec<String> {
+/// `pick` of `hosts`, drawn with `rng`, in name order.
+pub fn draw_hosts(rng: &mut ChaCha8Rng, hosts: &[String], pick: Pick) -> Vec<String> {
     let count = pick.count_of(hosts.len());
     let mut chosen: Vec<String> = hosts.choose_multiple(rng, count).cloned().collect();
     chosen.sort();
@@ -161,21 +165,21 @@ mod tests {
 
     #[test]
     fn the_same_seed_draws_the_same_hosts() {
-        let a = draw(
+        let a = draw_hosts(
             &mut ChaCha8Rng::seed_from_u64(7),
             &hosts(10),
             Pick::Count(3),
         );
-        let b = draw(
+        let b = draw_hosts(
             &mut ChaCha8Rng::seed_from_u64(7),
             &hosts(10),
             Pick::Count(3),
         );
         assert_eq!(a, b);
         assert_eq!(a.len(), 3);
-        let all = draw(&mut ChaCha8Rng::seed_from_u64(7), &hosts(4), Pick::All);
+        let all = draw_hosts(&mut ChaCha8Rng::seed_from_u64(7), &hosts(4), Pick::All);
         assert_eq!(all, hosts(4));
-        let half = draw(
+        let half = draw_hosts(
             &mut ChaCha8Rng::seed_from_u64(1),
             &hosts(5),
             Pick::Percent(50.0),

@@ -154,6 +154,9 @@ pub struct Monkey {
     pub min_interval: Duration,
     pub active: Option<ActiveHours>,
     pub max_per_day: Option<u32>,
+    /// How long each fault is held, as a step's `duration`: 0s for kill by default, required
+    /// for every other kind. Our extension of v1 (a new key, allowed by the spec's growth rule).
+    pub duration: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -163,6 +166,7 @@ pub struct ActiveHours {
     /// Minutes after midnight, start inclusive, end exclusive.
     pub start_minute: u32,
     pub end_minute: u32,
+    /// An IANA name (`Europe/Berlin`), checked; `None` means UTC.
     pub timezone: Option<String>,
 }
 

@@ -413,6 +413,8 @@ pub struct MonkeyRaw {
     pub min_interval: Opt,
     pub active: Option<Sp<ActiveRaw>>,
     pub max_per_day: Opt,
+    /// How long each fault is held: as a step's `duration` (0s for kill, required otherwise).
+    pub duration: Opt,
 }
 
 #[derive(Debug, Deserialize)]

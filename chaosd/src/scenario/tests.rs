@@ -656,6 +656,36 @@ fn monkey_checks() {
         &["12:24: unknown day `funday`; expected one of mon, tue, wed, thu, fri, sat, sun"],
     );
     check(&monkey(""), &["9:3: `monkey` needs `mean_interval`"]);
+    check(
+        &monkey("  mean_interval: 1m\n  active: {timezone: Mars/Olympus}\n"),
+        &[
+            "12:22: unknown time zone `Mars/Olympus`; expected an IANA name like `Europe/Berlin` or `UTC`",
+        ],
+    );
+    check(
+        &monkey("  mean_interval: 1m\n  active: {days: []}\n"),
+        &["12:11: `active.days` is empty; the monkey would never run"],
+    );
+}
+
+#[test]
+fn a_monkey_holds_its_faults_for_duration() {
+    let monkey = |fault: &str, body: &str| {
+        format!("{PRE}monkey:\n  target: api\n  fault: {fault}\n  mean_interval: 1m\n{body}")
+    };
+    // kill needs no duration: it ends at the signal.
+    let s = ok(&monkey("{kill: {process: {name: x}}}", ""));
+    assert_eq!(s.monkey.unwrap().duration, Duration::ZERO);
+    let s = ok(&monkey("{pause: {process: {name: x}}}", "  duration: 2s\n"));
+    assert_eq!(s.monkey.unwrap().duration, Duration::from_secs(2));
+    check(
+        &monkey("{pause: {process: {name: x}}}", ""),
+        &["9:3: `monkey` needs `duration` for its `pause` fault"],
+    );
+    check(
+        &monkey("{pause: {process: {name: x}}}", "  duration: 2h\n"),
+        &["12:13: duration `2h` of `monkey` is over `max_duration` (1h)"],
+    );
 }
 
 #[test]

@@ -1749,15 +1749,19 @@ fn monkey_of(
                 None => ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
                     .map(String::from)
                     .to_vec(),
-                Some(days) => days
-                    .iter()
-                    .filter_map(|d| cx.get(d, values::parse_day))
-                    .collect(),
+                Some(days) => {
+                    if days.is_empty() {
+                        cx.error(pos(a), "`active.days` is empty; the monkey would never run");
+                    }
+                    days.iter()
+                        .filter_map(|d| cx.get(d, values::parse_day))
+                        .collect()
+                }
             };
             let (start_minute, end_minute) = cx
                 .opt(&a.value.hours, values::parse_hours)
                 .unwrap_or((0, 24 * 60));
-            let timezone = cx.string(&a.value.timezone);
+            let timezone = cx.opt(&a.value.timezone, values::parse_timezone);
             (cx.found.len() == before).then_some(Some(ActiveHours {
                 days,
                 start_minute,
@@ -1770,8 +1774,38 @@ fn monkey_of(
         0 => Err("`max_per_day` must be at least 1".into()),
         n => Ok(n),
     });
+    let duration = match &m.duration {
+        Some(v) => {
+            let d = cx.get(v, values::parse_duration);
+            if let Some(d) = d
+                && d > settings.max_duration
+            {
+                cx.report(
+                    pos(v),
+                    format!(
+                        "duration `{}` of `monkey` is over `max_duration` ({})",
+                        format_duration(d),
+                        format_duration(settings.max_duration)
+                    ),
+                    Some("shorten it, or raise `settings.max_duration`".into()),
+                );
+            }
+            d
+        }
+        None => match &spec {
+            Some(f) if f.kind() != agent::spec::FaultKind::Kill => {
+                cx.error(
+                    pos(raw),
+                    format!("`monkey` needs `duration` for its `{}` fault", f.kind()),
+                );
+                None
+            }
+            _ => Some(Duration::ZERO),
+        },
+    };
     Some(Monkey {
         target: target?.0,
+        duration: duration?,
         fault: spec?,
         mean_interval: mean_interval?,
         min_interval,

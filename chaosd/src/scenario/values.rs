@@ -269,6 +269,18 @@ pub fn parse_hours(s: &str) -> Result<(u32, u32), String> {
     Ok((start, end))
 }
 
+/// Checks an IANA time zone name (`Europe/Berlin`, `UTC`) and returns it as written.
+pub fn parse_timezone(s: &str) -> Result<String, String> {
+    let name = s.trim();
+    name.parse::<chrono_tz::Tz>()
+        .map(|_| name.to_string())
+        .map_err(|_| {
+            format!(
+                "unknown time zone `{name}`; expected an IANA name like `Europe/Berlin` or `UTC`"
+            )
+        })
+}
+
 /// Parses `true` or `false`.
 pub fn parse_bool(s: &str) -> Result<bool, String> {
     match s.trim() {
