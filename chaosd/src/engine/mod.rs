@@ -873,6 +873,10 @@ impl Run {
             }
         };
         self.live.fault_ends(None);
+        if interrupted {
+            // Recorded before the reverts, so the events show when the abort came.
+            self.note_abort();
+        }
         let only_kills = step
             .faults
             .iter()
@@ -884,7 +888,6 @@ impl Run {
             Instant::now()
         };
         if interrupted {
-            self.note_abort();
             self.step_mut().status = StepStatus::Aborted;
             self.close_step(step_started);
             return None;
