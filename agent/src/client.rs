@@ -176,7 +176,12 @@ impl AgentClient {
         let body = ProbeRequest {
             probe: probe.clone(),
         };
-        self.call(Method::POST, "/v1/probe", Some(&body)).await
+        // A `load` sample lasts its span and more: the call waits for it.
+        let within = probe.max_sample_time().map_or(CALL_TIMEOUT, |t| {
+            CALL_TIMEOUT.max(t + Duration::from_secs(3))
+        });
+        self.call_within(Method::POST, "/v1/probe", Some(&body), within)
+            .await
     }
 
     async fn call<B: Serialize, T: DeserializeOwned>(
@@ -184,6 +189,16 @@ impl AgentClient {
         method: Method,
         path: &str,
         body: Option<&B>,
+    ) -> Result<T, ClientError> {
+        self.call_within(method, path, body, CALL_TIMEOUT).await
+    }
+
+    async fn call_within<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+        within: Duration,
     ) -> Result<T, ClientError> {
         let url = format!("{}{path}", self.base);
         let unreachable = |reason: String| ClientError::Unreachable {
@@ -221,9 +236,9 @@ impl AgentClient {
                 .to_bytes();
             Ok::<_, ClientError>((status, bytes))
         };
-        let (status, bytes) = tokio::time::timeout(CALL_TIMEOUT, exchange)
+        let (status, bytes) = tokio::time::timeout(within, exchange)
             .await
-            .map_err(|_| unreachable(format!("no answer within {}s", CALL_TIMEOUT.as_secs())))??;
+            .map_err(|_| unreachable(format!("no answer within {}s", within.as_secs())))??;
         if status != StatusCode::OK {
             let error = serde_json::from_slice::<ApiError>(&bytes).unwrap_or_else(|_| ApiError {
                 code: "http".into(),

@@ -308,6 +308,7 @@ pub enum ProbeKind {
     Command(CommandProbe),
     Process(ProcessProbe),
     Prometheus(PrometheusProbe),
+    Load(LoadProbe),
 }
 
 impl ProbeKind {
@@ -318,6 +319,7 @@ impl ProbeKind {
             ProbeKind::Command(_) => "command",
             ProbeKind::Process(_) => "process",
             ProbeKind::Prometheus(_) => "prometheus",
+            ProbeKind::Load(_) => "load",
         }
     }
 
@@ -329,6 +331,16 @@ impl ProbeKind {
             ProbeKind::Command(p) => Some(p.timeout),
             ProbeKind::Process(_) => None,
             ProbeKind::Prometheus(p) => Some(p.timeout),
+            ProbeKind::Load(p) => Some(p.timeout),
+        }
+    }
+
+    /// The longest one sample may take, before the guard's slack: the timeout, or for `load`
+    /// its span plus one timeout (the last request's answer).
+    pub fn max_sample_time(&self) -> Option<Duration> {
+        match self {
+            ProbeKind::Load(p) => Some(p.span + p.timeout),
+            other => other.timeout(),
         }
     }
 }
@@ -368,6 +380,36 @@ impl StatusMatch {
             StatusMatch::Code(code) => code == status,
             StatusMatch::Class(class) => status / 100 == class,
         }
+    }
+}
+
+/// Open-loop load: requests sent at a fixed `rate` for `span` (the probe's `every`), each on
+/// its own connection, whether or not earlier ones have been answered. One sample is that whole
+/// burst; it passes when at least `success` percent of its requests met `expect`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LoadProbe {
+    pub url: String,
+    pub method: String,
+    pub headers: BTreeMap<String, String>,
+    pub body: Option<String>,
+    /// Requests per second.
+    pub rate: f64,
+    /// How long requests are sent for: the probe's `every`, so samples cover time end to end.
+    #[serde(with = "duration_ms")]
+    pub span: Duration,
+    /// Per request.
+    #[serde(with = "duration_ms")]
+    pub timeout: Duration,
+    /// `status`, `body_contains`, `body_matches` and `max_latency`, judged per request.
+    pub expect: HttpExpect,
+    /// Percent of a sample's requests that must succeed for it to pass.
+    pub success: f64,
+}
+
+impl LoadProbe {
+    /// How many requests one sample sends: rate × span, at least 1.
+    pub fn requests(&self) -> usize {
+        ((self.rate * self.span.as_secs_f64()).round() as usize).max(1)
     }
 }
 

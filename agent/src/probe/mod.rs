@@ -16,6 +16,7 @@ use crate::spec::ProbeKind;
 
 pub mod command;
 pub mod http;
+pub mod load;
 pub mod process;
 pub mod prometheus;
 pub mod tcp;
@@ -46,6 +47,7 @@ pub async fn sample(kind: &ProbeKind) -> SampleOutcome {
         ProbeKind::Command(p) => guard(p.timeout, command::sample(p)).await,
         ProbeKind::Process(p) => process::sample(p).await,
         ProbeKind::Prometheus(p) => guard(p.timeout, prometheus::sample(p)).await,
+        ProbeKind::Load(p) => guard(p.span + p.timeout, load::sample(p)).await,
     };
     let latency = start.elapsed();
     match verdict {

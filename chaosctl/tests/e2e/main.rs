@@ -11,6 +11,7 @@ mod faults;
 mod invalid;
 mod lab;
 mod lab_support;
+mod load;
 mod monkey;
 mod signals;
 mod support;

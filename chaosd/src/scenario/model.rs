@@ -12,8 +12,8 @@ use agent::spec::{FaultSpec, Pick};
 
 // Probe kinds and commands are wire types: agents run probes from their hosts' own vantage.
 pub use agent::spec::{
-    Command, CommandExpect, CommandProbe, HttpExpect, HttpProbe, Pattern, ProbeKind, ProcessProbe,
-    PrometheusProbe, StatusMatch, TcpProbe,
+    Command, CommandExpect, CommandProbe, HttpExpect, HttpProbe, LoadProbe, Pattern, ProbeKind,
+    ProcessProbe, PrometheusProbe, StatusMatch, TcpProbe,
 };
 
 /// A whole scenario file, checked.

@@ -224,6 +224,7 @@ pub struct ProbeRaw {
     pub command: Option<Sp<CommandRaw>>,
     pub process: Option<Sp<ProcessRaw>>,
     pub prometheus: Option<Sp<PrometheusRaw>>,
+    pub load: Option<Sp<LoadRaw>>,
     pub expect: Option<Sp<ExpectRaw>>,
 }
 
@@ -231,6 +232,18 @@ pub struct ProbeRaw {
 #[serde(deny_unknown_fields)]
 pub struct HttpRaw {
     pub url: Opt,
+    pub method: Opt,
+    pub headers: Option<Entries<Sp<Scalar>>>,
+    pub body: Opt,
+    pub timeout: Opt,
+}
+
+/// `load`: an `http` request sent open loop at `rate`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoadRaw {
+    pub url: Opt,
+    pub rate: Opt,
     pub method: Opt,
     pub headers: Option<Entries<Sp<Scalar>>>,
     pub body: Opt,
@@ -284,6 +297,8 @@ pub struct ExpectRaw {
     pub max: Opt,
     pub below: Opt,
     pub above: Opt,
+    /// `load` only: the share of a sample's requests that must succeed.
+    pub success: Opt,
 }
 
 #[derive(Debug, Deserialize)]

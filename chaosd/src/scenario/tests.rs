@@ -812,3 +812,58 @@ fn every_example_scenario_loads() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
+
+#[test]
+fn a_load_probe_sends_for_its_every_and_takes_the_tolerance_as_its_bar() {
+    let s = ok(&format!(
+        "{PRE}steady_state:
+  - name: users
+    load: {{url: \"http://127.0.0.1:8080/\", rate: 20/s}}
+    every: 2s
+    window: 2s
+    tolerance: 95%
+  - name: strict
+    load: {{url: \"http://127.0.0.1:8080/\", rate: 600/m, timeout: 300ms, method: post}}
+    expect: {{status: 2xx, success: 100%, max_latency: 200ms}}
+{STEP}"
+    ));
+    let ProbeKind::Load(load) = &s.steady_state[0].kind else {
+        panic!()
+    };
+    assert_eq!(
+        (load.rate, load.span, load.timeout, load.success),
+        (20.0, Duration::from_secs(2), Duration::from_secs(1), 95.0)
+    );
+    assert_eq!(load.requests(), 40);
+    let ProbeKind::Load(strict) = &s.steady_state[1].kind else {
+        panic!()
+    };
+    assert_eq!((strict.rate, strict.success), (10.0, 100.0));
+    assert_eq!(strict.method, "POST");
+    assert_eq!(strict.expect.status, vec![StatusMatch::Class(2)]);
+}
+
+#[test]
+fn a_wrong_load_probe_points_at_the_value() {
+    check(
+        &format!(
+            "{PRE}steady_state:
+  - name: users
+    load: {{url: \"http://127.0.0.1:8080/\", rate: 20/h}}
+  - name: many
+    load: {{url: \"http://127.0.0.1:8080/\", rate: 1000/s}}
+    every: 20s
+  - name: nothing
+    load: {{url: \"http://127.0.0.1:8080/\"}}
+    expect: {{success: 95, exit: 0}}
+{STEP}"
+        ),
+        &[
+            "10:49: rate `20/h` is not like `20/s` or `600/m`",
+            "12:49: probe `many` would send 20000 requests a sample (rate × every), more than 10000",
+            "15:11: a `load` probe needs `rate`",
+            "16:23: share `95` needs a `%`, e.g. `95%`",
+            "16:33: `exit` does not apply to a `load` probe",
+        ][..],
+    );
+}

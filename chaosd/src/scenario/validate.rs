@@ -17,9 +17,9 @@ use serde_saphyr::{MessageFormatter, Spanned, UserMessageFormatter};
 
 use super::error::Problem;
 use super::model::{
-    self, ActiveHours, Command, CommandExpect, CommandProbe, Host, HttpExpect, HttpProbe, Monkey,
-    Pattern, Probe, ProbeKind, ProcessProbe, PrometheusProbe, Ready, Scenario, Schedule, Settings,
-    SetupCommand, Step, StepFault, Target, TcpProbe, TeardownCommand,
+    self, ActiveHours, Command, CommandExpect, CommandProbe, Host, HttpExpect, HttpProbe,
+    LoadProbe, Monkey, Pattern, Probe, ProbeKind, ProcessProbe, PrometheusProbe, Ready, Scenario,
+    Schedule, Settings, SetupCommand, Step, StepFault, Target, TcpProbe, TeardownCommand,
 };
 use super::raw::*;
 use super::values::{self, format_duration};
@@ -853,6 +853,7 @@ fn setup_command(cx: &mut Cx, raw: &Sp<SetupRaw>, settings: &Settings) -> Option
                     command: r.command.as_ref(),
                     process: r.process.as_ref(),
                     prometheus: r.prometheus.as_ref(),
+                    load: None,
                 };
                 let probe = probe_kind(
                     cx,
@@ -860,7 +861,7 @@ fn setup_command(cx: &mut Cx, raw: &Sp<SetupRaw>, settings: &Settings) -> Option
                     r.expect.as_ref(),
                     pos(ready),
                     "`ready`",
-                    settings.every,
+                    (settings.every, 100.0),
                 );
                 match (probe, within) {
                     (Some(probe), Some(within)) => Some(Some(Ready { probe, within })),
@@ -906,8 +907,16 @@ fn probe(
         command: p.command.as_ref(),
         process: p.process.as_ref(),
         prometheus: p.prometheus.as_ref(),
+        load: p.load.as_ref(),
     };
-    let kind = probe_kind(cx, kinds, p.expect.as_ref(), pos(raw), &what, every);
+    let kind = probe_kind(
+        cx,
+        kinds,
+        p.expect.as_ref(),
+        pos(raw),
+        &what,
+        (every, tolerance),
+    );
     Some(Probe {
         name: name?,
         on: on?,
@@ -924,9 +933,16 @@ struct Kinds<'r> {
     command: Option<&'r Sp<CommandRaw>>,
     process: Option<&'r Sp<ProcessRaw>>,
     prometheus: Option<&'r Sp<PrometheusRaw>>,
+    load: Option<&'r Sp<LoadRaw>>,
 }
 
-const PROBE_KINDS: &str = "`http`, `tcp`, `command`, `process` or `prometheus`";
+const PROBE_KINDS: &str = "`http`, `tcp`, `command`, `process`, `prometheus` or `load`";
+
+/// The most requests one `load` sample may send (rate × every).
+const MAX_LOAD_REQUESTS: f64 = 10_000.0;
+
+/// The longest `every` of a `load` probe, which is how long one sample sends for.
+const MAX_LOAD_EVERY: Duration = Duration::from_secs(60);
 
 fn probe_kind(
     cx: &mut Cx,
@@ -934,7 +950,7 @@ fn probe_kind(
     expect: Option<&Sp<ExpectRaw>>,
     at: Pos,
     what: &str,
-    every: Duration,
+    (every, tolerance): (Duration, f64),
 ) -> Option<ProbeKind> {
     let present = [
         ("http", k.http.map(pos)),
@@ -942,6 +958,7 @@ fn probe_kind(
         ("command", k.command.map(pos)),
         ("process", k.process.map(pos)),
         ("prometheus", k.prometheus.map(pos)),
+        ("load", k.load.map(pos)),
     ]
     .into_iter()
     .filter_map(|(name, p)| Some((name, p?)))
@@ -977,6 +994,13 @@ fn probe_kind(
         "command" => &["exit", "stdout_contains", "stdout_matches"],
         "process" => &["min", "max"],
         "prometheus" => &["below", "above"],
+        "load" => &[
+            "status",
+            "body_contains",
+            "body_matches",
+            "max_latency",
+            "success",
+        ],
         _ => &[],
     };
     let empty = ExpectRaw {
@@ -991,9 +1015,10 @@ fn probe_kind(
         max: None,
         below: None,
         above: None,
+        success: None,
     };
     let e = expect.map_or(&empty, |e| &e.value);
-    let given: [(&str, Option<Pos>); 11] = [
+    let given: [(&str, Option<Pos>); 12] = [
         ("status", e.status.as_ref().map(pos)),
         ("body_contains", e.body_contains.as_ref().map(pos)),
         ("body_matches", e.body_matches.as_ref().map(pos)),
@@ -1005,6 +1030,7 @@ fn probe_kind(
         ("max", e.max.as_ref().map(pos)),
         ("below", e.below.as_ref().map(pos)),
         ("above", e.above.as_ref().map(pos)),
+        ("success", e.success.as_ref().map(pos)),
     ];
     let mut expect_ok = true;
     for (key, at) in given {
@@ -1041,41 +1067,11 @@ fn probe_kind(
                     Err(format!("url `{s}` must start with `http://` or `https://`"))
                 }
             });
-            let method = cx
-                .opt(&h.method, |s| {
-                    let m = s.trim().to_ascii_uppercase();
-                    if !m.is_empty() && m.chars().all(|c| c.is_ascii_alphabetic()) {
-                        Ok(m)
-                    } else {
-                        Err(format!("invalid http method `{s}`"))
-                    }
-                })
-                .unwrap_or_else(|| "GET".into());
+            let method = http_method(cx, &h.method);
             let headers = labels(cx, h.headers.as_ref());
             let body = cx.string(&h.body);
             let timeout = timeout(cx, &h.timeout);
-            let mut status = Vec::new();
-            if let Some(v) = &e.status {
-                match &v.value {
-                    ScalarOrList::Single(s) => {
-                        if let Some(s) = cx.subst(s, &v.referenced) {
-                            match values::parse_status(&s) {
-                                Ok(st) => status.push(st),
-                                Err(msg) => cx.error(pos(v), msg),
-                            }
-                        }
-                    }
-                    ScalarOrList::List(items) => {
-                        status.extend(items.iter().filter_map(|i| cx.get(i, values::parse_status)));
-                    }
-                }
-            }
-            let expect = HttpExpect {
-                status,
-                body_contains: cx.string(&e.body_contains),
-                body_matches: cx.regex(&e.body_matches),
-                max_latency: cx.duration(&e.max_latency),
-            };
+            let expect = http_expect(cx, e);
             Some(ProbeKind::Http(HttpProbe {
                 url: url?,
                 method,
@@ -1143,6 +1139,68 @@ fn probe_kind(
                 max,
             }))
         }
+        "load" => {
+            let raw = k.load?;
+            let l = &raw.value;
+            let url = cx.req(&l.url, pos(raw), "url", "a `load` probe", |s| {
+                if s.starts_with("http://") || s.starts_with("https://") {
+                    Ok(s.to_string())
+                } else {
+                    Err(format!("url `{s}` must start with `http://` or `https://`"))
+                }
+            });
+            let rate = cx.req(
+                &l.rate,
+                pos(raw),
+                "rate",
+                "a `load` probe",
+                values::parse_rate,
+            );
+            let method = http_method(cx, &l.method);
+            let headers = labels(cx, l.headers.as_ref());
+            let body = cx.string(&l.body);
+            // A request's timeout: 1s unless given (the probe's `every` is how long it sends).
+            let timeout = cx
+                .positive(&l.timeout, "timeout")
+                .unwrap_or(Duration::from_secs(1).min(every));
+            let expect = http_expect(cx, e);
+            let success = cx.opt(&e.success, values::parse_share).unwrap_or(tolerance);
+            if every > MAX_LOAD_EVERY {
+                cx.report(
+                    pos(raw),
+                    format!(
+                        "{what}: a `load` probe sends for its whole `every`, at most {}s",
+                        MAX_LOAD_EVERY.as_secs()
+                    ),
+                    Some("sample more often, e.g. `every: 1s`".into()),
+                );
+                return None;
+            }
+            if let (Some(rate), Some(at)) = (rate, &l.rate) {
+                let count = rate * every.as_secs_f64();
+                if count > MAX_LOAD_REQUESTS {
+                    cx.error(
+                        pos(at),
+                        format!(
+                            "{what} would send {count:.0} requests a sample (rate × every), \
+                             more than {MAX_LOAD_REQUESTS:.0}"
+                        ),
+                    );
+                    return None;
+                }
+            }
+            Some(ProbeKind::Load(LoadProbe {
+                url: url?,
+                method,
+                headers,
+                body,
+                rate: rate?,
+                span: every,
+                timeout,
+                expect,
+                success,
+            }))
+        }
         _ => {
             let raw = k.prometheus?;
             let p = &raw.value;
@@ -1175,6 +1233,45 @@ fn probe_kind(
         }
     };
     if expect_ok { built } else { None }
+}
+
+/// An HTTP method in capitals; `GET` when not given.
+fn http_method(cx: &mut Cx, v: &Option<Sp<Scalar>>) -> String {
+    cx.opt(v, |s| {
+        let m = s.trim().to_ascii_uppercase();
+        if !m.is_empty() && m.chars().all(|c| c.is_ascii_alphabetic()) {
+            Ok(m)
+        } else {
+            Err(format!("invalid http method `{s}`"))
+        }
+    })
+    .unwrap_or_else(|| "GET".into())
+}
+
+/// What an `http` or `load` probe expects of one answer.
+fn http_expect(cx: &mut Cx, e: &ExpectRaw) -> HttpExpect {
+    let mut status = Vec::new();
+    if let Some(v) = &e.status {
+        match &v.value {
+            ScalarOrList::Single(s) => {
+                if let Some(s) = cx.subst(s, &v.referenced) {
+                    match values::parse_status(&s) {
+                        Ok(st) => status.push(st),
+                        Err(msg) => cx.error(pos(v), msg),
+                    }
+                }
+            }
+            ScalarOrList::List(items) => {
+                status.extend(items.iter().filter_map(|i| cx.get(i, values::parse_status)));
+            }
+        }
+    }
+    HttpExpect {
+        status,
+        body_contains: cx.string(&e.body_contains),
+        body_matches: cx.regex(&e.body_matches),
+        max_latency: cx.duration(&e.max_latency),
+    }
 }
 
 fn selector(cx: &mut Cx, raw: &Sp<ProcessRaw>) -> Option<ProcessSelector> {

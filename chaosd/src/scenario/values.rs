@@ -145,6 +145,35 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 }
 
 /// Parses a share written with `%`, from 0 to 100: `95%`, `0.5%`.
+/// The fastest a `load` probe may send.
+pub const MAX_RATE: f64 = 1000.0;
+
+/// A request rate: `20/s`, `600/m`, `0.5/s`; a bare number is per second. Returns per second,
+/// more than 0 and at most [`MAX_RATE`].
+pub fn parse_rate(s: &str) -> Result<f64, String> {
+    let text = s.trim();
+    let (number, per) = match text.split_once('/') {
+        None => (text, "s"),
+        Some((n, unit)) => (n.trim(), unit.trim()),
+    };
+    let seconds = match per {
+        "s" => 1.0,
+        "m" => 60.0,
+        _ => return Err(format!("rate `{text}` is not like `20/s` or `600/m`")),
+    };
+    let n: f64 = number
+        .parse()
+        .map_err(|_| format!("rate `{text}` is not like `20/s` or `600/m`"))?;
+    let rate = n / seconds;
+    if !rate.is_finite() || rate <= 0.0 {
+        return Err(format!("rate `{text}` must be more than 0"));
+    }
+    if rate > MAX_RATE {
+        return Err(format!("rate `{text}` is above the limit of {MAX_RATE}/s"));
+    }
+    Ok(rate)
+}
+
 pub fn parse_share(s: &str) -> Result<f64, String> {
     let text = s.trim();
     let Some(number) = text.strip_suffix('%') else {
@@ -374,6 +403,12 @@ mod tests {
 
     #[test]
     fn shares() {
+        assert_eq!(parse_rate("20/s"), Ok(20.0));
+        assert_eq!(parse_rate("600/m"), Ok(10.0));
+        assert_eq!(parse_rate("5"), Ok(5.0));
+        assert!(parse_rate("0/s").unwrap_err().contains("more than 0"));
+        assert!(parse_rate("5000/s").unwrap_err().contains("limit"));
+        assert!(parse_rate("20/h").unwrap_err().contains("not like"));
         assert_eq!(parse_share("95%"), Ok(95.0));
         assert_eq!(parse_share("0.5%"), Ok(0.5));
         assert_eq!(parse_share("100%"), Ok(100.0));
