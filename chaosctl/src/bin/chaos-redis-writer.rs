@@ -301,6 +301,7 @@ fn write_loop(
         .with_context(|| format!("cannot open `{}`", log.display()))?;
     let period = Duration::from_secs(1) / rate.max(1);
     let start = Instant::now();
+    let start_ms = now_ms();
     // The sticky client's one connection, kept until it errs.
     let mut sticky: Option<Conn> = None;
     let mut seq: u64 = 0;
@@ -311,7 +312,9 @@ fn write_loop(
             std::thread::sleep(slot - now);
         } else if now >= slot + period {
             // The client was busy past this slot: open loop, so the write is not sent late.
-            writeln!(out, "{seq} missed {} client busy", now_ms())?;
+            // Logged at the slot's own time, so that outages are measured from when it was due.
+            let due_ms = start_ms + (period * seq as u32).as_millis();
+            writeln!(out, "{seq} missed {due_ms} client busy")?;
             seq += 1;
             continue;
         }
