@@ -235,3 +235,12 @@ fn redis_split_brain_drill_reports_the_acknowledged_writes_a_client_without_time
     );
     sandbox.assert_all_stopped();
 }
+
+#[test]
+fn the_redis_drills_validate_even_where_redis_is_not_installed() {
+    let test = Test::new();
+    for name in ["redis-sentinel", "redis-split-brain"] {
+        let path = drill(name).display().to_string();
+        test.cmd(&["validate", &path]).code(0).stdout_has(": ok");
+    }
+}
