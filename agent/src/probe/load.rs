@@ -5,13 +5,14 @@
 //! fewer requests exactly when the service is failing, and so hides failures). Each request is an
 //! `http` probe of its own: a fresh connection, judged on `expect`, failed after `timeout`. The
 //! sample ends when the last request is answered or timed out, so it lasts `span` plus at most
-//! one `timeout`; the engine starts the next one then, so a service that hangs leaves a gap of up
-//! to `timeout` between bursts, and one that answers (even with errors) leaves none to speak of.
+//! one `timeout`. The engine does not wait for it: it starts the next burst `span` after this one
+//! started (see `chaosd::engine::monitor`), so the traffic has no gap even while answers hang.
 //!
 //! The sample passes when at least `success` percent of its requests succeeded. Its reason gives
 //! the figures a report needs: `19/20 ok (95.0%) at 20.0/s, p50 3 ms, p99 12 ms; 1 failed
-//! (+0.45s): 1× connection refused`. Latency percentiles are over the successful requests; the
-//! offsets are when the first and last failed requests were sent, from the sample's start.
+//! (sent +0.45s, last failed +0.45s): 1× connection refused`. Latency percentiles are over the
+//! successful requests; the offsets, from the sample's start, are when the first and last failed
+//! requests were sent and when the last failure came (an answer like a 503, or a timeout).
 //!
 //! **Bounded:** requests go only to the URL given (no redirects are followed), at most
 //! [`MAX_IN_FLIGHT`] are outstanding (one due beyond that counts as failed, not sent), and the
@@ -35,8 +36,10 @@ pub const MAX_IN_FLIGHT: usize = 512;
 pub(crate) struct Shot {
     /// When it was due, from the sample's start.
     pub sent: Duration,
-    /// `Ok(latency)`, or the failure's reason.
-    pub result: Result<Duration, String>,
+    /// From sending to the answer or the failure.
+    pub took: Duration,
+    /// Why it failed; `None` when it succeeded.
+    pub failure: Option<String>,
 }
 
 pub(crate) async fn sample(probe: &LoadProbe) -> Verdict {
@@ -64,15 +67,20 @@ pub(crate) async fn sample(probe: &LoadProbe) -> Verdict {
         if in_flight.len() >= MAX_IN_FLIGHT {
             shots.push(Shot {
                 sent,
-                result: Err(format!("not sent: {MAX_IN_FLIGHT} requests outstanding")),
+                took: Duration::ZERO,
+                failure: Some(format!("not sent: {MAX_IN_FLIGHT} requests outstanding")),
             });
             continue;
         }
         let one = one.clone();
         in_flight.spawn(async move {
             let began = Instant::now();
-            let result = http::sample(&one).await.map(|_| began.elapsed());
-            Shot { sent, result }
+            let failure = http::sample(&one).await.err();
+            Shot {
+                sent,
+                took: began.elapsed(),
+                failure,
+            }
         });
     }
     while let Some(done) = in_flight.join_next().await {
@@ -85,7 +93,11 @@ pub(crate) async fn sample(probe: &LoadProbe) -> Verdict {
 /// The sample's verdict and reason from its requests. `n` is how many were due (a request whose
 /// task panicked is missing from `shots` and counts as failed).
 pub(crate) fn judge(shots: &[Shot], n: usize, interval: Duration, success: f64) -> Verdict {
-    let mut latencies: Vec<Duration> = shots.iter().filter_map(|s| s.result.clone().ok()).collect();
+    let mut latencies: Vec<Duration> = shots
+        .iter()
+        .filter(|s| s.failure.is_none())
+        .map(|s| s.took)
+        .collect();
     latencies.sort();
     let ok = latencies.len();
     let share = if n == 0 {
@@ -108,12 +120,12 @@ pub(crate) fn judge(shots: &[Shot], n: usize, interval: Duration, success: f64) 
             fmt_latency(percentile(&latencies, 99.0))
         ));
     }
-    let failed: Vec<&Shot> = shots.iter().filter(|s| s.result.is_err()).collect();
+    let failed: Vec<&Shot> = shots.iter().filter(|s| s.failure.is_some()).collect();
     let missing = n.saturating_sub(shots.len());
     if !failed.is_empty() || missing > 0 {
         let mut causes: BTreeMap<&str, usize> = BTreeMap::new();
         for shot in &failed {
-            if let Err(cause) = &shot.result {
+            if let Some(cause) = &shot.failure {
                 *causes.entry(cause.as_str()).or_default() += 1;
             }
         }
@@ -127,14 +139,18 @@ pub(crate) fn judge(shots: &[Shot], n: usize, interval: Duration, success: f64) 
             .take(3)
             .map(|(cause, count)| format!("{count}× {cause}"))
             .collect();
-        let when = match (failed.first(), failed.last()) {
-            (Some(first), Some(last)) if first.sent == last.sent => {
-                format!(" (+{:.2}s)", first.sent.as_secs_f64())
-            }
-            (Some(first), Some(last)) => format!(
-                " (+{:.2}s to +{:.2}s)",
+        let last_answer = failed.iter().map(|s| s.sent + s.took).max();
+        let when = match (failed.first(), failed.last(), last_answer) {
+            (Some(first), Some(last), Some(answer)) if first.sent == last.sent => format!(
+                " (sent +{:.2}s, last failed +{:.2}s)",
                 first.sent.as_secs_f64(),
-                last.sent.as_secs_f64()
+                answer.as_secs_f64()
+            ),
+            (Some(first), Some(last), Some(answer)) => format!(
+                " (sent +{:.2}s to +{:.2}s, last failed +{:.2}s)",
+                first.sent.as_secs_f64(),
+                last.sent.as_secs_f64(),
+                answer.as_secs_f64()
             ),
             _ => String::new(),
         };
@@ -167,14 +183,16 @@ mod tests {
     fn ok(sent_ms: u64, latency_ms: u64) -> Shot {
         Shot {
             sent: Duration::from_millis(sent_ms),
-            result: Ok(Duration::from_millis(latency_ms)),
+            took: Duration::from_millis(latency_ms),
+            failure: None,
         }
     }
 
     fn failed(sent_ms: u64, cause: &str) -> Shot {
         Shot {
             sent: Duration::from_millis(sent_ms),
-            result: Err(cause.into()),
+            took: Duration::from_millis(if cause.contains("503") { 3000 } else { 1 }),
+            failure: Some(cause.into()),
         }
     }
 
@@ -209,8 +227,9 @@ mod tests {
         assert_eq!(
             verdict,
             Err(
-                "1/4 ok (25.0%) at 4.0/s, p50 2 ms, p99 2 ms; 3 failed (+0.25s to +0.75s): \
-                 2× status 503, expected 2xx, 1× connection refused; below 50%"
+                "1/4 ok (25.0%) at 4.0/s, p50 2 ms, p99 2 ms; 3 failed (sent +0.25s to +0.75s, \
+                 last failed +3.75s): 2× status 503, expected 2xx, 1× connection refused; \
+                 below 50%"
                     .into()
             )
         );

@@ -15,7 +15,8 @@ pub struct LoadSample {
     /// Requests that succeeded, and requests sent.
     pub succeeded: u64,
     pub sent: u64,
-    /// When the last failed request of the sample was sent, from the sample's start, in seconds.
+    /// When the last failure of the sample came (an error answer or a timeout), from the sample's
+    /// start, in seconds.
     pub last_failure: Option<f64>,
     pub reason: String,
 }
@@ -25,14 +26,15 @@ impl LoadSample {
         self.sent - self.succeeded
     }
 
-    /// When the last failed request went out.
+    /// When the last failure came.
     pub fn last_failure_at(&self) -> Option<DateTime<FixedOffset>> {
         self.last_failure
             .map(|s| self.at + chrono::Duration::milliseconds((s * 1000.0) as i64))
     }
 }
 
-/// Reads `19/20 ok (95.0%) at 20.0/s, ...; 1 failed (+0.45s): ...` back into numbers.
+/// Reads `19/20 ok (95.0%) at 20.0/s, ...; 1 failed (sent +0.45s, last failed +0.46s): ...`
+/// back into numbers.
 #[track_caller]
 pub fn parse_sample(sample: &Value) -> LoadSample {
     let reason = sample["reason"].as_str().expect("reason").to_string();
@@ -41,10 +43,9 @@ pub fn parse_sample(sample: &Value) -> LoadSample {
         .split_once('/')
         .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)))
         .unwrap_or_else(|| panic!("not a load sample's reason: {reason}"));
-    let last_failure = reason.split_once(" failed (+").map(|(_, rest)| {
-        let inside = rest.split(')').next().unwrap_or_default();
-        let last = inside.rsplit("+").next().unwrap_or_default();
-        last.trim_end_matches('s')
+    let last_failure = reason.split_once("last failed +").map(|(_, rest)| {
+        let number = rest.split('s').next().unwrap_or_default();
+        number
             .parse::<f64>()
             .unwrap_or_else(|_| panic!("no failure time in: {reason}"))
     });
@@ -131,7 +132,7 @@ fn an_open_loop_load_counts_every_failure_of_a_restart() {
     let step = &r.json["steps"][0];
     let recovery = step["recovery_ms"].as_u64().expect("recovery_ms");
     assert!((300..=4000).contains(&recovery), "recovery {recovery} ms");
-    // The last failed request went out after the kill, within the restart and a bit.
+    // The last failure came after the kill, within the restart and a bit.
     let killed = DateTime::parse_from_rfc3339(step["faults"][0]["applied_at"].as_str().unwrap())
         .expect("applied_at");
     let last = samples

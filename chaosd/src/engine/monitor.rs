@@ -1,10 +1,19 @@
 //! Probes sampled in the background: one task per probe and host, taking a sample every `every`
 //! (a slow sample delays the next; samples never overlap), keeping every sample, and waking the
 //! engine after each one.
+//!
+//! `load` probes are the exception: their samples are bursts of traffic that must follow each
+//! other without a gap, so the next burst starts on time, every `every`, while the previous one
+//! is still waiting for its slowest answers (at most its request `timeout`). Their samples are
+//! recorded in the order they started.
+
+use std::collections::{BTreeMap, VecDeque};
 
 use std::sync::{Arc, Mutex};
 
-use chrono::Utc;
+use agent::probe::SampleOutcome;
+use agent::spec::ProbeKind;
+use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep_until};
@@ -180,6 +189,9 @@ async fn sample_forever(
     changed: Arc<watch::Sender<u64>>,
     stop: CancellationToken,
 ) {
+    if matches!(series.probe.kind, ProbeKind::Load(_)) {
+        return sample_open_loop(series, agents, changed, stop).await;
+    }
     let every = series.probe.every;
     let mut next = Instant::now();
     loop {
@@ -207,5 +219,70 @@ async fn sample_forever(
         );
         changed.send_modify(|n| *n += 1);
         next = (started + every).max(Instant::now());
+    }
+}
+
+/// A `load` probe's samples: one starts every `every` whatever the previous ones are doing, and
+/// each is recorded, in the order they started, once it and those before it have ended.
+async fn sample_open_loop(
+    series: Arc<Series>,
+    agents: Hosts,
+    changed: Arc<watch::Sender<u64>>,
+    stop: CancellationToken,
+) {
+    let every = series.probe.every;
+    let mut next = Instant::now();
+    // Dropped on return, which aborts every sample under way (and their requests).
+    let mut running: JoinSet<(u64, SampleOutcome)> = JoinSet::new();
+    let mut ids = BTreeMap::new();
+    let mut started: VecDeque<(u64, Instant, DateTime<Utc>)> = VecDeque::new();
+    let mut ended: BTreeMap<u64, SampleOutcome> = BTreeMap::new();
+    let mut seq = 0u64;
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = sleep_until(next) => {
+                let n = seq;
+                seq += 1;
+                started.push_back((n, Instant::now(), Utc::now()));
+                let (agents, host, kind) =
+                    (agents.clone(), series.host.clone(), series.probe.kind.clone());
+                let task = running.spawn(async move { (n, agents.sample(&host, &kind).await) });
+                ids.insert(task.id(), n);
+                next = (next + every).max(Instant::now());
+            }
+            Some(joined) = running.join_next_with_id(), if !running.is_empty() => {
+                let (n, outcome) = match joined {
+                    Ok((id, (n, outcome))) => {
+                        ids.remove(&id);
+                        (n, outcome)
+                    }
+                    Err(err) => {
+                        let n = ids.remove(&err.id()).unwrap_or_default();
+                        let outcome = SampleOutcome {
+                            ok: false,
+                            latency: std::time::Duration::ZERO,
+                            reason: format!("the sample failed: {err}"),
+                        };
+                        (n, outcome)
+                    }
+                };
+                ended.insert(n, outcome);
+                while let Some(&(n, at_instant, at)) = started.front() {
+                    let Some(outcome) = ended.remove(&n) else { break };
+                    started.pop_front();
+                    series.push(
+                        Point { at: at_instant, ok: outcome.ok },
+                        SampleRecord {
+                            at,
+                            ok: outcome.ok,
+                            latency_ms: outcome.latency.as_secs_f64() * 1000.0,
+                            reason: outcome.reason,
+                        },
+                    );
+                    changed.send_modify(|c| *c += 1);
+                }
+            }
+        }
     }
 }
