@@ -114,6 +114,15 @@ fn haproxy_without_redispatch_deviates_with_503s_for_seconds() {
     );
     // Then HAProxy's checks took the backend out: the samples after are clean.
     assert!(samples.last().expect("samples").ok, "{samples:#?}");
+    // Open loop across samples too: a burst starts every second even while the one before waits
+    // seconds for its 503s, so no traffic gap hides failures.
+    for pair in samples.windows(2) {
+        let gap = (pair[1].at - pair[0].at).num_milliseconds();
+        assert!(
+            (800..=1300).contains(&gap),
+            "{gap} ms between bursts: {samples:#?}"
+        );
+    }
     assert_cleaned_up(&t, backends);
 }
 
@@ -159,4 +168,18 @@ fn nginx_with_next_upstream_off_deviates_with_a_few_502s() {
         "the last failure came {after} ms after the kill: {samples:#?}"
     );
     assert_cleaned_up(&t, backends);
+}
+
+#[test]
+fn the_http_drills_validate_even_where_the_servers_are_not_installed() {
+    let test = Test::new();
+    for name in [
+        "haproxy/drill.yaml",
+        "haproxy/drill-no-redispatch.yaml",
+        "nginx/drill.yaml",
+        "nginx/drill-next-upstream-off.yaml",
+    ] {
+        let path = drill(name).display().to_string();
+        test.cmd(&["validate", &path]).code(0).stdout_has(": ok");
+    }
 }
