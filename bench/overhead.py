@@ -63,6 +63,7 @@ def main():
     if not os.path.exists(os.path.join(VENV, "bin", "chaos")):
         subprocess.run([sys.executable, "-m", "venv", VENV], check=True)
         subprocess.run([os.path.join(VENV, "bin", "pip"), "install", "-q", "chaostoolkit"], check=True)
+    os.sync()  # a freshly written binary's dirty pages would count as its own memory
     ctk_version = subprocess.run([os.path.join(VENV, "bin", "chaos"), "--version"], capture_output=True, text=True).stdout.strip()
 
     port = free_port()
