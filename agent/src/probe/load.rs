@@ -42,8 +42,24 @@ pub(crate) struct Shot {
     pub failure: Option<String>,
 }
 
+/// The most requests per second, and per sample, an agent sends whoever asks (the scenario's
+/// validation has the same limits; this guards the agent's API).
+pub const MAX_RATE: f64 = 1000.0;
+pub const MAX_REQUESTS: usize = 10_000;
+
 pub(crate) async fn sample(probe: &LoadProbe) -> Verdict {
+    if !(probe.rate > 0.0 && probe.rate <= MAX_RATE) {
+        return Err(format!(
+            "rate {}/s is outside 0-{MAX_RATE}/s; nothing sent",
+            probe.rate
+        ));
+    }
     let n = probe.requests();
+    if n > MAX_REQUESTS {
+        return Err(format!(
+            "{n} requests a sample is more than {MAX_REQUESTS}; nothing sent"
+        ));
+    }
     let interval = Duration::from_secs_f64(1.0 / probe.rate);
     let one = Arc::new(HttpProbe {
         url: probe.url.clone(),
@@ -193,6 +209,34 @@ mod tests {
             sent: Duration::from_millis(sent_ms),
             took: Duration::from_millis(if cause.contains("503") { 3000 } else { 1 }),
             failure: Some(cause.into()),
+        }
+    }
+
+    #[tokio::test]
+    async fn out_of_bounds_loads_send_nothing() {
+        let probe = |rate: f64, span_s: u64| LoadProbe {
+            url: "http://127.0.0.1:9/".into(),
+            method: "GET".into(),
+            headers: BTreeMap::new(),
+            body: None,
+            rate,
+            span: Duration::from_secs(span_s),
+            timeout: Duration::from_secs(1),
+            expect: Default::default(),
+            success: 100.0,
+        };
+        for (rate, span) in [
+            (0.0, 1),
+            (f64::NAN, 1),
+            (-1.0, 1),
+            (5000.0, 1),
+            (1000.0, 60),
+        ] {
+            let verdict = sample(&probe(rate, span)).await;
+            assert!(
+                matches!(&verdict, Err(r) if r.ends_with("nothing sent")),
+                "{rate}/s for {span}s: {verdict:?}"
+            );
         }
     }
 

@@ -939,7 +939,7 @@ struct Kinds<'r> {
 const PROBE_KINDS: &str = "`http`, `tcp`, `command`, `process`, `prometheus` or `load`";
 
 /// The most requests one `load` sample may send (rate × every).
-const MAX_LOAD_REQUESTS: f64 = 10_000.0;
+const MAX_LOAD_REQUESTS: f64 = agent::probe::load::MAX_REQUESTS as f64;
 
 /// The longest `every` of a `load` probe, which is how long one sample sends for.
 const MAX_LOAD_EVERY: Duration = Duration::from_secs(60);

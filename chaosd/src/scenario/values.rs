@@ -146,7 +146,7 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 
 /// Parses a share written with `%`, from 0 to 100: `95%`, `0.5%`.
 /// The fastest a `load` probe may send.
-pub const MAX_RATE: f64 = 1000.0;
+pub const MAX_RATE: f64 = agent::probe::load::MAX_RATE;
 
 /// A request rate: `20/s`, `600/m`, `0.5/s`; a bare number is per second. Returns per second,
 /// more than 0 and at most [`MAX_RATE`].
