@@ -106,6 +106,49 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
+    /// Game-day schedules on the chaosd server (--server): add, list, remove.
+    Schedule {
+        #[command(subcommand)]
+        action: ScheduleAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ScheduleAction {
+    /// Run FILE on the server at the times of a cron expression (else the file's `schedule:`).
+    Add {
+        /// The scenario file; its text is sent, and submitted again at each due time.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// A cron expression: 5 fields, or 6 with seconds first (`"0 10 * * TUE"`).
+        #[arg(long, value_name = "EXPR")]
+        cron: Option<String>,
+        /// The cron's time zone, an IANA name (default: the file's, else UTC).
+        #[arg(long, value_name = "TZ")]
+        timezone: Option<String>,
+        /// Set a `${NAME}` variable for every run (repeatable).
+        #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_key_value)]
+        vars: Vec<(String, String)>,
+        /// A label for every run, with `schedule=ID` (repeatable).
+        #[arg(long = "label", value_name = "K=V", value_parser = parse_key_value)]
+        labels: Vec<(String, String)>,
+        /// No run starts in this window (repeatable): `{from: T, to: T}` (RFC 3339) or
+        /// `{days: [sat, sun], hours: "17:00-09:00", timezone: TZ}`.
+        #[arg(long = "blackout", value_name = "YAML")]
+        blackouts: Vec<String>,
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// The server's schedules, with their next run.
+    List {
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Remove a schedule; runs it started go on.
+    Remove {
+        #[arg(value_name = "ID")]
+        id: String,
+    },
 }
 
 /// How scenario files are read.

@@ -3,11 +3,14 @@
 //! behind an HTTP API.
 
 pub mod engine;
+pub mod metrics;
 pub mod monkey;
 pub mod report;
 pub mod scenario;
+pub mod schedule;
 pub mod service;
 pub mod store;
+pub mod webhook;
 
 // Probes and child processes live with the agent, which runs probes on its own host too.
 pub use agent::{child, probe};

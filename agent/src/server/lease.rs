@@ -92,6 +92,9 @@ pub async fn watchdog(state: Arc<State>, cancel: CancellationToken) {
             if reverted.is_empty() {
                 continue;
             }
+            super::metrics::agent()
+                .lease_expiries
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let failed = reverted.iter().filter(|r| r.error.is_some()).count();
             let ids: Vec<&str> = reverted.iter().map(|r| r.fault_id.as_str()).collect();
             let detail = format!(

@@ -8,6 +8,7 @@
 //! - [`policy`]: the policy file, what the agent accepts (outside it: 403).
 //! - [`audit`]: one JSON line per request, in `<state-dir>/audit.jsonl`.
 //! - [`lease`]: leases, and the watchdog that reverts a silent controller's faults.
+//! - [`metrics`]: `GET /metrics` (Prometheus text, behind the token).
 //! - [`routes`]: the routes, the order of checks (token, route, body), the handlers.
 //! - [`error`]: every refusal and failure, mapped to its status in one place.
 //!
@@ -24,6 +25,7 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod lease;
+pub mod metrics;
 pub mod policy;
 pub mod routes;
 pub mod tls;
@@ -152,6 +154,9 @@ pub(crate) fn revert_response(
     fault_id: &str,
     result: Result<crate::Reverted, FaultError>,
 ) -> RevertResponse {
+    metrics::agent()
+        .reverts
+        .inc(&[if result.is_ok() { "ok" } else { "failed" }]);
     match result {
         Ok(reverted) => RevertResponse {
             fault_id: fault_id.to_string(),

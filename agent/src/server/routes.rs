@@ -73,7 +73,17 @@ pub async fn handle(
         let header = req.headers().get(AUTHORIZATION).map(HeaderValue::as_bytes);
         let token_ok = state.token.admits(header);
         record.token_ok = Some(token_ok);
-        if token_ok {
+        if token_ok && method == Method::GET && path == "/metrics" {
+            let active = state.agent.active().len();
+            let mut response = Response::new(Full::new(Bytes::from(
+                super::metrics::agent().render(active),
+            )));
+            response.headers_mut().insert(
+                hyper::header::CONTENT_TYPE,
+                HeaderValue::from_static(super::metrics::CONTENT_TYPE),
+            );
+            Ok(response)
+        } else if token_ok {
             dispatch(&state, peer, req, &mut record).await
         } else {
             Err(ServerError::Unauthorized)
@@ -89,6 +99,9 @@ pub async fn handle(
         }
     };
     record.status = response.status().as_u16();
+    super::metrics::agent()
+        .requests
+        .inc(&[&record.status.to_string()]);
     if record.outcome.is_empty() {
         record.outcome = outcome_of(record.status);
     }

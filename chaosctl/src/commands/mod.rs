@@ -9,6 +9,7 @@ mod report;
 mod revert;
 mod run;
 mod runs;
+mod schedule;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -36,6 +37,7 @@ pub async fn dispatch(args: Args) -> u8 {
     let state_dir = args.state_dir.clone();
     let server = remote::Server::from_args(&args);
     let result = match (args.command, server) {
+        (Command::Schedule { action }, server) => schedule::run(action, server).await,
         (
             command @ (Command::Run(_)
             | Command::Runs { .. }
@@ -85,7 +87,7 @@ async fn local(command: Command, state_dir: Option<std::path::PathBuf>) -> Resul
         Command::Revert { all: _, load } => revert::run(state_dir.as_deref(), &load).await,
         Command::Agents { load, output } => agents::run(&load, output).await,
         Command::Monkey(monkey_args) => monkey::run(monkey_args, state_dir.as_deref()).await,
-        Command::Abort { .. } | Command::Halt | Command::Resume => {
+        Command::Abort { .. } | Command::Halt | Command::Resume | Command::Schedule { .. } => {
             unreachable!("sent to the server by `dispatch`")
         }
     }

@@ -38,7 +38,7 @@ impl Server {
         })
     }
 
-    fn client(&self) -> Result<ServiceClient, Failure> {
+    pub(super) fn client(&self) -> Result<ServiceClient, Failure> {
         let token = match &self.token_file {
             Some(path) => std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read the token file `{}`", path.display()))
@@ -56,7 +56,7 @@ impl Server {
 }
 
 /// A refusal of the user's input (400, 403, 404, 413) exits 2; anything else 5.
-fn failure(err: ClientError) -> Failure {
+pub(super) fn failure(err: ClientError) -> Failure {
     match err.status() {
         Some(400 | 403 | 404 | 413) => Failure::Invalid(match &err {
             // The scenario's own rendering (`FILE:LINE:COL` and carets) stands alone.

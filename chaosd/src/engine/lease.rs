@@ -104,6 +104,7 @@ async fn keep(hosts: Hosts, abort: Arc<Abort>, held: Arc<Mutex<Held>>, stop: Can
         let now = Instant::now();
         while let Some(Ok((host, result))) = renewals.join_next().await {
             let since = *last_ok.entry(host.clone()).or_insert(now);
+            crate::metrics::global().lease_renewal(result.is_ok());
             match result {
                 Ok(()) => {
                     last_ok.insert(host, Instant::now());

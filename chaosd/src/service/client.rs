@@ -137,6 +137,25 @@ impl ServiceClient {
         self.call(Method::POST, "/v1/resume", None::<&()>).await
     }
 
+    pub async fn add_schedule(
+        &self,
+        req: &crate::schedule::api::CreateSchedule,
+    ) -> Result<crate::schedule::api::ScheduleCreated, ClientError> {
+        self.call(Method::POST, "/v1/schedules", Some(req)).await
+    }
+
+    pub async fn schedules(&self) -> Result<crate::schedule::api::ScheduleList, ClientError> {
+        self.call(Method::GET, "/v1/schedules", None::<&()>).await
+    }
+
+    pub async fn remove_schedule(
+        &self,
+        id: &str,
+    ) -> Result<crate::schedule::api::ScheduleRemoved, ClientError> {
+        self.call(Method::DELETE, &format!("/v1/schedules/{id}"), None::<&()>)
+            .await
+    }
+
     pub async fn agents(&self) -> Result<AgentList, ClientError> {
         self.call(Method::GET, "/v1/agents", None::<&()>).await
     }

@@ -31,6 +31,7 @@ pub const DEFAULT_REPORT_DIR: &str = "/var/lib/chaosd/reports";
 /// The events a webhook may ask for.
 pub const WEBHOOK_EVENTS: &[&str] = &[
     "run_started",
+    "breach",
     "run_finished",
     "run_aborted",
     "fault_left",

@@ -20,6 +20,7 @@ pub mod config;
 pub mod error;
 pub mod routes;
 pub mod runs;
+pub mod web;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -61,6 +62,8 @@ pub struct State {
     inventory: Option<PathBuf>,
     /// Checked, not sent yet: sending is the next piece of work (see `runs` for the events).
     pub webhooks: Vec<config::Webhook>,
+    /// Game-day schedules (`/v1/schedules`), started on the system clock.
+    scheduler: Arc<crate::schedule::scheduler::Scheduler>,
 }
 
 /// Opens the history and the local agent in `config.state_dir` (reverting what a dead chaosd
@@ -92,11 +95,30 @@ pub async fn run(
         .map_err(|e| RunError::Open(anyhow::anyhow!("opening the state panicked: {e}")))?
         .map_err(RunError::Open)?;
     let runs = Arc::new(runs);
+    let notifier = crate::webhook::Notifier::new(webhooks.clone());
+    runs.set_notifier(Arc::clone(&notifier));
+    let scheduler = {
+        let runner = Arc::new(runs::ScheduledRuns(Arc::clone(&runs)));
+        let state_dir = state_dir.clone();
+        tokio::task::spawn_blocking(move || {
+            crate::schedule::scheduler::Scheduler::open(
+                &state_dir,
+                runner,
+                Arc::new(crate::monkey::SystemClock),
+            )
+        })
+        .await
+        .map_err(|e| RunError::Open(anyhow::anyhow!("opening the schedules panicked: {e}")))?
+        .map_err(RunError::Open)?
+    };
+    let stop_scheduler = tokio_util::sync::CancellationToken::new();
+    let scheduler_task = tokio::spawn(Arc::clone(&scheduler).run(stop_scheduler.clone()));
     let state = Arc::new(State {
         token,
         runs: Arc::clone(&runs),
         inventory,
         webhooks,
+        scheduler,
     });
     info!(
         listen = %local,
@@ -141,7 +163,10 @@ pub async fn run(
 
     info!("shutting down: no new connections; aborting the running runs");
     drop(listener);
+    stop_scheduler.cancel();
+    let _ = scheduler_task.await;
     runs.shutdown().await;
+    notifier.drain(DRAIN).await;
     if tokio::time::timeout(DRAIN, graceful.shutdown())
         .await
         .is_err()

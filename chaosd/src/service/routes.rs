@@ -45,6 +45,9 @@ enum Route<'a> {
     Halt,
     Resume,
     Agents,
+    Schedules,
+    AddSchedule,
+    RemoveSchedule(&'a str),
 }
 
 /// Answers one request.
@@ -53,6 +56,9 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body>
     let path = req.uri().path().to_string();
     let answer = if method == Method::GET && path == "/healthz" {
         Ok(full_response(StatusCode::OK, "text/plain", "ok\n"))
+    } else if let Some(answer) = super::web::handle(&state, &req) {
+        // `/metrics` and the web view (`/`, `/ui/...`): their own token checks, in `web`.
+        answer
     } else {
         let header = req.headers().get(AUTHORIZATION).map(HeaderValue::as_bytes);
         if state.token.admits(header) {
@@ -118,6 +124,20 @@ async fn dispatch(state: &Arc<State>, req: Request<Incoming>) -> Answer {
             ))
         }
         Route::Agents => agents(state).await,
+        Route::Schedules => Ok(json_response(
+            StatusCode::OK,
+            &crate::schedule::api::ScheduleList {
+                schedules: state.scheduler.list()?,
+            },
+        )),
+        Route::AddSchedule => {
+            let body: crate::schedule::api::CreateSchedule = read_json(req).await?;
+            let created = state.scheduler.add(body)?;
+            Ok(json_response(StatusCode::CREATED, &created))
+        }
+        Route::RemoveSchedule(id) => {
+            Ok(json_response(StatusCode::OK, &state.scheduler.remove(id)?))
+        }
     }
 }
 
@@ -146,6 +166,9 @@ fn route<'a>(method: &Method, path: &'a str) -> Result<Route<'a>, ServiceError> 
         (["halt"], _) => ("POST", Route::Halt),
         (["resume"], _) => ("POST", Route::Resume),
         (["agents"], _) => ("GET", Route::Agents),
+        (["schedules"], "POST") => ("POST", Route::AddSchedule),
+        (["schedules"], _) => ("GET, POST", Route::Schedules),
+        (["schedules", id], _) => ("DELETE", Route::RemoveSchedule(id)),
         _ => return Err(not_found()),
     };
     if !allow.split(", ").any(|m| m == method.as_str()) {

@@ -68,6 +68,8 @@ pub struct Runs {
     /// Every run's task, so that shutdown waits for their reverts.
     tracker: TaskTracker,
     stopping: AtomicBool,
+    /// Webhooks for run start, breach and end ([`crate::webhook`]); none until set.
+    notifier: std::sync::OnceLock<Arc<crate::webhook::Notifier>>,
 }
 
 /// A running run as the API sees it: its abort switch, its events so far, its status.
@@ -204,6 +206,7 @@ impl Runs {
             halt: Mutex::new(halt),
             tracker: TaskTracker::new(),
             stopping: AtomicBool::new(false),
+            notifier: std::sync::OnceLock::new(),
         })
     }
 
@@ -317,7 +320,15 @@ impl Runs {
         let hosts = Hosts::new(self.agent.clone(), &scenario, &run_id);
         let runs = Arc::clone(self);
         self.tracker.spawn(async move {
-            let observer: Arc<dyn Observer> = Arc::new(Feed(Arc::clone(&live)));
+            let observer: Arc<dyn Observer> = crate::webhook::RunWatch::wrap(
+                Arc::new(Feed(Arc::clone(&live))),
+                runs.notifier(),
+                crate::webhook::RunInfo {
+                    run_id: live.run_id.clone(),
+                    scenario: scenario.name.clone(),
+                    labels: spec.labels.clone(),
+                },
+            );
             let result = engine::run(
                 Arc::new(scenario),
                 spec,
@@ -336,6 +347,7 @@ impl Runs {
             if let Err(err) = runs.store().finish(&report, &live.report_dir) {
                 error!(run = report.run_id, error = %format!("{err:#}"), "cannot record the end of the run");
             }
+            crate::metrics::global().run_finished(&report);
             info!(run = report.run_id, verdict = %report.verdict, exit_code = report.exit_code(), "run ended");
             live.inner().end = Some(Arc::new(report));
             live.bump();
@@ -482,6 +494,13 @@ impl Runs {
                 write_halt(&self.config.state_dir, Some(&h))?;
                 *halt = Some(h);
                 warn!("halted: every run aborted, new runs refused until POST /v1/resume");
+                self.notifier().send(
+                    &["halted"],
+                    &crate::webhook::service_payload(
+                        "halted",
+                        "halted: every run aborted, new runs refused until resumed",
+                    ),
+                );
             }
         }
         let mut aborted = Vec::new();
@@ -501,6 +520,10 @@ impl Runs {
         write_halt(&self.config.state_dir, None)?;
         if halt.take().is_some() {
             info!("resumed: new runs are accepted again");
+            self.notifier().send(
+                &["resumed"],
+                &crate::webhook::service_payload("resumed", "resumed: new runs are accepted again"),
+            );
         }
         Ok(())
     }
@@ -528,6 +551,46 @@ impl Runs {
                 }
             }
         }
+    }
+}
+
+impl Runs {
+    /// Sets the webhooks (once, at start).
+    pub fn set_notifier(&self, notifier: Arc<crate::webhook::Notifier>) {
+        let _ = self.notifier.set(notifier);
+    }
+
+    /// The webhooks' sender (one that sends nothing when none was set).
+    pub fn notifier(&self) -> Arc<crate::webhook::Notifier> {
+        Arc::clone(
+            self.notifier
+                .get_or_init(|| crate::webhook::Notifier::new(Vec::new())),
+        )
+    }
+}
+
+/// The run manager as the scheduler sees it ([`crate::schedule::scheduler::Runner`]).
+pub struct ScheduledRuns(pub Arc<Runs>);
+
+impl crate::schedule::scheduler::Runner for ScheduledRuns {
+    fn check(&self, req: &SubmitRequest) -> Result<Scenario, ServiceError> {
+        let display = PathBuf::from(req.file.as_deref().unwrap_or("scenario.yaml"));
+        let folder = self
+            .0
+            .config
+            .state_dir
+            .join(RUNS_DIR)
+            .join(format!("check-{}", new_run_id()));
+        std::fs::create_dir_all(&folder).map_err(|e| {
+            ServiceError::Internal(format!("cannot create `{}`: {e}", folder.display()))
+        })?;
+        let checked = self.0.check(&display, &folder, req);
+        let _ = std::fs::remove_dir_all(&folder);
+        checked
+    }
+
+    fn submit(&self, req: SubmitRequest) -> Result<SubmitResponse, ServiceError> {
+        self.0.submit(req)
     }
 }
 

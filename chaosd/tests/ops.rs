@@ -1,0 +1,453 @@
+//! chaosd's operations side end to end, through the built binary on 127.0.0.1: a schedule whose
+//! cron ticks every 2 seconds starts ordinary runs; webhooks reach a small HTTP server of ours
+//! (start, breach, end); `/metrics` parses as Prometheus text and counts the runs; the web view
+//! loads in a real headless Chromium (skipped, saying why, when there is none).
+//!
+//! Real processes and real time, so `std::time::Instant`; every process is ended by Drop guards.
+#![allow(clippy::disallowed_types)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+const CHAOSD: &str = env!("CARGO_BIN_EXE_chaosd");
+const TOKEN: &str = "ops-token-0123456789";
+
+fn eventually<T>(within: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "not within {within:?}: {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+struct Reply {
+    status: u16,
+    headers: String,
+    body: String,
+}
+
+fn request(
+    port: u16,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> std::io::Result<Reply> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
+    if let Some(token) = token {
+        head.push_str(&format!("Authorization: Bearer {token}\r\n"));
+    }
+    let body = body.unwrap_or_default();
+    head.push_str(&format!(
+        "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    ));
+    stream.write_all(head.as_bytes())?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (headers, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| std::io::Error::other("no header end"))?;
+    let status = headers
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other("no status"))?;
+    Ok(Reply {
+        status,
+        headers: headers.to_string(),
+        body: body.to_string(),
+    })
+}
+
+/// A webhook receiver: answers 200 to every POST and keeps the JSON bodies.
+fn webhook_server() -> (u16, Arc<Mutex<Vec<Value>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let keep = got.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream);
+            let mut len = 0;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; len];
+            if reader.read_exact(&mut body).is_ok()
+                && let Ok(v) = serde_json::from_slice(&body)
+            {
+                keep.lock().unwrap().push(v);
+            }
+            let _ = reader
+                .get_mut()
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
+        }
+    });
+    (port, got)
+}
+
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.0.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn sleeper(tag: &str) -> Guard {
+    let child = Command::new("sleep")
+        .arg0(tag)
+        .arg("300")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    eventually(Duration::from_secs(5), "sleep has exec'd", || {
+        std::fs::read(format!("/proc/{pid}/cmdline"))
+            .ok()
+            .filter(|c| c.starts_with(tag.as_bytes()))
+    });
+    Guard(child)
+}
+
+fn scenario(name: &str, tag: &str, guardrail: bool) -> String {
+    let guard = if guardrail {
+        "guardrails:\n  - {name: nothing listens, tcp: {address: \"127.0.0.1:1\", timeout: 200ms}, every: 100ms, window: 300ms}\n"
+    } else {
+        ""
+    };
+    format!(
+        "version: 1\nname: {name}\n{guard}steps:\n  - name: pause the sleeper\n    target: local\n    fault: {{pause: {{process: {{pattern: \"^{tag}\"}}}}}}\n    duration: 1s\n    recover_within: 1s\n"
+    )
+}
+
+fn chromium() -> Option<PathBuf> {
+    [
+        "/usr/bin/chromium",
+        "/usr/bin/chromium-browser",
+        "/usr/bin/google-chrome",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .find(|p| p.is_file())
+}
+
+/// Loads `url` in headless Chromium: the DOM after load, and its stderr.
+fn browse(browser: &Path, dir: &Path, url: &str, screenshot: Option<&Path>) -> (String, String) {
+    let profile = tempfile::tempdir_in(dir).unwrap();
+    let mut cmd = Command::new(browser);
+    cmd.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--enable-logging=stderr",
+        "--v=0",
+    ])
+    .arg(format!("--user-data-dir={}", profile.path().display()));
+    match screenshot {
+        Some(path) => {
+            cmd.arg(format!("--screenshot={}", path.display()))
+                .arg("--window-size=1200,1400");
+        }
+        None => {
+            cmd.arg("--dump-dom");
+        }
+    }
+    let out = cmd
+        .arg(url)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run chromium");
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn console_errors(stderr: &str) -> Vec<&str> {
+    stderr
+        .lines()
+        .filter(|l| l.contains("Uncaught") || (l.contains("CONSOLE") && l.contains("rror")))
+        .collect()
+}
+
+#[test]
+fn schedules_webhooks_metrics_and_the_web_view() {
+    let dir = tempfile::Builder::new()
+        .prefix("chaosd-ops-")
+        .tempdir()
+        .unwrap();
+    let (hook_port, hooks) = webhook_server();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    std::fs::write(dir.path().join("token"), format!("{TOKEN}\n")).unwrap();
+    std::fs::write(
+        dir.path().join("chaosd.yaml"),
+        format!(
+            "listen: 127.0.0.1:{port}\ntoken_file: token\nstate_dir: state\nreport_dir: reports\nallow_local: true\n\
+             webhooks:\n  - {{url: 'http://127.0.0.1:{hook_port}/hook', events: [run_started, breach, run_finished]}}\n"
+        ),
+    )
+    .unwrap();
+    let log = std::fs::File::create(dir.path().join("chaosd.log")).unwrap();
+    let _chaosd = Guard(
+        Command::new(CHAOSD)
+            .arg("--config")
+            .arg(dir.path().join("chaosd.yaml"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let chaosd_log = || std::fs::read_to_string(dir.path().join("chaosd.log")).unwrap_or_default();
+    eventually(Duration::from_secs(20), "chaosd answers", || {
+        request(port, "GET", "/healthz", None, None)
+            .ok()
+            .filter(|r| r.status == 200)
+    });
+    let call = |method: &str, path: &str, body: Option<Value>| {
+        let body = body.map(|b| b.to_string());
+        request(port, method, path, Some(TOKEN), body.as_deref())
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}\n{}", chaosd_log()))
+    };
+    let tag = format!("ops-sleeper-{}", std::process::id());
+    let _sleeper = sleeper(&tag);
+
+    // A run breached by its guardrail: start, breach and end reach the webhook.
+    let r = call(
+        "POST",
+        "/v1/runs",
+        Some(json!({"scenario": scenario("breached", &tag, true), "file": "breached.yaml"})),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let breached: Value = serde_json::from_str(&r.body).unwrap();
+    let breached = breached["run_id"].as_str().unwrap().to_string();
+    let events = eventually(
+        Duration::from_secs(30),
+        "three webhooks for the breached run",
+        || {
+            let got = hooks.lock().unwrap().clone();
+            let mine: Vec<Value> = got
+                .into_iter()
+                .filter(|v| v["run_id"] == breached.as_str())
+                .collect();
+            (mine.len() >= 3).then_some(mine)
+        },
+    );
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|v| v["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["run_started", "breach", "run_finished"],
+        "{events:#?}"
+    );
+    assert_eq!(events[2]["verdict"], "aborted");
+    assert!(
+        events[1]["text"]
+            .as_str()
+            .unwrap()
+            .contains("guardrail breached"),
+        "{events:#?}"
+    );
+    assert_eq!(events[1]["fields"]["guardrail"], "nothing listens");
+    assert_eq!(events[0]["scenario"], "breached");
+
+    // A schedule every 2 seconds starts ordinary runs labelled with it.
+    let r = call(
+        "POST",
+        "/v1/schedules",
+        Some(json!({"scenario": "not yaml: [", "cron": "* * * * *"})),
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+    let r = call(
+        "POST",
+        "/v1/schedules",
+        Some(
+            json!({"scenario": scenario("scheduled", &tag, false), "file": "s.yaml", "cron": "*/2 * * * * *", "labels": {"team": "ops"}}),
+        ),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let created: Value = serde_json::from_str(&r.body).unwrap();
+    let id = created["id"].as_str().unwrap().to_string();
+    assert!(created["next_run"].is_string(), "{created}");
+    let list: Value = serde_json::from_str(&call("GET", "/v1/schedules", None).body).unwrap();
+    assert_eq!(list["schedules"][0]["id"], id.as_str());
+    assert!(list["schedules"][0]["next_run"].is_string());
+    let scheduled = eventually(
+        Duration::from_secs(30),
+        "a scheduled run has passed",
+        || {
+            let runs: Value = serde_json::from_str(&call("GET", "/v1/runs", None).body).ok()?;
+            runs["runs"]
+                .as_array()?
+                .iter()
+                .find(|r| r["labels"]["schedule"] == id.as_str() && r["verdict"] == "passed")
+                .cloned()
+        },
+    );
+    assert_eq!(scheduled["labels"]["team"], "ops");
+    assert_eq!(scheduled["scenario"], "scheduled");
+    let r = call("DELETE", &format!("/v1/schedules/{id}"), None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        call("DELETE", &format!("/v1/schedules/{id}"), None).status,
+        404
+    );
+    // Let a run the schedule may have started just before its removal end.
+    eventually(Duration::from_secs(30), "no run is going on", || {
+        let s: Value = serde_json::from_str(&call("GET", "/v1/status", None).body).ok()?;
+        s["running"].as_array()?.is_empty().then_some(())
+    });
+
+    // /metrics: token-protected Prometheus text that counts the runs.
+    assert_eq!(
+        request(port, "GET", "/metrics", None, None).unwrap().status,
+        401
+    );
+    let m = call("GET", "/metrics", None);
+    assert_eq!(m.status, 200);
+    assert!(
+        m.headers.contains("text/plain; version=0.0.4"),
+        "{}",
+        m.headers
+    );
+    let mut samples = std::collections::BTreeMap::new();
+    for line in m.body.lines() {
+        if line.starts_with('#') {
+            assert!(
+                line.starts_with("# HELP ") || line.starts_with("# TYPE "),
+                "{line}"
+            );
+            continue;
+        }
+        let (name, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("{line}"));
+        let value: f64 = value.parse().unwrap_or_else(|_| panic!("{line}"));
+        let re_ok = name.split('{').next().is_some_and(|n| {
+            n.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+        });
+        assert!(re_ok, "{line}");
+        samples.insert(name.to_string(), value);
+    }
+    assert!(
+        samples["chaosd_runs_total{verdict=\"passed\"}"] >= 1.0,
+        "{}",
+        m.body
+    );
+    assert!(
+        samples["chaosd_runs_total{verdict=\"aborted\"}"] >= 1.0,
+        "{}",
+        m.body
+    );
+    assert_eq!(samples["chaosd_runs_active"], 0.0);
+    assert_eq!(samples["chaosd_faults_active"], 0.0);
+    assert!(
+        samples["chaosd_reverts_total{outcome=\"ok\"}"] >= 2.0,
+        "{}",
+        m.body
+    );
+    assert!(samples["chaosd_scheduled_runs_total{outcome=\"submitted\"}"] >= 1.0);
+    assert!(samples["chaosd_webhook_deliveries_total{event=\"breach\",outcome=\"ok\"}"] >= 1.0);
+    assert!(
+        m.body
+            .contains("chaosd_probe_sample_latency_seconds_bucket{role=\"guardrail\",le=\"+Inf\"}")
+    );
+
+    // The web view: a token in the address becomes a cookie; without one, 401.
+    assert_eq!(
+        request(port, "GET", "/ui/", None, None).unwrap().status,
+        401
+    );
+    let r = request(port, "GET", &format!("/ui/?token={TOKEN}"), None, None).unwrap();
+    assert_eq!(r.status, 303);
+    assert!(
+        r.headers.contains("HttpOnly; SameSite=Strict"),
+        "{}",
+        r.headers
+    );
+    let Some(browser) = chromium() else {
+        eprintln!("skipped the browser checks: no chromium (apt-get install chromium)");
+        return;
+    };
+    let base = format!("http://127.0.0.1:{port}");
+    let (dom, stderr) = browse(
+        &browser,
+        dir.path(),
+        &format!("{base}/ui/?token={TOKEN}"),
+        None,
+    );
+    assert!(dom.contains("<table id=\"runs\">"), "{dom}\n{stderr}");
+    assert!(dom.contains(&breached), "{dom}");
+    assert!(
+        dom.contains("badge aborted") && dom.contains("badge passed"),
+        "{dom}"
+    );
+    assert!(console_errors(&stderr).is_empty(), "{stderr}");
+    let (dom, stderr) = browse(
+        &browser,
+        dir.path(),
+        &format!("{base}/ui/runs/{breached}?token={TOKEN}"),
+        None,
+    );
+    assert!(
+        dom.contains("<svg"),
+        "the report's timeline: {dom}\n{stderr}"
+    );
+    assert!(dom.contains("nothing listens"), "{dom}");
+    assert!(console_errors(&stderr).is_empty(), "{stderr}");
+    let shot = std::env::var_os("CHAOSD_UI_SCREENSHOT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| dir.path().join("ui.png"));
+    let (_, stderr) = browse(
+        &browser,
+        dir.path(),
+        &format!("{base}/ui/?token={TOKEN}"),
+        Some(&shot),
+    );
+    assert!(shot.is_file(), "no screenshot: {stderr}");
+}
