@@ -37,9 +37,11 @@ mod process_probe {
 
     #[tokio::test]
     async fn counts_are_judged_against_min_and_max() {
-        let pattern = || ProcessSelector::Pattern("^sleep 3011$".into());
-        let first = Sleeper::start("3011");
-        let _second = Sleeper::start("3011");
+        // Unique to this test process, so no other test's sleepers are counted.
+        let arg = format!("3011.{}", std::process::id());
+        let pattern = || ProcessSelector::Pattern(format!("^sleep {}$", arg.replace('.', "\\.")));
+        let first = Sleeper::start(&arg);
+        let _second = Sleeper::start(&arg);
 
         let outcome = sample(&probe(pattern(), 1, None)).await;
         assert!(outcome.ok, "{outcome:?}");
