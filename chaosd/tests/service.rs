@@ -818,3 +818,64 @@ fn sigkill_mid_run_leaves_it_interrupted_and_the_journal_reverts_the_pause() {
     d.call("POST", &format!("/v1/runs/{id}/abort"), None)
         .error(409, "conflict");
 }
+
+#[test]
+fn a_monkey_runs_under_chaosd_until_its_time_is_up() {
+    let d = Chaosd::start(true);
+    let sleeper = Sleeper::spawn("monkey");
+    let file = d.path("monkey.yaml");
+    std::fs::write(
+        &file,
+        r#"version: 1
+name: monkey-under-chaosd
+settings: {recover_within: 2s}
+monkey:
+  target: local
+  fault: {pause: {process: {pattern: "${PAT}"}}}
+  duration: 200ms
+  mean_interval: 400ms
+  min_interval: 200ms
+"#,
+    )
+    .unwrap();
+    let pat = format!("PAT={}", sleeper.pattern);
+    let out = d.chaosctl(&[
+        "monkey",
+        file.to_str().unwrap(),
+        "--yes",
+        "--for",
+        "2s",
+        "--seed",
+        "3",
+        "--var",
+        &pat,
+    ]);
+    out.code(0);
+    assert!(out.stdout.contains("verdict   passed"), "{}", out.stdout);
+    let folder = PathBuf::from(out.stdout.lines().last().unwrap().trim());
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(folder.join("report.json")).unwrap())
+            .unwrap();
+    let faults = report["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "monkey_fault")
+        .count();
+    assert!(faults >= 1, "no monkey fault in {}", report["events"]);
+    assert!(
+        report["steps"][0]["name"]
+            .as_str()
+            .unwrap()
+            .starts_with("monkey #1"),
+        "{}",
+        report["steps"]
+    );
+    sleeper.assert_running();
+
+    // A steps file with a time limit is refused: `--for` means nothing there.
+    let steps = d.path("steps.yaml");
+    std::fs::write(&steps, pause_yaml("${PAT}", "100ms")).unwrap();
+    let out = d.chaosctl(&["monkey", steps.to_str().unwrap(), "--yes", "--for", "1s"]);
+    out.code(2);
+}

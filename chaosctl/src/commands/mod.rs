@@ -40,6 +40,7 @@ pub async fn dispatch(args: Args) -> u8 {
         (Command::Schedule { action }, server) => schedule::run(action, server).await,
         (
             command @ (Command::Run(_)
+            | Command::Monkey(_)
             | Command::Runs { .. }
             | Command::Report { .. }
             | Command::Abort { .. }

@@ -17,7 +17,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use super::report::{emit, format_name};
 use super::run::{confirm, show_result};
 use super::{EXIT_FAILED, EXIT_OK, Failure, load_scenario};
-use crate::args::{Args, Command, Output, RunArgs};
+use crate::args::{Args, Command, MonkeyArgs, Output, RunArgs};
 use crate::output;
 
 /// `--server`, `--token-file`, `--ca-file` as given.
@@ -73,6 +73,7 @@ pub async fn dispatch(command: Command, server: Server) -> Result<u8, Failure> {
     let client = server.client()?;
     match command {
         Command::Run(args) => run(&client, args).await,
+        Command::Monkey(args) => monkey(&client, args).await,
         Command::Runs { limit, output } => {
             let list = client.runs(limit).await.map_err(failure)?;
             super::runs::print(&list.runs, output);
@@ -154,15 +155,64 @@ async fn run(client: &ServiceClient, args: RunArgs) -> Result<u8, Failure> {
         labels: args.labels.iter().cloned().collect(),
         seed: args.seed,
         dry_run: args.dry_run,
+        run_for_ms: None,
     };
-    let submitted = client.submit(&request).await.map_err(failure)?;
+    submit_and_follow(client, &request, args.output).await
+}
+
+/// `chaosctl --server URL monkey FILE`: the monkey runs on chaosd; chaosctl follows it.
+pub async fn monkey(client: &ServiceClient, args: MonkeyArgs) -> Result<u8, Failure> {
+    if args.load.inventory.is_some() {
+        return Err(Failure::Invalid(anyhow!(
+            "chaosctl: --inventory is chaosd's own with --server (`inventory:` in its configuration); leave it out"
+        )));
+    }
+    let text = std::fs::read_to_string(&args.file)
+        .with_context(|| format!("cannot read `{}`", args.file.display()))
+        .map_err(Failure::Invalid)?;
+    // The server checks the file again; a steps file is refused here with the local message.
+    if let Ok(scenario) = load_scenario(&args.file, &args.load)
+        && scenario.monkey.is_none()
+    {
+        return Err(Failure::Invalid(anyhow!(
+            "{}: this file has `steps:`, not `monkey:`; run it with `chaosctl run`",
+            args.file.display()
+        )));
+    }
+    if !args.yes
+        && std::io::stdin().is_terminal()
+        && !confirm(&format!("\nStart this monkey on {}? [y/N] ", client.url())).await
+    {
+        eprintln!("chaosctl: not submitted; nothing was injected");
+        return Ok(EXIT_OK);
+    }
+    let request = SubmitRequest {
+        scenario: text,
+        file: Some(args.file.display().to_string()),
+        vars: args.load.vars.iter().cloned().collect(),
+        labels: args.labels.iter().cloned().collect(),
+        seed: args.seed,
+        dry_run: false,
+        run_for_ms: args.run_for.map(|d| d.as_millis() as u64),
+    };
+    submit_and_follow(client, &request, args.output).await
+}
+
+/// Submits a run, follows it to its end (Ctrl-C asks chaosd to abort it) and returns the
+/// report's exit code.
+async fn submit_and_follow(
+    client: &ServiceClient,
+    request: &SubmitRequest,
+    output: Output,
+) -> Result<u8, Failure> {
+    let submitted = client.submit(request).await.map_err(failure)?;
     let run_id = submitted.run_id;
-    if args.output == Output::Text {
+    if output == Output::Text {
         eprintln!("chaosctl: run {run_id} started on {}", client.url());
     }
     let aborting = Arc::new(AtomicBool::new(false));
     let signals = abort_on_signals(client.clone(), run_id.clone(), Arc::clone(&aborting))?;
-    let result = follow(client, &run_id, args.output).await;
+    let result = follow(client, &run_id, output).await;
     signals.abort();
     let (report, report_dir) = result?;
     let Some(report) = report else {
@@ -172,8 +222,8 @@ async fn run(client: &ServiceClient, args: RunArgs) -> Result<u8, Failure> {
         return Ok(EXIT_FAILED);
     };
     let report_dir = report_dir.unwrap_or_default();
-    show_result(&report, &report_dir, args.output);
-    if args.output == Output::Text {
+    show_result(&report, &report_dir, output);
+    if output == Output::Text {
         println!("{report_dir}");
     }
     Ok(report.exit_code())

@@ -88,6 +88,7 @@ impl Scheduler {
             labels: req.labels.clone(),
             seed: None,
             dry_run: false,
+            run_for_ms: None,
         };
         let scenario = self.runner.check(&submit)?;
         if scenario.monkey.is_some() {
@@ -251,6 +252,7 @@ impl Scheduler {
             labels,
             seed: None,
             dry_run: false,
+            run_for_ms: None,
         };
         let (run_id, error) = match self.runner.submit(req) {
             Ok(created) => {

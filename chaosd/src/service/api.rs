@@ -59,6 +59,10 @@ pub struct SubmitRequest {
     pub seed: Option<u64>,
     #[serde(default)]
     pub dry_run: bool,
+    /// For a monkey file: stop after this many milliseconds (a normal end); none runs it until
+    /// aborted.
+    #[serde(default)]
+    pub run_for_ms: Option<u64>,
 }
 
 /// 201 to `POST /v1/runs`.

@@ -318,6 +318,7 @@ impl Runs {
             host: host_name(),
         };
         let hosts = Hosts::new(self.agent.clone(), &scenario, &run_id);
+        let run_for = req.run_for_ms;
         let runs = Arc::clone(self);
         self.tracker.spawn(async move {
             let observer: Arc<dyn Observer> = crate::webhook::RunWatch::wrap(
@@ -329,16 +330,34 @@ impl Runs {
                     labels: spec.labels.clone(),
                 },
             );
-            let result = engine::run(
-                Arc::new(scenario),
-                spec,
-                hosts,
-                report_dir,
-                observer,
-                Arc::clone(&live.abort),
-                Vec::new(),
-            )
-            .await;
+            // A monkey file runs the Chaos Monkey through the same engine pieces.
+            let result = if scenario.monkey.is_some() {
+                crate::monkey::run(
+                    Arc::new(scenario),
+                    crate::monkey::MonkeySpec {
+                        run: spec,
+                        run_for: run_for.map(std::time::Duration::from_millis),
+                    },
+                    hosts,
+                    report_dir,
+                    observer,
+                    Arc::clone(&live.abort),
+                    Arc::new(crate::monkey::SystemClock),
+                    Vec::new(),
+                )
+                .await
+            } else {
+                engine::run(
+                    Arc::new(scenario),
+                    spec,
+                    hosts,
+                    report_dir,
+                    observer,
+                    Arc::clone(&live.abort),
+                    Vec::new(),
+                )
+                .await
+            };
             let report = result.report;
             let mut report_dir = result.report_dir;
             if let Err(err) = report_dir.write_report(&report) {
@@ -385,9 +404,9 @@ impl Runs {
         };
         let scenario = load_text_in(display, folder, &req.scenario, &opts)
             .map_err(|err| ServiceError::Scenario(err.to_string()))?;
-        if scenario.monkey.is_some() {
+        if scenario.monkey.is_none() && req.run_for_ms.is_some() {
             return Err(ServiceError::BadRequest(format!(
-                "{}: this is a monkey file (it has `monkey:` instead of `steps:`); chaosd does not run monkeys yet",
+                "{}: `run_for_ms` is for monkey files (`monkey:`); this one has `steps:`",
                 display.display()
             )));
         }
