@@ -22,6 +22,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod body;
 pub mod config;
 pub mod error;
 pub mod lease;

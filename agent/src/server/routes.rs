@@ -11,13 +11,14 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use serde::de::DeserializeOwned;
 
 use super::audit::{Record, outcome_of};
+use super::body::BodyError;
 use super::error::{ServerError, fault_api_error, json_response};
 use super::{State, blocking, revert_response};
 use crate::api::{
@@ -227,46 +228,12 @@ fn lease_of(lease_ms: u64) -> Result<Duration, ServerError> {
 
 /// Reads a JSON body of at most [`api::MAX_BODY`] bytes.
 async fn read_json<T: DeserializeOwned>(req: Request<Incoming>) -> Result<T, ServerError> {
-    let declared = req
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > api::MAX_BODY as u64) {
-        drain(req.into_body()).await;
-        return Err(ServerError::TooLarge);
-    }
-    let bytes = match Limited::new(req.into_body(), api::MAX_BODY).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(err) if err.is::<http_body_util::LengthLimitError>() => {
-            return Err(ServerError::TooLarge);
-        }
-        Err(err) => {
-            return Err(ServerError::BadRequest(format!(
-                "cannot read the request body: {err}"
-            )));
-        }
-    };
-    serde_json::from_slice(&bytes)
-        .map_err(|err| ServerError::BadRequest(format!("malformed JSON body: {err}")))
-}
-
-/// Reads and discards a refused body, a bounded amount for a bounded time, so that the client
-/// gets to read our answer instead of a connection reset.
-async fn drain(mut body: Incoming) {
-    const MAX_DRAIN: usize = 8 * api::MAX_BODY;
-    let work = async {
-        let mut seen = 0;
-        while let Some(Ok(frame)) = body.frame().await {
-            if let Some(data) = frame.data_ref() {
-                seen += data.len();
-                if seen > MAX_DRAIN {
-                    break;
-                }
-            }
-        }
-    };
-    let _ = tokio::time::timeout(Duration::from_secs(2), work).await;
+    super::body::read_json(req, api::MAX_BODY)
+        .await
+        .map_err(|err| match err {
+            BodyError::TooLarge => ServerError::TooLarge,
+            BodyError::Bad(message) => ServerError::BadRequest(message),
+        })
 }
 
 async fn health(state: &Arc<State>) -> Answer {

@@ -8,16 +8,17 @@
 //! go in the same three places.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use hyper::body::{Frame, Incoming};
-use hyper::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 use tracing::debug;
+
+use agent::server::body::BodyError;
 
 use super::State;
 use super::api::{
@@ -192,46 +193,12 @@ fn param<'q>(query: &'q str, name: &str) -> Option<&'q str> {
 
 /// Reads a JSON body of at most [`api::MAX_BODY`] bytes.
 async fn read_json<T: DeserializeOwned>(req: Request<Incoming>) -> Result<T, ServiceError> {
-    let declared = req
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > api::MAX_BODY as u64) {
-        drain(req.into_body()).await;
-        return Err(ServiceError::TooLarge);
-    }
-    let bytes = match Limited::new(req.into_body(), api::MAX_BODY).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(err) if err.is::<http_body_util::LengthLimitError>() => {
-            return Err(ServiceError::TooLarge);
-        }
-        Err(err) => {
-            return Err(ServiceError::BadRequest(format!(
-                "cannot read the request body: {err}"
-            )));
-        }
-    };
-    serde_json::from_slice(&bytes)
-        .map_err(|err| ServiceError::BadRequest(format!("malformed JSON body: {err}")))
-}
-
-/// Reads and discards a refused body, a bounded amount for a bounded time, so that the client
-/// gets to read our answer instead of a connection reset.
-async fn drain(mut body: Incoming) {
-    const MAX_DRAIN: usize = 8 * api::MAX_BODY;
-    let work = async {
-        let mut seen = 0;
-        while let Some(Ok(frame)) = body.frame().await {
-            if let Some(data) = frame.data_ref() {
-                seen += data.len();
-                if seen > MAX_DRAIN {
-                    break;
-                }
-            }
-        }
-    };
-    let _ = tokio::time::timeout(Duration::from_secs(2), work).await;
+    agent::server::body::read_json(req, api::MAX_BODY)
+        .await
+        .map_err(|err| match err {
+            BodyError::TooLarge => ServiceError::TooLarge,
+            BodyError::Bad(message) => ServiceError::BadRequest(message),
+        })
 }
 
 fn status(state: &Arc<State>) -> Answer {
