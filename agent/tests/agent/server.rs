@@ -506,13 +506,15 @@ async fn a_silent_controller_loses_its_faults_when_the_lease_runs_out() {
     let agent = InProcess::start(None).await;
     let (sleep, _) = Spawned::sleep();
     let order = pause_order("leased", json!({"pid": sleep.pid}), None);
+    // The lease starts while the agent handles the request, so time from before sending it: a
+    // slow answer on a loaded machine must not look like an early revert.
+    let applied = tokio::time::Instant::now();
     let (status, body) = agent
         .api
         .post("/v1/runs/quiet/faults", apply_body(vec![order], 500))
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(sleep.state(), Some('T'));
-    let applied = tokio::time::Instant::now();
     eventually(
         "the lease watchdog to revert the pause",
         Duration::from_secs(3),
