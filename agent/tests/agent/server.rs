@@ -530,6 +530,17 @@ async fn a_silent_controller_loses_its_faults_when_the_lease_runs_out() {
         took < Duration::from_millis(1500),
         "reverted late: {took:?}"
     );
+    // The audit line is written just after the revert: wait for it rather than race it.
+    eventually(
+        "the lease_expired audit line",
+        Duration::from_secs(3),
+        || {
+            audit_lines(&agent.state_dir())
+                .iter()
+                .any(|l| l["event"] == "lease_expired")
+        },
+    )
+    .await;
     let lines = audit_lines(&agent.state_dir());
     let expired = lines
         .iter()
