@@ -43,7 +43,16 @@ mod process_probe {
         let first = Sleeper::start(&arg);
         let _second = Sleeper::start(&arg);
 
-        let outcome = sample(&probe(pattern(), 1, None)).await;
+        // FIXME: once in CI under load a fresh sleeper was not counted by the first sample (see
+        // the closing note of the first session); take the first sample that sees both, within 2 s.
+        let mut outcome = sample(&probe(pattern(), 1, None)).await;
+        for _ in 0..200 {
+            if outcome.reason == "2 processes" {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            outcome = sample(&probe(pattern(), 1, None)).await;
+        }
         assert!(outcome.ok, "{outcome:?}");
         assert_eq!(outcome.reason, "2 processes");
         assert!(sample(&probe(pattern(), 2, Some(2))).await.ok);
