@@ -158,8 +158,13 @@ fn fill_disk_to_a_usage_a_size_and_a_leave_then_revert() {
         assert!(reverted.verified, "{}", reverted.detail);
         assert!(!file.exists());
         assert!(tmpfs.files().is_empty());
-        let after = fill_disk::usage(tmpfs.path()).unwrap();
-        assert!(after.used.abs_diff(before.used) <= MIB, "{name}: {after:?}");
+        // A child that another test forks while the fill file is open holds a copy of its
+        // descriptor until that child execs (O_CLOEXEC closes it only then), so on a loaded
+        // machine tmpfs may give the space back a moment after the unlink, not at it.
+        eventually(&format!("{name}: the space to come back"), || {
+            let after = fill_disk::usage(tmpfs.path()).unwrap();
+            after.used.abs_diff(before.used) <= MIB
+        });
     }
     assert_eq!(journal_entries(&agent), 0);
 }
