@@ -380,6 +380,27 @@ impl Lab {
         t
     }
 
+    /// A chaosctl `Test` of a scenario file (a drill as it ships), with this lab's inventory and
+    /// the same `H1_ADDR`, ... vars as [`Lab::test`].
+    pub fn test_file(&self, path: impl Into<PathBuf>) -> Test {
+        let mut t = Test::new()
+            .scenario_file(path)
+            .arg("--inventory")
+            .arg(self.inventory.display());
+        for h in &self.hosts {
+            t = t.var(&format!("{}_ADDR", h.name.to_uppercase()), &h.addr);
+        }
+        t
+    }
+
+    /// The command prefix that runs a program inside `host`'s network namespace
+    /// (`ip netns exec NS`), for a drill's `ON_<ROLE>` var: `exec ${ON_MASTER:-} redis-server ...`
+    /// then starts the server on that lab host, as its own process, so the run's setup still
+    /// stops it with its process group. Whatever it starts is killed when the lab is dropped.
+    pub fn exec_prefix(&self, host: &str) -> String {
+        format!("ip netns exec {}", self.host(host).ns)
+    }
+
     fn start_agent_at(&mut self, i: usize, agent: &Path) {
         let host = &self.hosts[i];
         let log = File::options()
