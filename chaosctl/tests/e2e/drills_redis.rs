@@ -15,16 +15,32 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::Value;
 
-use crate::support::{Test, assert_none_left, cmdline, free_port, pids_containing};
+use crate::lab_support::Lab;
+use crate::support::{Report, Test, assert_none_left, cmdline, free_port, pids_containing};
 
-/// The drills' ports, and what must not outlive the test: every Redis process on those ports and
-/// every writer of the drill folder is SIGKILLed on drop, whatever the test did.
+/// The server roles of the sentinel sandbox, in the order of `Sandbox::ports`, and the lab host
+/// each runs on: a real deployment's placement, one sentinel per host.
+const ROLES: [(&str, &str); 5] = [
+    ("MASTER", "h1"),
+    ("REPLICA", "h2"),
+    ("SENTINEL_1", "h1"),
+    ("SENTINEL_2", "h2"),
+    ("SENTINEL_3", "h3"),
+];
+
+/// The drills' addresses and ports, and what must not outlive the test: every Redis process on
+/// those and every writer of the drill folder is SIGKILLed on drop, whatever the test did.
 struct Sandbox {
     ports: [u16; 5],
+    /// Each role's address: 127.0.0.1, or its lab host's.
+    addrs: [String; 5],
+    /// Each role's lab host and `ip netns exec` prefix (empty on 127.0.0.1).
+    on: Vec<(String, String)>,
     dir: PathBuf,
 }
 
 impl Sandbox {
+    /// Every server on 127.0.0.1, the drills' defaults, with free ports.
     fn new(test: &Test) -> Sandbox {
         let mut ports = [0; 5];
         for i in 0..ports.len() {
@@ -38,27 +54,49 @@ impl Sandbox {
         }
         Sandbox {
             ports,
+            addrs: std::array::from_fn(|_| "127.0.0.1".to_string()),
+            on: Vec::new(),
             dir: test.path("drill"),
         }
+    }
+
+    /// Every server on its lab host (`ROLES`), started there with `ON_<ROLE>`.
+    fn in_lab(test: &Test, lab: &Lab) -> Sandbox {
+        let mut sandbox = Sandbox::new(test);
+        for (i, (_, host)) in ROLES.iter().enumerate() {
+            sandbox.addrs[i] = lab.host(host).addr.clone();
+            sandbox.on.push((host.to_string(), lab.exec_prefix(host)));
+        }
+        sandbox
+    }
+
+    fn addr(&self, i: usize) -> String {
+        format!("{}:{}", self.addrs[i], self.ports[i])
     }
 
     /// The test with this sandbox's `--var`s.
     fn vars(&self, test: Test) -> Test {
         let [master, replica, s1, s2, s3] = self.ports;
-        test.var("DRILL_DIR", self.dir.display())
+        let mut test = test
+            .var("DRILL_DIR", self.dir.display())
             .var("REDIS_MASTER_PORT", master)
             .var("REDIS_REPLICA_PORT", replica)
             .var("SENTINEL_PORT_1", s1)
             .var("SENTINEL_PORT_2", s2)
-            .var("SENTINEL_PORT_3", s3)
+            .var("SENTINEL_PORT_3", s3);
+        for (i, (role, _)) in ROLES.iter().enumerate() {
+            if let Some((host, prefix)) = self.on.get(i) {
+                test = test
+                    .var(&format!("{role}_HOST"), host)
+                    .var(&format!("{role}_ADDR"), &self.addrs[i])
+                    .var(&format!("ON_{role}"), prefix);
+            }
+        }
+        test
     }
 
     fn needles(&self) -> Vec<String> {
-        let mut needles: Vec<String> = self
-            .ports
-            .iter()
-            .map(|p| format!("127.0.0.1:{p}"))
-            .collect();
+        let mut needles: Vec<String> = (0..self.ports.len()).map(|i| self.addr(i)).collect();
         needles.push(self.dir.display().to_string());
         needles
     }
@@ -132,13 +170,23 @@ fn num(v: &Value, field: &str) -> u64 {
         .unwrap_or_else(|| panic!("`{field}` is not a number in {v}"))
 }
 
-#[test]
-fn redis_sentinel_drill_fails_over_within_seconds_and_loses_no_acknowledged_write() {
+/// A lab for a Redis drill, or `None` (having said why) when Redis or the lab is missing here.
+fn lab_or_skip() -> Option<Lab> {
     if !redis_or_skip() {
-        return;
+        return None;
     }
-    let test = Test::new().scenario_file(drill("redis-sentinel"));
-    let sandbox = Sandbox::new(&test);
+    Lab::new()
+}
+
+/// The kill's record: done by the agent of `host`, and verified.
+fn assert_faulted_on(report: &Report, host: &str) {
+    let fault = &report.faults()[0];
+    assert_eq!(fault["host"], host, "{fault}");
+    assert_eq!(fault["verified"], true, "{fault}");
+}
+
+/// Runs the sentinel drill in `sandbox` and asserts what its report says.
+fn sentinel_drill(test: Test, sandbox: &Sandbox, fault_host: &str) {
     let test = sandbox.vars(test);
     let out = test.run();
     out.code(0);
@@ -150,15 +198,18 @@ fn redis_sentinel_drill_fails_over_within_seconds_and_loses_no_acknowledged_writ
     let report = out.report();
     report.verdict("passed", None);
     let step = report.step(0);
-    // Measured here: 2.5 s from the SIGKILL to the first sample of a holding window.
+    // Measured: 2.5 s from the SIGKILL to the first sample of a holding window.
     let recovery = step["recovery_ms"].as_u64().expect("recovery_ms");
     assert!((1000..=8000).contains(&recovery), "recovery {recovery} ms");
-    let killed = &report.faults()[0];
-    assert_eq!(killed["verified"], true, "{killed}");
+    assert_faulted_on(&report, fault_host);
 
     let writers = writers(&out.folder());
     let client = writer(&writers, "sentinel-client");
-    // Measured here: writes down 2.3 s, 23 failed at 10 writes/s, none lost.
+    println!(
+        "measured ({fault_host}): run {:?}, recovery {recovery} ms, writer {client}",
+        out.elapsed
+    );
+    // Measured: writes down 2.2-2.3 s, 23 failed at 10 writes/s, none lost.
     assert_eq!(num(client, "lost"), 0, "{client}");
     let failed = num(client, "failed");
     assert!((5..=80).contains(&failed), "failed writes: {client}");
@@ -166,21 +217,37 @@ fn redis_sentinel_drill_fails_over_within_seconds_and_loses_no_acknowledged_writ
     assert!((1000..=8000).contains(&outage), "outage: {client}");
     assert!(num(client, "acknowledged") > 0, "{client}");
     // The sentinels now name the former replica.
-    assert_eq!(
-        client["master"],
-        format!("127.0.0.1:{}", sandbox.ports[1]),
-        "{client}"
-    );
+    assert_eq!(client["master"], sandbox.addr(1), "{client}");
     sandbox.assert_all_stopped();
 }
 
 #[test]
-fn redis_split_brain_drill_reports_the_acknowledged_writes_a_client_without_timeouts_lost() {
+fn redis_sentinel_drill_as_shipped_fails_over_on_127_0_0_1() {
     if !redis_or_skip() {
         return;
     }
-    let test = Test::new().scenario_file(drill("redis-split-brain"));
+    let test = Test::new().scenario_file(drill("redis-sentinel"));
     let sandbox = Sandbox::new(&test);
+    sentinel_drill(test, &sandbox, "local");
+}
+
+#[test]
+fn lab_redis_sentinel_drill_fails_over_within_seconds_and_loses_no_acknowledged_write() {
+    let Some(lab) = lab_or_skip() else {
+        return;
+    };
+    let test = lab.test_file(drill("redis-sentinel"));
+    let sandbox = Sandbox::in_lab(&test, &lab);
+    sentinel_drill(test, &sandbox, "h1");
+}
+
+#[test]
+fn lab_redis_split_brain_drill_reports_the_acknowledged_writes_a_client_without_timeouts_lost() {
+    let Some(lab) = lab_or_skip() else {
+        return;
+    };
+    let test = lab.test_file(drill("redis-split-brain"));
+    let sandbox = Sandbox::in_lab(&test, &lab);
     let test = sandbox.vars(test);
     let out = test.run();
     out.code(1);
@@ -191,21 +258,27 @@ fn redis_split_brain_drill_reports_the_acknowledged_writes_a_client_without_time
     );
     let report = out.report();
     report.verdict("deviated", Some("hypothesis"));
+    assert_faulted_on(&report, "h1");
 
     let writers = writers(&out.folder());
-    // The client that asks the sentinels on every try fails over and loses nothing (measured
-    // here: 2.1-2.8 s without writes, 23-31 failed).
+    // The client that asks the sentinels on every try fails over and loses nothing (measured:
+    // 2.1-2.8 s without writes, 23-31 failed).
     let aware = writer(&writers, "sentinel-client");
     assert_eq!(num(aware, "lost"), 0, "{aware}");
     let outage = num(aware, "longest_outage_ms");
     assert!((1000..=8000).contains(&outage), "outage: {aware}");
     assert!((5..=90).contains(&num(aware, "failed")), "{aware}");
     // The client with no timeouts wrote to the old master after it woke up; the sentinels
-    // demoted it and those writes went (measured here: 102-103 lost per run). The exact number
+    // demoted it and those writes went (measured: 102-103 lost per run). The exact number
     // depends on when the sentinels demote the old master; that some are lost is reliable.
     let sticky = writer(&writers, "sticky-client");
     let lost = num(sticky, "lost");
+    println!(
+        "measured: run {:?}, sentinel client {aware}, sticky client {sticky}",
+        out.elapsed
+    );
     assert!(lost > 0, "the no-timeout client lost nothing: {sticky}");
+    assert_eq!(sticky["master"], sandbox.addr(1), "{sticky}");
 
     // The number lands in the report: its reason, and report.md.
     let said = format!("lost {lost} acknowledged writes");

@@ -1,9 +1,11 @@
 #!/bin/sh
 # The sandbox of the Redis drills: fresh config files and data directories for a master, a replica
-# and three sentinels on 127.0.0.1, written before each run (Sentinel rewrites its config file, so
-# it must be fresh and writable; Debian's service files and /etc/redis are not used).
+# and three sentinels, written before each run (Sentinel rewrites its config file, so it must be
+# fresh and writable; Debian's service files and /etc/redis are not used). Each server binds the
+# address it is given: 127.0.0.1 by default, a lab host's address when the drill's `<ROLE>_ADDR`
+# vars say so (then `protected-mode no` lets the others reach it).
 #
-#   sandbox.sh up DIR MASTER_PORT REPLICA_PORT MASTER_NAME SENTINEL_PORT...
+#   sandbox.sh up DIR MASTER_NAME MASTER_ADDR:PORT REPLICA_ADDR:PORT SENTINEL_ADDR:PORT...
 #   sandbox.sh down DIR     kill what is left (by pidfile) and print the writers' figures
 #
 # The servers themselves are started by the scenario's `setup` as background commands, so chaosctl
@@ -16,7 +18,7 @@ marker=.chaos-redis-drill
 
 case $cmd in
 up)
-  master_port=$1 replica_port=$2 name=$3
+  name=$1 master=$2 replica=$3
   shift 3
   if [ -e "$dir" ]; then
     # Never wipe a folder we did not make.
@@ -25,11 +27,11 @@ up)
   fi
   mkdir -p "$dir"
   touch "$dir/$marker"
-  server() { # NAME PORT [EXTRA CONFIG LINE]
+  server() { # NAME ADDR:PORT [EXTRA CONFIG LINE]
     mkdir -p "$dir/$1"
     {
-      echo "port $2"
-      echo "bind 127.0.0.1"
+      echo "port ${2##*:}"
+      echo "bind ${2%:*}"
       echo "protected-mode no"
       echo "daemonize no"
       echo "dir $dir/$1"
@@ -42,27 +44,27 @@ up)
       [ $# -lt 3 ] || echo "$3"
     } >"$dir/$1.conf"
   }
-  server master "$master_port"
-  server replica "$replica_port" "replicaof 127.0.0.1 $master_port"
+  server master "$master"
+  server replica "$replica" "replicaof ${master%:*} ${master##*:}"
   i=1
-  for port in "$@"; do
+  for sentinel in "$@"; do
     mkdir -p "$dir/sentinel-$i"
     cat >"$dir/sentinel-$i.conf" <<CONF
-port $port
-bind 127.0.0.1
+port ${sentinel##*:}
+bind ${sentinel%:*}
 protected-mode no
 daemonize no
 dir $dir/sentinel-$i
 pidfile $dir/sentinel-$i.pid
 logfile ""
-sentinel monitor $name 127.0.0.1 $master_port 2
+sentinel monitor $name ${master%:*} ${master##*:} 2
 sentinel down-after-milliseconds $name 1000
 sentinel failover-timeout $name 10000
 sentinel parallel-syncs $name 1
 CONF
     i=$((i + 1))
   done
-  echo "sandbox in $dir: master $master_port, replica $replica_port, sentinels $*"
+  echo "sandbox in $dir: master $master, replica $replica, sentinels $*"
   ;;
 down)
   for pidfile in "$dir"/*.pid; do
@@ -78,7 +80,7 @@ down)
   done
   ;;
 *)
-  echo "usage: sandbox.sh up DIR MASTER_PORT REPLICA_PORT MASTER_NAME SENTINEL_PORT... | down DIR" >&2
+  echo "usage: sandbox.sh up DIR MASTER_NAME MASTER_ADDR:PORT REPLICA_ADDR:PORT SENTINEL_ADDR:PORT... | down DIR" >&2
   exit 2
   ;;
 esac
