@@ -9,7 +9,13 @@
 //! - `check` reads back the set from the master the sentinels name and compares it with the log:
 //!   how many acknowledged writes are missing (lost), how many failed; exits 1 when any was lost.
 //! - `last` passes when the writer's latest attempt succeeded and is recent.
-//! - `agree` passes when every sentinel names the same master and that master says it is one.
+//! - `agree` passes when every sentinel names the same master and that master says it is one
+//!   (`--master`: and it is that one, so no failover happened).
+//! - `synced` passes when a replica's link to the master is up and it has caught up with the
+//!   master's replication offset.
+//!
+//! Every command finds the master through the sentinels (`--sentinels`), or is given it
+//! (`--master`, for a Redis without Sentinel).
 //!
 //! RESP is spoken by hand over `TcpStream`: the few commands used need nothing more. The program
 //! is synchronous and blocking on purpose (one client, ten writes a second), so it measures time
@@ -35,12 +41,15 @@ struct Args {
     command: Cmd,
 }
 
-/// Where the sentinels are and what they call the master.
+/// Where the sentinels are and what they call the master, or where the master is.
 #[derive(Debug, clap::Args)]
 struct Sentinels {
     /// The sentinels, `host:port` separated by commas.
-    #[arg(long, value_delimiter = ',', required = true)]
+    #[arg(long, value_delimiter = ',', required_unless_present = "master")]
     sentinels: Vec<String>,
+    /// The master, `host:port`, when there are no sentinels to ask.
+    #[arg(long, conflicts_with = "sentinels")]
+    master: Option<String>,
     /// The master's name in the sentinels' configuration.
     #[arg(long, default_value = "drill")]
     master_name: String,
@@ -82,6 +91,9 @@ enum Cmd {
         /// Also write the figures here, as JSON (replaced atomically).
         #[arg(long)]
         summary: Option<PathBuf>,
+        /// Also exit 1 when writes were ever down (failed or missed) for longer than this.
+        #[arg(long)]
+        max_outage_ms: Option<u64>,
     },
     /// Pass when the latest attempt in the log succeeded within the last `--within-ms`.
     Last {
@@ -98,6 +110,20 @@ enum Cmd {
         /// sync with the master (for `ready`).
         #[arg(long)]
         settled: bool,
+        /// Also require the master they name to be this one (`host:port`): no failover happened.
+        #[arg(long = "expect-master")]
+        expect_master: Option<String>,
+    },
+    /// Pass when the replica's link to the master is up and it has the master's replication
+    /// offset (as read just before), within `--within-ms`.
+    Synced {
+        #[command(flatten)]
+        sentinels: Sentinels,
+        /// The replica, `host:port`.
+        #[arg(long)]
+        replica: String,
+        #[arg(long, default_value_t = 500)]
+        within_ms: u64,
     },
 }
 
@@ -132,9 +158,19 @@ fn main() -> ExitCode {
             log,
             key,
             summary,
-        } => check(&sentinels, &log, &key, summary.as_deref()),
+            max_outage_ms,
+        } => check(&sentinels, &log, &key, summary.as_deref(), max_outage_ms),
         Cmd::Last { log, within_ms } => last(&log, Duration::from_millis(within_ms)),
-        Cmd::Agree { sentinels, settled } => agree(&sentinels, settled),
+        Cmd::Agree {
+            sentinels,
+            settled,
+            expect_master,
+        } => agree(&sentinels, settled, expect_master.as_deref()),
+        Cmd::Synced {
+            sentinels,
+            replica,
+            within_ms,
+        } => synced(&sentinels, &replica, Duration::from_millis(within_ms)),
     };
     match result {
         Ok(code) => code,
@@ -260,8 +296,11 @@ impl Sentinels {
         }
     }
 
-    /// The master named by the first sentinel that answers.
+    /// The master given, or the one named by the first sentinel that answers.
     fn master(&self) -> anyhow::Result<String> {
+        if let Some(m) = &self.master {
+            return Ok(m.clone());
+        }
         let mut errors = Vec::new();
         for s in &self.sentinels {
             match self.master_from(s) {
@@ -359,6 +398,8 @@ struct Attempt {
     seq: u64,
     ok: bool,
     at_ms: u128,
+    /// What a failed attempt got, as logged.
+    detail: String,
 }
 
 fn read_log(log: &Path) -> anyhow::Result<Vec<Attempt>> {
@@ -371,7 +412,13 @@ fn read_log(log: &Path) -> anyhow::Result<Vec<Attempt>> {
             let seq = parts.next()?.parse().ok()?;
             let ok = parts.next()? == "ok";
             let at_ms = parts.next()?.parse().ok()?;
-            Some(Attempt { seq, ok, at_ms })
+            let detail = parts.collect::<Vec<_>>().join(" ");
+            Some(Attempt {
+                seq,
+                ok,
+                at_ms,
+                detail,
+            })
         })
         .collect())
 }
@@ -389,6 +436,10 @@ struct Summary {
     /// acknowledged one: how long writes were down.
     longest_outage_ms: u64,
     failed_in_longest_outage: usize,
+    /// When the longest outage ended (UNIX ms of the acknowledged write that ended it; 0: none).
+    longest_outage_end_ms: u64,
+    /// What the first failed attempt of the longest outage got.
+    longest_outage_first_error: String,
     master: String,
 }
 
@@ -398,8 +449,8 @@ fn summarize(attempts: &[Attempt], stored: &BTreeSet<u64>, master: &str) -> Summ
         master: master.to_string(),
         ..Summary::default()
     };
-    // The current run of failures: when it began and how many.
-    let mut outage: Option<(u128, usize)> = None;
+    // The current run of failures: when it began, how many, and the first one's error.
+    let mut outage: Option<(u128, usize, &str)> = None;
     for a in attempts {
         if a.ok {
             s.acknowledged += 1;
@@ -409,16 +460,18 @@ fn summarize(attempts: &[Attempt], stored: &BTreeSet<u64>, master: &str) -> Summ
                     s.lost_first.push(a.seq);
                 }
             }
-            if let Some((began, n)) = outage.take() {
+            if let Some((began, n, error)) = outage.take() {
                 let ms = a.at_ms.saturating_sub(began) as u64;
                 if ms > s.longest_outage_ms {
                     s.longest_outage_ms = ms;
                     s.failed_in_longest_outage = n;
+                    s.longest_outage_end_ms = a.at_ms as u64;
+                    s.longest_outage_first_error = error.to_string();
                 }
             }
         } else {
             s.failed += 1;
-            let entry = outage.get_or_insert((a.at_ms, 0));
+            let entry = outage.get_or_insert((a.at_ms, 0, &a.detail));
             entry.1 += 1;
         }
     }
@@ -430,6 +483,7 @@ fn check(
     log: &Path,
     key: &str,
     summary_path: Option<&Path>,
+    max_outage_ms: Option<u64>,
 ) -> anyhow::Result<ExitCode> {
     let attempts = read_log(log)?;
     let master = sentinels.master()?;
@@ -454,6 +508,13 @@ fn check(
         eprintln!(
             "lost {} acknowledged writes (of {} acknowledged; {} failed; master {})",
             s.lost, s.acknowledged, s.failed, s.master
+        );
+        return Ok(ExitCode::from(1));
+    }
+    if let Some(max) = max_outage_ms.filter(|max| s.longest_outage_ms > *max) {
+        eprintln!(
+            "writes down for {} ms, over {max} ms ({} failed in a row; the first: {})",
+            s.longest_outage_ms, s.failed_in_longest_outage, s.longest_outage_first_error
         );
         return Ok(ExitCode::from(1));
     }
@@ -488,7 +549,14 @@ fn field<'a>(reply: &'a Reply, name: &str) -> Option<&'a str> {
         .and_then(|kv| kv.get(1)?.text())
 }
 
-fn agree(sentinels: &Sentinels, settled: bool) -> anyhow::Result<ExitCode> {
+fn agree(
+    sentinels: &Sentinels,
+    settled: bool,
+    expect_master: Option<&str>,
+) -> anyhow::Result<ExitCode> {
+    if sentinels.sentinels.is_empty() {
+        bail!("`agree` asks the sentinels: give --sentinels");
+    }
     let mut named = BTreeSet::new();
     for s in &sentinels.sentinels {
         named.insert(sentinels.master_from(s)?);
@@ -514,6 +582,9 @@ fn agree(sentinels: &Sentinels, settled: bool) -> anyhow::Result<ExitCode> {
         );
     }
     let master = named.into_iter().next().unwrap_or_default();
+    if let Some(expected) = expect_master.filter(|e| *e != master) {
+        bail!("the sentinels name {master}, not {expected}: a failover happened");
+    }
     let mut conn = Conn::open(&master, Some(sentinels.timeout()))?;
     if settled {
         // A replica still in its first sync holds nothing yet: a failover now would lose it all.
@@ -527,6 +598,58 @@ fn agree(sentinels: &Sentinels, settled: bool) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         other => bail!("{master}, named by the sentinels, is not a master: {other:?}"),
+    }
+}
+
+/// The `field:value` lines of an `INFO` reply.
+fn info_field<'a>(info: &'a Reply, name: &str) -> Option<&'a str> {
+    info.text()?
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+        .map(str::trim)
+}
+
+fn info_replication(addr: &str, timeout: Duration) -> anyhow::Result<Reply> {
+    let mut conn = Conn::open(addr, Some(timeout))?;
+    match conn.call(&["INFO", "replication"])? {
+        Reply::Error(e) => bail!("{addr}: INFO replication: {e}"),
+        info => Ok(info),
+    }
+}
+
+fn synced(sentinels: &Sentinels, replica: &str, within: Duration) -> anyhow::Result<ExitCode> {
+    let timeout = Duration::from_millis(250);
+    let master = sentinels.master()?;
+    let info = info_replication(&master, timeout)?;
+    let target: u64 = info_field(&info, "master_repl_offset")
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| anyhow!("{master} gives no master_repl_offset"))?;
+    let deadline = Instant::now() + within;
+    loop {
+        let info = info_replication(replica, timeout)?;
+        let link = info_field(&info, "master_link_status").unwrap_or("none");
+        let of = format!(
+            "{}:{}",
+            info_field(&info, "master_host").unwrap_or("?"),
+            info_field(&info, "master_port").unwrap_or("?")
+        );
+        let offset: u64 = info_field(&info, "slave_repl_offset")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        if of != master {
+            bail!("{replica} replicates {of}, not the master {master}");
+        }
+        if link == "up" && offset >= target {
+            return Ok(ExitCode::SUCCESS);
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "{replica}: link to {master} {link}, {} bytes behind after {} ms",
+                target.saturating_sub(offset),
+                within.as_millis()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -567,7 +690,12 @@ mod tests {
         ];
         let attempts: Vec<Attempt> = log
             .iter()
-            .map(|&(seq, ok, at_ms)| Attempt { seq, ok, at_ms })
+            .map(|&(seq, ok, at_ms)| Attempt {
+                seq,
+                ok,
+                at_ms,
+                detail: if ok { String::new() } else { format!("e{seq}") },
+            })
             .collect();
         let stored: BTreeSet<u64> = [0, 3].into();
         let s = summarize(&attempts, &stored, "m");
@@ -576,5 +704,23 @@ mod tests {
             (3, 2, 1, vec![4])
         );
         assert_eq!((s.longest_outage_ms, s.failed_in_longest_outage), (250, 2));
+        assert_eq!(
+            (
+                s.longest_outage_end_ms,
+                s.longest_outage_first_error.as_str()
+            ),
+            (350, "e1")
+        );
+    }
+
+    #[test]
+    fn reads_info_fields() {
+        let info = Reply::Bulk(Some(
+            "# Replication\r\nrole:slave\r\nmaster_link_status:up\r\nslave_repl_offset:42\r\n"
+                .into(),
+        ));
+        assert_eq!(info_field(&info, "master_link_status"), Some("up"));
+        assert_eq!(info_field(&info, "slave_repl_offset"), Some("42"));
+        assert_eq!(info_field(&info, "master_link"), None);
     }
 }

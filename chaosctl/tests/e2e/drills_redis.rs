@@ -312,8 +312,103 @@ fn lab_redis_split_brain_drill_reports_the_acknowledged_writes_a_client_without_
 #[test]
 fn the_redis_drills_validate_even_where_redis_is_not_installed() {
     let test = Test::new();
-    for name in ["redis-sentinel", "redis-split-brain"] {
+    for name in ["redis-sentinel", "redis-split-brain", "redis-partition"] {
         let path = drill(name).display().to_string();
         test.cmd(&["validate", &path]).code(0).stdout_has(": ok");
     }
+}
+
+/// The failed samples of the probe `name`, as (time, reason).
+fn failed_samples(report: &Report, name: &str) -> Vec<(String, String)> {
+    let probe = report.json["probes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["name"] == name)
+        .unwrap_or_else(|| panic!("no probe `{name}` in the report"));
+    probe["samples"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|s| s["ok"] == false)
+        .map(|s| (s["at"].to_string(), s["reason"].to_string()))
+        .collect()
+}
+
+#[test]
+fn lab_redis_partition_drill_keeps_writing_without_failover_and_the_replica_catches_up() {
+    let Some(lab) = lab_or_skip() else {
+        return;
+    };
+    let test = lab.test_file(drill("redis-partition"));
+    let sandbox = Sandbox::in_lab(&test, &lab);
+    let test = sandbox.vars(test);
+    let out = test.run();
+    out.code(0);
+    assert!(
+        out.elapsed < Duration::from_secs(30),
+        "the drill took {:?}",
+        out.elapsed
+    );
+    let report = out.report();
+    report.verdict("passed", None);
+    // The cut is made by the replica's agent, to the master's host (h1, also sentinel 1's) and
+    // sentinel 3's.
+    assert_faulted_on(&report, "h2");
+    let fault = &report.faults()[0];
+    let affected = fault["affected"].to_string();
+    for h in ["h1", "h3"] {
+        assert!(affected.contains(&lab.host(h).addr), "{fault}");
+    }
+    // The cut took: the replica fell behind while it lasted (measured: 252 ms to impact, 12
+    // samples of 16 behind), and caught up soon after (measured: 1.4 s, TCP's retransmission).
+    let behind = failed_samples(&report, "the replica is in sync");
+    assert!(
+        behind.len() >= 4 && behind.iter().all(|(_, r)| r.contains("bytes behind")),
+        "{behind:?}"
+    );
+    let step = report.step(0);
+    let recovery = step["recovery_ms"].as_u64().expect("recovery_ms");
+    assert!((200..=8000).contains(&recovery), "recovery {recovery} ms");
+    // No failover, and the sentinels never disagreed: the only sentinel that lost the master is
+    // the one beside the replica, without a quorum.
+    for probe in [
+        "the sentinels agree on the master they started with",
+        "writes through the master the sentinels name succeed",
+        "no acknowledged write lost",
+    ] {
+        let failed = failed_samples(&report, probe);
+        assert!(failed.is_empty(), "`{probe}` failed: {failed:?}");
+    }
+
+    let writers = writers(&out.folder());
+    let client = writer(&writers, "sentinel-client");
+    println!(
+        "measured: run {:?}, impact {} ms, recovery {recovery} ms, {} samples behind, writer {client}",
+        out.elapsed,
+        step["impact_ms"],
+        behind.len()
+    );
+    assert_eq!(num(client, "lost"), 0, "{client}");
+    assert_eq!(num(client, "failed"), 0, "{client}");
+    assert_eq!(client["master"], sandbox.addr(0), "{client}");
+    sandbox.assert_all_stopped();
+}
+
+#[test]
+fn the_redis_partition_drill_refuses_to_run_with_everything_on_one_address() {
+    if !redis_or_skip() {
+        return;
+    }
+    let test = Test::new().scenario_file(drill("redis-partition"));
+    let sandbox = Sandbox::new(&test);
+    // Bound: the report folder lives in the test's folder.
+    let test = sandbox.vars(test);
+    let out = test.run();
+    out.code(5);
+    let report = out.report();
+    report.verdict("error", Some("setup"));
+    let log = fs::read_to_string(out.folder().join("setup-1.log")).unwrap_or_default();
+    assert!(log.contains("nothing to partition"), "setup-1.log: {log}");
+    assert!(!sandbox.dir.exists(), "the sandbox was made");
 }
