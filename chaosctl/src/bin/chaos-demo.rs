@@ -4,6 +4,11 @@
 //! killing all of them makes the service fail until the supervisor has restarted them.
 //!
 //! Routes: `/health` answers `ok`, `/` a greeting, `/metrics` Prometheus text, `/slow?ms=N` waits.
+//!
+//! It serves on 127.0.0.1 unless `--addr` names another IPv4 address (a lab host's, for a drill).
+//! Workers get that address from the supervisor through the environment ([`ADDR_ENV`]), so their
+//! command line stays `chaos-demo --worker --port PORT` whatever the address, which is what
+//! scenarios' kill patterns match.
 
 use std::ffi::CString;
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -29,9 +34,12 @@ use tokio::signal::unix::{SignalKind, signal};
 #[derive(Debug, Parser)]
 #[command(name = "chaos-demo", version)]
 struct Args {
-    /// Port to serve on, on 127.0.0.1.
+    /// Port to serve on.
     #[arg(long, default_value_t = 18080)]
     port: u16,
+    /// IPv4 address to serve on.
+    #[arg(long, default_value_t = Ipv4Addr::LOCALHOST)]
+    addr: Ipv4Addr,
     /// Worker processes to keep running.
     #[arg(long, default_value_t = 2)]
     workers: usize,
@@ -59,7 +67,7 @@ fn main() -> ExitCode {
         }
     };
     let result = if args.worker {
-        runtime.block_on(worker(args.port))
+        runtime.block_on(worker(worker_addr(), args.port))
     } else {
         runtime.block_on(supervise(args))
     };
@@ -78,10 +86,10 @@ async fn supervise(args: Args) -> anyhow::Result<()> {
             .with_context(|| format!("cannot write pidfile `{}`", pidfile.display()))?;
     }
     // Bind once here so a port already in use fails the supervisor, not each worker in a loop.
-    drop(reuseport_listener(args.port).with_context(|| {
+    drop(reuseport_listener(args.addr, args.port).with_context(|| {
         format!(
-            "cannot listen on 127.0.0.1:{}; pass --port to use another",
-            args.port
+            "cannot listen on {}:{}; pass --port to use another",
+            args.addr, args.port
         )
     })?);
     let exe = std::env::current_exe().context("cannot find our own executable")?;
@@ -89,11 +97,11 @@ async fn supervise(args: Args) -> anyhow::Result<()> {
     let mut int = signal(SignalKind::interrupt())?;
     let mut workers: Vec<Child> = Vec::new();
     for _ in 0..args.workers {
-        workers.push(start_worker(&exe, args.port)?);
+        workers.push(start_worker(&exe, args.addr, args.port)?);
     }
     eprintln!(
-        "chaos-demo: serving http://127.0.0.1:{}/ with {} workers",
-        args.port, args.workers
+        "chaos-demo: serving http://{}:{}/ with {} workers",
+        args.addr, args.port, args.workers
     );
     loop {
         let exited = async {
@@ -111,7 +119,7 @@ async fn supervise(args: Args) -> anyhow::Result<()> {
                     _ = term.recv() => break,
                     _ = int.recv() => break,
                 }
-                workers.push(start_worker(&exe, args.port)?);
+                workers.push(start_worker(&exe, args.addr, args.port)?);
             }
             _ = term.recv() => break,
             _ = int.recv() => break,
@@ -129,15 +137,27 @@ async fn supervise(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn start_worker(exe: &std::path::Path, port: u16) -> anyhow::Result<Child> {
+/// The environment variable that hands a worker the supervisor's `--addr`.
+const ADDR_ENV: &str = "CHAOS_DEMO_ADDR";
+
+/// A worker's address: the supervisor's, else 127.0.0.1.
+fn worker_addr() -> Ipv4Addr {
+    std::env::var(ADDR_ENV)
+        .ok()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(Ipv4Addr::LOCALHOST)
+}
+
+fn start_worker(exe: &std::path::Path, addr: Ipv4Addr, port: u16) -> anyhow::Result<Child> {
     Command::new(exe)
         .args(["--worker", "--port", &port.to_string()])
+        .env(ADDR_ENV, addr.to_string())
         .kill_on_drop(true)
         .spawn()
         .context("cannot start a worker")
 }
 
-fn reuseport_listener(port: u16) -> anyhow::Result<std::net::TcpListener> {
+fn reuseport_listener(addr: Ipv4Addr, port: u16) -> anyhow::Result<std::net::TcpListener> {
     let fd: OwnedFd = socket(
         AddressFamily::Inet,
         SockType::Stream,
@@ -148,17 +168,17 @@ fn reuseport_listener(port: u16) -> anyhow::Result<std::net::TcpListener> {
     setsockopt(&fd, sockopt::ReusePort, &true)?;
     bind(
         std::os::fd::AsRawFd::as_raw_fd(&fd),
-        &SockaddrIn::from(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port)),
+        &SockaddrIn::from(SocketAddrV4::new(addr, port)),
     )?;
     listen(&fd, Backlog::new(128)?)?;
     Ok(std::net::TcpListener::from(fd))
 }
 
-async fn worker(port: u16) -> anyhow::Result<()> {
+async fn worker(addr: Ipv4Addr, port: u16) -> anyhow::Result<()> {
     // The kernel's process name, so scenarios can select workers apart from the supervisor.
     let name = CString::new("demo-worker").expect("no NUL in the name");
     let _ = nix::sys::prctl::set_name(&name);
-    let std_listener = reuseport_listener(port)?;
+    let std_listener = reuseport_listener(addr, port)?;
     std_listener.set_nonblocking(true)?;
     let listener = TcpListener::from_std(std_listener)?;
     let served = Arc::new(AtomicU64::new(0));

@@ -1,16 +1,22 @@
 #!/bin/sh
 # The HAProxy drill's sandbox: a fresh config in a folder of its own (Debian's
 # /etc/haproxy and its service are not used).
-#   sandbox.sh up DIR PROXY_PORT BACKEND_A BACKEND_B redispatch|no-redispatch [HAPROXY]
+#   sandbox.sh up DIR PROXY BACKEND_A BACKEND_B redispatch|no-redispatch [HAPROXY]
 #   sandbox.sh down DIR
+# PROXY is where HAProxy listens, ADDR:PORT (a bare PORT means 127.0.0.1:PORT); BACKEND_A and
+# BACKEND_B are the servers' ADDR:PORT.
 set -eu
 case "${1:-}" in
 up)
-  dir=$2 proxy_port=$3 backend_a=$4 backend_b=$5 mode=$6 haproxy=${7:-haproxy}
+  dir=$2 proxy=$3 backend_a=$4 backend_b=$5 mode=$6 haproxy=${7:-haproxy}
   case "$mode" in
   redispatch) redispatch="option redispatch" ;;
   no-redispatch) redispatch="no option redispatch" ;;
   *) echo "sandbox.sh: mode must be redispatch or no-redispatch, not $mode" >&2; exit 2 ;;
+  esac
+  case "$proxy" in
+  *:*) ;;
+  *) proxy=127.0.0.1:$proxy ;;
   esac
   rm -rf "$dir"
   mkdir -p "$dir"
@@ -30,7 +36,7 @@ defaults
     $redispatch
 
 frontend web
-    bind 127.0.0.1:$proxy_port
+    bind $proxy
     default_backend demo
 
 backend demo
@@ -45,7 +51,7 @@ down)
   rm -rf "$2"
   ;;
 *)
-  echo "usage: sandbox.sh up DIR PROXY_PORT BACKEND_A BACKEND_B redispatch|no-redispatch | down DIR" >&2
+  echo "usage: sandbox.sh up DIR PROXY BACKEND_A BACKEND_B redispatch|no-redispatch | down DIR" >&2
   exit 2
   ;;
 esac

@@ -1,12 +1,20 @@
 #!/bin/sh
 # The nginx drill's sandbox: a fresh config, temp folders and logs in a folder of its own
 # (Debian's /etc/nginx, /var/lib/nginx and its service are not used).
-#   sandbox.sh up DIR PROXY_PORT BACKEND_A BACKEND_B "error timeout"|off [NGINX]
+#   sandbox.sh up DIR PROXY BACKEND_A BACKEND_B "error timeout"|off [NGINX [ON_PROXY]]
 #   sandbox.sh down DIR
+# PROXY is where nginx listens, ADDR:PORT (a bare PORT means 127.0.0.1:PORT); BACKEND_A and
+# BACKEND_B are the upstream servers' ADDR:PORT. ON_PROXY is the drill's command prefix that runs
+# nginx where PROXY is (e.g. `ip netns exec NS`): `nginx -t` binds the listen address, so the
+# check runs there too.
 set -eu
 case "${1:-}" in
 up)
-  dir=$2 proxy_port=$3 backend_a=$4 backend_b=$5 next_upstream=$6 nginx=${7:-nginx}
+  dir=$2 proxy=$3 backend_a=$4 backend_b=$5 next_upstream=$6 nginx=${7:-nginx} on_proxy=${8:-}
+  case "$proxy" in
+  *:*) ;;
+  *) proxy=127.0.0.1:$proxy ;;
+  esac
   rm -rf "$dir"
   mkdir -p "$dir/logs" "$dir/tmp"
   cat >"$dir/nginx.conf" <<CFG
@@ -33,7 +41,7 @@ http {
     }
 
     server {
-        listen 127.0.0.1:$proxy_port;
+        listen $proxy;
         location / {
             proxy_pass http://demo;
             proxy_connect_timeout 1s;
@@ -44,13 +52,14 @@ http {
 }
 CFG
   # Fails here, before any server starts, when the config is wrong.
-  "$nginx" -q -t -p "$dir" -e "$dir/logs/error.log" -c "$dir/nginx.conf"
+  # shellcheck disable=SC2086 # the prefix is words
+  $on_proxy "$nginx" -q -t -p "$dir" -e "$dir/logs/error.log" -c "$dir/nginx.conf"
   ;;
 down)
   rm -rf "$2"
   ;;
 *)
-  echo "usage: sandbox.sh up DIR PROXY_PORT BACKEND_A BACKEND_B \"error timeout\"|off [NGINX] | down DIR" >&2
+  echo "usage: sandbox.sh up DIR PROXY BACKEND_A BACKEND_B \"error timeout\"|off [NGINX] | down DIR" >&2
   exit 2
   ;;
 esac
