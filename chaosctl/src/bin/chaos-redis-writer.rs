@@ -379,6 +379,7 @@ fn write_loop(
         };
         let line = match result {
             Ok(Reply::Int(_)) => format!("{seq} ok {}", now_ms()),
+            Ok(Reply::Error(e)) => format!("{seq} fail {} {}", now_ms(), one_line(&e)),
             Ok(other) => format!(
                 "{seq} fail {} {}",
                 now_ms(),
@@ -514,7 +515,9 @@ fn check(
     if let Some(max) = max_outage_ms.filter(|max| s.longest_outage_ms > *max) {
         eprintln!(
             "writes down for {} ms, over {max} ms ({} failed in a row; the first: {})",
-            s.longest_outage_ms, s.failed_in_longest_outage, s.longest_outage_first_error
+            s.longest_outage_ms,
+            s.failed_in_longest_outage,
+            first_sentence(&s.longest_outage_first_error)
         );
         return Ok(ExitCode::from(1));
     }
@@ -599,6 +602,11 @@ fn agree(
         }
         other => bail!("{master}, named by the sentinels, is not a master: {other:?}"),
     }
+}
+
+/// Up to the first `. `: Redis's errors go on for a paragraph, and a probe's reason is one line.
+fn first_sentence(s: &str) -> &str {
+    s.split_once(". ").map_or(s, |(first, _)| first)
 }
 
 /// The `field:value` lines of an `INFO` reply.

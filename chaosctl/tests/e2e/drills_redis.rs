@@ -16,7 +16,7 @@ use nix::unistd::Pid;
 use serde_json::Value;
 
 use crate::lab_support::Lab;
-use crate::support::{Report, Test, assert_none_left, cmdline, free_port, pids_containing};
+use crate::support::{Output, Report, Test, assert_none_left, cmdline, free_port, pids_containing};
 
 /// The server roles of the sentinel sandbox, in the order of `Sandbox::ports`, and the lab host
 /// each runs on: a real deployment's placement, one sentinel per host.
@@ -411,4 +411,114 @@ fn the_redis_partition_drill_refuses_to_run_with_everything_on_one_address() {
     let log = fs::read_to_string(out.folder().join("setup-1.log")).unwrap_or_default();
     assert!(log.contains("nothing to partition"), "setup-1.log: {log}");
     assert!(!sandbox.dir.exists(), "the sandbox was made");
+}
+
+/// A report time (RFC 3339) as UNIX ms.
+fn unix_ms(at: &Value) -> u64 {
+    let at = chrono::DateTime::parse_from_rfc3339(at.as_str().expect("a time")).expect("RFC 3339");
+    u64::try_from(at.timestamp_millis()).expect("after 1970")
+}
+
+/// Runs the full-disk drill in a lab: Redis on h1, in the agent's network and mount namespaces,
+/// so that it keeps its data in the agent's 16 MiB tmpfs, which the agent fills. (`ip netns
+/// exec` would give Redis a mount namespace of its own, and a tmpfs mounted from the root
+/// namespace does not reach the agent's: `/` is a private mount here.)
+/// The test (its folder holds the report), the run, and the writer's figures.
+fn full_disk_drill(lab: &Lab, stop_writes: &str) -> (Test, Output, Value) {
+    let h1 = lab.host("h1");
+    let test = lab.test_file(drill("redis-full-disk"));
+    let port = free_port();
+    let dir = test.path("drill");
+    let test = test
+        .var("DRILL_DIR", dir.display())
+        .var("REDIS_MASTER_PORT", port)
+        .var("MASTER_HOST", "h1")
+        .var("MASTER_ADDR", &h1.addr)
+        .var(
+            "ON_MASTER",
+            format!("nsenter --target {} --mount --net", h1.agent_pid()),
+        )
+        .var("REDIS_DATA_DIR", h1.fill_dir.display())
+        .var("REDIS_DATA_TMPFS", "none")
+        .var("STOP_WRITES_ON_BGSAVE_ERROR", stop_writes);
+    let out = test.run();
+    assert!(
+        out.elapsed < Duration::from_secs(30),
+        "the drill took {:?}",
+        out.elapsed
+    );
+    let report = out.report();
+    assert_faulted_on(&report, "h1");
+    // The disk was full, and Redis's snapshot failed for it.
+    let redis_log = fs::read_to_string(out.folder().join("setup-2.log")).expect("setup-2.log");
+    assert!(
+        redis_log.contains("No space left on device")
+            && redis_log.contains("Background saving error"),
+        "Redis's log:\n{redis_log}"
+    );
+    // The fill is gone, and everything stopped.
+    assert!(h1.fill_files().is_empty(), "{:?}", h1.fill_files());
+    assert!(
+        h1.fill_usage_percent() < 50.0,
+        "{}",
+        h1.fill_usage_percent()
+    );
+    assert_none_left(&format!("{}:{port}", h1.addr));
+    assert_none_left(&dir.display().to_string());
+    let writers = writers(&out.folder());
+    let client = writer(&writers, "client").clone();
+    assert_eq!(num(&client, "lost"), 0, "{client}");
+    assert_eq!(client["master"], format!("{}:{port}", h1.addr), "{client}");
+    (test, out, client)
+}
+
+#[test]
+fn lab_redis_full_disk_drill_reports_how_long_redis_refused_writes() {
+    let Some(lab) = lab_or_skip() else {
+        return;
+    };
+    let (_test, out, client) = full_disk_drill(&lab, "yes");
+    out.code(1);
+    let report = out.report();
+    report.verdict("deviated", Some("hypothesis"));
+    let reason = report.reason();
+    assert!(
+        reason.contains("`writes never down for more than 1 s, no acknowledged write lost`")
+            && reason.contains("writes down for ")
+            && reason.contains("MISCONF"),
+        "reason: {reason}"
+    );
+    let first = client["longest_outage_first_error"].as_str().unwrap_or("");
+    assert!(first.starts_with("MISCONF"), "{client}");
+    // Measured: writes refused 5.9 s for a 5 s fill (59 failed), from 0.5-1 s after the fill
+    // (the next `save 1 1`) to up to 5 s after the revert (Redis retries a failed save every 5 s).
+    let outage = num(&client, "longest_outage_ms");
+    assert!((3000..=12000).contains(&outage), "outage: {client}");
+    let failed = num(&client, "failed_in_longest_outage");
+    assert!((20..=130).contains(&failed), "{client}");
+    let reverted = unix_ms(&report.faults()[0]["reverted_at"]);
+    let back = num(&client, "longest_outage_end_ms").saturating_sub(reverted);
+    assert!(
+        back <= 7000,
+        "writes back {back} ms after the revert: {client}"
+    );
+    println!(
+        "measured: run {:?}, impact {} ms, writes back {back} ms after the revert, writer {client}",
+        out.elapsed,
+        report.step(0)["impact_ms"]
+    );
+}
+
+#[test]
+fn lab_redis_full_disk_drill_passes_with_stop_writes_on_bgsave_error_off() {
+    let Some(lab) = lab_or_skip() else {
+        return;
+    };
+    // Writes go on while the snapshots fail: the drill passes, and only Redis's log (and
+    // `rdb_last_bgsave_status:err`) says that nothing is persisted.
+    let (_test, out, client) = full_disk_drill(&lab, "no");
+    out.code(0);
+    out.report().verdict("passed", None);
+    assert_eq!(num(&client, "failed"), 0, "{client}");
+    println!("measured: run {:?}, writer {client}", out.elapsed);
 }
