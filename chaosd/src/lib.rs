@@ -11,6 +11,7 @@ pub mod schedule;
 pub mod service;
 pub mod store;
 pub mod webhook;
+pub mod zone;
 
 // Probes and child processes live with the agent, which runs probes on its own host too.
 pub use agent::{child, probe};

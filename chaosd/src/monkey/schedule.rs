@@ -21,9 +21,9 @@
 
 use std::time::Duration;
 
+use crate::zone::Zone as Tz;
 use agent::spec::Pick;
 use chrono::{DateTime, Datelike, LocalResult, NaiveDate, NaiveDateTime, TimeZone, Utc};
-use chrono_tz::Tz;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -62,7 +62,7 @@ impl Schedule {
             .as_ref()
             .and_then(|a| a.timezone.as_deref())
             .and_then(|name| name.parse::<Tz>().ok())
-            .unwrap_or(Tz::UTC);
+            .unwrap_or_else(Tz::utc);
         Schedule {
             rng,
             min: monkey.min_interval,
@@ -81,8 +81,8 @@ impl Schedule {
         self.start
     }
 
-    pub fn timezone(&self) -> Tz {
-        self.tz
+    pub fn timezone(&self) -> &Tz {
+        &self.tz
     }
 
     /// The next fault's time, or `None` when no active window comes within two weeks (which

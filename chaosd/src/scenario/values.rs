@@ -301,13 +301,9 @@ pub fn parse_hours(s: &str) -> Result<(u32, u32), String> {
 /// Checks an IANA time zone name (`Europe/Berlin`, `UTC`) and returns it as written.
 pub fn parse_timezone(s: &str) -> Result<String, String> {
     let name = s.trim();
-    name.parse::<chrono_tz::Tz>()
+    crate::zone::Zone::named(name)
         .map(|_| name.to_string())
-        .map_err(|_| {
-            format!(
-                "unknown time zone `{name}`; expected an IANA name like `Europe/Berlin` or `UTC`"
-            )
-        })
+        .map_err(|e| e.to_string())
 }
 
 /// Parses `true` or `false`.

@@ -15,8 +15,8 @@
 //! schedule's own zone when absent). Hours that wrap past midnight (`17:00-09:00`) belong to the
 //! day they start on: `{days: [fri], hours: "17:00-09:00"}` is Friday 17:00 to Saturday 09:00.
 
+use crate::zone::Zone as Tz;
 use chrono::{DateTime, Datelike, Duration, LocalResult, NaiveDate, TimeZone, Timelike, Utc};
-use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
 /// Day names, Monday first (chrono's `num_days_from_monday`).
@@ -96,9 +96,7 @@ impl Blackout {
                     parse_hours(h)?;
                 }
                 if let Some(tz) = timezone {
-                    tz.parse::<Tz>().map_err(|_| {
-                        format!("`{tz}` is not a time zone; use an IANA name like `Europe/Berlin`")
-                    })?;
+                    tz.parse::<Tz>().map_err(|e| e.to_string())?;
                 }
             }
         }
@@ -108,7 +106,7 @@ impl Blackout {
     /// When `t` is in this blackout, the end of the stretch of it that `t` is in; else `None`.
     /// `zone` is the schedule's time zone, for a recurring blackout without its own. The blackout
     /// must have passed [`Blackout::check`]; parts that do not parse are read as "never".
-    pub fn end_of(&self, t: DateTime<Utc>, zone: Tz) -> Option<DateTime<Utc>> {
+    pub fn end_of(&self, t: DateTime<Utc>, zone: &Tz) -> Option<DateTime<Utc>> {
         match self {
             Blackout::Window { from, to } => (*from <= t && t < *to).then_some(*to),
             Blackout::Recurring {
@@ -118,7 +116,7 @@ impl Blackout {
             } => {
                 let tz = match timezone {
                     Some(name) => name.parse::<Tz>().ok()?,
-                    None => zone,
+                    None => zone.clone(),
                 };
                 let (start, end) = match hours {
                     Some(h) => parse_hours(h).ok()?,
@@ -136,11 +134,11 @@ impl Blackout {
                 let (start_s, end_s) = (start * 60, end * 60);
                 if start < end {
                     (day_ok(today) && (start_s..end_s).contains(&secs))
-                        .then(|| at_minute(tz, today, end))
+                        .then(|| at_minute(&tz, today, end))
                 } else if day_ok(today) && secs >= start_s {
-                    Some(at_minute(tz, today.succ_opt()?, end))
+                    Some(at_minute(&tz, today.succ_opt()?, end))
                 } else if day_ok(today.pred_opt()?) && secs < end_s {
-                    Some(at_minute(tz, today, end))
+                    Some(at_minute(&tz, today, end))
                 } else {
                     None
                 }
@@ -174,7 +172,7 @@ fn parse_hours(text: &str) -> Result<(u32, u32), String> {
 
 /// `minute` minutes after midnight of `date` on `tz`'s wall clock, in UTC. A wall time that a DST
 /// change skips is read an hour later; one that happens twice is its first occurrence.
-fn at_minute(tz: Tz, date: NaiveDate, minute: u32) -> DateTime<Utc> {
+fn at_minute(tz: &Tz, date: NaiveDate, minute: u32) -> DateTime<Utc> {
     let naive =
         date.and_hms_opt(0, 0, 0).expect("midnight exists") + Duration::minutes(minute.into());
     match tz.from_local_datetime(&naive) {
@@ -216,14 +214,23 @@ mod tests {
             timezone: Some("Europe/Berlin".into()),
         };
         // 2026-03-06 is a Friday; Berlin is UTC+1 then.
-        let in_it = fri_night.end_of(utc("2026-03-06T20:00:00Z"), Tz::UTC);
+        let in_it = fri_night.end_of(utc("2026-03-06T20:00:00Z"), &Tz::utc());
         assert_eq!(in_it, Some(utc("2026-03-07T08:00:00Z")));
-        let saturday_morning = fri_night.end_of(utc("2026-03-07T07:59:00Z"), Tz::UTC);
+        let saturday_morning = fri_night.end_of(utc("2026-03-07T07:59:00Z"), &Tz::utc());
         assert_eq!(saturday_morning, Some(utc("2026-03-07T08:00:00Z")));
-        assert_eq!(fri_night.end_of(utc("2026-03-07T08:00:00Z"), Tz::UTC), None);
-        assert_eq!(fri_night.end_of(utc("2026-03-06T15:59:00Z"), Tz::UTC), None);
+        assert_eq!(
+            fri_night.end_of(utc("2026-03-07T08:00:00Z"), &Tz::utc()),
+            None
+        );
+        assert_eq!(
+            fri_night.end_of(utc("2026-03-06T15:59:00Z"), &Tz::utc()),
+            None
+        );
         // Thursday night is not Friday's.
-        assert_eq!(fri_night.end_of(utc("2026-03-05T20:00:00Z"), Tz::UTC), None);
+        assert_eq!(
+            fri_night.end_of(utc("2026-03-05T20:00:00Z"), &Tz::utc()),
+            None
+        );
 
         let afternoon = Blackout::Recurring {
             days: vec![],
@@ -232,7 +239,7 @@ mod tests {
         };
         let zone: Tz = "Asia/Tokyo".parse().unwrap();
         assert_eq!(
-            afternoon.end_of(utc("2026-03-06T05:00:00Z"), zone),
+            afternoon.end_of(utc("2026-03-06T05:00:00Z"), &zone),
             Some(utc("2026-03-06T15:00:00Z"))
         );
     }
@@ -269,7 +276,7 @@ mod tests {
                     hours: None,
                     timezone: Some("Nowhere".into()),
                 },
-                "`Nowhere` is not a time zone",
+                "unknown time zone `Nowhere`",
             ),
         ] {
             let err = b.check().unwrap_err();

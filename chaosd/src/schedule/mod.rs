@@ -34,8 +34,8 @@ pub mod scheduler;
 
 use std::str::FromStr;
 
+use crate::zone::Zone as Tz;
 use chrono::{DateTime, Utc};
-use chrono_tz::Tz;
 use croner::Cron;
 
 pub use blackout::Blackout;
@@ -49,8 +49,8 @@ const MAX_SKIPS: usize = 10_000;
 pub enum TimingError {
     #[error("`{expr}` is not a cron expression: {reason}")]
     Cron { expr: String, reason: String },
-    #[error("`{name}` is not a time zone; use an IANA name like `Europe/Berlin` or `UTC`")]
-    TimeZone { name: String },
+    #[error(transparent)]
+    TimeZone(#[from] crate::zone::ZoneError),
     #[error("blackout {index}: {message}")]
     Blackout { index: usize, message: String },
 }
@@ -76,7 +76,7 @@ impl Timing {
             reason: e.to_string(),
         })?;
         let tz = match timezone {
-            None => Tz::UTC,
+            None => Tz::utc(),
             Some(name) => parse_tz(name)?,
         };
         for (i, b) in blackouts.iter().enumerate() {
@@ -97,8 +97,8 @@ impl Timing {
         &self.expr
     }
 
-    pub fn timezone(&self) -> Tz {
-        self.tz
+    pub fn timezone(&self) -> &Tz {
+        &self.tz
     }
 
     /// Whether `t` falls in one of the blackouts.
@@ -111,7 +111,7 @@ impl Timing {
     fn blackout_end(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
         self.blackouts
             .iter()
-            .filter_map(|b| b.end_of(t, self.tz))
+            .filter_map(|b| b.end_of(t, &self.tz))
             .max()
     }
 
@@ -159,11 +159,7 @@ impl Timing {
 
 /// An IANA zone name, checked.
 pub fn parse_tz(name: &str) -> Result<Tz, TimingError> {
-    name.trim()
-        .parse::<Tz>()
-        .map_err(|_| TimingError::TimeZone {
-            name: name.to_string(),
-        })
+    Ok(Tz::named(name)?)
 }
 
 #[cfg(test)]
@@ -293,7 +289,7 @@ mod tests {
             (Timing::new("61 * * * *", None, vec![]), "`61 * * * *`"),
             (
                 Timing::new("* * * * *", Some("Mars/Olympus"), vec![]),
-                "`Mars/Olympus` is not a time zone",
+                "unknown time zone `Mars/Olympus`",
             ),
             (
                 Timing::new(

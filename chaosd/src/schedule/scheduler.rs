@@ -477,7 +477,7 @@ steps:
                     timezone: Some("Berlin".into()),
                     ..CreateSchedule::default()
                 },
-                "`Berlin` is not a time zone",
+                "unknown time zone `Berlin`",
             ),
             (
                 CreateSchedule {
