@@ -114,14 +114,15 @@ enum Cmd {
         #[arg(long = "expect-master")]
         expect_master: Option<String>,
     },
-    /// Pass when the replica's link to the master is up and it has the master's replication
+    /// Pass when each replica's link to the master is up and it has the master's replication
     /// offset (as read just before), within `--within-ms`.
     Synced {
         #[command(flatten)]
         sentinels: Sentinels,
-        /// The replica, `host:port`.
-        #[arg(long)]
-        replica: String,
+        /// The replicas, `host:port` separated by commas; the one that is the master now (after a
+        /// failover) is left out.
+        #[arg(long, value_delimiter = ',', required = true)]
+        replica: Vec<String>,
         #[arg(long, default_value_t = 500)]
         within_ms: u64,
     },
@@ -625,7 +626,11 @@ fn info_replication(addr: &str, timeout: Duration) -> anyhow::Result<Reply> {
     }
 }
 
-fn synced(sentinels: &Sentinels, replica: &str, within: Duration) -> anyhow::Result<ExitCode> {
+fn synced(
+    sentinels: &Sentinels,
+    replicas: &[String],
+    within: Duration,
+) -> anyhow::Result<ExitCode> {
     let timeout = Duration::from_millis(250);
     let master = sentinels.master()?;
     let info = info_replication(&master, timeout)?;
@@ -633,6 +638,21 @@ fn synced(sentinels: &Sentinels, replica: &str, within: Duration) -> anyhow::Res
         .and_then(|v| v.parse().ok())
         .ok_or_else(|| anyhow!("{master} gives no master_repl_offset"))?;
     let deadline = Instant::now() + within;
+    for replica in replicas.iter().filter(|r| **r != master) {
+        caught_up(replica, &master, target, deadline, within)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Waits until `replica` replicates `master` with its link up and at least offset `target`.
+fn caught_up(
+    replica: &str,
+    master: &str,
+    target: u64,
+    deadline: Instant,
+    within: Duration,
+) -> anyhow::Result<()> {
+    let timeout = Duration::from_millis(250);
     loop {
         let info = info_replication(replica, timeout)?;
         let link = info_field(&info, "master_link_status").unwrap_or("none");
@@ -648,7 +668,7 @@ fn synced(sentinels: &Sentinels, replica: &str, within: Duration) -> anyhow::Res
             bail!("{replica} replicates {of}, not the master {master}");
         }
         if link == "up" && offset >= target {
-            return Ok(ExitCode::SUCCESS);
+            return Ok(());
         }
         if Instant::now() >= deadline {
             bail!(
