@@ -45,7 +45,11 @@ struct Run {
 
 /// Ports of its own, its sandbox in the test's folder, the server's binary.
 fn with_ports(t: Test, binary_var: &str, binary: &str) -> (Test, [u16; 2]) {
-    let (proxy, a, b) = (free_port(), free_port(), free_port());
+    // Three different ports: `free_port` may hand out a port again once it is closed, and two
+    // backends on one port would match one kill pattern.
+    let proxy = free_port();
+    let a = distinct_port(&[proxy]);
+    let b = distinct_port(&[proxy, a]);
     let sandbox = t.path("sandbox");
     let t = t
         .var("PROXY_PORT", proxy)
@@ -54,6 +58,13 @@ fn with_ports(t: Test, binary_var: &str, binary: &str) -> (Test, [u16; 2]) {
         .var("DRILL_DIR", sandbox.display())
         .var(binary_var, binary);
     (t, [a, b])
+}
+
+fn distinct_port(taken: &[u16]) -> u16 {
+    (0..100)
+        .map(|_| free_port())
+        .find(|p| !taken.contains(p))
+        .expect("a free port not taken yet")
 }
 
 /// Runs a drill as it ships, on 127.0.0.1 through the `local` agent.
@@ -90,15 +101,39 @@ fn run_in_lab(
     Run { out, t, backends }
 }
 
-/// Runs `f`, printing how long it took (the drills' durations, for the docs).
-fn timed<T>(what: &str, f: impl FnOnce() -> T) -> T {
+/// Runs a drill, printing how long it took and its report's figures (for the docs, and to read a
+/// failure in CI's log): the step's outcome, and each load sample's time and reason.
+fn timed(what: &str, run: impl FnOnce() -> Output) -> Output {
     let start = Instant::now();
-    let value = f();
+    let out = run();
     println!(
         "{what}: the run took {:.1} s",
         start.elapsed().as_secs_f64()
     );
-    value
+    let Some(folder) = out.stdout.lines().last().map(|l| PathBuf::from(l.trim())) else {
+        return out;
+    };
+    let Ok(text) = std::fs::read_to_string(folder.join("report.json")) else {
+        return out;
+    };
+    let Ok(json) = serde_json::from_str::<serde_json::Value>(&text) else {
+        return out;
+    };
+    let step = &json["steps"][0];
+    println!(
+        "  verdict {}, impact {} ms, recovery {} ms; fault {} .. {}",
+        json["verdict"],
+        step["impact_ms"],
+        step["recovery_ms"],
+        step["faults"][0]["applied_at"],
+        step["faults"][0]["reverted_at"]
+    );
+    for probe in json["probes"].as_array().into_iter().flatten() {
+        for sample in probe["samples"].as_array().into_iter().flatten() {
+            println!("  {} {}", sample["at"], sample["reason"]);
+        }
+    }
+    out
 }
 
 impl Run {
