@@ -1,11 +1,11 @@
-//! The Redis drills of issue 5 (`scenarios/drills/redis-sentinel`, `redis-split-brain`), run as
-//! they ship against Debian's real `redis-server` and `redis-sentinel`, on 127.0.0.1 with free
-//! ports and a drill folder of the test's own. The assertions are the facts the reports give, in
-//! wide bands around what was measured here (never exact numbers): the recovery time after the
-//! master's SIGKILL, the failed writes, and the lost acknowledged writes.
-//!
-//! FIXME(issue 5): the issue asks for these drills in the lab of network-namespace hosts with an
-//! agent on each; for now they run on 127.0.0.1 through the local agent.
+//! The Redis drills of issue 5 (`scenarios/drills/redis-*`), run as they ship against Debian's
+//! real `redis-server` and `redis-sentinel`: once on 127.0.0.1 with the drill's defaults (free
+//! ports, a drill folder of the test's own), and otherwise in a lab of three network-namespace
+//! hosts with a `chaos-agent` on each (`lab_support`), each server on its host by the drills'
+//! role variables (`<ROLE>_HOST`, `<ROLE>_ADDR`, `ON_<ROLE>`), the fault done by the agent of the
+//! faulted server's host, the writer and the probes on the controller. The assertions are the
+//! facts the reports give, in wide bands around what was measured here (never exact numbers).
+//! Lab tests skip, saying why, where the lab cannot be built (not root, tools missing).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -16,7 +16,9 @@ use nix::unistd::Pid;
 use serde_json::Value;
 
 use crate::lab_support::Lab;
-use crate::support::{Output, Report, Test, assert_none_left, cmdline, free_port, pids_containing};
+use crate::support::{
+    Output, Report, Test, assert_none_left, cmdline, free_port, is_root_or_skip, pids_containing,
+};
 
 /// The server roles of the sentinel sandbox, in the order of `Sandbox::ports`, and the lab host
 /// each runs on: a real deployment's placement, one sentinel per host.
@@ -480,6 +482,42 @@ fn full_disk_drill(lab: &Lab, stop_writes: &str) -> (Test, Output, Value) {
     assert_eq!(num(&client, "lost"), 0, "{client}");
     assert_eq!(client["master"], format!("{}:{port}", h1.addr), "{client}");
     (test, out, client)
+}
+
+#[test]
+fn redis_full_disk_drill_as_shipped_fills_a_tmpfs_of_its_own_and_unmounts_it() {
+    if !redis_or_skip() || !is_root_or_skip("the full-disk drill mounts a tmpfs") {
+        return;
+    }
+    let test = Test::new().scenario_file(drill("redis-full-disk"));
+    let port = free_port();
+    let data = test.path("data");
+    let dir = test.path("drill");
+    let test = test
+        .var("DRILL_DIR", dir.display())
+        .var("REDIS_DATA_DIR", data.display())
+        .var("REDIS_MASTER_PORT", port);
+    let out = test.run();
+    out.code(1);
+    let report = out.report();
+    report.verdict("deviated", Some("hypothesis"));
+    assert!(report.reason().contains("MISCONF"), "{}", report.reason());
+    let teardown = fs::read_to_string(out.folder().join("teardown-1.log")).expect("teardown");
+    assert!(
+        teardown.contains(&format!("unmounted the tmpfs at {}", data.display())),
+        "{teardown}"
+    );
+    let mounts = fs::read_to_string("/proc/self/mounts").expect("mounts");
+    assert!(
+        !mounts.contains(&data.display().to_string()),
+        "still mounted: {mounts}"
+    );
+    let writers = writers(&out.folder());
+    let client = writer(&writers, "client");
+    println!("measured: run {:?}, writer {client}", out.elapsed);
+    assert_eq!(num(client, "lost"), 0, "{client}");
+    assert!((20..=130).contains(&num(client, "failed")), "{client}");
+    assert_none_left(&format!("127.0.0.1:{port}"));
 }
 
 #[test]
