@@ -690,6 +690,31 @@ mod tests {
     }
 
     #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        Args::command().debug_assert();
+        // The master comes from the sentinels or is given, never both and never neither.
+        for argv in [
+            &["w", "agree"][..],
+            &["w", "agree", "--sentinels", "a:1", "--master", "b:2"],
+        ] {
+            assert!(Args::try_parse_from(argv).is_err(), "{argv:?}");
+        }
+        let Cmd::Synced {
+            sentinels, replica, ..
+        } = Args::try_parse_from(["w", "synced", "--master", "m:1", "--replica", "a:1,b:2"])
+            .expect("parses")
+            .command
+        else {
+            panic!("not `synced`");
+        };
+        assert_eq!(
+            (sentinels.master.as_deref(), replica.len()),
+            (Some("m:1"), 2)
+        );
+    }
+
+    #[test]
     fn reads_resp_replies() {
         assert_eq!(parse(b"+OK\r\n"), Reply::Simple("OK".into()));
         assert_eq!(parse(b":3\r\n"), Reply::Int(3));
