@@ -200,7 +200,7 @@ fn sentinel_drill(test: Test, sandbox: &Sandbox, fault_host: &str) {
     let report = out.report();
     report.verdict("passed", None);
     let step = report.step(0);
-    // Measured: 2.5 s from the SIGKILL to the first sample of a holding window.
+    // Measured: 2.3-2.8 s from the SIGKILL to the first sample of a holding window.
     let recovery = step["recovery_ms"].as_u64().expect("recovery_ms");
     assert!((1000..=8000).contains(&recovery), "recovery {recovery} ms");
     assert_faulted_on(&report, fault_host);
@@ -211,7 +211,7 @@ fn sentinel_drill(test: Test, sandbox: &Sandbox, fault_host: &str) {
         "measured ({fault_host}): run {:?}, recovery {recovery} ms, writer {client}",
         out.elapsed
     );
-    // Measured: writes down 2.2-2.3 s, 23 failed at 10 writes/s, none lost.
+    // Measured: writes down 2.2-2.3 s, 22-23 failed at 10 writes/s, none lost.
     assert_eq!(num(client, "lost"), 0, "{client}");
     let failed = num(client, "failed");
     assert!((5..=80).contains(&failed), "failed writes: {client}");
@@ -538,7 +538,7 @@ fn lab_redis_full_disk_drill_reports_how_long_redis_refused_writes() {
     );
     let first = client["longest_outage_first_error"].as_str().unwrap_or("");
     assert!(first.starts_with("MISCONF"), "{client}");
-    // Measured: writes refused 5.9 s for a 5 s fill (59 failed), from 0.5-1 s after the fill
+    // Measured: writes refused 5.9-6.0 s for a 5 s fill (59-60 failed), from 0.5-1.25 s after the fill
     // (the next `save 1 1`) to up to 5 s after the revert (Redis retries a failed save every 5 s).
     let outage = num(&client, "longest_outage_ms");
     assert!((3000..=12000).contains(&outage), "outage: {client}");
