@@ -384,6 +384,39 @@ fn failing_teardown_after_a_pass_is_error_5_teardown() {
 }
 
 #[test]
+fn a_one_sample_window_that_never_holds_again_ends_deviated_at_its_deadline() {
+    // A window of one sample (a `load` probe's usual setting) once kept a run that never
+    // recovered waiting for ever; it must end at its deadline like any other.
+    let tag = unique("onesample");
+    let _sleeper = Sleeper::spawn(&tag);
+    let yaml = r#"version: 1
+name: never-back
+steady_state:
+  - name: sleeper up
+    process: {pattern: "${PAT}"}
+    expect: {min: 1}
+    every: 200ms
+    window: 200ms
+steps:
+  - name: kill the sleeper
+    target: local
+    fault: {kill: {process: {pattern: "${PAT}"}}}
+    recover_within: 500ms
+"#;
+    let t = Test::new().scenario(yaml).var("PAT", pattern(&tag));
+    let out = t.run();
+    out.code(1);
+    assert!(out.elapsed < Duration::from_secs(10), "{:?}", out.elapsed);
+    let r = out.report();
+    r.verdict("deviated", Some("hypothesis"));
+    let reason = r.reason();
+    assert!(
+        reason.contains("`sleeper up` on local: 0 of 1 samples passed"),
+        "{reason}"
+    );
+}
+
+#[test]
 fn failing_teardown_after_a_deviation_stays_deviated_1() {
     let tag = unique("devteardown");
     let _sleeper = Sleeper::spawn(&tag);

@@ -143,8 +143,14 @@ fn earliest_possible_start(rule: WindowRule, points: &[Point]) -> Option<Instant
         // Not full yet: a window may still start at the first fresh sample.
         return points.first().map(|p| p.at);
     }
-    // The latest window fails, so a holding one starts after its first sample.
-    points.get(points.len() - rule.n + 1).map(|p| p.at)
+    // The latest window fails, so a holding one starts after its first sample: at the next
+    // sample taken, or, for a window of one sample, at one not taken yet, so strictly after the
+    // last. (Without that bound a one-sample window that never held again kept the check pending
+    // for ever, and the run with it.)
+    match points.get(points.len() - rule.n + 1) {
+        Some(next) => Some(next.at),
+        None => points.last().map(|last| last.at + Duration::from_nanos(1)),
+    }
 }
 
 /// Milliseconds from `from` to `to`, 0 when `to` is earlier.
@@ -261,6 +267,31 @@ mod tests {
         // The same samples with a later deadline are still pending.
         assert_eq!(
             judge_recovery(&view, t, t + Duration::from_secs(10)),
+            Recovery::Pending
+        );
+    }
+
+    #[test]
+    fn a_one_sample_window_that_keeps_failing_is_a_miss() {
+        let t = Instant::now();
+        // One sample a window (a `load` probe's usual setting), deadline 500 ms after the fault.
+        let points = series(t, 1000, "---");
+        let view = [SeriesView {
+            rule: rule(1, 95.0),
+            points: &points,
+        }];
+        assert_eq!(
+            judge_recovery(&view, t, t + Duration::from_millis(500)),
+            Recovery::Missed
+        );
+        // Failing only before the deadline: a later sample may still hold in time.
+        let points = series(t, 1000, "-");
+        let view = [SeriesView {
+            rule: rule(1, 95.0),
+            points: &points,
+        }];
+        assert_eq!(
+            judge_recovery(&view, t, t + Duration::from_millis(500)),
             Recovery::Pending
         );
     }

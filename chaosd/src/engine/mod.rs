@@ -593,7 +593,7 @@ impl Run {
             if let Some(held) = hypothesis_holds(&views) {
                 return Some((
                     held,
-                    self.check_report(&snapshot.series, &fresh, held, started_at),
+                    self.check_report(&snapshot.series, &fresh, held, started_at, None),
                 ));
             }
             let monitor = self.steady.as_mut().expect("steady monitor");
@@ -717,7 +717,13 @@ impl Run {
             .iter()
             .map(|(_, points)| hypothesis::since(points, fault_end).to_vec())
             .collect();
-        let check = self.check_report(&snapshot.series, &fresh, held, check_started_at);
+        let check = self.check_report(
+            &snapshot.series,
+            &fresh,
+            held,
+            check_started_at,
+            Some((fault_end, deadline)),
+        );
         let impact = first_failure(&snapshot.views(), step_started);
         let recovery_ms = match decided {
             Recovery::Held { since } if impact.is_some() => Some(millis_between(fault_end, since)),
@@ -1355,26 +1361,46 @@ impl Run {
         fresh: &[Vec<Point>],
         held: bool,
         started_at: DateTime<Utc>,
+        recovery: Option<(Instant, Instant)>,
     ) -> CheckReport {
         let mut probes = Vec::new();
         let mut failing = Vec::new();
         for ((s, _), points) in series.iter().zip(fresh) {
             let window = s.rule.latest(points).unwrap_or(points);
             let passed = window.iter().filter(|p| p.ok).count();
-            let probe_held = s.rule.latest_holds(points).unwrap_or(false);
+            // An after-check (with the faults' end and the deadline) needs the probe to have held
+            // from a window that starts in time; one that holds now but began holding later
+            // missed it as surely as one that still fails, and must say so.
+            let holding = hypothesis::holding_since(s.rule, points);
+            let probe_held = match recovery {
+                Some((_, deadline)) => holding.is_some_and(|since| since <= deadline),
+                None => holding.is_some(),
+            };
             if !probe_held {
-                let last = s
-                    .last_record()
-                    .filter(|r| !r.ok)
-                    .map(|r| format!(", last: {}", r.reason))
-                    .unwrap_or_default();
-                failing.push(format!(
-                    "`{}` on {}: {passed} of {} samples passed, {}% needed{last}",
-                    s.probe.name,
-                    s.host,
-                    window.len(),
-                    s.probe.tolerance
-                ));
+                match (holding, recovery) {
+                    (Some(since), Some((fault_end, deadline))) => failing.push(format!(
+                        "`{}` on {}: held again only from {} ms after the faults ended, {} ms \
+                         too late",
+                        s.probe.name,
+                        s.host,
+                        millis_between(fault_end, since),
+                        millis_between(deadline, since)
+                    )),
+                    _ => {
+                        let last = s
+                            .last_record()
+                            .filter(|r| !r.ok)
+                            .map(|r| format!(", last: {}", r.reason))
+                            .unwrap_or_default();
+                        failing.push(format!(
+                            "`{}` on {}: {passed} of {} samples passed, {}% needed{last}",
+                            s.probe.name,
+                            s.host,
+                            window.len(),
+                            s.probe.tolerance
+                        ));
+                    }
+                }
             }
             probes.push(ProbeCheck {
                 probe: s.probe.name.clone(),
