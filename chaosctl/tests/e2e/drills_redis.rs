@@ -180,6 +180,15 @@ fn lab_or_skip() -> Option<Lab> {
     Lab::new()
 }
 
+/// Runs a drill, which must end with exit `code` within `limit`: its output and report.
+fn run_drill(test: &Test, code: i32, limit: Duration) -> (Output, Report) {
+    let out = test.run();
+    out.code(code);
+    assert!(out.elapsed < limit, "the drill took {:?}", out.elapsed);
+    let report = out.report();
+    (out, report)
+}
+
 /// The kill's record: done by the agent of `host`, and verified.
 fn assert_faulted_on(report: &Report, host: &str) {
     let fault = &report.faults()[0];
@@ -190,14 +199,7 @@ fn assert_faulted_on(report: &Report, host: &str) {
 /// Runs the sentinel drill in `sandbox` and asserts what its report says.
 fn sentinel_drill(test: Test, sandbox: &Sandbox, fault_host: &str) {
     let test = sandbox.vars(test);
-    let out = test.run();
-    out.code(0);
-    assert!(
-        out.elapsed < Duration::from_secs(30),
-        "the drill took {:?}",
-        out.elapsed
-    );
-    let report = out.report();
+    let (out, report) = run_drill(&test, 0, Duration::from_secs(30));
     report.verdict("passed", None);
     let step = report.step(0);
     // Measured: 2.3-2.8 s from the SIGKILL to the first sample of a holding window.
@@ -251,14 +253,7 @@ fn lab_redis_split_brain_drill_reports_the_acknowledged_writes_a_client_without_
     let test = lab.test_file(drill("redis-split-brain"));
     let sandbox = Sandbox::in_lab(&test, &lab);
     let test = sandbox.vars(test);
-    let out = test.run();
-    out.code(1);
-    assert!(
-        out.elapsed < Duration::from_secs(40),
-        "the drill took {:?}",
-        out.elapsed
-    );
-    let report = out.report();
+    let (out, report) = run_drill(&test, 1, Duration::from_secs(40));
     report.verdict("deviated", Some("hypothesis"));
     assert_faulted_on(&report, "h1");
 
@@ -355,14 +350,7 @@ fn lab_redis_partition_drill_keeps_writing_without_failover_and_the_replica_catc
     let test = lab.test_file(drill("redis-partition"));
     let sandbox = Sandbox::in_lab(&test, &lab);
     let test = sandbox.vars(test);
-    let out = test.run();
-    out.code(0);
-    assert!(
-        out.elapsed < Duration::from_secs(30),
-        "the drill took {:?}",
-        out.elapsed
-    );
-    let report = out.report();
+    let (out, report) = run_drill(&test, 0, Duration::from_secs(30));
     report.verdict("passed", None);
     // The cut is made by the replica's agent, to the master's host (h1, also sentinel 1's) and
     // sentinel 3's.
@@ -596,14 +584,7 @@ fn lab_redis_rejoin_drill_old_master_restarted_becomes_a_replica_in_sync() {
         return;
     };
     let (test, sandbox) = rejoin_drill(&lab, "5");
-    let out = test.run();
-    out.code(0);
-    assert!(
-        out.elapsed < Duration::from_secs(40),
-        "the drill took {:?}",
-        out.elapsed
-    );
-    let report = out.report();
+    let (out, report) = run_drill(&test, 0, Duration::from_secs(40));
     report.verdict("passed", None);
     assert_faulted_on(&report, "h1");
     // From the SIGKILL to the old master, restarted 5 s later, being a replica of the new master,

@@ -370,23 +370,18 @@ impl Lab {
 
     /// A chaosctl `Test` whose runs use this lab's inventory.
     pub fn test(&self, yaml: &str) -> Test {
-        let mut t = Test::new()
-            .scenario(yaml)
-            .arg("--inventory")
-            .arg(self.inventory.display());
-        for h in &self.hosts {
-            t = t.var(&format!("{}_ADDR", h.name.to_uppercase()), &h.addr);
-        }
-        t
+        self.on_lab(Test::new().scenario(yaml))
     }
 
     /// A chaosctl `Test` of a scenario file (a drill as it ships), with this lab's inventory and
     /// the same `H1_ADDR`, ... vars as [`Lab::test`].
     pub fn test_file(&self, path: impl Into<PathBuf>) -> Test {
-        let mut t = Test::new()
-            .scenario_file(path)
-            .arg("--inventory")
-            .arg(self.inventory.display());
+        self.on_lab(Test::new().scenario_file(path))
+    }
+
+    /// `t` with `--inventory` of this lab and a var `H1_ADDR`, ... per host.
+    fn on_lab(&self, t: Test) -> Test {
+        let mut t = t.arg("--inventory").arg(self.inventory.display());
         for h in &self.hosts {
             t = t.var(&format!("{}_ADDR", h.name.to_uppercase()), &h.addr);
         }
