@@ -2,6 +2,7 @@
 //! controller on another host.
 //!
 //! # Layout
+//! - [`accept`]: the accept loop (TLS, HTTP/1, graceful drain), shared with chaosd.
 //! - [`config`]: the command line and the configuration it resolves to (bad config: exit 64).
 //! - [`auth`]: the bearer token, compared in constant time.
 //! - [`tls`]: the certificate and key, rustls with `ring`.
@@ -20,6 +21,7 @@
 //! **Invariant:** nothing is applied from a request that was refused: auth, route, body, policy
 //! and id checks all come before the first injection.
 
+pub mod accept;
 pub mod audit;
 pub mod auth;
 pub mod body;
@@ -32,18 +34,13 @@ pub mod routes;
 pub mod tls;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
-use hyper_util::server::graceful::GracefulShutdown;
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, error, info, warn};
+use tracing::{error, info, warn};
 
 use crate::api::RevertResponse;
 use crate::local::LocalAgent;
@@ -59,9 +56,6 @@ use policy::Policy;
 
 /// How long requests in flight get to finish at shutdown before their connections are dropped.
 const DRAIN: Duration = Duration::from_secs(5);
-
-/// How long a TLS handshake may take.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why the server could not start or stop cleanly.
 #[derive(Debug, thiserror::Error)]
@@ -245,52 +239,21 @@ pub async fn run(
 
     let cancel = CancellationToken::new();
     let watchdog = tokio::spawn(lease::watchdog(Arc::clone(&state), cancel.clone()));
-    let graceful = GracefulShutdown::new();
-    tokio::pin!(shutdown);
-    loop {
-        let (stream, peer) = tokio::select! {
-            () = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(err) => {
-                    // Out of file descriptors and the like: wait a little instead of spinning.
-                    warn!(error = %err, "failed to accept a connection");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        let _ = stream.set_nodelay(true);
+    let connections = {
         let state = Arc::clone(&state);
-        let watcher = graceful.watcher();
-        let tls = tls.clone();
-        tokio::spawn(async move {
-            match tls {
-                None => serve_connection(stream, peer, state, watcher).await,
-                Some(acceptor) => {
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                        Ok(Ok(stream)) => serve_connection(stream, peer, state, watcher).await,
-                        Ok(Err(err)) => debug!(%peer, error = %err, "TLS handshake failed"),
-                        Err(_) => debug!(%peer, "TLS handshake timed out"),
-                    }
-                }
-            }
-        });
-    }
+        accept::serve_until(
+            listener,
+            tls,
+            move |peer, req| routes::handle(Arc::clone(&state), peer, req),
+            shutdown,
+        )
+        .await
+    };
 
     info!("shutting down: no new connections; reverting every fault");
-    drop(listener);
     state.stopping.store(true, Ordering::SeqCst);
     cancel.cancel();
-    if tokio::time::timeout(DRAIN, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        warn!(
-            ?DRAIN,
-            "requests still in flight after the drain; stopping anyway"
-        );
-    }
+    connections.drain(DRAIN).await;
     let _ = watchdog.await;
     // The gate: an apply that got past the stopping check finishes before the final revert.
     let _gate = state.gate.lock().await;
@@ -326,27 +289,6 @@ pub async fn run(
         return Err(RunError::LeftFaults { count: left });
     }
     Ok(())
-}
-
-async fn serve_connection<IO>(
-    io: IO,
-    peer: SocketAddr,
-    state: Arc<State>,
-    watcher: hyper_util::server::graceful::Watcher,
-) where
-    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let service = service_fn(move |req| {
-        let state = Arc::clone(&state);
-        async move { Ok::<_, std::convert::Infallible>(routes::handle(state, peer, req).await) }
-    });
-    let conn = hyper::server::conn::http1::Builder::new()
-        .header_read_timeout(Some(Duration::from_secs(30)))
-        .timer(hyper_util::rt::TokioTimer::new())
-        .serve_connection(TokioIo::new(io), service);
-    if let Err(err) = watcher.watch(conn).await {
-        debug!(%peer, error = %err, "connection ended with an error");
-    }
 }
 
 /// Logs and audits what `LocalAgent::open` reverted from a dead agent's journal.

@@ -22,18 +22,13 @@ pub mod routes;
 pub mod runs;
 pub mod web;
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use agent::server::auth::Token;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
-use hyper_util::server::graceful::GracefulShutdown;
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
-use tracing::{debug, info, warn};
+use tracing::info;
 
 pub use config::{Args, Config, ConfigError, EXIT_CONFIG};
 
@@ -41,9 +36,6 @@ use runs::{Runs, RunsConfig};
 
 /// How long connections get to finish at shutdown, once every run has ended.
 const DRAIN: Duration = Duration::from_secs(5);
-
-/// How long a TLS handshake may take.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
@@ -129,76 +121,25 @@ pub async fn run(
         "chaosd serving"
     );
 
-    let graceful = GracefulShutdown::new();
-    tokio::pin!(shutdown);
-    loop {
-        let (stream, peer) = tokio::select! {
-            () = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(err) => {
-                    warn!(error = %err, "failed to accept a connection");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        let _ = stream.set_nodelay(true);
+    let connections = {
         let state = Arc::clone(&state);
-        let watcher = graceful.watcher();
-        let tls = tls.clone();
-        tokio::spawn(async move {
-            match tls {
-                None => serve_connection(stream, peer, state, watcher).await,
-                Some(acceptor) => {
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                        Ok(Ok(stream)) => serve_connection(stream, peer, state, watcher).await,
-                        Ok(Err(err)) => debug!(%peer, error = %err, "TLS handshake failed"),
-                        Err(_) => debug!(%peer, "TLS handshake timed out"),
-                    }
-                }
-            }
-        });
-    }
+        agent::server::accept::serve_until(
+            listener,
+            tls,
+            move |_peer, req| routes::handle(Arc::clone(&state), req),
+            shutdown,
+        )
+        .await
+    };
 
     info!("shutting down: no new connections; aborting the running runs");
-    drop(listener);
     stop_scheduler.cancel();
     let _ = scheduler_task.await;
     runs.shutdown().await;
     notifier.drain(DRAIN).await;
-    if tokio::time::timeout(DRAIN, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        warn!(
-            ?DRAIN,
-            "requests still in flight after the drain; stopping anyway"
-        );
-    }
+    connections.drain(DRAIN).await;
     info!("chaosd stopped");
     Ok(())
-}
-
-async fn serve_connection<IO>(
-    io: IO,
-    peer: SocketAddr,
-    state: Arc<State>,
-    watcher: hyper_util::server::graceful::Watcher,
-) where
-    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let service = service_fn(move |req| {
-        let state = Arc::clone(&state);
-        async move { Ok::<_, std::convert::Infallible>(routes::handle(state, req).await) }
-    });
-    let conn = hyper::server::conn::http1::Builder::new()
-        .header_read_timeout(Some(Duration::from_secs(30)))
-        .timer(hyper_util::rt::TokioTimer::new())
-        .serve_connection(TokioIo::new(io), service);
-    if let Err(err) = watcher.watch(conn).await {
-        debug!(%peer, error = %err, "connection ended with an error");
-    }
 }
 
 /// Resolves on SIGINT or SIGTERM.
