@@ -410,6 +410,7 @@ fn schedules_webhooks_metrics_and_the_web_view() {
         "{}",
         r.headers
     );
+    assert!(!r.headers.contains("Secure"), "plain HTTP: {}", r.headers);
     let Some(browser) = chromium() else {
         eprintln!("skipped the browser checks: no chromium (apt-get install chromium)");
         return;
@@ -450,4 +451,133 @@ fn schedules_webhooks_metrics_and_the_web_view() {
         Some(&shot),
     );
     assert!(shot.is_file(), "no screenshot: {stderr}");
+}
+
+/// Runs `argv`, which must succeed; its stdout.
+fn sh(argv: &[&str]) -> String {
+    let out = Command::new(argv[0])
+        .args(&argv[1..])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e}", argv[0]));
+    assert!(
+        out.status.success(),
+        "{argv:?}: {}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn over_tls_the_api_answers_https_only_and_the_web_cookie_is_secure() {
+    for tool in ["openssl", "curl"] {
+        if Command::new(tool).arg("--version").output().is_err() {
+            println!("skipped: needs `{tool}` (apt-get install {tool})");
+            return;
+        }
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("chaosd-tls-")
+        .tempdir()
+        .unwrap();
+    let path = |name: &str| dir.path().join(name).display().to_string();
+    // A server certificate for 127.0.0.1 (CA:FALSE: rustls refuses a CA certificate as a
+    // server's own).
+    std::fs::write(
+        path("openssl.cnf"),
+        "[req]\ndistinguished_name=dn\nprompt=no\n[dn]\nCN=chaosd-test\n[ext]\n\
+         basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n\
+         extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1\n",
+    )
+    .unwrap();
+    sh(&[
+        "openssl",
+        "req",
+        "-x509",
+        "-config",
+        &path("openssl.cnf"),
+        "-extensions",
+        "ext",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-days",
+        "2",
+        "-keyout",
+        &path("key.pem"),
+        "-out",
+        &path("cert.pem"),
+    ]);
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    std::fs::write(dir.path().join("token"), format!("{TOKEN}\n")).unwrap();
+    std::fs::write(
+        dir.path().join("chaosd.yaml"),
+        format!(
+            "listen: 127.0.0.1:{port}\ntoken_file: token\nstate_dir: state\nreport_dir: reports\n\
+             tls_cert: cert.pem\ntls_key: key.pem\n"
+        ),
+    )
+    .unwrap();
+    let log = std::fs::File::create(dir.path().join("chaosd.log")).unwrap();
+    let _chaosd = Guard(
+        Command::new(CHAOSD)
+            .arg("--config")
+            .arg(dir.path().join("chaosd.yaml"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let base = format!("https://127.0.0.1:{port}");
+    let cacert = path("cert.pem");
+    let curl = |extra: &[&str], url: &str| {
+        let mut argv = vec!["curl", "-s", "--max-time", "5", "--cacert", &cacert];
+        argv.extend(extra);
+        argv.push(url);
+        Command::new(argv[0])
+            .args(&argv[1..])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    eventually(Duration::from_secs(20), "chaosd answers over TLS", || {
+        let out = curl(&[], &format!("{base}/healthz"));
+        (out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "ok").then_some(())
+    });
+
+    // The API over TLS, with the token.
+    let auth = format!("Authorization: Bearer {TOKEN}");
+    let runs = curl(
+        &["-o", "/dev/null", "-w", "%{http_code}", "-H", &auth],
+        &format!("{base}/v1/runs"),
+    );
+    assert_eq!(String::from_utf8_lossy(&runs.stdout), "200");
+    // Plain HTTP on the same port gets no HTTP answer.
+    let plain = curl(&[], &format!("http://127.0.0.1:{port}/healthz"));
+    assert!(
+        !String::from_utf8_lossy(&plain.stdout).contains("ok"),
+        "plain HTTP was answered: {plain:?}"
+    );
+    // The web view's cookie is Secure as well as HttpOnly.
+    let login = curl(
+        &["-o", "/dev/null", "-D", "-"],
+        &format!("{base}/ui/?token={TOKEN}"),
+    );
+    let headers = String::from_utf8_lossy(&login.stdout).to_lowercase();
+    let cookie = headers
+        .lines()
+        .find(|l| l.starts_with("set-cookie:"))
+        .unwrap_or_else(|| panic!("no cookie: {headers}"));
+    assert!(
+        cookie.contains("httponly") && cookie.contains("; secure"),
+        "{cookie}"
+    );
 }

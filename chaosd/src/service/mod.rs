@@ -56,6 +56,8 @@ pub struct State {
     pub webhooks: Vec<config::Webhook>,
     /// Game-day schedules (`/v1/schedules`), started on the system clock.
     scheduler: Arc<crate::schedule::scheduler::Scheduler>,
+    /// Served over TLS: the web view's cookie is then `Secure`, never sent over plain HTTP.
+    tls: bool,
 }
 
 /// Opens the history and the local agent in `config.state_dir` (reverting what a dead chaosd
@@ -111,6 +113,7 @@ pub async fn run(
         inventory,
         webhooks,
         scheduler,
+        tls: tls.is_some(),
     });
     info!(
         listen = %local,

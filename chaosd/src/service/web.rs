@@ -14,8 +14,8 @@
 //! cookie holding it (path `/ui`) and redirects to the same page without the token, so it does
 //! not stay in the address bar or history. The cookie is only accepted on `/ui` pages, which
 //! only read: it never authorizes the API (`/v1`), so a cross-site request cannot abort or start
-//! a run with it. Over TLS the cookie is also `Secure`-worthy; chaosd serves plain HTTP only on
-//! loopback. Pages send `Content-Security-Policy: default-src 'none'` (inline styles only),
+//! a run with it. Over TLS the cookie is also `Secure`, so a browser never sends it over plain
+//! HTTP (chaosd serves plain HTTP only on loopback). Pages send `Content-Security-Policy: default-src 'none'` (inline styles only),
 //! `Referrer-Policy: no-referrer` and `X-Frame-Options: DENY`.
 
 use std::sync::Arc;
@@ -82,7 +82,8 @@ pub fn handle(
                 "That token is wrong.",
             )));
         }
-        let cookie = format!("{COOKIE_NAME}={token}; Path=/ui; HttpOnly; SameSite=Strict");
+        let secure = if state.tls { "; Secure" } else { "" };
+        let cookie = format!("{COOKIE_NAME}={token}; Path=/ui; HttpOnly; SameSite=Strict{secure}");
         return Some(Ok(redirect(path, Some(cookie))));
     }
     let cookie = cookie_value(req, COOKIE_NAME).map(|t| format!("Bearer {t}"));
