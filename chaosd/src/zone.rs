@@ -11,15 +11,17 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use chrono::{FixedOffset, MappedLocalTime, NaiveDate, NaiveDateTime, Offset, TimeZone};
 use jiff::civil;
 use jiff::tz::{self, AmbiguousOffset};
 
-/// A time zone: its name and its rules.
+/// A time zone: its name and its rules. Cheap to clone (both are shared), as chrono clones the
+/// zone into every offset it computes.
 #[derive(Clone)]
 pub struct Zone {
-    name: String,
+    name: Arc<str>,
     rules: tz::TimeZone,
 }
 
@@ -53,7 +55,7 @@ impl std::error::Error for ZoneError {}
 impl Zone {
     pub fn utc() -> Zone {
         Zone {
-            name: "UTC".to_string(),
+            name: Arc::from("UTC"),
             rules: tz::TimeZone::UTC,
         }
     }
@@ -72,7 +74,7 @@ impl Zone {
                 .any(|part| part.is_empty() || part == "." || part == "..");
         match plausible.then(|| tz::TimeZone::get(name)) {
             Some(Ok(rules)) => Ok(Zone {
-                name: name.to_string(),
+                name: Arc::from(name),
                 rules,
             }),
             _ if tz::db().is_definitively_empty() => Err(ZoneError::NoDatabase {
