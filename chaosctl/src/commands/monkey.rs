@@ -5,11 +5,11 @@ use std::io::IsTerminal;
 use std::path::Path;
 use std::sync::Arc;
 
+use chaosd::engine::plan::choose_seed;
 use chaosd::monkey::{self, MonkeySpec, SystemClock};
 use chaosd::scenario::format_duration;
 use chaosd::scenario::model::Scenario;
 
-use super::plan::choose_seed;
 use super::run::{Launch, confirm, launch};
 use super::{EXIT_OK, Failure, load_scenario};
 use crate::args::MonkeyArgs;

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use chaosd::engine::plan::{Plan, longest_window};
+use chaosd::engine::plan::{Plan, choose_seed, longest_window};
 use chaosd::scenario::format_duration;
 use chaosd::scenario::model::Scenario;
 
@@ -22,21 +22,6 @@ pub fn run(file: &Path, load: &LoadArgs, seed: Option<u64>, output: Output) -> R
         ),
     }
     Ok(EXIT_OK)
-}
-
-/// `--seed`, else the file's `settings.seed`, else a fresh random one.
-pub fn choose_seed(given: Option<u64>, scenario: &Scenario) -> u64 {
-    given.or(scenario.settings.seed).unwrap_or_else(rand_seed)
-}
-
-fn rand_seed() -> u64 {
-    use std::hash::{BuildHasher, RandomState};
-    // RandomState is seeded from the OS; mixing in the time keeps two calls apart.
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0);
-    RandomState::new().hash_one(nanos)
 }
 
 /// The plan as people read it.

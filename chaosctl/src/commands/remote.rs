@@ -139,7 +139,7 @@ async fn run(client: &ServiceClient, args: RunArgs) -> Result<u8, Failure> {
     if !args.yes && !args.dry_run && std::io::stdin().is_terminal() {
         // The plan as this machine reads the file; the server checks it again.
         if let Ok(scenario) = load_scenario(&args.file, &args.load) {
-            let seed = super::plan::choose_seed(args.seed, &scenario);
+            let seed = chaosd::engine::plan::choose_seed(args.seed, &scenario);
             let plan = chaosd::engine::plan::Plan::resolve(&scenario, seed);
             eprint!("{}", super::plan::render(&scenario, &plan));
         }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use agent::local::LocalAgent;
 use anyhow::Context;
 use chaosd::engine::hosts::Hosts;
-use chaosd::engine::plan::Plan;
+use chaosd::engine::plan::{Plan, choose_seed};
 use chaosd::engine::{self, Abort, RunResult, RunSpec};
 use chaosd::report::model::{Cause, RecoveredFault, Report};
 use chaosd::report::writer::ReportDir;
@@ -18,7 +18,7 @@ use chaosd::store::RunStore;
 use chrono::Utc;
 use tokio::signal::unix::{SignalKind, signal};
 
-use super::plan::{choose_seed, render};
+use super::plan::render;
 use super::{EXIT_OK, Failure, load_scenario};
 use crate::args::{Output, RunArgs};
 use crate::{output, state};
@@ -124,14 +124,7 @@ where
     let abort = Abort::new();
     listen_for_signals(abort.clone())?;
     let observer: Arc<dyn engine::live::Observer> = Arc::from(output::observer(options.output));
-    let spec = RunSpec {
-        run_id: run_id.clone(),
-        seed,
-        labels,
-        dry_run: options.dry_run,
-        user: user_name(),
-        host: host_name(),
-    };
+    let spec = RunSpec::new(run_id.clone(), seed, labels, options.dry_run);
     let hosts = Hosts::new(agent, &scenario, &run_id);
     let result = engine(Prepared {
         scenario: Arc::new(scenario),
@@ -205,22 +198,6 @@ fn listen_for_signals(abort: Arc<Abort>) -> anyhow::Result<()> {
         }
     });
     Ok(())
-}
-
-fn user_name() -> String {
-    nix::unistd::User::from_uid(nix::unistd::getuid())
-        .ok()
-        .flatten()
-        .map(|u| u.name)
-        .or_else(|| std::env::var("USER").ok())
-        .unwrap_or_else(|| nix::unistd::getuid().to_string())
-}
-
-fn host_name() -> String {
-    nix::unistd::gethostname()
-        .ok()
-        .and_then(|h| h.into_string().ok())
-        .unwrap_or_else(|| "unknown".to_string())
 }
 
 /// The end of a run, local or on a server: the summary (text) or the `result` line (json). The

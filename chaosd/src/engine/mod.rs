@@ -56,6 +56,43 @@ pub struct RunSpec {
     pub host: String,
 }
 
+impl RunSpec {
+    /// A run started by this process, as its user on this host.
+    pub fn new(
+        run_id: String,
+        seed: u64,
+        labels: BTreeMap<String, String>,
+        dry_run: bool,
+    ) -> RunSpec {
+        RunSpec {
+            run_id,
+            seed,
+            labels,
+            dry_run,
+            user: user_name(),
+            host: host_name(),
+        }
+    }
+}
+
+/// This process's user: its name, else `$USER`, else the uid.
+fn user_name() -> String {
+    let uid = nix::unistd::getuid();
+    nix::unistd::User::from_uid(uid)
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| uid.to_string())
+}
+
+fn host_name() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "unknown".to_string())
+}
+
 /// A request to stop a run early: Ctrl-C, SIGTERM, `chaosctl abort`. Only the first reason is kept.
 #[derive(Default)]
 pub struct Abort {

@@ -121,6 +121,14 @@ impl Plan {
 }
 
 /// The longest whole window among these probes: what one check waits for at least.
+/// A run's seed: the one given (`--seed`, a request's `seed`), else the file's `settings.seed`,
+/// else a fresh random one.
+pub fn choose_seed(given: Option<u64>, scenario: &Scenario) -> u64 {
+    given
+        .or(scenario.settings.seed)
+        .unwrap_or_else(rand::random)
+}
+
 pub fn longest_window(probes: &[Probe]) -> Duration {
     probes
         .iter()

@@ -28,6 +28,7 @@ use super::api::{LiveView, RunSummary, RunView, StreamLine, SubmitRequest, Submi
 use super::error::ServiceError;
 use crate::engine::hosts::Hosts;
 use crate::engine::live::{LiveStatus, Observer};
+use crate::engine::plan::choose_seed;
 use crate::engine::{self, Abort, RunSpec};
 use crate::report::model::{Cause, Event, Report};
 use crate::report::writer::ReportDir;
@@ -263,10 +264,7 @@ impl Runs {
                 return Err(err);
             }
         };
-        let seed = req
-            .seed
-            .or(scenario.settings.seed)
-            .unwrap_or_else(random_seed);
+        let seed = choose_seed(req.seed, &scenario);
         let report_dir = ReportDir::create(&self.config.report_dir, &run_id).map_err(|e| {
             ServiceError::Internal(format!(
                 "cannot create the report folder in `{}`: {e}",
@@ -309,14 +307,7 @@ impl Runs {
             dry_run = req.dry_run,
             "run started"
         );
-        let spec = RunSpec {
-            run_id: run_id.clone(),
-            seed,
-            labels: req.labels.clone(),
-            dry_run: req.dry_run,
-            user: user_name(),
-            host: host_name(),
-        };
+        let spec = RunSpec::new(run_id.clone(), seed, req.labels.clone(), req.dry_run);
         let hosts = Hosts::new(self.agent.clone(), &scenario, &run_id);
         let run_for = req.run_for_ms;
         let runs = Arc::clone(self);
@@ -697,26 +688,6 @@ fn write_halt(state_dir: &Path, halt: Option<&Halt>) -> Result<(), ServiceError>
             path.display()
         ))
     })
-}
-
-fn random_seed() -> u64 {
-    use std::hash::{BuildHasher, RandomState};
-    RandomState::new().hash_one(Utc::now().timestamp_nanos_opt())
-}
-
-fn user_name() -> String {
-    nix::unistd::User::from_uid(nix::unistd::getuid())
-        .ok()
-        .flatten()
-        .map(|u| u.name)
-        .unwrap_or_else(|| nix::unistd::getuid().to_string())
-}
-
-fn host_name() -> String {
-    nix::unistd::gethostname()
-        .ok()
-        .and_then(|h| h.into_string().ok())
-        .unwrap_or_else(|| "unknown".to_string())
 }
 
 #[cfg(test)]
