@@ -163,20 +163,22 @@ async fn dispatch(
     }
 }
 
+/// The segments of `path` under `prefix` (`/v1/runs/R` under `/v1`: `runs`, `R`); `None` for a
+/// path outside it or with an empty segment (`/v1/runs//x`, a trailing `/`). chaosd routes
+/// with it too.
+pub fn segments_under<'a>(prefix: &str, path: &'a str) -> Option<Vec<&'a str>> {
+    let rest = path.strip_prefix(prefix)?.strip_prefix('/')?;
+    let segments: Vec<&str> = rest.split('/').collect();
+    (!segments.iter().any(|s| s.is_empty())).then_some(segments)
+}
+
 /// Maps a method and path to a route: 404 for a path we do not serve, 405 (with `Allow`) for a
 /// path we serve with another method.
 fn route<'a>(method: &Method, path: &'a str) -> Result<Route<'a>, ServerError> {
     let not_found = || ServerError::NotFound(format!("no route `{path}`; the API is under `/v1`"));
-    let Some(rest) = path
-        .strip_prefix(api::PREFIX)
-        .and_then(|r| r.strip_prefix('/'))
-    else {
+    let Some(segments) = segments_under(api::PREFIX, path) else {
         return Err(not_found());
     };
-    let segments: Vec<&str> = rest.split('/').collect();
-    if segments.iter().any(|s| s.is_empty()) {
-        return Err(not_found());
-    }
     let (allow, route) = match segments.as_slice() {
         ["health"] => ("GET", Route::Health),
         ["faults"] => ("GET", Route::Faults),

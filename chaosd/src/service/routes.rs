@@ -146,16 +146,9 @@ async fn dispatch(state: &Arc<State>, req: Request<Incoming>) -> Answer {
 /// path we serve with another method.
 fn route<'a>(method: &Method, path: &'a str) -> Result<Route<'a>, ServiceError> {
     let not_found = || ServiceError::NotFound(format!("no route `{path}`; the API is under `/v1`"));
-    let Some(rest) = path
-        .strip_prefix(api::PREFIX)
-        .and_then(|r| r.strip_prefix('/'))
-    else {
+    let Some(segments) = agent::server::routes::segments_under(api::PREFIX, path) else {
         return Err(not_found());
     };
-    let segments: Vec<&str> = rest.split('/').collect();
-    if segments.iter().any(|s| s.is_empty()) {
-        return Err(not_found());
-    }
     let (allow, route) = match (segments.as_slice(), method.as_str()) {
         (["status"], _) => ("GET", Route::Status),
         (["runs"], "POST") => ("POST", Route::Submit),
