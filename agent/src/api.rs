@@ -144,4 +144,7 @@ pub struct ProbeResponse {
     pub ok: bool,
     pub latency_ms: f64,
     pub reason: String,
+    /// A `load` burst's figures per request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load: Option<crate::probe::LoadFigures>,
 }

@@ -31,6 +31,12 @@ pub(crate) struct Fetched {
 }
 
 pub(crate) async fn sample(probe: &HttpProbe) -> Verdict {
+    judged(probe).await.1
+}
+
+/// A sample and the status the server answered with, if it answered (a `load` probe counts
+/// its requests by status).
+pub(crate) async fn judged(probe: &HttpProbe) -> (Option<u16>, Verdict) {
     let start = Instant::now();
     let exchange = fetch(
         &probe.method,
@@ -39,10 +45,16 @@ pub(crate) async fn sample(probe: &HttpProbe) -> Verdict {
         probe.body.as_deref(),
     );
     let fetched = match tokio::time::timeout(probe.timeout, exchange).await {
-        Ok(result) => result?,
-        Err(_) => return Err(timed_out(probe.timeout)),
+        Ok(Ok(fetched)) => fetched,
+        Ok(Err(reason)) => return (None, Err(reason)),
+        Err(_) => return (None, Err(timed_out(probe.timeout))),
     };
-    let latency = start.elapsed();
+    let status = fetched.status;
+    (Some(status), judge(probe, fetched, start.elapsed()))
+}
+
+/// Whether an answer meets the probe's `expect`.
+fn judge(probe: &HttpProbe, fetched: Fetched, latency: std::time::Duration) -> Verdict {
     let expect = &probe.expect;
 
     let status_ok = if expect.status.is_empty() {
@@ -84,7 +96,7 @@ pub(crate) async fn sample(probe: &HttpProbe) -> Verdict {
 }
 
 /// `2xx`, `200`, `200 or 204 or 5xx`.
-fn describe_statuses(status: &[StatusMatch]) -> String {
+pub(crate) fn describe_statuses(status: &[StatusMatch]) -> String {
     if status.is_empty() {
         return "2xx".into();
     }

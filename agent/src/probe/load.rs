@@ -25,6 +25,8 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep_until};
 
+use serde::{Deserialize, Serialize};
+
 use super::{Verdict, fmt_latency, http};
 use crate::spec::{HttpProbe, LoadProbe};
 
@@ -38,8 +40,40 @@ pub(crate) struct Shot {
     pub sent: Duration,
     /// From sending to the answer or the failure.
     pub took: Duration,
+    /// The status the server answered with, if it answered.
+    pub status: Option<u16>,
     /// Why it failed; `None` when it succeeded.
     pub failure: Option<String>,
+}
+
+/// Upper bounds (ms) of the buckets that successful requests' latencies are counted in: the same
+/// as chaosd's probe latency histogram, so that bursts add up to it exactly.
+pub const LATENCY_BUCKETS_MS: [f64; 13] = [
+    1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0,
+];
+
+/// A burst's figures per request: what users of the service went through, as opposed to how
+/// long the burst took.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LoadFigures {
+    /// Requests due in the burst (one not sent because too many were outstanding counts, as
+    /// failed).
+    pub sent: u64,
+    pub ok: u64,
+    pub failed: u64,
+    /// Latency percentiles (nearest rank) and maximum over the successful requests; `None`
+    /// when none succeeded.
+    pub p50_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+    pub max_ms: Option<f64>,
+    /// How requests ended: the HTTP status (`200`, `502`) when the server answered, else the
+    /// failure (`connection refused`, `timed out after 1s`).
+    pub statuses: BTreeMap<String, u64>,
+    /// Successful requests per latency bucket of [`LATENCY_BUCKETS_MS`] (not cumulative), with
+    /// one more entry last for those slower than the largest bound.
+    pub latency_buckets: Vec<u64>,
+    /// The successful requests' latencies added up, in ms (a histogram's `_sum`).
+    pub latency_sum_ms: f64,
 }
 
 /// The most requests per second, and per sample, an agent sends whoever asks (the scenario's
@@ -47,18 +81,15 @@ pub(crate) struct Shot {
 pub const MAX_RATE: f64 = 1000.0;
 pub const MAX_REQUESTS: usize = 10_000;
 
-pub(crate) async fn sample(probe: &LoadProbe) -> Verdict {
+pub(crate) async fn sample(probe: &LoadProbe) -> (Verdict, Option<LoadFigures>) {
     if !(probe.rate > 0.0 && probe.rate <= MAX_RATE) {
-        return Err(format!(
-            "rate {}/s is outside 0-{MAX_RATE}/s; nothing sent",
-            probe.rate
-        ));
+        let reason = format!("rate {}/s is outside 0-{MAX_RATE}/s; nothing sent", probe.rate);
+        return (Err(reason), None);
     }
     let n = probe.requests();
     if n > MAX_REQUESTS {
-        return Err(format!(
-            "{n} requests a sample is more than {MAX_REQUESTS}; nothing sent"
-        ));
+        let reason = format!("{n} requests a sample is more than {MAX_REQUESTS}; nothing sent");
+        return (Err(reason), None);
     }
     let interval = Duration::from_secs_f64(1.0 / probe.rate);
     let one = Arc::new(HttpProbe {
@@ -84,6 +115,7 @@ pub(crate) async fn sample(probe: &LoadProbe) -> Verdict {
             shots.push(Shot {
                 sent,
                 took: Duration::ZERO,
+                status: None,
                 failure: Some(format!("not sent: {MAX_IN_FLIGHT} requests outstanding")),
             });
             continue;
@@ -91,11 +123,12 @@ pub(crate) async fn sample(probe: &LoadProbe) -> Verdict {
         let one = one.clone();
         in_flight.spawn(async move {
             let began = Instant::now();
-            let failure = http::sample(&one).await.err();
+            let (status, verdict) = http::judged(&one).await;
             Shot {
                 sent,
                 took: began.elapsed(),
-                failure,
+                status,
+                failure: verdict.err(),
             }
         });
     }
@@ -103,7 +136,54 @@ pub(crate) async fn sample(probe: &LoadProbe) -> Verdict {
         shots.extend(done.ok());
     }
     shots.sort_by_key(|s| s.sent);
-    judge(&shots, n, interval, probe.success)
+    (
+        judge(&shots, n, interval, probe.success),
+        Some(figures(&shots, n)),
+    )
+}
+
+/// The burst's figures from its requests; `n` were due (a missing one counts as failed, `lost`).
+pub(crate) fn figures(shots: &[Shot], n: usize) -> LoadFigures {
+    let mut latencies: Vec<Duration> = shots
+        .iter()
+        .filter(|s| s.failure.is_none())
+        .map(|s| s.took)
+        .collect();
+    latencies.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let mut statuses: BTreeMap<String, u64> = BTreeMap::new();
+    for shot in shots {
+        let key = match (shot.status, &shot.failure) {
+            (Some(status), _) => status.to_string(),
+            (None, Some(failure)) => failure.clone(),
+            (None, None) => "ok".to_string(),
+        };
+        *statuses.entry(key).or_default() += 1;
+    }
+    let missing = n.saturating_sub(shots.len()) as u64;
+    if missing > 0 {
+        statuses.insert("lost".to_string(), missing);
+    }
+    let mut latency_buckets = vec![0; LATENCY_BUCKETS_MS.len() + 1];
+    for latency in &latencies {
+        let i = LATENCY_BUCKETS_MS
+            .iter()
+            .position(|bound| ms(*latency) <= *bound)
+            .unwrap_or(LATENCY_BUCKETS_MS.len());
+        latency_buckets[i] += 1;
+    }
+    let ok = latencies.len() as u64;
+    LoadFigures {
+        sent: n as u64,
+        ok,
+        failed: (n as u64).saturating_sub(ok),
+        p50_ms: (!latencies.is_empty()).then(|| ms(percentile(&latencies, 50.0))),
+        p99_ms: (!latencies.is_empty()).then(|| ms(percentile(&latencies, 99.0))),
+        max_ms: latencies.last().map(|d| ms(*d)),
+        statuses,
+        latency_buckets,
+        latency_sum_ms: latencies.iter().map(|d| ms(*d)).sum(),
+    }
 }
 
 /// The sample's verdict and reason from its requests. `n` is how many were due (a request whose
@@ -200,14 +280,17 @@ mod tests {
         Shot {
             sent: Duration::from_millis(sent_ms),
             took: Duration::from_millis(latency_ms),
+            status: Some(200),
             failure: None,
         }
     }
 
     fn failed(sent_ms: u64, cause: &str) -> Shot {
+        let status = cause.contains("503").then_some(503);
         Shot {
             sent: Duration::from_millis(sent_ms),
-            took: Duration::from_millis(if cause.contains("503") { 3000 } else { 1 }),
+            took: Duration::from_millis(if status.is_some() { 3000 } else { 1 }),
+            status,
             failure: Some(cause.into()),
         }
     }
@@ -232,7 +315,8 @@ mod tests {
             (5000.0, 1),
             (1000.0, 60),
         ] {
-            let verdict = sample(&probe(rate, span)).await;
+            let (verdict, figures) = sample(&probe(rate, span)).await;
+            assert_eq!(figures, None, "nothing sent, nothing counted");
             assert!(
                 matches!(&verdict, Err(r) if r.ends_with("nothing sent")),
                 "{rate}/s for {span}s: {verdict:?}"
@@ -285,6 +369,31 @@ mod tests {
         shots.push(failed(950, "connection reset"));
         assert!(judge(&shots, 20, Duration::from_millis(50), 95.0).is_ok());
         assert!(judge(&shots, 20, Duration::from_millis(50), 96.0).is_err());
+    }
+
+    #[test]
+    fn figures_count_requests_by_status_and_latency_bucket() {
+        let shots = vec![
+            ok(0, 2),
+            ok(250, 30),
+            failed(500, "status 503, expected 2xx"),
+            failed(750, "connection refused"),
+        ];
+        let f = figures(&shots, 5);
+        assert_eq!((f.sent, f.ok, f.failed), (5, 2, 3));
+        assert_eq!((f.p50_ms, f.p99_ms, f.max_ms), (Some(2.0), Some(30.0), Some(30.0)));
+        let statuses: Vec<(&str, u64)> = f.statuses.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        assert_eq!(
+            statuses,
+            [("200", 2), ("503", 1), ("connection refused", 1), ("lost", 1)]
+        );
+        // 2 ms falls in the ≤ 2.5 ms bucket, 30 ms in ≤ 50 ms.
+        assert_eq!(f.latency_buckets.len(), LATENCY_BUCKETS_MS.len() + 1);
+        assert_eq!((f.latency_buckets[1], f.latency_buckets[5]), (1, 1));
+        assert_eq!(f.latency_buckets.iter().sum::<u64>(), 2);
+        assert_eq!(f.latency_sum_ms, 32.0);
+        let none = figures(&[failed(0, "connection refused")], 1);
+        assert_eq!((none.ok, none.failed, none.p50_ms), (0, 1, None));
     }
 
     #[test]

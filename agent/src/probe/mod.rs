@@ -21,14 +21,19 @@ pub mod process;
 pub mod prometheus;
 pub mod tcp;
 
+pub use load::LoadFigures;
+
 /// The outcome of one sample.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SampleOutcome {
     pub ok: bool,
-    /// How long the sample took, from start to verdict.
+    /// How long the sample took, from start to verdict (for a `load` burst: the burst's length,
+    /// not a request's latency; those are in `load`).
     pub latency: Duration,
     /// Short and human: `200 in 12 ms`, `connection refused`, `exit 1, expected 0`.
     pub reason: String,
+    /// A `load` burst's figures per request.
+    pub load: Option<LoadFigures>,
 }
 
 /// What a kind's module decides: `Ok(reason)` passes, `Err(reason)` fails.
@@ -41,13 +46,19 @@ const GUARD_SLACK: Duration = Duration::from_secs(2);
 /// Takes one sample. Never panics, never hangs past the kind's timeout (+ a little for cleanup).
 pub async fn sample(kind: &ProbeKind) -> SampleOutcome {
     let start = Instant::now();
+    let mut load_figures = None;
     let verdict = match kind {
         ProbeKind::Http(p) => guard(p.timeout, http::sample(p)).await,
         ProbeKind::Tcp(p) => guard(p.timeout, tcp::sample(p)).await,
         ProbeKind::Command(p) => guard(p.timeout, command::sample(p)).await,
         ProbeKind::Process(p) => process::sample(p).await,
         ProbeKind::Prometheus(p) => guard(p.timeout, prometheus::sample(p)).await,
-        ProbeKind::Load(p) => guard(p.span + p.timeout, load::sample(p)).await,
+        ProbeKind::Load(p) => guard(p.span + p.timeout, async {
+            let (verdict, figures) = load::sample(p).await;
+            load_figures = figures;
+            verdict
+        })
+        .await,
     };
     let latency = start.elapsed();
     match verdict {
@@ -55,12 +66,69 @@ pub async fn sample(kind: &ProbeKind) -> SampleOutcome {
             ok: true,
             latency,
             reason,
+            load: load_figures.clone(),
         },
         Err(reason) => SampleOutcome {
             ok: false,
             latency,
             reason,
+            load: load_figures,
         },
+    }
+}
+
+/// What a probe expects of a sample, in the scenario's words, for reports that say what steady
+/// meant: `GET http://127.0.0.1:8080/: status 2xx, max_latency 300ms`.
+pub fn describe_expect(kind: &ProbeKind) -> String {
+    fn http_expect(expect: &crate::spec::HttpExpect) -> String {
+        let mut parts = vec![format!("status {}", http::describe_statuses(&expect.status))];
+        if let Some(needle) = &expect.body_contains {
+            parts.push(format!("body contains `{needle}`"));
+        }
+        if let Some(re) = &expect.body_matches {
+            parts.push(format!("body matches `{re}`"));
+        }
+        if let Some(max) = expect.max_latency {
+            parts.push(format!("max_latency {}", fmt_duration(max)));
+        }
+        parts.join(", ")
+    }
+    match kind {
+        ProbeKind::Http(p) => format!("{} {}: {}", p.method, p.url, http_expect(&p.expect)),
+        ProbeKind::Load(p) => format!(
+            "{} {} at {}/s for {}: {}% of requests with {}",
+            p.method,
+            p.url,
+            p.rate,
+            fmt_duration(p.span),
+            p.success,
+            http_expect(&p.expect)
+        ),
+        ProbeKind::Tcp(p) => format!("a connection to {} opens", p.address),
+        ProbeKind::Command(p) => {
+            let mut text = format!("`{}` exits {}", p.run, p.expect.exit);
+            if let Some(needle) = &p.expect.stdout_contains {
+                text.push_str(&format!(", stdout contains `{needle}`"));
+            }
+            if let Some(re) = &p.expect.stdout_matches {
+                text.push_str(&format!(", stdout matches `{re}`"));
+            }
+            text
+        }
+        ProbeKind::Process(p) => match p.max {
+            Some(max) => format!("{} to {max} processes with {}", p.min, p.selector),
+            None => format!("at least {} processes with {}", p.min, p.selector),
+        },
+        ProbeKind::Prometheus(p) => {
+            let mut bounds = Vec::new();
+            if let Some(below) = p.below {
+                bounds.push(format!("below {below}"));
+            }
+            if let Some(above) = p.above {
+                bounds.push(format!("above {above}"));
+            }
+            format!("`{}` on {} is {}", p.query, p.url, bounds.join(" and "))
+        }
     }
 }
 

@@ -469,6 +469,7 @@ async fn probe(state: &Arc<State>, body: ProbeRequest, record: &mut Record) -> A
             ok: outcome.ok,
             latency_ms: outcome.latency.as_secs_f64() * 1000.0,
             reason: outcome.reason,
+            load: outcome.load,
         },
     ))
 }

@@ -190,11 +190,13 @@ impl Hosts {
                 ok: answer.ok,
                 latency: Duration::from_secs_f64(answer.latency_ms.max(0.0) / 1000.0),
                 reason: answer.reason,
+                load: answer.load,
             },
             Err(reason) => SampleOutcome {
                 ok: false,
                 latency: started.elapsed(),
                 reason: format!("no sample from {host}: {reason}"),
+                load: None,
             },
         }
     }

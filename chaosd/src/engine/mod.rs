@@ -10,6 +10,7 @@
 
 pub mod hosts;
 pub mod hypothesis;
+pub mod impact;
 pub mod lease;
 pub mod live;
 pub mod monitor;
@@ -35,7 +36,8 @@ use self::plan::{Plan, PlannedStep, fault_seed};
 use self::procs::Background;
 use crate::report::model::{
     Breach, Cause, CheckReport, CommandOutcome, Event, FaultLeft, FaultReport, ProbeCheck,
-    ProbeRole, RecoveredFault, Report, SCHEMA, ScenarioRef, StepReport, StepStatus, Verdict,
+    ProbeImpact, ProbeRole, RecoveredFault, Report, SCHEMA, ScenarioRef, StepReport, StepStatus,
+    Verdict,
 };
 use crate::report::writer::ReportDir;
 use crate::scenario::format_duration;
@@ -560,7 +562,8 @@ impl Run {
         Flow::Stop
     }
 
-    /// Step 1's before-check: the hypothesis over one whole window. `None` ends the run.
+    /// Step 1's before-check: the hypothesis and the guardrails over one whole window. `None`
+    /// ends the run.
     async fn first_check(&mut self) -> Option<CheckReport> {
         let (held, check) = self.check_before().await?;
         self.event(
@@ -571,11 +574,19 @@ impl Run {
         if held {
             return Some(check);
         }
+        // The hypothesis is what the game day is about, so it is named first; a guardrail alone
+        // failing is the guardrail's fault.
+        let steady_failed = check.probes.iter().any(|p| !p.guardrail && !p.held);
+        let (cause, what) = if steady_failed {
+            (Cause::Hypothesis, "the steady state did not hold")
+        } else {
+            (Cause::Guardrail, "a guardrail did not hold")
+        };
         self.fail(
             Verdict::NotSteady,
-            Cause::Hypothesis,
+            cause,
             format!(
-                "the steady state did not hold before the first step: {}",
+                "{what} before the first step, so nothing was injected: {}",
                 check.reason
             ),
         );
@@ -587,11 +598,8 @@ impl Run {
         None
     }
 
-    /// A before-check: the hypothesis over one whole window of fresh samples, starting the
-    /// steady-state sampling if it is not running. `None` when the run was aborted (recorded) or
-    /// winds down first.
-    pub(crate) async fn check_before(&mut self) -> Option<(bool, CheckReport)> {
-        self.live.phase(Phase::Check, None);
+    /// Starts sampling the steady-state probes and the guardrails, each once.
+    fn start_monitors(&mut self) {
         let scenario = self.scenario.clone();
         let plan = self.plan.clone();
         if self.steady.is_none() {
@@ -604,22 +612,46 @@ impl Run {
             self.live.watch(&monitor.series);
             self.steady = Some(monitor);
         }
+        if self.guard.is_none() && !scenario.guardrails.is_empty() {
+            let monitor = Monitor::start(
+                &scenario.guardrails,
+                ProbeRole::Guardrail,
+                |on| plan.hosts_of(on),
+                &self.hosts,
+            );
+            self.live.watch(&monitor.series);
+            self.guard = Some(Guard::new(monitor));
+        }
+    }
+
+    /// A before-check: the hypothesis and the guardrails over one whole window of fresh
+    /// samples, starting their sampling if it is not running. `None` when the run was aborted
+    /// (recorded) or winds down first.
+    pub(crate) async fn check_before(&mut self) -> Option<(bool, CheckReport)> {
+        self.live.phase(Phase::Check, None);
+        self.start_monitors();
         let started_at = Utc::now();
         let since = Instant::now();
         self.event(
             "check_started",
-            "checking the steady-state hypothesis".to_string(),
+            if self.guard.is_some() {
+                "checking the steady-state hypothesis and the guardrails"
+            } else {
+                "checking the steady-state hypothesis"
+            }
+            .to_string(),
             serde_json::json!({}),
         );
         loop {
-            let snapshot = self.steady.as_ref().expect("steady monitor").snapshot();
-            let fresh: Vec<Vec<Point>> = snapshot
-                .series
+            let mut series = self.steady.as_ref().expect("steady monitor").snapshot().series;
+            if let Some(guard) = &self.guard {
+                series.extend(guard.monitor.snapshot().series);
+            }
+            let fresh: Vec<Vec<Point>> = series
                 .iter()
                 .map(|(_, points)| hypothesis::since(points, since).to_vec())
                 .collect();
-            let views: Vec<SeriesView<'_>> = snapshot
-                .series
+            let views: Vec<SeriesView<'_>> = series
                 .iter()
                 .zip(&fresh)
                 .map(|((s, _), points)| SeriesView {
@@ -630,17 +662,19 @@ impl Run {
             if let Some(held) = hypothesis_holds(&views) {
                 return Some((
                     held,
-                    self.check_report(&snapshot.series, &fresh, held, started_at, None),
+                    self.check_report(&series, &fresh, held, started_at, None),
                 ));
             }
-            let monitor = self.steady.as_mut().expect("steady monitor");
+            let steady = self.steady.as_mut().expect("steady monitor");
+            let guard = self.guard.as_mut().map(|g| &mut g.monitor);
             tokio::select! {
                 () = self.abort.aborted() => {
                     self.note_abort();
                     return None;
                 }
                 () = self.wind_down.cancelled() => return None,
-                () = monitor.changed() => {}
+                () = steady.changed() => {}
+                () = Monitor::changed_opt(guard) => {}
             }
             self.note_background_exits();
         }
@@ -675,6 +709,9 @@ impl Run {
             after: None,
             impact_ms: None,
             recovery_ms: None,
+            impact: Vec::new(),
+            impact_until: None,
+            objectives: None,
         };
         self.event(
             "step_started",
@@ -686,16 +723,11 @@ impl Run {
             serde_json::json!({"step": step.name, "index": step.index}),
         );
 
-        if self.guard.is_none() && !self.scenario.guardrails.is_empty() {
-            let plan = self.plan.clone();
-            let monitor = Monitor::start(
-                &self.scenario.guardrails,
-                ProbeRole::Guardrail,
-                |on| plan.hosts_of(on),
-                &self.hosts,
-            );
-            self.live.watch(&monitor.series);
-            self.guard = Some(Guard::new(monitor));
+        // Guardrails were checked with the before-check; from the first injection on, a window
+        // that does not hold is a breach.
+        self.start_monitors();
+        if let Some(guard) = &mut self.guard {
+            guard.watch_from_now();
         }
 
         let fault_end = if self.spec.dry_run {
@@ -743,10 +775,19 @@ impl Run {
         };
         let Some((decided, snapshot)) = verdict else {
             self.note_abort();
+            self.cut_short();
             self.step_mut().status = StepStatus::Aborted;
             self.close_step(step_started);
             return None;
         };
+
+        // The impact window ends here; samples already under way still belong to it.
+        let until = Utc::now();
+        self.settle(Instant::now()).await;
+        let from = self.step_mut().started_at.unwrap_or(until);
+        let impact = self.measure_impact(from, until);
+        let objectives = (!step.objectives.is_empty())
+            .then(|| self::impact::judge(&step.objectives, &impact));
 
         let held = matches!(decided, Recovery::Held { .. });
         let fresh: Vec<Vec<Point>> = snapshot
@@ -761,48 +802,160 @@ impl Run {
             check_started_at,
             Some((fault_end, deadline)),
         );
-        let impact = first_failure(&snapshot.views(), step_started);
+        let first = first_failure(&snapshot.views(), step_started);
         let recovery_ms = match decided {
-            Recovery::Held { since } if impact.is_some() => Some(millis_between(fault_end, since)),
+            Recovery::Held { since } if first.is_some() => Some(millis_between(fault_end, since)),
             Recovery::Held { .. } => Some(0),
             _ => None,
         };
+        let misses: Vec<String> = objectives
+            .iter()
+            .flat_map(|o| o.misses.iter().map(self::impact::describe_miss))
+            .collect();
         {
             let report = self.step_mut();
             report.after = Some(check.clone());
-            report.impact_ms = impact.map(|at| millis_between(step_started, at));
+            report.impact_ms = first.map(|at| millis_between(step_started, at));
             report.recovery_ms = recovery_ms;
+            report.impact = impact;
+            report.impact_until = Some(until);
+            report.objectives = objectives;
         }
         self.close_step(step_started);
-        if held {
+        let impact_text = crate::report::summary::impact_summary(self.step_mut())
+            .map(|text| format!("; {text}"))
+            .unwrap_or_default();
+        let impact_json = serde_json::json!(self.step_mut().impact);
+        if held && misses.is_empty() {
             self.event(
                 "check_held",
                 format!(
-                    "after `{}`: the hypothesis held again (recovery {})",
+                    "after `{}`: the hypothesis held again (recovery {}){impact_text}",
                     step.name,
                     recovery_ms.map_or("-".into(), |ms| format!("{ms} ms"))
                 ),
-                serde_json::json!({"step": step.name, "recovery_ms": recovery_ms}),
+                serde_json::json!({"step": step.name, "recovery_ms": recovery_ms, "impact": impact_json}),
             );
             if self.spec.dry_run {
                 self.step_mut().status = StepStatus::Skipped;
             }
-            Some(check)
+            return Some(check);
+        }
+        self.step_mut().status = StepStatus::Deviated;
+        let missed = format!("missed its objectives: {}", misses.join("; "));
+        let (cause, reason) = if held {
+            (
+                Cause::Objective,
+                format!("step `{}` {missed}", step.name),
+            )
         } else {
-            self.step_mut().status = StepStatus::Deviated;
-            let reason = format!(
+            let mut reason = format!(
                 "after step `{}` the hypothesis did not hold again within {}: {}",
                 step.name,
                 format_duration(step.recover_within),
                 check.reason
             );
-            self.event(
-                "check_failed",
-                reason.clone(),
-                serde_json::json!({"step": step.name}),
-            );
-            self.fail(Verdict::Deviated, Cause::Hypothesis, reason);
-            None
+            if !misses.is_empty() {
+                reason.push_str(&format!("; it also {missed}"));
+            }
+            (Cause::Hypothesis, reason)
+        };
+        self.event(
+            if held { "objective_missed" } else { "check_failed" },
+            format!("{reason}{impact_text}"),
+            serde_json::json!({"step": step.name, "cause": cause.as_str(), "impact": impact_json}),
+        );
+        self.fail(Verdict::Deviated, cause, reason);
+        None
+    }
+
+    /// Waits until every steady-state sample that started before `at` is recorded, so a step's
+    /// figures include the requests still in flight when it was decided. Bounded by the slowest
+    /// probe's sample time; an abort stops the wait (the samples are still counted at the end).
+    async fn settle(&mut self, at: Instant) {
+        let longest = self
+            .scenario
+            .steady_state
+            .iter()
+            .filter_map(|p| p.kind.max_sample_time())
+            .max()
+            .unwrap_or_default();
+        let bound = at + longest + Duration::from_secs(3);
+        loop {
+            let steady = self.steady.as_mut().expect("steady monitor");
+            if steady.settled(at) {
+                return;
+            }
+            tokio::select! {
+                () = steady.changed() => {}
+                () = sleep_until(bound) => return,
+                () = self.abort.aborted() => return,
+            }
+        }
+    }
+
+    /// Marks where the current step's impact window ends when it is cut short (an abort, a
+    /// failed injection): its figures are measured at the end of the run, once the samples
+    /// under way have finished.
+    fn cut_short(&mut self) {
+        let step = self.step_mut();
+        step.impact_until.get_or_insert_with(Utc::now);
+    }
+
+    /// Each steady-state probe's figures on each host over `[from, until)`, from the samples
+    /// recorded so far (while the run goes on) or kept for the report (at its end).
+    fn measure_impact(&self, from: DateTime<Utc>, until: DateTime<Utc>) -> Vec<ProbeImpact> {
+        let reports: Vec<crate::report::model::ProbeReport> = match &self.steady {
+            Some(steady) => steady.series.iter().map(|s| s.report()).collect(),
+            None => self.probe_reports.clone(),
+        };
+        reports
+            .iter()
+            .filter(|r| r.role == ProbeRole::SteadyState)
+            .map(|r| {
+                let requests_per_sample = self
+                    .scenario
+                    .steady_state
+                    .iter()
+                    .find(|p| p.name == r.name)
+                    .and_then(|p| match &p.kind {
+                        agent::spec::ProbeKind::Load(load) => Some(load.requests() as u64),
+                        _ => None,
+                    });
+                self::impact::measure(
+                    self::impact::Series {
+                        probe: &r.name,
+                        host: &r.host,
+                        kind: &r.kind,
+                        rule: hypothesis::WindowRule {
+                            n: r.window_samples,
+                            tolerance: r.tolerance,
+                        },
+                        requests_per_sample,
+                        samples: &r.samples,
+                    },
+                    from,
+                    until,
+                )
+            })
+            .collect()
+    }
+
+    /// Figures for the steps cut short, now that every sample has been recorded.
+    fn measure_cut_short_steps(&mut self) {
+        for i in 0..self.steps.len() {
+            let step = &self.steps[i];
+            let (Some(from), true) = (step.started_at, step.impact.is_empty()) else {
+                continue;
+            };
+            if step.status == StepStatus::Skipped && step.after.is_none() {
+                continue;
+            }
+            let until = step.impact_until.or(step.ended_at).unwrap_or_else(Utc::now);
+            let impact = self.measure_impact(from, until);
+            let step = &mut self.steps[i];
+            step.impact_until = Some(until);
+            step.impact = impact;
         }
     }
 
@@ -889,6 +1042,7 @@ impl Run {
             }
         }
         if !failures.is_empty() {
+            self.cut_short();
             self.step_mut().status = StepStatus::Error;
             self.fail(Verdict::Error, Cause::Apply, failures[0].clone());
             self.revert_active().await;
@@ -919,6 +1073,7 @@ impl Run {
         if interrupted {
             // Recorded before the reverts, so the events show when the abort came.
             self.note_abort();
+            self.cut_short();
         }
         let only_kills = step
             .faults
@@ -936,6 +1091,7 @@ impl Run {
             return None;
         }
         if !self.faults_left.is_empty() {
+            self.cut_short();
             self.step_mut().status = StepStatus::Error;
             self.close_step(step_started);
             return None;
@@ -1154,6 +1310,7 @@ impl Run {
     }
 
     pub(crate) fn finish(mut self) -> RunResult {
+        self.measure_cut_short_steps();
         let outcome = self.outcome();
         self.live.phase(Phase::Done, None);
         let ended_at = Utc::now();
@@ -1169,6 +1326,7 @@ impl Run {
                 name: self.scenario.name.clone(),
                 sha256: self.scenario.sha256.clone(),
                 path: self.scenario.path.display().to_string(),
+                description: self.scenario.description.clone(),
             },
             verdict: outcome.verdict,
             cause: (outcome.verdict != Verdict::Passed).then_some(outcome.cause),
@@ -1379,6 +1537,9 @@ impl Run {
             after: None,
             impact_ms: None,
             recovery_ms: None,
+            impact: Vec::new(),
+            impact_until: None,
+            objectives: None,
         }
     }
 
@@ -1430,7 +1591,8 @@ impl Run {
                             .map(|r| format!(", last: {}", r.reason))
                             .unwrap_or_default();
                         failing.push(format!(
-                            "`{}` on {}: {passed} of {} samples passed, {}% needed{last}",
+                            "{}`{}` on {}: {passed} of {} samples passed, {}% needed{last}",
+                            if s.role == ProbeRole::Guardrail { "guardrail " } else { "" },
                             s.probe.name,
                             s.host,
                             window.len(),
@@ -1442,6 +1604,7 @@ impl Run {
             probes.push(ProbeCheck {
                 probe: s.probe.name.clone(),
                 host: s.host.clone(),
+                guardrail: s.role == ProbeRole::Guardrail,
                 held: probe_held,
                 passed,
                 samples: window.len(),
@@ -1511,6 +1674,14 @@ impl Guard {
     fn new(monitor: Monitor) -> Guard {
         let judged = vec![0; monitor.series.len()];
         Guard { monitor, judged }
+    }
+
+    /// Judges only windows that end with a sample still to come: the guardrails are watched from
+    /// the first injection, once the before-check has seen them hold.
+    fn watch_from_now(&mut self) {
+        for (judged, series) in self.judged.iter_mut().zip(&self.monitor.series) {
+            *judged = (*judged).max(series.points().len());
+        }
     }
 
     /// Waits for the first sample after which some guardrail's full window does not hold.

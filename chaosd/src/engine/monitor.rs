@@ -6,6 +6,10 @@
 //! other without a gap, so the next burst starts on time, every `every`, while the previous one
 //! is still waiting for its slowest answers (at most its request `timeout`). Their samples are
 //! recorded in the order they started.
+//!
+//! A sample counts at the moment it started, so one under way when sampling stops still
+//! finishes (within its timeout) and is kept: an abort does not lose what users went through in
+//! its last seconds.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -37,6 +41,8 @@ pub struct Series {
 struct SeriesData {
     points: Vec<Point>,
     records: Vec<SampleRecord>,
+    /// When the oldest sample still under way started.
+    pending: Option<Instant>,
 }
 
 impl Series {
@@ -77,6 +83,24 @@ impl Series {
         (window.iter().filter(|p| p.ok).count(), window.len())
     }
 
+    /// A copy of every sample record so far.
+    pub fn records(&self) -> Vec<SampleRecord> {
+        self.data.lock().expect("series lock").records.clone()
+    }
+
+    /// Whether every sample that started before `at` has been recorded.
+    pub fn settled(&self, at: Instant) -> bool {
+        self.data
+            .lock()
+            .expect("series lock")
+            .pending
+            .is_none_or(|started| started >= at)
+    }
+
+    fn set_pending(&self, started: Option<Instant>) {
+        self.data.lock().expect("series lock").pending = started;
+    }
+
     fn push(&self, point: Point, record: SampleRecord) {
         let mut data = self.data.lock().expect("series lock");
         data.points.push(point);
@@ -93,6 +117,7 @@ impl Series {
             every_ms: self.probe.every.as_millis() as u64,
             window_samples: self.rule.n,
             tolerance: self.probe.tolerance,
+            expect: agent::probe::describe_expect(&self.probe.kind),
             samples: data.records.clone(),
         }
     }
@@ -164,6 +189,14 @@ impl Monitor {
         }
     }
 
+    /// Like [`Monitor::changed`], for a monitor that may not exist (then never).
+    pub async fn changed_opt(monitor: Option<&mut Monitor>) {
+        match monitor {
+            Some(monitor) => monitor.changed().await,
+            None => std::future::pending().await,
+        }
+    }
+
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {
             series: self
@@ -174,8 +207,13 @@ impl Monitor {
         }
     }
 
-    /// Stops sampling (a sample under way is dropped, and its child, if any, killed) and returns
-    /// every sample taken.
+    /// Whether every series has recorded each sample it started before `at`.
+    pub fn settled(&self, at: Instant) -> bool {
+        self.series.iter().all(|s| s.settled(at))
+    }
+
+    /// Stops sampling and returns every sample taken. Samples under way finish first (each
+    /// within its kind's timeout) and are kept.
     pub async fn stop(mut self) -> Vec<ProbeReport> {
         self.stop.cancel();
         while self.tasks.join_next().await.is_some() {}
@@ -201,22 +239,18 @@ async fn sample_forever(
         }
         let started = Instant::now();
         let at = Utc::now();
-        let outcome = tokio::select! {
-            () = stop.cancelled() => return,
-            outcome = agents.sample(&series.host, &series.probe.kind) => outcome,
-        };
+        series.set_pending(Some(started));
+        // Not cancelled by `stop`: the sample started in the window it belongs to, and the
+        // kind's own timeout bounds it.
+        let outcome = agents.sample(&series.host, &series.probe.kind).await;
         series.push(
             Point {
                 at: started,
                 ok: outcome.ok,
             },
-            SampleRecord {
-                at,
-                ok: outcome.ok,
-                latency_ms: outcome.latency.as_secs_f64() * 1000.0,
-                reason: outcome.reason,
-            },
+            record(at, outcome),
         );
+        series.set_pending(None);
         changed.send_modify(|n| *n += 1);
         next = (started + every).max(Instant::now());
     }
@@ -238,10 +272,15 @@ async fn sample_open_loop(
     let mut started: VecDeque<(u64, Instant, DateTime<Utc>)> = VecDeque::new();
     let mut ended: BTreeMap<u64, SampleOutcome> = BTreeMap::new();
     let mut seq = 0u64;
+    let mut stopping = false;
     loop {
+        if stopping && running.is_empty() {
+            return;
+        }
         tokio::select! {
-            () = stop.cancelled() => return,
-            () = sleep_until(next) => {
+            // No new bursts; those under way finish and are recorded.
+            () = stop.cancelled(), if !stopping => stopping = true,
+            () = sleep_until(next), if !stopping => {
                 let n = seq;
                 seq += 1;
                 started.push_back((n, Instant::now(), Utc::now()));
@@ -249,6 +288,7 @@ async fn sample_open_loop(
                     (agents.clone(), series.host.clone(), series.probe.kind.clone());
                 let task = running.spawn(async move { (n, agents.sample(&host, &kind).await) });
                 ids.insert(task.id(), n);
+                series.set_pending(started.front().map(|&(_, at, _)| at));
                 next = (next + every).max(Instant::now());
             }
             Some(joined) = running.join_next_with_id(), if !running.is_empty() => {
@@ -263,6 +303,7 @@ async fn sample_open_loop(
                             ok: false,
                             latency: std::time::Duration::ZERO,
                             reason: format!("the sample failed: {err}"),
+                            load: None,
                         };
                         (n, outcome)
                     }
@@ -271,18 +312,21 @@ async fn sample_open_loop(
                 while let Some(&(n, at_instant, at)) = started.front() {
                     let Some(outcome) = ended.remove(&n) else { break };
                     started.pop_front();
-                    series.push(
-                        Point { at: at_instant, ok: outcome.ok },
-                        SampleRecord {
-                            at,
-                            ok: outcome.ok,
-                            latency_ms: outcome.latency.as_secs_f64() * 1000.0,
-                            reason: outcome.reason,
-                        },
-                    );
+                    series.push(Point { at: at_instant, ok: outcome.ok }, record(at, outcome));
                     changed.send_modify(|c| *c += 1);
                 }
+                series.set_pending(started.front().map(|&(_, at, _)| at));
             }
         }
+    }
+}
+
+fn record(at: DateTime<Utc>, outcome: SampleOutcome) -> SampleRecord {
+    SampleRecord {
+        at,
+        ok: outcome.ok,
+        latency_ms: outcome.latency.as_secs_f64() * 1000.0,
+        reason: outcome.reason,
+        load: outcome.load,
     }
 }

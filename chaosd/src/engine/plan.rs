@@ -26,6 +26,7 @@ pub struct PlannedStep {
     pub faults: Vec<PlannedFault>,
     pub duration: Duration,
     pub recover_within: Duration,
+    pub objectives: crate::scenario::model::Objectives,
 }
 
 impl PlannedStep {
@@ -97,6 +98,7 @@ impl Plan {
                     .collect(),
                 duration: step.duration,
                 recover_within: step.recover_within,
+                objectives: step.objectives,
             })
             .collect();
         Plan { seed, picks, steps }

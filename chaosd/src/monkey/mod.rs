@@ -230,6 +230,7 @@ async fn faults(
             }],
             duration: monkey.duration,
             recover_within: scenario.settings.recover_within,
+            objectives: scenario.objectives,
         };
         let planned_fields = serde_json::json!({
             "number": number + 1,

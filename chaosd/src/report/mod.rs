@@ -4,6 +4,7 @@ pub mod html;
 pub mod junit;
 pub mod markdown;
 pub mod model;
+pub mod summary;
 pub mod writer;
 
 pub use writer::ReportDir;

@@ -82,6 +82,8 @@ pub enum Cause {
     AgentLost,
     Teardown,
     Hypothesis,
+    /// A step's impact missed one of its `objectives`.
+    Objective,
 }
 
 impl Cause {
@@ -97,6 +99,7 @@ impl Cause {
             Cause::AgentLost => "agent_lost",
             Cause::Teardown => "teardown",
             Cause::Hypothesis => "hypothesis",
+            Cause::Objective => "objective",
         }
     }
 }
@@ -156,6 +159,9 @@ pub struct ScenarioRef {
     pub name: String,
     pub sha256: String,
     pub path: String,
+    /// The scenario's `description`: what the game day rehearses and what steady means.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -222,6 +228,112 @@ pub struct StepReport {
     /// From the fault's end to the first sample of the first whole holding window: 0 when the
     /// hypothesis never stopped holding, `None` when it did not recover.
     pub recovery_ms: Option<u64>,
+    /// What users went through: per steady-state probe and host, over the impact window (from
+    /// the step's first injection until its after-check was decided, or it was cut short).
+    #[serde(default)]
+    pub impact: Vec<ProbeImpact>,
+    /// The end of the impact window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub impact_until: Option<DateTime<Utc>>,
+    /// The objectives this step was judged against, and what missed them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub objectives: Option<ObjectivesReport>,
+}
+
+/// One steady-state probe's figures on one host over a step's impact window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProbeImpact {
+    pub probe: String,
+    pub host: String,
+    pub kind: String,
+    /// What `taken` and `failed` count: `samples`, or `requests` for a `load` probe.
+    pub counts: ImpactUnit,
+    pub taken: u64,
+    pub failed: u64,
+    /// Time the probe was failing: from each failing sample to the next sample.
+    pub error_ms: u64,
+    /// The longest run of failing samples, from its first to the next passing sample (or to the
+    /// window's end when none passed).
+    pub longest_outage_ms: u64,
+    /// Whether the last run of failing samples ended with a passing one within the window.
+    pub restored: bool,
+    /// From the window's start to the first failing sample; `None` when none failed.
+    pub impact_ms: Option<u64>,
+    /// From the first failing sample to the first sample of the probe's final run of holding
+    /// windows (the system's own time to restore, during the fault or after it); `None` when
+    /// none failed or it did not hold again within the window.
+    pub restore_ms: Option<u64>,
+    /// Each run of failing samples, for timelines.
+    pub outages: Vec<Outage>,
+    /// A `load` probe's requests over the window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load: Option<LoadImpact>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ImpactUnit {
+    Samples,
+    Requests,
+}
+
+impl ImpactUnit {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ImpactUnit::Samples => "samples",
+            ImpactUnit::Requests => "requests",
+        }
+    }
+}
+
+/// A run of failing samples.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Outage {
+    /// The first failing sample.
+    pub from: DateTime<Utc>,
+    /// The next passing sample, or the window's end when none passed (`restored` false).
+    pub until: DateTime<Utc>,
+    pub restored: bool,
+}
+
+/// A `load` probe's requests over an impact window, added up from its bursts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoadImpact {
+    pub sent: u64,
+    pub ok: u64,
+    pub failed: u64,
+    /// Per-request latency percentiles over the successful requests, as the upper bound of the
+    /// latency bucket they fall in; `None` when none succeeded.
+    pub p50_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+    /// The slowest successful request.
+    pub max_ms: Option<f64>,
+    /// How requests ended: HTTP status, or the failure when there was no answer.
+    pub statuses: BTreeMap<String, u64>,
+}
+
+/// A step's objectives, and each probe and host that missed one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ObjectivesReport {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_outage_ms: Option<u64>,
+    /// Percent of the samples (of a load probe: the requests) in the impact window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_failed: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_error_ms: Option<u64>,
+    pub misses: Vec<ObjectiveMiss>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ObjectiveMiss {
+    /// `max_outage`, `max_failed`, `max_error`.
+    pub objective: String,
+    pub probe: String,
+    pub host: String,
+    /// The figure and the limit, as a person reads them: `longest outage 3.1 s`, `10s`.
+    pub figure: String,
+    pub limit: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -258,6 +370,9 @@ pub struct CheckReport {
 pub struct ProbeCheck {
     pub probe: String,
     pub host: String,
+    /// A guardrail, checked with the hypothesis before anything is injected.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub guardrail: bool,
     pub held: bool,
     /// Passing samples in the deciding window, and the window's size.
     pub passed: usize,
@@ -284,6 +399,10 @@ pub struct ProbeReport {
     pub every_ms: u64,
     pub window_samples: usize,
     pub tolerance: f64,
+    /// What the probe expects, in the file's words: `GET http://…: status 2xx, max_latency
+    /// 300ms`, `20/s for 1s, 95% of requests ok`.
+    #[serde(default)]
+    pub expect: String,
     pub samples: Vec<SampleRecord>,
 }
 
@@ -296,10 +415,16 @@ pub enum ProbeRole {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SampleRecord {
+    /// When the sample started (a `load` burst: when its first request was sent).
     pub at: DateTime<Utc>,
     pub ok: bool,
+    /// How long the sample took (a `load` burst: its length; its requests' latencies are in
+    /// `load`).
     pub latency_ms: f64,
     pub reason: String,
+    /// A `load` burst's figures per request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load: Option<agent::probe::LoadFigures>,
 }
 
 /// Something that happened during a run, in the order it happened (also `events.jsonl`).

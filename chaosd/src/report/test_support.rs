@@ -25,6 +25,7 @@ fn check(held: bool, start_ms: i64, end_ms: i64, reason: &str, passed: usize) ->
         probes: vec![ProbeCheck {
             probe: "checkout".into(),
             host: "local".into(),
+            guardrail: false,
             held,
             passed,
             samples: 10,
@@ -64,8 +65,78 @@ fn samples(start_ms: i64, oks: &[bool]) -> Vec<SampleRecord> {
             } else {
                 "status 503, expected 200".into()
             },
+            load: None,
         })
         .collect()
+}
+
+/// A `load` burst of 20 requests, `failed` of them answered 502.
+fn burst(start_ms: i64, failed: u64) -> SampleRecord {
+    let ok = 20 - failed;
+    let mut latency_buckets = vec![0; 14];
+    latency_buckets[2] = ok;
+    SampleRecord {
+        at: at(start_ms),
+        ok: failed == 0,
+        latency_ms: 976.0,
+        reason: format!("{ok}/20 ok"),
+        load: Some(agent::probe::LoadFigures {
+            sent: 20,
+            ok,
+            failed,
+            p50_ms: (ok > 0).then_some(3.0),
+            p99_ms: (ok > 0).then_some(4.0),
+            max_ms: (ok > 0).then_some(4.2),
+            statuses: [("200".to_string(), ok), ("502".to_string(), failed)]
+                .into_iter()
+                .filter(|(_, n)| *n > 0)
+                .collect(),
+            latency_buckets,
+            latency_sum_ms: 3.0 * ok as f64,
+        }),
+    }
+}
+
+/// What users of `checkout` went through in a step: `failed` of `taken` failed, with one
+/// outage from `from_ms` to `until_ms`.
+fn impact(
+    probe: &str,
+    counts: ImpactUnit,
+    taken: u64,
+    failed: u64,
+    from_ms: i64,
+    until_ms: i64,
+    restored: bool,
+    start_ms: i64,
+) -> ProbeImpact {
+    let load = (counts == ImpactUnit::Requests).then(|| LoadImpact {
+        sent: taken,
+        ok: taken - failed,
+        failed,
+        p50_ms: Some(5.0),
+        p99_ms: Some(5.0),
+        max_ms: Some(4.2),
+        statuses: BTreeMap::from([("200".into(), taken - failed), ("502".into(), failed)]),
+    });
+    ProbeImpact {
+        probe: probe.into(),
+        host: "local".into(),
+        kind: if load.is_some() { "load" } else { "http" }.into(),
+        counts,
+        taken,
+        failed,
+        error_ms: (until_ms - from_ms) as u64,
+        longest_outage_ms: (until_ms - from_ms) as u64,
+        restored,
+        impact_ms: Some((from_ms - start_ms) as u64),
+        restore_ms: restored.then_some((until_ms - from_ms) as u64),
+        outages: vec![Outage {
+            from: at(from_ms),
+            until: at(until_ms),
+            restored,
+        }],
+        load,
+    }
 }
 
 fn event(ms: i64, kind: &str, message: &str) -> Event {
@@ -102,7 +173,18 @@ pub fn sample_report() -> Report {
         )),
         impact_ms: Some(2_700),
         recovery_ms: Some(4_500),
+        impact: vec![
+            impact("users", ImpactUnit::Requests, 960, 26, 15_000, 16_250, true, 12_300),
+            impact("checkout", ImpactUnit::Samples, 48, 0, 0, 0, true, 0),
+        ],
+        impact_until: Some(at(60_000)),
+        objectives: None,
     };
+    // Nothing failed for `checkout` in step 1.
+    let mut step1 = step1;
+    step1.impact[1].impact_ms = None;
+    step1.impact[1].restore_ms = None;
+    step1.impact[1].outages.clear();
     let step2 = StepReport {
         index: 1,
         name: "slow <db> & \"cache\"".into(),
@@ -123,6 +205,23 @@ pub fn sample_report() -> Report {
         )),
         impact_ms: Some(1_200),
         recovery_ms: None,
+        impact: vec![
+            impact("users", ImpactUnit::Requests, 1300, 400, 61_300, 81_300, true, 60_100),
+            impact("checkout", ImpactUnit::Samples, 65, 40, 61_300, 125_000, false, 60_100),
+        ],
+        impact_until: Some(at(125_000)),
+        objectives: Some(ObjectivesReport {
+            max_outage_ms: Some(10_000),
+            max_failed: None,
+            max_error_ms: None,
+            misses: vec![ObjectiveMiss {
+                objective: "max_outage".into(),
+                probe: "checkout".into(),
+                host: "local".into(),
+                figure: "longest outage 63.7 s, not over".into(),
+                limit: "10s".into(),
+            }],
+        }),
     };
     Report {
         schema: SCHEMA.into(),
@@ -131,6 +230,10 @@ pub fn sample_report() -> Report {
             name: "checkout-failover".into(),
             sha256: "ab".repeat(32),
             path: "scenarios/checkout-failover.yaml".into(),
+            description: Some(
+                "Kill one API process and slow the database; checkout must keep answering."
+                    .into(),
+            ),
         },
         verdict: Verdict::Deviated,
         cause: Some(Cause::Hypothesis),
@@ -191,16 +294,32 @@ pub fn sample_report() -> Report {
             samples: 10,
             reason: "4/10 samples passed, tolerance 0.5".into(),
         }],
-        probes: vec![ProbeReport {
-            name: "checkout".into(),
-            kind: "http".into(),
-            role: ProbeRole::SteadyState,
-            host: "local".into(),
-            every_ms: 1000,
-            window_samples: 10,
-            tolerance: 0.0,
-            samples: samples(2_000, &[true, true, true, false, true, true]),
-        }],
+        probes: vec![
+            ProbeReport {
+                name: "checkout".into(),
+                kind: "http".into(),
+                role: ProbeRole::SteadyState,
+                host: "local".into(),
+                every_ms: 1000,
+                window_samples: 10,
+                tolerance: 0.0,
+                expect: "GET http://127.0.0.1:8080/health: status 200, max_latency 300ms".into(),
+                samples: samples(2_000, &[true, true, true, false, true, true]),
+            },
+            ProbeReport {
+                name: "users".into(),
+                kind: "load".into(),
+                role: ProbeRole::SteadyState,
+                host: "local".into(),
+                every_ms: 1000,
+                window_samples: 1,
+                tolerance: 100.0,
+                expect: "GET http://127.0.0.1:8080/ at 20/s for 1s: 95% of requests with \
+                         status 2xx"
+                    .into(),
+                samples: vec![burst(13_000, 0), burst(14_000, 0), burst(15_000, 20), burst(16_000, 6)],
+            },
+        ],
         events: vec![
             event(0, "run_started", "run started"),
             event(12_300, "fault_applied", "latency applied on api-1"),

@@ -41,6 +41,9 @@ pub struct Scenario {
     pub monkey: Option<Monkey>,
     pub schedule: Option<Schedule>,
     pub settings: Settings,
+    /// The top-level `objectives`: every step's, unless the step replaces a key (the monkey's
+    /// faults are judged by these).
+    pub objectives: Objectives,
 }
 
 impl Scenario {
@@ -144,6 +147,35 @@ pub struct Step {
     /// How long the faults are held (0s for kill by default).
     pub duration: Duration,
     pub recover_within: Duration,
+    /// The step's objectives, the top-level ones merged in key by key.
+    pub objectives: Objectives,
+}
+
+/// Limits on what users went through in a step, per steady-state probe and host; a miss makes
+/// the step `deviated` (cause `objective`).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Objectives {
+    /// No probe failed for longer than this in one stretch.
+    pub max_outage: Option<Duration>,
+    /// Percent of the samples (of a `load` probe: the requests) that may fail.
+    pub max_failed: Option<f64>,
+    /// A probe's time spent failing over the step, in all.
+    pub max_error: Option<Duration>,
+}
+
+impl Objectives {
+    /// These, with `base`'s keys where these have none.
+    pub fn or(self, base: Objectives) -> Objectives {
+        Objectives {
+            max_outage: self.max_outage.or(base.max_outage),
+            max_failed: self.max_failed.or(base.max_failed),
+            max_error: self.max_error.or(base.max_error),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        *self == Objectives::default()
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -156,6 +156,8 @@ pub struct FileRaw {
     pub schedule: Option<Sp<ScheduleRaw>>,
     pub settings: Option<Sp<SettingsRaw>>,
     pub monkey: Option<Sp<MonkeyRaw>>,
+    /// Limits on what users may go through in every step (a step's own keys replace these).
+    pub objectives: Option<Sp<ObjectivesRaw>>,
 }
 
 /// An inventory file (`--inventory FILE`).
@@ -310,6 +312,16 @@ pub struct StepRaw {
     pub faults: Option<Sp<Vec<Sp<FaultEntryRaw>>>>,
     pub duration: Opt,
     pub recover_within: Opt,
+    pub objectives: Option<Sp<ObjectivesRaw>>,
+}
+
+/// `objectives:`, at the top level or on a step.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ObjectivesRaw {
+    pub max_outage: Opt,
+    pub max_failed: Opt,
+    pub max_error: Opt,
 }
 
 /// `fault:` of a step or of the monkey: one kind.

@@ -18,7 +18,7 @@ use serde_saphyr::{MessageFormatter, Spanned, UserMessageFormatter};
 use super::error::Problem;
 use super::model::{
     self, ActiveHours, Command, CommandExpect, CommandProbe, Host, HttpExpect, HttpProbe,
-    LoadProbe, Monkey, Pattern, Probe, ProbeKind, ProcessProbe, PrometheusProbe, Ready, Scenario,
+    LoadProbe, Monkey, Objectives, Pattern, Probe, ProbeKind, ProcessProbe, PrometheusProbe, Ready, Scenario,
     Schedule, Settings, SetupCommand, Step, StepFault, Target, TcpProbe, TeardownCommand,
 };
 use super::raw::*;
@@ -537,6 +537,11 @@ pub(crate) fn resolve(input: Input<'_>) -> Result<Scenario, Vec<Found>> {
     };
     let steady_state = probes(&mut cx, &file.steady_state);
     let guardrails = probes(&mut cx, &file.guardrails);
+    let objectives = file
+        .objectives
+        .as_ref()
+        .map(|raw| objectives_of(&mut cx, raw))
+        .unwrap_or_default();
 
     let mut steps = Vec::new();
     let mut monkey = None;
@@ -557,7 +562,7 @@ pub(crate) fn resolve(input: Input<'_>) -> Result<Scenario, Vec<Found>> {
             }
             let mut seen = BTreeSet::new();
             for raw in &list.value {
-                if let Some(step) = step(&mut cx, raw, &settings, &names, &mut seen) {
+                if let Some(step) = step(&mut cx, raw, &settings, objectives, &names, &mut seen) {
                     steps.push(step);
                 }
             }
@@ -626,7 +631,25 @@ pub(crate) fn resolve(input: Input<'_>) -> Result<Scenario, Vec<Found>> {
         monkey,
         schedule,
         settings,
+        objectives,
     })
+}
+
+/// `objectives:`: each key optional; `max_failed` a share of the samples (or requests).
+fn objectives_of(cx: &mut Cx, raw: &Sp<ObjectivesRaw>) -> Objectives {
+    let o = &raw.value;
+    if o.max_outage.is_none() && o.max_failed.is_none() && o.max_error.is_none() {
+        cx.report(
+            pos(raw),
+            "`objectives` is empty",
+            Some("give `max_outage`, `max_failed` or `max_error`, or remove it".into()),
+        );
+    }
+    Objectives {
+        max_outage: cx.duration(&o.max_outage),
+        max_failed: cx.opt(&o.max_failed, values::parse_share),
+        max_error: cx.duration(&o.max_error),
+    }
 }
 
 fn settings(cx: &mut Cx, raw: Option<&Sp<SettingsRaw>>) -> Settings {
@@ -1610,6 +1633,7 @@ fn step(
     cx: &mut Cx,
     raw: &Sp<StepRaw>,
     settings: &Settings,
+    objectives: Objectives,
     names: &Names,
     seen: &mut BTreeSet<String>,
 ) -> Option<Step> {
@@ -1746,11 +1770,13 @@ fn step(
             );
         }
     }
+    let own = s.objectives.as_ref().map(|raw| objectives_of(cx, raw));
     Some(Step {
         name: name?,
         faults: faults.into_iter().map(|(f, _, _)| f).collect(),
         duration: duration?,
         recover_within,
+        objectives: own.unwrap_or_default().or(objectives),
     })
 }
 
