@@ -83,7 +83,10 @@ pub const MAX_REQUESTS: usize = 10_000;
 
 pub(crate) async fn sample(probe: &LoadProbe) -> (Verdict, Option<LoadFigures>) {
     if !(probe.rate > 0.0 && probe.rate <= MAX_RATE) {
-        let reason = format!("rate {}/s is outside 0-{MAX_RATE}/s; nothing sent", probe.rate);
+        let reason = format!(
+            "rate {}/s is outside 0-{MAX_RATE}/s; nothing sent",
+            probe.rate
+        );
         return (Err(reason), None);
     }
     let n = probe.requests();
@@ -381,11 +384,19 @@ mod tests {
         ];
         let f = figures(&shots, 5);
         assert_eq!((f.sent, f.ok, f.failed), (5, 2, 3));
-        assert_eq!((f.p50_ms, f.p99_ms, f.max_ms), (Some(2.0), Some(30.0), Some(30.0)));
+        assert_eq!(
+            (f.p50_ms, f.p99_ms, f.max_ms),
+            (Some(2.0), Some(30.0), Some(30.0))
+        );
         let statuses: Vec<(&str, u64)> = f.statuses.iter().map(|(k, v)| (k.as_str(), *v)).collect();
         assert_eq!(
             statuses,
-            [("200", 2), ("503", 1), ("connection refused", 1), ("lost", 1)]
+            [
+                ("200", 2),
+                ("503", 1),
+                ("connection refused", 1),
+                ("lost", 1)
+            ]
         );
         // 2 ms falls in the ≤ 2.5 ms bucket, 30 ms in ≤ 50 ms.
         assert_eq!(f.latency_buckets.len(), LATENCY_BUCKETS_MS.len() + 1);

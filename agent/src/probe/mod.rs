@@ -53,12 +53,14 @@ pub async fn sample(kind: &ProbeKind) -> SampleOutcome {
         ProbeKind::Command(p) => guard(p.timeout, command::sample(p)).await,
         ProbeKind::Process(p) => process::sample(p).await,
         ProbeKind::Prometheus(p) => guard(p.timeout, prometheus::sample(p)).await,
-        ProbeKind::Load(p) => guard(p.span + p.timeout, async {
-            let (verdict, figures) = load::sample(p).await;
-            load_figures = figures;
-            verdict
-        })
-        .await,
+        ProbeKind::Load(p) => {
+            guard(p.span + p.timeout, async {
+                let (verdict, figures) = load::sample(p).await;
+                load_figures = figures;
+                verdict
+            })
+            .await
+        }
     };
     let latency = start.elapsed();
     match verdict {
@@ -81,7 +83,10 @@ pub async fn sample(kind: &ProbeKind) -> SampleOutcome {
 /// meant: `GET http://127.0.0.1:8080/: status 2xx, max_latency 300ms`.
 pub fn describe_expect(kind: &ProbeKind) -> String {
     fn http_expect(expect: &crate::spec::HttpExpect) -> String {
-        let mut parts = vec![format!("status {}", http::describe_statuses(&expect.status))];
+        let mut parts = vec![format!(
+            "status {}",
+            http::describe_statuses(&expect.status)
+        )];
         if let Some(needle) = &expect.body_contains {
             parts.push(format!("body contains `{needle}`"));
         }

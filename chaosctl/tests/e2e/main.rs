@@ -10,6 +10,7 @@ mod commands;
 mod drills_http;
 mod drills_redis;
 mod faults;
+mod impact;
 mod invalid;
 mod lab;
 mod lab_support;

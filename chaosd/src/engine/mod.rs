@@ -643,7 +643,12 @@ impl Run {
             serde_json::json!({}),
         );
         loop {
-            let mut series = self.steady.as_ref().expect("steady monitor").snapshot().series;
+            let mut series = self
+                .steady
+                .as_ref()
+                .expect("steady monitor")
+                .snapshot()
+                .series;
             if let Some(guard) = &self.guard {
                 series.extend(guard.monitor.snapshot().series);
             }
@@ -786,8 +791,8 @@ impl Run {
         self.settle(Instant::now()).await;
         let from = self.step_mut().started_at.unwrap_or(until);
         let impact = self.measure_impact(from, until);
-        let objectives = (!step.objectives.is_empty())
-            .then(|| self::impact::judge(&step.objectives, &impact));
+        let objectives =
+            (!step.objectives.is_empty()).then(|| self::impact::judge(&step.objectives, &impact));
 
         let held = matches!(decided, Recovery::Held { .. });
         let fresh: Vec<Vec<Point>> = snapshot
@@ -844,10 +849,7 @@ impl Run {
         self.step_mut().status = StepStatus::Deviated;
         let missed = format!("missed its objectives: {}", misses.join("; "));
         let (cause, reason) = if held {
-            (
-                Cause::Objective,
-                format!("step `{}` {missed}", step.name),
-            )
+            (Cause::Objective, format!("step `{}` {missed}", step.name))
         } else {
             let mut reason = format!(
                 "after step `{}` the hypothesis did not hold again within {}: {}",
@@ -861,7 +863,11 @@ impl Run {
             (Cause::Hypothesis, reason)
         };
         self.event(
-            if held { "objective_missed" } else { "check_failed" },
+            if held {
+                "objective_missed"
+            } else {
+                "check_failed"
+            },
             format!("{reason}{impact_text}"),
             serde_json::json!({"step": step.name, "cause": cause.as_str(), "impact": impact_json}),
         );
@@ -1592,7 +1598,11 @@ impl Run {
                             .unwrap_or_default();
                         failing.push(format!(
                             "{}`{}` on {}: {passed} of {} samples passed, {}% needed{last}",
-                            if s.role == ProbeRole::Guardrail { "guardrail " } else { "" },
+                            if s.role == ProbeRole::Guardrail {
+                                "guardrail "
+                            } else {
+                                ""
+                            },
                             s.probe.name,
                             s.host,
                             window.len(),

@@ -867,3 +867,49 @@ fn a_wrong_load_probe_points_at_the_value() {
         ][..],
     );
 }
+
+#[test]
+fn objectives_at_the_top_are_every_steps_and_a_step_replaces_them_key_by_key() {
+    let s = ok(&format!(
+        "{PRE}objectives: {{max_outage: 10s, max_failed: 1%}}\nsteps:\n  - name: a\n    target: api\n    fault: {{kill: {{process: {{name: x}}}}}}\n  - name: b\n    target: api\n    fault: {{kill: {{process: {{name: x}}}}}}\n    objectives: {{max_outage: 2s, max_error: 30s}}\n"
+    ));
+    let top = model::Objectives {
+        max_outage: Some(Duration::from_secs(10)),
+        max_failed: Some(1.0),
+        max_error: None,
+    };
+    assert_eq!(s.objectives, top);
+    assert_eq!(s.steps[0].objectives, top);
+    assert_eq!(
+        s.steps[1].objectives,
+        model::Objectives {
+            max_outage: Some(Duration::from_secs(2)),
+            max_failed: Some(1.0),
+            max_error: Some(Duration::from_secs(30)),
+        }
+    );
+    // None at all: nothing to judge.
+    assert!(ok(&format!("{PRE}{STEP}")).steps[0].objectives.is_empty());
+}
+
+#[test]
+fn wrong_objectives_point_at_the_value() {
+    check(
+        &format!("{PRE}objectives: {{max_outage: 10}}\n{STEP}"),
+        &["8:26: duration `10` has no unit; write e.g. `10s` or `10ms`"],
+    );
+    check(
+        &format!("{PRE}objectives: {{max_failed: 1}}\n{STEP}"),
+        &["8:26: share `1` needs a `%`, e.g. `1%`"],
+    );
+    check(
+        &format!("{PRE}objectives: {{}}\n{STEP}"),
+        &["8:13: `objectives` is empty"],
+    );
+    let err = load_text(&format!("{PRE}objectives: {{max_outgae: 10s}}\n{STEP}"))
+        .expect_err("a misspelt objective");
+    assert!(
+        err.to_string().contains("did you mean `max_outage`"),
+        "{err}"
+    );
+}

@@ -18,8 +18,8 @@ use serde_saphyr::{MessageFormatter, Spanned, UserMessageFormatter};
 use super::error::Problem;
 use super::model::{
     self, ActiveHours, Command, CommandExpect, CommandProbe, Host, HttpExpect, HttpProbe,
-    LoadProbe, Monkey, Objectives, Pattern, Probe, ProbeKind, ProcessProbe, PrometheusProbe, Ready, Scenario,
-    Schedule, Settings, SetupCommand, Step, StepFault, Target, TcpProbe, TeardownCommand,
+    LoadProbe, Monkey, Objectives, Pattern, Probe, ProbeKind, ProcessProbe, PrometheusProbe, Ready,
+    Scenario, Schedule, Settings, SetupCommand, Step, StepFault, Target, TcpProbe, TeardownCommand,
 };
 use super::raw::*;
 use super::values::{self, format_duration};
