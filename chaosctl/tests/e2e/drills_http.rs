@@ -129,6 +129,7 @@ fn timed(what: &str, run: impl FnOnce() -> Output) -> Output {
         step["faults"][0]["reverted_at"]
     );
     println!("  reason: {}", json["reason"]);
+    crate::support::print_impact(&json);
     for probe in json["probes"].as_array().into_iter().flatten() {
         for sample in probe["samples"].as_array().into_iter().flatten() {
             println!("  {} {}", sample["at"], sample["reason"]);

@@ -637,3 +637,34 @@ impl Drop for Tmpfs {
         let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
     }
 }
+
+/// Prints each step's impact per probe and host, as the report has it: the figures the drills'
+/// docs quote (and what to read when a drill fails in CI).
+pub fn print_impact(report: &Value) {
+    for step in report["steps"].as_array().into_iter().flatten() {
+        for i in step["impact"].as_array().into_iter().flatten() {
+            println!(
+                "  impact of `{}`: `{}` on {}: {} of {} {} failed, error {} ms, longest outage {} ms \
+                 (restored {}), impact {} ms, restore {} ms{}",
+                step["name"].as_str().unwrap_or_default(),
+                i["probe"].as_str().unwrap_or_default(),
+                i["host"].as_str().unwrap_or_default(),
+                i["failed"],
+                i["taken"],
+                i["counts"].as_str().unwrap_or_default(),
+                i["error_ms"],
+                i["longest_outage_ms"],
+                i["restored"],
+                i["impact_ms"],
+                i["restore_ms"],
+                match i["load"].as_object() {
+                    Some(load) => format!(
+                        ", p50 {} ms, p99 {} ms, statuses {}",
+                        load["p50_ms"], load["p99_ms"], load["statuses"]
+                    ),
+                    None => String::new(),
+                }
+            );
+        }
+    }
+}

@@ -211,9 +211,11 @@ steps:
 fn guardrail_breach_aborts_exit_3_and_resumes_paused_processes() {
     let tag = unique("guard");
     let sleepers = Sleeper::spawn_many(&tag, 2);
+    // Holds before the step (so the fault is injected) and fails once the sleepers are stopped:
+    // a guardrail that failed before the first step would inject nothing (exit 4).
     let guard = r#"guardrails:
   - name: error budget
-    command: {run: "false"}
+    command: {run: 'for p in $(pgrep -f "${PAT}"); do grep -q "^State:.*T" /proc/$p/status && exit 1; done; exit 0'}
     every: 100ms
     window: 300ms
 "#;
