@@ -95,10 +95,14 @@ fn sleeper(tag: &str) -> Guard {
 }
 
 fn scenario(name: &str, tag: &str, guardrail: bool) -> String {
+    // Holds before the step (a guardrail that does not hold then injects nothing) and breaches
+    // once the sleeper is stopped.
     let guard = if guardrail {
-        "guardrails:\n  - {name: nothing listens, tcp: {address: \"127.0.0.1:1\", timeout: 200ms}, every: 100ms, window: 300ms}\n"
+        format!(
+            "guardrails:\n  - name: sleeper runs\n    command: {{run: 'for p in $(pgrep -f \"^{tag}\"); do grep -q \"^State:.*T\" /proc/$p/status && exit 1; done; exit 0'}}\n    every: 100ms\n    window: 300ms\n"
+        )
     } else {
-        ""
+        String::new()
     };
     format!(
         "version: 1\nname: {name}\n{guard}steps:\n  - name: pause the sleeper\n    target: local\n    fault: {{pause: {{process: {{pattern: \"^{tag}\"}}}}}}\n    duration: 1s\n    recover_within: 1s\n"
@@ -244,7 +248,7 @@ fn schedules_webhooks_metrics_and_the_web_view() {
             .contains("guardrail breached"),
         "{events:#?}"
     );
-    assert_eq!(events[1]["fields"]["guardrail"], "nothing listens");
+    assert_eq!(events[1]["fields"]["guardrail"], "sleeper runs");
     assert_eq!(events[0]["scenario"], "breached");
 
     // A schedule every 2 seconds starts ordinary runs labelled with it.
@@ -389,7 +393,7 @@ fn schedules_webhooks_metrics_and_the_web_view() {
         dom.contains("<svg"),
         "the report's timeline: {dom}\n{stderr}"
     );
-    assert!(dom.contains("nothing listens"), "{dom}");
+    assert!(dom.contains("sleeper runs"), "{dom}");
     assert!(console_errors(&stderr).is_empty(), "{stderr}");
     let shot = std::env::var_os("CHAOSD_UI_SCREENSHOT")
         .map(PathBuf::from)

@@ -210,15 +210,24 @@ fn sentinel_drill(test: Test, sandbox: &Sandbox, fault_host: &str) {
     // The drill's promise, `max_outage: 10s`, was judged and kept; the report's own figure of
     // the writes' outage is the one its docs quote.
     assert_eq!(step["objectives"]["max_outage_ms"], 10_000, "{step}");
-    assert_eq!(step["objectives"]["misses"], serde_json::json!([]), "{step}");
+    assert_eq!(
+        step["objectives"]["misses"],
+        serde_json::json!([]),
+        "{step}"
+    );
     let writes = step["impact"]
         .as_array()
         .expect("impact")
         .iter()
         .find(|i| i["probe"] == "writes through the master the sentinels name succeed")
         .expect("the writes' impact");
-    let outage = writes["longest_outage_ms"].as_u64().expect("longest_outage_ms");
-    assert!((1000..=8000).contains(&outage), "outage {outage} ms: {writes}");
+    let outage = writes["longest_outage_ms"]
+        .as_u64()
+        .expect("longest_outage_ms");
+    assert!(
+        (1000..=8000).contains(&outage),
+        "outage {outage} ms: {writes}"
+    );
     assert_eq!(writes["restored"], true, "{writes}");
 
     let writers = writers(&out.folder());

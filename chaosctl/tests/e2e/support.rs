@@ -644,8 +644,9 @@ pub fn print_impact(report: &Value) {
     for step in report["steps"].as_array().into_iter().flatten() {
         for i in step["impact"].as_array().into_iter().flatten() {
             println!(
-                "  impact of `{}`: `{}` on {}: {} of {} {} failed, error {} ms, longest outage {} ms \
+                "  impact in {} of `{}`: `{}` on {}: {} of {} {} failed, error {} ms, longest outage {} ms \
                  (restored {}), impact {} ms, restore {} ms{}",
+                report["scenario"]["name"].as_str().unwrap_or_default(),
                 step["name"].as_str().unwrap_or_default(),
                 i["probe"].as_str().unwrap_or_default(),
                 i["host"].as_str().unwrap_or_default(),

@@ -235,6 +235,13 @@ fn guardrail_breach_aborts_exit_3_and_resumes_paused_processes() {
     assert!(!breaches.is_empty());
     assert_eq!(breaches[0]["guardrail"], "error budget");
     assert!(r.has_event("fault_applied"));
+    // The aborted step keeps what its probes saw until the abort.
+    let step = r.step(0);
+    assert_eq!(step["status"], "aborted", "{step}");
+    let impact = &step["impact"][0];
+    assert_eq!(impact["probe"], "always", "{step}");
+    assert!(impact["taken"].as_u64().is_some_and(|n| n > 0), "{step}");
+    assert!(step["impact_until"].is_string(), "{step}");
     let pids: Vec<i32> = sleepers.iter().map(|s| s.pid).collect();
     assert_resumed(&pids);
 }
