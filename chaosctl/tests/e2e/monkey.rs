@@ -1,6 +1,6 @@
 //! `chaosctl monkey`: random kills of our own `sleep` processes under a supervisor that restarts
 //! them, with tiny intervals and `--for`: faults recover, the schedule follows the seed, a fault
-//! is skipped while the steady state does not hold, and Ctrl-C aborts.
+//! is skipped while the steady state or a guardrail does not hold, and Ctrl-C aborts.
 
 use std::time::Duration;
 
@@ -163,6 +163,33 @@ fn a_fault_is_skipped_while_the_steady_state_does_not_hold() {
     assert!(!r.has_event("fault_applied"), "nothing is injected");
     assert_eq!(r.step(0)["status"], "skipped");
     assert_eq!(r.step(0)["before"]["held"], false);
+}
+
+#[test]
+fn a_fault_is_skipped_while_a_guardrail_does_not_hold() {
+    let tag = unique("monkey-guard");
+    let yaml = monkey_yaml().replace(
+        "settings:",
+        "guardrails:\n  - name: budget flag there\n    command: {run: \"test -f budget.flag\"}\n    every: 50ms\n    window: 100ms\nsettings:",
+    );
+    let t = Test::new()
+        .scenario(&yaml)
+        .var("TAG", &tag)
+        .var("PAT", pattern(&tag));
+    t.write("ok.flag", "");
+    let out = run_monkey(&t, &["--for", "1500ms", "--seed", "3"]);
+    out.code(0);
+    let r = out.report();
+    let skipped = events_of(&r.json, "fault_skipped");
+    assert!(!skipped.is_empty(), "{:?}", r.event_kinds());
+    for e in &skipped {
+        let why = e["fields"]["reason"].as_str().unwrap_or_default();
+        assert!(
+            why.starts_with("a guardrail did not hold: guardrail `budget flag there` on local"),
+            "{e}"
+        );
+    }
+    assert!(!r.has_event("fault_applied"), "nothing is injected");
 }
 
 #[test]

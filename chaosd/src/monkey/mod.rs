@@ -257,7 +257,13 @@ async fn faults(
             break;
         };
         if !held {
-            let why = format!("steady state did not hold: {}", check.reason);
+            let guardrail_only = check.probes.iter().all(|p| p.held || p.guardrail);
+            let what = if guardrail_only {
+                "a guardrail did not hold"
+            } else {
+                "steady state did not hold"
+            };
+            let why = format!("{what}: {}", check.reason);
             skip(run, &step, Some(check), &why, planned_fields);
             run.stop_monitors().await;
             skipped += 1;
