@@ -98,7 +98,8 @@ pub fn measure(series: Series<'_>, from: DateTime<Utc>, until: DateTime<Utc>) ->
         longest_outage_ms,
         restored,
         impact_ms: first_failure.map(|at| millis(from, at)),
-        restore_ms: first_failure.and_then(|at| restored_at(series.rule, window).map(|r| millis(at, r))),
+        restore_ms: first_failure
+            .and_then(|at| restored_at(series.rule, window).map(|r| millis(at, r))),
         outages,
         load,
     }
@@ -126,8 +127,9 @@ fn restored_at(rule: WindowRule, window: &[SampleRecord]) -> Option<DateTime<Utc
     Some(holding_since.max(back))
 }
 
-/// A `load` probe's bursts in the window, added up request by request.
-fn add_up_bursts(window: &[SampleRecord], requests_per_sample: Option<u64>) -> LoadImpact {
+/// A `load` probe's bursts in the window, added up request by request (also the reports' probe
+/// tables, over all of a probe's bursts: one merge, so tables and impact never disagree).
+pub fn add_up_bursts(window: &[SampleRecord], requests_per_sample: Option<u64>) -> LoadImpact {
     let mut total = LoadImpact {
         sent: 0,
         ok: 0,
@@ -210,7 +212,10 @@ pub fn judge(objectives: &Objectives, impacts: &[ProbeImpact]) -> ObjectivesRepo
             let still = if impact.restored { "" } else { ", not over" };
             miss(
                 "max_outage",
-                format!("longest outage {}{still}", seconds(impact.longest_outage_ms)),
+                format!(
+                    "longest outage {}{still}",
+                    seconds(impact.longest_outage_ms)
+                ),
                 format_duration(max),
             );
         }
@@ -268,7 +273,7 @@ pub fn seconds(ms: u64) -> String {
 }
 
 /// `18.6%`, `1%`.
-fn percent(share: f64) -> String {
+pub fn percent(share: f64) -> String {
     if (share - share.round()).abs() < 1e-9 {
         format!("{}%", share.round())
     } else {
@@ -354,7 +359,12 @@ mod tests {
     fn an_outage_runs_from_the_first_failure_to_the_next_pass() {
         // Fails at 2 s and 3 s, passes again at 4 s.
         let s = samples(0, 1000, "++--++");
-        check(series(&s, 1), 0, 6000, (6, 2, 2000, 2000, true, Some(2000), Some(2000)));
+        check(
+            series(&s, 1),
+            0,
+            6000,
+            (6, 2, 2000, 2000, true, Some(2000), Some(2000)),
+        );
     }
 
     #[test]
@@ -362,20 +372,35 @@ mod tests {
         // A failing sample that took 3 s (its timeout) delays the next one: users waited too.
         let mut s = samples(0, 1000, "+-");
         s.extend(samples(4000, 1000, "++"));
-        check(series(&s, 1), 0, 6000, (4, 1, 3000, 3000, true, Some(1000), Some(3000)));
+        check(
+            series(&s, 1),
+            0,
+            6000,
+            (4, 1, 3000, 3000, true, Some(1000), Some(3000)),
+        );
     }
 
     #[test]
     fn an_outage_still_going_at_the_end_is_not_restored() {
         let s = samples(0, 1000, "++---");
-        check(series(&s, 1), 0, 5500, (5, 3, 3500, 3500, false, Some(2000), None));
+        check(
+            series(&s, 1),
+            0,
+            5500,
+            (5, 3, 3500, 3500, false, Some(2000), None),
+        );
     }
 
     #[test]
     fn restore_waits_for_a_whole_holding_window() {
         // Windows of 3: failing from 1 s to 3 s; the first window that holds again starts at 4 s.
         let s = samples(0, 1000, "+---+++");
-        check(series(&s, 3), 0, 7000, (7, 3, 3000, 3000, true, Some(1000), Some(3000)));
+        check(
+            series(&s, 3),
+            0,
+            7000,
+            (7, 3, 3000, 3000, true, Some(1000), Some(3000)),
+        );
     }
 
     #[test]
@@ -392,7 +417,12 @@ mod tests {
     fn samples_before_the_injection_do_not_count() {
         // The probe was already failing before the window: only what started inside counts.
         let s = samples(-2000, 1000, "---+++");
-        check(series(&s, 1), 0, 4000, (4, 1, 1000, 1000, true, Some(0), Some(1000)));
+        check(
+            series(&s, 1),
+            0,
+            4000,
+            (4, 1, 1000, 1000, true, Some(0), Some(1000)),
+        );
         let s = samples(-2000, 1000, "--++++");
         check(series(&s, 1), 0, 4000, (4, 0, 0, 0, true, None, None));
     }
@@ -403,7 +433,14 @@ mod tests {
         let s = samples(0, 1000, "+----");
         let i = measure(series(&s, 1), at(0), at(3500));
         assert_eq!((i.taken, i.failed, i.error_ms), (4, 3, 2500));
-        assert_eq!(i.outages, [Outage { from: at(1000), until: at(3500), restored: false }]);
+        assert_eq!(
+            i.outages,
+            [Outage {
+                from: at(1000),
+                until: at(3500),
+                restored: false
+            }]
+        );
         assert!(!i.restored);
         assert_eq!(i.restore_ms, None);
     }
@@ -479,7 +516,10 @@ mod tests {
         assert_eq!(bucket_percentile(&buckets, 50.0, Some(400.0)), Some(10.0));
         assert_eq!(bucket_percentile(&buckets, 99.0, Some(400.0)), Some(400.0));
         buckets[13] = 100; // slower than 10 s
-        assert_eq!(bucket_percentile(&buckets, 99.0, Some(12000.0)), Some(12000.0));
+        assert_eq!(
+            bucket_percentile(&buckets, 99.0, Some(12000.0)),
+            Some(12000.0)
+        );
         assert_eq!(bucket_percentile(&[0; 14], 50.0, None), None);
     }
 
@@ -506,7 +546,11 @@ mod tests {
             max_failed: Some(40.0),
             ..Objectives::default()
         };
-        let misses: Vec<String> = judge(&strict, &impact).misses.iter().map(describe_miss).collect();
+        let misses: Vec<String> = judge(&strict, &impact)
+            .misses
+            .iter()
+            .map(describe_miss)
+            .collect();
         assert_eq!(
             misses,
             ["max_failed: `users` on local: 3 of 7 samples failed (42.9%), over 40%"]
