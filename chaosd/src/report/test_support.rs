@@ -174,7 +174,16 @@ pub fn sample_report() -> Report {
         impact_ms: Some(2_700),
         recovery_ms: Some(4_500),
         impact: vec![
-            impact("users", ImpactUnit::Requests, 960, 26, 15_000, 16_250, true, 12_300),
+            impact(
+                "users",
+                ImpactUnit::Requests,
+                960,
+                26,
+                15_000,
+                16_250,
+                true,
+                12_300,
+            ),
             impact("checkout", ImpactUnit::Samples, 48, 0, 0, 0, true, 0),
         ],
         impact_until: Some(at(60_000)),
@@ -206,8 +215,26 @@ pub fn sample_report() -> Report {
         impact_ms: Some(1_200),
         recovery_ms: None,
         impact: vec![
-            impact("users", ImpactUnit::Requests, 1300, 400, 61_300, 81_300, true, 60_100),
-            impact("checkout", ImpactUnit::Samples, 65, 40, 61_300, 125_000, false, 60_100),
+            impact(
+                "users",
+                ImpactUnit::Requests,
+                1300,
+                400,
+                61_300,
+                81_300,
+                true,
+                60_100,
+            ),
+            impact(
+                "checkout",
+                ImpactUnit::Samples,
+                65,
+                40,
+                61_300,
+                125_000,
+                false,
+                60_100,
+            ),
         ],
         impact_until: Some(at(125_000)),
         objectives: Some(ObjectivesReport {
@@ -231,8 +258,7 @@ pub fn sample_report() -> Report {
             sha256: "ab".repeat(32),
             path: "scenarios/checkout-failover.yaml".into(),
             description: Some(
-                "Kill one API process and slow the database; checkout must keep answering."
-                    .into(),
+                "Kill one API process and slow the database; checkout must keep answering.".into(),
             ),
         },
         verdict: Verdict::Deviated,
@@ -317,7 +343,12 @@ pub fn sample_report() -> Report {
                 expect: "GET http://127.0.0.1:8080/ at 20/s for 1s: 95% of requests with \
                          status 2xx"
                     .into(),
-                samples: vec![burst(13_000, 0), burst(14_000, 0), burst(15_000, 20), burst(16_000, 6)],
+                samples: vec![
+                    burst(13_000, 0),
+                    burst(14_000, 0),
+                    burst(15_000, 20),
+                    burst(16_000, 6),
+                ],
             },
         ],
         events: vec![
