@@ -408,6 +408,11 @@ fn impact(md: &mut String, step: &StepReport, start: DateTime<Utc>) {
             .map(|i| impact_cells(i).into_iter().collect())
             .collect();
         table(md, &IMPACT_COLUMNS, &rows);
+        let outages = outages(step, start);
+        if !outages.is_empty() {
+            line(md, &format!("Outages: {}", inline(&outages.join("; "))));
+            line(md, "");
+        }
     }
     if let Some(o) = &step.objectives {
         let missed = misses(step);
@@ -637,6 +642,27 @@ fn ms(v: Option<f64>) -> String {
     v.map(millis).unwrap_or_default()
 }
 
+/// Each outage of a step, with its times: `users on local: +15.0s → +16.2s (1.2s)`, `, not
+/// restored` when it had not ended (the HTML timeline's shading, in words).
+pub fn outages(step: &StepReport, start: DateTime<Utc>) -> Vec<String> {
+    step.impact
+        .iter()
+        .flat_map(|i| {
+            i.outages.iter().map(move |o| {
+                let ms = (o.until - o.from).num_milliseconds().max(0) as u64;
+                format!(
+                    "{} on {}: {} ({}{})",
+                    i.probe,
+                    i.host,
+                    span(start, o.from, o.until),
+                    duration(ms),
+                    if o.restored { "" } else { ", not restored" }
+                )
+            })
+        })
+        .collect()
+}
+
 /// `+2.8s → +3.4s`, or `at +2.8s` when it took no time (no arrow from a time to itself).
 pub fn span(start: DateTime<Utc>, from: DateTime<Utc>, to: DateTime<Utc>) -> String {
     let (a, b) = (offset(start, from), offset(start, to));
@@ -862,6 +888,11 @@ mod tests {
             ),
             "{md}"
         );
+
+        assert!(md.contains(
+            "Outages: users on local: +61.3s → +81.3s (20.0s); checkout on local: +61.3s → \
+             +125.0s (1m03.7s, not restored)\n"
+        ));
 
         // Objectives and their misses.
         assert!(md.contains(

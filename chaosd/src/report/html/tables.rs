@@ -9,7 +9,7 @@ use super::{
     code_spans, esc, is_kill, lat, percentile, pill, recovery_failed, role, status_html, td,
     td_time, th_row, yes_no_pill,
 };
-use crate::report::markdown::{duration, offset, span};
+use crate::report::markdown::{duration, offset, outages, span};
 use crate::report::model::{CheckReport, CommandOutcome, Report, StepReport};
 use crate::report::summary::{
     IMPACT_COLUMNS, impact_cells, misses, objectives_text, probe_requests, probe_saw, steady_rule,
@@ -436,23 +436,7 @@ fn impact(h: &mut String, s: &StepReport, start: DateTime<Utc>) {
         }
         h.push_str("</tbody></table>\n");
         // Each outage, with its times: the timeline's shading, in words.
-        let outages: Vec<String> = s
-            .impact
-            .iter()
-            .flat_map(|i| {
-                i.outages.iter().map(move |o| {
-                    let ms = (o.until - o.from).num_milliseconds().max(0) as u64;
-                    format!(
-                        "{} on {}: {} ({}{})",
-                        i.probe,
-                        i.host,
-                        span(start, o.from, o.until),
-                        duration(ms),
-                        if o.restored { "" } else { ", not restored" }
-                    )
-                })
-            })
-            .collect();
+        let outages = outages(s, start);
         if !outages.is_empty() {
             let _ = writeln!(
                 h,
