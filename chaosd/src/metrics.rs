@@ -7,7 +7,7 @@
 //! | `chaosd_runs_total` | counter | `verdict` (counted when a run's report is recorded) |
 //! | `chaosd_runs_active` | gauge | |
 //! | `chaosd_faults_active` | gauge | faults applied and not yet reverted, over running runs |
-//! | `chaosd_probe_sample_latency_seconds` | histogram | `role` (`steady_state`, `guardrail`); every sample of a run, added when it ends |
+//! | `chaosd_probe_sample_latency_seconds` | histogram | `role` (`steady_state`, `guardrail`); every sample of a run, added when it ends; for a `load` probe every request of its bursts (never a burst's length) |
 //! | `chaosd_lease_renewals_total` | counter | `outcome` (`ok`, `failed`) |
 //! | `chaosd_reverts_total` | counter | `outcome` (`ok`, `failed`: failed or not confirmed) |
 //! | `chaosd_webhook_deliveries_total` | counter | `event`, `outcome` (`ok`, `failed`) |
@@ -22,7 +22,8 @@ use crate::report::model::{ProbeRole, Report, Verdict};
 
 pub use agent::server::metrics::CONTENT_TYPE;
 
-/// Probe latency buckets, in seconds.
+/// Probe latency buckets, in seconds: `agent::probe::load::LATENCY_BUCKETS_MS` in seconds, so a
+/// `load` burst's bucket counts add up into this histogram as they are (a test keeps them equal).
 const LATENCY_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
@@ -52,19 +53,26 @@ pub struct Metrics {
 /// The process's metrics.
 pub fn global() -> &'static Metrics {
     static METRICS: OnceLock<Metrics> = OnceLock::new();
-    METRICS.get_or_init(|| Metrics {
-        runs: CounterVec::default(),
-        faults_active: AtomicI64::new(0),
-        probe_latency: HistogramVec::new(LATENCY_BUCKETS),
-        lease_renewals: CounterVec::default(),
-        reverts: CounterVec::default(),
-        webhooks: CounterVec::default(),
-        scheduled: CounterVec::default(),
-    })
+    METRICS.get_or_init(Metrics::new)
 }
 
 impl Metrics {
-    /// A run's report was recorded: its verdict and every probe sample.
+    fn new() -> Metrics {
+        Metrics {
+            runs: CounterVec::default(),
+            faults_active: AtomicI64::new(0),
+            probe_latency: HistogramVec::new(LATENCY_BUCKETS),
+            lease_renewals: CounterVec::default(),
+            reverts: CounterVec::default(),
+            webhooks: CounterVec::default(),
+            scheduled: CounterVec::default(),
+        }
+    }
+
+    /// A run's report was recorded: its verdict and every probe sample. A `load` burst adds its
+    /// requests' latencies (its bucket counts and sum), not its own length, which is the time the
+    /// burst took to send them all; a burst that brought back no figures adds nothing, since no
+    /// request's latency is known.
     pub fn run_finished(&self, report: &Report) {
         self.runs.inc(&[report.verdict.as_str()]);
         for probe in &report.probes {
@@ -72,9 +80,19 @@ impl Metrics {
                 ProbeRole::SteadyState => "steady_state",
                 ProbeRole::Guardrail => "guardrail",
             };
+            let load = probe.kind == "load";
             for s in &probe.samples {
-                self.probe_latency
-                    .observe(&[role], (s.latency_ms / 1000.0).max(0.0));
+                match &s.load {
+                    Some(burst) => self.probe_latency.observe_buckets(
+                        &[role],
+                        &burst.latency_buckets,
+                        (burst.latency_sum_ms / 1000.0).max(0.0),
+                    ),
+                    None if load => {}
+                    None => self
+                        .probe_latency
+                        .observe(&[role], (s.latency_ms / 1000.0).max(0.0)),
+                }
             }
         }
     }
@@ -185,7 +203,54 @@ impl RunFaults {
 
 #[cfg(test)]
 mod tests {
+    use agent::probe::load::LATENCY_BUCKETS_MS;
+
     use super::*;
+    use crate::report::test_support::sample_report;
+
+    #[test]
+    fn the_buckets_are_the_load_probes_buckets() {
+        let ms: Vec<f64> = LATENCY_BUCKETS.iter().map(|s| s * 1000.0).collect();
+        assert_eq!(ms.len(), LATENCY_BUCKETS_MS.len());
+        for (a, b) in ms.iter().zip(LATENCY_BUCKETS_MS) {
+            assert!((a - b).abs() < 1e-9, "{a} ms and {b} ms");
+        }
+    }
+
+    #[test]
+    fn load_bursts_add_their_requests_never_their_length() {
+        // A metrics set of its own: the process's is shared with other tests.
+        let m = Metrics::new();
+        m.run_finished(&sample_report());
+        let text = m.render(0);
+        let bucket = |le: &str| {
+            let line = format!(
+                "chaosd_probe_sample_latency_seconds_bucket{{role=\"steady_state\",le=\"{le}\"}} "
+            );
+            let at = text
+                .find(&line)
+                .unwrap_or_else(|| panic!("{line} in\n{text}"));
+            text[at + line.len()..]
+                .lines()
+                .next()
+                .unwrap()
+                .parse::<u64>()
+                .unwrap()
+        };
+        // `checkout` (http): samples of 10, 11, 12, 14, 15 and 2000 ms. `users` (load): four
+        // bursts of 976 ms, whose 54 successful requests took at most 5 ms each.
+        assert_eq!(bucket("0.005"), 54);
+        assert_eq!(bucket("0.01"), 55);
+        assert_eq!(bucket("0.025"), 59);
+        // No 976 ms burst is counted as a latency.
+        assert_eq!(bucket("1"), 59);
+        assert_eq!(bucket("2.5"), 60);
+        assert_eq!(bucket("+Inf"), 60);
+        assert!(
+            text.contains("chaosd_probe_sample_latency_seconds_count{role=\"steady_state\"} 60\n"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn renders_every_family() {

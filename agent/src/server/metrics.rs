@@ -93,6 +93,25 @@ impl HistogramVec {
         h.sum += value;
         h.count += 1;
     }
+
+    /// Adds observations already counted in buckets of the same bounds (per bucket, not
+    /// cumulative, with one more last for those above the largest bound) and their sum: a
+    /// `load` burst's requests, whose latencies were bucketed where they were measured. Bucket
+    /// counts beyond this histogram's buckets go into its last (+Inf) one, so none is lost.
+    pub fn observe_buckets(&self, labels: &[&str], buckets: &[u64], sum: f64) {
+        let key = labels.iter().map(|s| s.to_string()).collect();
+        let mut series = self.series.lock().unwrap_or_else(PoisonError::into_inner);
+        let h = series.entry(key).or_insert_with(|| Hist {
+            buckets: vec![0; self.bounds.len() + 1],
+            ..Hist::default()
+        });
+        let last = self.bounds.len();
+        for (i, n) in buckets.iter().enumerate() {
+            h.buckets[i.min(last)] += n;
+            h.count += n;
+        }
+        h.sum += sum;
+    }
 }
 
 /// Writes one metric family after another.
@@ -271,6 +290,8 @@ mod tests {
         let mut t = Text::new();
         t.gauge("g", "a gauge", 2.0);
         t.counter("c_total", "runs", &["verdict"], &c, &[&["deviated"]]);
+        // Three more, counted elsewhere in the same buckets: one ≤ 0.1, two above 1.
+        H.observe_buckets(&["a"], &[1, 0, 2], 4.5);
         t.histogram("h_seconds", "latency", &["probe"], &H);
         let text = t.finish();
         for line in [
@@ -278,11 +299,11 @@ mod tests {
             "c_total{verdict=\"deviated\"} 0\n",
             "c_total{verdict=\"passed\"} 1\n",
             "c_total{verdict=\"with \\\"quote\\\"\"} 2\n",
-            "h_seconds_bucket{probe=\"a\",le=\"0.1\"} 1\n",
-            "h_seconds_bucket{probe=\"a\",le=\"1\"} 2\n",
-            "h_seconds_bucket{probe=\"a\",le=\"+Inf\"} 3\n",
-            "h_seconds_sum{probe=\"a\"} 3.55\n",
-            "h_seconds_count{probe=\"a\"} 3\n",
+            "h_seconds_bucket{probe=\"a\",le=\"0.1\"} 2\n",
+            "h_seconds_bucket{probe=\"a\",le=\"1\"} 3\n",
+            "h_seconds_bucket{probe=\"a\",le=\"+Inf\"} 6\n",
+            "h_seconds_sum{probe=\"a\"} 8.05\n",
+            "h_seconds_count{probe=\"a\"} 6\n",
         ] {
             assert!(text.contains(line), "{line:?} in\n{text}");
         }

@@ -12,6 +12,7 @@ use chaosd::engine::hosts::Hosts;
 use chaosd::engine::plan::{Plan, choose_seed};
 use chaosd::engine::{self, Abort, RunResult, RunSpec};
 use chaosd::report::model::{Cause, RecoveredFault, Report};
+use chaosd::report::summary::{misses, status_with_impact};
 use chaosd::report::writer::ReportDir;
 use chaosd::scenario::model::Scenario;
 use chaosd::store::RunStore;
@@ -222,6 +223,13 @@ pub fn show_result(report: &Report, report_dir: &str, output: Output) {
 }
 
 fn print_summary(report: &Report) {
+    print!("{}", summary(report));
+}
+
+/// The closing summary: the verdict, then each step with what its users went through (a step
+/// that passed while requests failed never reads as a clean pass) and its objective misses, then
+/// any fault left in place.
+fn summary(report: &Report) -> String {
     let mut out = String::new();
     out.push('\n');
     out.push_str(&format!("verdict   {}", report.verdict));
@@ -232,16 +240,16 @@ fn print_summary(report: &Report) {
     for step in &report.steps {
         let ms = |v: Option<u64>| v.map_or("-".to_string(), |ms| format!("{ms} ms"));
         out.push_str(&format!(
-            "step {}    {}: {}, impact {}, recovery {}\n",
+            "step {}    {}: {}; impact {}, recovery {}\n",
             step.index + 1,
             step.name,
-            serde_json::to_value(step.status)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default(),
+            status_with_impact(step),
             ms(step.impact_ms),
             ms(step.recovery_ms)
         ));
+        for miss in misses(step) {
+            out.push_str(&format!("          missed {miss}\n"));
+        }
     }
     if !report.faults_left.is_empty() {
         out.push_str("\nFAULTS MAY BE LEFT IN PLACE:\n");
@@ -249,5 +257,74 @@ fn print_summary(report: &Report) {
             out.push_str(&format!("  {} on {}: {}\n", f.fault, f.host, f.reason));
         }
     }
-    print!("{out}");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A run whose first step passed while 26 of 960 requests failed, and whose second step
+    /// missed its `max_outage`.
+    fn report() -> Report {
+        let impact = |failed: u64, outage: u64, restored: bool| {
+            serde_json::json!({
+                "probe": "users", "host": "local", "kind": "load", "counts": "requests",
+                "taken": 960, "failed": failed, "error_ms": outage,
+                "longest_outage_ms": outage, "restored": restored, "impact_ms": 2700,
+                "restore_ms": null, "outages": []
+            })
+        };
+        let step = |index: usize, name: &str, status: &str, impact: serde_json::Value| {
+            serde_json::json!({
+                "index": index, "name": name, "status": status, "hosts": [], "faults": [],
+                "started_at": null, "ended_at": null, "duration_ms": 30000,
+                "recover_within_ms": 20000, "before": null, "after": null,
+                "impact_ms": 2700, "recovery_ms": 4500, "impact": [impact]
+            })
+        };
+        let mut second = step(1, "slow db", "deviated", impact(400, 12_000, false));
+        second["objectives"] = serde_json::json!({
+            "max_outage_ms": 10000,
+            "misses": [{"objective": "max_outage", "probe": "users", "host": "local",
+                        "figure": "longest outage 12.0 s, not over", "limit": "10s"}]
+        });
+        serde_json::from_value(serde_json::json!({
+            "schema": "chaos.report/v1", "run_id": "r1",
+            "scenario": {"name": "s", "sha256": "", "path": ""},
+            "verdict": "deviated", "cause": "objective", "reason": "an objective was missed",
+            "seed": "1", "labels": {}, "user": "u", "host": "h", "dry_run": false,
+            "started_at": "2026-12-05T10:00:00Z", "ended_at": "2026-12-05T10:01:00Z",
+            "duration_ms": 60000, "faults_left": [], "recovered": [], "setup": [],
+            "teardown": [], "breaches": [], "probes": [], "events": [],
+            "steps": [step(0, "kill api", "passed", impact(26, 1300, true)), second]
+        }))
+        .expect("a report")
+    }
+
+    #[test]
+    fn each_step_says_what_users_went_through() {
+        let text = summary(&report());
+        assert!(
+            text.contains(
+                "step 1    kill api: passed, 26 of 960 requests failed, longest outage 1.3 s; \
+                 impact 2700 ms, recovery 4500 ms\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "step 2    slow db: deviated, 400 of 960 requests failed, longest outage 12.0 s, \
+                 not restored;"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "          missed max_outage: `users` on local: longest outage 12.0 s, not over, \
+                 over 10s\n"
+            ),
+            "{text}"
+        );
+    }
 }

@@ -127,8 +127,9 @@ fn restored_at(rule: WindowRule, window: &[SampleRecord]) -> Option<DateTime<Utc
     Some(holding_since.max(back))
 }
 
-/// A `load` probe's bursts in the window, added up request by request.
-fn add_up_bursts(window: &[SampleRecord], requests_per_sample: Option<u64>) -> LoadImpact {
+/// A `load` probe's bursts in the window, added up request by request (also the reports' probe
+/// tables, over all of a probe's bursts: one merge, so tables and impact never disagree).
+pub fn add_up_bursts(window: &[SampleRecord], requests_per_sample: Option<u64>) -> LoadImpact {
     let mut total = LoadImpact {
         sent: 0,
         ok: 0,
@@ -272,7 +273,7 @@ pub fn seconds(ms: u64) -> String {
 }
 
 /// `18.6%`, `1%`.
-fn percent(share: f64) -> String {
+pub fn percent(share: f64) -> String {
     if (share - share.round()).abs() < 1e-9 {
         format!("{}%", share.round())
     } else {

@@ -9,6 +9,7 @@ use std::fmt::Write as _;
 use chrono::{DateTime, Utc};
 
 use super::model::{CheckReport, Report, StepReport, StepStatus, Verdict};
+use super::summary::{IMPACT_COLUMNS, impact_cells, misses, objectives_text, status_with_impact};
 
 enum Outcome {
     Passed,
@@ -31,6 +32,22 @@ struct Case {
     name: String,
     time_s: f64,
     outcome: Outcome,
+    /// Figures a CI can chart: a step's impact per probe and host.
+    properties: Vec<(String, String)>,
+    /// What a person reads beside the outcome: a step's status with its impact.
+    system_out: String,
+}
+
+impl Case {
+    fn new(name: String, time_s: f64, outcome: Outcome) -> Case {
+        Case {
+            name,
+            time_s,
+            outcome,
+            properties: Vec::new(),
+            system_out: String::new(),
+        }
+    }
 }
 
 /// Renders the report as JUnit XML.
@@ -46,10 +63,10 @@ pub fn render(report: &Report) -> String {
     }
     let failed = |c: &Case| matches!(c.outcome, Outcome::Failure { .. } | Outcome::Error { .. });
     if report.verdict != Verdict::Passed && !cases.iter().any(failed) {
-        cases.push(Case {
-            name: "run".into(),
-            time_s: report.duration_ms as f64 / 1000.0,
-            outcome: Outcome::Error {
+        cases.push(Case::new(
+            "run".into(),
+            report.duration_ms as f64 / 1000.0,
+            Outcome::Error {
                 message: report.reason.clone(),
                 kind: report
                     .cause
@@ -57,7 +74,7 @@ pub fn render(report: &Report) -> String {
                     .unwrap_or(report.verdict.as_str()),
                 body: format!("verdict: {}\n{}", report.verdict, report.reason),
             },
-        });
+        ));
     }
 
     let count = |f: fn(&Outcome) -> bool| cases.iter().filter(|c| f(&c.outcome)).count();
@@ -117,14 +134,30 @@ pub fn render(report: &Report) -> String {
             esc(&c.name),
             c.time_s
         );
-        match &c.outcome {
-            Outcome::Passed => x.push_str("/>\n"),
-            Outcome::Skipped { message } => {
+        if matches!(c.outcome, Outcome::Passed)
+            && c.properties.is_empty()
+            && c.system_out.is_empty()
+        {
+            x.push_str("/>\n");
+            continue;
+        }
+        x.push_str(">\n");
+        if !c.properties.is_empty() {
+            x.push_str("      <properties>\n");
+            for (k, v) in &c.properties {
                 let _ = writeln!(
                     x,
-                    ">\n      <skipped message=\"{}\"/>\n    </testcase>",
-                    esc(message)
+                    "        <property name=\"{}\" value=\"{}\"/>",
+                    esc(k),
+                    esc(v)
                 );
+            }
+            x.push_str("      </properties>\n");
+        }
+        match &c.outcome {
+            Outcome::Passed => {}
+            Outcome::Skipped { message } => {
+                let _ = writeln!(x, "      <skipped message=\"{}\"/>", esc(message));
             }
             Outcome::Failure {
                 message,
@@ -143,12 +176,16 @@ pub fn render(report: &Report) -> String {
                 };
                 let _ = writeln!(
                     x,
-                    ">\n      <{tag} message=\"{}\" type=\"{kind}\">{}</{tag}>\n    </testcase>",
+                    "      <{tag} message=\"{}\" type=\"{kind}\">{}</{tag}>",
                     esc(message),
                     esc(body)
                 );
             }
         }
+        if !c.system_out.is_empty() {
+            let _ = writeln!(x, "      <system-out>{}</system-out>", esc(&c.system_out));
+        }
+        x.push_str("    </testcase>\n");
     }
     x.push_str("  </testsuite>\n</testsuites>\n");
     x
@@ -164,21 +201,17 @@ fn seconds(from: Option<DateTime<Utc>>, to: Option<DateTime<Utc>>) -> f64 {
 fn check_case(which: &str, step: &StepReport, check: Option<&CheckReport>) -> Case {
     let name = format!("{which}: {}", step.name);
     let Some(c) = check else {
-        return Case {
+        return Case::new(
             name,
-            time_s: 0.0,
-            outcome: Outcome::Skipped {
+            0.0,
+            Outcome::Skipped {
                 message: "not checked".into(),
             },
-        };
+        );
     };
     let time_s = seconds(Some(c.started_at), Some(c.decided_at));
     if c.held {
-        return Case {
-            name,
-            time_s,
-            outcome: Outcome::Passed,
-        };
+        return Case::new(name, time_s, Outcome::Passed);
     }
     let mut body = format!("{}\n", c.reason);
     for p in &c.probes {
@@ -197,15 +230,15 @@ fn check_case(which: &str, step: &StepReport, check: Option<&CheckReport>) -> Ca
     } else {
         c.reason.clone()
     };
-    Case {
+    Case::new(
         name,
         time_s,
-        outcome: Outcome::Failure {
+        Outcome::Failure {
             message,
             kind: "hypothesis",
             body,
         },
-    }
+    )
 }
 
 fn step_case(step: &StepReport) -> Case {
@@ -234,13 +267,26 @@ fn step_case(step: &StepReport) -> Case {
             message: "not run".into(),
         },
         StepStatus::Deviated => {
-            let message = [step.after.as_ref(), step.before.as_ref()]
+            let failed_check = [step.after.as_ref(), step.before.as_ref()]
                 .into_iter()
                 .flatten()
                 .find(|c| !c.held)
                 .map(|c| c.reason.clone())
-                .filter(|r| !r.is_empty())
-                .unwrap_or_else(|| "the hypothesis did not hold within recover_within".into());
+                .filter(|r| !r.is_empty());
+            // A miss is named in the message itself, beside a failed check when there was one
+            // too, so that a CI's one-line view says which objective and where.
+            let missed = misses(step);
+            let kind = if missed.is_empty() || failed_check.is_some() {
+                "deviated"
+            } else {
+                "objective"
+            };
+            let message = match (failed_check, missed.is_empty()) {
+                (Some(check), true) => check,
+                (Some(check), false) => format!("{check}; missed {}", missed.join("; ")),
+                (None, false) => format!("missed {}", missed.join("; ")),
+                (None, true) => "the hypothesis did not hold within recover_within".into(),
+            };
             if let Some(ms) = step.impact_ms {
                 let _ = writeln!(body, "time to impact: {ms} ms");
             }
@@ -249,7 +295,7 @@ fn step_case(step: &StepReport) -> Case {
             }
             Outcome::Failure {
                 message,
-                kind: "deviated",
+                kind,
                 body,
             }
         }
@@ -271,11 +317,66 @@ fn step_case(step: &StepReport) -> Case {
             }
         }
     };
-    Case {
-        name,
-        time_s,
-        outcome,
+    let mut case = Case::new(name, time_s, outcome);
+    case.properties = impact_properties(step);
+    case.system_out = impact_text(step);
+    case
+}
+
+/// `impact.PROBE.HOST.FIGURE` for each probe and host of the step, then its objectives.
+fn impact_properties(step: &StepReport) -> Vec<(String, String)> {
+    let mut props = vec![("status".to_string(), status_with_impact(step))];
+    for i in &step.impact {
+        let unit = i.counts.as_str();
+        let key = |figure: &str| format!("impact.{}.{}.{figure}", i.probe, i.host);
+        props.push((key(&format!("failed_{unit}")), i.failed.to_string()));
+        props.push((key(&format!("taken_{unit}")), i.taken.to_string()));
+        props.push((key("error_ms"), i.error_ms.to_string()));
+        props.push((key("longest_outage_ms"), i.longest_outage_ms.to_string()));
+        props.push((key("restored"), i.restored.to_string()));
+        if let Some(ms) = i.impact_ms {
+            props.push((key("impact_ms"), ms.to_string()));
+        }
+        if let Some(ms) = i.restore_ms {
+            props.push((key("restore_ms"), ms.to_string()));
+        }
+        if let Some(load) = &i.load {
+            for (figure, v) in [("p50_ms", load.p50_ms), ("p99_ms", load.p99_ms)] {
+                if let Some(v) = v {
+                    props.push((key(figure), v.to_string()));
+                }
+            }
+        }
     }
+    if let Some(o) = &step.objectives {
+        props.push(("objectives".to_string(), objectives_text(o)));
+        props.push(("objectives.missed".to_string(), o.misses.len().to_string()));
+    }
+    props
+}
+
+/// The step's status with its impact, a line per probe and host, and the objectives with their
+/// misses: the same figures as the properties, for a person.
+fn impact_text(step: &StepReport) -> String {
+    let mut text = format!("{}\n", status_with_impact(step));
+    for i in &step.impact {
+        let cells = impact_cells(i);
+        let line: Vec<String> = IMPACT_COLUMNS
+            .iter()
+            .zip(&cells)
+            .skip(2)
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
+        let _ = writeln!(text, "{} on {}: {}", i.probe, i.host, line.join(", "));
+    }
+    if let Some(o) = &step.objectives {
+        let _ = writeln!(text, "objectives: {}", objectives_text(o));
+        for miss in misses(step) {
+            let _ = writeln!(text, "missed {miss}");
+        }
+    }
+    text
 }
 
 fn faults_left_case(report: &Report) -> Case {
@@ -289,15 +390,15 @@ fn faults_left_case(report: &Report) -> Case {
         );
     }
     body.push_str("run `chaosctl revert --all` and check each host\n");
-    Case {
-        name: "faults left in place".into(),
-        time_s: 0.0,
-        outcome: Outcome::Error {
+    Case::new(
+        "faults left in place".into(),
+        0.0,
+        Outcome::Error {
             message: format!("{n} fault(s) may still be in place; run `chaosctl revert --all`"),
             kind: "faults_left",
             body,
         },
-    }
+    )
 }
 
 /// Escapes text for XML attribute values and element content. Characters XML 1.0 cannot carry at
@@ -406,6 +507,55 @@ mod tests {
         assert!(xml.contains("<property name=\"verdict\" value=\"deviated\"/>"));
         assert!(xml.contains("<property name=\"seed\" value=\"18446744073709551615\"/>"));
         assert!(xml.contains("<property name=\"label.ticket\" value=\"GD-12|a\"/>"));
+    }
+
+    #[test]
+    fn step_cases_carry_the_impact_and_name_objective_misses() {
+        let xml = render(&sample_report());
+        assert_well_formed(&xml);
+        // The first step passed while 26 of 960 requests failed: green, but it says so.
+        let step1 = &xml[xml.find("<testcase name=\"step: kill-api\"").unwrap()..];
+        let step1 = &step1[..step1.find("</testcase>").unwrap()];
+        for needle in [
+            "<property name=\"status\" value=\"passed, 26 of 960 requests failed, longest outage 1.2 s (`users` on local)\"/>",
+            "<property name=\"impact.users.local.failed_requests\" value=\"26\"/>",
+            "<property name=\"impact.users.local.taken_requests\" value=\"960\"/>",
+            "<property name=\"impact.users.local.longest_outage_ms\" value=\"1250\"/>",
+            "<property name=\"impact.users.local.restore_ms\" value=\"1250\"/>",
+            "<property name=\"impact.users.local.p99_ms\" value=\"5\"/>",
+            "<property name=\"impact.checkout.local.failed_samples\" value=\"0\"/>",
+            "<system-out>passed, 26 of 960 requests failed",
+            "users on local: failed 26 of 960 requests (2.7%), error 1.2 s, longest outage 1.2 s, \
+             impact after 2.7 s, restore 1.2 s, requests 960 sent, 934 ok, 26 failed, \
+             p50 / p99 5.0 ms / 5.0 ms, statuses 200: 934, 502: 26\n",
+        ] {
+            assert!(step1.contains(needle), "{needle} in\n{step1}");
+        }
+        assert!(!step1.contains("<failure"), "{step1}");
+
+        // The second step failed its after-check and missed max_outage: the message names both.
+        assert!(
+            xml.contains(
+                "<failure message=\"did not hold within 20s: 3/10 samples passed; missed \
+                 max_outage: `checkout` on local: longest outage 63.7 s, not over, over 10s\" \
+                 type=\"deviated\">"
+            ),
+            "{xml}"
+        );
+        assert!(xml.contains("objectives: max_outage 10s\nmissed max_outage: `checkout`"));
+
+        // A miss alone is an `objective` failure.
+        let mut r = sample_report();
+        r.steps[1].after.as_mut().unwrap().held = true;
+        let xml = render(&r);
+        assert_well_formed(&xml);
+        assert!(
+            xml.contains(
+                "<failure message=\"missed max_outage: `checkout` on local: longest outage 63.7 s, \
+                 not over, over 10s\" type=\"objective\">"
+            ),
+            "{xml}"
+        );
     }
 
     #[test]

@@ -1,6 +1,9 @@
 //! `report.md`: the report a team reads in its review, in a terminal (`chaosctl report RUN`) or
-//! rendered. Faults that may still be in place come first; then the summary, the steps, the
-//! checks, breaches, probes and the timeline. Times inside the run are offsets from its start
+//! rendered. Faults that may still be in place come first; then the summary, what steady meant
+//! (each probe's expectation beside what it saw), the steps with what their users went through
+//! (impact per probe and host) and their objectives, the checks, breaches, probes and the
+//! timeline. A step's verdict always comes with its impact ([`super::summary`]), so a passed
+//! step with failures never reads as a clean pass. Times inside the run are offsets from its start
 //! (`+12.3s`), so they line up with `events.jsonl` without doing date arithmetic.
 
 use std::fmt::Write as _;
@@ -9,6 +12,10 @@ use chrono::{DateTime, SecondsFormat, Utc};
 
 use super::model::{
     CheckReport, CommandOutcome, ProbeReport, ProbeRole, Report, StepReport, StepStatus,
+};
+use super::summary::{
+    IMPACT_COLUMNS, impact_cells, impact_summary, millis, misses, objectives_text, probe_requests,
+    probe_saw, status_with_impact, steady_rule,
 };
 
 /// Renders the whole report as Markdown.
@@ -37,11 +44,19 @@ pub fn render(report: &Report) -> String {
         line(md, &format!("> {}", inline(&report.reason)));
     }
     line(md, "");
+    if let Some(description) = &report.scenario.description {
+        // Line by line, so that a line of the file cannot open a table or a heading.
+        for l in description.trim().lines() {
+            line(md, &inline(l.trim_end()));
+        }
+        line(md, "");
+    }
 
     if !report.faults_left.is_empty() {
         faults_left(md, report);
     }
     summary(md, report);
+    steady(md, report);
     if !report.recovered.is_empty() {
         recovered(md, report);
     }
@@ -314,13 +329,110 @@ fn commands(md: &mut String, title: &str, cmds: &[CommandOutcome], start: DateTi
     );
 }
 
-fn status(s: StepStatus) -> &'static str {
-    match s {
-        StepStatus::Passed => "passed",
-        StepStatus::Deviated => "**DEVIATED**",
-        StepStatus::Aborted => "**ABORTED**",
-        StepStatus::Error => "**ERROR**",
-        StepStatus::Skipped => "skipped",
+/// The step's status with its impact (`passed, 26 of 140 requests failed, ...`), in bold unless
+/// it is a clean pass or a skip: a passed step whose users saw failures stands out too.
+fn status(step: &StepReport) -> String {
+    let text = status_with_impact(step);
+    let clean = match step.status {
+        StepStatus::Passed => impact_summary(step).is_none(),
+        StepStatus::Skipped => true,
+        StepStatus::Deviated | StepStatus::Aborted | StepStatus::Error => false,
+    };
+    if clean { text } else { format!("**{text}**") }
+}
+
+/// What steady meant: each probe's expectation and window rule, beside what it saw.
+fn steady(md: &mut String, report: &Report) {
+    if report.probes.is_empty() {
+        return;
+    }
+    heading(md, "## What steady meant");
+    let rows: Vec<Vec<String>> = report
+        .probes
+        .iter()
+        .map(|p| {
+            vec![
+                p.name.clone(),
+                role(p).into(),
+                p.host.clone(),
+                p.expect.clone(),
+                steady_rule(p),
+                probe_saw(p),
+            ]
+        })
+        .collect();
+    table(
+        md,
+        &[
+            "probe",
+            "role",
+            "host",
+            "expects",
+            "rule",
+            "saw over the run",
+        ],
+        &rows,
+    );
+}
+
+fn role(p: &ProbeReport) -> &'static str {
+    match p.role {
+        ProbeRole::SteadyState => "steady state",
+        ProbeRole::Guardrail => "guardrail",
+    }
+}
+
+/// What the step's users went through, per probe and host, and its objectives.
+fn impact(md: &mut String, step: &StepReport, start: DateTime<Utc>) {
+    if !step.impact.is_empty() {
+        let window = match (step.started_at, step.impact_until) {
+            (Some(from), Some(until)) => format!(
+                " (impact window {} → {})",
+                offset(
+                    start,
+                    step.faults
+                        .iter()
+                        .filter_map(|f| f.applied_at)
+                        .min()
+                        .unwrap_or(from)
+                ),
+                offset(start, until)
+            ),
+            _ => String::new(),
+        };
+        line(md, &format!("**What users went through**{window}"));
+        line(md, "");
+        let rows: Vec<Vec<String>> = step
+            .impact
+            .iter()
+            .map(|i| impact_cells(i).into_iter().collect())
+            .collect();
+        table(md, &IMPACT_COLUMNS, &rows);
+        let outages = outages(step, start);
+        if !outages.is_empty() {
+            line(md, &format!("Outages: {}", inline(&outages.join("; "))));
+            line(md, "");
+        }
+    }
+    if let Some(o) = &step.objectives {
+        let missed = misses(step);
+        if missed.is_empty() {
+            line(
+                md,
+                &format!("**Objectives:** {}, all met", objectives_text(o)),
+            );
+            line(md, "");
+        } else {
+            line(
+                md,
+                &format!("**Objectives:** {}, **missed**:", objectives_text(o)),
+            );
+            line(md, "");
+            for m in missed {
+                line(md, &format!("- {}", inline(&m)));
+            }
+            line(md, "");
+        }
     }
 }
 
@@ -338,7 +450,7 @@ fn steps_table(md: &mut String, report: &Report) {
             vec![
                 (s.index + 1).to_string(),
                 s.name.clone(),
-                status(s.status).into(),
+                status(s),
                 kinds.join(", "),
                 s.hosts.join(", "),
                 s.impact_ms.map(duration).unwrap_or_else(|| "none".into()),
@@ -372,7 +484,7 @@ fn step_details(md: &mut String, step: &StepReport, start: DateTime<Utc>) {
             "### Step {}: {} — {}",
             step.index + 1,
             inline(&step.name),
-            status(step.status)
+            status(step)
         ),
     );
     let mut facts = vec![format!("duration {}", duration(step.duration_ms))];
@@ -442,6 +554,7 @@ fn step_details(md: &mut String, step: &StepReport, start: DateTime<Utc>) {
             &rows,
         );
     }
+    impact(md, step, start);
     check(md, "Before", step.before.as_ref(), start);
     check(md, "After", step.after.as_ref(), start);
 }
@@ -454,9 +567,8 @@ fn check(md: &mut String, title: &str, check: Option<&CheckReport>, start: DateT
     };
     let held = if c.held { "held" } else { "**DID NOT HOLD**" };
     let mut text = format!(
-        "**{title}-check:** {held} ({} → {})",
-        offset(start, c.started_at),
-        offset(start, c.decided_at)
+        "**{title}-check:** {held} ({})",
+        span(start, c.started_at, c.decided_at)
     );
     if !c.reason.is_empty() {
         let _ = write!(text, " — {}", inline(&c.reason));
@@ -527,10 +639,37 @@ fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
 }
 
 fn ms(v: Option<f64>) -> String {
-    match v {
-        Some(v) if v >= 100.0 => format!("{v:.0}ms"),
-        Some(v) => format!("{v:.1}ms"),
-        None => String::new(),
+    v.map(millis).unwrap_or_default()
+}
+
+/// Each outage of a step, with its times: `users on local: +15.0s → +16.2s (1.2s)`, `, not
+/// restored` when it had not ended (the HTML timeline's shading, in words).
+pub fn outages(step: &StepReport, start: DateTime<Utc>) -> Vec<String> {
+    step.impact
+        .iter()
+        .flat_map(|i| {
+            i.outages.iter().map(move |o| {
+                let ms = (o.until - o.from).num_milliseconds().max(0) as u64;
+                format!(
+                    "{} on {}: {} ({}{})",
+                    i.probe,
+                    i.host,
+                    span(start, o.from, o.until),
+                    duration(ms),
+                    if o.restored { "" } else { ", not restored" }
+                )
+            })
+        })
+        .collect()
+}
+
+/// `+2.8s → +3.4s`, or `at +2.8s` when it took no time (no arrow from a time to itself).
+pub fn span(start: DateTime<Utc>, from: DateTime<Utc>, to: DateTime<Utc>) -> String {
+    let (a, b) = (offset(start, from), offset(start, to));
+    if a == b {
+        format!("at {a}")
+    } else {
+        format!("{a} → {b}")
     }
 }
 
@@ -549,13 +688,31 @@ fn probes(md: &mut String, probes: &[ProbeReport], start: DateTime<Utc>) {
             } else {
                 format!(" ({:.1}%)", passed as f64 * 100.0 / n as f64)
             };
-            let mut lat: Vec<f64> = p
-                .samples
-                .iter()
-                .map(|s| s.latency_ms)
-                .filter(|v| v.is_finite())
-                .collect();
-            lat.sort_by(f64::total_cmp);
+            // A `load` sample's own latency is its burst's length: the latencies shown are its
+            // requests', from the merged buckets.
+            let (requests, p50, p99, max) = match probe_requests(p) {
+                Some((load, _)) => (
+                    format!("{} sent, {} failed", load.sent, load.failed),
+                    load.p50_ms,
+                    load.p99_ms,
+                    load.max_ms,
+                ),
+                None => {
+                    let mut lat: Vec<f64> = p
+                        .samples
+                        .iter()
+                        .map(|s| s.latency_ms)
+                        .filter(|v| v.is_finite())
+                        .collect();
+                    lat.sort_by(f64::total_cmp);
+                    (
+                        String::new(),
+                        percentile(&lat, 50.0),
+                        percentile(&lat, 99.0),
+                        lat.last().copied(),
+                    )
+                }
+            };
             let first_failure = p
                 .samples
                 .iter()
@@ -565,15 +722,14 @@ fn probes(md: &mut String, probes: &[ProbeReport], start: DateTime<Utc>) {
             vec![
                 p.name.clone(),
                 p.kind.clone(),
-                match p.role {
-                    ProbeRole::SteadyState => "steady state".into(),
-                    ProbeRole::Guardrail => "guardrail".into(),
-                },
+                role(p).into(),
                 p.host.clone(),
                 n.to_string(),
                 format!("{passed}{share}"),
-                ms(percentile(&lat, 50.0)),
-                ms(lat.last().copied()),
+                requests,
+                ms(p50),
+                ms(p99),
+                ms(max),
                 first_failure,
             ]
         })
@@ -587,12 +743,23 @@ fn probes(md: &mut String, probes: &[ProbeReport], start: DateTime<Utc>) {
             "host",
             "samples",
             "passed",
+            "requests",
             "p50",
+            "p99",
             "max",
             "first failure",
         ],
         &rows,
     );
+    if probes.iter().any(|p| probe_requests(p).is_some()) {
+        line(
+            md,
+            "For a `load` probe, p50 and p99 are per request over its successful requests (the \
+             upper bound of the latency bucket, at most the slowest request); a burst's own \
+             length is not a latency. For other probes they are per sample.",
+        );
+        line(md, "");
+    }
 }
 
 fn timeline(md: &mut String, report: &Report) {
@@ -641,8 +808,17 @@ mod tests {
         assert!(md.contains("`chaosctl revert --all`"));
 
         // Recovery and impact times, `+` offsets, escaped pipes.
+        // A passed step whose users saw failures says so, in bold, wherever its verdict shows.
+        let passed =
+            "**passed, 26 of 960 requests failed, longest outage 1.2 s (`users` on local)**";
         assert!(
-            md.contains("| 1 | kill-api | passed | latency | api-1, api-2 | 2.7s | 4.5s |"),
+            md.contains(&format!(
+                "| 1 | kill-api | {passed} | latency | api-1, api-2 | 2.7s | 4.5s |"
+            )),
+            "{md}"
+        );
+        assert!(
+            md.contains(&format!("### Step 1: kill-api — {passed}\n")),
             "{md}"
         );
         assert!(md.contains("**did not recover**"));
@@ -653,14 +829,17 @@ mod tests {
         assert!(md.contains("`ticket=GD-12\\|a`"));
         assert!(md.contains("**NOT REVERTED**"));
         assert!(
-            md.contains("### Step 2: slow \\<db> & \"cache\" — **DEVIATED**"),
+            md.contains(
+                "### Step 2: slow \\<db> & \"cache\" — **deviated, 40 of 65 samples failed, \
+                 longest outage 63.7 s, not restored (`checkout` on local)**"
+            ),
             "{md}"
         );
         assert!(
             md.contains("> after step `slow <db> & \"cache\"` the hypothesis"),
             "{md}"
         );
-        assert!(md.contains("| checkout | http | steady state | local | 6 | 5 (83.3%) | 12.0ms | 2000ms | +5.0s status 503, expected 200 |"), "{md}");
+        assert!(md.contains("| checkout | http | steady state | local | 6 | 5 (83.3%) | – | 12.0 ms | 2000 ms | 2000 ms | +5.0s status 503, expected 200 |"), "{md}");
         assert!(md.contains("| alice@ctl-1 |"));
         assert!(md.contains("| started (UTC) | 2025-03-14T09:30:00.000Z |"));
         assert!(md.contains("Faults recovered from an earlier run"));
@@ -678,6 +857,81 @@ mod tests {
                 Some(c) => assert_eq!(c, n, "ragged row: {l}"),
             }
         }
+    }
+
+    #[test]
+    fn impact_objectives_description_and_expectations() {
+        let md = render(&sample_report());
+        // The description, near the top.
+        let description = md
+            .find("Kill one API process and slow the database; checkout must keep answering.")
+            .expect("the description");
+        assert!(description < md.find("## Summary").unwrap());
+
+        // An impact table per step, the load probe in requests with per-request percentiles.
+        assert!(md.contains("**What users went through** (impact window +12.3s → +60.0s)"));
+        assert!(md.contains(
+            "| probe | host | failed | error | longest outage | impact | restore | requests | \
+             p50 / p99 | statuses |"
+        ));
+        assert!(
+            md.contains(
+                "| users | local | 26 of 960 requests (2.7%) | 1.2 s | 1.2 s | after 2.7 s | 1.2 s | \
+                 960 sent, 934 ok, 26 failed | 5.0 ms / 5.0 ms | 200: 934, 502: 26 |"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains(
+                "| checkout | local | 40 of 65 samples (61.5%) | 63.7 s | 63.7 s, not restored | \
+                 after 1.2 s | not restored | – | – | – |"
+            ),
+            "{md}"
+        );
+
+        assert!(md.contains(
+            "Outages: users on local: +61.3s → +81.3s (20.0s); checkout on local: +61.3s → \
+             +125.0s (1m03.7s, not restored)\n"
+        ));
+
+        // Objectives and their misses.
+        assert!(md.contains(
+            "**Objectives:** max_outage 10s, **missed**:\n\n- max_outage: `checkout` on local: \
+             longest outage 63.7 s, not over, over 10s\n"
+        ));
+        let mut met = sample_report();
+        met.steps[1].objectives.as_mut().unwrap().misses.clear();
+        assert!(render(&met).contains("**Objectives:** max_outage 10s, all met"));
+
+        // What steady meant, next to what each probe saw.
+        assert!(
+            md.contains(
+                "| users | steady state | local | GET http://127.0.0.1:8080/ at 20/s for 1s: 95% of \
+                 requests with status 2xx | every 1s, window of 1 sample, 100% must pass | 2 of 4 \
+                 samples passed; 54 of 80 requests ok |"
+            ),
+            "{md}"
+        );
+
+        // The load probe's latencies are its requests', never its bursts' 976 ms.
+        assert!(
+            md.contains(
+                "| users | load | steady state | local | 4 | 2 (50.0%) | 80 sent, 26 failed | 4.2 ms | \
+                 4.2 ms | 4.2 ms | +15.0s 0/20 ok |"
+            ),
+            "{md}"
+        );
+        assert!(!md.contains("976"), "a burst's length shown as a latency");
+    }
+
+    #[test]
+    fn a_check_that_took_no_time_has_no_arrow() {
+        let mut r = sample_report();
+        let after = r.steps[0].after.as_mut().unwrap();
+        after.decided_at = after.started_at;
+        let md = render(&r);
+        assert!(md.contains("**After-check:** held (at +46.8s)"), "{md}");
+        assert!(!md.contains("+46.8s → +46.8s"));
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //!
 //! - `GET /` redirects to `/ui/`: the runs (id, scenario, verdict, start, duration, labels) and the
 //!   schedules with their next run.
-//! - `GET /ui/runs/{id}`: a finished run's `report.html` ([`crate::report::html::render`]); a
+//! - `GET /ui/runs/{id}`: a finished run's `report.html` ([`crate::report::html::render`], the
+//!   same page as in the report folder: each step's status with its impact, its impact table and
+//!   objectives, so the web view never has a renderer of its own to fall behind); a
 //!   running run's live status (phase, step, time left on the held fault, probes, events so far),
 //!   which reloads itself every 2 s with `<meta http-equiv="refresh">` until the run has ended and
 //!   it becomes the report. No scripts, nothing fetched from elsewhere.
