@@ -157,7 +157,8 @@ pub(crate) fn figures(shots: &[Shot], n: usize) -> LoadFigures {
     let mut statuses: BTreeMap<String, u64> = BTreeMap::new();
     for shot in shots {
         let key = match (shot.status, &shot.failure) {
-            (Some(status), _) => status.to_string(),
+            (Some(status), None) => status.to_string(),
+            (Some(status), Some(failure)) => failed_answer(status, failure),
             (None, Some(failure)) => failure.clone(),
             (None, None) => "ok".to_string(),
         };
@@ -263,6 +264,21 @@ pub(crate) fn judge(shots: &[Shot], n: usize, interval: Duration, success: f64) 
         Ok(reason)
     } else {
         Err(format!("{reason}; below {success}%"))
+    }
+}
+
+/// How a request that got an answer failed, as a count's key: the status alone when the status
+/// was wrong (`503`), else the status and what was wrong with the answer (`200, too slow`), so
+/// that a table of statuses never shows a failed request as a plain `200`.
+fn failed_answer(status: u16, failure: &str) -> String {
+    if failure.starts_with("status ") {
+        status.to_string()
+    } else if failure.contains("slower than max_latency") {
+        format!("{status}, too slow")
+    } else if failure.starts_with("body ") {
+        format!("{status}, wrong body")
+    } else {
+        format!("{status}, failed")
     }
 }
 
@@ -376,14 +392,17 @@ mod tests {
 
     #[test]
     fn figures_count_requests_by_status_and_latency_bucket() {
+        let mut slow = ok(900, 400);
+        slow.failure = Some("200 in 400 ms, slower than max_latency 100ms".into());
         let shots = vec![
             ok(0, 2),
             ok(250, 30),
             failed(500, "status 503, expected 2xx"),
             failed(750, "connection refused"),
+            slow,
         ];
-        let f = figures(&shots, 5);
-        assert_eq!((f.sent, f.ok, f.failed), (5, 2, 3));
+        let f = figures(&shots, 6);
+        assert_eq!((f.sent, f.ok, f.failed), (6, 2, 4));
         assert_eq!(
             (f.p50_ms, f.p99_ms, f.max_ms),
             (Some(2.0), Some(30.0), Some(30.0))
@@ -393,6 +412,7 @@ mod tests {
             statuses,
             [
                 ("200", 2),
+                ("200, too slow", 1),
                 ("503", 1),
                 ("connection refused", 1),
                 ("lost", 1)
