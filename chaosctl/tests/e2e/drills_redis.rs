@@ -471,6 +471,7 @@ fn full_disk_drill(lab: &Lab, stop_writes: &str) -> (Test, Output, Value) {
         out.elapsed
     );
     let report = out.report();
+    crate::support::print_impact(&report.json);
     assert_faulted_on(&report, "h1");
     // The disk was full, and Redis's snapshot failed for it.
     let redis_log = fs::read_to_string(out.folder().join("setup-2.log")).expect("setup-2.log");
@@ -511,6 +512,7 @@ fn redis_full_disk_drill_as_shipped_fills_a_tmpfs_of_its_own_and_unmounts_it() {
     let out = test.run();
     out.code(1);
     let report = out.report();
+    crate::support::print_impact(&report.json);
     report.verdict("deviated", Some("hypothesis"));
     assert!(report.reason().contains("MISCONF"), "{}", report.reason());
     let teardown = fs::read_to_string(out.folder().join("teardown-1.log")).expect("teardown");
