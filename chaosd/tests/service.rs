@@ -252,10 +252,25 @@ impl Chaosd {
         self.spawn_chaosctl(args).wait()
     }
 
+    /// `chaosctl --server URL ARGS...` whose stdout's reader has gone (as after `| head -1`).
+    fn chaosctl_closed_stdout(&self, args: &[&str]) -> Ctl {
+        let (reader, writer) = std::io::pipe().expect("pipe");
+        drop(reader);
+        self.spawn_chaosctl_to(args, Stdio::from(writer)).wait()
+    }
+
     fn spawn_chaosctl(&self, args: &[&str]) -> CtlRunning {
+        let out = self.path(&format!("{}.out", unique("ctl")));
+        let file = std::fs::File::create(&out).expect("out");
+        let mut running = self.spawn_chaosctl_to(args, Stdio::from(file));
+        running.out = out;
+        running
+    }
+
+    fn spawn_chaosctl_to(&self, args: &[&str], stdout: Stdio) -> CtlRunning {
         let n = unique("ctl");
         let (out, err) = (
-            self.path(&format!("{n}.out")),
+            self.path(&format!("{n}.closed")),
             self.path(&format!("{n}.err")),
         );
         let child = Command::new(chaosctl())
@@ -266,7 +281,7 @@ impl Chaosd {
             .env("CHAOSD_TOKEN", TOKEN)
             .env_remove("CHAOSD_URL")
             .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&out).expect("out"))
+            .stdout(stdout)
             .stderr(std::fs::File::create(&err).expect("err"))
             .spawn()
             .expect("start chaosctl");
@@ -607,6 +622,33 @@ steps:
     assert_eq!(result["verdict"], "not_steady");
     assert_eq!(result["exit_code"], 4);
     assert!(out.stdout.contains("\"type\":\"event\""), "{}", out.stdout);
+}
+
+#[test]
+fn issue_10_chaosctl_server_ends_quietly_on_a_closed_stdout() {
+    let d = Chaosd::start(true);
+    let sleeper = Sleeper::spawn("closed");
+    let file = d.path("pause.yaml");
+    std::fs::write(&file, pause_yaml(&sleeper.pattern, "300ms")).unwrap();
+    // Followed with every event on the closed stdout: the run ends as it would, reverted.
+    let run =
+        d.chaosctl_closed_stdout(&["run", file.to_str().unwrap(), "--yes", "--output", "json"]);
+    run.code(0);
+    assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+    sleeper.assert_running();
+    for args in [
+        &["runs"][..],
+        &["runs", "--output", "json"],
+        &["report", "latest", "--format", "md"],
+    ] {
+        let out = d.chaosctl_closed_stdout(args);
+        out.code(0);
+        assert!(
+            !out.stderr.contains("panicked") && !out.stderr.contains("Broken pipe"),
+            "{args:?}: {}",
+            out.stderr
+        );
+    }
 }
 
 #[test]

@@ -36,7 +36,7 @@ pub async fn run(load: &LoadArgs, output: Output) -> Result<u8, Failure> {
         }
     }
     match output {
-        Output::Json => println!(
+        Output::Json => outln!(
             "{}",
             serde_json::to_string_pretty(&rows).expect("rows serialize")
         ),
@@ -55,22 +55,24 @@ pub async fn run(load: &LoadArgs, output: Output) -> Result<u8, Failure> {
                                 (false, _) => format!("no {}", k.kind),
                             })
                             .collect();
-                        println!(
+                        outln!(
                             "{}  {url}  ok  version {}  host {}",
-                            host.name, h.version, h.hostname
+                            host.name,
+                            h.version,
+                            h.hostname
                         );
-                        println!("    can: {}", kinds.join(", "));
+                        outln!("    can: {}", kinds.join(", "));
                         match &h.active_run {
                             Some(run) => {
-                                println!("    holds {} fault(s) of run {run}", h.faults.len())
+                                outln!("    holds {} fault(s) of run {run}", h.faults.len())
                             }
-                            None => println!("    no active faults"),
+                            None => outln!("    no active faults"),
                         }
                         for f in &h.faults {
-                            println!("      {} {}", f.fault_id, f.spec);
+                            outln!("      {} {}", f.fault_id, f.spec);
                         }
                     }
-                    Err(err) => println!("{}  {url}  UNREACHABLE  {err}", host.name),
+                    Err(err) => outln!("{}  {url}  UNREACHABLE  {err}", host.name),
                 }
             }
         }

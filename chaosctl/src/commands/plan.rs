@@ -15,8 +15,8 @@ pub fn run(file: &Path, load: &LoadArgs, seed: Option<u64>, output: Output) -> R
     let seed = choose_seed(seed, &scenario);
     let plan = Plan::resolve(&scenario, seed);
     match output {
-        Output::Text => print!("{}", render(&scenario, &plan)),
-        Output::Json => println!(
+        Output::Text => out!("{}", render(&scenario, &plan)),
+        Output::Json => outln!(
             "{}",
             serde_json::to_string_pretty(&to_json(&scenario, &plan)).expect("plan serializes")
         ),

@@ -39,9 +39,9 @@ pub async fn run(args: RunArgs, state_dir: Option<&Path>) -> Result<u8, Failure>
     let plan = Plan::resolve(&scenario, seed);
     let injects = plan.steps.iter().any(|s| !s.faults.is_empty());
     if injects && !args.yes && !args.dry_run && std::io::stdin().is_terminal() {
-        eprint!("{}", render(&scenario, &plan));
+        err!("{}", render(&scenario, &plan));
         if !confirm("\nInject these faults? [y/N] ").await {
-            eprintln!("chaosctl: not started; nothing was injected");
+            errln!("chaosctl: not started; nothing was injected");
             return Ok(EXIT_OK);
         }
     }
@@ -144,24 +144,24 @@ where
     let code = report.exit_code();
     show_result(&report, &report_path.display().to_string(), options.output);
     if let Err(err) = written {
-        eprintln!(
+        errln!(
             "chaosctl: could not write the report into `{}`: {err}; `chaosctl report {}` still has it",
             report_path.display(),
             report.run_id
         );
     }
     if let Err(err) = stored {
-        eprintln!("chaosctl: could not record the run in the history: {err:#}");
+        errln!("chaosctl: could not record the run in the history: {err:#}");
     }
     if options.output == Output::Text {
-        println!("{}", report_path.display());
+        outln!("{}", report_path.display());
     }
     Ok(code)
 }
 
 /// Asks on the terminal; anything but y/yes is a no.
 pub async fn confirm(question: &str) -> bool {
-    eprint!("{question}");
+    err!("{question}");
     let _ = std::io::stderr().flush();
     tokio::task::spawn_blocking(|| {
         let mut answer = String::new();
@@ -186,11 +186,11 @@ fn listen_for_signals(abort: Arc<Abort>) -> anyhow::Result<()> {
                 _ = hup.recv() => "SIGHUP",
             };
             if abort.is_aborted() {
-                eprintln!(
+                errln!(
                     "\nchaosctl: {name} again: still reverting and cleaning up; chaosctl ends once every fault is reverted"
                 );
             } else {
-                eprintln!(
+                errln!(
                     "\nchaosctl: {name}: aborting; every fault is reverted, then teardown runs and the report is written"
                 );
                 abort.abort(Cause::Signal, format!("interrupted by {name}"));
@@ -205,7 +205,7 @@ fn listen_for_signals(abort: Arc<Abort>) -> anyhow::Result<()> {
 pub fn show_result(report: &Report, report_dir: &str, output: Output) {
     match output {
         Output::Text => print_summary(report),
-        Output::Json => println!(
+        Output::Json => outln!(
             "{}",
             serde_json::json!({
                 "type": "result",
@@ -249,5 +249,5 @@ fn print_summary(report: &Report) {
             out.push_str(&format!("  {} on {}: {}\n", f.fault, f.host, f.reason));
         }
     }
-    print!("{out}");
+    out!("{out}");
 }
