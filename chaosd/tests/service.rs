@@ -122,6 +122,7 @@ steps:
 struct Chaosd {
     dir: tempfile::TempDir,
     port: u16,
+    token: &'static str,
     allow_local: bool,
     child: Option<Child>,
     serial: u32,
@@ -129,6 +130,10 @@ struct Chaosd {
 
 impl Chaosd {
     fn start(allow_local: bool) -> Chaosd {
+        Chaosd::start_with_token(allow_local, TOKEN)
+    }
+
+    fn start_with_token(allow_local: bool, token: &'static str) -> Chaosd {
         let dir = tempfile::Builder::new()
             .prefix("chaosd-svc-")
             .tempdir()
@@ -136,6 +141,7 @@ impl Chaosd {
         let mut d = Chaosd {
             dir,
             port: free_port(),
+            token,
             allow_local,
             child: None,
             serial: 0,
@@ -154,7 +160,7 @@ impl Chaosd {
 
     /// Starts (or restarts) the binary on the same config and state, and waits for `/healthz`.
     fn spawn(&mut self) {
-        std::fs::write(self.path("token"), format!("{TOKEN}\n")).expect("token");
+        std::fs::write(self.path("token"), format!("{}\n", self.token)).expect("token");
         let config = format!(
             "listen: 127.0.0.1:{}\ntoken_file: token\nstate_dir: state\nreport_dir: reports\nallow_local: {}\n",
             self.port, self.allow_local
@@ -214,7 +220,7 @@ impl Chaosd {
 
     fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Reply {
         let body = body.map(|b| b.to_string());
-        request(self.port, method, path, Some(TOKEN), body.as_deref())
+        request(self.port, method, path, Some(self.token), body.as_deref())
             .unwrap_or_else(|e| panic!("{method} {path}: {e}\nchaosd log:\n{}", self.log()))
     }
 
@@ -278,7 +284,7 @@ impl Chaosd {
             .arg(self.url())
             .args(args)
             .current_dir(self.dir.path())
-            .env("CHAOSD_TOKEN", TOKEN)
+            .env("CHAOSD_TOKEN", self.token)
             .env_remove("CHAOSD_URL")
             .stdin(Stdio::null())
             .stdout(stdout)
@@ -649,6 +655,57 @@ fn issue_10_chaosctl_server_ends_quietly_on_a_closed_stdout() {
             out.stderr
         );
     }
+}
+
+#[test]
+fn issue_10_the_web_view_takes_a_url_encoded_base64_token() {
+    let token = "k9+Zx/Qw7Rt2+aB/cD1eFg==";
+    let d = Chaosd::start_with_token(false, token);
+    for given in [
+        token.to_string(),
+        token
+            .replace('+', "%2B")
+            .replace('/', "%2F")
+            .replace('=', "%3D"),
+        token
+            .replace('+', "%2b")
+            .replace('/', "%2f")
+            .replace('=', "%3d"),
+    ] {
+        let r = request(d.port, "GET", &format!("/ui/?token={given}"), None, None).unwrap();
+        assert_eq!(r.status, 303, "{given}: {}", r.body);
+        let cookie = r
+            .headers
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("set-cookie: ")
+                    .or(l.strip_prefix("Set-Cookie: "))
+            })
+            .unwrap_or_else(|| panic!("no cookie: {}", r.headers));
+        let pair = cookie.split(';').next().unwrap();
+        // The cookie the browser sends back opens the pages.
+        let page = request_with_cookie(d.port, "/ui/", pair);
+        assert!(page.starts_with("HTTP/1.1 200"), "{given}: {page}");
+    }
+    let wrong = request(d.port, "GET", "/ui/?token=k9%2BZx", None, None).unwrap();
+    assert_eq!(wrong.status, 401);
+}
+
+/// `GET path` with a `Cookie:` header; the whole answer as text.
+fn request_with_cookie(port: u16, path: &str, cookie: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nCookie: {cookie}\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).unwrap();
+    raw
 }
 
 #[test]
