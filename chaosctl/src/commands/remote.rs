@@ -136,12 +136,16 @@ async fn run(client: &ServiceClient, args: RunArgs) -> Result<u8, Failure> {
     let text = std::fs::read_to_string(&args.file)
         .with_context(|| format!("cannot read `{}`", args.file.display()))
         .map_err(Failure::Invalid)?;
+    let mut seed = args.seed;
     if !args.yes && !args.dry_run && std::io::stdin().is_terminal() {
-        // The plan as this machine reads the file; the server checks it again.
+        // The plan as this machine reads the file; the server checks it again. The seed shown
+        // is sent, so the server makes the picks shown.
         if let Ok(scenario) = load_scenario(&args.file, &args.load) {
-            let seed = chaosd::engine::plan::choose_seed(args.seed, &scenario);
-            let plan = chaosd::engine::plan::Plan::resolve(&scenario, seed);
-            err!("{}", super::plan::render(&scenario, &plan));
+            let origin = super::plan::SeedOrigin::of(args.seed, &scenario, true);
+            let chosen = chaosd::engine::plan::choose_seed(args.seed, &scenario);
+            seed = Some(chosen);
+            let plan = chaosd::engine::plan::Plan::resolve(&scenario, chosen);
+            err!("{}", super::plan::render(&scenario, &plan, origin));
         }
         if !confirm(&format!("\nRun this on {}? [y/N] ", client.url())).await {
             errln!("chaosctl: not submitted; nothing was injected");
@@ -153,7 +157,7 @@ async fn run(client: &ServiceClient, args: RunArgs) -> Result<u8, Failure> {
         file: Some(args.file.display().to_string()),
         vars: args.load.vars.iter().cloned().collect(),
         labels: args.labels.iter().cloned().collect(),
-        seed: args.seed,
+        seed,
         dry_run: args.dry_run,
         run_for_ms: None,
     };

@@ -18,7 +18,7 @@ use chaosd::store::RunStore;
 use chrono::Utc;
 use tokio::signal::unix::{SignalKind, signal};
 
-use super::plan::render;
+use super::plan::{SeedOrigin, render};
 use super::{EXIT_OK, Failure, load_scenario};
 use crate::args::{Output, RunArgs};
 use crate::{output, state};
@@ -31,6 +31,7 @@ pub async fn run(args: RunArgs, state_dir: Option<&Path>) -> Result<u8, Failure>
             args.file.display()
         )));
     }
+    let origin = SeedOrigin::of(args.seed, &scenario, true);
     let seed = choose_seed(args.seed, &scenario);
     let state_dir = state::state_dir(state_dir)?;
     let (agent, recovered) = state::open_agent(&state_dir)?;
@@ -39,7 +40,7 @@ pub async fn run(args: RunArgs, state_dir: Option<&Path>) -> Result<u8, Failure>
     let plan = Plan::resolve(&scenario, seed);
     let injects = plan.steps.iter().any(|s| !s.faults.is_empty());
     if injects && !args.yes && !args.dry_run && std::io::stdin().is_terminal() {
-        err!("{}", render(&scenario, &plan));
+        err!("{}", render(&scenario, &plan, origin));
         if !confirm("\nInject these faults? [y/N] ").await {
             errln!("chaosctl: not started; nothing was injected");
             return Ok(EXIT_OK);

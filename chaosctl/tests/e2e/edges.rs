@@ -90,3 +90,167 @@ fn issue_10_a_closed_stdout_ends_every_command_quietly() {
     assert!(stderr.is_empty(), "{stderr}");
     assert!(String::from_utf8_lossy(&piped.stdout).starts_with("RUN "));
 }
+
+const PICKS: &str = r#"version: 1
+name: edge-picks
+hosts:
+  a: {agent: "https://127.0.0.1:1"}
+  b: {agent: "https://127.0.0.1:1"}
+  c: {agent: "https://127.0.0.1:1"}
+  d: {agent: "https://127.0.0.1:1"}
+targets:
+  one: {hosts: [a, b, c, d], pick: 1}
+steps:
+  - name: cut the cache off
+    target: one
+    fault: {drop: {to: {hosts: ["10.0.0.20"], ports: [6379], protocol: tcp}, from: {ports: [5432]}, mode: reject}}
+    duration: 1s
+"#;
+
+#[test]
+fn issue_10_plan_says_whose_picks_it_shows_and_shows_network_peers() {
+    let t = Test::new().scenario(PICKS);
+    let file = t.scenario_path().display().to_string();
+    let out = t.cmd(&["plan", &file]);
+    out.code(0);
+    let seed_line = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("seed "))
+        .unwrap_or_else(|| panic!("no seed line:\n{}", out.stdout));
+    let seed: u64 = seed_line
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        seed_line.contains("drawn at random for this plan")
+            && seed_line.contains(&format!("chaosctl run {file} --seed {seed}")),
+        "{seed_line}"
+    );
+    // What that command line makes is what the plan showed.
+    let again = t.cmd(&["plan", &file, "--seed", &seed.to_string()]);
+    again.code(0);
+    let picks = |text: &str| {
+        text.lines()
+            .filter(|l| l.contains("pick 1 of") || l.contains(" on ["))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(picks(&again.stdout), picks(&out.stdout));
+    again.stdout_has(&format!("seed      {seed} (--seed)"));
+    out.stdout_has("drop (reject) to 10.0.0.20 port 6379 (tcp), from any host port 5432 on [");
+}
+
+#[test]
+fn issue_10_plan_of_a_monkey_file_shows_the_monkey() {
+    let t = Test::new().scenario(
+        r#"version: 1
+name: edge-monkey
+settings: {seed: 11, recover_within: 20s}
+monkey:
+  target: local
+  fault: {pause: {process: {name: edge-nothing}}}
+  duration: 2s
+  mean_interval: 30m
+  min_interval: 5m
+  active: {days: [mon, tue, wed, thu, fri], hours: "09:00-17:00", timezone: Europe/Berlin}
+  max_per_day: 4
+"#,
+    );
+    let file = t.scenario_path().display().to_string();
+    let out = t.cmd(&["plan", &file]);
+    out.code(0);
+    for needle in [
+        "monkey (random faults until stopped)",
+        "fault         pause name `edge-nothing`",
+        "held 2s, then recovered within 20s",
+        "gaps          30m on average, at least 5m",
+        "active        mon,tue,wed,thu,fri 09:00-17:00 Europe/Berlin",
+        "at most       4 a day",
+        "with seed 11:",
+        "    5. ",
+        "until stopped",
+    ] {
+        out.stdout_has(needle);
+    }
+    assert!(!out.stdout.contains("\nsteps"), "{}", out.stdout);
+    let json = t.cmd(&["plan", &file, "--output", "json"]);
+    json.code(0);
+    let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    let next = v["monkey"]["next_faults"].as_array().unwrap();
+    assert_eq!(next.len(), 5, "{v}");
+    // Inside the active hours: weekdays, 09:00-17:00 in Berlin (08:00-16:00 UTC in winter,
+    // 07:00-15:00 in summer).
+    for f in next {
+        let at = f["at"].as_str().unwrap();
+        let hour: u32 = at[11..13].parse().unwrap();
+        assert!((7..16).contains(&hour), "{at}");
+        assert_eq!(f["hosts"], serde_json::json!(["local"]));
+    }
+}
+
+#[test]
+fn issue_10_the_planned_time_brackets_the_run() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || for _ in listener.incoming() {});
+    let tag = unique("time");
+    let _pause = Sleeper::spawn(&format!("{tag}-p"));
+    let _kill = Sleeper::spawn(&format!("{tag}-k"));
+    let t = Test::new()
+        .scenario(&format!(
+            r#"version: 1
+name: edge-time
+steady_state:
+  - name: listens
+    tcp: {{address: "127.0.0.1:{port}", timeout: 100ms}}
+    every: 100ms
+    window: 500ms
+steps:
+  - name: pause
+    target: local
+    fault: {{pause: {{process: {{pattern: "${{PAT}}-p"}}}}}}
+    duration: 300ms
+    recover_within: 1s
+  - name: kill
+    target: local
+    fault: {{kill: {{process: {{pattern: "${{PAT}}-k"}}}}}}
+    duration: 1s
+    recover_within: 1s
+"#
+        ))
+        .var("PAT", pattern(&tag));
+    let file = t.scenario_path().display().to_string();
+    let mut args = vec!["plan", &file, "--output", "json"];
+    let vars = t.var_args();
+    args.extend(vars.iter().map(String::as_str));
+    let plan = t.cmd(&args);
+    plan.code(0);
+    let plan: serde_json::Value = serde_json::from_str(&plan.stdout).unwrap();
+    let at_least = plan["planned_ms"]["at_least"].as_i64().unwrap();
+    let at_most = plan["planned_ms"]["at_most"].as_i64().unwrap();
+    // Before-check 400 ms (5 samples, 4 gaps), the pause 300 ms + 400 ms, the kill's 1 s hold
+    // (its after-check runs during it).
+    assert_eq!(at_least, 2100, "{plan}");
+
+    let out = t.run();
+    out.code(0);
+    let report = out.report();
+    let at = |kind: &str, last: bool| {
+        let events = report.json["events"].as_array().unwrap();
+        let mut found = events.iter().filter(|e| e["kind"] == kind);
+        let e = if last { found.last() } else { found.next() };
+        let text = e.unwrap_or_else(|| panic!("no {kind}"))["at"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        chrono::DateTime::parse_from_rfc3339(&text).unwrap()
+    };
+    let took = (at("check_held", true) - at("check_started", false)).num_milliseconds();
+    assert!(
+        at_least - 50 <= took && took <= at_most,
+        "planned {at_least}..{at_most} ms, the run's checks and steps took {took} ms"
+    );
+}
