@@ -709,6 +709,23 @@ fn request_with_cookie(port: u16, path: &str, cookie: &str) -> String {
 }
 
 #[test]
+fn issue_10_a_run_id_may_be_its_random_suffix() {
+    let d = Chaosd::start(true);
+    let sleeper = Sleeper::spawn("suffix");
+    let id = d.submit(&pause_yaml(&sleeper.pattern, "30s"));
+    sleeper.wait_state('T', "the sleeper paused");
+    let (_, suffix) = id.rsplit_once('-').unwrap();
+    assert_eq!(d.run(suffix)["run"]["run_id"], id.as_str());
+    // `chaosctl abort SUFFIX` aborts that run.
+    d.chaosctl(&["abort", suffix]).code(0);
+    assert_eq!(d.wait_verdict(suffix)["run"]["verdict"], "aborted");
+    sleeper.assert_running();
+    let out = d.chaosctl(&["report", &suffix[..3], "--format", "json"]);
+    out.code(0);
+    assert!(out.stdout.contains(&id), "{}", out.stdout);
+}
+
+#[test]
 fn abort_reverts_and_exits_3() {
     let d = Chaosd::start(true);
     let sleeper = Sleeper::spawn("abort");

@@ -254,3 +254,33 @@ steps:
         "planned {at_least}..{at_most} ms, the run's checks and steps took {took} ms"
     );
 }
+
+#[test]
+fn issue_10_a_run_is_found_by_its_random_suffix() {
+    let tag = unique("suffix");
+    let _sleeper = Sleeper::spawn(&tag);
+    let t = Test::new().scenario(PAUSE).var("PAT", pattern(&tag));
+    let first = t.run();
+    first.code(0);
+    let second = t.run();
+    second.code(0);
+    for out in [&first, &second] {
+        let id = out.report().json["run_id"].as_str().unwrap().to_string();
+        let (_, suffix) = id.rsplit_once('-').unwrap();
+        // The folder's name ends in it; the whole suffix and a prefix of it both find the run.
+        for given in [suffix, &suffix[..4]] {
+            let shown = t.cmd(&["report", given, "--format", "json"]);
+            shown.code(0);
+            let back: serde_json::Value = serde_json::from_str(&shown.stdout).unwrap();
+            assert_eq!(back["run_id"], id.as_str(), "{given}");
+        }
+    }
+    // `2` begins both ids: the error lists them.
+    let ambiguous = t.cmd(&["report", "2"]);
+    ambiguous.code(2);
+    for out in [&first, &second] {
+        let id = out.report().json["run_id"].as_str().unwrap().to_string();
+        ambiguous.stderr_has(&format!("`{id}`"));
+    }
+    ambiguous.stderr_has("matches more than one run");
+}
