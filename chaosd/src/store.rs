@@ -348,7 +348,41 @@ impl RunStore {
             }
         }
         tx.commit().with_context(ctx)?;
+        for run_id in &gone {
+            self.keep_interrupted_report(run_id);
+        }
         Ok(gone)
+    }
+
+    /// Gives an interrupted run the report its `events.jsonl` makes (see [`crate::interrupted`]):
+    /// kept in the history and written into its folder. Best effort: `get` rebuilds it when
+    /// this failed.
+    fn keep_interrupted_report(&self, run_id: &str) {
+        // `get` gives the report rebuilt from the events, since none is stored yet.
+        let Ok(Some((record, _))) = self.get(run_id) else {
+            return;
+        };
+        let Some(dir) = record.report_dir.as_deref().map(Path::new) else {
+            return;
+        };
+        let report = crate::interrupted::report(&record, crate::interrupted::read_events(dir));
+        let stored = serde_json::to_string(&report)
+            .map_err(anyhow::Error::from)
+            .and_then(|json| {
+                self.conn
+                    .execute(
+                        "UPDATE runs SET report_json = ?2, ended_at = ?3
+                     WHERE run_id = ?1 AND report_json IS NULL",
+                        params![run_id, json, ts(report.ended_at)],
+                    )
+                    .map_err(anyhow::Error::from)
+            });
+        if let Err(err) = stored {
+            tracing::warn!(run_id, error = %err, "cannot keep the interrupted run's report");
+        }
+        if let Err(err) = crate::interrupted::write_files(dir, &report) {
+            tracing::warn!(run_id, dir = %dir.display(), error = %err, "cannot write the interrupted run's report");
+        }
     }
 
     /// Records the start of a run by this process.
@@ -545,7 +579,7 @@ impl RunStore {
         let Some((record, json)) = found else {
             return Ok(None);
         };
-        let report = json
+        let mut report = json
             .map(|j| serde_json::from_str::<Report>(&j))
             .transpose()
             .with_context(|| {
@@ -554,6 +588,14 @@ impl RunStore {
                     record.run_id
                 )
             })?;
+        if report.is_none()
+            && record.verdict == Some(Verdict::Interrupted)
+            && let Some(dir) = record.report_dir.as_deref()
+        {
+            // Marked by an older build, which kept no report: what its events say.
+            let events = crate::interrupted::read_events(Path::new(dir));
+            report = Some(crate::interrupted::report(&record, events));
+        }
         Ok(Some((record, report)))
     }
 }

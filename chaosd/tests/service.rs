@@ -828,8 +828,12 @@ fn sigkill_mid_run_leaves_it_interrupted_and_the_journal_reverts_the_pause() {
     assert_eq!(ids, [id.as_str(), first.as_str()]);
     assert_eq!(history[0]["verdict"], "interrupted");
     assert_eq!(history[1]["verdict"], "passed");
+    // Issue 10: it has a report, rebuilt from its events.
     let run = d.run(&id);
-    assert!(run["report"].is_null());
+    assert_eq!(run["report"]["verdict"], "interrupted", "{run}");
+    assert_eq!(run["report"]["steps"][0]["faults"][0]["kind"], "pause");
+    let md = d.call("GET", &format!("/v1/runs/{id}/report?format=md"), None);
+    assert_eq!(md.status, 200, "{}", md.body);
     let stream = d.call("GET", &format!("/v1/runs/{id}/events"), None);
     let end: Value = serde_json::from_str(stream.body.lines().last().unwrap()).unwrap();
     assert_eq!(end["type"], "end");

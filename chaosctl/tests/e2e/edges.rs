@@ -284,3 +284,45 @@ fn issue_10_a_run_is_found_by_its_random_suffix() {
     }
     ambiguous.stderr_has("matches more than one run");
 }
+
+#[test]
+fn issue_10_an_interrupted_run_has_a_report_from_its_events() {
+    let tag = unique("interrupted");
+    let sleeper = Sleeper::spawn(&tag);
+    let t = Test::new()
+        .scenario(&PAUSE.replace("duration: 300ms", "duration: 30s"))
+        .var("PAT", pattern(&tag));
+    let run = t.spawn_run();
+    t.wait_for_event("fault_applied", std::time::Duration::from_secs(15));
+    let folder = t.run_folder();
+    let run_id = folder.file_name().unwrap().to_str().unwrap().to_string();
+    run.signal(nix::sys::signal::Signal::SIGKILL);
+    assert_eq!(run.wait().signal, Some(9));
+
+    // The next command reverts the pause from the journal, marks the run and gives it a report.
+    let shown = t.cmd(&["report", &run_id, "--format", "json"]);
+    shown.code(0);
+    assert_eq!(proc_state(sleeper.pid), Some('S'), "the journal's revert");
+    let report: serde_json::Value = serde_json::from_str(&shown.stdout).unwrap();
+    assert_eq!(report["verdict"], "interrupted", "{report}");
+    assert!(
+        report["reason"]
+            .as_str()
+            .unwrap()
+            .contains("rebuilt from events.jsonl"),
+        "{report}"
+    );
+    let step = &report["steps"][0];
+    assert_eq!(step["name"], "pause briefly");
+    assert_eq!(step["faults"][0]["kind"], "pause", "{step}");
+    assert!(step["faults"][0]["applied_at"].is_string());
+    // No revert was recorded in the run's events: the fault is listed as possibly left.
+    assert_eq!(report["faults_left"][0]["kind"], "pause", "{report}");
+    assert!(report["events"].as_array().unwrap().len() >= 3);
+    // Written into the run's folder too, and readable as Markdown.
+    let on_disk = Report::read(&folder);
+    on_disk.verdict("interrupted", None);
+    let md = t.cmd(&["report", &run_id, "--format", "md"]);
+    md.code(0);
+    md.stdout_has("interrupted");
+}
