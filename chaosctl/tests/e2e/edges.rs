@@ -326,3 +326,32 @@ fn issue_10_an_interrupted_run_has_a_report_from_its_events() {
     md.code(0);
     md.stdout_has("interrupted");
 }
+
+#[test]
+fn issue_10_a_protected_process_is_named_as_protected() {
+    // A dry run preflights (every selector must match) and injects nothing, so a regression here
+    // cannot stop init or this test.
+    for (selector, why) in [
+        ("{pid: 1}".to_string(), "the host's init"),
+        (
+            format!("{{pid: {}}}", std::process::id()),
+            "an ancestor of the agent",
+        ),
+        // The chaosctl of the run is the local agent (others may be chaos tools of other runs).
+        ("{name: chaosctl}".to_string(), "the agent itself"),
+    ] {
+        let t = Test::new()
+            .scenario(&format!(
+                "version: 1\nname: edge-protected\nsteps:\n  - name: stop it\n    target: local\n    fault: {{pause: {{process: {selector}}}}}\n    duration: 1s\n"
+            ))
+            .arg("--dry-run");
+        let out = t.run();
+        out.code(5);
+        let reason = out.report().reason();
+        assert!(
+            reason.contains("matches only protected processes") && reason.contains(why),
+            "{selector}: {reason}"
+        );
+        assert!(!reason.contains("no process matches"), "{reason}");
+    }
+}
