@@ -726,6 +726,20 @@ fn issue_10_a_run_id_may_be_its_random_suffix() {
 }
 
 #[test]
+fn issue_10_chaosd_logs_carry_no_colour_codes_off_a_terminal() {
+    let d = Chaosd::start(true);
+    let sleeper = Sleeper::spawn("plainlog");
+    let id = d.submit(&pause_yaml(&sleeper.pattern, "100ms"));
+    d.wait_verdict(&id);
+    let log = d.log();
+    assert!(log.contains(" INFO "), "{log}");
+    assert!(
+        !log.contains('\x1b'),
+        "an escape code in a log file:\n{log}"
+    );
+}
+
+#[test]
 fn abort_reverts_and_exits_3() {
     let d = Chaosd::start(true);
     let sleeper = Sleeper::spawn("abort");
