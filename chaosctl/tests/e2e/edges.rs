@@ -355,3 +355,89 @@ fn issue_10_a_protected_process_is_named_as_protected() {
         assert!(!reason.contains("no process matches"), "{reason}");
     }
 }
+
+/// A `chaos-agent` on 127.0.0.1 (plain HTTP on loopback), killed when dropped.
+struct LoopbackAgent {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl LoopbackAgent {
+    fn start(t: &Test, policy: &str) -> LoopbackAgent {
+        let port = crate::support::free_port();
+        let token = t.write("agent.token", "edge-agent-token-0123456789\n");
+        owner_only(&token);
+        let policy = t.write("policy.yaml", policy);
+        let log = std::fs::File::create(t.path("agent.log")).unwrap();
+        let child = Command::new(crate::lab_support::chaos_agent())
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .arg("--token-file")
+            .arg(&token)
+            .arg("--policy")
+            .arg(&policy)
+            .arg("--state-dir")
+            .arg(t.path("agent-state"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start chaos-agent");
+        crate::support::eventually(
+            std::time::Duration::from_secs(10),
+            "chaos-agent listens",
+            || std::net::TcpStream::connect(("127.0.0.1", port)).ok(),
+        );
+        t.write(
+            "inventory.yaml",
+            &format!(
+                "hosts:\n  edge: {{agent: \"http://127.0.0.1:{port}\", token_file: {}}}\n",
+                token.display()
+            ),
+        );
+        LoopbackAgent { child, port }
+    }
+}
+
+fn owner_only(path: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+impl Drop for LoopbackAgent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn issue_10_agents_shows_what_the_policy_forbids() {
+    let t = Test::new();
+    let agent = LoopbackAgent::start(&t, "kinds: [pause, kill]\n");
+    let inventory = t.path("inventory.yaml").display().to_string();
+    let text = t.cmd(&["agents", "--inventory", &inventory]);
+    text.code(0);
+    text.stdout_has(&format!("edge  http://127.0.0.1:{}  ok", agent.port));
+    let can = text
+        .stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("can: "))
+        .unwrap_or_else(|| panic!("{}", text.stdout));
+    assert!(can.contains("kill") && can.contains("pause"), "{can}");
+    assert!(
+        !can.contains("fill_disk"),
+        "the policy forbids fill_disk: {can}"
+    );
+    text.stdout_has("fill_disk (the policy forbids it: its kinds are [pause, kill])");
+    text.stdout_has("policy: kinds [pause, kill]");
+
+    let json = t.cmd(&["agents", "--inventory", &inventory, "--output", "json"]);
+    json.code(0);
+    let rows: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    let kinds = rows[0]["kinds"].as_array().unwrap();
+    let fill = kinds.iter().find(|k| k["kind"] == "fill_disk").unwrap();
+    assert_eq!(fill["policy_allows"], false, "{fill}");
+    assert_eq!(fill["usable"], false, "{fill}");
+    let kill = kinds.iter().find(|k| k["kind"] == "kill").unwrap();
+    assert_eq!(kill["usable"], true, "{kill}");
+}
