@@ -45,6 +45,9 @@ pub fn run(file: &Path, load: &LoadArgs, seed: Option<u64>, output: Output) -> R
     let origin = SeedOrigin::of(seed, &scenario, false);
     let seed = choose_seed(seed, &scenario);
     let plan = Plan::resolve(&scenario, seed);
+    for warning in chaosd::scenario::lint::warnings(&scenario) {
+        errln!("{}: warning: {warning}", file.display());
+    }
     match output {
         Output::Text => out!("{}", render(&scenario, &plan, origin)),
         Output::Json => outln!(

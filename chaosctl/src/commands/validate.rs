@@ -37,6 +37,9 @@ pub fn run(files: &[PathBuf], load: &LoadArgs) -> Result<u8, Failure> {
                         "s"
                     },
                 );
+                for warning in chaosd::scenario::lint::warnings(&scenario) {
+                    errln!("{}: warning: {warning}", file.display());
+                }
             }
             Err(err) => {
                 invalid += 1;

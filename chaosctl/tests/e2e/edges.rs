@@ -441,3 +441,29 @@ fn issue_10_agents_shows_what_the_policy_forbids() {
     let kill = kinds.iter().find(|k| k["kind"] == "kill").unwrap();
     assert_eq!(kill["usable"], true, "{kill}");
 }
+
+#[test]
+fn issue_10_a_window_shorter_than_every_is_warned_about() {
+    let tag = unique("window");
+    let _sleeper = Sleeper::spawn(&tag);
+    let t = Test::new()
+        .scenario(&PAUSE.replace(
+            "steps:",
+            "steady_state:\n  - name: one sample\n    command: {run: \"true\"}\n    every: 200ms\n    window: 100ms\nsteps:",
+        ))
+        .var("PAT", pattern(&tag));
+    let file = t.scenario_path().display().to_string();
+    let mut args = vec!["validate", file.as_str()];
+    let vars = t.var_args();
+    args.extend(vars.iter().map(String::as_str));
+    let validate = t.cmd(&args);
+    validate.code(0);
+    validate.stderr_has(&format!(
+        "{file}: warning: steady-state probe `one sample`: its window (100ms) is shorter than its `every` (200ms), which means one sample"
+    ));
+    // A warning, not an error: the run goes on, and says so in its events.
+    let run = t.run();
+    run.code(0);
+    run.stderr_has("warning: steady-state probe `one sample`");
+    assert!(run.report().has_event("scenario_warning"));
+}

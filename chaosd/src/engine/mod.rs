@@ -318,6 +318,13 @@ impl Run {
             ),
             serde_json::json!({"run_id": self.spec.run_id, "seed": self.spec.seed.to_string(), "dry_run": self.spec.dry_run}),
         );
+        for warning in crate::scenario::lint::warnings(&self.scenario) {
+            self.event(
+                "scenario_warning",
+                format!("warning: {warning}"),
+                serde_json::json!({}),
+            );
+        }
         for r in self.recovered.clone() {
             self.event(
                 "fault_recovered",
