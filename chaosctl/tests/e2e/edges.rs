@@ -467,3 +467,57 @@ fn issue_10_a_window_shorter_than_every_is_warned_about() {
     run.stderr_has("warning: steady-state probe `one sample`");
     assert!(run.report().has_event("scenario_warning"));
 }
+
+#[test]
+fn issue_10_a_background_setup_that_fails_before_ready_fails_the_run_at_once() {
+    // The quickstart with its port taken by another server, which answers 404.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in taken.incoming() {
+            use std::io::{Read, Write};
+            let Ok(mut stream) = stream else { continue };
+            let mut buf = [0u8; 1024];
+            let _ = stream.read(&mut buf);
+            let _ = stream.write_all(
+                b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            );
+        }
+    });
+    let t = Test::new()
+        .scenario_file(crate::verdicts::shipped("quickstart.yaml"))
+        .var("DEMO_PORT", port);
+    let out = t.run();
+    out.code(5);
+    assert!(
+        out.elapsed < std::time::Duration::from_secs(5),
+        "waited {:?} for a setup that had failed",
+        out.elapsed
+    );
+    let report = out.report();
+    report.verdict("error", Some("setup"));
+    let reason = report.reason();
+    for needle in [
+        "setup `demo service` exited (exit 1) before it was ready",
+        &format!("cannot listen on 127.0.0.1:{port}"),
+        "setup-1.log",
+    ] {
+        assert!(reason.contains(needle), "{needle:?} not in {reason}");
+    }
+    assert!(!reason.contains("404"), "{reason}");
+
+    // A daemon that forks: its leader exits 0 at once, and it is waited for as before.
+    let tag = unique("forks");
+    let _sleeper = Sleeper::spawn(&tag);
+    let t = Test::new()
+        .scenario(&PAUSE.replace(
+            "steps:",
+            "setup:\n  - name: forking daemon\n    run: \"(sleep 0.3; touch ready.flag; exec sleep 30) & exit 0\"\n    background: true\n    ready: {command: {run: \"test -f ready.flag\"}, within: 5s}\nsteps:",
+        ))
+        .var("PAT", pattern(&tag));
+    let out = t.run();
+    out.code(0);
+    let report = out.report();
+    report.verdict("passed", None);
+    assert!(report.has_event("setup_ready"));
+}
