@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 
 mod common;
 
-use common::{Reply, eventually, request};
+use common::{Reply, eventually, request, webhook_server};
 
 const CHAOSD: &str = env!("CARGO_BIN_EXE_chaosd");
 const TOKEN: &str = "test-token-0123456789";
@@ -123,6 +123,8 @@ struct Chaosd {
     dir: tempfile::TempDir,
     port: u16,
     token: &'static str,
+    /// More lines for chaosd.yaml (`webhooks:`, `public_url:`).
+    extra_config: String,
     allow_local: bool,
     child: Option<Child>,
     serial: u32,
@@ -131,6 +133,14 @@ struct Chaosd {
 impl Chaosd {
     fn start(allow_local: bool) -> Chaosd {
         Chaosd::start_with_token(allow_local, TOKEN)
+    }
+
+    fn start_with_config(allow_local: bool, extra_config: &str) -> Chaosd {
+        let mut d = Chaosd::start_with_token(allow_local, TOKEN);
+        d.stop();
+        d.extra_config = extra_config.to_string();
+        d.spawn();
+        d
     }
 
     fn start_with_token(allow_local: bool, token: &'static str) -> Chaosd {
@@ -142,6 +152,7 @@ impl Chaosd {
             dir,
             port: free_port(),
             token,
+            extra_config: String::new(),
             allow_local,
             child: None,
             serial: 0,
@@ -162,8 +173,8 @@ impl Chaosd {
     fn spawn(&mut self) {
         std::fs::write(self.path("token"), format!("{}\n", self.token)).expect("token");
         let config = format!(
-            "listen: 127.0.0.1:{}\ntoken_file: token\nstate_dir: state\nreport_dir: reports\nallow_local: {}\n",
-            self.port, self.allow_local
+            "listen: 127.0.0.1:{}\ntoken_file: token\nstate_dir: state\nreport_dir: reports\nallow_local: {}\n{}",
+            self.port, self.allow_local, self.extra_config
         );
         std::fs::write(self.path("chaosd.yaml"), config).expect("config");
         self.serial += 1;
@@ -737,6 +748,42 @@ fn issue_10_chaosd_logs_carry_no_colour_codes_off_a_terminal() {
         !log.contains('\x1b'),
         "an escape code in a log file:\n{log}"
     );
+}
+
+#[test]
+fn issue_10_webhooks_say_how_the_run_ended_and_link_its_report() {
+    let (hook_port, hooks) = webhook_server();
+    let d = Chaosd::start_with_config(
+        true,
+        &format!(
+            "public_url: https://chaosd.example:7410/\nwebhooks:\n  - {{url: 'http://127.0.0.1:{hook_port}/hook', events: [run_started, run_finished]}}\n"
+        ),
+    );
+    let sleeper = Sleeper::spawn("hook");
+    let id = d.submit(&pause_yaml(&sleeper.pattern, "100ms"));
+    let got = eventually(Duration::from_secs(30), "two webhooks", || {
+        let got: Vec<Value> = hooks
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|v| v["run_id"] == id.as_str())
+            .cloned()
+            .collect();
+        (got.len() >= 2).then_some(got)
+    });
+    let url = format!("https://chaosd.example:7410/ui/runs/{id}");
+    let end = got.iter().find(|v| v["event"] == "run_finished").unwrap();
+    let text = end["text"].as_str().unwrap();
+    assert!(
+        text.starts_with(&format!("chaosd: run {id} of `pause-sleeper` passed (")),
+        "{text}"
+    );
+    assert!(!text.contains("ended"), "{text}");
+    assert!(text.ends_with(&format!("; report: {url}")), "{text}");
+    assert_eq!(end["report_url"], url.as_str());
+    assert_eq!(end["verdict"], "passed");
+    let start = got.iter().find(|v| v["event"] == "run_started").unwrap();
+    assert_eq!(start["report_url"], url.as_str());
 }
 
 #[test]

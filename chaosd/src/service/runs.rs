@@ -574,7 +574,7 @@ impl Runs {
     pub fn notifier(&self) -> Arc<crate::webhook::Notifier> {
         Arc::clone(
             self.notifier
-                .get_or_init(|| crate::webhook::Notifier::new(Vec::new())),
+                .get_or_init(|| crate::webhook::Notifier::new(Vec::new(), None)),
         )
     }
 }
