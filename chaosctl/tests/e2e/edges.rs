@@ -241,7 +241,7 @@ steps:
     let at = |kind: &str, last: bool| {
         let events = report.json["events"].as_array().unwrap();
         let mut found = events.iter().filter(|e| e["kind"] == kind);
-        let e = if last { found.last() } else { found.next() };
+        let e = if last { found.next_back() } else { found.next() };
         let text = e.unwrap_or_else(|| panic!("no {kind}"))["at"]
             .as_str()
             .unwrap()
