@@ -89,6 +89,34 @@ fn issue_10_a_closed_stdout_ends_every_command_quietly() {
     assert!(piped.status.success(), "{:?}: {stderr}", piped.status);
     assert!(stderr.is_empty(), "{stderr}");
     assert!(String::from_utf8_lossy(&piped.stdout).starts_with("RUN "));
+
+    // A run whose stdout and stderr both go to a reader that leaves after one line: the pause is
+    // reverted after that, and the run ends with its verdict and its report.
+    let reports = t.report_dir().display().to_string();
+    let vars = t.var_args().join(" ");
+    let file = t.scenario_path().display().to_string();
+    let piped = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "set -o pipefail; {CHAOSCTL} --state-dir {state} run {file} --yes --report-dir {reports} {vars} 2>&1 | head -1"
+        ))
+        .stdin(Stdio::null())
+        .output()
+        .expect("bash");
+    assert!(
+        piped.status.success(),
+        "{:?}: {}",
+        piped.status,
+        String::from_utf8_lossy(&piped.stdout)
+    );
+    assert_eq!(
+        proc_state(sleeper.pid),
+        Some('S'),
+        "the sleeper was resumed"
+    );
+    assert_eq!(t.report_folders().len(), 3);
+    let newest = Report::read(&t.report_dir().join("latest"));
+    newest.verdict("passed", None);
 }
 
 const PICKS: &str = r#"version: 1
@@ -241,7 +269,11 @@ steps:
     let at = |kind: &str, last: bool| {
         let events = report.json["events"].as_array().unwrap();
         let mut found = events.iter().filter(|e| e["kind"] == kind);
-        let e = if last { found.next_back() } else { found.next() };
+        let e = if last {
+            found.next_back()
+        } else {
+            found.next()
+        };
         let text = e.unwrap_or_else(|| panic!("no {kind}"))["at"]
             .as_str()
             .unwrap()
