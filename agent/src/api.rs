@@ -56,6 +56,20 @@ pub struct Health {
     pub active_run: Option<String>,
     #[serde(default)]
     pub faults: Vec<ActiveFault>,
+    /// The agent's policy file, when it has one (`None`: every fault this host can do is
+    /// allowed to token holders). Absent from older agents.
+    #[serde(default)]
+    pub policy: Option<PolicyView>,
+}
+
+/// What an agent's policy allows, as `chaosctl agents` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PolicyView {
+    /// The policy in one line (`kinds [pause, kill]; fill_paths [/var/tmp]; ...`).
+    pub summary: String,
+    /// The fault kinds it accepts (`None`: every kind, within its other limits).
+    #[serde(default)]
+    pub kinds: Option<Vec<crate::spec::FaultKind>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

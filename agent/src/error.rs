@@ -12,6 +12,11 @@ pub enum FaultError {
     NoProcessMatches { selector: String },
 
     #[error(
+        "{selector} matches only protected processes, which are never faulted: {which}; point the selector at the processes of the service under test"
+    )]
+    OnlyProtected { selector: String, which: String },
+
+    #[error(
         "cannot read pidfile `{path}`: {source}; check that the service is running and writes it"
     )]
     PidfileUnreadable {
@@ -126,6 +131,7 @@ impl FaultError {
     pub fn code(&self) -> &'static str {
         match self {
             FaultError::NoProcessMatches { .. } => "no_process_matches",
+            FaultError::OnlyProtected { .. } => "only_protected",
             FaultError::PidfileUnreadable { .. } => "pidfile_unreadable",
             FaultError::PidfileGarbled { .. } => "pidfile_garbled",
             FaultError::InvalidPattern { .. } => "invalid_pattern",

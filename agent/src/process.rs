@@ -62,6 +62,15 @@ pub fn is_same_process(pid: i32, start_time: u64) -> bool {
 /// Errors only when the selector itself cannot be used: an unreadable or garbled pidfile, an invalid
 /// regex, or no `/proc`.
 pub fn find(selector: &ProcessSelector) -> Result<Vec<ProcessInfo>, FaultError> {
+    Ok(find_with_protected(selector)?.0)
+}
+
+/// Like [`find`], and also the processes the selector matched that are protected, each with
+/// why (`pid 1 (systemd): the host's init ...`, one line per reason), so that a selector matching only those can say
+/// so instead of "no process matches".
+pub fn find_with_protected(
+    selector: &ProcessSelector,
+) -> Result<(Vec<ProcessInfo>, Vec<String>), FaultError> {
     let excluded = own_lineage();
     let candidates = match selector {
         ProcessSelector::Pid(pid) => single(*pid),
@@ -83,10 +92,45 @@ pub fn find(selector: &ProcessSelector) -> Result<Vec<ProcessInfo>, FaultError> 
                 .collect()
         }
     };
-    Ok(candidates
+    let mut kept = Vec::new();
+    // Each reason once, with the processes it protects.
+    let mut protected: Vec<(&str, Vec<String>)> = Vec::new();
+    for p in candidates {
+        match why_protected(&p, &excluded) {
+            None => kept.push(p),
+            Some(why) => match protected.iter_mut().find(|(w, _)| *w == why) {
+                Some((_, labels)) => labels.push(p.label()),
+                None => protected.push((why, vec![p.label()])),
+            },
+        }
+    }
+    let protected = protected
         .into_iter()
-        .filter(|p| !excluded.contains(&p.pid) && !PROTECTED_NAMES.contains(&p.comm.as_str()))
-        .collect())
+        .map(|(why, labels)| format!("{}: {why}", labels.join(", ")))
+        .collect();
+    Ok((kept, protected))
+}
+
+/// Why `p` is never a fault's target, or `None` when it may be one.
+fn why_protected(p: &ProcessInfo, lineage: &HashSet<i32>) -> Option<&'static str> {
+    if p.pid == std::process::id() as i32 {
+        Some("the agent itself")
+    } else if p.pid == 1 {
+        Some(
+            "the host's init, which takes the whole host with it (and an ancestor of the agent); \
+             fault a service's own processes instead",
+        )
+    } else if lineage.contains(&p.pid) {
+        Some(
+            "an ancestor of the agent (its shell, supervisor or service manager), whose fault would stop the agent too",
+        )
+    } else if PROTECTED_NAMES.contains(&p.comm.as_str()) {
+        Some(
+            "one of the chaos tools (chaosctl, chaosd, chaos-agent), which are never faulted so that a game day can always revert",
+        )
+    } else {
+        None
+    }
 }
 
 /// The pid a pidfile holds.

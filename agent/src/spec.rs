@@ -108,6 +108,54 @@ pub struct NetScope {
     pub spare_ssh: bool,
 }
 
+impl fmt::Display for PeerSelector {
+    /// `10.0.0.20, 10.0.1.0/24 port 6379 (tcp)`; `any host` when no host is given.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.hosts.is_empty() {
+            f.write_str("any host")?;
+        } else {
+            f.write_str(&self.hosts.join(", "))?;
+        }
+        match self.ports.as_slice() {
+            [] => {}
+            [port] => write!(f, " port {port}")?,
+            ports => {
+                let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
+                write!(f, " ports {}", ports.join(", "))?;
+            }
+        }
+        match self.protocol {
+            Some(Protocol::Tcp) => f.write_str(" (tcp)"),
+            Some(Protocol::Udp) => f.write_str(" (udp)"),
+            None => Ok(()),
+        }
+    }
+}
+
+impl fmt::Display for NetScope {
+    /// ` to 10.0.0.20 port 6379, from any host port 22, on eth0, SSH not spared`, with a
+    /// leading space: what follows a network fault's kind in its one-line summary.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut parts = Vec::new();
+        if let Some(to) = &self.to {
+            parts.push(format!("to {to}"));
+        }
+        if let Some(from) = &self.from {
+            parts.push(format!("from {from}"));
+        }
+        if parts.is_empty() {
+            parts.push("all traffic".to_string());
+        }
+        if let Some(interface) = &self.interface {
+            parts.push(format!("on {interface}"));
+        }
+        if !self.spare_ssh {
+            parts.push("SSH not spared".to_string());
+        }
+        write!(f, " {}", parts.join(", "))
+    }
+}
+
 /// A connection network faults leave alone: the controller's, to the agent's listening port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Exempt {
@@ -219,16 +267,26 @@ impl fmt::Display for FaultSpec {
                 pick,
             } => write!(f, "kill {signal} to {process} (pick {pick})"),
             FaultSpec::Pause { process, pick } => write!(f, "pause {process} (pick {pick})"),
-            FaultSpec::Latency { delay, jitter, .. } => {
+            FaultSpec::Latency {
+                delay,
+                jitter,
+                scope,
+            } => {
                 write!(
                     f,
-                    "latency {}ms ± {}ms",
+                    "latency {}ms ± {}ms{scope}",
                     delay.as_millis(),
                     jitter.as_millis()
                 )
             }
-            FaultSpec::Loss { share, .. } => write!(f, "loss {share}%"),
-            FaultSpec::Drop { mode, .. } => write!(f, "drop ({mode:?})"),
+            FaultSpec::Loss { share, scope } => write!(f, "loss {share}%{scope}"),
+            FaultSpec::Drop { mode, scope } => {
+                let mode = match mode {
+                    DropMode::Drop => "drop",
+                    DropMode::Reject => "reject",
+                };
+                write!(f, "drop ({mode}){scope}")
+            }
             FaultSpec::FillDisk { path, amount } => {
                 let amount = match amount {
                     FillAmount::Usage(p) => format!("to {p}% used"),
@@ -544,5 +602,38 @@ mod tests {
     fn signals_show_their_names() {
         assert_eq!(SignalNumber(9).to_string(), "SIGKILL");
         assert_eq!(SignalNumber(15).to_string(), "SIGTERM");
+    }
+
+    #[test]
+    fn network_faults_show_their_peers() {
+        let drop = FaultSpec::Drop {
+            mode: DropMode::Reject,
+            scope: NetScope {
+                to: Some(PeerSelector {
+                    hosts: vec!["10.0.0.20".into()],
+                    ports: vec![6379],
+                    protocol: Some(Protocol::Tcp),
+                }),
+                from: Some(PeerSelector {
+                    hosts: Vec::new(),
+                    ports: vec![80, 443],
+                    protocol: None,
+                }),
+                interface: Some("eth0".into()),
+                spare_ssh: true,
+            },
+        };
+        assert_eq!(
+            drop.to_string(),
+            "drop (reject) to 10.0.0.20 port 6379 (tcp), from any host ports 80, 443, on eth0"
+        );
+        let loss = FaultSpec::Loss {
+            share: 30.0,
+            scope: NetScope {
+                spare_ssh: false,
+                ..NetScope::default()
+            },
+        };
+        assert_eq!(loss.to_string(), "loss 30% all traffic, SSH not spared");
     }
 }

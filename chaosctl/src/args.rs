@@ -71,7 +71,7 @@ pub enum Command {
     },
     /// Print a stored report.
     Report {
-        /// A run id, a unique prefix of one, or `latest`.
+        /// A run id, a unique prefix of one, its random suffix (after the dash), or `latest`.
         #[arg(value_name = "RUN")]
         run: String,
         #[arg(long, value_enum, default_value_t = ReportFormat::Md)]
@@ -91,7 +91,7 @@ pub enum Command {
     },
     /// Stop a run on the chaosd server (--server); every fault is reverted. Exit 0 once asked.
     Abort {
-        /// A run id, a unique prefix of one, or `latest`.
+        /// A run id, a unique prefix of one, its random suffix (after the dash), or `latest`.
         #[arg(value_name = "RUN")]
         run: String,
     },

@@ -1,9 +1,12 @@
 //! `chaosctl`: run game days on this machine (the built-in `local` agent) and read their history.
 //! This binary only parses arguments and maps outcomes to exit codes; the work is in `commands`.
 
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
+#[macro_use]
+mod output;
 mod args;
 mod commands;
-mod output;
 mod state;
 
 use std::process::ExitCode;
@@ -18,6 +21,8 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only on a terminal: journald, files and pipes get plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -25,11 +30,17 @@ fn main() -> ExitCode {
     {
         Ok(runtime) => runtime,
         Err(err) => {
-            eprintln!("chaosctl: cannot start the async runtime: {err}");
+            errln!("chaosctl: cannot start the async runtime: {err}");
             return ExitCode::from(5);
         }
     };
-    let code = runtime.block_on(commands::dispatch(args));
+    let mut code = runtime.block_on(commands::dispatch(args));
+    if let Some(err) = output::stdout_failure() {
+        errln!("chaosctl: cannot write to standard output: {err}");
+        if code == commands::EXIT_OK {
+            code = commands::EXIT_FAILED;
+        }
+    }
     // Background tasks (samplers, the agent's timers) must not hold the exit.
     runtime.shutdown_timeout(std::time::Duration::from_millis(200));
     ExitCode::from(code)

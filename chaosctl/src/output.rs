@@ -1,15 +1,86 @@
 //! How a run shows itself: a live status line on a terminal, plain lines in logs, JSON lines for
 //! machines. Progress goes to stderr (text) or stdout (json); the final summary is printed by
 //! the `run` command.
+//!
+//! Every line chaosctl prints goes through [`write_out`] and [`write_err`] (the `out!`,
+//! `outln!`, `err!` and `errln!` macros), never `println!`, which panics on a closed pipe: a
+//! reader that goes away (`chaosctl runs | head -1`, a closed terminal) only stops what it sees.
+//! Nothing else depends on it, least of all a run's reverts and its report.
 
+use std::fmt;
 use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use chaosd::engine::live::{LiveStatus, Observer, Phase};
 use chaosd::report::model::{Event, ProbeRole};
 use chrono::{DateTime, Utc};
 
 use crate::args::Output;
+
+/// `print!` that survives a closed stdout.
+macro_rules! out {
+    ($($arg:tt)*) => { $crate::output::write_out(format_args!($($arg)*)) };
+}
+
+/// `println!` that survives a closed stdout.
+macro_rules! outln {
+    () => { $crate::output::write_out(format_args!("\n")) };
+    ($($arg:tt)*) => { $crate::output::write_out(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
+/// `eprint!` that survives a closed stderr.
+macro_rules! err {
+    ($($arg:tt)*) => { $crate::output::write_err(format_args!($($arg)*)) };
+}
+
+/// `eprintln!` that survives a closed stderr.
+macro_rules! errln {
+    () => { $crate::output::write_err(format_args!("\n")) };
+    ($($arg:tt)*) => { $crate::output::write_err(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
+/// The first error writing to stdout other than a closed pipe (a full disk behind `>`), which
+/// the command's exit code must not hide.
+static STDOUT_FAILED: Mutex<Option<String>> = Mutex::new(None);
+/// Set once stdout's reader has gone; later writes are not tried.
+static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
+static STDERR_CLOSED: AtomicBool = AtomicBool::new(false);
+
+/// Writes to stdout and flushes. A closed pipe (EPIPE) is not an error: the reader has what it
+/// wanted. Any other failure is kept for [`stdout_failure`].
+pub fn write_out(args: fmt::Arguments) {
+    if STDOUT_CLOSED.load(Ordering::Relaxed) {
+        return;
+    }
+    let mut out = std::io::stdout().lock();
+    if let Err(err) = out.write_fmt(args).and_then(|()| out.flush()) {
+        STDOUT_CLOSED.store(true, Ordering::Relaxed);
+        if err.kind() != std::io::ErrorKind::BrokenPipe {
+            let mut failed = STDOUT_FAILED.lock().unwrap_or_else(|e| e.into_inner());
+            failed.get_or_insert_with(|| err.to_string());
+        }
+    }
+}
+
+/// Writes to stderr; when it is gone there is nobody left to tell.
+pub fn write_err(args: fmt::Arguments) {
+    if STDERR_CLOSED.load(Ordering::Relaxed) {
+        return;
+    }
+    let mut err = std::io::stderr().lock();
+    if err.write_fmt(args).and_then(|()| err.flush()).is_err() {
+        STDERR_CLOSED.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Why stdout could not be written, when that was not a closed pipe.
+pub fn stdout_failure() -> Option<String> {
+    STDOUT_FAILED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
+}
 
 pub fn observer(output: Output) -> Box<dyn Observer> {
     match output {
@@ -35,7 +106,7 @@ pub struct Plain {
 
 impl Observer for Plain {
     fn event(&self, event: &Event) {
-        eprintln!("[{:>7}] {}", offset(&self.start, event.at), event.message);
+        errln!("[{:>7}] {}", offset(&self.start, event.at), event.message);
     }
 }
 
@@ -155,9 +226,7 @@ impl Observer for JsonLines {
         {
             obj.extend(ev);
         }
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{line}");
-        let _ = out.flush();
+        outln!("{line}");
     }
 }
 

@@ -36,14 +36,16 @@ fn tell_recovered(r: Recovered) -> RecoveredFault {
         Err(err) => (false, err.to_string()),
     };
     if ok {
-        eprintln!(
+        errln!(
             "chaosctl: reverted {} left in place by run {} (its chaosctl did not end): {detail}",
-            r.fault, r.run_id
+            r.fault,
+            r.run_id
         );
     } else {
-        eprintln!(
+        errln!(
             "chaosctl: could NOT revert {} left in place by run {}: {detail}; fix it by hand, then run `chaosctl revert --all`",
-            r.fault, r.run_id
+            r.fault,
+            r.run_id
         );
     }
     RecoveredFault {
@@ -60,7 +62,7 @@ fn tell_recovered(r: Recovered) -> RecoveredFault {
 pub fn open_store(state_dir: &Path) -> anyhow::Result<RunStore> {
     let store = RunStore::open(state_dir)?;
     for run in store.interrupted_on_open() {
-        eprintln!(
+        errln!(
             "chaosctl: run {run} was cut short (its chaosctl ended without finishing it); marked interrupted"
         );
     }

@@ -3,6 +3,7 @@
 //! behind an HTTP API.
 
 pub mod engine;
+pub mod interrupted;
 pub mod metrics;
 pub mod monkey;
 pub mod report;

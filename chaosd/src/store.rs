@@ -348,7 +348,41 @@ impl RunStore {
             }
         }
         tx.commit().with_context(ctx)?;
+        for run_id in &gone {
+            self.keep_interrupted_report(run_id);
+        }
         Ok(gone)
+    }
+
+    /// Gives an interrupted run the report its `events.jsonl` makes (see [`crate::interrupted`]):
+    /// kept in the history and written into its folder. Best effort: `get` rebuilds it when
+    /// this failed.
+    fn keep_interrupted_report(&self, run_id: &str) {
+        // `get` gives the report rebuilt from the events, since none is stored yet.
+        let Ok(Some((record, _))) = self.get(run_id) else {
+            return;
+        };
+        let Some(dir) = record.report_dir.as_deref().map(Path::new) else {
+            return;
+        };
+        let report = crate::interrupted::report(&record, crate::interrupted::read_events(dir));
+        let stored = serde_json::to_string(&report)
+            .map_err(anyhow::Error::from)
+            .and_then(|json| {
+                self.conn
+                    .execute(
+                        "UPDATE runs SET report_json = ?2, ended_at = ?3
+                     WHERE run_id = ?1 AND report_json IS NULL",
+                        params![run_id, json, ts(report.ended_at)],
+                    )
+                    .map_err(anyhow::Error::from)
+            });
+        if let Err(err) = stored {
+            tracing::warn!(run_id, error = %err, "cannot keep the interrupted run's report");
+        }
+        if let Err(err) = crate::interrupted::write_files(dir, &report) {
+            tracing::warn!(run_id, dir = %dir.display(), error = %err, "cannot write the interrupted run's report");
+        }
     }
 
     /// Records the start of a run by this process.
@@ -472,8 +506,9 @@ impl RunStore {
             .with_context(|| format!("cannot read the run history at `{}`", self.path.display()))
     }
 
-    /// A run by its full id, a unique prefix of it, or `latest` (the newest run), with its
-    /// report once it has finished. An ambiguous prefix is an error that names the candidates.
+    /// A run by its full id, a unique prefix of it, a unique prefix of its random suffix (the part
+    /// after the dash), or `latest` (the newest run), with its report once it has finished. An
+    /// ambiguous one is an error that names the candidates.
     pub fn get(&self, id_or_prefix: &str) -> anyhow::Result<Option<(RunRecord, Option<Report>)>> {
         let ctx = || format!("cannot read the run history at `{}`", self.path.display());
         let select = format!("SELECT {RECORD_COLUMNS}, report_json FROM runs");
@@ -503,19 +538,27 @@ impl RunStore {
         {
             Some(exact)
         } else {
-            let mut stmt = self
-                .conn
-                .prepare(&format!(
-                    "{select} WHERE substr(run_id, 1, ?1) = ?2 ORDER BY started_at DESC, rowid DESC LIMIT 11"
-                ))
-                .with_context(ctx)?;
-            let mut matches: Vec<(RunRecord, Option<String>)> = stmt
-                .query_map(
-                    params![id_or_prefix.chars().count() as i64, id_or_prefix],
-                    with_report,
-                )
-                .and_then(|rows| rows.collect())
-                .with_context(ctx)?;
+            // A prefix of the id first (`20261126T1038`), else of its random part after the
+            // dash (`32caa1` of `20261126T103842Z-32caa1`, as the report folder shows it).
+            let mut matches = Vec::new();
+            for column in ["run_id", "substr(run_id, instr(run_id, '-') + 1)"] {
+                let mut stmt = self
+                    .conn
+                    .prepare(&format!(
+                        "{select} WHERE substr({column}, 1, ?1) = ?2 ORDER BY started_at DESC, rowid DESC LIMIT 11"
+                    ))
+                    .with_context(ctx)?;
+                matches = stmt
+                    .query_map(
+                        params![id_or_prefix.chars().count() as i64, id_or_prefix],
+                        with_report,
+                    )
+                    .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+                    .with_context(ctx)?;
+                if !matches.is_empty() {
+                    break;
+                }
+            }
             match matches.len() {
                 0 => None,
                 1 => matches.pop(),
@@ -527,7 +570,7 @@ impl RunStore {
                         .collect();
                     let more = if n > 10 { ", ..." } else { "" };
                     bail!(
-                        "`{id_or_prefix}` matches more than one run: {}{more}; give more of the id",
+                        "`{id_or_prefix}` matches more than one run: {}{more}; give more of the id, or the whole of it",
                         names.join(", ")
                     );
                 }
@@ -536,7 +579,7 @@ impl RunStore {
         let Some((record, json)) = found else {
             return Ok(None);
         };
-        let report = json
+        let mut report = json
             .map(|j| serde_json::from_str::<Report>(&j))
             .transpose()
             .with_context(|| {
@@ -545,6 +588,14 @@ impl RunStore {
                     record.run_id
                 )
             })?;
+        if report.is_none()
+            && record.verdict == Some(Verdict::Interrupted)
+            && let Some(dir) = record.report_dir.as_deref()
+        {
+            // Marked by an older build, which kept no report: what its events say.
+            let events = crate::interrupted::read_events(Path::new(dir));
+            report = Some(crate::interrupted::report(&record, events));
+        }
         Ok(Some((record, report)))
     }
 }
@@ -777,6 +828,21 @@ mod tests {
             "{err}"
         );
         assert!(!err.contains("bbb333"), "{err}");
+
+        // The random suffix, whole or a prefix of it; ambiguous ones name the candidates.
+        assert_eq!(
+            store.get("aab222").unwrap().unwrap().0.run_id,
+            "20250314-aab222"
+        );
+        assert_eq!(
+            store.get("bbb").unwrap().unwrap().0.run_id,
+            "20250314-bbb333"
+        );
+        let err = store.get("aa").unwrap_err().to_string();
+        assert!(
+            err.contains("`20250314-aaa111`") && err.contains("`20250314-aab222`"),
+            "{err}"
+        );
 
         // Prefixes are literal: `%` and `_` are not patterns.
         assert!(store.get("2025031%").unwrap().is_none());

@@ -5,11 +5,14 @@
 //! message; the other fields are for machines:
 //!
 //! ```json
-//! {"text": "chaosd: run 20261126T103842Z-32caa1 of `checkout` ended: deviated (...)",
+//! {"text": "chaosd: run 20261126T103842Z-32caa1 of `checkout` deviated (...); report: https://chaosd.example/ui/runs/20261126T103842Z-32caa1",
 //!  "event": "run_finished", "run_id": "...", "scenario": "checkout", "labels": {"schedule": "..."},
 //!  "at": "2026-11-26T10:39:02Z", "message": "run ended: deviated (...)",
-//!  "verdict": "deviated", "fields": {...}}
+//!  "verdict": "deviated", "report_url": "https://chaosd.example/ui/runs/...", "fields": {...}}
 //! ```
+//!
+//! `report_url` (and the link in `text`) is there when chaosd knows the address people reach it
+//! at (`public_url` in its configuration): the run's page of the web view.
 //!
 //! Events: `run_started`; `breach` (a guardrail, with `guardrail` and `host` in `fields`); and the
 //! end of a run, sent once per webhook under the most specific name it asked for: `fault_left`
@@ -47,6 +50,8 @@ const BACKOFF: [Duration; 2] = [Duration::from_millis(500), Duration::from_secs(
 /// Sends webhooks in the background.
 pub struct Notifier {
     hooks: Vec<Webhook>,
+    /// `public_url` from the configuration, without a trailing `/`: links to run pages.
+    public_url: Option<String>,
     client: Option<agent::client::HttpsClient>,
     tasks: TaskTracker,
     /// Deliveries started, for tests and shutdown logs.
@@ -54,7 +59,7 @@ pub struct Notifier {
 }
 
 impl Notifier {
-    pub fn new(hooks: Vec<Webhook>) -> Arc<Notifier> {
+    pub fn new(hooks: Vec<Webhook>, public_url: Option<String>) -> Arc<Notifier> {
         let client = if hooks.is_empty() {
             None
         } else {
@@ -68,10 +73,18 @@ impl Notifier {
         };
         Arc::new(Notifier {
             hooks,
+            public_url: public_url.map(|u| u.trim_end_matches('/').to_string()),
             client,
             tasks: TaskTracker::new(),
             started: AtomicUsize::new(0),
         })
+    }
+
+    /// The web view's page of a run, when chaosd knows its public address.
+    pub fn run_url(&self, run_id: &str) -> Option<String> {
+        self.public_url
+            .as_ref()
+            .map(|base| format!("{base}/ui/runs/{run_id}"))
     }
 
     /// Sends `payload` to every hook that asked for one of `events` (most specific first); the
@@ -186,7 +199,13 @@ impl RunWatch {
         })
     }
 
+    /// The payload; `text` gets the link to the run's page when there is one.
     fn payload(&self, event: &Event, text: String) -> Value {
+        let url = self.notifier.run_url(&self.run.run_id);
+        let text = match &url {
+            Some(url) => format!("{text}; report: {url}"),
+            None => text,
+        };
         json!({
             "text": text,
             "run_id": self.run.run_id,
@@ -194,6 +213,7 @@ impl RunWatch {
             "labels": self.run.labels,
             "at": event.at,
             "message": event.message,
+            "report_url": url,
             "fields": event.fields,
         })
     }
@@ -219,7 +239,12 @@ impl Observer for RunWatch {
             "run_ended" => {
                 let verdict = event.fields.get("verdict").and_then(Value::as_str);
                 let left = event.fields.get("faults_left").and_then(Value::as_u64);
-                let mut p = self.payload(event, format!("chaosd: {who} ended: {}", event.message));
+                // `run ended: passed (why)` reads `run ... passed (why)`.
+                let how = event
+                    .message
+                    .strip_prefix("run ended: ")
+                    .unwrap_or(&event.message);
+                let mut p = self.payload(event, format!("chaosd: {who} {how}"));
                 p["verdict"] = json!(verdict);
                 p["faults_left"] = json!(left);
                 let mut names = Vec::new();

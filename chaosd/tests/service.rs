@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 
 mod common;
 
-use common::{Reply, eventually, request};
+use common::{Reply, eventually, request, webhook_server};
 
 const CHAOSD: &str = env!("CARGO_BIN_EXE_chaosd");
 const TOKEN: &str = "test-token-0123456789";
@@ -122,6 +122,9 @@ steps:
 struct Chaosd {
     dir: tempfile::TempDir,
     port: u16,
+    token: &'static str,
+    /// More lines for chaosd.yaml (`webhooks:`, `public_url:`).
+    extra_config: String,
     allow_local: bool,
     child: Option<Child>,
     serial: u32,
@@ -129,6 +132,18 @@ struct Chaosd {
 
 impl Chaosd {
     fn start(allow_local: bool) -> Chaosd {
+        Chaosd::start_with_token(allow_local, TOKEN)
+    }
+
+    fn start_with_config(allow_local: bool, extra_config: &str) -> Chaosd {
+        let mut d = Chaosd::start_with_token(allow_local, TOKEN);
+        d.stop();
+        d.extra_config = extra_config.to_string();
+        d.spawn();
+        d
+    }
+
+    fn start_with_token(allow_local: bool, token: &'static str) -> Chaosd {
         let dir = tempfile::Builder::new()
             .prefix("chaosd-svc-")
             .tempdir()
@@ -136,6 +151,8 @@ impl Chaosd {
         let mut d = Chaosd {
             dir,
             port: free_port(),
+            token,
+            extra_config: String::new(),
             allow_local,
             child: None,
             serial: 0,
@@ -154,10 +171,10 @@ impl Chaosd {
 
     /// Starts (or restarts) the binary on the same config and state, and waits for `/healthz`.
     fn spawn(&mut self) {
-        std::fs::write(self.path("token"), format!("{TOKEN}\n")).expect("token");
+        std::fs::write(self.path("token"), format!("{}\n", self.token)).expect("token");
         let config = format!(
-            "listen: 127.0.0.1:{}\ntoken_file: token\nstate_dir: state\nreport_dir: reports\nallow_local: {}\n",
-            self.port, self.allow_local
+            "listen: 127.0.0.1:{}\ntoken_file: token\nstate_dir: state\nreport_dir: reports\nallow_local: {}\n{}",
+            self.port, self.allow_local, self.extra_config
         );
         std::fs::write(self.path("chaosd.yaml"), config).expect("config");
         self.serial += 1;
@@ -214,7 +231,7 @@ impl Chaosd {
 
     fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Reply {
         let body = body.map(|b| b.to_string());
-        request(self.port, method, path, Some(TOKEN), body.as_deref())
+        request(self.port, method, path, Some(self.token), body.as_deref())
             .unwrap_or_else(|e| panic!("{method} {path}: {e}\nchaosd log:\n{}", self.log()))
     }
 
@@ -252,10 +269,25 @@ impl Chaosd {
         self.spawn_chaosctl(args).wait()
     }
 
+    /// `chaosctl --server URL ARGS...` whose stdout's reader has gone (as after `| head -1`).
+    fn chaosctl_closed_stdout(&self, args: &[&str]) -> Ctl {
+        let (reader, writer) = std::io::pipe().expect("pipe");
+        drop(reader);
+        self.spawn_chaosctl_to(args, Stdio::from(writer)).wait()
+    }
+
     fn spawn_chaosctl(&self, args: &[&str]) -> CtlRunning {
+        let out = self.path(&format!("{}.out", unique("ctl")));
+        let file = std::fs::File::create(&out).expect("out");
+        let mut running = self.spawn_chaosctl_to(args, Stdio::from(file));
+        running.out = out;
+        running
+    }
+
+    fn spawn_chaosctl_to(&self, args: &[&str], stdout: Stdio) -> CtlRunning {
         let n = unique("ctl");
         let (out, err) = (
-            self.path(&format!("{n}.out")),
+            self.path(&format!("{n}.closed")),
             self.path(&format!("{n}.err")),
         );
         let child = Command::new(chaosctl())
@@ -263,10 +295,10 @@ impl Chaosd {
             .arg(self.url())
             .args(args)
             .current_dir(self.dir.path())
-            .env("CHAOSD_TOKEN", TOKEN)
+            .env("CHAOSD_TOKEN", self.token)
             .env_remove("CHAOSD_URL")
             .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&out).expect("out"))
+            .stdout(stdout)
             .stderr(std::fs::File::create(&err).expect("err"))
             .spawn()
             .expect("start chaosctl");
@@ -610,6 +642,151 @@ steps:
 }
 
 #[test]
+fn issue_10_chaosctl_server_ends_quietly_on_a_closed_stdout() {
+    let d = Chaosd::start(true);
+    let sleeper = Sleeper::spawn("closed");
+    let file = d.path("pause.yaml");
+    std::fs::write(&file, pause_yaml(&sleeper.pattern, "300ms")).unwrap();
+    // Followed with every event on the closed stdout: the run ends as it would, reverted.
+    let run =
+        d.chaosctl_closed_stdout(&["run", file.to_str().unwrap(), "--yes", "--output", "json"]);
+    run.code(0);
+    assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+    sleeper.assert_running();
+    for args in [
+        &["runs"][..],
+        &["runs", "--output", "json"],
+        &["report", "latest", "--format", "md"],
+    ] {
+        let out = d.chaosctl_closed_stdout(args);
+        out.code(0);
+        assert!(
+            !out.stderr.contains("panicked") && !out.stderr.contains("Broken pipe"),
+            "{args:?}: {}",
+            out.stderr
+        );
+    }
+}
+
+#[test]
+fn issue_10_the_web_view_takes_a_url_encoded_base64_token() {
+    let token = "k9+Zx/Qw7Rt2+aB/cD1eFg==";
+    let d = Chaosd::start_with_token(false, token);
+    for given in [
+        token.to_string(),
+        token
+            .replace('+', "%2B")
+            .replace('/', "%2F")
+            .replace('=', "%3D"),
+        token
+            .replace('+', "%2b")
+            .replace('/', "%2f")
+            .replace('=', "%3d"),
+    ] {
+        let r = request(d.port, "GET", &format!("/ui/?token={given}"), None, None).unwrap();
+        assert_eq!(r.status, 303, "{given}: {}", r.body);
+        let cookie = r
+            .headers
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("set-cookie: ")
+                    .or(l.strip_prefix("Set-Cookie: "))
+            })
+            .unwrap_or_else(|| panic!("no cookie: {}", r.headers));
+        let pair = cookie.split(';').next().unwrap();
+        // The cookie the browser sends back opens the pages.
+        let page = request_with_cookie(d.port, "/ui/", pair);
+        assert!(page.starts_with("HTTP/1.1 200"), "{given}: {page}");
+    }
+    let wrong = request(d.port, "GET", "/ui/?token=k9%2BZx", None, None).unwrap();
+    assert_eq!(wrong.status, 401);
+}
+
+/// `GET path` with a `Cookie:` header; the whole answer as text.
+fn request_with_cookie(port: u16, path: &str, cookie: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nCookie: {cookie}\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).unwrap();
+    raw
+}
+
+#[test]
+fn issue_10_a_run_id_may_be_its_random_suffix() {
+    let d = Chaosd::start(true);
+    let sleeper = Sleeper::spawn("suffix");
+    let id = d.submit(&pause_yaml(&sleeper.pattern, "30s"));
+    sleeper.wait_state('T', "the sleeper paused");
+    let (_, suffix) = id.rsplit_once('-').unwrap();
+    assert_eq!(d.run(suffix)["run"]["run_id"], id.as_str());
+    // `chaosctl abort SUFFIX` aborts that run.
+    d.chaosctl(&["abort", suffix]).code(0);
+    assert_eq!(d.wait_verdict(suffix)["run"]["verdict"], "aborted");
+    sleeper.assert_running();
+    let out = d.chaosctl(&["report", &suffix[..3], "--format", "json"]);
+    out.code(0);
+    assert!(out.stdout.contains(&id), "{}", out.stdout);
+}
+
+#[test]
+fn issue_10_chaosd_logs_carry_no_colour_codes_off_a_terminal() {
+    let d = Chaosd::start(true);
+    let sleeper = Sleeper::spawn("plainlog");
+    let id = d.submit(&pause_yaml(&sleeper.pattern, "100ms"));
+    d.wait_verdict(&id);
+    let log = d.log();
+    assert!(log.contains(" INFO "), "{log}");
+    assert!(
+        !log.contains('\x1b'),
+        "an escape code in a log file:\n{log}"
+    );
+}
+
+#[test]
+fn issue_10_webhooks_say_how_the_run_ended_and_link_its_report() {
+    let (hook_port, hooks) = webhook_server();
+    let d = Chaosd::start_with_config(
+        true,
+        &format!(
+            "public_url: https://chaosd.example:7410/\nwebhooks:\n  - {{url: 'http://127.0.0.1:{hook_port}/hook', events: [run_started, run_finished]}}\n"
+        ),
+    );
+    let sleeper = Sleeper::spawn("hook");
+    let id = d.submit(&pause_yaml(&sleeper.pattern, "100ms"));
+    let got = eventually(Duration::from_secs(30), "two webhooks", || {
+        let got: Vec<Value> = hooks
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|v| v["run_id"] == id.as_str())
+            .cloned()
+            .collect();
+        (got.len() >= 2).then_some(got)
+    });
+    let url = format!("https://chaosd.example:7410/ui/runs/{id}");
+    let end = got.iter().find(|v| v["event"] == "run_finished").unwrap();
+    let text = end["text"].as_str().unwrap();
+    assert!(
+        text.starts_with(&format!("chaosd: run {id} of `pause-sleeper` passed (")),
+        "{text}"
+    );
+    assert!(!text.contains("ended"), "{text}");
+    assert!(text.ends_with(&format!("; report: {url}")), "{text}");
+    assert_eq!(end["report_url"], url.as_str());
+    assert_eq!(end["verdict"], "passed");
+    let start = got.iter().find(|v| v["event"] == "run_started").unwrap();
+    assert_eq!(start["report_url"], url.as_str());
+}
+
+#[test]
 fn abort_reverts_and_exits_3() {
     let d = Chaosd::start(true);
     let sleeper = Sleeper::spawn("abort");
@@ -712,8 +889,12 @@ fn sigkill_mid_run_leaves_it_interrupted_and_the_journal_reverts_the_pause() {
     assert_eq!(ids, [id.as_str(), first.as_str()]);
     assert_eq!(history[0]["verdict"], "interrupted");
     assert_eq!(history[1]["verdict"], "passed");
+    // Issue 10: it has a report, rebuilt from its events.
     let run = d.run(&id);
-    assert!(run["report"].is_null());
+    assert_eq!(run["report"]["verdict"], "interrupted", "{run}");
+    assert_eq!(run["report"]["steps"][0]["faults"][0]["kind"], "pause");
+    let md = d.call("GET", &format!("/v1/runs/{id}/report?format=md"), None);
+    assert_eq!(md.status, 200, "{}", md.body);
     let stream = d.call("GET", &format!("/v1/runs/{id}/events"), None);
     let end: Value = serde_json::from_str(stream.body.lines().last().unwrap()).unwrap();
     assert_eq!(end["type"], "end");

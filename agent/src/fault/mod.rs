@@ -286,7 +286,13 @@ pub fn revert(undo: &Undo) -> Result<Undone, FaultError> {
 
 /// The live processes a selector matches; matching none is an error.
 fn matching(selector: &ProcessSelector) -> Result<Vec<ProcessInfo>, FaultError> {
-    let found = process::find(selector)?;
+    let (found, protected) = process::find_with_protected(selector)?;
+    if found.is_empty() && !protected.is_empty() {
+        return Err(FaultError::OnlyProtected {
+            selector: selector.to_string(),
+            which: protected.join("; "),
+        });
+    }
     if found.is_empty() {
         return Err(FaultError::NoProcessMatches {
             selector: selector.to_string(),

@@ -105,6 +105,7 @@ fn fault_status(err: &FaultError) -> StatusCode {
         | FaultError::InvalidSignal { .. } => StatusCode::BAD_REQUEST,
         FaultError::DuplicateFault { .. } => StatusCode::CONFLICT,
         FaultError::NoProcessMatches { .. }
+        | FaultError::OnlyProtected { .. }
         | FaultError::PidfileUnreadable { .. }
         | FaultError::PidfileGarbled { .. }
         | FaultError::NotADirectory { .. }

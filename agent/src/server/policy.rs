@@ -181,6 +181,14 @@ impl Policy {
         })
     }
 
+    /// What `GET /v1/health` tells of this policy.
+    pub fn view(&self) -> crate::api::PolicyView {
+        crate::api::PolicyView {
+            summary: self.summary(),
+            kinds: self.kinds.clone(),
+        }
+    }
+
     /// A one-line summary for the startup log.
     pub fn summary(&self) -> String {
         let mut parts = Vec::new();

@@ -248,6 +248,7 @@ async fn health(state: &Arc<State>) -> Answer {
             capabilities: state.agent.capabilities(),
             active_run: faults.first().map(|f| f.run_id.clone()),
             faults,
+            policy: state.policy.as_ref().map(|p| p.view()),
         },
     ))
 }

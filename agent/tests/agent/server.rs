@@ -799,6 +799,8 @@ async fn after_a_sigkill_the_next_start_reverts_the_pause() {
     let second = Binary::start(&args);
     assert_ne!(sleep.state(), Some('T'), "the start reverted it");
     let logs = second.stderr().join("\n");
+    // Issue 10: a log that is not a terminal gets no colour codes.
+    assert!(!logs.contains('\x1b'), "an escape code in the log:\n{logs}");
     assert!(
         logs.contains("reverted a fault an earlier agent left"),
         "{logs}"

@@ -1,5 +1,7 @@
-//! `chaosctl agents --inventory F`: each agent's health, version, capabilities and active faults.
+//! `chaosctl agents --inventory F`: each agent's health, version, active faults, and for each
+//! fault kind whether the host can do it and whether the agent's policy allows it.
 
+use agent::api::Health;
 use agent::client::{AgentClient, AgentTarget};
 use chaosd::scenario::model::Host;
 
@@ -25,7 +27,12 @@ pub async fn run(load: &LoadArgs, output: Output) -> Result<u8, Failure> {
                 "host": host.name, "agent": host.agent, "reachable": true,
                 "version": health.version, "hostname": health.hostname,
                 "capabilities": health.capabilities, "active_run": health.active_run,
-                "faults": health.faults,
+                "faults": health.faults, "policy": health.policy,
+                "kinds": kinds(health).iter().map(|k| serde_json::json!({
+                    "kind": k.kind, "host_can": k.host_can, "mechanism": k.mechanism,
+                    "policy_allows": k.policy_allows, "usable": k.host_can && k.policy_allows,
+                    "why_not": k.why_not(),
+                })).collect::<Vec<_>>(),
             })),
             Err(err) => {
                 unhealthy += 1;
@@ -36,7 +43,7 @@ pub async fn run(load: &LoadArgs, output: Output) -> Result<u8, Failure> {
         }
     }
     match output {
-        Output::Json => println!(
+        Output::Json => outln!(
             "{}",
             serde_json::to_string_pretty(&rows).expect("rows serialize")
         ),
@@ -45,37 +52,110 @@ pub async fn run(load: &LoadArgs, output: Output) -> Result<u8, Failure> {
                 let url = host.agent.as_deref().unwrap_or("-");
                 match health {
                     Ok(h) => {
-                        let kinds: Vec<String> = h
-                            .capabilities
-                            .kinds
+                        let kinds = kinds(h);
+                        let usable: Vec<String> = kinds
                             .iter()
-                            .map(|k| match (&k.supported, &k.mechanism) {
-                                (true, Some(m)) => format!("{} ({m})", k.kind),
-                                (true, None) => k.kind.to_string(),
-                                (false, _) => format!("no {}", k.kind),
+                            .filter(|k| k.host_can && k.policy_allows)
+                            .map(|k| match &k.mechanism {
+                                Some(m) => format!("{} ({m})", k.kind),
+                                None => k.kind.to_string(),
                             })
                             .collect();
-                        println!(
+                        let not: Vec<String> = kinds
+                            .iter()
+                            .filter_map(|k| Some(format!("{} ({})", k.kind, k.why_not()?)))
+                            .collect();
+                        outln!(
                             "{}  {url}  ok  version {}  host {}",
-                            host.name, h.version, h.hostname
+                            host.name,
+                            h.version,
+                            h.hostname
                         );
-                        println!("    can: {}", kinds.join(", "));
+                        outln!(
+                            "    can: {}",
+                            if usable.is_empty() {
+                                "nothing".to_string()
+                            } else {
+                                usable.join(", ")
+                            }
+                        );
+                        if !not.is_empty() {
+                            outln!("    not: {}", not.join("; "));
+                        }
+                        match &h.policy {
+                            Some(p) => outln!("    policy: {}", p.summary),
+                            None => outln!(
+                                "    policy: none (no --policy file: every fault this host can do is allowed to token holders)"
+                            ),
+                        }
                         match &h.active_run {
                             Some(run) => {
-                                println!("    holds {} fault(s) of run {run}", h.faults.len())
+                                outln!("    holds {} fault(s) of run {run}", h.faults.len())
                             }
-                            None => println!("    no active faults"),
+                            None => outln!("    no active faults"),
                         }
                         for f in &h.faults {
-                            println!("      {} {}", f.fault_id, f.spec);
+                            outln!("      {} {}", f.fault_id, f.spec);
                         }
                     }
-                    Err(err) => println!("{}  {url}  UNREACHABLE  {err}", host.name),
+                    Err(err) => outln!("{}  {url}  UNREACHABLE  {err}", host.name),
                 }
             }
         }
     }
     Ok(if unhealthy > 0 { EXIT_FAILED } else { EXIT_OK })
+}
+
+/// One fault kind on one agent: the host's side and the policy's.
+struct Kind {
+    kind: agent::spec::FaultKind,
+    host_can: bool,
+    mechanism: Option<String>,
+    /// Why the host cannot, when it cannot.
+    host_reason: Option<String>,
+    policy_allows: bool,
+    /// The policy's kinds, when it limits them.
+    policy_kinds: Option<String>,
+}
+
+impl Kind {
+    /// Why this kind cannot be used here; `None` when it can.
+    fn why_not(&self) -> Option<String> {
+        let mut why = Vec::new();
+        if !self.host_can {
+            why.push(format!(
+                "the host cannot: {}",
+                self.host_reason.as_deref().unwrap_or("not supported here")
+            ));
+        }
+        if !self.policy_allows {
+            why.push(format!(
+                "the policy forbids it: its kinds are {}",
+                self.policy_kinds.as_deref().unwrap_or("[]")
+            ));
+        }
+        (!why.is_empty()).then(|| why.join(", and "))
+    }
+}
+
+fn kinds(health: &Health) -> Vec<Kind> {
+    let allowed = health.policy.as_ref().and_then(|p| p.kinds.as_ref());
+    health
+        .capabilities
+        .kinds
+        .iter()
+        .map(|k| Kind {
+            kind: k.kind,
+            host_can: k.supported,
+            mechanism: k.mechanism.clone(),
+            host_reason: k.reason.clone(),
+            policy_allows: allowed.is_none_or(|kinds| kinds.contains(&k.kind)),
+            policy_kinds: allowed.map(|kinds| {
+                let names: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
+                format!("[{}]", names.join(", "))
+            }),
+        })
+        .collect()
 }
 
 /// The hosts of `--inventory` that have an agent; an inventory is required.

@@ -58,11 +58,11 @@ pub async fn dispatch(args: Args) -> u8 {
     match result {
         Ok(code) => code,
         Err(Failure::Invalid(err)) => {
-            eprintln!("{err:#}");
+            errln!("{err:#}");
             EXIT_INVALID
         }
         Err(Failure::Failed(err)) => {
-            eprintln!("chaosctl: {err:#}");
+            errln!("chaosctl: {err:#}");
             EXIT_FAILED
         }
     }

@@ -29,9 +29,9 @@ pub async fn run(args: MonkeyArgs, state_dir: Option<&Path>) -> Result<u8, Failu
     let store = state::open_store(&state_dir)?;
 
     if !args.yes && std::io::stdin().is_terminal() {
-        eprint!("{}", describe(&scenario, seed, args.run_for));
+        err!("{}", describe(&scenario, seed, args.run_for));
         if !confirm("\nStart the monkey? [y/N] ").await {
-            eprintln!("chaosctl: not started; nothing was injected");
+            errln!("chaosctl: not started; nothing was injected");
             return Ok(EXIT_OK);
         }
     }

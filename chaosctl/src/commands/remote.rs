@@ -94,23 +94,23 @@ pub async fn dispatch(command: Command, server: Server) -> Result<u8, Failure> {
         Command::Abort { run } => {
             let answer = client.abort(&run).await.map_err(failure)?;
             if answer.aborted {
-                eprintln!(
+                errln!(
                     "chaosctl: asked chaosd to abort run {}; its faults are being reverted",
                     answer.run_id
                 );
             } else {
-                eprintln!("chaosctl: run {} was already aborting", answer.run_id);
+                errln!("chaosctl: run {} was already aborting", answer.run_id);
             }
             Ok(EXIT_OK)
         }
         Command::Halt => {
             let answer = client.halt().await.map_err(failure)?;
             if answer.aborted.is_empty() {
-                eprintln!(
+                errln!(
                     "chaosctl: chaosd halted; no run was going on; new runs are refused until `chaosctl resume`"
                 );
             } else {
-                eprintln!(
+                errln!(
                     "chaosctl: chaosd halted; aborting {}; new runs are refused until `chaosctl resume`",
                     answer.aborted.join(", ")
                 );
@@ -119,7 +119,7 @@ pub async fn dispatch(command: Command, server: Server) -> Result<u8, Failure> {
         }
         Command::Resume => {
             client.resume().await.map_err(failure)?;
-            eprintln!("chaosctl: chaosd accepts runs again");
+            errln!("chaosctl: chaosd accepts runs again");
             Ok(EXIT_OK)
         }
         _ => unreachable!("only server commands are sent here"),
@@ -136,15 +136,19 @@ async fn run(client: &ServiceClient, args: RunArgs) -> Result<u8, Failure> {
     let text = std::fs::read_to_string(&args.file)
         .with_context(|| format!("cannot read `{}`", args.file.display()))
         .map_err(Failure::Invalid)?;
+    let mut seed = args.seed;
     if !args.yes && !args.dry_run && std::io::stdin().is_terminal() {
-        // The plan as this machine reads the file; the server checks it again.
+        // The plan as this machine reads the file; the server checks it again. The seed shown
+        // is sent, so the server makes the picks shown.
         if let Ok(scenario) = load_scenario(&args.file, &args.load) {
-            let seed = chaosd::engine::plan::choose_seed(args.seed, &scenario);
-            let plan = chaosd::engine::plan::Plan::resolve(&scenario, seed);
-            eprint!("{}", super::plan::render(&scenario, &plan));
+            let origin = super::plan::SeedOrigin::of(args.seed, &scenario, true);
+            let chosen = chaosd::engine::plan::choose_seed(args.seed, &scenario);
+            seed = Some(chosen);
+            let plan = chaosd::engine::plan::Plan::resolve(&scenario, chosen);
+            err!("{}", super::plan::render(&scenario, &plan, origin));
         }
         if !confirm(&format!("\nRun this on {}? [y/N] ", client.url())).await {
-            eprintln!("chaosctl: not submitted; nothing was injected");
+            errln!("chaosctl: not submitted; nothing was injected");
             return Ok(EXIT_OK);
         }
     }
@@ -153,7 +157,7 @@ async fn run(client: &ServiceClient, args: RunArgs) -> Result<u8, Failure> {
         file: Some(args.file.display().to_string()),
         vars: args.load.vars.iter().cloned().collect(),
         labels: args.labels.iter().cloned().collect(),
-        seed: args.seed,
+        seed,
         dry_run: args.dry_run,
         run_for_ms: None,
     };
@@ -183,7 +187,7 @@ pub async fn monkey(client: &ServiceClient, args: MonkeyArgs) -> Result<u8, Fail
         && std::io::stdin().is_terminal()
         && !confirm(&format!("\nStart this monkey on {}? [y/N] ", client.url())).await
     {
-        eprintln!("chaosctl: not submitted; nothing was injected");
+        errln!("chaosctl: not submitted; nothing was injected");
         return Ok(EXIT_OK);
     }
     let request = SubmitRequest {
@@ -208,7 +212,7 @@ async fn submit_and_follow(
     let submitted = client.submit(request).await.map_err(failure)?;
     let run_id = submitted.run_id;
     if output == Output::Text {
-        eprintln!("chaosctl: run {run_id} started on {}", client.url());
+        errln!("chaosctl: run {run_id} started on {}", client.url());
     }
     let aborting = Arc::new(AtomicBool::new(false));
     let signals = abort_on_signals(client.clone(), run_id.clone(), Arc::clone(&aborting))?;
@@ -216,7 +220,7 @@ async fn submit_and_follow(
     signals.abort();
     let (report, report_dir) = result?;
     let Some(report) = report else {
-        eprintln!(
+        errln!(
             "chaosctl: run {run_id} ended without a report (chaosd died during it: interrupted)"
         );
         return Ok(EXIT_FAILED);
@@ -224,7 +228,7 @@ async fn submit_and_follow(
     let report_dir = report_dir.unwrap_or_default();
     show_result(&report, &report_dir, output);
     if output == Output::Text {
-        println!("{report_dir}");
+        outln!("{report_dir}");
     }
     Ok(report.exit_code())
 }
@@ -277,16 +281,16 @@ fn abort_on_signals(
                 _ = hup.recv() => "SIGHUP",
             };
             if aborting.swap(true, Ordering::SeqCst) {
-                eprintln!(
+                errln!(
                     "\nchaosctl: {name} again: chaosd is still reverting; following the run until it ends"
                 );
                 continue;
             }
-            eprintln!(
+            errln!(
                 "\nchaosctl: {name}: asking chaosd to abort run {run_id}; following it until every fault is reverted"
             );
             if let Err(err) = client.abort(&run_id).await {
-                eprintln!("chaosctl: could not ask chaosd to abort: {err}");
+                errln!("chaosctl: could not ask chaosd to abort: {err}");
                 aborting.store(false, Ordering::SeqCst);
             }
         }

@@ -29,17 +29,15 @@ pub async fn run(state_dir: Option<&Path>, load: &LoadArgs) -> Result<u8, Failur
                         match (r.reverted, r.error) {
                             (Some(done), _) => {
                                 reverted += 1;
-                                println!(
-                                    "reverted {} on {}: {}",
-                                    r.fault_id, host.name, done.detail
-                                );
+                                outln!("reverted {} on {}: {}", r.fault_id, host.name, done.detail);
                             }
                             (None, error) => {
                                 failed += 1;
                                 let why = error.map_or("no answer".to_string(), |e| e.to_string());
-                                eprintln!(
+                                errln!(
                                     "chaosctl: could not revert {} on {}: {why}",
-                                    r.fault_id, host.name
+                                    r.fault_id,
+                                    host.name
                                 );
                             }
                         }
@@ -47,7 +45,7 @@ pub async fn run(state_dir: Option<&Path>, load: &LoadArgs) -> Result<u8, Failur
                 }
                 Err(err) => {
                     failed += 1;
-                    eprintln!("chaosctl: {}: {err}", host.name);
+                    errln!("chaosctl: {}: {err}", host.name);
                 }
             }
         }
@@ -56,11 +54,11 @@ pub async fn run(state_dir: Option<&Path>, load: &LoadArgs) -> Result<u8, Failur
     reverted += local_reverted;
     failed += local_failed;
     if failed > 0 {
-        eprintln!("chaosctl: {failed} fault(s) or agent(s) could not be reverted; see above");
+        errln!("chaosctl: {failed} fault(s) or agent(s) could not be reverted; see above");
         return Ok(EXIT_FAILED);
     }
     if reverted == 0 {
-        println!("nothing to revert: no journal or agent holds a fault");
+        outln!("nothing to revert: no journal or agent holds a fault");
     }
     Ok(EXIT_OK)
 }
@@ -85,16 +83,16 @@ fn revert_local(state_dir: Option<&Path>) -> Result<(usize, usize), Failure> {
         match r.result {
             Ok(done) => {
                 reverted += 1;
-                println!("reverted {what} on local: {}", done.detail);
+                outln!("reverted {what} on local: {}", done.detail);
             }
             Err(err) => {
                 failed += 1;
-                eprintln!("chaosctl: could not revert {what} on local: {err}");
+                errln!("chaosctl: could not revert {what} on local: {err}");
             }
         }
     }
     if failed > 0 {
-        eprintln!(
+        errln!(
             "chaosctl: {failed} local fault(s) could not be reverted; they stay in the journal at `{journal}`"
         );
     }

@@ -19,7 +19,7 @@ use chaosd::store::RunStore;
 use chrono::Utc;
 use tokio::signal::unix::{SignalKind, signal};
 
-use super::plan::render;
+use super::plan::{SeedOrigin, render};
 use super::{EXIT_OK, Failure, load_scenario};
 use crate::args::{Output, RunArgs};
 use crate::{output, state};
@@ -32,6 +32,7 @@ pub async fn run(args: RunArgs, state_dir: Option<&Path>) -> Result<u8, Failure>
             args.file.display()
         )));
     }
+    let origin = SeedOrigin::of(args.seed, &scenario, true);
     let seed = choose_seed(args.seed, &scenario);
     let state_dir = state::state_dir(state_dir)?;
     let (agent, recovered) = state::open_agent(&state_dir)?;
@@ -40,9 +41,9 @@ pub async fn run(args: RunArgs, state_dir: Option<&Path>) -> Result<u8, Failure>
     let plan = Plan::resolve(&scenario, seed);
     let injects = plan.steps.iter().any(|s| !s.faults.is_empty());
     if injects && !args.yes && !args.dry_run && std::io::stdin().is_terminal() {
-        eprint!("{}", render(&scenario, &plan));
+        err!("{}", render(&scenario, &plan, origin));
         if !confirm("\nInject these faults? [y/N] ").await {
-            eprintln!("chaosctl: not started; nothing was injected");
+            errln!("chaosctl: not started; nothing was injected");
             return Ok(EXIT_OK);
         }
     }
@@ -145,24 +146,24 @@ where
     let code = report.exit_code();
     show_result(&report, &report_path.display().to_string(), options.output);
     if let Err(err) = written {
-        eprintln!(
+        errln!(
             "chaosctl: could not write the report into `{}`: {err}; `chaosctl report {}` still has it",
             report_path.display(),
             report.run_id
         );
     }
     if let Err(err) = stored {
-        eprintln!("chaosctl: could not record the run in the history: {err:#}");
+        errln!("chaosctl: could not record the run in the history: {err:#}");
     }
     if options.output == Output::Text {
-        println!("{}", report_path.display());
+        outln!("{}", report_path.display());
     }
     Ok(code)
 }
 
 /// Asks on the terminal; anything but y/yes is a no.
 pub async fn confirm(question: &str) -> bool {
-    eprint!("{question}");
+    err!("{question}");
     let _ = std::io::stderr().flush();
     tokio::task::spawn_blocking(|| {
         let mut answer = String::new();
@@ -187,11 +188,11 @@ fn listen_for_signals(abort: Arc<Abort>) -> anyhow::Result<()> {
                 _ = hup.recv() => "SIGHUP",
             };
             if abort.is_aborted() {
-                eprintln!(
+                errln!(
                     "\nchaosctl: {name} again: still reverting and cleaning up; chaosctl ends once every fault is reverted"
                 );
             } else {
-                eprintln!(
+                errln!(
                     "\nchaosctl: {name}: aborting; every fault is reverted, then teardown runs and the report is written"
                 );
                 abort.abort(Cause::Signal, format!("interrupted by {name}"));
@@ -206,7 +207,7 @@ fn listen_for_signals(abort: Arc<Abort>) -> anyhow::Result<()> {
 pub fn show_result(report: &Report, report_dir: &str, output: Output) {
     match output {
         Output::Text => print_summary(report),
-        Output::Json => println!(
+        Output::Json => outln!(
             "{}",
             serde_json::json!({
                 "type": "result",
@@ -223,7 +224,7 @@ pub fn show_result(report: &Report, report_dir: &str, output: Output) {
 }
 
 fn print_summary(report: &Report) {
-    print!("{}", summary(report));
+    out!("{}", summary(report));
 }
 
 /// The closing summary: the verdict, then each step with what its users went through (a step

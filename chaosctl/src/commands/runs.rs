@@ -20,22 +20,24 @@ pub fn run(state_dir: Option<&Path>, limit: usize, output: Output) -> Result<u8,
 /// The history as a table (text) or a JSON array; chaosd's history (`--server`) prints the same.
 pub fn print(runs: &[RunSummary], output: Output) {
     match output {
-        Output::Json => println!(
+        Output::Json => outln!(
             "{}",
             serde_json::to_string_pretty(runs).expect("runs serialize")
         ),
         Output::Text => {
             if runs.is_empty() {
-                println!("no runs yet; start one with `chaosctl run FILE`");
+                outln!("no runs yet; start one with `chaosctl run FILE`");
                 return;
             }
-            println!(
+            outln!(
                 "{:<24}  {:<28}  {:<12}  STARTED (UTC)",
-                "RUN", "SCENARIO", "VERDICT"
+                "RUN",
+                "SCENARIO",
+                "VERDICT"
             );
             for r in runs {
                 let dry = if r.dry_run { " (dry run)" } else { "" };
-                println!(
+                outln!(
                     "{:<24}  {:<28}  {:<12}  {}{dry}",
                     r.run_id,
                     r.scenario,

@@ -50,8 +50,8 @@ pub async fn run(action: ScheduleAction, server: Option<Server>) -> Result<u8, F
             };
             let created = client.add_schedule(&req).await.map_err(failure)?;
             match output {
-                Output::Json => println!("{}", serde_json::to_string(&created).unwrap_or_default()),
-                Output::Text => println!(
+                Output::Json => outln!("{}", serde_json::to_string(&created).unwrap_or_default()),
+                Output::Text => outln!(
                     "{}\tnext run {}",
                     created.id,
                     created
@@ -64,14 +64,14 @@ pub async fn run(action: ScheduleAction, server: Option<Server>) -> Result<u8, F
         ScheduleAction::List { output } => {
             let list = client.schedules().await.map_err(failure)?;
             match output {
-                Output::Json => println!("{}", serde_json::to_string(&list).unwrap_or_default()),
+                Output::Json => outln!("{}", serde_json::to_string(&list).unwrap_or_default()),
                 Output::Text => print_table(&list.schedules),
             }
             Ok(EXIT_OK)
         }
         ScheduleAction::Remove { id } => {
             let removed = client.remove_schedule(&id).await.map_err(failure)?;
-            eprintln!("chaosctl: schedule {} removed", removed.id);
+            errln!("chaosctl: schedule {} removed", removed.id);
             Ok(EXIT_OK)
         }
     }
@@ -79,7 +79,7 @@ pub async fn run(action: ScheduleAction, server: Option<Server>) -> Result<u8, F
 
 fn print_table(schedules: &[ScheduleView]) {
     if schedules.is_empty() {
-        eprintln!("no schedules");
+        errln!("no schedules");
         return;
     }
     let rows: Vec<[String; 6]> = schedules
@@ -116,7 +116,7 @@ fn print_table(schedules: &[ScheduleView]) {
                 out.push_str(&format!("{cell:<w$}  "));
             }
         }
-        println!("{}", out.trim_end());
+        outln!("{}", out.trim_end());
     };
     line(head.to_vec());
     for row in &rows {

@@ -20,7 +20,7 @@ pub fn run(files: &[PathBuf], load: &LoadArgs) -> Result<u8, Failure> {
                         if scenario.steps.len() == 1 { "" } else { "s" }
                     )
                 };
-                println!(
+                outln!(
                     "{}: ok (`{}`: {what}, {} steady-state probe{}, {} guardrail{})",
                     file.display(),
                     scenario.name,
@@ -37,16 +37,19 @@ pub fn run(files: &[PathBuf], load: &LoadArgs) -> Result<u8, Failure> {
                         "s"
                     },
                 );
+                for warning in chaosd::scenario::lint::warnings(&scenario) {
+                    errln!("{}: warning: {warning}", file.display());
+                }
             }
             Err(err) => {
                 invalid += 1;
-                eprintln!("{err}");
+                errln!("{err}");
             }
         }
     }
     if invalid > 0 {
         if files.len() > 1 {
-            eprintln!("{invalid} of {} files are invalid", files.len());
+            errln!("{invalid} of {} files are invalid", files.len());
         }
         Ok(EXIT_INVALID)
     } else {

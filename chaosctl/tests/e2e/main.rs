@@ -9,6 +9,7 @@
 mod commands;
 mod drills_http;
 mod drills_redis;
+mod edges;
 mod faults;
 mod impact;
 mod invalid;

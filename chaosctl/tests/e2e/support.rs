@@ -138,7 +138,7 @@ impl Test {
             .collect()
     }
 
-    fn run_args(&self) -> Vec<String> {
+    pub fn run_args(&self) -> Vec<String> {
         let mut args = vec![
             "run".to_string(),
             self.scenario_path().display().to_string(),
@@ -180,6 +180,34 @@ impl Test {
     /// `chaosctl run SCENARIO --yes --report-dir REPORTS --var... ARGS...`, to its end.
     pub fn run(&self) -> Output {
         self.spawn_args(&self.run_args(), false).wait()
+    }
+
+    /// `chaosctl --state-dir STATE ARGS...` whose stdout is a pipe nobody reads any more (its
+    /// reader closed before chaosctl started, as `head -1` closes it after one line): every
+    /// write to stdout fails with EPIPE. Output::stdout stays empty.
+    pub fn cmd_closed_stdout(&self, args: &[String]) -> Output {
+        let (mut cmd, _, stderr) = self.command(args);
+        let (reader, writer) = std::io::pipe().expect("pipe");
+        drop(reader);
+        cmd.stdout(writer);
+        let started = Instant::now();
+        let child = cmd.spawn().expect("start chaosctl");
+        // The writer end must not stay open here either: `cmd` holds it until dropped.
+        drop(cmd);
+        Running {
+            child: Some(child),
+            own_group: false,
+            stdout: self.path("closed-stdout-nothing"),
+            stderr,
+            started,
+            args: args.to_vec(),
+        }
+        .wait()
+    }
+
+    /// `run SCENARIO --yes --report-dir REPORTS --var... ARGS...` with its stdout closed.
+    pub fn run_closed_stdout(&self) -> Output {
+        self.cmd_closed_stdout(&self.run_args())
     }
 
     /// The same run, started in its own process group and left running.

@@ -320,6 +320,13 @@ impl Run {
             ),
             serde_json::json!({"run_id": self.spec.run_id, "seed": self.spec.seed.to_string(), "dry_run": self.spec.dry_run}),
         );
+        for warning in crate::scenario::lint::warnings(&self.scenario) {
+            self.event(
+                "scenario_warning",
+                format!("warning: {warning}"),
+                serde_json::json!({}),
+            );
+        }
         for r in self.recovered.clone() {
             self.event(
                 "fault_recovered",
@@ -416,8 +423,10 @@ impl Run {
                     serde_json::json!({"name": entry.name}),
                 );
             }
+            // The background command just started, whose early failure ends the wait.
+            let watched = entry.background.then(|| self.backgrounds.len() - 1);
             if let Some(ready) = &entry.ready
-                && self.wait_ready(&entry.name, ready).await == Flow::Stop
+                && self.wait_ready(&entry.name, ready, watched).await == Flow::Stop
             {
                 return Flow::Stop;
             }
@@ -444,8 +453,16 @@ impl Run {
         Flow::Stop
     }
 
-    /// A `ready` probe must pass once within its `within`.
-    async fn wait_ready(&mut self, name: &str, ready: &crate::scenario::model::Ready) -> Flow {
+    /// A `ready` probe must pass once within its `within`. When `background` (an index into
+    /// `backgrounds`) exits with a failure first, the run fails at once with the end of its
+    /// output: waiting on could only blame whatever else answers the probe. One that exits 0
+    /// (a daemon that forked) is waited for as before.
+    async fn wait_ready(
+        &mut self,
+        name: &str,
+        ready: &crate::scenario::model::Ready,
+        background: Option<usize>,
+    ) -> Flow {
         let deadline = Instant::now() + ready.within;
         let mut last;
         loop {
@@ -456,6 +473,16 @@ impl Run {
                 }
                 s = crate::probe::sample(&ready.probe) => s,
             };
+            self.note_background_exits();
+            if let Some(reason) = background.and_then(|i| failed_before_ready(&self.backgrounds[i]))
+            {
+                self.fail(
+                    Verdict::Error,
+                    Cause::Setup,
+                    format!("setup `{name}` {reason}"),
+                );
+                return Flow::Stop;
+            }
             if sample.ok {
                 self.event(
                     "setup_ready",
@@ -465,7 +492,6 @@ impl Run {
                 return Flow::Continue;
             }
             last = sample.reason;
-            self.note_background_exits();
             let next = Instant::now() + Duration::from_millis(100);
             if next > deadline {
                 break;
@@ -1640,6 +1666,30 @@ impl Run {
 }
 
 /// The first moment at or after `from` when the hypothesis did not hold, judged after each sample.
+/// How a background setup command failed, if it has ended with a failure (not exit 0): its
+/// status and the last lines of its output.
+fn failed_before_ready(bg: &procs::Background) -> Option<String> {
+    let (_, status) = bg.ended()?;
+    let how = match status {
+        Ok(status) if status.success() => return None,
+        Ok(status) => procs::describe_status(*status),
+        Err(err) => err.clone(),
+    };
+    let tail = procs::log_tail(&bg.log, TAIL_LINES);
+    let output = if tail.is_empty() {
+        "it printed nothing".to_string()
+    } else {
+        format!("its last output:\n  {}", tail.join("\n  "))
+    };
+    Some(format!(
+        "exited ({how}) before it was ready; {output}\n(all of it in {})",
+        bg.log.display()
+    ))
+}
+
+/// How many lines of a failed setup command's output its error shows.
+const TAIL_LINES: usize = 10;
+
 fn first_failure(views: &[SeriesView<'_>], from: Instant) -> Option<Instant> {
     let mut moments: Vec<Instant> = views
         .iter()

@@ -109,20 +109,45 @@ impl Plan {
         self.picks.get(name).cloned().unwrap_or_default()
     }
 
-    /// How long the run should take, not counting setup, preflight and teardown.
+    /// How long the run should take, not counting setup, preflight and teardown, as the engine
+    /// runs it: a check is decided at the last sample of its first whole window, n samples
+    /// `every` apart, so (n − 1) × `every` after its first sample at the soonest, and at most one
+    /// `every` more (waiting for the first fresh sample). An after-check's window starts within
+    /// `recover_within` of the faults' end. A step of only kills ends its faults when the signal
+    /// is sent, so its after-check runs during its `duration`, not after it.
     pub fn time(&self, scenario: &Scenario) -> PlannedTime {
+        let span = longest_window_span(&scenario.steady_state);
         let window = longest_window(&scenario.steady_state);
-        let mut at_least = window;
+        let mut at_least = span;
         let mut at_most = window;
         for step in &self.steps {
-            at_least += step.duration + window;
-            at_most += step.duration + step.recover_within + window;
+            let only_kills = !step.faults.is_empty()
+                && step
+                    .faults
+                    .iter()
+                    .all(|f| f.spec.kind() == agent::spec::FaultKind::Kill);
+            if only_kills {
+                at_least += step.duration.max(span);
+                at_most += step.duration.max(step.recover_within + window);
+            } else {
+                at_least += step.duration + span;
+                at_most += step.duration + step.recover_within + window;
+            }
         }
         PlannedTime { at_least, at_most }
     }
 }
 
-/// The longest whole window among these probes: what one check waits for at least.
+/// From the first to the last sample of the longest whole window among these probes: the
+/// soonest a check of fresh samples can be decided.
+pub fn longest_window_span(probes: &[Probe]) -> Duration {
+    probes
+        .iter()
+        .map(|p| p.every * (p.window_samples() as u32).saturating_sub(1))
+        .max()
+        .unwrap_or_default()
+}
+
 /// A run's seed: the one given (`--seed`, a request's `seed`), else the file's `settings.seed`,
 /// else a fresh random one.
 pub fn choose_seed(given: Option<u64>, scenario: &Scenario) -> u64 {
@@ -131,6 +156,8 @@ pub fn choose_seed(given: Option<u64>, scenario: &Scenario) -> u64 {
         .unwrap_or_else(rand::random)
 }
 
+/// The longest whole window among these probes (n × `every`): the longest one check waits for
+/// its samples.
 pub fn longest_window(probes: &[Probe]) -> Duration {
     probes
         .iter()

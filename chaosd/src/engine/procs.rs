@@ -248,6 +248,19 @@ impl Background {
     }
 }
 
+/// The last `n` non-empty lines of a command's log (each at most 300 characters), for errors.
+pub fn log_tail(log: &Path, n: usize) -> Vec<String> {
+    let text = std::fs::read(log).unwrap_or_default();
+    let text = String::from_utf8_lossy(&text);
+    let lines: Vec<String> = text
+        .lines()
+        .map(str::trim_end)
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| l.chars().take(300).collect())
+        .collect();
+    lines[lines.len().saturating_sub(n)..].to_vec()
+}
+
 /// The live (not zombie) processes of a process group.
 pub fn group_members(pgid: i32) -> Vec<i32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {

@@ -9,6 +9,7 @@
 //! is a literal `${` (see [`vars`]).
 
 pub mod error;
+pub mod lint;
 pub mod model;
 mod raw;
 mod validate;

@@ -15,7 +15,7 @@
 //! | `POST /v1/resume` | | [`HaltResponse`] |
 //! | `GET /v1/agents` | | [`AgentList`]: the inventory's agents |
 //!
-//! `{id}` is a run id, a unique prefix of one, or `latest`. Every error is a JSON [`ApiError`]
+//! `{id}` is a run id, a unique prefix of one or of its random suffix, or `latest`. Every error is a JSON [`ApiError`]
 //! (`{code, message}`) with a 4xx or 5xx status.
 //!
 //! **Architecture Invariant:** fields are only added here, never renamed or removed, and new ones

@@ -72,8 +72,12 @@ pub struct ConfigFile {
     pub allow_local: bool,
     /// A hosts file (`hosts:`, `targets:`) added to every scenario.
     pub inventory: Option<PathBuf>,
+    /// Where to POST run and service events, Slack-style JSON (see `crate::webhook`).
     #[serde(default)]
     pub webhooks: Vec<WebhookFile>,
+    /// The address people reach chaosd at (`https://chaosd.example:7410`), for links to run
+    /// pages in webhooks; none without it.
+    pub public_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -99,7 +103,7 @@ fn default_report_dir() -> PathBuf {
     PathBuf::from(DEFAULT_REPORT_DIR)
 }
 
-/// A checked webhook: where to send which events. Sending is not done yet.
+/// A checked webhook: where to send which events (sent by `webhook::Notifier`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Webhook {
     pub url: String,
@@ -122,6 +126,8 @@ pub struct Config {
     /// Added to every scenario, as `chaosctl --inventory` does.
     pub inventory: Option<PathBuf>,
     pub webhooks: Vec<Webhook>,
+    /// Without a trailing `/`; links in webhooks.
+    pub public_url: Option<String>,
 }
 
 impl std::fmt::Debug for Config {
@@ -134,6 +140,7 @@ impl std::fmt::Debug for Config {
             .field("allow_local", &self.allow_local)
             .field("inventory", &self.inventory)
             .field("webhooks", &self.webhooks)
+            .field("public_url", &self.public_url)
             .finish_non_exhaustive()
     }
 }
@@ -169,6 +176,8 @@ pub enum ConfigError {
         inventory: PathBuf,
         message: String,
     },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
     #[error("{path}: webhook {index}: {message}")]
     Webhook {
         path: PathBuf,
@@ -284,7 +293,25 @@ pub fn resolve(path: &Path, text: &str) -> Result<Config, ConfigError> {
             headers: hook.headers.clone(),
         });
     }
+    let public_url = match &file.public_url {
+        None => None,
+        Some(url)
+            if (url.starts_with("http://") || url.starts_with("https://"))
+                && url.parse::<hyper::Uri>().is_ok() =>
+        {
+            Some(url.trim_end_matches('/').to_string())
+        }
+        Some(url) => {
+            return Err(ConfigError::Invalid {
+                path: owner(),
+                message: format!(
+                    "`public_url: {url}` is not an http:// or https:// URL; give the address people open chaosd at, e.g. `https://chaosd.example:7410`"
+                ),
+            });
+        }
+    };
     Ok(Config {
+        public_url,
         listen,
         token,
         tls,
@@ -340,6 +367,10 @@ mod tests {
             (
                 "token_file: token\nwebhooks: [{url: ftp://x}]\n",
                 "webhook 1: `url: ftp://x`",
+            ),
+            (
+                "token_file: token\npublic_url: chaosd.example\n",
+                "`public_url: chaosd.example` is not an http:// or https:// URL",
             ),
             (
                 "token_file: token\nwebhooks: [{url: 'http://x', events: [nope]}]\n",

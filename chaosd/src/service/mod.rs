@@ -52,7 +52,7 @@ pub struct State {
     runs: Arc<Runs>,
     /// Added to every scenario; its agents are `GET /v1/agents`.
     inventory: Option<PathBuf>,
-    /// Checked, not sent yet: sending is the next piece of work (see `runs` for the events).
+    /// Sent by the run manager's `webhook::Notifier` (runs' events, halt and resume).
     pub webhooks: Vec<config::Webhook>,
     /// Game-day schedules (`/v1/schedules`), started on the system clock.
     scheduler: Arc<crate::schedule::scheduler::Scheduler>,
@@ -76,6 +76,7 @@ pub async fn run(
         allow_local,
         inventory,
         webhooks,
+        public_url,
     } = config;
     let local = listener.local_addr().map_err(RunError::Listener)?;
     let runs_config = RunsConfig {
@@ -89,7 +90,7 @@ pub async fn run(
         .map_err(|e| RunError::Open(anyhow::anyhow!("opening the state panicked: {e}")))?
         .map_err(RunError::Open)?;
     let runs = Arc::new(runs);
-    let notifier = crate::webhook::Notifier::new(webhooks.clone());
+    let notifier = crate::webhook::Notifier::new(webhooks.clone(), public_url);
     runs.set_notifier(Arc::clone(&notifier));
     let scheduler = {
         let runner = Arc::new(runs::ScheduledRuns(Arc::clone(&runs)));

@@ -413,7 +413,7 @@ impl Runs {
         Ok(scenario)
     }
 
-    /// A run by id, prefix or `latest`: going on, or in the history.
+    /// A run by id, prefix, random suffix or `latest`: going on, or in the history.
     pub fn find(&self, id: &str) -> Result<Found, ServiceError> {
         if let Some(live) = self.active().get(id) {
             return Ok(Found::Live(Arc::clone(live)));
@@ -574,7 +574,7 @@ impl Runs {
     pub fn notifier(&self) -> Arc<crate::webhook::Notifier> {
         Arc::clone(
             self.notifier
-                .get_or_init(|| crate::webhook::Notifier::new(Vec::new())),
+                .get_or_init(|| crate::webhook::Notifier::new(Vec::new(), None)),
         )
     }
 }

@@ -74,22 +74,30 @@ pub fn handle(
         return Some(Ok(redirect("/ui/", None)));
     }
     // `?token=` once: set the cookie, and drop the token from the address.
-    if let Some(token) = query_param(req.uri().query().unwrap_or_default(), "token") {
-        if !state
-            .token
-            .admits(Some(format!("Bearer {token}").as_bytes()))
-        {
+    if let Some(given) = query_param(req.uri().query().unwrap_or_default(), "token") {
+        // A base64 token arrives as typed (`a+b/c=`), or URL-encoded by a browser or a script
+        // (`a%2Bb%2Fc%3D`, or form-encoded with `+` for a space): whichever reading is the token.
+        let admits = |t: &String| state.token.admits(Some(format!("Bearer {t}").as_bytes()));
+        let Some(token) = token_readings(given).into_iter().find(admits) else {
             return Some(Ok(login_page(
                 StatusCode::UNAUTHORIZED,
                 "That token is wrong.",
             )));
-        }
+        };
         let secure = if state.tls { "; Secure" } else { "" };
-        let cookie = format!("{COOKIE_NAME}={token}; Path=/ui; HttpOnly; SameSite=Strict{secure}");
+        let cookie = format!(
+            "{COOKIE_NAME}={}; Path=/ui; HttpOnly; SameSite=Strict{secure}",
+            percent_encode(&token)
+        );
         return Some(Ok(redirect(path, Some(cookie))));
     }
-    let cookie = cookie_value(req, COOKIE_NAME).map(|t| format!("Bearer {t}"));
-    if !(state.token.admits(bearer) || state.token.admits(cookie.as_deref().map(str::as_bytes))) {
+    let by_cookie = cookie_value(req, COOKIE_NAME).is_some_and(|value| {
+        // The cookie holds the token percent-encoded (older chaosd: as it was).
+        token_readings(&value)
+            .iter()
+            .any(|t| state.token.admits(Some(format!("Bearer {t}").as_bytes())))
+    });
+    if !(state.token.admits(bearer) || by_cookie) {
         return Some(Ok(login_page(
             StatusCode::UNAUTHORIZED,
             "This page needs chaosd's API token.",
@@ -125,6 +133,59 @@ fn query_param<'q>(query: &'q str, name: &str) -> Option<&'q str> {
         .find(|(k, _)| *k == name)
         .map(|(_, v)| v)
         .filter(|v| !v.is_empty())
+}
+
+/// The ways a token given in an address may have been written: as it is, percent-decoded, and
+/// form-decoded (`+` a space), without repeats.
+fn token_readings(given: &str) -> Vec<String> {
+    let mut readings = vec![given.to_string()];
+    for plus_is_space in [false, true] {
+        if let Some(decoded) = percent_decode(given, plus_is_space)
+            && !readings.contains(&decoded)
+        {
+            readings.push(decoded);
+        }
+    }
+    readings
+}
+
+/// `%XX` decoded (and `+` as a space when `plus_is_space`); `None` when that is not UTF-8 or a
+/// `%` is not followed by two hex digits.
+fn percent_decode(text: &str, plus_is_space: bool) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' if plus_is_space => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Every byte but `A-Za-z0-9-._~` as `%XX`, so any token is a valid cookie value.
+fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 fn cookie_value(req: &Request<Incoming>, name: &str) -> Option<String> {
@@ -370,4 +431,28 @@ fn run_page(state: &Arc<State>, id: &str) -> Result<Response<Body>, ServiceError
         StatusCode::OK,
         &page_html(&format!("{} (running)", run.scenario), &b, Some(2)),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_in_the_address_is_read_as_typed_and_url_decoded() {
+        let token = "ab+c/d==";
+        for given in ["ab+c/d==", "ab%2Bc%2Fd%3D%3D", "ab%2bc%2fd%3d%3d"] {
+            assert!(
+                token_readings(given).iter().any(|t| t == token),
+                "{given}: {:?}",
+                token_readings(given)
+            );
+        }
+        assert_eq!(percent_decode("a+b", true).as_deref(), Some("a b"));
+        assert_eq!(percent_decode("a%2", false), None);
+        assert_eq!(percent_encode(token), "ab%2Bc%2Fd%3D%3D");
+        assert_eq!(
+            percent_decode(&percent_encode(token), false).as_deref(),
+            Some(token)
+        );
+    }
 }
