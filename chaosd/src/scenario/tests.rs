@@ -796,6 +796,35 @@ fn a_missing_file_cannot_be_read() {
 }
 
 #[test]
+fn invalid_utf8_is_refused_with_its_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.yaml");
+    let mut bytes = b"version: 1\nname: quick\ndescription: \"\xc3\xa9 quick".to_vec();
+    bytes.extend_from_slice(b"\xff\xfestart\"\n");
+    std::fs::write(&path, &bytes).unwrap();
+    let err = load(&path, &LoadOptions::default()).unwrap_err();
+    let p = &err.problems()[0];
+    assert_eq!((p.line, p.column), (3, 22), "{err}");
+    assert_eq!(
+        p.message,
+        "invalid UTF-8 at byte 45 (line 3, column 22): byte 0xff does not begin a valid character"
+    );
+    assert!(err.to_string().contains("save the file as UTF-8"), "{err}");
+
+    let inventory = dir.path().join("inventory.yaml");
+    std::fs::write(&inventory, b"hosts:\n  a\xfe: {agent: \"https://a:1\"}\n").unwrap();
+    let opts = LoadOptions {
+        inventory: Some(inventory.clone()),
+        ..LoadOptions::default()
+    };
+    let err = load_inventory(&inventory, &opts).unwrap_err();
+    assert_eq!(
+        err.problems()[0].message,
+        "invalid UTF-8 at byte 10 (line 2, column 4): byte 0xfe does not begin a valid character"
+    );
+}
+
+#[test]
 fn every_example_scenario_loads() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
     let Ok(entries) = std::fs::read_dir(&dir) else {
