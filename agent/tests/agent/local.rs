@@ -225,6 +225,36 @@ fn nothing_matching_is_an_error_and_journals_nothing() {
 }
 
 #[test]
+fn issue_9_a_hold_over_the_limit_is_refused_before_anything_happens() {
+    let (agent, _state) = agent();
+    let (sleep, _) = Spawned::sleep();
+    let mut req = request("forever", pause(sleep.pid));
+    req.hold = Some(Duration::from_millis(u64::MAX - 1));
+    let err = agent.inject(req).unwrap_err();
+    assert!(matches!(err, FaultError::HoldTooLong { .. }), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        "hold 18446744073709551614ms of fault `forever` is over the limit of 604800000ms (7 days); \
+         hold it at most that long and inject again"
+    );
+    assert!(!stopped(&sleep), "never stopped");
+    assert_eq!(std::fs::read_dir(agent.journal_dir()).unwrap().count(), 0);
+    assert!(agent.active().is_empty());
+    assert!(matches!(
+        agent.revert("forever"),
+        Err(FaultError::UnknownFault { .. })
+    ));
+
+    // The limit itself is fine, and its end time is exact.
+    let mut req = request("week", pause(sleep.pid));
+    req.hold = Some(agent::spec::MAX_HOLD);
+    let applied = agent.inject(req).unwrap();
+    let end_at = agent.active()[0].end_at.unwrap();
+    assert_eq!(end_at - applied.applied_at, chrono::TimeDelta::days(7));
+    agent.revert("week").unwrap();
+}
+
+#[test]
 fn fault_ids_are_unique_and_plain() {
     let (agent, _state) = agent();
     let (sleep, _) = Spawned::sleep();

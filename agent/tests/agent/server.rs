@@ -502,6 +502,49 @@ async fn bad_requests_apply_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_9_holds_and_leases_over_the_limit_are_refused_before_journaling() {
+    let agent = InProcess::start(None).await;
+    let (sleep, _) = Spawned::sleep();
+    let within = Duration::from_secs(10);
+    let huge = pause_order("huge", json!({"pid": sleep.pid}), Some(u64::MAX - 1));
+    let (status, err) = tokio::time::timeout(
+        within,
+        agent
+            .api
+            .post("/v1/runs/r9/faults", apply_body(vec![huge], 60_000)),
+    )
+    .await
+    .expect("the apply answers");
+    assert_eq!(status, 400, "{err}");
+    assert_eq!(
+        err["message"],
+        "fault `huge`: hold_ms 18446744073709551614 is over the limit of 604800000 (7 days); \
+         hold it at most that long"
+    );
+    let lease = apply_body(
+        vec![pause_order("f", json!({"pid": sleep.pid}), Some(1000))],
+        u64::MAX,
+    );
+    let (status, err) = agent.api.post("/v1/runs/r9/faults", lease).await;
+    assert_eq!(status, 400, "{err}");
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("lease_ms 18446744073709551615 is over the limit of 604800000 (7 days)"),
+        "{err}"
+    );
+    assert_ne!(sleep.state(), Some('T'), "not stopped");
+    let journal = agent.state_dir().join("journal");
+    assert_eq!(std::fs::read_dir(journal).unwrap().count(), 0);
+    let (status, _) = tokio::time::timeout(within, agent.api.post("/v1/revert-all", json!({})))
+        .await
+        .expect("revert-all answers");
+    assert_eq!(status, 200);
+    agent.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_controller_loses_its_faults_when_the_lease_runs_out() {
     let agent = InProcess::start(None).await;
     let (sleep, _) = Spawned::sleep();

@@ -444,7 +444,7 @@ impl Run {
 
     /// A `ready` probe must pass once within its `within`.
     async fn wait_ready(&mut self, name: &str, ready: &crate::scenario::model::Ready) -> Flow {
-        let deadline = Instant::now() + ready.within;
+        let deadline = later(Instant::now(), ready.within);
         let mut last;
         loop {
             let sample = tokio::select! {
@@ -722,7 +722,7 @@ impl Run {
             Some((step.index, total, step.name.clone())),
         );
         let check_started_at = Utc::now();
-        let deadline = fault_end + step.recover_within;
+        let deadline = later(fault_end, step.recover_within);
         let verdict = loop {
             let snapshot = self.steady.as_ref().expect("steady monitor").snapshot();
             match judge_recovery(&snapshot.views(), fault_end, deadline) {
@@ -898,7 +898,7 @@ impl Run {
 
         // Hold. A kill ends when its signal is sent; every other fault when it is reverted.
         let injected_at = step_started;
-        let hold_end = injected_at + step.duration;
+        let hold_end = later(injected_at, step.duration);
         self.live.fault_ends(Some(hold_end));
         let interrupted = loop {
             let guard = self.guard.as_mut();
@@ -1484,6 +1484,13 @@ fn first_failure(views: &[SeriesView<'_>], from: Instant) -> Option<Instant> {
             .collect();
         hypothesis_holds(&upto) == Some(false)
     })
+}
+
+/// `at + d` without a panic, which would end the run with faults in place. Scenario durations
+/// are bounded by `agent::spec::MAX_HOLD`, so the cap never bites a checked file; past the clock's
+/// range it is `at` itself, since ending a hold early is the safe side.
+fn later(at: Instant, d: Duration) -> Instant {
+    at.checked_add(d.min(agent::spec::MAX_HOLD)).unwrap_or(at)
 }
 
 fn fault_index(step: &PlannedStep, fault_id: &str) -> usize {

@@ -538,6 +538,27 @@ fn durations_and_limits() {
 }
 
 #[test]
+fn issue_9_durations_are_bounded_by_the_longest_hold() {
+    // Raising `max_duration` let a 2600000000h pause through, which overflowed the agent's time
+    // arithmetic after SIGSTOP.
+    let huge = "steps:\n  - name: s\n    target: api\n    duration: 2600000000h\n    fault: {pause: {process: {name: x}}}\n";
+    check(
+        &format!("{PRE}settings: {{max_duration: 2600000000h}}\n{huge}"),
+        &[
+            "8:26: duration `2600000000h` is over the limit of 168h (7 days) for any duration; shorten it",
+            "12:15: duration `2600000000h` is over the limit of 168h (7 days) for any duration; shorten it",
+        ],
+    );
+    check(
+        &format!("{PRE}settings: {{lease: 8d}}\n{STEP}"),
+        &["8:19: duration `8d` is over the limit of 168h (7 days) for any duration; shorten it"],
+    );
+    let week = "steps:\n  - name: s\n    target: api\n    duration: 7d\n    fault: {pause: {process: {name: x}}}\n";
+    let s = ok(&format!("{PRE}settings: {{max_duration: 7d}}\n{week}"));
+    assert_eq!(s.settings.max_duration, agent::spec::MAX_HOLD);
+}
+
+#[test]
 fn max_hosts_counts_distinct_picked_hosts() {
     let step = "steps:\n  - name: s\n    duration: 1s\n    faults:\n      - {target: api, kill: {process: {name: x}}}\n      - {target: api, pause: {process: {name: y}}}\n      - {target: one, loss: {share: 5%}}\n";
     ok(&format!(
