@@ -417,7 +417,7 @@ impl Inner {
             fault: entry.spec.to_string(),
             result,
         };
-        match fault::revert(&entry.undo) {
+        match fault::revert(&fault_id, &entry.undo) {
             Ok(undone) => {
                 let mut detail = undone.detail;
                 if let Err(err) = self.journal.remove(&fault_id) {
@@ -486,11 +486,11 @@ impl Inner {
         }
 
         let ctx = fault::Context { hold, exempt };
-        let injected = match fault::inject_with(&entry.spec, &entry.undo, &ctx) {
+        let injected = match fault::inject_with(&fault_id, &entry.spec, &entry.undo, &ctx) {
             Ok(injected) => injected,
             Err(err) => {
                 // Undo whatever half of it happened; the journal entry stays until that worked.
-                match fault::revert(&entry.undo) {
+                match fault::revert(&fault_id, &entry.undo) {
                     Ok(_) => {
                         if let Err(journal_err) = self.journal.remove(&fault_id) {
                             warn!(fault_id, error = %journal_err, "failed to remove journal entry");
@@ -575,7 +575,9 @@ impl Inner {
                 );
             }
         };
-        match guarded(fault_id, "reverting", || fault::revert(&entry.undo)) {
+        match guarded(fault_id, "reverting", || {
+            fault::revert(fault_id, &entry.undo)
+        }) {
             Ok(undone) => {
                 if let Err(err) = self.journal.remove(fault_id) {
                     warn!(fault_id, error = %err, "failed to remove journal entry");
@@ -635,7 +637,10 @@ impl Inner {
         drop(table);
 
         // A panic here must not leave the slot `Reverting`: every later revert would wait forever.
-        let result = guarded(fault_id, "reverting", || fault::revert(&held.undo)).map(|undone| {
+        let result = guarded(fault_id, "reverting", || {
+            fault::revert(fault_id, &held.undo)
+        })
+        .map(|undone| {
             let mut detail = undone.detail;
             if let Err(err) = self.journal.remove(fault_id) {
                 detail.push_str(&format!(
