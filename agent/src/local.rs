@@ -24,6 +24,7 @@ use crate::error::FaultError;
 use crate::fault::{self, Undo};
 use crate::journal::{Entry, EntryState, Journal, Loaded, Owner};
 use crate::process;
+use crate::recovered::{self, RecoveredLog};
 pub use crate::spec::Exempt;
 use crate::spec::{FaultKind, FaultSpec, MAX_HOLD};
 
@@ -148,6 +149,8 @@ struct Handle {
 
 struct Inner {
     journal: Journal,
+    /// What starts reverted from the journal: a later revert of one of them is answered from it.
+    recovered: RecoveredLog,
     owner: Owner,
     table: Mutex<Table>,
     /// Signalled on every change of the table (and to stop the timer).
@@ -196,6 +199,7 @@ impl LocalAgent {
         lock(&LIVE).insert(owner.instance);
         let inner = Arc::new(Inner {
             journal,
+            recovered: RecoveredLog::new(state_dir),
             owner,
             table: Mutex::new(Table::default()),
             changed: Condvar::new(),
@@ -336,6 +340,12 @@ impl LocalAgent {
         active
     }
 
+    /// What a start of this agent (or an earlier one on the same state directory) reverted of
+    /// `fault_id` from a dead agent's journal, if it did.
+    pub fn recovered(&self, fault_id: &str) -> Option<recovered::Record> {
+        self.handle.inner.recovered.find(fault_id)
+    }
+
     /// The journal directory this agent writes.
     pub fn journal_dir(&self) -> &Path {
         self.handle.inner.journal.dir()
@@ -430,9 +440,18 @@ impl Inner {
                     detail,
                     by: RevertedBy::Recovery,
                 };
+                // Kept on disk: the controller's revert may come after yet another restart.
+                let record = recovered::Record {
+                    run_id: entry.run_id.clone(),
+                    fault: entry.spec.to_string(),
+                    reverted: reverted.clone(),
+                };
+                if let Err(err) = self.recovered.append(&[record]) {
+                    warn!(fault_id, error = %err, "failed to remember a recovered fault");
+                }
                 lock(&self.table)
                     .faults
-                    .insert(fault_id, Slot::Reverted(reverted.clone()));
+                    .insert(fault_id, Slot::Reverted(already_reverted(&reverted)));
                 Some(recovered(Ok(reverted)))
             }
             Err(err) => {
@@ -614,9 +633,14 @@ impl Inner {
         let mut held = loop {
             match table.faults.get(fault_id) {
                 None => {
-                    return Err(FaultError::UnknownFault {
-                        fault_id: fault_id.to_string(),
-                    });
+                    // Reverted by a start of this agent from a dead one's journal: done, not
+                    // unknown, so the controller does not report it as possibly in place.
+                    return match self.recovered.find(fault_id) {
+                        Some(record) => Ok(already_reverted(&record.reverted)),
+                        None => Err(FaultError::UnknownFault {
+                            fault_id: fault_id.to_string(),
+                        }),
+                    };
                 }
                 Some(Slot::Reverted(reverted)) => return Ok(reverted.clone()),
                 Some(Slot::Injecting | Slot::Reverting(_)) => {
@@ -761,6 +785,20 @@ fn owner_alive(owner: &Owner) -> bool {
         lock(&LIVE).contains(&owner.instance)
     } else {
         process::is_same_process(owner.pid, owner.start_time)
+    }
+}
+
+/// The answer to a revert of a fault that a start reverted: the same outcome, saying so.
+fn already_reverted(reverted: &Reverted) -> Reverted {
+    Reverted {
+        detail: format!(
+            "already reverted when the agent restarted, at {}: {}",
+            reverted
+                .reverted_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            reverted.detail
+        ),
+        ..reverted.clone()
     }
 }
 

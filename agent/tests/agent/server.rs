@@ -855,6 +855,61 @@ async fn after_a_sigkill_the_next_start_reverts_the_pause() {
     assert_eq!(recovered[0]["outcome"], "obeyed");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_9_a_revert_of_a_fault_the_restart_reverted_succeeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = token_file(dir.path());
+    let state = dir.path().join("state");
+    let args = [
+        "--listen",
+        "127.0.0.1:0",
+        "--token-file",
+        token.to_str().unwrap(),
+        "--state-dir",
+        state.to_str().unwrap(),
+    ];
+    let mut first = Binary::start(&args);
+    let api = Api {
+        addr: first.addr,
+        tls: None,
+    };
+    let (sleep, _) = Spawned::sleep();
+    let order = pause_order("run9-s1f1-h", json!({"pid": sleep.pid}), Some(60_000));
+    let (status, body) = api
+        .post("/v1/runs/run9/faults", apply_body(vec![order], 60_000))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    first.signal(nix::sys::signal::Signal::SIGKILL);
+    first.wait(Duration::from_secs(5));
+
+    // The controller's revert reaches the restarted agent, which already reverted the fault, and
+    // again after one more restart: it is remembered on disk.
+    for _ in 0..2 {
+        let mut agent = Binary::start(&args);
+        assert_ne!(sleep.state(), Some('T'), "the start reverted it");
+        let api = Api {
+            addr: agent.addr,
+            tls: None,
+        };
+        let (status, body) = api.delete("/v1/runs/run9/faults/run9-s1f1-h").await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["reverted"]["by"], "recovery", "{body}");
+        assert_eq!(body["reverted"]["verified"], true, "{body}");
+        let detail = body["reverted"]["detail"].as_str().unwrap();
+        assert!(
+            detail.starts_with("already reverted when the agent restarted, at "),
+            "{detail}"
+        );
+        let (status, body) = api.delete("/v1/runs/other/faults/run9-s1f1-h").await;
+        assert_eq!(
+            status, 404,
+            "another run's revert still does not reach it: {body}"
+        );
+        agent.signal(nix::sys::signal::Signal::SIGTERM);
+        agent.wait(Duration::from_secs(10));
+    }
+}
+
 #[test]
 fn bad_configuration_exits_64_before_binding() {
     let dir = tempfile::tempdir().unwrap();
