@@ -4,9 +4,10 @@
 //! after-check), guardrails watched from the first injection, and on every path: revert whatever
 //! is in place, stop what setup started, run teardown, and hand back the report.
 //!
-//! **Architecture Invariant:** every fault that an agent accepted is in `Run::active` until a
-//! revert of it has returned; the cleanup path reverts everything left there and does not look at
-//! the abort signal, so a second Ctrl-C cannot skip a revert.
+//! **Architecture Invariant:** every fault that an agent accepted, or may have (an apply sent but
+//! not clearly answered), is in `Run::active` until a revert of it has returned; the cleanup path
+//! reverts everything left there and does not look at the abort signal, so a second Ctrl-C cannot
+//! skip a revert.
 
 pub mod hosts;
 pub mod hypothesis;
@@ -173,6 +174,9 @@ struct Active {
     /// Where its record is: step and position in that step's `faults`.
     step: usize,
     slot: usize,
+    /// Its apply failed without a clear answer: it may be in place. A revert that finds the agent
+    /// knows no such fault shows it never was.
+    uncertain: bool,
 }
 
 /// Why the run stopped early, or how it ended.
@@ -860,6 +864,7 @@ impl Run {
                         fault_id: fault_id.clone(),
                         step: step_idx,
                         slot,
+                        uncertain: false,
                     });
                     self.event(
                         "fault_applied",
@@ -872,17 +877,34 @@ impl Run {
                         serde_json::json!({"fault_id": fault_id, "host": host, "mechanism": applied.mechanism, "verified": applied.verified}),
                     );
                 }
-                Err(err) => {
-                    record.error = Some(err.clone());
+                Err(failure) => {
+                    record.error = Some(failure.message.clone());
                     let msg = format!(
-                        "could not inject {} on {}: {err}",
-                        record.fault, record.host
+                        "could not inject {} on {}: {}",
+                        record.fault, record.host, failure.message
                     );
-                    let id = record.fault_id.clone();
+                    let (host, fault_id) = (record.host.clone(), record.fault_id.clone());
+                    let note = if failure.maybe_applied {
+                        // It may be in place: reverted by its id like an applied fault, and left
+                        // in `faults_left` when that cannot be confirmed.
+                        if let Some(lease) = &self.lease {
+                            lease.holds(&host);
+                        }
+                        self.active.push(Active {
+                            host: host.clone(),
+                            fault_id: fault_id.clone(),
+                            step: step_idx,
+                            slot,
+                            uncertain: true,
+                        });
+                        "; it may be in place all the same: reverting it"
+                    } else {
+                        ""
+                    };
                     self.event(
                         "fault_failed",
-                        msg.clone(),
-                        serde_json::json!({"fault_id": id}),
+                        format!("{msg}{note}"),
+                        serde_json::json!({"fault_id": fault_id, "host": host, "maybe_applied": failure.maybe_applied}),
                     );
                     failures.push(msg);
                 }
@@ -972,6 +994,15 @@ impl Run {
                 record.kind.clone(),
             );
             match result {
+                Err(failure) if active.uncertain && failure.unknown => {
+                    self.event(
+                        "fault_not_applied",
+                        format!(
+                            "{fault} was not in place on {host}: its agent knows no such fault"
+                        ),
+                        serde_json::json!({"fault_id": fault_id, "host": host}),
+                    );
+                }
                 Ok(reverted) if reverted.verified => {
                     record.reverted_at = Some(reverted.reverted_at);
                     self.event(
