@@ -92,6 +92,7 @@ pub struct FaultOrder {
     /// Drives this host's random picks among processes.
     pub seed: u64,
     /// How long to hold it; the agent reverts it on its own at its end. `None`: until reverted.
+    /// At most [`crate::spec::MAX_HOLD`] (7 days): a longer one is answered 400, nothing applied.
     #[serde(default)]
     pub hold_ms: Option<u64>,
 }
@@ -99,7 +100,8 @@ pub struct FaultOrder {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ApplyRequest {
     pub faults: Vec<FaultOrder>,
-    /// The agent reverts this run's faults when the controller is silent this long.
+    /// The agent reverts this run's faults when the controller is silent this long; at most
+    /// [`crate::spec::MAX_HOLD`] (7 days), like a hold.
     pub lease_ms: u64,
 }
 

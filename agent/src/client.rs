@@ -41,6 +41,8 @@ pub enum ClientError {
         host: String,
         url: String,
         reason: String,
+        /// The request may have reached the agent (the connection was made): it may have acted.
+        sent: bool,
     },
     #[error("the agent of `{host}` refused: {error} (HTTP {status})")]
     Refused {
@@ -58,6 +60,18 @@ impl ClientError {
     /// The agent could not be reached at all (as opposed to refusing or failing a request).
     pub fn is_unreachable(&self) -> bool {
         matches!(self, ClientError::Unreachable { .. })
+    }
+
+    /// Whether the agent may have carried out the request although we have no clear answer: it
+    /// was sent and then the connection dropped or timed out, the answer was unreadable, or the
+    /// agent failed (5xx). A refusal (4xx) or a request never sent did nothing.
+    pub fn may_have_acted(&self) -> bool {
+        match self {
+            ClientError::Unreachable { sent, .. } => *sent,
+            ClientError::BadAnswer { .. } => true,
+            ClientError::Refused { status, .. } => *status >= 500,
+            ClientError::Setup { .. } => false,
+        }
     }
 
     /// The HTTP status of a refusal.
@@ -201,10 +215,11 @@ impl AgentClient {
         within: Duration,
     ) -> Result<T, ClientError> {
         let url = format!("{}{path}", self.base);
-        let unreachable = |reason: String| ClientError::Unreachable {
+        let unreachable = |reason: String, sent: bool| ClientError::Unreachable {
             host: self.host.clone(),
             url: self.base.clone(),
             reason,
+            sent,
         };
         let bad = |reason: String| ClientError::BadAnswer {
             host: self.host.clone(),
@@ -222,23 +237,24 @@ impl AgentClient {
             .body(Full::new(payload))
             .map_err(|e| bad(format!("invalid request to `{url}`: {e}")))?;
         let exchange = async {
+            // A connect error means the request never left; any other, that it may have arrived.
             let response = self
                 .client
                 .request(request)
                 .await
-                .map_err(|e| unreachable(describe(&e)))?;
+                .map_err(|e| unreachable(describe(&e), !e.is_connect()))?;
             let status = response.status();
             let bytes = response
                 .into_body()
                 .collect()
                 .await
-                .map_err(|e| unreachable(format!("reading the answer: {e}")))?
+                .map_err(|e| unreachable(format!("reading the answer: {e}"), true))?
                 .to_bytes();
             Ok::<_, ClientError>((status, bytes))
         };
         let (status, bytes) = tokio::time::timeout(within, exchange)
             .await
-            .map_err(|_| unreachable(format!("no answer within {}s", within.as_secs())))??;
+            .map_err(|_| unreachable(format!("no answer within {}s", within.as_secs()), true))??;
         if status != StatusCode::OK {
             let error = serde_json::from_slice::<ApiError>(&bytes).unwrap_or_else(|_| ApiError {
                 code: "http".into(),

@@ -111,6 +111,26 @@ pub enum FaultError {
     UnknownFault { fault_id: String },
 
     #[error(
+        "hold {hold_ms}ms of fault `{fault_id}` is over the limit of {limit_ms}ms (7 days); hold it at most that long and inject again"
+    )]
+    HoldTooLong {
+        fault_id: String,
+        hold_ms: u128,
+        limit_ms: u128,
+    },
+
+    #[error(
+        "the agent failed unexpectedly ({message}) while {action} fault `{fault_id}`; {outcome}"
+    )]
+    Panicked {
+        fault_id: String,
+        action: &'static str,
+        message: String,
+        /// What became of the fault, and what to do.
+        outcome: String,
+    },
+
+    #[error(
         "journal `{path}`: failed to {action}: {source}; check that the state directory is writable"
     )]
     Journal {
@@ -149,6 +169,8 @@ impl FaultError {
             FaultError::InvalidFaultId { .. } => "invalid_fault_id",
             FaultError::DuplicateFault { .. } => "duplicate_fault",
             FaultError::UnknownFault { .. } => "unknown_fault",
+            FaultError::HoldTooLong { .. } => "hold_too_long",
+            FaultError::Panicked { .. } => "panicked",
             FaultError::Journal { .. } => "journal",
             FaultError::JournalCorrupt { .. } => "journal_corrupt",
         }

@@ -164,6 +164,28 @@ impl Journal {
         })
     }
 
+    /// The entry of one fault; `None` when it has none.
+    pub fn read(&self, fault_id: &str) -> Result<Option<Entry>, FaultError> {
+        let path = self.path_of(fault_id);
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => {
+                return Err(FaultError::Journal {
+                    path,
+                    action: "read the entry",
+                    source,
+                });
+            }
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|err| FaultError::JournalCorrupt {
+                path,
+                reason: err.to_string(),
+            })
+    }
+
     /// Every entry, sorted by file name; unparsable files come back as [`Loaded::Corrupt`].
     /// Temp files of writers that died are removed.
     pub fn load(&self) -> Result<Vec<Loaded>, FaultError> {

@@ -8,6 +8,7 @@
 //! - [`fault`]: one module per kind; `plan` → journal → `inject` → `revert`.
 //! - [`journal`]: one synced JSON file per fault, written before the host is touched.
 //! - [`local`]: [`LocalAgent`], the in-process agent (end times, recovery, idempotent reverts).
+//! - [`recovered`]: what starts reverted from a dead agent's journal, so later reverts succeed.
 //! - [`probe`]: one sample of a probe, taken from this host's own vantage.
 //! - [`child`]: how user commands (command probes, setup) are started.
 //! - [`server`]: `chaos-agent`, the daemon: the HTTP API over [`LocalAgent`], with its token,
@@ -24,6 +25,7 @@ pub mod journal;
 pub mod local;
 pub mod probe;
 pub mod process;
+pub mod recovered;
 pub mod server;
 pub mod spec;
 

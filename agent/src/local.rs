@@ -7,7 +7,9 @@
 //! one caller works on it, and every other caller (end-time thread, `revert`, `revert_all`, drop)
 //! waits for that outcome instead of reverting again.
 
+use std::any::Any;
 use std::collections::{BTreeSet, HashMap};
+use std::panic::{self, AssertUnwindSafe};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -22,8 +24,9 @@ use crate::error::FaultError;
 use crate::fault::{self, Undo};
 use crate::journal::{Entry, EntryState, Journal, Loaded, Owner};
 use crate::process;
+use crate::recovered::{self, RecoveredLog};
 pub use crate::spec::Exempt;
-use crate::spec::{FaultKind, FaultSpec};
+use crate::spec::{FaultKind, FaultSpec, MAX_HOLD};
 
 /// Every kind, in the order capabilities list them.
 const ALL_KINDS: [FaultKind; 6] = [
@@ -146,6 +149,8 @@ struct Handle {
 
 struct Inner {
     journal: Journal,
+    /// What starts reverted from the journal: a later revert of one of them is answered from it.
+    recovered: RecoveredLog,
     owner: Owner,
     table: Mutex<Table>,
     /// Signalled on every change of the table (and to stop the timer).
@@ -194,6 +199,7 @@ impl LocalAgent {
         lock(&LIVE).insert(owner.instance);
         let inner = Arc::new(Inner {
             journal,
+            recovered: RecoveredLog::new(state_dir),
             owner,
             table: Mutex::new(Table::default()),
             changed: Condvar::new(),
@@ -277,8 +283,12 @@ impl LocalAgent {
 
     /// Plans the fault, journals it, injects it and reads the host back. With `hold`, the agent
     /// reverts it on its own at `applied_at + hold` unless it was reverted before.
+    /// A hold over [`MAX_HOLD`] is refused before anything is journaled. A panic while injecting
+    /// does not escape: whatever the journal holds of the fault is reverted and the panic comes
+    /// back as [`FaultError::Panicked`], so no slot is left `Injecting` for reverts to wait on.
     pub fn inject(&self, req: InjectRequest) -> Result<Applied, FaultError> {
         validate_fault_id(&req.fault_id)?;
+        check_hold(&req.fault_id, req.hold)?;
         {
             let mut table = lock(&self.handle.inner.table);
             if table.faults.contains_key(&req.fault_id) {
@@ -288,7 +298,12 @@ impl LocalAgent {
             }
             table.faults.insert(req.fault_id.clone(), Slot::Injecting);
         }
-        self.handle.inner.inject(req)
+        let fault_id = req.fault_id.clone();
+        let inner = &self.handle.inner;
+        match panic::catch_unwind(AssertUnwindSafe(|| inner.inject(req))) {
+            Ok(result) => result,
+            Err(panic) => Err(inner.undo_panicked(&fault_id, panic_message(&*panic))),
+        }
     }
 
     /// Reverts one fault. Idempotent: a fault already reverted (by anyone) gives that earlier
@@ -323,6 +338,12 @@ impl LocalAgent {
             .collect();
         active.sort_by(|a, b| (a.applied_at, &a.fault_id).cmp(&(b.applied_at, &b.fault_id)));
         active
+    }
+
+    /// What a start of this agent (or an earlier one on the same state directory) reverted of
+    /// `fault_id` from a dead agent's journal, if it did.
+    pub fn recovered(&self, fault_id: &str) -> Option<recovered::Record> {
+        self.handle.inner.recovered.find(fault_id)
     }
 
     /// The journal directory this agent writes.
@@ -406,7 +427,7 @@ impl Inner {
             fault: entry.spec.to_string(),
             result,
         };
-        match fault::revert(&entry.undo) {
+        match fault::revert(&fault_id, &entry.undo) {
             Ok(undone) => {
                 let mut detail = undone.detail;
                 if let Err(err) = self.journal.remove(&fault_id) {
@@ -419,9 +440,18 @@ impl Inner {
                     detail,
                     by: RevertedBy::Recovery,
                 };
+                // Kept on disk: the controller's revert may come after yet another restart.
+                let record = recovered::Record {
+                    run_id: entry.run_id.clone(),
+                    fault: entry.spec.to_string(),
+                    reverted: reverted.clone(),
+                };
+                if let Err(err) = self.recovered.append(&[record]) {
+                    warn!(fault_id, error = %err, "failed to remember a recovered fault");
+                }
                 lock(&self.table)
                     .faults
-                    .insert(fault_id, Slot::Reverted(reverted.clone()));
+                    .insert(fault_id, Slot::Reverted(already_reverted(&reverted)));
                 Some(recovered(Ok(reverted)))
             }
             Err(err) => {
@@ -475,11 +505,11 @@ impl Inner {
         }
 
         let ctx = fault::Context { hold, exempt };
-        let injected = match fault::inject_with(&entry.spec, &entry.undo, &ctx) {
+        let injected = match fault::inject_with(&fault_id, &entry.spec, &entry.undo, &ctx) {
             Ok(injected) => injected,
             Err(err) => {
                 // Undo whatever half of it happened; the journal entry stays until that worked.
-                match fault::revert(&entry.undo) {
+                match fault::revert(&fault_id, &entry.undo) {
                     Ok(_) => {
                         if let Err(journal_err) = self.journal.remove(&fault_id) {
                             warn!(fault_id, error = %journal_err, "failed to remove journal entry");
@@ -504,8 +534,11 @@ impl Inner {
             }
         };
 
+        #[cfg(test)]
+        tests::panic_here(&fault_id);
+
         let applied_at = Utc::now();
-        let end_at = hold.map(|d| applied_at + TimeDelta::from_std(d).unwrap_or(TimeDelta::MAX));
+        let end_at = hold.map(|d| end_time(applied_at, d));
         entry.state = EntryState::Applied;
         entry.applied_at = Some(applied_at);
         entry.end_at = end_at;
@@ -533,14 +566,81 @@ impl Inner {
         })
     }
 
+    /// After a panic while injecting `fault_id`: reverts what the journal holds of it (the
+    /// injection may have begun), and frees its slot, or keeps it active when that revert fails so
+    /// `revert_all` retries it. Returns the error that stands for the panic.
+    fn undo_panicked(&self, fault_id: &str, message: String) -> FaultError {
+        warn!(fault_id, panic = %message, "injection panicked; reverting what the journal holds");
+        let panicked = |outcome: String| FaultError::Panicked {
+            fault_id: fault_id.to_string(),
+            action: "injecting",
+            message: message.clone(),
+            outcome,
+        };
+        let entry = match self.journal.read(fault_id) {
+            Ok(Some(entry)) if entry.owner == self.owner => entry,
+            Ok(_) => {
+                return self.forget(
+                    fault_id,
+                    panicked("it was not journaled, so nothing was applied".to_string()),
+                );
+            }
+            Err(err) => {
+                return self.forget(
+                    fault_id,
+                    panicked(format!(
+                        "its journal entry cannot be read ({err}); run `chaosctl revert --all`"
+                    )),
+                );
+            }
+        };
+        match guarded(fault_id, "reverting", || {
+            fault::revert(fault_id, &entry.undo)
+        }) {
+            Ok(undone) => {
+                if let Err(err) = self.journal.remove(fault_id) {
+                    warn!(fault_id, error = %err, "failed to remove journal entry");
+                }
+                self.forget(
+                    fault_id,
+                    panicked(format!(
+                        "what it had applied was reverted ({})",
+                        undone.detail
+                    )),
+                )
+            }
+            Err(err) => {
+                let mut entry = entry;
+                entry.applied_at.get_or_insert(entry.created_at);
+                self.set(
+                    fault_id,
+                    Slot::Active(Box::new(Held {
+                        fault: active_fault(&entry),
+                        undo: entry.undo,
+                        next_try: None,
+                        failures: 1,
+                    })),
+                );
+                panicked(format!(
+                    "the revert of what it had applied failed ({err}); it stays active here: run `chaosctl revert --all`"
+                ))
+            }
+        }
+    }
+
     fn revert(&self, fault_id: &str, by: RevertedBy) -> Result<Reverted, FaultError> {
         let mut table = lock(&self.table);
         let mut held = loop {
             match table.faults.get(fault_id) {
                 None => {
-                    return Err(FaultError::UnknownFault {
-                        fault_id: fault_id.to_string(),
-                    });
+                    // Reverted by a start of this agent from a dead one's journal: done, not
+                    // unknown, so the controller does not report it as possibly in place.
+                    return match self.recovered.find(fault_id) {
+                        Some(record) => Ok(already_reverted(&record.reverted)),
+                        None => Err(FaultError::UnknownFault {
+                            fault_id: fault_id.to_string(),
+                        }),
+                    };
                 }
                 Some(Slot::Reverted(reverted)) => return Ok(reverted.clone()),
                 Some(Slot::Injecting | Slot::Reverting(_)) => {
@@ -560,7 +660,11 @@ impl Inner {
         };
         drop(table);
 
-        let result = fault::revert(&held.undo).map(|undone| {
+        // A panic here must not leave the slot `Reverting`: every later revert would wait forever.
+        let result = guarded(fault_id, "reverting", || {
+            fault::revert(fault_id, &held.undo)
+        })
+        .map(|undone| {
             let mut detail = undone.detail;
             if let Err(err) = self.journal.remove(fault_id) {
                 detail.push_str(&format!(
@@ -581,8 +685,8 @@ impl Inner {
                 warn!(fault_id, error = %err, "revert failed; the fault stays active");
                 held.failures += 1;
                 held.next_try = held.fault.end_at.map(|end| {
-                    let backoff = TimeDelta::seconds(1 << held.failures.min(6));
-                    end.max(Utc::now() + backoff)
+                    let backoff = Duration::from_secs(1 << held.failures.min(6));
+                    end.max(end_time(Utc::now(), backoff))
                 });
                 self.set(fault_id, Slot::Active(held));
             }
@@ -684,6 +788,66 @@ fn owner_alive(owner: &Owner) -> bool {
     }
 }
 
+/// The answer to a revert of a fault that a start reverted: the same outcome, saying so.
+fn already_reverted(reverted: &Reverted) -> Reverted {
+    Reverted {
+        detail: format!(
+            "already reverted when the agent restarted, at {}: {}",
+            reverted
+                .reverted_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            reverted.detail
+        ),
+        ..reverted.clone()
+    }
+}
+
+/// A hold over [`MAX_HOLD`] is refused: its end time could overflow, and it is a typo anyway.
+fn check_hold(fault_id: &str, hold: Option<Duration>) -> Result<(), FaultError> {
+    match hold {
+        Some(hold) if hold > MAX_HOLD => Err(FaultError::HoldTooLong {
+            fault_id: fault_id.to_string(),
+            hold_ms: hold.as_millis(),
+            limit_ms: MAX_HOLD.as_millis(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// `at + hold`, never panicking: past the calendar's end (unreachable under [`MAX_HOLD`]) it is
+/// the last representable time, so the fault is still reverted by a request, a lease or a stop.
+fn end_time(at: DateTime<Utc>, hold: Duration) -> DateTime<Utc> {
+    TimeDelta::from_std(hold)
+        .ok()
+        .and_then(|delta| at.checked_add_signed(delta))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// Runs executor code so that a panic in it becomes [`FaultError::Panicked`] for `fault_id`.
+fn guarded<T>(
+    fault_id: &str,
+    action: &'static str,
+    work: impl FnOnce() -> Result<T, FaultError>,
+) -> Result<T, FaultError> {
+    panic::catch_unwind(AssertUnwindSafe(work)).unwrap_or_else(|panic| {
+        Err(FaultError::Panicked {
+            fault_id: fault_id.to_string(),
+            action,
+            message: panic_message(&*panic),
+            outcome: "it stays active here and is retried; run `chaosctl revert --all`".to_string(),
+        })
+    })
+}
+
+/// The text a panic was raised with.
+fn panic_message(panic: &(dyn Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_string())
+}
+
 /// Fault ids name files (journal entries, fill files): keep them plain.
 fn validate_fault_id(fault_id: &str) -> Result<(), FaultError> {
     let plain = !fault_id.is_empty()
@@ -708,6 +872,75 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::spec::{Pick, ProcessSelector};
+
+    /// Fault ids whose injection panics once the fault is in place: the seam for panic tests.
+    static PANIC_AFTER_INJECT: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+
+    pub(super) fn panic_here(fault_id: &str) {
+        if lock(&PANIC_AFTER_INJECT).contains(fault_id) {
+            panic!("test: a panic after injecting `{fault_id}`");
+        }
+    }
+
+    fn state_of(pid: i32) -> Option<char> {
+        process::read(pid).map(|p| p.state)
+    }
+
+    #[test]
+    fn issue_9_a_panic_after_injecting_reverts_what_the_journal_holds() {
+        let state = tempfile::tempdir().unwrap();
+        let mut sleep = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = sleep.id() as i32;
+        while process::read(pid).is_none_or(|p| p.comm != "sleep") {
+            thread::sleep(Duration::from_millis(5));
+        }
+        lock(&PANIC_AFTER_INJECT).insert("boom".to_string());
+        // On its own thread: before the fix, the revert and the drop below waited forever.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let dir = state.path().to_path_buf();
+        thread::spawn(move || {
+            let (agent, _) = LocalAgent::open(&dir).unwrap();
+            let err = agent
+                .inject(InjectRequest {
+                    run_id: "run-1".to_string(),
+                    fault_id: "boom".to_string(),
+                    spec: FaultSpec::Pause {
+                        process: ProcessSelector::Pid(pid),
+                        pick: Pick::All,
+                    },
+                    seed: 1,
+                    hold: Some(Duration::from_secs(60)),
+                    exempt: Vec::new(),
+                })
+                .unwrap_err();
+            let after_inject = state_of(pid);
+            let journal = std::fs::read_dir(agent.journal_dir()).unwrap().count();
+            let revert = agent.revert("boom").map(|_| ());
+            let all = agent.revert_all().len();
+            drop(agent);
+            let _ = tx.send((err, after_inject, journal, revert, all));
+        });
+        let outcome = rx.recv_timeout(Duration::from_secs(10));
+        let _ = sleep.kill();
+        let _ = sleep.wait();
+        let (err, after_inject, journal, revert, all) =
+            outcome.expect("inject, revert, revert_all and drop answer after a panic");
+        assert_eq!(err.code(), "panicked");
+        assert!(
+            err.to_string().starts_with(
+                "the agent failed unexpectedly (test: a panic after injecting `boom`) while injecting fault `boom`; what it had applied was reverted (sent SIGCONT to"
+            ),
+            "{err}"
+        );
+        assert_ne!(after_inject, Some('T'), "the pause was reverted");
+        assert_eq!(journal, 0);
+        assert!(matches!(revert, Err(FaultError::UnknownFault { .. })));
+        assert_eq!(all, 0);
+    }
 
     #[test]
     fn fault_ids_must_be_plain() {

@@ -11,6 +11,13 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+/// The longest any fault may be held, and the longest duration a scenario may give anything (a
+/// hold, `max_duration`, a lease, a window): 7 days. Scenarios are checked against it, and an agent
+/// refuses a longer `hold_ms` or `lease_ms` before it journals anything, so no end time or deadline
+/// computed from a user's duration can overflow. A longer one is a typo (`2600000000h`), not a
+/// game day.
+pub const MAX_HOLD: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// Which processes a fault or a `process` probe means.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

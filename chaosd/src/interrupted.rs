@@ -71,6 +71,10 @@ pub fn report(record: &RunRecord, events: Vec<Event>) -> Report {
                     after: None,
                     impact_ms: None,
                     recovery_ms: None,
+                    // The samples died with the controller: events.jsonl does not keep them.
+                    impact: Vec::new(),
+                    impact_until: None,
+                    objectives: None,
                 });
             }
             "fault_applied" => {
@@ -164,6 +168,7 @@ pub fn report(record: &RunRecord, events: Vec<Event>) -> Report {
             name: record.scenario.clone(),
             sha256: String::new(),
             path: record.scenario_path.clone(),
+            description: None,
         },
         verdict: Verdict::Interrupted,
         cause: None,

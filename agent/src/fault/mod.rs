@@ -163,7 +163,7 @@ pub fn plan(fault_id: &str, spec: &FaultSpec, seed: u64) -> Result<Undo, FaultEr
             })
         }
         FaultSpec::Pause { process, pick } => Ok(Undo::Pause {
-            processes: pick_targets(process, *pick, seed)?,
+            processes: pause::plan(pick_targets(process, *pick, seed)?),
         }),
         FaultSpec::FillDisk { path, amount } => fill_disk::plan(fault_id, path, *amount),
         FaultSpec::Loss { scope, .. } | FaultSpec::Drop { scope, .. } => {
@@ -195,17 +195,24 @@ pub fn plan(fault_id: &str, spec: &FaultSpec, seed: u64) -> Result<Undo, FaultEr
 /// Carries out a planned injection and verifies it. On error the caller reverts `undo` (which is
 /// safe for a half-done injection). Network faults get no kernel-side expiry from the hold and
 /// no exemptions but SSH's this way: see [`inject_with`].
-pub fn inject(spec: &FaultSpec, undo: &Undo) -> Result<Injected, FaultError> {
-    inject_with(spec, undo, &Context::default())
+pub fn inject(fault_id: &str, spec: &FaultSpec, undo: &Undo) -> Result<Injected, FaultError> {
+    inject_with(fault_id, spec, undo, &Context::default())
 }
 
 /// [`inject`], with the hold (for kernel-side expiry) and the connections to leave alone.
-pub fn inject_with(spec: &FaultSpec, undo: &Undo, ctx: &Context) -> Result<Injected, FaultError> {
+pub fn inject_with(
+    fault_id: &str,
+    spec: &FaultSpec,
+    undo: &Undo,
+    ctx: &Context,
+) -> Result<Injected, FaultError> {
     match (spec, undo) {
         (FaultSpec::Kill { signal, .. }, Undo::Kill { processes }) => {
             kill::inject(spec, *signal, processes)
         }
-        (FaultSpec::Pause { .. }, Undo::Pause { processes }) => pause::inject(spec, processes),
+        (FaultSpec::Pause { .. }, Undo::Pause { processes }) => {
+            pause::inject(fault_id, spec, processes)
+        }
         (FaultSpec::FillDisk { path, amount }, Undo::FillDisk { file, bytes }) => {
             fill_disk::inject(path, *amount, file, *bytes)
         }
@@ -266,11 +273,11 @@ pub fn inject_with(spec: &FaultSpec, undo: &Undo, ctx: &Context) -> Result<Injec
     }
 }
 
-/// Undoes an injection from its journaled undo data; idempotent.
-pub fn revert(undo: &Undo) -> Result<Undone, FaultError> {
+/// Undoes the injection of `fault_id` from its journaled undo data; idempotent.
+pub fn revert(fault_id: &str, undo: &Undo) -> Result<Undone, FaultError> {
     match undo {
         Undo::Kill { .. } => Ok(kill::revert()),
-        Undo::Pause { processes } => pause::revert(processes),
+        Undo::Pause { processes } => pause::revert(fault_id, processes),
         Undo::FillDisk { file, bytes } => fill_disk::revert(file, *bytes),
         Undo::NetTable { table, .. } => net::filter::revert(table),
         Undo::Nfqueue {

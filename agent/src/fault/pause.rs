@@ -1,5 +1,13 @@
 //! `pause`: SIGSTOP to the picked processes; the revert sends SIGCONT to each one that is still the
 //! same process (pid and start time), and leaves alone those that were stopped before the fault.
+//!
+//! **Invariant:** pauses of one process overlap safely: [`HOLDS`] counts the faults holding each
+//! process (by pid and start time, so a reused pid is another process), and only the revert of the
+//! last one sends SIGCONT. A process counts as stopped before the fault only when it was stopped
+//! before the first of our pauses, never because another of ours holds it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use nix::sys::signal::Signal;
 
@@ -9,14 +17,63 @@ use crate::error::FaultError;
 use crate::process;
 use crate::spec::FaultSpec;
 
-pub(super) fn inject(spec: &FaultSpec, targets: &[Target]) -> Result<Injected, FaultError> {
+/// The pauses in force in this process, per paused process (pid, start time). In memory: after a
+/// crash, the next start reverts every pause left in the journal, which resumes them all anyway.
+static HOLDS: Mutex<BTreeMap<(i32, u64), Holds>> = Mutex::new(BTreeMap::new());
+
+/// Who holds one process stopped.
+struct Holds {
+    /// The ids of the pause faults holding it.
+    faults: BTreeSet<String>,
+    /// Whether it was stopped before the first of them: then the last revert leaves it stopped.
+    was_stopped: bool,
+}
+
+fn holds() -> MutexGuard<'static, BTreeMap<(i32, u64), Holds>> {
+    HOLDS.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn key(target: &Target) -> (i32, u64) {
+    (target.pid, target.start_time)
+}
+
+/// Planning: a process that another of our pauses holds looks stopped, but was only stopped
+/// before this fault if it was before the first pause.
+pub(super) fn plan(mut targets: Vec<Target>) -> Vec<Target> {
+    let holds = holds();
+    for target in &mut targets {
+        if let Some(held) = holds.get(&key(target)) {
+            target.was_stopped = held.was_stopped;
+        }
+    }
+    targets
+}
+
+pub(super) fn inject(
+    fault_id: &str,
+    spec: &FaultSpec,
+    targets: &[Target],
+) -> Result<Injected, FaultError> {
     let mut stopped = Vec::new();
     let mut exited = Vec::new();
-    for target in targets {
-        if send(target, Signal::SIGSTOP)? {
-            stopped.push(target);
-        } else {
-            exited.push(target.label());
+    {
+        // Under the lock, so a revert of another pause of the same process cannot slip between
+        // our SIGSTOP and our count.
+        let mut holds = holds();
+        for target in targets {
+            if send(target, Signal::SIGSTOP)? {
+                holds
+                    .entry(key(target))
+                    .or_insert_with(|| Holds {
+                        faults: BTreeSet::new(),
+                        was_stopped: target.was_stopped,
+                    })
+                    .faults
+                    .insert(fault_id.to_string());
+                stopped.push(target);
+            } else {
+                exited.push(target.label());
+            }
         }
     }
     if stopped.is_empty() {
@@ -60,21 +117,63 @@ pub(super) fn inject(spec: &FaultSpec, targets: &[Target]) -> Result<Injected, F
     })
 }
 
-pub(super) fn revert(targets: &[Target]) -> Result<Undone, FaultError> {
+/// What the revert of `fault_id` does to `target`: `None` to send SIGCONT, else why not.
+enum Keep {
+    /// Stopped before the first of our pauses.
+    StoppedBefore,
+    /// Other pauses of ours still hold it.
+    HeldBy(Vec<String>),
+}
+
+/// Counts `fault_id` off `target`'s holds; whether the process must stay stopped.
+fn release(
+    holds: &mut BTreeMap<(i32, u64), Holds>,
+    fault_id: &str,
+    target: &Target,
+) -> Option<Keep> {
+    let key = key(target);
+    let was_stopped = match holds.get_mut(&key) {
+        // Not ours in this process (recovered from the journal of a dead one): only its own
+        // record tells.
+        None => target.was_stopped,
+        Some(held) => {
+            held.faults.remove(fault_id);
+            if !held.faults.is_empty() {
+                let others = held.faults.iter().map(|id| format!("`{id}`")).collect();
+                return Some(Keep::HeldBy(others));
+            }
+            let was_stopped = held.was_stopped;
+            holds.remove(&key);
+            was_stopped
+        }
+    };
+    was_stopped.then_some(Keep::StoppedBefore)
+}
+
+pub(super) fn revert(fault_id: &str, targets: &[Target]) -> Result<Undone, FaultError> {
     let mut continued = Vec::new();
     let mut exited = Vec::new();
     let mut left = Vec::new();
+    let mut held = Vec::new();
     let mut first_error = None;
-    for target in targets {
-        if target.was_stopped {
-            left.push(target.label());
-            continue;
-        }
-        match send(target, Signal::SIGCONT) {
-            Ok(true) => continued.push(target),
-            Ok(false) => exited.push(target.label()),
-            Err(err) => {
-                first_error.get_or_insert(err);
+    {
+        // Under the lock: the count and the SIGCONT go together (see `inject`).
+        let mut holds = holds();
+        for target in targets {
+            match release(&mut holds, fault_id, target) {
+                Some(Keep::StoppedBefore) => left.push(target.label()),
+                Some(Keep::HeldBy(others)) => held.push(format!(
+                    "{} still paused by fault {}",
+                    target.label(),
+                    others.join(", ")
+                )),
+                None => match send(target, Signal::SIGCONT) {
+                    Ok(true) => continued.push(target),
+                    Ok(false) => exited.push(target.label()),
+                    Err(err) => {
+                        first_error.get_or_insert(err);
+                    }
+                },
             }
         }
     }
@@ -105,6 +204,9 @@ pub(super) fn revert(targets: &[Target]) -> Result<Undone, FaultError> {
             "; left stopped as before the fault: {}",
             left.join(", ")
         ));
+    }
+    if !held.is_empty() {
+        detail.push_str(&format!("; left stopped: {}", held.join("; ")));
     }
     Ok(Undone { verified, detail })
 }

@@ -15,7 +15,7 @@ use tokio::time::Instant;
 
 use super::{Verdict, describe_io, fmt_latency, timed_out, truncate};
 use crate::child;
-use crate::spec::CommandProbe;
+use crate::spec::{CommandProbe, MAX_HOLD};
 
 /// How much of stdout is kept for the expect rules; the rest is read and dropped, so a chatty
 /// child never blocks on a full pipe.
@@ -28,7 +28,8 @@ const DRAIN_GRACE: Duration = Duration::from_millis(250);
 
 pub(crate) async fn sample(probe: &CommandProbe) -> Verdict {
     let start = Instant::now();
-    let deadline = start + probe.timeout;
+    // Bounded, so a huge timeout from a request cannot overflow the clock.
+    let deadline = start + probe.timeout.min(MAX_HOLD);
     let argv = probe.run.argv();
     let Some(program) = argv.first() else {
         return Err("empty command".into());

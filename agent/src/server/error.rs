@@ -102,7 +102,8 @@ fn fault_status(err: &FaultError) -> StatusCode {
         FaultError::UnknownFault { .. } => StatusCode::NOT_FOUND,
         FaultError::InvalidFaultId { .. }
         | FaultError::InvalidPattern { .. }
-        | FaultError::InvalidSignal { .. } => StatusCode::BAD_REQUEST,
+        | FaultError::InvalidSignal { .. }
+        | FaultError::HoldTooLong { .. } => StatusCode::BAD_REQUEST,
         FaultError::DuplicateFault { .. } => StatusCode::CONFLICT,
         FaultError::NoProcessMatches { .. }
         | FaultError::OnlyProtected { .. }

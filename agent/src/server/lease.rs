@@ -28,7 +28,15 @@ pub struct Leases {
 impl Leases {
     /// Sets `run`'s deadline to `lease` from now.
     pub fn renew(&self, run: &str, lease: Duration) {
-        let deadline = Instant::now() + lease;
+        // Routes bound the lease; one past the clock's range is not kept rather than panicking.
+        let Some(deadline) = Instant::now().checked_add(lease) else {
+            warn!(
+                run,
+                lease_ms = lease.as_millis() as u64,
+                "lease too long to keep; ignored"
+            );
+            return;
+        };
         self.deadlines
             .lock()
             .unwrap_or_else(PoisonError::into_inner)

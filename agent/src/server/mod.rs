@@ -110,11 +110,14 @@ impl State {
         {
             return Some(active.run_id);
         }
-        self.owners
+        let known = self
+            .owners
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .get(fault_id)
-            .cloned()
+            .cloned();
+        // After a restart, the faults it reverted from the journal are still known by their run.
+        known.or_else(|| self.agent.recovered(fault_id).map(|r| r.run_id))
     }
 
     pub(crate) fn remember_owner(&self, fault_id: &str, run: &str) {

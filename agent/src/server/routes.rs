@@ -27,7 +27,7 @@ use crate::api::{
     RevertAllResponse,
 };
 use crate::local::InjectRequest;
-use crate::spec::Exempt;
+use crate::spec::{Exempt, MAX_HOLD};
 
 type Answer = Result<Response<Full<Bytes>>, ServerError>;
 
@@ -225,7 +225,25 @@ fn lease_of(lease_ms: u64) -> Result<Duration, ServerError> {
                 .to_string(),
         ));
     }
-    Ok(Duration::from_millis(lease_ms))
+    let lease = Duration::from_millis(lease_ms);
+    if lease > MAX_HOLD {
+        return Err(ServerError::BadRequest(format!(
+            "lease_ms {lease_ms} is over the limit of {} (7 days); renew the lease more often instead",
+            MAX_HOLD.as_millis()
+        )));
+    }
+    Ok(lease)
+}
+
+/// A hold over [`MAX_HOLD`] is refused before anything is journaled: its end time could overflow.
+fn check_hold_ms(fault_id: &str, hold_ms: Option<u64>) -> Result<(), ServerError> {
+    match hold_ms {
+        Some(ms) if Duration::from_millis(ms) > MAX_HOLD => Err(ServerError::BadRequest(format!(
+            "fault `{fault_id}`: hold_ms {ms} is over the limit of {} (7 days); hold it at most that long",
+            MAX_HOLD.as_millis()
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// Reads a JSON body of at most [`api::MAX_BODY`] bytes.
@@ -320,6 +338,7 @@ async fn apply(
     let mut seen = HashSet::new();
     for order in &body.faults {
         check_id("fault", &order.fault_id)?;
+        check_hold_ms(&order.fault_id, order.hold_ms)?;
         if !seen.insert(order.fault_id.as_str()) {
             return Err(ServerError::BadRequest(format!(
                 "fault id `{}` appears twice; give every fault its own id",

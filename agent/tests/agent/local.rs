@@ -3,6 +3,7 @@
 use std::thread;
 use std::time::Duration;
 
+use agent::fault;
 use agent::spec::{FaultKind, FaultSpec, NetScope, Pick, ProcessSelector};
 use agent::{FaultError, LocalAgent, RevertedBy};
 
@@ -222,6 +223,120 @@ fn nothing_matching_is_an_error_and_journals_nothing() {
         agent.revert("none"),
         Err(FaultError::UnknownFault { .. })
     ));
+}
+
+#[test]
+fn issue_9_overlapping_pauses_of_one_process_resume_it_at_the_last_revert() {
+    let (agent, _state) = agent();
+    let (sleep, _) = Spawned::sleep();
+    agent.inject(request("first", pause(sleep.pid))).unwrap();
+    agent.inject(request("second", pause(sleep.pid))).unwrap();
+    let reverted = agent.revert("first").unwrap();
+    assert!(reverted.verified, "{}", reverted.detail);
+    assert!(
+        reverted.detail.contains("still paused by fault `second`"),
+        "{}",
+        reverted.detail
+    );
+    assert!(stopped(&sleep), "`second` still holds it");
+    agent.revert("second").unwrap();
+    eventually("sleep to run after the last revert", || !stopped(&sleep));
+
+    // Two requests at once, reverted at once, many times: it always ends running.
+    for round in 0..20 {
+        let ids = [format!("a{round}"), format!("b{round}")];
+        let inject: Vec<_> = ids
+            .iter()
+            .map(|id| {
+                let (agent, req) = (agent.clone(), request(id, pause(sleep.pid)));
+                thread::spawn(move || agent.inject(req).unwrap())
+            })
+            .collect();
+        inject.into_iter().for_each(|t| drop(t.join().unwrap()));
+        assert!(stopped(&sleep));
+        let revert: Vec<_> = ids
+            .iter()
+            .map(|id| {
+                let (agent, id) = (agent.clone(), id.clone());
+                thread::spawn(move || agent.revert(&id).unwrap())
+            })
+            .collect();
+        revert.into_iter().for_each(|t| drop(t.join().unwrap()));
+        eventually(&format!("sleep to run after round {round}"), || {
+            !stopped(&sleep)
+        });
+    }
+    assert_eq!(std::fs::read_dir(agent.journal_dir()).unwrap().count(), 0);
+}
+
+#[test]
+fn issue_9_a_pause_planned_while_another_held_the_process_still_resumes_it() {
+    // The executors one by one, in the order that left the process stopped for good: `b` is
+    // planned while `a` holds the process (so it looked stopped "before" `b`), `a` is reverted,
+    // then `b` stops it and its revert, believing it stopped before, left it so.
+    let (sleep, _) = Spawned::sleep();
+    let spec = pause(sleep.pid);
+    let a = fault::plan("a", &spec, 1).unwrap();
+    fault::inject("a", &spec, &a).unwrap();
+    let b = fault::plan("b", &spec, 1).unwrap();
+    fault::revert("a", &a).unwrap();
+    fault::inject("b", &spec, &b).unwrap();
+    let undone = fault::revert("b", &b).unwrap();
+    eventually(&format!("sleep to run ({})", undone.detail), || {
+        !stopped(&sleep)
+    });
+}
+
+#[test]
+fn issue_9_a_process_stopped_before_two_pauses_stays_stopped_after_both() {
+    let (agent, _state) = agent();
+    let (sleep, _) = Spawned::sleep();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(sleep.pid),
+        nix::sys::signal::Signal::SIGSTOP,
+    )
+    .unwrap();
+    eventually("sleep to stop", || stopped(&sleep));
+    agent.inject(request("one", pause(sleep.pid))).unwrap();
+    agent.inject(request("two", pause(sleep.pid))).unwrap();
+    agent.revert("two").unwrap();
+    let last = agent.revert("one").unwrap();
+    assert!(
+        last.detail.contains("left stopped as before the fault"),
+        "{}",
+        last.detail
+    );
+    assert!(stopped(&sleep), "stopped by someone else before: left so");
+}
+
+#[test]
+fn issue_9_a_hold_over_the_limit_is_refused_before_anything_happens() {
+    let (agent, _state) = agent();
+    let (sleep, _) = Spawned::sleep();
+    let mut req = request("forever", pause(sleep.pid));
+    req.hold = Some(Duration::from_millis(u64::MAX - 1));
+    let err = agent.inject(req).unwrap_err();
+    assert!(matches!(err, FaultError::HoldTooLong { .. }), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        "hold 18446744073709551614ms of fault `forever` is over the limit of 604800000ms (7 days); \
+         hold it at most that long and inject again"
+    );
+    assert!(!stopped(&sleep), "never stopped");
+    assert_eq!(std::fs::read_dir(agent.journal_dir()).unwrap().count(), 0);
+    assert!(agent.active().is_empty());
+    assert!(matches!(
+        agent.revert("forever"),
+        Err(FaultError::UnknownFault { .. })
+    ));
+
+    // The limit itself is fine, and its end time is exact.
+    let mut req = request("week", pause(sleep.pid));
+    req.hold = Some(agent::spec::MAX_HOLD);
+    let applied = agent.inject(req).unwrap();
+    let end_at = agent.active()[0].end_at.unwrap();
+    assert_eq!(end_at - applied.applied_at, chrono::TimeDelta::days(7));
+    agent.revert("week").unwrap();
 }
 
 #[test]

@@ -403,6 +403,32 @@ fn loss_drops_about_its_share() {
 }
 
 #[test]
+fn loss_of_100_percent_drops_everything_and_reverts() {
+    let Some(pair) = Pair::new() else { return };
+    let state = tempfile::tempdir().unwrap();
+    let dir = state.path().to_path_buf();
+    let agent = Pair::within(&pair.a, move || {
+        let agent = agent_in(&dir);
+        let loss = FaultSpec::Loss {
+            share: 100.0,
+            scope: scope(),
+        };
+        agent.check(&loss).unwrap();
+        let applied = agent.inject(request("net-loss-all", loss)).unwrap();
+        assert!(applied.verified, "{}", applied.detail);
+        agent
+    });
+    let (received, sent, _) = pair.ping_from_b(20, "0.01");
+    assert_eq!((received, sent), (0, 20), "100% loss drops every ping");
+    Pair::within(&pair.a, move || {
+        agent.revert("net-loss-all").unwrap();
+        assert_clean();
+    });
+    let (received, sent, _) = pair.ping_from_b(10, "0.01");
+    assert_eq!(received, sent);
+}
+
+#[test]
 fn the_kernel_ends_a_drop_when_no_process_of_ours_is_left() {
     let Some(pair) = Pair::new() else { return };
     let state = tempfile::tempdir().unwrap();

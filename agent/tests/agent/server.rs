@@ -502,6 +502,49 @@ async fn bad_requests_apply_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_9_holds_and_leases_over_the_limit_are_refused_before_journaling() {
+    let agent = InProcess::start(None).await;
+    let (sleep, _) = Spawned::sleep();
+    let within = Duration::from_secs(10);
+    let huge = pause_order("huge", json!({"pid": sleep.pid}), Some(u64::MAX - 1));
+    let (status, err) = tokio::time::timeout(
+        within,
+        agent
+            .api
+            .post("/v1/runs/r9/faults", apply_body(vec![huge], 60_000)),
+    )
+    .await
+    .expect("the apply answers");
+    assert_eq!(status, 400, "{err}");
+    assert_eq!(
+        err["message"],
+        "fault `huge`: hold_ms 18446744073709551614 is over the limit of 604800000 (7 days); \
+         hold it at most that long"
+    );
+    let lease = apply_body(
+        vec![pause_order("f", json!({"pid": sleep.pid}), Some(1000))],
+        u64::MAX,
+    );
+    let (status, err) = agent.api.post("/v1/runs/r9/faults", lease).await;
+    assert_eq!(status, 400, "{err}");
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("lease_ms 18446744073709551615 is over the limit of 604800000 (7 days)"),
+        "{err}"
+    );
+    assert_ne!(sleep.state(), Some('T'), "not stopped");
+    let journal = agent.state_dir().join("journal");
+    assert_eq!(std::fs::read_dir(journal).unwrap().count(), 0);
+    let (status, _) = tokio::time::timeout(within, agent.api.post("/v1/revert-all", json!({})))
+        .await
+        .expect("revert-all answers");
+    assert_eq!(status, 200);
+    agent.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_controller_loses_its_faults_when_the_lease_runs_out() {
     let agent = InProcess::start(None).await;
     let (sleep, _) = Spawned::sleep();
@@ -812,6 +855,61 @@ async fn after_a_sigkill_the_next_start_reverts_the_pause() {
     assert_eq!(recovered.len(), 1);
     assert_eq!(recovered[0]["run"], "killed");
     assert_eq!(recovered[0]["outcome"], "obeyed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_9_a_revert_of_a_fault_the_restart_reverted_succeeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = token_file(dir.path());
+    let state = dir.path().join("state");
+    let args = [
+        "--listen",
+        "127.0.0.1:0",
+        "--token-file",
+        token.to_str().unwrap(),
+        "--state-dir",
+        state.to_str().unwrap(),
+    ];
+    let mut first = Binary::start(&args);
+    let api = Api {
+        addr: first.addr,
+        tls: None,
+    };
+    let (sleep, _) = Spawned::sleep();
+    let order = pause_order("run9-s1f1-h", json!({"pid": sleep.pid}), Some(60_000));
+    let (status, body) = api
+        .post("/v1/runs/run9/faults", apply_body(vec![order], 60_000))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    first.signal(nix::sys::signal::Signal::SIGKILL);
+    first.wait(Duration::from_secs(5));
+
+    // The controller's revert reaches the restarted agent, which already reverted the fault, and
+    // again after one more restart: it is remembered on disk.
+    for _ in 0..2 {
+        let mut agent = Binary::start(&args);
+        assert_ne!(sleep.state(), Some('T'), "the start reverted it");
+        let api = Api {
+            addr: agent.addr,
+            tls: None,
+        };
+        let (status, body) = api.delete("/v1/runs/run9/faults/run9-s1f1-h").await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["reverted"]["by"], "recovery", "{body}");
+        assert_eq!(body["reverted"]["verified"], true, "{body}");
+        let detail = body["reverted"]["detail"].as_str().unwrap();
+        assert!(
+            detail.starts_with("already reverted when the agent restarted, at "),
+            "{detail}"
+        );
+        let (status, body) = api.delete("/v1/runs/other/faults/run9-s1f1-h").await;
+        assert_eq!(
+            status, 404,
+            "another run's revert still does not reach it: {body}"
+        );
+        agent.signal(nix::sys::signal::Signal::SIGTERM);
+        agent.wait(Duration::from_secs(10));
+    }
 }
 
 #[test]

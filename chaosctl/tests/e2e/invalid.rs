@@ -120,3 +120,33 @@ fn a_missing_file_is_invalid_and_runs_nothing() {
     out.stderr_has(&missing);
     assert!(t.report_folders().is_empty(), "a report folder was created");
 }
+
+#[test]
+fn invalid_utf8_is_refused_at_its_byte_not_replaced() {
+    let t = Test::new();
+    let mut bytes = format!("version: 1\nname: quick\n{SETUP}").into_bytes();
+    bytes.extend_from_slice(b"description: quick\xff\xfestart\n");
+    bytes.extend_from_slice(
+        b"steps:\n  - name: a\n    target: local\n    fault: {kill: {process: {name: x}}}\n",
+    );
+    let path = t.path("scenario.yaml");
+    std::fs::write(&path, &bytes).unwrap();
+    let file = path.display().to_string();
+    let line = 3 + SETUP.lines().count();
+    let offset = bytes.iter().position(|&b| b == 0xff).unwrap();
+    let out = t.cmd(&["validate", &file]);
+    out.code(2);
+    out.stderr_has(&format!(
+        "{file}:{line}:19: invalid UTF-8 at byte {offset} (line {line}, column 19): byte 0xff"
+    ));
+    out.stderr_has("save the file as UTF-8");
+    let report_dir = t.report_dir().display().to_string();
+    let out = t.cmd(&["run", &file, "--yes", "--report-dir", &report_dir]);
+    out.code(2);
+    out.stderr_has("invalid UTF-8");
+    assert!(
+        !t.path("ran.marker").exists(),
+        "setup ran for an invalid file"
+    );
+    assert!(t.report_folders().is_empty(), "a report folder was created");
+}

@@ -16,6 +16,7 @@ mod invalid;
 mod lab;
 mod lab_support;
 mod load;
+mod lost_answers;
 mod monkey;
 mod signals;
 mod support;

@@ -19,6 +19,34 @@ pub struct RevertFailure {
     pub message: String,
     /// The agent could not be reached: it reverts on its own when the run's lease runs out.
     pub unreachable: bool,
+    /// The agent knows no fault of that id: it never applied it (or it was never ours).
+    pub unknown: bool,
+}
+
+/// Why an injection did not happen, or may not have.
+#[derive(Debug, Clone)]
+pub struct InjectFailure {
+    pub message: String,
+    /// No clear answer came back from the agent after it got the request (the connection
+    /// dropped, the agent died or failed, the answer was unreadable), or the agent still holds
+    /// the fault after its failure: it may be in place, and must be reverted like an applied one.
+    pub maybe_applied: bool,
+}
+
+impl InjectFailure {
+    fn refused(message: String) -> InjectFailure {
+        InjectFailure {
+            message,
+            maybe_applied: false,
+        }
+    }
+
+    fn unknown(message: String) -> InjectFailure {
+        InjectFailure {
+            message,
+            maybe_applied: true,
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -105,12 +133,30 @@ impl Hosts {
         }
     }
 
-    pub async fn inject(&self, host: &str, req: InjectRequest) -> Result<Applied, String> {
+    /// Injects one fault on `host`. Its failure says whether the fault may be in place anyway.
+    pub async fn inject(&self, host: &str, req: InjectRequest) -> Result<Applied, InjectFailure> {
         if host == LOCAL_HOST {
             let agent = self.local.clone();
-            return blocking(move || agent.inject(req).map_err(|e| e.to_string())).await;
+            let fault_id = req.fault_id.clone();
+            let injected = tokio::task::spawn_blocking(move || {
+                let result = agent.inject(req);
+                // A failed injection whose cleanup failed too stays active in the agent.
+                let held = result.is_err() && agent.active().iter().any(|f| f.fault_id == fault_id);
+                (result, held)
+            })
+            .await;
+            return match injected {
+                Ok((Ok(applied), _)) => Ok(applied),
+                Ok((Err(err), held)) => Err(InjectFailure {
+                    message: err.to_string(),
+                    maybe_applied: held,
+                }),
+                Err(err) => Err(InjectFailure::unknown(format!(
+                    "the agent task failed: {err}"
+                ))),
+            };
         }
-        let client = self.client(host)?;
+        let client = self.client(host).map_err(InjectFailure::refused)?;
         let order = ApplyRequest {
             faults: vec![FaultOrder {
                 fault_id: req.fault_id.clone(),
@@ -123,16 +169,26 @@ impl Hosts {
         let answer = client
             .apply(&self.run_id, &order)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| InjectFailure {
+                message: e.to_string(),
+                maybe_applied: e.may_have_acted(),
+            })?;
         let result = answer
             .results
             .into_iter()
             .find(|r| r.fault_id == req.fault_id)
-            .ok_or_else(|| format!("the agent of `{host}` did not answer for {}", req.fault_id))?;
+            .ok_or_else(|| {
+                InjectFailure::unknown(format!(
+                    "the agent of `{host}` did not answer for {}",
+                    req.fault_id
+                ))
+            })?;
         match (result.applied, result.error) {
             (Some(applied), _) => Ok(applied),
-            (None, Some(error)) => Err(error.to_string()),
-            (None, None) => Err(format!("the agent of `{host}` applied nothing")),
+            (None, Some(error)) => Err(InjectFailure::refused(error.to_string())),
+            (None, None) => Err(InjectFailure::unknown(format!(
+                "the agent of `{host}` answered neither applied nor failed"
+            ))),
         }
     }
 
@@ -140,27 +196,32 @@ impl Hosts {
         if host == LOCAL_HOST {
             let agent = self.local.clone();
             let fault_id = fault_id.to_string();
-            return blocking(move || agent.revert(&fault_id).map_err(|e| e.to_string()))
-                .await
-                .map_err(|message| RevertFailure {
-                    message,
+            return blocking(move || {
+                agent.revert(&fault_id).map_err(|e| RevertFailure {
+                    unknown: matches!(e, agent::FaultError::UnknownFault { .. }),
+                    message: e.to_string(),
                     unreachable: false,
-                });
+                })
+            })
+            .await;
         }
         let client = self.client(host).map_err(|message| RevertFailure {
             message,
             unreachable: false,
+            unknown: false,
         })?;
         match client.revert(&self.run_id, fault_id).await {
             Ok(answer) => match (answer.reverted, answer.error) {
                 (Some(reverted), _) => Ok(reverted),
                 (None, error) => Err(RevertFailure {
+                    unknown: error.as_ref().is_some_and(|e| e.code == "unknown_fault"),
                     message: error.map_or("the agent reverted nothing".into(), |e| e.to_string()),
                     unreachable: false,
                 }),
             },
             Err(err) => Err(RevertFailure {
                 unreachable: err.is_unreachable(),
+                unknown: err.status() == Some(404),
                 message: err.to_string(),
             }),
         }
@@ -202,10 +263,21 @@ impl Hosts {
     }
 }
 
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, String> + Send + 'static,
-) -> Result<T, String> {
+async fn blocking<T: Send + 'static, E: From<String> + Send + 'static>(
+    f: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> Result<T, E> {
     tokio::task::spawn_blocking(f)
         .await
-        .unwrap_or_else(|e| Err(format!("the agent task failed: {e}")))
+        .unwrap_or_else(|e| Err(E::from(format!("the agent task failed: {e}"))))
+}
+
+impl From<String> for RevertFailure {
+    /// A revert whose task failed: not known to be done.
+    fn from(message: String) -> RevertFailure {
+        RevertFailure {
+            message,
+            unreachable: false,
+            unknown: false,
+        }
+    }
 }

@@ -4,9 +4,10 @@
 //! after-check), guardrails watched from the first injection, and on every path: revert whatever
 //! is in place, stop what setup started, run teardown, and hand back the report.
 //!
-//! **Architecture Invariant:** every fault that an agent accepted is in `Run::active` until a
-//! revert of it has returned; the cleanup path reverts everything left there and does not look at
-//! the abort signal, so a second Ctrl-C cannot skip a revert.
+//! **Architecture Invariant:** every fault that an agent accepted, or may have (an apply sent but
+//! not clearly answered), is in `Run::active` until a revert of it has returned; the cleanup path
+//! reverts everything left there and does not look at the abort signal, so a second Ctrl-C cannot
+//! skip a revert.
 
 pub mod hosts;
 pub mod hypothesis;
@@ -175,6 +176,9 @@ struct Active {
     /// Where its record is: step and position in that step's `faults`.
     step: usize,
     slot: usize,
+    /// Its apply failed without a clear answer: it may be in place. A revert that finds the agent
+    /// knows no such fault shows it never was.
+    uncertain: bool,
 }
 
 /// Why the run stopped early, or how it ended.
@@ -463,7 +467,7 @@ impl Run {
         ready: &crate::scenario::model::Ready,
         background: Option<usize>,
     ) -> Flow {
-        let deadline = Instant::now() + ready.within;
+        let deadline = later(Instant::now(), ready.within);
         let mut last;
         loop {
             let sample = tokio::select! {
@@ -785,7 +789,7 @@ impl Run {
             Some((step.index, total, step.name.clone())),
         );
         let check_started_at = Utc::now();
-        let deadline = fault_end + step.recover_within;
+        let deadline = later(fault_end, step.recover_within);
         let verdict = loop {
             let snapshot = self.steady.as_ref().expect("steady monitor").snapshot();
             match judge_recovery(&snapshot.views(), fault_end, deadline) {
@@ -912,7 +916,7 @@ impl Run {
             .filter_map(|p| p.kind.max_sample_time())
             .max()
             .unwrap_or_default();
-        let bound = at + longest + Duration::from_secs(3);
+        let bound = later(at, longest + Duration::from_secs(3));
         loop {
             let steady = self.steady.as_mut().expect("steady monitor");
             if steady.settled(at) {
@@ -1045,6 +1049,7 @@ impl Run {
                         fault_id: fault_id.clone(),
                         step: step_idx,
                         slot,
+                        uncertain: false,
                     });
                     self.event(
                         "fault_applied",
@@ -1057,17 +1062,34 @@ impl Run {
                         serde_json::json!({"fault_id": fault_id, "host": host, "mechanism": applied.mechanism, "verified": applied.verified}),
                     );
                 }
-                Err(err) => {
-                    record.error = Some(err.clone());
+                Err(failure) => {
+                    record.error = Some(failure.message.clone());
                     let msg = format!(
-                        "could not inject {} on {}: {err}",
-                        record.fault, record.host
+                        "could not inject {} on {}: {}",
+                        record.fault, record.host, failure.message
                     );
-                    let id = record.fault_id.clone();
+                    let (host, fault_id) = (record.host.clone(), record.fault_id.clone());
+                    let note = if failure.maybe_applied {
+                        // It may be in place: reverted by its id like an applied fault, and left
+                        // in `faults_left` when that cannot be confirmed.
+                        if let Some(lease) = &self.lease {
+                            lease.holds(&host);
+                        }
+                        self.active.push(Active {
+                            host: host.clone(),
+                            fault_id: fault_id.clone(),
+                            step: step_idx,
+                            slot,
+                            uncertain: true,
+                        });
+                        "; it may be in place all the same: reverting it"
+                    } else {
+                        ""
+                    };
                     self.event(
                         "fault_failed",
-                        msg.clone(),
-                        serde_json::json!({"fault_id": id}),
+                        format!("{msg}{note}"),
+                        serde_json::json!({"fault_id": fault_id, "host": host, "maybe_applied": failure.maybe_applied}),
                     );
                     failures.push(msg);
                 }
@@ -1084,7 +1106,7 @@ impl Run {
 
         // Hold. A kill ends when its signal is sent; every other fault when it is reverted.
         let injected_at = step_started;
-        let hold_end = injected_at + step.duration;
+        let hold_end = later(injected_at, step.duration);
         self.live.fault_ends(Some(hold_end));
         let interrupted = loop {
             let guard = self.guard.as_mut();
@@ -1160,6 +1182,15 @@ impl Run {
                 record.kind.clone(),
             );
             match result {
+                Err(failure) if active.uncertain && failure.unknown => {
+                    self.event(
+                        "fault_not_applied",
+                        format!(
+                            "{fault} was not in place on {host}: its agent knows no such fault"
+                        ),
+                        serde_json::json!({"fault_id": fault_id, "host": host}),
+                    );
+                }
                 Ok(reverted) if reverted.verified => {
                     record.reverted_at = Some(reverted.reverted_at);
                     self.event(
@@ -1707,6 +1738,13 @@ fn first_failure(views: &[SeriesView<'_>], from: Instant) -> Option<Instant> {
             .collect();
         hypothesis_holds(&upto) == Some(false)
     })
+}
+
+/// `at + d` without a panic, which would end the run with faults in place. Scenario durations
+/// are bounded by `agent::spec::MAX_HOLD`, so the cap never bites a checked file; past the clock's
+/// range it is `at` itself, since ending a hold early is the safe side.
+fn later(at: Instant, d: Duration) -> Instant {
+    at.checked_add(d.min(agent::spec::MAX_HOLD)).unwrap_or(at)
 }
 
 fn fault_index(step: &PlannedStep, fault_id: &str) -> usize {

@@ -83,7 +83,7 @@ fn load_bytes_in(
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect::<String>();
-    let text = String::from_utf8_lossy(bytes).into_owned();
+    let text = utf8_text(path, bytes)?;
     let abs_path = match base_dir {
         Some(dir) => dir.join(path.file_name().unwrap_or(path.as_os_str())),
         None => absolute(path),
@@ -94,8 +94,8 @@ fn load_bytes_in(
         base_dir: base_dir.map_or_else(|| folder_of(&abs_path), Path::to_path_buf),
     }];
     if let Some(inventory) = &opts.inventory {
-        let text =
-            std::fs::read_to_string(inventory).map_err(|err| ScenarioError::io(inventory, &err))?;
+        let bytes = std::fs::read(inventory).map_err(|err| ScenarioError::io(inventory, &err))?;
+        let text = utf8_text(inventory, &bytes)?;
         srcs.push(Source {
             display: inventory.clone(),
             text,
@@ -143,7 +143,8 @@ pub fn load_inventory(
     path: &Path,
     opts: &LoadOptions,
 ) -> Result<BTreeMap<String, model::Host>, ScenarioError> {
-    let text = std::fs::read_to_string(path).map_err(|err| ScenarioError::io(path, &err))?;
+    let bytes = std::fs::read(path).map_err(|err| ScenarioError::io(path, &err))?;
+    let text = utf8_text(path, &bytes)?;
     let srcs = vec![Source {
         display: path.to_path_buf(),
         text,
@@ -159,6 +160,47 @@ pub fn load_inventory(
     let inventory =
         validate::parse_yaml::<raw::InventoryRaw>(&srcs[0]).map_err(|f| fail(vec![f]))?;
     validate::resolve_inventory(&srcs, &inventory, &opts.vars).map_err(fail)
+}
+
+/// The file's text. Invalid UTF-8 is refused at its first bad byte rather than replaced, so a
+/// mangled value (`quick\xff\xfestart`) never validates as something the user did not write.
+fn utf8_text(path: &Path, bytes: &[u8]) -> Result<String, ScenarioError> {
+    let err = match std::str::from_utf8(bytes) {
+        Ok(text) => return Ok(text.to_string()),
+        Err(err) => err,
+    };
+    let offset = err.valid_up_to();
+    let valid = &bytes[..offset];
+    let line_start = valid.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let line = valid.iter().filter(|&&b| b == b'\n').count() + 1;
+    // The prefix is valid UTF-8 by definition of `valid_up_to`.
+    let column = String::from_utf8_lossy(&valid[line_start..])
+        .chars()
+        .count()
+        + 1;
+    let why = match err.error_len() {
+        Some(_) => format!(
+            "byte {:#04x} does not begin a valid character",
+            bytes[offset]
+        ),
+        None => "the file ends in the middle of a character".to_string(),
+    };
+    let problem = Problem {
+        file: path.to_path_buf(),
+        line,
+        column,
+        message: format!("invalid UTF-8 at byte {offset} (line {line}, column {column}): {why}"),
+        help: Some(
+            "save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`), or remove the stray bytes"
+                .into(),
+        ),
+    };
+    // The line is shown with the bad bytes as U+FFFD, so the caret sits under the first one.
+    let shown = String::from_utf8_lossy(bytes).into_owned();
+    Err(ScenarioError::new(
+        vec![(problem, 1)],
+        vec![(path.to_path_buf(), shown)],
+    ))
 }
 
 /// `path` made absolute (canonical when it exists).

@@ -538,6 +538,27 @@ fn durations_and_limits() {
 }
 
 #[test]
+fn issue_9_durations_are_bounded_by_the_longest_hold() {
+    // Raising `max_duration` let a 2600000000h pause through, which overflowed the agent's time
+    // arithmetic after SIGSTOP.
+    let huge = "steps:\n  - name: s\n    target: api\n    duration: 2600000000h\n    fault: {pause: {process: {name: x}}}\n";
+    check(
+        &format!("{PRE}settings: {{max_duration: 2600000000h}}\n{huge}"),
+        &[
+            "8:26: duration `2600000000h` is over the limit of 168h (7 days) for any duration; shorten it",
+            "12:15: duration `2600000000h` is over the limit of 168h (7 days) for any duration; shorten it",
+        ],
+    );
+    check(
+        &format!("{PRE}settings: {{lease: 8d}}\n{STEP}"),
+        &["8:19: duration `8d` is over the limit of 168h (7 days) for any duration; shorten it"],
+    );
+    let week = "steps:\n  - name: s\n    target: api\n    duration: 7d\n    fault: {pause: {process: {name: x}}}\n";
+    let s = ok(&format!("{PRE}settings: {{max_duration: 7d}}\n{week}"));
+    assert_eq!(s.settings.max_duration, agent::spec::MAX_HOLD);
+}
+
+#[test]
 fn max_hosts_counts_distinct_picked_hosts() {
     let step = "steps:\n  - name: s\n    duration: 1s\n    faults:\n      - {target: api, kill: {process: {name: x}}}\n      - {target: api, pause: {process: {name: y}}}\n      - {target: one, loss: {share: 5%}}\n";
     ok(&format!(
@@ -792,6 +813,35 @@ fn a_missing_file_cannot_be_read() {
         err.to_string()
             .starts_with("does/not/exist.yaml: cannot read: "),
         "{err}"
+    );
+}
+
+#[test]
+fn invalid_utf8_is_refused_with_its_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.yaml");
+    let mut bytes = b"version: 1\nname: quick\ndescription: \"\xc3\xa9 quick".to_vec();
+    bytes.extend_from_slice(b"\xff\xfestart\"\n");
+    std::fs::write(&path, &bytes).unwrap();
+    let err = load(&path, &LoadOptions::default()).unwrap_err();
+    let p = &err.problems()[0];
+    assert_eq!((p.line, p.column), (3, 22), "{err}");
+    assert_eq!(
+        p.message,
+        "invalid UTF-8 at byte 45 (line 3, column 22): byte 0xff does not begin a valid character"
+    );
+    assert!(err.to_string().contains("save the file as UTF-8"), "{err}");
+
+    let inventory = dir.path().join("inventory.yaml");
+    std::fs::write(&inventory, b"hosts:\n  a\xfe: {agent: \"https://a:1\"}\n").unwrap();
+    let opts = LoadOptions {
+        inventory: Some(inventory.clone()),
+        ..LoadOptions::default()
+    };
+    let err = load_inventory(&inventory, &opts).unwrap_err();
+    assert_eq!(
+        err.problems()[0].message,
+        "invalid UTF-8 at byte 10 (line 2, column 4): byte 0xfe does not begin a valid character"
     );
 }
 

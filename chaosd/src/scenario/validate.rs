@@ -282,12 +282,12 @@ impl Cx<'_> {
     }
 
     fn duration(&mut self, v: &Option<Sp<Scalar>>) -> Option<Duration> {
-        self.opt(v, values::parse_duration)
+        self.opt(v, values::parse_scenario_duration)
     }
 
     /// A duration that must be more than zero.
     fn positive(&mut self, v: &Option<Sp<Scalar>>, key: &str) -> Option<Duration> {
-        self.opt(v, |s| match values::parse_duration(s)? {
+        self.opt(v, |s| match values::parse_scenario_duration(s)? {
             d if d.is_zero() => Err(format!("`{key}` must be more than 0s")),
             d => Ok(d),
         })
@@ -859,39 +859,38 @@ fn setup_command(cx: &mut Cx, raw: &Sp<SetupRaw>, settings: &Settings) -> Option
     let background = cx
         .opt(&raw.value.background, values::parse_bool)
         .unwrap_or(false);
-    let ready =
-        match &raw.value.ready {
-            None => Some(None),
-            Some(ready) => {
-                let r = &ready.value;
-                let within = cx.req(&r.within, pos(ready), "within", "`ready`", |s| {
-                    match values::parse_duration(s)? {
-                        d if d.is_zero() => Err("`within` must be more than 0s".into()),
-                        d => Ok(d),
-                    }
-                });
-                let kinds = Kinds {
-                    http: r.http.as_ref(),
-                    tcp: r.tcp.as_ref(),
-                    command: r.command.as_ref(),
-                    process: r.process.as_ref(),
-                    prometheus: r.prometheus.as_ref(),
-                    load: None,
-                };
-                let probe = probe_kind(
-                    cx,
-                    kinds,
-                    r.expect.as_ref(),
-                    pos(ready),
-                    "`ready`",
-                    (settings.every, 100.0),
-                );
-                match (probe, within) {
-                    (Some(probe), Some(within)) => Some(Some(Ready { probe, within })),
-                    _ => None,
+    let ready = match &raw.value.ready {
+        None => Some(None),
+        Some(ready) => {
+            let r = &ready.value;
+            let within = cx.req(&r.within, pos(ready), "within", "`ready`", |s| {
+                match values::parse_scenario_duration(s)? {
+                    d if d.is_zero() => Err("`within` must be more than 0s".into()),
+                    d => Ok(d),
                 }
+            });
+            let kinds = Kinds {
+                http: r.http.as_ref(),
+                tcp: r.tcp.as_ref(),
+                command: r.command.as_ref(),
+                process: r.process.as_ref(),
+                prometheus: r.prometheus.as_ref(),
+                load: None,
+            };
+            let probe = probe_kind(
+                cx,
+                kinds,
+                r.expect.as_ref(),
+                pos(ready),
+                "`ready`",
+                (settings.every, 100.0),
+            );
+            match (probe, within) {
+                (Some(probe), Some(within)) => Some(Some(Ready { probe, within })),
+                _ => None,
             }
-        };
+        }
+    };
     Some(SetupCommand {
         name: name?,
         run: run?,
@@ -1450,7 +1449,7 @@ fn fault(cx: &mut Cx, k: FaultKinds, at: Pos, what: &str) -> Option<FaultSpec> {
             pos(raw),
             "delay",
             "`latency`",
-            values::parse_duration,
+            values::parse_scenario_duration,
         );
         let jitter = cx.duration(&l.jitter).unwrap_or_default();
         let scope = scope(cx, &l.to, &l.from, &l.interface, &l.spare_ssh);
@@ -1714,7 +1713,7 @@ fn step(
 
     let duration = match &s.duration {
         Some(v) => {
-            let d = cx.get(v, values::parse_duration);
+            let d = cx.get(v, values::parse_scenario_duration);
             if let Some(d) = d
                 && d > settings.max_duration
             {
@@ -1846,7 +1845,7 @@ fn monkey_of(
         pos(raw),
         "mean_interval",
         "`monkey`",
-        |s| match values::parse_duration(s)? {
+        |s| match values::parse_scenario_duration(s)? {
             d if d.is_zero() => Err("`mean_interval` must be more than 0s".into()),
             d => Ok(d),
         },
@@ -1899,7 +1898,7 @@ fn monkey_of(
     });
     let duration = match &m.duration {
         Some(v) => {
-            let d = cx.get(v, values::parse_duration);
+            let d = cx.get(v, values::parse_scenario_duration);
             if let Some(d) = d
                 && d > settings.max_duration
             {

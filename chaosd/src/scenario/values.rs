@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use agent::spec::{Pick, SignalNumber};
+use agent::spec::{MAX_HOLD, Pick, SignalNumber};
 
 use super::model::StatusMatch;
 
@@ -80,6 +80,21 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let secs = u64::try_from(nanos / 1_000_000_000)
         .map_err(|_| format!("duration `{text}` is too long"))?;
     Ok(Duration::new(secs, (nanos % 1_000_000_000) as u32))
+}
+
+/// [`parse_duration`] for a value of a scenario file: at most [`MAX_HOLD`] (7 days), the longest
+/// an agent holds a fault. Longer values are typos, and would overflow the end times and deadlines
+/// computed from them.
+pub fn parse_scenario_duration(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d > MAX_HOLD {
+        return Err(format!(
+            "duration `{}` is over the limit of {} (7 days) for any duration; shorten it",
+            s.trim(),
+            format_duration(MAX_HOLD)
+        ));
+    }
+    Ok(d)
 }
 
 /// The inverse of [`parse_duration`]: `1m30s`, `500ms`, `1h`, `0s`.

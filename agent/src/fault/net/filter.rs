@@ -14,12 +14,15 @@ use crate::error::FaultError;
 use crate::fault::{Injected, Undone};
 use crate::spec::{DropMode, Exempt, FaultKind, NetScope, PeerSelector};
 
+/// A `loss` share is drawn as this many parts: `30%` drops 3,000 packets in 10,000.
+const LOSS_SCALE: u32 = 10_000;
+
 /// What the rules do to a matching packet.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Action {
     Drop,
     Reject,
-    /// Drops this many packets in 10,000.
+    /// Drops this many packets in [`LOSS_SCALE`].
     Loss(u32),
 }
 
@@ -32,7 +35,8 @@ impl Action {
     }
 
     pub fn of_share(share: f64) -> Action {
-        Action::Loss((share * 100.0).round().clamp(0.0, 10_000.0) as u32)
+        let parts = share / 100.0 * f64::from(LOSS_SCALE);
+        Action::Loss(parts.round().clamp(0.0, f64::from(LOSS_SCALE)) as u32)
     }
 
     fn kind(self) -> FaultKind {
@@ -108,8 +112,11 @@ pub fn chains(
             let prefix = if m.is_empty() { m } else { format!("{m} ") };
             match action {
                 Action::Drop => chain.push(format!("{prefix}drop")),
+                // numgen's values are 0..=9999, so `< 10000` is out of nft's range: at 100%
+                // every matching packet goes, with no draw at all.
+                Action::Loss(n) if n >= LOSS_SCALE => chain.push(format!("{prefix}drop")),
                 Action::Loss(n) => {
-                    chain.push(format!("{prefix}numgen random mod 10000 < {n} drop"))
+                    chain.push(format!("{prefix}numgen random mod {LOSS_SCALE} < {n} drop"))
                 }
                 Action::Reject => {
                     if !udp_only {
@@ -427,6 +434,16 @@ mod tests {
         let (input, output) = chains(Action::Drop, &s, &[]).unwrap();
         assert_eq!(input.last().unwrap(), "drop");
         assert_eq!(output.last().unwrap(), "drop");
+    }
+
+    #[test]
+    fn loss_of_everything_needs_no_numgen() {
+        let mut s = scope(None, None);
+        s.spare_ssh = false;
+        let (_, output) = chains(Action::of_share(100.0), &s, &[]).unwrap();
+        assert_eq!(output, ["oifname != @gate return", "drop"]);
+        let (_, output) = chains(Action::of_share(99.99), &s, &[]).unwrap();
+        assert_eq!(output[1], "numgen random mod 10000 < 9999 drop");
     }
 
     #[test]

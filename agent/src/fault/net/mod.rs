@@ -55,7 +55,7 @@ pub const KERNEL_DEFAULT: Duration = Duration::from_secs(3600);
 
 /// The kernel-side lifetime of a fault held for `hold`, in whole seconds.
 pub fn kernel_timeout(hold: Option<Duration>) -> Duration {
-    let total = hold.map_or(KERNEL_DEFAULT, |h| h + KERNEL_MARGIN);
+    let total = hold.map_or(KERNEL_DEFAULT, |h| h.saturating_add(KERNEL_MARGIN));
     Duration::from_secs(total.as_millis().div_ceil(1000) as u64)
 }
 

@@ -33,6 +33,8 @@ use nix::sys::socket::{
 };
 use rand::Rng;
 
+use crate::spec::MAX_HOLD;
+
 /// Packets the kernel keeps queued for us at most (beyond that it accepts them: fail open).
 pub const QUEUE_MAX_LEN: u32 = 65_536;
 
@@ -344,10 +346,11 @@ fn hold(fd: &OwnedFd, stop: &OwnedFd, queue: u16, delay: Duration, jitter: Durat
                             delay
                         } else {
                             let lo = delay.saturating_sub(jitter).as_micros() as u64;
-                            let hi = (delay + jitter).as_micros() as u64;
+                            let hi = delay.saturating_add(jitter).as_micros() as u64;
                             Duration::from_micros(rng.random_range(lo..=hi))
                         };
-                        held.push(Reverse((arrived + wait, id)));
+                        // Bounded, so a huge delay from a request cannot overflow the clock.
+                        held.push(Reverse((arrived + wait.min(MAX_HOLD), id)));
                     }
                     stats.packets += ids.len() as u64;
                     stats.max_held = stats.max_held.max(held.len());
