@@ -107,6 +107,11 @@ fn pause_yaml(pattern: &str, duration: &str) -> String {
     format!(
         r#"version: 1
 name: pause-sleeper
+steady_state:
+  - name: the sleeper is there
+    process: {{pattern: "{pattern}"}}
+    every: 100ms
+    window: 100ms
 steps:
   - name: pause the sleeper
     target: local
@@ -430,6 +435,11 @@ fn submit_follow_and_every_report_format() {
     assert_eq!(done["run"]["verdict"], "passed");
     assert!(done["live"].is_null());
     assert_eq!(done["report"]["schema"], "chaos.report/v1");
+    // What users went through travels with the report: the step's impact per probe and host.
+    let impact = &done["report"]["steps"][0]["impact"][0];
+    assert_eq!(impact["probe"], "the sleeper is there", "{done}");
+    assert_eq!(impact["failed"], 0, "{impact}");
+    assert!(impact["taken"].as_u64().is_some_and(|n| n > 0), "{impact}");
 
     // Following a run that has ended replays its events.
     let replay = d.call("GET", &format!("/v1/runs/{id}/events"), None);
