@@ -218,6 +218,15 @@ pub fn show_result(report: &Report, report_dir: &str, output: Output) {
                 "exit_code": report.exit_code(),
                 "faults_left": report.faults_left,
                 "report_dir": report_dir,
+                // What users went through, per step: a pipeline reads the figures here without
+                // opening report.json.
+                "steps": report.steps.iter().map(|step| serde_json::json!({
+                    "name": step.name,
+                    "status": step.status,
+                    "summary": status_with_impact(step),
+                    "impact": step.impact,
+                    "objectives": step.objectives,
+                })).collect::<Vec<_>>(),
             })
         ),
     }

@@ -167,6 +167,12 @@ fn output_json_prints_json_lines_ending_in_the_result() {
     assert_eq!(last["exit_code"], 0);
     assert_eq!(last["verdict"], "passed");
     assert!(last["run_id"].is_string());
+    // Each step with what users went through.
+    let step = &last["steps"][0];
+    assert_eq!(step["name"], "pause briefly", "{last}");
+    assert_eq!(step["summary"], "passed", "{last}");
+    assert_eq!(step["impact"][0]["probe"], "always", "{last}");
+    assert_eq!(step["impact"][0]["failed"], 0, "{last}");
     for e in events {
         assert_eq!(e["type"], "event", "{e}");
     }
