@@ -31,6 +31,11 @@ pub enum ServerError {
     },
     #[error("the request body is over {MAX_BODY} bytes")]
     TooLarge,
+    #[error(
+        "the request body did not arrive within {}s; send it whole, at once",
+        super::body::BODY_TIMEOUT.as_secs()
+    )]
+    TooSlow,
     #[error("the agent is shutting down, reverting every fault; try again later")]
     ShuttingDown,
     #[error(transparent)]
@@ -49,6 +54,7 @@ impl ServerError {
             ServerError::NotFound(_) => StatusCode::NOT_FOUND,
             ServerError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ServerError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ServerError::TooSlow => StatusCode::REQUEST_TIMEOUT,
             ServerError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             ServerError::Fault(err) => fault_status(err),
             ServerError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -64,6 +70,7 @@ impl ServerError {
             ServerError::NotFound(_) => "not_found",
             ServerError::MethodNotAllowed { .. } => "method_not_allowed",
             ServerError::TooLarge => "too_large",
+            ServerError::TooSlow => "too_slow",
             ServerError::ShuttingDown => "shutting_down",
             ServerError::Fault(err) => err.code(),
             ServerError::Internal(_) => "internal",

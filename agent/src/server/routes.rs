@@ -252,6 +252,7 @@ async fn read_json<T: DeserializeOwned>(req: Request<Incoming>) -> Result<T, Ser
         .await
         .map_err(|err| match err {
             BodyError::TooLarge => ServerError::TooLarge,
+            BodyError::TooSlow => ServerError::TooSlow,
             BodyError::Bad(message) => ServerError::BadRequest(message),
         })
 }

@@ -37,6 +37,11 @@ pub enum ServiceError {
     #[error("the request body is over {MAX_BODY} bytes")]
     TooLarge,
     #[error(
+        "the request body did not arrive within {}s; send it whole, at once",
+        agent::server::body::BODY_TIMEOUT.as_secs()
+    )]
+    TooSlow,
+    #[error(
         "chaosd is halted (since {since}): new runs are refused until `POST /v1/resume` (`chaosctl resume`)"
     )]
     Halted { since: String },
@@ -56,6 +61,7 @@ impl ServiceError {
             ServiceError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ServiceError::Conflict(_) => StatusCode::CONFLICT,
             ServiceError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ServiceError::TooSlow => StatusCode::REQUEST_TIMEOUT,
             ServiceError::Halted { .. } | ServiceError::ShuttingDown => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -73,6 +79,7 @@ impl ServiceError {
             ServiceError::MethodNotAllowed { .. } => "method_not_allowed",
             ServiceError::Conflict(_) => "conflict",
             ServiceError::TooLarge => "too_large",
+            ServiceError::TooSlow => "too_slow",
             ServiceError::Halted { .. } => "halted",
             ServiceError::ShuttingDown => "shutting_down",
             ServiceError::Internal(_) => "internal",

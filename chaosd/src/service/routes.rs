@@ -190,6 +190,7 @@ async fn read_json<T: DeserializeOwned>(req: Request<Incoming>) -> Result<T, Ser
         .await
         .map_err(|err| match err {
             BodyError::TooLarge => ServiceError::TooLarge,
+            BodyError::TooSlow => ServiceError::TooSlow,
             BodyError::Bad(message) => ServiceError::BadRequest(message),
         })
 }
