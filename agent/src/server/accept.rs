@@ -262,7 +262,10 @@ mod tests {
         drop(slots);
         drop(other);
         assert_eq!(open.total.load(Ordering::Relaxed), 0);
-        assert!(open.per_address.lock().unwrap().is_empty(), "no entry left behind");
+        assert!(
+            open.per_address.lock().unwrap().is_empty(),
+            "no entry left behind"
+        );
         assert!(open.admit(a).is_some(), "admitted again once they closed");
     }
 

@@ -24,7 +24,11 @@ async fn agent() -> (SocketAddr, DropGuard, tempfile::TempDir) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let shutdown = CancellationToken::new();
-    tokio::spawn(server::run(listener, config, shutdown.clone().cancelled_owned()));
+    tokio::spawn(server::run(
+        listener,
+        config,
+        shutdown.clone().cancelled_owned(),
+    ));
     (addr, shutdown.drop_guard(), dir)
 }
 
@@ -110,7 +114,11 @@ async fn a_connection_serves_a_bounded_number_of_requests() {
     let (addr, _stop, _dir) = agent().await;
     let mut stream = BufReader::new(connect_from("127.0.0.1", addr).await);
     for i in 1..MAX_REQUESTS_PER_CONNECTION {
-        assert_eq!(healthz(&mut stream).await, Some((200, false)), "request {i}");
+        assert_eq!(
+            healthz(&mut stream).await,
+            Some((200, false)),
+            "request {i}"
+        );
     }
     // The last one says so, and the connection ends.
     assert_eq!(healthz(&mut stream).await, Some((200, true)));
