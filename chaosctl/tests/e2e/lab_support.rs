@@ -349,6 +349,12 @@ impl Lab {
         fs::write(&self.inventory, yaml).expect("inventory");
     }
 
+    /// The root namespace's end of the lab's link: a `local` network fault given this interface
+    /// (and the lab's addresses as peers) touches nothing but lab traffic.
+    pub fn root_if(&self) -> &str {
+        &self.root_if
+    }
+
     /// The root namespace's address in the lab: where chaosctl's connections come from.
     pub fn controller_addr(&self) -> String {
         format!("10.254.{}.254", self.net)

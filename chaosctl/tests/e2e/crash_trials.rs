@@ -1,0 +1,300 @@
+//! Crash trials (issue 9): for every fault kind, on the controller's own machine (`local`) and on
+//! a remote agent of the lab, a run whose chaosctl or agent is SIGKILLed at a random moment,
+//! then the documented recovery (the next chaosctl command, the agent's lease, the agent's
+//! restart, the kernel's expiry), then the host is checked: no nft table or NFQUEUE rule of
+//! ours, no netem qdisc, no stopped process, no fill file, and a killed controller's run listed
+//! `interrupted`.
+//!
+//! `scripts/crash-trials [--trials N] [--seed S]` runs more of them; the test runs
+//! `CHAOS_CRASH_TRIALS` (default 40) with `CHAOS_CRASH_SEED` (default: drawn, and printed so that
+//! a failing series can be run again). It prints a table (kind × what was killed × where:
+//! trials, clean, worst time to clean) and ends with `N trials, M leftovers`. Every trial's
+//! network faults are held to the lab: on a lab host they act in its namespace, and on `local`
+//! they name the root namespace's lab interface and the lab's addresses.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+
+use crate::lab_support::{Lab, LabSleeper, sh, try_sh};
+use crate::support::{Sleeper, Tmpfs, pattern, proc_state, unique};
+
+const KINDS: [&str; 6] = ["kill", "pause", "latency", "loss", "drop", "fill_disk"];
+
+/// How long a trial's fault is held: long enough that a random kill often lands during it.
+const HOLD: &str = "3s";
+
+/// The lab's lease: a remote agent reverts a silent controller's faults this long after it went
+/// quiet.
+const LEASE: &str = "2s";
+
+/// The longest a trial may take to be clean after the kill: the lease, the hold and margin.
+const CLEAN_WITHIN: Duration = Duration::from_secs(12);
+
+/// What a trial SIGKILLs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Victim {
+    Chaosctl,
+    Agent,
+}
+
+/// A small seeded generator (SplitMix64): the trials are reproducible from the printed seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+fn env_number(name: &str) -> Option<u64> {
+    std::env::var(name).ok().and_then(|v| v.trim().parse().ok())
+}
+
+/// One trial's outcome, for the table.
+#[derive(Default)]
+struct Tally {
+    trials: u32,
+    clean: u32,
+    worst: Duration,
+}
+
+/// What a trial put in place to fault, and how to tell it is gone.
+enum Victims {
+    Local(Sleeper),
+    Remote(LabSleeper),
+}
+
+impl Victims {
+    fn pid(&self) -> i32 {
+        match self {
+            Victims::Local(s) => s.pid,
+            Victims::Remote(s) => s.pid,
+        }
+    }
+}
+
+/// The fault of a trial, in YAML, on `target`.
+fn fault_yaml(kind: &str, local: bool, lab: &Lab, fill: &Path) -> String {
+    // On `local`, network faults name the lab's interface and peers: nothing else is touched.
+    let scope = if local {
+        format!(
+            ", interface: {}, to: {{hosts: [\"{}\"]}}",
+            lab.root_if(),
+            lab.host("h1").addr
+        )
+    } else {
+        String::new()
+    };
+    match kind {
+        "kill" => "kill: {process: {pattern: \"${PAT}\"}}".to_string(),
+        "pause" => "pause: {process: {pattern: \"${PAT}\"}}".to_string(),
+        "latency" => format!("latency: {{delay: 30ms{scope}}}"),
+        "loss" => format!("loss: {{share: 50%{scope}}}"),
+        "drop" => format!("drop: {{mode: reject{scope}}}"),
+        "fill_disk" => format!("fill_disk: {{path: \"{}\", usage: 90%}}", fill.display()),
+        other => panic!("no trial for `{other}`"),
+    }
+}
+
+/// What of this trial is left on the controller's machine: a stopped victim, a fill file, an nft
+/// table or iptables rule on the lab's interface.
+fn left_locally(lab: &Lab, tmpfs: &Tmpfs, victim: i32) -> Vec<String> {
+    let mut left = Vec::new();
+    if proc_state(victim) == Some('T') {
+        left.push(format!("pid {victim} stopped"));
+    }
+    left.extend(
+        fill_files(&tmpfs.dir)
+            .into_iter()
+            .map(|f| format!("fill file {f}")),
+    );
+    let ruleset = try_sh(&["nft", "list", "ruleset"]).unwrap_or_default();
+    for table in ruleset
+        .split("\ntable ")
+        .filter(|t| t.contains(lab.root_if()))
+    {
+        left.push(format!(
+            "nft table {}",
+            table.lines().next().unwrap_or_default()
+        ));
+    }
+    let rules = try_sh(&["iptables", "-S"]).unwrap_or_default();
+    left.extend(
+        rules
+            .lines()
+            .filter(|l| l.contains(lab.root_if()))
+            .map(|l| format!("iptables {l}")),
+    );
+    left
+}
+
+/// What of this trial is left on lab host h1.
+fn left_on_h1(lab: &Lab, victim: i32) -> Vec<String> {
+    let h1 = lab.host("h1");
+    let mut left: Vec<String> = lab
+        .leftovers()
+        .into_iter()
+        .filter(|l| l.starts_with("h1:"))
+        .collect();
+    if proc_state(victim) == Some('T') {
+        left.push(format!("pid {victim} stopped"));
+    }
+    // The fill directory is seen through the agent's mount namespace: only while it runs.
+    if proc_state(h1.agent_pid()).is_some() {
+        left.extend(
+            h1.fill_files()
+                .into_iter()
+                .map(|f| format!("fill file {f}")),
+        );
+    }
+    let qdiscs =
+        try_sh(&["ip", "netns", "exec", &h1.ns, "tc", "qdisc", "show"]).unwrap_or_default();
+    left.extend(
+        qdiscs
+            .lines()
+            .filter(|l| l.contains("netem"))
+            .map(|l| format!("qdisc {l}")),
+    );
+    left
+}
+
+fn fill_files(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        .filter(|n| n.starts_with(".chaos-fill-"))
+        .collect()
+}
+
+#[test]
+fn crash_trials_leave_nothing_behind() {
+    let Some(mut lab) = Lab::new() else { return };
+    let trials = env_number("CHAOS_CRASH_TRIALS").unwrap_or(40);
+    let seed = env_number("CHAOS_CRASH_SEED").unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64)
+    });
+    println!(
+        "crash trials: {trials} trials, seed {seed} (CHAOS_CRASH_SEED={seed} runs them again)"
+    );
+    let mut rng = Rng(seed);
+    let tmpfs = Tmpfs::mount(8);
+    let mut tally: BTreeMap<(&str, Victim, &str), Tally> = BTreeMap::new();
+    let mut leftovers = Vec::new();
+
+    for n in 0..trials {
+        let kind = KINDS[rng.below(KINDS.len() as u64) as usize];
+        let local = rng.below(2) == 0;
+        let killed = if local || rng.below(2) == 0 {
+            Victim::Chaosctl
+        } else {
+            Victim::Agent
+        };
+        let delay = Duration::from_millis(rng.below(2500));
+        let tag = unique("crash");
+        let victims = if local {
+            Victims::Local(Sleeper::spawn(&tag))
+        } else {
+            Victims::Remote(LabSleeper::spawn(&lab, "h1", &tag))
+        };
+        let name = format!("crash trial {n}");
+        let fill = if local {
+            tmpfs.dir.clone()
+        } else {
+            lab.host("h1").fill_dir.clone()
+        };
+        let yaml = format!(
+            "version: 1\nname: {name}\nsettings: {{lease: {LEASE}}}\nsteps:\n  - name: the fault\n    target: {}\n    fault: {{{}}}\n    duration: {HOLD}\n    recover_within: 5s\n",
+            if local { "local" } else { "h1" },
+            fault_yaml(kind, local, &lab, &fill)
+        );
+        let test = lab.test(&yaml).var("PAT", pattern(&tag));
+        let run = test.spawn_run();
+        std::thread::sleep(delay);
+        let kill_at = Instant::now();
+        match killed {
+            Victim::Chaosctl => run.signal_group(Signal::SIGKILL),
+            Victim::Agent => {
+                lab.kill_agent("h1");
+                // The documented recovery: the agent starts again and reverts its journal.
+                lab.restart_agent("h1");
+            }
+        }
+        if local && killed == Victim::Chaosctl {
+            // The documented recovery: the next chaosctl command reverts what the journal holds.
+            test.cmd(&["runs"]);
+        }
+        let (cleaned, mut left) = loop {
+            let left = if local {
+                left_locally(&lab, &tmpfs, victims.pid())
+            } else {
+                left_on_h1(&lab, victims.pid())
+            };
+            if left.is_empty() {
+                break (Some(kill_at.elapsed()), left);
+            }
+            if kill_at.elapsed() > CLEAN_WITHIN {
+                break (None, left);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let out = run.wait();
+        if killed == Victim::Chaosctl {
+            // A killed controller's run is listed `interrupted`, if it got as far as the history.
+            let runs = test.cmd(&["runs"]);
+            if let Some(line) = runs.stdout.lines().find(|l| l.contains(&name)) {
+                if !line.contains("interrupted") {
+                    left.push(format!("run listed as: {line}"));
+                }
+            }
+        } else {
+            assert!(out.code.is_some(), "chaosctl ended by a signal: {out:?}");
+        }
+        let entry = tally
+            .entry((kind, killed, if local { "local" } else { "h1" }))
+            .or_default();
+        entry.trials += 1;
+        match cleaned {
+            Some(took) if left.is_empty() => {
+                entry.clean += 1;
+                entry.worst = entry.worst.max(took);
+            }
+            _ => leftovers.push(format!(
+                "trial {n} ({kind} on {}, {killed:?} killed {delay:?} in): {left:?}",
+                if local { "local" } else { "h1" }
+            )),
+        }
+        drop(victims);
+    }
+    // Everything a trial left was cleaned by the end: nothing stays in the lab or here.
+    sh(&["sync"]);
+    println!(
+        "\n{:<10} {:<9} {:<6} {:>6} {:>6} {:>14}",
+        "kind", "killed", "where", "trials", "clean", "worst to clean"
+    );
+    for ((kind, killed, place), tally) in &tally {
+        println!(
+            "{kind:<10} {:<9} {place:<6} {:>6} {:>6} {:>11} ms",
+            format!("{killed:?}").to_lowercase(),
+            tally.trials,
+            tally.clean,
+            tally.worst.as_millis()
+        );
+    }
+    println!("{trials} trials, {} leftovers", leftovers.len());
+    assert!(leftovers.is_empty(), "left behind: {leftovers:#?}");
+}
