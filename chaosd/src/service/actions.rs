@@ -56,8 +56,8 @@ impl fmt::Display for Actor {
     }
 }
 
-/// Writes one action's audit line; `detail` says what was done, or the refusal.
-pub fn audit<T>(
+/// Writes one action's audit line; `done` says what was done when it was.
+fn audit<T>(
     state: &State,
     actor: &Actor,
     event: &'static str,
@@ -65,15 +65,45 @@ pub fn audit<T>(
     result: &Result<T, ServiceError>,
     done: impl FnOnce(&T) -> String,
 ) {
+    let (status, detail) = match result {
+        Ok(value) => (200, done(value)),
+        Err(err) => (err.status().as_u16(), err.to_string()),
+    };
+    write(state, actor, event, run, status, detail);
+}
+
+/// Writes the audit line of an action refused before it was tried (a web form's cookie, origin
+/// or CSRF token).
+pub fn audit_refusal(
+    state: &State,
+    actor: &Actor,
+    event: &'static str,
+    run: Option<&str>,
+    err: &ServiceError,
+) {
+    write(
+        state,
+        actor,
+        event,
+        run,
+        err.status().as_u16(),
+        err.to_string(),
+    );
+}
+
+fn write(
+    state: &State,
+    actor: &Actor,
+    event: &'static str,
+    run: Option<&str>,
+    status: u16,
+    detail: String,
+) {
     let mut record = Record::request(actor.remote, &actor.method, &actor.path);
     record.event = event;
     record.run = run.map(str::to_string);
     record.actor = Some(actor.identity());
     record.token_ok = Some(actor.via != Via::Anonymous);
-    let (status, detail) = match result {
-        Ok(value) => (200, done(value)),
-        Err(err) => (err.status().as_u16(), err.to_string()),
-    };
     record.status = status;
     record.outcome = outcome_of(status);
     record.detail = detail;

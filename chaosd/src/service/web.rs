@@ -307,11 +307,8 @@ async fn post(
     };
     // A refused form is audited too: someone tried to act.
     let refuse = |actor: &Actor, err: ServiceError| {
-        let result: Result<(), ServiceError> = Err(err);
-        actions::audit(state, actor, event, run.as_deref(), &result, |()| {
-            String::new()
-        });
-        result.unwrap_err()
+        actions::audit_refusal(state, actor, event, run.as_deref(), &err);
+        err
     };
     if !by_cookie(state, &req) {
         actor.via = Via::Anonymous;
