@@ -501,3 +501,212 @@ fn over_tls_the_api_answers_https_only_and_the_web_cookie_is_secure() {
         "{cookie}"
     );
 }
+
+/// Headless Chromium driven over the DevTools protocol on a pipe (`--remote-debugging-pipe`:
+/// it reads commands on fd 3 and answers on fd 4, each message JSON ended by a NUL), so a test
+/// can click a page's button as a person would. Only the test runs script; the pages run none.
+struct Browser {
+    child: Guard,
+    to: std::process::ChildStdin,
+    from: std::io::BufReader<std::process::ChildStdout>,
+    next: u64,
+    session: String,
+    /// Kills the browser if a read hangs; told to stand down when the test ends.
+    _watchdog: std::sync::mpsc::Sender<()>,
+}
+
+impl Browser {
+    fn start(browser: &Path, dir: &Path) -> Browser {
+        let profile = dir.join("cdp-profile");
+        let stderr = std::fs::File::create(dir.join("chromium.log")).unwrap();
+        // `sh` hands our pipes to fds 3 and 4, where Chromium looks for them.
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(r#"exec "$0" "$@" 3<&0 4>&1 </dev/null >/dev/null"#)
+            .arg(browser)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--remote-debugging-pipe",
+            ])
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .expect("run chromium");
+        let to = child.stdin.take().unwrap();
+        let from = std::io::BufReader::new(child.stdout.take().unwrap());
+        let pid = child.id() as i32;
+        let (watchdog, stand_down) = std::sync::mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                stand_down.recv_timeout(Duration::from_secs(120))
+            {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        });
+        let mut b = Browser {
+            child: Guard(child),
+            to,
+            from,
+            next: 0,
+            session: String::new(),
+            _watchdog: watchdog,
+        };
+        let target = b.call("Target.createTarget", json!({"url": "about:blank"}));
+        let target = target["targetId"].as_str().unwrap().to_string();
+        let attached = b.call(
+            "Target.attachToTarget",
+            json!({"targetId": target, "flatten": true}),
+        );
+        b.session = attached["sessionId"].as_str().unwrap().to_string();
+        b
+    }
+
+    /// Sends one command (to the page once attached) and returns its result, skipping events.
+    fn call(&mut self, method: &str, params: Value) -> Value {
+        use std::io::{BufRead, Write};
+        self.next += 1;
+        let mut msg = json!({"id": self.next, "method": method, "params": params});
+        if !self.session.is_empty() {
+            msg["sessionId"] = json!(self.session);
+        }
+        let mut bytes = msg.to_string().into_bytes();
+        bytes.push(0);
+        self.to.write_all(&bytes).expect("write to chromium");
+        loop {
+            let mut buf = Vec::new();
+            let n = self.from.read_until(0, &mut buf).expect("read chromium");
+            assert!(n > 0, "chromium ended; see chromium.log");
+            buf.pop();
+            let v: Value = serde_json::from_slice(&buf).unwrap();
+            if v["id"] == self.next {
+                return v.get("result").cloned().unwrap_or(v);
+            }
+        }
+    }
+
+    /// The value of a JavaScript expression in the page (`Null` while it is being replaced).
+    fn eval(&mut self, expression: &str) -> Value {
+        let r = self.call(
+            "Runtime.evaluate",
+            json!({"expression": expression, "returnByValue": true}),
+        );
+        r["result"]["value"].clone()
+    }
+
+    /// Polls `expression` until it is `true`.
+    fn wait_for(&mut self, expression: &str, what: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.eval(expression) != json!(true) {
+            assert!(
+                Instant::now() < deadline,
+                "not within 30 s: {what}; the page: {}",
+                self.eval("document.documentElement.outerHTML")
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.0.id() as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+}
+
+#[test]
+fn the_web_views_abort_button_aborts_a_run_in_chromium() {
+    let Some(browser) = chromium() else {
+        eprintln!("skipped: no chromium (apt-get install chromium)");
+        return;
+    };
+    let dir = tempfile::Builder::new()
+        .prefix("chaosd-ops-abort-")
+        .tempdir()
+        .unwrap();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    std::fs::write(dir.path().join("token"), format!("{TOKEN}\n")).unwrap();
+    std::fs::write(
+        dir.path().join("chaosd.yaml"),
+        format!(
+            "listen: 127.0.0.1:{port}\ntoken_file: token\nstate_dir: state\nreport_dir: reports\nallow_local: true\n"
+        ),
+    )
+    .unwrap();
+    let log = std::fs::File::create(dir.path().join("chaosd.log")).unwrap();
+    let _chaosd = Guard(
+        Command::new(CHAOSD)
+            .arg("--config")
+            .arg(dir.path().join("chaosd.yaml"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    eventually(Duration::from_secs(20), "chaosd answers", || {
+        request(port, "GET", "/healthz", None, None)
+            .ok()
+            .filter(|r| r.status == 200)
+    });
+    let tag = format!("ops-abort-{}", std::process::id());
+    let _sleeper = sleeper(&tag);
+    let yaml = scenario("abort-me", &tag, false).replace("duration: 1s", "duration: 5m");
+    let r = request(
+        port,
+        "POST",
+        "/v1/runs",
+        Some(TOKEN),
+        Some(&json!({"scenario": yaml}).to_string()),
+    )
+    .unwrap();
+    assert_eq!(r.status, 201, "{}", r.body);
+    let id = serde_json::from_str::<Value>(&r.body).unwrap()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let mut b = Browser::start(&browser, dir.path());
+    b.call(
+        "Page.navigate",
+        json!({"url": format!("http://127.0.0.1:{port}/ui/runs/{id}?token={TOKEN}")}),
+    );
+    b.wait_for(
+        "!!document.querySelector('form#abort button') && !location.search.includes('token')",
+        "the run's page with its abort button",
+    );
+    b.eval("document.querySelector('form#abort button').click(), true");
+    b.wait_for(
+        "(document.getElementById('notice') || {}).textContent === 'You aborted this run: chaosd is reverting its faults.'",
+        "the page back with the notice",
+    );
+    let verdict = eventually(Duration::from_secs(30), "the run ends", || {
+        let r = request(port, "GET", &format!("/v1/runs/{id}"), Some(TOKEN), None).ok()?;
+        let v: Value = serde_json::from_str(&r.body).ok()?;
+        (v["run"]["verdict"] != "running").then(|| v["run"]["verdict"].clone())
+    });
+    assert_eq!(verdict, "aborted");
+    let audit = std::fs::read_to_string(dir.path().join("state/audit.jsonl")).unwrap();
+    assert!(
+        audit.contains("\"event\":\"abort\"") && audit.contains("\"outcome\":\"obeyed\""),
+        "{audit}"
+    );
+}

@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 
 mod common;
 
-use common::{Reply, eventually, request, webhook_server};
+use common::{Reply, eventually, request, request_with, webhook_server};
 
 const CHAOSD: &str = env!("CARGO_BIN_EXE_chaosd");
 const TOKEN: &str = "test-token-0123456789";
@@ -869,6 +869,414 @@ fn halt_aborts_refuses_until_resume_and_survives_a_restart() {
     assert_eq!(d.wait_verdict(&again)["run"]["verdict"], "passed");
     d.chaosctl(&["halt"]).code(0);
     d.chaosctl(&["resume"]).code(0);
+}
+
+// ---- the web view's actions (issue 10 item 5) -------------------------------------------------
+
+/// A browser session on the web view: its cookies (token and session) and its forms' CSRF token.
+struct Web {
+    port: u16,
+    cookie: String,
+    csrf: String,
+}
+
+impl Web {
+    /// Signs in with `?token=` as a browser does, and reads the CSRF token off the index page.
+    fn sign_in(d: &Chaosd) -> Web {
+        let r = request(
+            d.port,
+            "GET",
+            &format!("/ui/?token={}", d.token),
+            None,
+            None,
+        )
+        .unwrap();
+        assert_eq!(r.status, 303, "{}", r.body);
+        let cookies = r.header_values("set-cookie");
+        assert_eq!(cookies.len(), 2, "token and session cookies: {cookies:?}");
+        for c in &cookies {
+            assert!(
+                c.contains("HttpOnly") && c.contains("SameSite=Strict") && c.contains("Path=/ui"),
+                "{c}"
+            );
+        }
+        let cookie = cookies
+            .iter()
+            .map(|c| c.split(';').next().unwrap().to_string())
+            .collect::<Vec<_>>()
+            .join("; ");
+        let mut web = Web {
+            port: d.port,
+            cookie,
+            csrf: String::new(),
+        };
+        let page = web.get("/ui/");
+        assert_eq!(page.status, 200, "{}", page.body);
+        web.csrf = csrf_of(&page.body);
+        web
+    }
+
+    fn own_origin(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn get(&self, path: &str) -> Reply {
+        let host = format!("127.0.0.1:{}", self.port);
+        request_with(
+            self.port,
+            "GET",
+            path,
+            &[("Host", &host), ("Cookie", &self.cookie)],
+            "",
+        )
+        .unwrap()
+    }
+
+    /// Posts a form as the browser does from chaosd's own page.
+    fn post(&self, path: &str, fields: &[(&str, &str)]) -> Reply {
+        let origin = self.own_origin();
+        self.post_with(path, fields, Some(&self.cookie), &[("Origin", &origin)])
+    }
+
+    /// Posts a form with the session's CSRF token (unless `fields` has its own `csrf`).
+    fn post_with(
+        &self,
+        path: &str,
+        fields: &[(&str, &str)],
+        cookie: Option<&str>,
+        extra: &[(&str, &str)],
+    ) -> Reply {
+        let mut fields = fields.to_vec();
+        if !fields.iter().any(|(k, _)| *k == "csrf") {
+            fields.push(("csrf", &self.csrf));
+        }
+        let body = fields
+            .iter()
+            .filter(|(_, v)| !v.is_empty() || fields.len() == 1)
+            .map(|(k, v)| format!("{k}={}", form_encode(v)))
+            .collect::<Vec<_>>()
+            .join("&");
+        let host = format!("127.0.0.1:{}", self.port);
+        let mut headers = vec![
+            ("Host", host.as_str()),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ];
+        if let Some(cookie) = cookie {
+            headers.push(("Cookie", cookie));
+        }
+        headers.extend_from_slice(extra);
+        request_with(self.port, "POST", path, &headers, &body).unwrap()
+    }
+}
+
+fn form_encode(v: &str) -> String {
+    v.bytes()
+        .map(|b| match b {
+            b' ' => "+".to_string(),
+            b if b.is_ascii_alphanumeric() || b"-._~".contains(&b) => (b as char).to_string(),
+            b => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The hidden CSRF field's value in a page.
+#[track_caller]
+fn csrf_of(page: &str) -> String {
+    let start = page
+        .find("name=csrf value=\"")
+        .unwrap_or_else(|| panic!("no CSRF field in:\n{page}"))
+        + "name=csrf value=\"".len();
+    page[start..][..page[start..].find('"').unwrap()].to_string()
+}
+
+/// Where a 303 sends the browser.
+#[track_caller]
+fn location(r: &Reply) -> String {
+    assert_eq!(r.status, 303, "{}", r.body);
+    r.header_values("location").pop().expect("a Location")
+}
+
+/// The audit log's lines.
+fn audit(d: &Chaosd) -> Vec<Value> {
+    std::fs::read_to_string(d.path("state/audit.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn web_view_aborts_halts_and_resumes_with_the_cookie_and_csrf_token_and_audits_each() {
+    let d = Chaosd::start(true);
+    let sleeper = Sleeper::spawn("webabort");
+    let id = d.submit(&pause_yaml(&sleeper.pattern, "30s"));
+    sleeper.wait_state('T', "the sleeper paused");
+    let web = Web::sign_in(&d);
+
+    // The live page offers the abort button; a run waiting for no answer shows no confirm form.
+    let page = web.get(&format!("/ui/runs/{id}"));
+    assert!(
+        page.body.contains(&format!(
+            "<form id=abort method=post action=\"/ui/runs/{id}/abort\">"
+        )),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains("id=confirm"), "{}", page.body);
+
+    let to = location(&web.post(&format!("/ui/runs/{id}/abort"), &[]));
+    assert_eq!(to, format!("/ui/runs/{id}?notice=aborted"));
+    let back = web.get(&to);
+    assert!(back.body.contains("You aborted this run"), "{}", back.body);
+    let run = d.wait_verdict(&id);
+    assert_eq!(run["run"]["verdict"], "aborted");
+    sleeper.assert_running();
+    // The run's own `aborted` event says who asked, as for the API.
+    let aborted = run["report"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "aborted")
+        .cloned()
+        .expect("an aborted event");
+    let message = aborted["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("aborted by web view session ") && message.contains(" from 127.0.0.1:"),
+        "{message}"
+    );
+    // The finished run's page is its report, with the notice on top.
+    let report = web.get(&to);
+    assert!(
+        report.body.contains("id=notice") && report.body.contains("You aborted this run"),
+        "{}",
+        report.body
+    );
+
+    // Abort again: the run has ended, so 409 on an error page, nothing redirected.
+    let again = web.post(&format!("/ui/runs/{id}/abort"), &[]);
+    assert_eq!(again.status, 409, "{}", again.body);
+    assert!(again.body.contains("nothing to abort"), "{}", again.body);
+
+    // Halt and resume from the index page.
+    let index = web.get("/ui/");
+    assert!(index.body.contains("action=\"/ui/halt\""), "{}", index.body);
+    let to = location(&web.post("/ui/halt", &[]));
+    assert_eq!(to, "/ui/?notice=halted");
+    assert_eq!(d.call("GET", "/v1/status", None).json()["halted"], true);
+    let index = web.get(&to);
+    assert!(
+        index.body.contains("chaosd is halted") && index.body.contains("action=\"/ui/resume\""),
+        "{}",
+        index.body
+    );
+    let to = location(&web.post("/ui/resume", &[]));
+    assert_eq!(to, "/ui/?notice=resumed");
+    assert_eq!(d.call("GET", "/v1/status", None).json()["halted"], false);
+
+    // The API's abort goes through the same path and into the same log.
+    d.call("POST", &format!("/v1/runs/{id}/abort"), None)
+        .error(409, "conflict");
+
+    let lines = audit(&d);
+    let find = |event: &str, outcome: &str, actor: &str| {
+        lines.iter().find(|l| {
+            l["event"] == event
+                && l["outcome"] == outcome
+                && l["actor"].as_str().unwrap_or_default().starts_with(actor)
+        })
+    };
+    let abort = find("abort", "obeyed", "web view session ").expect("the web abort audited");
+    assert_eq!(abort["run"], id.as_str());
+    assert_eq!(abort["method"], "POST");
+    assert_eq!(abort["path"], format!("/ui/runs/{id}/abort"));
+    assert!(
+        abort["remote"].as_str().unwrap().starts_with("127.0.0.1:"),
+        "{abort}"
+    );
+    assert!(abort["at"].as_str().is_some(), "{abort}");
+    assert!(
+        find("abort", "refused", "web view session ").is_some(),
+        "{lines:?}"
+    );
+    assert!(
+        find("halt", "obeyed", "web view session ").is_some(),
+        "{lines:?}"
+    );
+    assert!(
+        find("resume", "obeyed", "web view session ").is_some(),
+        "{lines:?}"
+    );
+    let api = find("abort", "refused", "the API token").expect("the API abort audited");
+    assert_eq!(api["status"], 409);
+}
+
+#[test]
+fn web_forms_without_a_valid_csrf_token_or_from_another_site_are_refused_and_do_nothing() {
+    let d = Chaosd::start(true);
+    let sleeper = Sleeper::spawn("webcsrf");
+    let id = d.submit(&pause_yaml(&sleeper.pattern, "30s"));
+    sleeper.wait_state('T', "the sleeper paused");
+    let web = Web::sign_in(&d);
+    let other = Web::sign_in(&d);
+    assert_ne!(web.csrf, other.csrf, "each session has its own token");
+    let abort = format!("/ui/runs/{id}/abort");
+    let origin = web.own_origin();
+    let own = [("Origin", origin.as_str())];
+
+    let cases: Vec<(&str, Reply)> = vec![
+        (
+            "no CSRF token",
+            web.post_with(&abort, &[("csrf", "")], Some(&web.cookie), &own),
+        ),
+        (
+            "a wrong CSRF token",
+            web.post_with(&abort, &[("csrf", "0123abcd")], Some(&web.cookie), &own),
+        ),
+        (
+            "another session's CSRF token",
+            web.post_with(&abort, &[("csrf", &other.csrf)], Some(&web.cookie), &own),
+        ),
+        (
+            "a foreign Origin",
+            web.post_with(
+                &abort,
+                &[],
+                Some(&web.cookie),
+                &[("Origin", "https://evil.example")],
+            ),
+        ),
+        (
+            "Origin: null",
+            web.post_with(&abort, &[], Some(&web.cookie), &[("Origin", "null")]),
+        ),
+        (
+            "a foreign Referer",
+            web.post_with(
+                &abort,
+                &[],
+                Some(&web.cookie),
+                &[("Referer", "https://evil.example/x")],
+            ),
+        ),
+        (
+            "halt, no CSRF token",
+            web.post_with("/ui/halt", &[("csrf", "")], Some(&web.cookie), &own),
+        ),
+    ];
+    for (what, r) in &cases {
+        assert_eq!(r.status, 403, "{what}: {}", r.body);
+        assert!(r.body.contains("nothing was done"), "{what}: {}", r.body);
+    }
+    assert!(cases[0].1.body.contains("CSRF token is missing or wrong"));
+    assert!(cases[3].1.body.contains("another site"));
+
+    // Without the token cookie: 401, even with a right CSRF token.
+    let session_only = web
+        .cookie
+        .split("; ")
+        .find(|c| c.starts_with("chaosd_session="))
+        .unwrap();
+    for cookie in [None, Some(session_only)] {
+        let r = web.post_with(&abort, &[], cookie, &own);
+        assert_eq!(r.status, 401, "{cookie:?}: {}", r.body);
+    }
+    // A form is posted, never fetched.
+    assert_eq!(web.get(&abort).status, 405);
+
+    // Nothing was done: the run goes on, chaosd is not halted.
+    assert_eq!(d.run(&id)["run"]["verdict"], "running");
+    assert_eq!(sleeper_state(&sleeper), Some('T'));
+    assert_eq!(d.call("GET", "/v1/status", None).json()["halted"], false);
+    // And each refusal is in the audit log.
+    let lines = audit(&d);
+    let refused = |status: u64| {
+        lines
+            .iter()
+            .filter(|l| l["outcome"] == "refused" && l["status"] == status)
+            .count()
+    };
+    assert_eq!(refused(403), cases.len(), "{lines:?}");
+    assert_eq!(refused(401), 2, "{lines:?}");
+    assert!(lines.iter().all(|l| l["outcome"] != "obeyed"), "{lines:?}");
+
+    // The same session, its own token and origin: obeyed.
+    location(&web.post(&abort, &[]));
+    assert_eq!(d.wait_verdict(&id)["run"]["verdict"], "aborted");
+}
+
+fn sleeper_state(sleeper: &Sleeper) -> Option<char> {
+    proc_state(sleeper.pid)
+}
+
+#[test]
+fn web_and_api_confirm_and_refuse_say_409_when_the_run_waits_for_no_answer() {
+    let d = Chaosd::start(true);
+    let sleeper = Sleeper::spawn("webask");
+    let id = d.submit(&pause_yaml(&sleeper.pattern, "30s"));
+    sleeper.wait_state('T', "the sleeper paused");
+
+    // The JSON API: an empty body is `{}`; a refusal needs a reason.
+    let msg = d
+        .call("POST", &format!("/v1/runs/{id}/confirm"), None)
+        .error(409, "conflict");
+    assert!(msg.contains("not waiting for an answer"), "{msg}");
+    let msg = d
+        .call(
+            "POST",
+            &format!("/v1/runs/{id}/refuse"),
+            Some(&json!({"by": "alice", "reason": "peak traffic"})),
+        )
+        .error(409, "conflict");
+    assert!(msg.contains("not waiting for an answer"), "{msg}");
+    let msg = d
+        .call(
+            "POST",
+            &format!("/v1/runs/{id}/refuse"),
+            Some(&json!({"by": "alice"})),
+        )
+        .error(400, "bad_request");
+    assert!(msg.contains("needs a `reason`"), "{msg}");
+    d.call("POST", "/v1/runs/no-such-run/confirm", None)
+        .error(404, "not_found");
+    d.call(
+        "POST",
+        &format!("/v1/runs/{id}/confirm"),
+        Some(&json!({"who": "x"})),
+    )
+    .error(400, "bad_request");
+
+    // The web view: the same answer, on a page.
+    let web = Web::sign_in(&d);
+    for (path, fields) in [
+        ("confirm", vec![("by", "bob")]),
+        ("refuse", vec![("by", "bob"), ("reason", "not now")]),
+    ] {
+        let r = web.post(&format!("/ui/runs/{id}/{path}"), &fields);
+        assert_eq!(r.status, 409, "{path}: {}", r.body);
+        assert!(
+            r.body.contains("not waiting for an answer"),
+            "{path}: {}",
+            r.body
+        );
+    }
+    assert_eq!(d.run(&id)["run"]["verdict"], "running");
+
+    let lines = audit(&d);
+    for (event, actor) in [
+        ("confirm", "the API token"),
+        ("refuse", "the API token"),
+        ("confirm", "web view session "),
+        ("refuse", "web view session "),
+    ] {
+        assert!(
+            lines.iter().any(|l| l["event"] == event
+                && l["status"] == 409
+                && l["run"] == id.as_str()
+                && l["actor"].as_str().unwrap_or_default().starts_with(actor)),
+            "{event} by {actor}: {lines:?}"
+        );
+    }
+    d.call("POST", &format!("/v1/runs/{id}/abort"), None);
 }
 
 #[test]

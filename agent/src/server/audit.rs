@@ -29,6 +29,10 @@ pub struct Record {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
     pub run: Option<String>,
+    /// Who asked, as the server knows them, where it tells callers apart (chaosd: the API token
+    /// or a web view session); the agent has one caller and leaves it out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
     /// Whether the bearer token was right (`None` for `GET /healthz` and the agent's own acts).
     pub token_ok: Option<bool>,
     /// The HTTP status answered (left out for the agent's own acts).
@@ -50,6 +54,7 @@ impl Record {
             method: Some(method.to_string()),
             path: Some(path.to_string()),
             run: None,
+            actor: None,
             token_ok: None,
             status: 0,
             outcome: "",
@@ -71,6 +76,7 @@ impl Record {
             method: None,
             path: None,
             run: run.map(str::to_string),
+            actor: None,
             token_ok: None,
             status: 0,
             outcome,

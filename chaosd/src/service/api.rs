@@ -11,6 +11,8 @@
 //! | `GET /v1/runs/{id}/events` | | newline-delimited JSON [`StreamLine`]s until the run ends |
 //! | `GET /v1/runs/{id}/report?format=json\|md\|html\|junit` | | the report, rendered; 409 while running |
 //! | `POST /v1/runs/{id}/abort` | | [`AbortResponse`]; 409 when it has ended |
+//! | `POST /v1/runs/{id}/confirm` | [`AnswerRequest`] (may be empty) | [`AnswerResponse`]; 409 when it waits for no answer |
+//! | `POST /v1/runs/{id}/refuse` | [`AnswerRequest`] with a `reason` | [`AnswerResponse`]; 409 when it waits for no answer |
 //! | `POST /v1/halt` | | [`HaltResponse`]: every running run aborted, new ones refused |
 //! | `POST /v1/resume` | | [`HaltResponse`] |
 //! | `GET /v1/agents` | | [`AgentList`]: the inventory's agents |
@@ -154,6 +156,17 @@ pub struct LiveView {
     pub next_fault: Option<DateTime<Utc>>,
     #[serde(default)]
     pub probes: Vec<ProbeView>,
+    /// The question a manual step waits on: answer it with `POST /v1/runs/{id}/confirm` or
+    /// `.../refuse`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub question: Option<QuestionView>,
+}
+
+/// A manual step's pending question.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuestionView {
+    pub prompt: String,
+    pub since: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -215,6 +228,7 @@ impl From<&LiveStatus> for LiveView {
                     last_ok: p.last_ok,
                 })
                 .collect(),
+            question: None,
         }
     }
 }
@@ -276,6 +290,26 @@ pub struct AbortResponse {
     pub run_id: String,
     /// Whether this request asked for the abort (false: it had been asked already).
     pub aborted: bool,
+}
+
+/// `POST /v1/runs/{id}/confirm` and `POST /v1/runs/{id}/refuse`; an empty body is `{}`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnswerRequest {
+    /// Who answers; chaosd's own name for the caller when left out.
+    #[serde(default)]
+    pub by: Option<String>,
+    /// Why; required to refuse.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// The answer to `POST /v1/runs/{id}/confirm|refuse`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AnswerResponse {
+    pub run_id: String,
+    pub confirmed: bool,
+    pub by: String,
 }
 
 /// `POST /v1/halt` and `POST /v1/resume`.

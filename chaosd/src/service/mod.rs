@@ -6,7 +6,12 @@
 //!   (bad config: exit 64).
 //! - [`api`]: the wire types, shared with `chaosctl --server` through [`client`].
 //! - [`routes`]: the order of checks (token, route, body) and one small handler per route.
-//! - [`runs`]: the run manager: submit, follow, abort, halt/resume, the history.
+//! - [`runs`]: the run manager: submit, follow, abort, halt/resume, the history, and the
+//!   manual-step seam ([`runs::QuestionSlot`], [`runs::Runs::answer`]).
+//! - [`actions`]: abort, halt, resume, confirm, refuse: the one code path of the API and the web
+//!   view's forms, each written to the audit log (`STATE_DIR/audit.jsonl`).
+//! - [`web`]: the web view under `/ui` (its forms behind the cookie and a CSRF token) and
+//!   `/metrics`.
 //! - [`error`]: every refusal and failure, mapped to its status in one place.
 //!
 //! The bearer token and TLS are the agent's ([`agent::server::auth`], [`agent::server::tls`]).
@@ -14,6 +19,7 @@
 //! [`run`] serves until `shutdown` resolves; then it stops accepting, aborts the running runs,
 //! waits until each has reverted its faults and recorded its report, and lets event streams end.
 
+pub mod actions;
 pub mod api;
 pub mod client;
 pub mod config;
@@ -58,6 +64,10 @@ pub struct State {
     scheduler: Arc<crate::schedule::scheduler::Scheduler>,
     /// Served over TLS: the web view's cookie is then `Secure`, never sent over plain HTTP.
     tls: bool,
+    /// One line per action ([`actions`]), in `STATE_DIR/audit.jsonl`.
+    audit: agent::server::audit::AuditLog,
+    /// The web view's CSRF keys and its own origins ([`web::Csrf`]).
+    csrf: web::Csrf,
 }
 
 /// Opens the history and the local agent in `config.state_dir` (reverting what a dead chaosd
@@ -78,6 +88,13 @@ pub async fn run(
         webhooks,
         public_url,
     } = config;
+    let csrf = web::Csrf::new(public_url.as_deref());
+    let audit = agent::server::audit::AuditLog::open(&state_dir).map_err(|e| {
+        RunError::Open(anyhow::anyhow!(
+            "cannot open the audit log in `{}`: {e}",
+            state_dir.display()
+        ))
+    })?;
     let local = listener.local_addr().map_err(RunError::Listener)?;
     let runs_config = RunsConfig {
         state_dir: state_dir.clone(),
@@ -115,6 +132,8 @@ pub async fn run(
         webhooks,
         scheduler,
         tls: tls.is_some(),
+        audit,
+        csrf,
     });
     info!(
         listen = %local,
@@ -130,7 +149,7 @@ pub async fn run(
         agent::server::accept::serve_until(
             listener,
             tls,
-            move |_peer, req| routes::handle(Arc::clone(&state), req),
+            move |peer, req| routes::handle(Arc::clone(&state), peer, req),
             shutdown,
         )
         .await

@@ -7,6 +7,7 @@
 //! (`/metrics`, before the token check if it is to be scraped openly) and the web view (`/ui...`)
 //! go in the same three places.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -21,9 +22,9 @@ use tracing::debug;
 use agent::server::body::BodyError;
 
 use super::State;
+use super::actions::{self, Actor, Via};
 use super::api::{
-    self, AbortResponse, AgentList, AgentView, HaltResponse, RunList, ServiceStatus, StreamLine,
-    SubmitRequest,
+    self, AgentList, AgentView, AnswerRequest, RunList, ServiceStatus, StreamLine, SubmitRequest,
 };
 use super::error::{Body, ServiceError, full_response, json_response};
 use super::runs::{Found, end_line};
@@ -43,6 +44,8 @@ enum Route<'a> {
     Events(&'a str),
     Report(&'a str),
     Abort(&'a str),
+    /// A manual step's question: `true` to confirm, `false` to refuse.
+    Answer(&'a str, bool),
     Halt,
     Resume,
     Agents,
@@ -51,19 +54,25 @@ enum Route<'a> {
     RemoveSchedule(&'a str),
 }
 
-/// Answers one request.
-pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
+/// Answers one request from `peer`.
+pub async fn handle(state: Arc<State>, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let answer = if method == Method::GET && path == "/healthz" {
         Ok(full_response(StatusCode::OK, "text/plain", "ok\n"))
-    } else if let Some(answer) = super::web::handle(&state, &req) {
+    } else if super::web::serves(&path) {
         // `/metrics` and the web view (`/`, `/ui/...`): their own token checks, in `web`.
-        answer
+        super::web::handle(&state, peer, req).await
     } else {
         let header = req.headers().get(AUTHORIZATION).map(HeaderValue::as_bytes);
         if state.token.admits(header) {
-            dispatch(&state, req).await
+            let actor = Actor {
+                via: Via::Api,
+                remote: peer,
+                method: method.to_string(),
+                path: path.clone(),
+            };
+            dispatch(&state, &actor, req).await
         } else {
             Err(ServiceError::Unauthorized)
         }
@@ -73,7 +82,7 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body>
     response
 }
 
-async fn dispatch(state: &Arc<State>, req: Request<Incoming>) -> Answer {
+async fn dispatch(state: &Arc<State>, actor: &Actor, req: Request<Incoming>) -> Answer {
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or_default().to_string();
     let route = route(req.method(), &path)?;
@@ -97,33 +106,22 @@ async fn dispatch(state: &Arc<State>, req: Request<Incoming>) -> Answer {
         Route::Get(id) => Ok(json_response(StatusCode::OK, &state.runs.view(id)?)),
         Route::Events(id) => events(state, id),
         Route::Report(id) => report(state, id, param(&query, "format").unwrap_or("json")),
-        Route::Abort(id) => {
-            let (run_id, aborted) = state.runs.abort(id, "aborted through the API")?;
+        Route::Abort(id) => Ok(json_response(
+            StatusCode::OK,
+            &actions::abort(state, actor, id)?,
+        )),
+        Route::Answer(id, confirmed) => {
+            let body = read_answer(req).await?;
             Ok(json_response(
                 StatusCode::OK,
-                &AbortResponse { run_id, aborted },
+                &actions::answer(state, actor, id, confirmed, body)?,
             ))
         }
-        Route::Halt => {
-            let aborted = state.runs.halt()?;
-            Ok(json_response(
-                StatusCode::OK,
-                &HaltResponse {
-                    halted: true,
-                    aborted,
-                },
-            ))
-        }
-        Route::Resume => {
-            state.runs.resume()?;
-            Ok(json_response(
-                StatusCode::OK,
-                &HaltResponse {
-                    halted: false,
-                    aborted: Vec::new(),
-                },
-            ))
-        }
+        Route::Halt => Ok(json_response(StatusCode::OK, &actions::halt(state, actor)?)),
+        Route::Resume => Ok(json_response(
+            StatusCode::OK,
+            &actions::resume(state, actor)?,
+        )),
         Route::Agents => agents(state).await,
         Route::Schedules => Ok(json_response(
             StatusCode::OK,
@@ -157,6 +155,8 @@ fn route<'a>(method: &Method, path: &'a str) -> Result<Route<'a>, ServiceError> 
         (["runs", id, "events"], _) => ("GET", Route::Events(id)),
         (["runs", id, "report"], _) => ("GET", Route::Report(id)),
         (["runs", id, "abort"], _) => ("POST", Route::Abort(id)),
+        (["runs", id, "confirm"], _) => ("POST", Route::Answer(id, true)),
+        (["runs", id, "refuse"], _) => ("POST", Route::Answer(id, false)),
         (["halt"], _) => ("POST", Route::Halt),
         (["resume"], _) => ("POST", Route::Resume),
         (["agents"], _) => ("GET", Route::Agents),
@@ -193,6 +193,18 @@ async fn read_json<T: DeserializeOwned>(req: Request<Incoming>) -> Result<T, Ser
             BodyError::TooSlow => ServiceError::TooSlow,
             BodyError::Bad(message) => ServiceError::BadRequest(message),
         })
+}
+
+/// The body of confirm and refuse: [`AnswerRequest`], where an empty body means `{}`.
+async fn read_answer(req: Request<Incoming>) -> Result<AnswerRequest, ServiceError> {
+    let empty = req
+        .headers()
+        .get(hyper::header::CONTENT_LENGTH)
+        .is_some_and(|v| v.as_bytes() == b"0");
+    if empty {
+        return Ok(AnswerRequest::default());
+    }
+    read_json(req).await
 }
 
 fn status(state: &Arc<State>) -> Answer {
@@ -396,6 +408,14 @@ mod tests {
         assert_eq!(
             route(&post, "/v1/runs/abc/abort").unwrap(),
             Route::Abort("abc")
+        );
+        assert_eq!(
+            route(&post, "/v1/runs/abc/confirm").unwrap(),
+            Route::Answer("abc", true)
+        );
+        assert_eq!(
+            route(&post, "/v1/runs/abc/refuse").unwrap(),
+            Route::Answer("abc", false)
         );
         assert_eq!(route(&post, "/v1/halt").unwrap(), Route::Halt);
         assert!(matches!(

@@ -20,11 +20,13 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use agent::local::LocalAgent;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
-use super::api::{LiveView, RunSummary, RunView, StreamLine, SubmitRequest, SubmitResponse};
+use super::api::{
+    LiveView, QuestionView, RunSummary, RunView, StreamLine, SubmitRequest, SubmitResponse,
+};
 use super::error::ServiceError;
 use crate::engine::hosts::Hosts;
 use crate::engine::live::{LiveStatus, Observer};
@@ -79,8 +81,186 @@ pub struct LiveRun {
     pub report_dir: String,
     abort: Arc<Abort>,
     inner: Mutex<LiveInner>,
-    /// Bumped at every event, status and the end; event streams wait on it.
-    changed: watch::Sender<u64>,
+    /// Bumped at every event, status, question and the end; event streams wait on it.
+    changed: Arc<watch::Sender<u64>>,
+    /// The manual-step seam: the question this run waits on, if any ([`QuestionSlot`]).
+    pub questions: QuestionSlot,
+}
+
+// ---- the manual-step seam ---------------------------------------------------------------------
+//
+// A manual step stops a run until a person confirms or refuses it. The engine side asks through
+// the run's `QuestionSlot` (`LiveRun::questions`) and awaits the answer; people answer through
+// `Runs::answer`, which both `POST /v1/runs/{id}/confirm|refuse` and the web view's forms call.
+//
+//     // engine side (not connected yet: `engine::run` is to receive the run's `QuestionSlot`)
+//     let asked = slot.ask("Fail over to the standby now?");   // the question is now pending
+//     tokio::select! {
+//         answer = asked.answer() => match answer {           // an `Answer`, or `None`
+//             Some(a) if a.confirmed => { /* go on; record `a.by`, `a.reason` */ }
+//             Some(a) => { /* refused: stop the run, say `a.reason` */ }
+//             None => { /* a newer question replaced this one */ }
+//         },
+//         () = abort.aborted() => { /* dropping `asked` withdraws the question */ }
+//     }
+//
+// The slot holds at most one question. Answering takes it (a second answer finds none: 409 "not
+// waiting for an answer"), and dropping the `Asked` withdraws it, so the web view never offers
+// buttons for a question nobody waits on.
+
+/// What a run asks a person, and since when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Question {
+    pub prompt: String,
+    pub since: DateTime<Utc>,
+}
+
+/// A person's answer to a [`Question`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    /// `true`: confirmed, go on; `false`: refused.
+    pub confirmed: bool,
+    /// Who answered: as given, else the identity chaosd knows for the request.
+    pub by: String,
+    /// Why; required to refuse.
+    pub reason: Option<String>,
+}
+
+/// Why an answer was not taken.
+#[derive(Debug, thiserror::Error)]
+pub enum AnswerError {
+    /// Nothing is pending: the run never asked, was answered already, or has ended.
+    #[error("run `{run_id}` is not waiting for an answer{why}")]
+    NotWaiting { run_id: String, why: String },
+    /// No such run, or the history could not be read.
+    #[error(transparent)]
+    Run(#[from] ServiceError),
+}
+
+impl From<AnswerError> for ServiceError {
+    fn from(err: AnswerError) -> ServiceError {
+        match err {
+            AnswerError::NotWaiting { .. } => ServiceError::Conflict(err.to_string()),
+            AnswerError::Run(err) => err,
+        }
+    }
+}
+
+/// One run's pending question and the way back to whoever asked it; cheap to clone, shared by
+/// the run manager and (once connected) the engine.
+#[derive(Clone, Default)]
+pub struct QuestionSlot {
+    inner: Arc<Mutex<SlotInner>>,
+    /// The run's change counter, bumped when a question comes or goes.
+    changed: Option<Arc<watch::Sender<u64>>>,
+}
+
+#[derive(Default)]
+struct SlotInner {
+    /// Numbers the questions, so that a withdrawn `Asked` only clears its own.
+    serial: u64,
+    pending: Option<Pending>,
+}
+
+struct Pending {
+    serial: u64,
+    question: Question,
+    reply: oneshot::Sender<Answer>,
+}
+
+/// A question asked through [`QuestionSlot::ask`]; dropping it withdraws the question.
+pub struct Asked {
+    slot: QuestionSlot,
+    serial: u64,
+    reply: oneshot::Receiver<Answer>,
+}
+
+impl QuestionSlot {
+    fn notifying(changed: Arc<watch::Sender<u64>>) -> QuestionSlot {
+        QuestionSlot {
+            inner: Arc::default(),
+            changed: Some(changed),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, SlotInner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn bump(&self) {
+        if let Some(changed) = &self.changed {
+            changed.send_modify(|n| *n += 1);
+        }
+    }
+
+    /// Engine side: makes `prompt` the pending question (replacing any older one, whose `Asked`
+    /// then answers `None`).
+    pub fn ask(&self, prompt: impl Into<String>) -> Asked {
+        let (tx, rx) = oneshot::channel();
+        let serial = {
+            let mut inner = self.lock();
+            inner.serial += 1;
+            let serial = inner.serial;
+            inner.pending = Some(Pending {
+                serial,
+                question: Question {
+                    prompt: prompt.into(),
+                    since: Utc::now(),
+                },
+                reply: tx,
+            });
+            serial
+        };
+        self.bump();
+        Asked {
+            slot: self.clone(),
+            serial,
+            reply: rx,
+        }
+    }
+
+    /// The question waiting for an answer, if any.
+    pub fn pending_question(&self) -> Option<Question> {
+        self.lock().pending.as_ref().map(|p| p.question.clone())
+    }
+
+    /// People's side: hands `answer` to the asker and clears the question. `Err(why)` (for
+    /// [`AnswerError::NotWaiting`]) when nothing is pending.
+    fn answer(&self, answer: Answer) -> Result<(), String> {
+        let pending = self.lock().pending.take();
+        let Some(pending) = pending else {
+            return Err(String::new());
+        };
+        self.bump();
+        // `Asked` clears the slot when dropped, so a pending question has a live receiver; a
+        // failed send means it went away between the two, which is the same as not waiting.
+        pending
+            .reply
+            .send(answer)
+            .map_err(|_| "; the question was withdrawn".to_string())
+    }
+}
+
+impl Asked {
+    /// Waits for the answer; `None` when a newer question replaced this one.
+    pub async fn answer(mut self) -> Option<Answer> {
+        (&mut self.reply).await.ok()
+    }
+}
+
+impl Drop for Asked {
+    fn drop(&mut self) {
+        let mut inner = self.slot.lock();
+        if inner
+            .pending
+            .as_ref()
+            .is_some_and(|p| p.serial == self.serial)
+        {
+            inner.pending = None;
+            drop(inner);
+            self.slot.bump();
+        }
+    }
 }
 
 #[derive(Default)]
@@ -116,7 +296,7 @@ impl LiveRun {
         let inner = self.inner();
         Snapshot {
             events: inner.events.get(from..).unwrap_or_default().to_vec(),
-            status: inner.status.as_ref().map(LiveView::from),
+            status: inner.status.as_ref().map(|s| self.view_of(s)),
             end: inner
                 .end
                 .as_ref()
@@ -125,7 +305,17 @@ impl LiveRun {
     }
 
     pub fn status(&self) -> Option<LiveView> {
-        self.inner().status.as_ref().map(LiveView::from)
+        self.inner().status.as_ref().map(|s| self.view_of(s))
+    }
+
+    /// The engine's status on the wire, with the pending question from the seam.
+    fn view_of(&self, status: &LiveStatus) -> LiveView {
+        let mut view = LiveView::from(status);
+        view.question = self.questions.pending_question().map(|q| QuestionView {
+            prompt: q.prompt,
+            since: q.since,
+        });
+        view
     }
 }
 
@@ -272,12 +462,14 @@ impl Runs {
             ))
         })?;
         let report_path = report_dir.path().display().to_string();
+        let changed = Arc::new(watch::channel(0).0);
         let live = Arc::new(LiveRun {
             run_id: run_id.clone(),
             report_dir: report_path.clone(),
             abort: Abort::new(),
             inner: Mutex::new(LiveInner::default()),
-            changed: watch::channel(0).0,
+            changed: Arc::clone(&changed),
+            questions: QuestionSlot::notifying(changed),
         });
         {
             // Under the halt lock: a halt that returned has seen this run, or this one sees it.
@@ -495,8 +687,32 @@ impl Runs {
         }
     }
 
-    /// Sets the halt switch (persisted), then aborts every running run.
-    pub fn halt(&self) -> Result<Vec<String>, ServiceError> {
+    /// Hands a person's answer to the question run `id` waits on (the manual-step seam; see
+    /// [`QuestionSlot`]). 409 (`not waiting for an answer`) when none is pending or it has ended.
+    pub fn answer(&self, id: &str, answer: Answer) -> Result<String, AnswerError> {
+        match self.find(id)? {
+            Found::Live(live) => {
+                live.questions
+                    .answer(answer)
+                    .map_err(|why| AnswerError::NotWaiting {
+                        run_id: live.run_id.clone(),
+                        why,
+                    })?;
+                Ok(live.run_id.clone())
+            }
+            Found::Done { record, .. } => Err(AnswerError::NotWaiting {
+                run_id: record.run_id.clone(),
+                why: format!(
+                    "; it has ended ({})",
+                    super::api::verdict_text(record.verdict)
+                ),
+            }),
+        }
+    }
+
+    /// Sets the halt switch (persisted), then aborts every running run; `by` (who asked) goes
+    /// into each run's abort reason.
+    pub fn halt(&self, by: &str) -> Result<Vec<String>, ServiceError> {
         {
             let mut halt = self.halt_state();
             if halt.is_none() {
@@ -519,7 +735,7 @@ impl Runs {
                 aborted.push(live.run_id.clone());
             }
             live.abort
-                .abort(Cause::Api, "chaosd was halted (POST /v1/halt)");
+                .abort(Cause::Api, format!("chaosd was halted by {by}"));
         }
         aborted.sort();
         Ok(aborted)
@@ -753,5 +969,137 @@ steps:
 "#,
         );
         assert_eq!(local_uses(&s), Vec::<String>::new());
+    }
+
+    // ---- the manual-step seam ----
+
+    fn answer(confirmed: bool, by: &str, reason: Option<&str>) -> Answer {
+        Answer {
+            confirmed,
+            by: by.to_string(),
+            reason: reason.map(str::to_string),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_answer_reaches_the_asker_once_and_clears_the_question() {
+        let (changed, seen) = watch::channel(0);
+        let slot = QuestionSlot::notifying(Arc::new(changed));
+        assert_eq!(slot.pending_question(), None);
+        let asked = slot.ask("fail over now?");
+        let q = slot.pending_question().expect("pending");
+        assert_eq!(q.prompt, "fail over now?");
+        assert_eq!(*seen.borrow(), 1, "asking bumps the run's change counter");
+
+        slot.answer(answer(false, "alice", Some("peak traffic")))
+            .unwrap();
+        assert_eq!(slot.pending_question(), None);
+        assert_eq!(*seen.borrow(), 2, "answering bumps it too");
+        assert_eq!(
+            asked.answer().await,
+            Some(answer(false, "alice", Some("peak traffic")))
+        );
+        // Taken once: a second answer finds nothing pending.
+        assert!(slot.answer(answer(true, "bob", None)).is_err());
+    }
+
+    #[test]
+    fn nothing_pending_refuses_an_answer() {
+        let slot = QuestionSlot::default();
+        assert_eq!(slot.answer(answer(true, "bob", None)), Err(String::new()));
+    }
+
+    #[test]
+    fn dropping_the_asked_withdraws_the_question() {
+        let slot = QuestionSlot::default();
+        let asked = slot.ask("go?");
+        assert!(slot.pending_question().is_some());
+        drop(asked);
+        assert_eq!(slot.pending_question(), None);
+        assert!(slot.answer(answer(true, "bob", None)).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_newer_question_replaces_the_older_one() {
+        let slot = QuestionSlot::default();
+        let first = slot.ask("first?");
+        let second = slot.ask("second?");
+        assert_eq!(slot.pending_question().unwrap().prompt, "second?");
+        // The replaced asker hears `None`, and going away does not withdraw the newer question.
+        assert_eq!(first.answer().await, None);
+        assert_eq!(slot.pending_question().unwrap().prompt, "second?");
+        slot.answer(answer(true, "carol", None)).unwrap();
+        assert_eq!(second.answer().await, Some(answer(true, "carol", None)));
+    }
+
+    #[tokio::test]
+    async fn runs_answer_finds_the_run_and_says_409_when_nothing_waits() {
+        let dir = tempfile::tempdir().unwrap();
+        let runs = Runs::open(RunsConfig {
+            state_dir: dir.path().join("state"),
+            report_dir: dir.path().join("reports"),
+            allow_local: false,
+            inventory: None,
+        })
+        .unwrap();
+        let changed = Arc::new(watch::channel(0).0);
+        let live = Arc::new(LiveRun {
+            run_id: "run-1".into(),
+            report_dir: String::new(),
+            abort: Abort::new(),
+            inner: Mutex::new(LiveInner::default()),
+            changed: Arc::clone(&changed),
+            questions: QuestionSlot::notifying(changed),
+        });
+        runs.active().insert("run-1".into(), Arc::clone(&live));
+
+        let err = runs
+            .answer("run-1", answer(true, "dave", None))
+            .unwrap_err();
+        assert!(matches!(err, AnswerError::NotWaiting { .. }), "{err}");
+        let err = ServiceError::from(err);
+        assert_eq!(err.status(), hyper::StatusCode::CONFLICT);
+        assert!(
+            err.to_string().contains("not waiting for an answer"),
+            "{err}"
+        );
+
+        let asked = live.questions.ask("go?");
+        assert_eq!(live.status(), None, "no engine status yet, so no live view");
+        assert_eq!(
+            runs.answer("run-1", answer(true, "dave", None)).unwrap(),
+            "run-1"
+        );
+        assert_eq!(asked.answer().await, Some(answer(true, "dave", None)));
+
+        let err = ServiceError::from(runs.answer("nope", answer(true, "dave", None)).unwrap_err());
+        assert_eq!(err.status(), hyper::StatusCode::NOT_FOUND, "{err}");
+    }
+
+    #[test]
+    fn the_live_view_carries_the_pending_question() {
+        let changed = Arc::new(watch::channel(0).0);
+        let live = LiveRun {
+            run_id: "run-2".into(),
+            report_dir: String::new(),
+            abort: Abort::new(),
+            inner: Mutex::new(LiveInner::default()),
+            changed: Arc::clone(&changed),
+            questions: QuestionSlot::notifying(changed),
+        };
+        live.inner().status = Some(LiveStatus {
+            phase: crate::engine::live::Phase::Step,
+            step: None,
+            fault_remaining: None,
+            next_fault: None,
+            probes: Vec::new(),
+        });
+        assert_eq!(live.status().unwrap().question, None);
+        let _asked = live.questions.ask("go?");
+        assert_eq!(live.status().unwrap().question.unwrap().prompt, "go?");
+        assert_eq!(
+            live.snapshot(0).status.unwrap().question.unwrap().prompt,
+            "go?"
+        );
     }
 }
