@@ -1,7 +1,8 @@
 //! Crash trials (issue 9): for every fault kind, on the controller's own machine (`local`) and on
-//! a remote agent of the lab, a run whose chaosctl or agent is SIGKILLed at a random moment,
-//! then the documented recovery (the next chaosctl command, the agent's lease, the agent's
-//! restart, the kernel's expiry), then the host is checked: no nft table or NFQUEUE rule of
+//! a remote agent of the lab, a run whose chaosctl, chaosd (the run submitted to it) or agent is
+//! SIGKILLed at a random moment, then the documented recovery (the next chaosctl command,
+//! chaosd's restart, the agent's lease, the agent's restart, the kernel's expiry), then the host
+//! is checked: no nft table or NFQUEUE rule of
 //! ours, no netem qdisc, no stopped process, no fill file, and a killed controller's run listed
 //! `interrupted`.
 //!
@@ -13,13 +14,14 @@
 //! they name the root namespace's lab interface and the lab's addresses.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
 use crate::lab_support::{Lab, LabSleeper, sh, try_sh};
-use crate::support::{Sleeper, Tmpfs, pattern, proc_state, unique};
+use crate::support::{Sleeper, Test, Tmpfs, free_port, pattern, proc_state, unique};
 
 const KINDS: [&str; 6] = ["kill", "pause", "latency", "loss", "drop", "fill_disk"];
 
@@ -37,7 +39,96 @@ const CLEAN_WITHIN: Duration = Duration::from_secs(12);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Victim {
     Chaosctl,
+    Chaosd,
     Agent,
+}
+
+/// A chaosd of the trials' own on 127.0.0.1, with the lab's inventory and `allow_local`, and a
+/// state directory that outlives its restarts.
+struct Chaosd {
+    dir: tempfile::TempDir,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl Chaosd {
+    fn start(lab: &Lab) -> Chaosd {
+        let dir = tempfile::Builder::new()
+            .prefix("chaosctl-crash-chaosd-")
+            .tempdir()
+            .expect("temp dir");
+        let port = free_port();
+        std::fs::write(dir.path().join("token"), "crash-trials-token-0123456789\n").expect("token");
+        std::fs::write(
+            dir.path().join("chaosd.yaml"),
+            format!(
+                "listen: 127.0.0.1:{port}\ntoken_file: token\nstate_dir: state\nreport_dir: reports\n\
+                 allow_local: true\ninventory: {}\n",
+                lab.inventory.display()
+            ),
+        )
+        .expect("chaosd.yaml");
+        let mut chaosd = Chaosd {
+            dir,
+            port,
+            child: None,
+        };
+        chaosd.restart();
+        chaosd
+    }
+
+    fn binary() -> PathBuf {
+        let path = crate::lab_support::chaos_agent().with_file_name("chaosd");
+        assert!(path.is_file(), "build chaosd first: cargo build -p chaosd");
+        path
+    }
+
+    /// Starts it (again) and waits until it answers.
+    fn restart(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("chaosd.log"))
+            .expect("log");
+        let child = Command::new(Chaosd::binary())
+            .arg("--config")
+            .arg(self.dir.path().join("chaosd.yaml"))
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start chaosd");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "chaosd does not listen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// `--server URL --token-file F`, for chaosctl.
+    fn args(&self) -> Vec<String> {
+        vec![
+            "--server".into(),
+            format!("http://127.0.0.1:{}", self.port),
+            "--token-file".into(),
+            self.dir.path().join("token").display().to_string(),
+        ]
+    }
+}
+
+impl Drop for Chaosd {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }
 
 /// A small seeded generator (SplitMix64): the trials are reproducible from the printed seed.
@@ -65,6 +156,9 @@ fn env_number(name: &str) -> Option<u64> {
 #[derive(Default)]
 struct Tally {
     trials: u32,
+    /// Trials whose fault was seen in place just before the kill (the others were killed before
+    /// it was injected, or after it ended).
+    in_place: u32,
     clean: u32,
     worst: Duration,
 }
@@ -193,16 +287,17 @@ fn crash_trials_leave_nothing_behind() {
     );
     let mut rng = Rng(seed);
     let tmpfs = Tmpfs::mount(8);
+    let mut chaosd = Chaosd::start(&lab);
     let mut tally: BTreeMap<(&str, Victim, &str), Tally> = BTreeMap::new();
     let mut leftovers = Vec::new();
 
     for n in 0..trials {
         let kind = KINDS[rng.below(KINDS.len() as u64) as usize];
         let local = rng.below(2) == 0;
-        let killed = if local || rng.below(2) == 0 {
-            Victim::Chaosctl
-        } else {
-            Victim::Agent
+        let killed = match rng.below(if local { 2 } else { 3 }) {
+            0 => Victim::Chaosctl,
+            1 => Victim::Chaosd,
+            _ => Victim::Agent,
         };
         let delay = Duration::from_millis(rng.below(2500));
         let tag = unique("crash");
@@ -223,11 +318,38 @@ fn crash_trials_leave_nothing_behind() {
             fault_yaml(kind, local, &lab, &fill)
         );
         let test = lab.test(&yaml).var("PAT", pattern(&tag));
-        let run = test.spawn_run();
+        let submitter = Test::new();
+        let run = if killed == Victim::Chaosd {
+            // Submitted to chaosd, which runs it: chaosd is the controller that dies.
+            let path = test.write("trial.yaml", &yaml);
+            let mut args = chaosd.args();
+            args.extend([
+                "run".to_string(),
+                path.display().to_string(),
+                "--yes".to_string(),
+                "--var".to_string(),
+                format!("PAT={}", pattern(&tag)),
+            ]);
+            submitter.spawn_args(&args, true)
+        } else {
+            test.spawn_run()
+        };
         std::thread::sleep(delay);
+        let in_place = !if local {
+            left_locally(&lab, &tmpfs, victims.pid())
+        } else {
+            left_on_h1(&lab, victims.pid())
+        }
+        .is_empty();
         let kill_at = Instant::now();
         match killed {
             Victim::Chaosctl => run.signal_group(Signal::SIGKILL),
+            Victim::Chaosd => {
+                chaosd.kill();
+                // The documented recovery: chaosd starts again, reverts what its `local` journal
+                // holds and marks the runs it lost `interrupted`; remote faults end by the lease.
+                chaosd.restart();
+            }
             Victim::Agent => {
                 lab.kill_agent("h1");
                 // The documented recovery: the agent starts again and reverts its journal.
@@ -253,9 +375,16 @@ fn crash_trials_leave_nothing_behind() {
             std::thread::sleep(Duration::from_millis(50));
         };
         let out = run.wait();
-        if killed == Victim::Chaosctl {
+        if killed != Victim::Agent {
             // A killed controller's run is listed `interrupted`, if it got as far as the history.
-            let runs = test.cmd(&["runs"]);
+            let runs = if killed == Victim::Chaosd {
+                let mut args = chaosd.args();
+                args.push("runs".to_string());
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                test.cmd(&args)
+            } else {
+                test.cmd(&["runs"])
+            };
             if let Some(line) = runs.stdout.lines().find(|l| l.contains(&name)) {
                 if !line.contains("interrupted") {
                     left.push(format!("run listed as: {line}"));
@@ -268,6 +397,7 @@ fn crash_trials_leave_nothing_behind() {
             .entry((kind, killed, if local { "local" } else { "h1" }))
             .or_default();
         entry.trials += 1;
+        entry.in_place += u32::from(in_place);
         match cleaned {
             Some(took) if left.is_empty() => {
                 entry.clean += 1;
@@ -283,14 +413,15 @@ fn crash_trials_leave_nothing_behind() {
     // Everything a trial left was cleaned by the end: nothing stays in the lab or here.
     sh(&["sync"]);
     println!(
-        "\n{:<10} {:<9} {:<6} {:>6} {:>6} {:>14}",
-        "kind", "killed", "where", "trials", "clean", "worst to clean"
+        "\n{:<10} {:<9} {:<6} {:>6} {:>9} {:>6} {:>14}",
+        "kind", "killed", "where", "trials", "in place", "clean", "worst to clean"
     );
     for ((kind, killed, place), tally) in &tally {
         println!(
-            "{kind:<10} {:<9} {place:<6} {:>6} {:>6} {:>11} ms",
+            "{kind:<10} {:<9} {place:<6} {:>6} {:>9} {:>6} {:>11} ms",
             format!("{killed:?}").to_lowercase(),
             tally.trials,
+            tally.in_place,
             tally.clean,
             tally.worst.as_millis()
         );
