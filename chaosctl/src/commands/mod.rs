@@ -2,6 +2,7 @@
 //! with their whole context chain.
 
 mod agents;
+mod diff;
 mod monkey;
 mod plan;
 mod remote;
@@ -38,6 +39,15 @@ pub async fn dispatch(args: Args) -> u8 {
     let server = remote::Server::from_args(&args);
     let result = match (args.command, server) {
         (Command::Schedule { action }, server) => schedule::run(action, server).await,
+        (
+            Command::Diff {
+                run_a,
+                run_b,
+                format,
+                output,
+            },
+            Some(server),
+        ) => diff::remote(&server, [&run_a, &run_b], format, output.as_deref()).await,
         (
             command @ (Command::Run(_)
             | Command::Monkey(_)
@@ -85,6 +95,17 @@ async fn local(command: Command, state_dir: Option<std::path::PathBuf>) -> Resul
             format,
             output,
         } => report::run(state_dir.as_deref(), &run, format, output.as_deref()),
+        Command::Diff {
+            run_a,
+            run_b,
+            format,
+            output,
+        } => diff::run(
+            state_dir.as_deref(),
+            [&run_a, &run_b],
+            format,
+            output.as_deref(),
+        ),
         Command::Revert { all: _, load } => revert::run(state_dir.as_deref(), &load).await,
         Command::Agents { load, output } => agents::run(&load, output).await,
         Command::Monkey(monkey_args) => monkey::run(monkey_args, state_dir.as_deref()).await,

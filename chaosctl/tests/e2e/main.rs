@@ -7,6 +7,7 @@
 #![allow(clippy::disallowed_types)]
 
 mod commands;
+mod diff;
 mod drills_http;
 mod drills_redis;
 mod edges;
