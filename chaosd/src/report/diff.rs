@@ -118,7 +118,8 @@ pub struct ProbeDiff {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Difference {
     /// What differs: `scenario`, `sha256`, `seed`, `verdict`, `cause`, `faults_left`, `step`
-    /// (in one run only), `status`, `hosts`, `recovery`, `objective`, `probe` (in one run only),
+    /// (in one run only), `name`, `status`, `hosts`, `recovery`, `objectives` (the limits),
+    /// `objective` (the misses), `probe` (in one run only),
     /// `failed`, `longest_outage`, `error`, `impact`, `restore`, `restored`.
     pub what: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -385,6 +386,12 @@ fn step_differences(step: &StepDiff) -> Vec<Difference> {
         let (ra, rb) = (recovery(sa), recovery(sb));
         let text = format!("{label}: recovery {ra} → {rb}");
         push("recovery", None, ra, rb, text);
+    }
+    if sa.objectives != sb.objectives {
+        let limits = |s: &StepSide| s.objectives.clone().unwrap_or_else(|| "none".into());
+        let (oa, ob) = (limits(sa), limits(sb));
+        let text = format!("{label}: objectives {oa} → {ob}");
+        push("objectives", None, oa, ob, text);
     }
     let missed = |s: &StepSide| {
         if s.misses.is_empty() {
