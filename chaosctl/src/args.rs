@@ -43,6 +43,23 @@ pub enum Command {
         #[command(flatten)]
         load: LoadArgs,
     },
+    /// Write a commented starting scenario for a service: an http probe of URL and a process
+    /// probe of NAME as the hypothesis, a kill of one NAME process, objectives. It validates and
+    /// runs as written; its comments say what to change and what to try next.
+    Init {
+        /// The service's URL that answers when it is healthy (`http://127.0.0.1:8080/health`).
+        #[arg(long, value_name = "URL")]
+        url: String,
+        /// The name of the service's processes, as `/proc/PID/comm` shows it (`nginx`).
+        #[arg(long, value_name = "NAME")]
+        process: String,
+        /// Write to this file instead of standard output.
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Overwrite the -o file if it exists.
+        #[arg(long, requires = "output")]
+        force: bool,
+    },
     /// Show what a run would do: hosts, picks, steps, timings. Injects nothing.
     Plan {
         /// The scenario file.

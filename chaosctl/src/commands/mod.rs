@@ -3,6 +3,7 @@
 
 mod agents;
 mod diff;
+mod init;
 mod monkey;
 mod plan;
 mod remote;
@@ -82,6 +83,12 @@ pub async fn dispatch(args: Args) -> u8 {
 async fn local(command: Command, state_dir: Option<std::path::PathBuf>) -> Result<u8, Failure> {
     match command {
         Command::Validate { files, load } => validate::run(&files, &load),
+        Command::Init {
+            url,
+            process,
+            output,
+            force,
+        } => init::run(&url, &process, output.as_deref(), force),
         Command::Plan {
             file,
             load,

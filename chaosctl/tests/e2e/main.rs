@@ -13,6 +13,7 @@ mod drills_redis;
 mod edges;
 mod faults;
 mod impact;
+mod init;
 mod invalid;
 mod lab;
 mod lab_support;
