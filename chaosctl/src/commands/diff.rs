@@ -5,7 +5,9 @@
 use std::path::Path;
 
 use anyhow::{Context, anyhow};
-use chaosd::report::diff::{ProbeDiff, RunDiff, RunSide, StepDiff, StepMatch, StepSide, diff};
+use chaosd::report::diff::{
+    ProbeDiff, RunDiff, RunSide, StepDiff, StepMatch, StepSide, diff, labels_text,
+};
 use chaosd::report::markdown::duration;
 use chaosd::report::model::Report;
 use chaosd::report::summary::{IMPACT_COLUMNS, impact_cells};
@@ -175,6 +177,7 @@ fn runs(out: &mut String, a: &RunSide, b: &RunSide, same: bool) {
             b.exit_code.to_string(),
         ),
         row("seed", a.seed.clone(), b.seed.clone()),
+        row("labels", labels_text(&a.labels), labels_text(&b.labels)),
         row("started (UTC)", started(a), started(b)),
         row("duration", duration(a.duration_ms), duration(b.duration_ms)),
         row(

@@ -10,6 +10,8 @@
 //! step, and a renamed step of an edited scenario still faces its old self. A step (or a probe of
 //! a step) found in one run only is shown as such.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -50,6 +52,10 @@ pub struct RunSide {
     pub cause: Option<Cause>,
     pub reason: String,
     pub seed: String,
+    /// `--label K=V`: what the team said the run was (`nginx=off`), often what tells two runs of
+    /// one file apart.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
     pub dry_run: bool,
     pub started_at: DateTime<Utc>,
     pub duration_ms: u64,
@@ -117,7 +123,7 @@ pub struct ProbeDiff {
 /// One thing that differs between the runs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Difference {
-    /// What differs: `scenario`, `sha256`, `seed`, `verdict`, `cause`, `faults_left`, `step`
+    /// What differs: `scenario`, `sha256`, `seed`, `labels`, `verdict`, `cause`, `faults_left`, `step`
     /// (in one run only), `name`, `status`, `hosts`, `recovery`, `objectives` (the limits),
     /// `objective` (the misses), `probe` (in one run only),
     /// `failed`, `longest_outage`, `error`, `impact`, `restore`, `restored`.
@@ -175,6 +181,7 @@ fn run_side(r: &Report) -> RunSide {
         cause: r.cause,
         reason: r.reason.clone(),
         seed: r.seed.clone(),
+        labels: r.labels.clone(),
         dry_run: r.dry_run,
         started_at: r.started_at,
         duration_ms: r.duration_ms,
@@ -295,6 +302,7 @@ fn run_differences(a: &RunSide, b: &RunSide) -> Vec<Difference> {
         ("scenario", a.scenario.clone(), b.scenario.clone()),
         ("sha256", a.sha256.clone(), b.sha256.clone()),
         ("seed", a.seed.clone(), b.seed.clone()),
+        ("labels", labels_text(&a.labels), labels_text(&b.labels)),
         ("verdict", a.verdict.to_string(), b.verdict.to_string()),
         ("cause", cause(a.cause), cause(b.cause)),
         (
@@ -318,6 +326,18 @@ fn run_differences(a: &RunSide, b: &RunSide) -> Vec<Difference> {
         out.push(run(what, va, vb, text));
     }
     out
+}
+
+/// `nginx=off, team=sre`, or `–`.
+pub fn labels_text(labels: &BTreeMap<String, String>) -> String {
+    if labels.is_empty() {
+        return "–".into();
+    }
+    labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn step_differences(step: &StepDiff) -> Vec<Difference> {
@@ -562,6 +582,7 @@ mod tests {
         let mut b = sample_report();
         b.run_id = "20250315T093000Z-0b0b0b".into();
         b.seed = "7".into();
+        b.labels.insert("fix".into(), "retries".into());
         b.scenario.sha256 = "cd".repeat(32);
         b.verdict = Verdict::Passed;
         b.cause = None;
@@ -599,6 +620,7 @@ mod tests {
             [
                 "scenario file: sha256 abababababab → cdcdcdcdcdcd (not the same file)",
                 "seed: 18446744073709551615 → 7",
+                "labels: team=payments, ticket=GD-12|a → fix=retries, team=payments, ticket=GD-12|a",
                 "verdict: deviated → passed",
                 "cause: hypothesis → –",
                 "faults left in place: 1 → 0",
@@ -765,8 +787,9 @@ mod tests {
         assert_eq!(json["steps"][0]["matched"], "name");
         assert_eq!(json["steps"][0]["probes"][0]["a"]["failed"], 26);
         assert_eq!(json["steps"][0]["probes"][0]["b"]["failed"], 0);
-        assert_eq!(json["differences"][2]["what"], "verdict");
-        assert!(json["differences"][2].get("step").is_none());
+        assert_eq!(json["differences"][3]["what"], "verdict");
+        assert!(json["differences"][3].get("step").is_none());
+        assert_eq!(json["b"]["labels"]["fix"], "retries");
         let back: RunDiff = serde_json::from_value(json).unwrap();
         assert_eq!(back, d);
     }

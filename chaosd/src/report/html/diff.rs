@@ -6,7 +6,9 @@ use std::fmt::Write as _;
 
 use super::{CSS, code_spans, esc, human_utc, pill, td, th_row};
 use crate::engine::impact::seconds;
-use crate::report::diff::{ProbeDiff, RunDiff, RunSide, StepDiff, StepMatch, StepSide};
+use crate::report::diff::{
+    ProbeDiff, RunDiff, RunSide, StepDiff, StepMatch, StepSide, labels_text,
+};
 use crate::report::markdown::duration;
 use crate::report::model::{ProbeImpact, StepStatus};
 use crate::report::summary::{IMPACT_COLUMNS, impact_cells, status_word};
@@ -93,6 +95,11 @@ fn runs(h: &mut String, a: &RunSide, b: &RunSide) {
             b.exit_code.to_string(),
         ),
         ("seed", code(&a.seed), code(&b.seed)),
+        (
+            "labels",
+            esc(&labels_text(&a.labels)),
+            esc(&labels_text(&b.labels)),
+        ),
         ("started", human_utc(a.started_at), human_utc(b.started_at)),
         (
             "duration",
