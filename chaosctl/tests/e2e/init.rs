@@ -166,3 +166,66 @@ fn init_refuses_what_is_not_a_url_or_a_process_name() {
     bad_name.code(2);
     bad_name.stderr_has("is not a process name");
 }
+
+/// The tutorial that starts from `init` is read on GitHub and in a checkout: every relative link
+/// of it (and of the drill docs it sends readers to) must name a file of this repository, and an
+/// anchor a heading of it.
+#[test]
+fn the_first_game_day_tutorial_links_resolve_inside_the_repository() {
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the workspace")
+        .canonicalize()
+        .expect("the workspace exists");
+    let mut docs = vec![repo.join("docs/first-game-day.md")];
+    docs.extend(
+        fs::read_dir(repo.join("docs/drills"))
+            .expect("docs/drills")
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "md")),
+    );
+    let mut checked = 0;
+    for doc in &docs {
+        let text = fs::read_to_string(doc).expect("a doc");
+        for part in text.split("](").skip(1) {
+            let link = &part[..part.find(')').expect("a closed link")];
+            if link.starts_with("http://") || link.starts_with("https://") {
+                continue;
+            }
+            let (path, anchor) = link.split_once('#').unwrap_or((link, ""));
+            let target = if path.is_empty() {
+                doc.clone()
+            } else {
+                doc.parent().unwrap().join(path)
+            };
+            let target = target
+                .canonicalize()
+                .unwrap_or_else(|_| panic!("{}: `{link}` names no file", doc.display()));
+            assert!(
+                target.starts_with(&repo),
+                "{}: `{link}` points outside the repository",
+                doc.display()
+            );
+            if !anchor.is_empty() {
+                let headings = fs::read_to_string(&target).expect("the linked doc");
+                let found = headings.lines().any(|l| {
+                    let Some(title) = l.trim_start_matches('#').strip_prefix(' ') else {
+                        return false;
+                    };
+                    // GitHub's anchors: lowercase, punctuation dropped, spaces to dashes.
+                    let slug: String = title
+                        .to_lowercase()
+                        .chars()
+                        .filter(|c| c.is_alphanumeric() || *c == ' ' || *c == '-' || *c == '_')
+                        .map(|c| if c == ' ' { '-' } else { c })
+                        .collect();
+                    l.starts_with('#') && slug == anchor
+                });
+                assert!(found, "{}: `{link}`: no such heading", doc.display());
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 10, "only {checked} links: the docs moved?");
+}
