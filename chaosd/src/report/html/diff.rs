@@ -173,6 +173,9 @@ fn status(s: Option<&StepSide>) -> String {
     }
 }
 
+/// One row of a step's table: how a side's value is read off it.
+type Figure = dyn Fn(&StepSide) -> String;
+
 fn step_section(h: &mut String, n: usize, step: &StepDiff) {
     let matched = match (&step.matched, &step.a, &step.b) {
         (StepMatch::Name, ..) => String::new(),
@@ -211,7 +214,7 @@ fn step_section(h: &mut String, n: usize, step: &StepDiff) {
         status(a),
         status(b)
     );
-    let rows: [(&str, &dyn Fn(&StepSide) -> String); 6] = [
+    let rows: [(&str, &Figure); 6] = [
         ("faults", &|s| s.faults.join("; ")),
         ("hosts", &|s| s.hosts.join(", ")),
         ("time to impact", &|s| {
