@@ -272,3 +272,27 @@ async fn serve(mut stream: TcpStream, served: Arc<AtomicU64>) -> std::io::Result
     stream.write_all(response.as_bytes()).await?;
     stream.shutdown().await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn worker_names_fit_the_kernels_process_name() {
+        assert_eq!(parse_worker_name("backend-a"), Ok("backend-a".into()));
+        assert_eq!(
+            parse_worker_name("fifteen-bytes-x"),
+            Ok("fifteen-bytes-x".into())
+        );
+        assert!(parse_worker_name("").is_err());
+        assert!(parse_worker_name("sixteen-bytes-xy").is_err());
+        assert!(parse_worker_name("a\0b").is_err());
+        let args = Args::try_parse_from(["chaos-demo", "--worker-name", "backend-b"]).unwrap();
+        assert_eq!(args.worker_name, "backend-b");
+        let args = Args::try_parse_from(["chaos-demo"]).unwrap();
+        assert_eq!(
+            args.worker_name, "demo-worker",
+            "the default stays what scenarios select"
+        );
+    }
+}
