@@ -227,6 +227,7 @@ fn step_text(out: &mut String, n: usize, step: &StepDiff) {
         Some(s) => s.status_text.clone(),
         None => "not in this run".into(),
     };
+    let faults = |s: &StepSide| s.faults.join("; ");
     let misses = |s: &StepSide| {
         if s.misses.is_empty() {
             "none".to_string()
@@ -240,6 +241,8 @@ fn step_text(out: &mut String, n: usize, step: &StepDiff) {
         &[
             vec!["status A".into(), status(a)],
             vec!["status B".into(), status(b)],
+            vec!["faults A".into(), either(a, &faults)],
+            vec!["faults B".into(), either(b, &faults)],
         ],
     );
     let row =

@@ -98,7 +98,7 @@ pub struct StepSide {
     /// The impact part of `status_text` alone, `None` when nothing failed.
     pub impact_summary: Option<String>,
     pub hosts: Vec<String>,
-    /// Each fault once: `kill SIGKILL to pattern ...`.
+    /// Each fault once, as the report words it: `kill SIGKILL to pattern ...`.
     pub faults: Vec<String>,
     pub impact_ms: Option<u64>,
     pub recovery_ms: Option<u64>,
@@ -191,11 +191,11 @@ fn run_side(r: &Report) -> RunSide {
 }
 
 fn step_side(s: &StepReport) -> StepSide {
+    // One line per fault, not per fault and host: a step's fault reads the same on each host.
     let mut faults: Vec<String> = Vec::new();
     for f in &s.faults {
-        let text = format!("{} {}", f.kind, f.fault);
-        if !faults.contains(&text) {
-            faults.push(text);
+        if !faults.contains(&f.fault) {
+            faults.push(f.fault.clone());
         }
     }
     StepSide {
@@ -570,7 +570,7 @@ mod tests {
             a.status_text,
             "passed, 26 of 960 requests failed, longest outage 1.2 s (`users` on local)"
         );
-        assert_eq!(a.faults, ["latency delay eth0 by 200ms ± 20ms"]);
+        assert_eq!(a.faults, ["delay eth0 by 200ms ± 20ms"]);
         let b = d.steps[1].b.as_ref().unwrap();
         assert!(b.did_not_recover);
         assert_eq!(b.objectives.as_deref(), Some("max_outage 10s"));
