@@ -16,7 +16,7 @@ pub struct Args {
     #[arg(long, global = true, env = "CHAOS_STATE_DIR", value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
 
-    /// A chaosd server to send `run`, `runs`, `report`, `abort`, `halt` and `resume` to; without
+    /// A chaosd server to send `run`, `runs`, `report`, `diff`, `abort`, `halt` and `resume` to; without
     /// it chaosctl does them here.
     #[arg(long, global = true, env = "CHAOSD_URL", value_name = "URL")]
     pub server: Option<String>,
@@ -42,6 +42,23 @@ pub enum Command {
         files: Vec<PathBuf>,
         #[command(flatten)]
         load: LoadArgs,
+    },
+    /// Write a commented starting scenario for a service: an http probe of URL and a process
+    /// probe of NAME as the hypothesis, a kill of one NAME process, objectives. It validates and
+    /// runs as written; its comments say what to change and what to try next.
+    Init {
+        /// The service's URL that answers when it is healthy (`http://127.0.0.1:8080/health`).
+        #[arg(long, value_name = "URL")]
+        url: String,
+        /// The name of the service's processes, as `/proc/PID/comm` shows it (`nginx`).
+        #[arg(long, value_name = "NAME")]
+        process: String,
+        /// Write to this file instead of standard output.
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Overwrite the -o file if it exists.
+        #[arg(long, requires = "output")]
+        force: bool,
     },
     /// Show what a run would do: hosts, picks, steps, timings. Injects nothing.
     Plan {
@@ -76,6 +93,24 @@ pub enum Command {
         run: String,
         #[arg(long, value_enum, default_value_t = ReportFormat::Md)]
         format: ReportFormat,
+        /// Write to this file instead of standard output.
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Two runs side by side: verdicts, each step's status and impact per probe and host, and
+    /// what differs. Runs of one scenario or of two.
+    Diff {
+        /// Run A: a run id, a unique prefix of one, its random suffix (after the dash), or
+        /// `latest`.
+        #[arg(value_name = "RUN_A")]
+        run_a: String,
+        /// Run B, the same way.
+        #[arg(value_name = "RUN_B")]
+        run_b: String,
+        /// `text` (aligned columns), `json` (schema `chaos.diff/v1`) or `html` (one
+        /// self-contained page).
+        #[arg(long, value_enum, default_value_t = DiffFormat::Text)]
+        format: DiffFormat,
         /// Write to this file instead of standard output.
         #[arg(short = 'o', long = "output", value_name = "FILE")]
         output: Option<PathBuf>,
@@ -245,6 +280,13 @@ pub enum ReportFormat {
     Md,
     Html,
     Junit,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DiffFormat {
+    Text,
+    Json,
+    Html,
 }
 
 fn parse_key_value(s: &str) -> Result<(String, String), String> {

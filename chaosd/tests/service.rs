@@ -596,6 +596,78 @@ fn local_things_are_refused_without_allow_local() {
 }
 
 #[test]
+fn issue_10_chaosctl_server_diff_compares_two_runs_of_chaosds_history() {
+    let d = Chaosd::start(true);
+    let sleeper = Sleeper::spawn("diff");
+    let file = d.path("pause.yaml");
+    std::fs::write(&file, pause_yaml("${PAT}", "300ms")).unwrap();
+    let pat = format!("PAT={}", sleeper.pattern);
+    let mut ids = Vec::new();
+    for label in ["try=1", "try=2"] {
+        let out = d.chaosctl(&[
+            "run",
+            file.to_str().unwrap(),
+            "--yes",
+            "--var",
+            &pat,
+            "--label",
+            label,
+            "--output",
+            "json",
+        ]);
+        out.code(0);
+        let result: Value = serde_json::from_str(out.stdout.lines().last().unwrap()).unwrap();
+        ids.push(result["run_id"].as_str().expect("a run id").to_string());
+    }
+    // Run B by the random part of its id, as chaosd resolves it.
+    let suffix = ids[1].rsplit_once('-').unwrap().1;
+    let out = d.chaosctl(&["diff", &ids[0], suffix, "--format", "json"]);
+    out.code(0);
+    let diff: Value =
+        serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", out.stdout));
+    assert_eq!(diff["schema"], "chaos.diff/v1");
+    assert_eq!(
+        (diff["a"]["run_id"].as_str(), diff["b"]["run_id"].as_str()),
+        (Some(ids[0].as_str()), Some(ids[1].as_str()))
+    );
+    assert_eq!(diff["same_scenario"], true);
+    assert_eq!(diff["steps"][0]["matched"], "name");
+    let labels = diff["differences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["what"] == "labels")
+        .unwrap_or_else(|| panic!("no labels difference: {diff}"));
+    assert_eq!(labels["text"], "labels: try=1 → try=2");
+
+    let text = d.chaosctl(&["diff", &ids[0], &ids[1]]);
+    text.code(0);
+    assert!(
+        text.stdout.contains("step 1: pause the sleeper\n"),
+        "{}",
+        text.stdout
+    );
+    assert!(
+        text.stdout.contains("the same scenario file (same sha256)"),
+        "{}",
+        text.stdout
+    );
+
+    // An id chaosd does not know: invalid input, naming the id and how to list runs.
+    let unknown = d.chaosctl(&["diff", &ids[0], "fffffe"]);
+    unknown.code(2);
+    assert!(
+        unknown
+            .stderr
+            .contains("no run `fffffe` (run B) on chaosd at")
+            && unknown.stderr.contains("runs` lists them"),
+        "{}",
+        unknown.stderr
+    );
+    sleeper.assert_running();
+}
+
+#[test]
 fn chaosctl_server_run_gives_the_local_exit_codes() {
     let d = Chaosd::start(true);
     let sleeper = Sleeper::spawn("ctl");

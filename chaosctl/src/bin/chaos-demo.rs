@@ -1,7 +1,8 @@
 //! `chaos-demo`: a small pre-forked HTTP service for trying chaosctl on one machine, with nothing
-//! to install. A supervisor (`chaos-demo`) keeps N workers (`demo-worker`) running; each worker
-//! listens on the same port with SO_REUSEPORT, so killing one leaves the others serving, and
-//! killing all of them makes the service fail until the supervisor has restarted them.
+//! to install. A supervisor (`chaos-demo`) keeps N workers (`demo-worker`, or `--worker-name`)
+//! running; each worker listens on the same port with SO_REUSEPORT, so killing one leaves the
+//! others serving, and killing all of them makes the service fail until the supervisor has
+//! restarted them.
 //!
 //! Routes: `/health` answers `ok`, `/` a greeting, `/metrics` Prometheus text, `/slow?ms=N` waits.
 //!
@@ -46,6 +47,11 @@ struct Args {
     /// How long the supervisor waits before restarting a worker that died, in milliseconds.
     #[arg(long, default_value_t = 500)]
     restart_delay_ms: u64,
+    /// The workers' process name (as `/proc/PID/comm` shows it, at most 15 bytes), which a
+    /// scenario's `process: {name: ...}` selects: give each demo service its own (`backend-a`)
+    /// to fault one and not its neighbours.
+    #[arg(long, default_value = "demo-worker", value_parser = parse_worker_name)]
+    worker_name: String,
     /// Write the supervisor's pid here.
     #[arg(long)]
     pidfile: Option<PathBuf>,
@@ -97,7 +103,7 @@ async fn supervise(args: Args) -> anyhow::Result<()> {
     let mut int = signal(SignalKind::interrupt())?;
     let mut workers: Vec<Child> = Vec::new();
     for _ in 0..args.workers {
-        workers.push(start_worker(&exe, args.addr, args.port)?);
+        workers.push(start_worker(&exe, args.addr, args.port, &args.worker_name)?);
     }
     eprintln!(
         "chaos-demo: serving http://{}:{}/ with {} workers",
@@ -119,7 +125,7 @@ async fn supervise(args: Args) -> anyhow::Result<()> {
                     _ = term.recv() => break,
                     _ = int.recv() => break,
                 }
-                workers.push(start_worker(&exe, args.addr, args.port)?);
+                workers.push(start_worker(&exe, args.addr, args.port, &args.worker_name)?);
             }
             _ = term.recv() => break,
             _ = int.recv() => break,
@@ -139,6 +145,22 @@ async fn supervise(args: Args) -> anyhow::Result<()> {
 
 /// The environment variable that hands a worker the supervisor's `--addr`.
 const ADDR_ENV: &str = "CHAOS_DEMO_ADDR";
+/// The environment variable that hands a worker its `--worker-name`; like the address, it stays
+/// off the worker's command line, which kill patterns match to its end.
+const NAME_ENV: &str = "CHAOS_DEMO_WORKER_NAME";
+
+/// The kernel keeps 15 bytes of a process name: a longer one would be cut, and a scenario
+/// selecting it by its full name would match nothing.
+fn parse_worker_name(name: &str) -> Result<String, String> {
+    match name.len() {
+        0 => Err("must not be empty".into()),
+        1..=15 if !name.contains('\0') => Ok(name.to_string()),
+        1..=15 => Err("must not contain NUL".into()),
+        n => Err(format!(
+            "{n} bytes; the kernel keeps at most 15 of a process name"
+        )),
+    }
+}
 
 /// A worker's address: the supervisor's, else 127.0.0.1.
 fn worker_addr() -> Ipv4Addr {
@@ -148,10 +170,16 @@ fn worker_addr() -> Ipv4Addr {
         .unwrap_or(Ipv4Addr::LOCALHOST)
 }
 
-fn start_worker(exe: &std::path::Path, addr: Ipv4Addr, port: u16) -> anyhow::Result<Child> {
+fn start_worker(
+    exe: &std::path::Path,
+    addr: Ipv4Addr,
+    port: u16,
+    name: &str,
+) -> anyhow::Result<Child> {
     Command::new(exe)
         .args(["--worker", "--port", &port.to_string()])
         .env(ADDR_ENV, addr.to_string())
+        .env(NAME_ENV, name)
         .kill_on_drop(true)
         .spawn()
         .context("cannot start a worker")
@@ -176,7 +204,8 @@ fn reuseport_listener(addr: Ipv4Addr, port: u16) -> anyhow::Result<std::net::Tcp
 
 async fn worker(addr: Ipv4Addr, port: u16) -> anyhow::Result<()> {
     // The kernel's process name, so scenarios can select workers apart from the supervisor.
-    let name = CString::new("demo-worker").expect("no NUL in the name");
+    let name = std::env::var(NAME_ENV).unwrap_or_else(|_| "demo-worker".into());
+    let name = CString::new(name).unwrap_or_else(|_| c"demo-worker".to_owned());
     let _ = nix::sys::prctl::set_name(&name);
     let std_listener = reuseport_listener(addr, port)?;
     std_listener.set_nonblocking(true)?;
@@ -242,4 +271,28 @@ async fn serve(mut stream: TcpStream, served: Arc<AtomicU64>) -> std::io::Result
     );
     stream.write_all(response.as_bytes()).await?;
     stream.shutdown().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn worker_names_fit_the_kernels_process_name() {
+        assert_eq!(parse_worker_name("backend-a"), Ok("backend-a".into()));
+        assert_eq!(
+            parse_worker_name("fifteen-bytes-x"),
+            Ok("fifteen-bytes-x".into())
+        );
+        assert!(parse_worker_name("").is_err());
+        assert!(parse_worker_name("sixteen-bytes-xy").is_err());
+        assert!(parse_worker_name("a\0b").is_err());
+        let args = Args::try_parse_from(["chaos-demo", "--worker-name", "backend-b"]).unwrap();
+        assert_eq!(args.worker_name, "backend-b");
+        let args = Args::try_parse_from(["chaos-demo"]).unwrap();
+        assert_eq!(
+            args.worker_name, "demo-worker",
+            "the default stays what scenarios select"
+        );
+    }
 }

@@ -2,6 +2,8 @@
 //! with their whole context chain.
 
 mod agents;
+mod diff;
+mod init;
 mod monkey;
 mod plan;
 mod remote;
@@ -39,6 +41,15 @@ pub async fn dispatch(args: Args) -> u8 {
     let result = match (args.command, server) {
         (Command::Schedule { action }, server) => schedule::run(action, server).await,
         (
+            Command::Diff {
+                run_a,
+                run_b,
+                format,
+                output,
+            },
+            Some(server),
+        ) => diff::remote(&server, [&run_a, &run_b], format, output.as_deref()).await,
+        (
             command @ (Command::Run(_)
             | Command::Monkey(_)
             | Command::Runs { .. }
@@ -72,6 +83,12 @@ pub async fn dispatch(args: Args) -> u8 {
 async fn local(command: Command, state_dir: Option<std::path::PathBuf>) -> Result<u8, Failure> {
     match command {
         Command::Validate { files, load } => validate::run(&files, &load),
+        Command::Init {
+            url,
+            process,
+            output,
+            force,
+        } => init::run(&url, &process, output.as_deref(), force),
         Command::Plan {
             file,
             load,
@@ -85,6 +102,17 @@ async fn local(command: Command, state_dir: Option<std::path::PathBuf>) -> Resul
             format,
             output,
         } => report::run(state_dir.as_deref(), &run, format, output.as_deref()),
+        Command::Diff {
+            run_a,
+            run_b,
+            format,
+            output,
+        } => diff::run(
+            state_dir.as_deref(),
+            [&run_a, &run_b],
+            format,
+            output.as_deref(),
+        ),
         Command::Revert { all: _, load } => revert::run(state_dir.as_deref(), &load).await,
         Command::Agents { load, output } => agents::run(&load, output).await,
         Command::Monkey(monkey_args) => monkey::run(monkey_args, state_dir.as_deref()).await,

@@ -199,7 +199,9 @@ fn every_subcommand_has_help() {
     let top = t.cmd(&["--help"]);
     top.code(0);
     top.stdout_has("Usage");
-    for sub in ["validate", "plan", "run", "runs", "report", "revert"] {
+    for sub in [
+        "init", "validate", "plan", "run", "runs", "report", "diff", "revert",
+    ] {
         top.stdout_has(sub);
         let out = t.cmd(&[sub, "--help"]);
         out.code(0);

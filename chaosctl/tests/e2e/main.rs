@@ -8,11 +8,13 @@
 
 mod commands;
 mod crash_trials;
+mod diff;
 mod drills_http;
 mod drills_redis;
 mod edges;
 mod faults;
 mod impact;
+mod init;
 mod invalid;
 mod lab;
 mod lab_support;

@@ -1,5 +1,6 @@
 //! Reports: the `chaos.report/v1` model and its renderings.
 
+pub mod diff;
 pub mod html;
 pub mod junit;
 pub mod markdown;

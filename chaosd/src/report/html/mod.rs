@@ -18,6 +18,7 @@ use super::markdown::{duration, offset};
 use super::model::{FaultReport, ProbeRole, Report, StepReport, StepStatus, Verdict};
 use super::summary::{impact_summary, status_with_impact, status_word};
 
+pub mod diff;
 mod tables;
 mod timeline;
 
@@ -389,7 +390,7 @@ mod tests {
 
     /// Checks that every element opened is closed, in order (void elements and `/>` aside), and
     /// returns the tag names seen.
-    fn check_balanced(html: &str) -> Vec<String> {
+    pub(super) fn check_balanced(html: &str) -> Vec<String> {
         const VOID: [&str; 6] = ["meta", "br", "hr", "img", "input", "link"];
         let mut stack: Vec<String> = Vec::new();
         let mut seen = Vec::new();
@@ -422,7 +423,7 @@ mod tests {
         seen
     }
 
-    fn no_network(html: &str) {
+    pub(super) fn no_network(html: &str) {
         let re = regex::Regex::new(
             r#"(?i)(\b(src|href|xlink:href|action|poster)\s*=\s*["']?\s*(https?:)?//)|(url\(\s*["']?\s*(https?:)?//)|@import|@font-face"#,
         )
