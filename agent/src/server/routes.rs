@@ -518,6 +518,16 @@ fn text_response(status: StatusCode, text: &'static str) -> Response<Full<Bytes>
     response
 }
 
+/// The route a method and path reach, or why none (for the fuzz targets in `fuzz/`: routing
+/// must never panic, whatever a client sends).
+#[doc(hidden)]
+pub fn route_for_fuzzing(method: &[u8], path: &str) -> Result<String, String> {
+    let method = Method::from_bytes(method).map_err(|err| err.to_string())?;
+    route(&method, path)
+        .map(|r| format!("{r:?}"))
+        .map_err(|err| err.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -390,6 +390,15 @@ async fn agents(state: &Arc<State>) -> Answer {
     Ok(json_response(StatusCode::OK, &AgentList { agents }))
 }
 
+/// The route a method and path reach, or why none (for the fuzz targets in `fuzz/`).
+#[doc(hidden)]
+pub fn route_for_fuzzing(method: &[u8], path: &str) -> Result<String, String> {
+    let method = Method::from_bytes(method).map_err(|err| err.to_string())?;
+    route(&method, path)
+        .map(|r| format!("{r:?}"))
+        .map_err(|err| err.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

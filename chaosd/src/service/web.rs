@@ -889,6 +889,14 @@ fn run_page(state: &Arc<State>, id: &str, page: &Page) -> Result<Response<Body>,
     ))
 }
 
+/// The readings of a token given in an address, and whether a value survives the cookie's
+/// encoding (for the fuzz targets in `fuzz/`).
+#[doc(hidden)]
+pub fn token_readings_for_fuzzing(given: &str) -> (Vec<String>, bool) {
+    let round_trip = percent_decode(&percent_encode(given), false).as_deref() == Some(given);
+    (token_readings(given), round_trip)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
