@@ -165,7 +165,9 @@ impl InProcess {
         let policy = policy.map(|p| server::policy::Policy::parse(p).unwrap());
         let config = Config {
             token: server::auth::Token::new(TOKEN),
+            token_file: None,
             tls: None,
+            client_certs_required: false,
             policy,
             state_dir: dir.path().join("state"),
         };

@@ -99,6 +99,7 @@ pub fn load_options(load: &LoadArgs) -> chaosd::scenario::LoadOptions {
     chaosd::scenario::LoadOptions {
         vars: load.vars.iter().cloned().collect::<BTreeMap<_, _>>(),
         inventory: load.inventory.clone(),
+        client_cert: None,
     }
 }
 
