@@ -973,3 +973,45 @@ monkey:
     let out = d.chaosctl(&["monkey", steps.to_str().unwrap(), "--yes", "--for", "1s"]);
     out.code(2);
 }
+
+#[test]
+fn issue_9_chaosd_tokens_rotate_on_sighup_without_a_failed_request() {
+    let d = Chaosd::start(false);
+    let (a, b) = (TOKEN, "token-b-9876543210");
+    let status = |token: &str| {
+        request(d.port, "GET", "/v1/runs", Some(token), None)
+            .unwrap_or_else(|e| panic!("GET /v1/runs: {e}\n{}", d.log()))
+            .status
+    };
+    let until = |token: &str, want: u16| {
+        eventually(
+            Duration::from_secs(10),
+            &format!("token {token:?} gets {want}"),
+            || (status(token) == want).then_some(()),
+        )
+    };
+    assert_eq!(status(a), 200);
+    assert_eq!(status(b), 401);
+
+    std::fs::write(d.path("token"), format!("{b}\n# the old one, until every client moved\n{a}\n")).unwrap();
+    kill(d.pid(), Signal::SIGHUP).unwrap();
+    until(b, 200);
+    assert_eq!(status(a), 200);
+
+    std::fs::write(d.path("token"), format!("{b}\n")).unwrap();
+    kill(d.pid(), Signal::SIGHUP).unwrap();
+    until(a, 401);
+    assert_eq!(status(b), 200);
+
+    // A file emptied by mistake keeps the tokens in use.
+    std::fs::write(d.path("token"), "\n").unwrap();
+    kill(d.pid(), Signal::SIGHUP).unwrap();
+    eventually(Duration::from_secs(10), "the re-read error", || {
+        d.log().contains("keeping the tokens in use").then_some(())
+    });
+    assert_eq!(status(b), 200);
+
+    let log = d.log();
+    assert!(log.contains("token file re-read"), "{log}");
+    assert!(!log.contains(a) && !log.contains(b), "no token is logged: {log}");
+}

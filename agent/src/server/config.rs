@@ -155,20 +155,32 @@ pub fn read_token(path: &Path) -> Result<Token, ConfigError> {
     Ok(Token::from_list(tokens))
 }
 
-/// Re-reads `path` into `token` on every SIGHUP, for as long as the task runs: the new set is
-/// logged by its counts, never its tokens. A file that cannot be read or holds no token leaves
-/// the old tokens in place (a half-written file must not lock every controller out).
-pub async fn reload_tokens_on_sighup(token: std::sync::Arc<Token>, path: PathBuf) {
+/// Re-reads `path` into `token` on every SIGHUP, for as long as the returned future runs: the
+/// new set is logged by its counts, never its tokens. A file that cannot be read or holds no
+/// token leaves the old tokens in place (a half-written file must not lock every controller
+/// out). SIGHUP is caught from this call on, before the server says it is serving: its default
+/// action would kill the process.
+pub fn reload_tokens_on_sighup(
+    token: std::sync::Arc<Token>,
+    path: PathBuf,
+) -> impl Future<Output = ()> + Send + 'static {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut hup = match signal(SignalKind::hangup()) {
-        Ok(hup) => hup,
-        Err(err) => {
-            tracing::error!(error = %err, "cannot listen for SIGHUP; the token file is read only at start");
-            return;
-        }
-    };
+    let hup = signal(SignalKind::hangup());
+    async move {
+        let mut hup = match hup {
+            Ok(hup) => hup,
+            Err(err) => {
+                tracing::error!(error = %err, "cannot listen for SIGHUP; the token file is read only at start");
+                return;
+            }
+        };
+        reload_loop(&mut hup, &token, &path).await;
+    }
+}
+
+async fn reload_loop(hup: &mut tokio::signal::unix::Signal, token: &Token, path: &Path) {
     while hup.recv().await.is_some() {
-        match read_token(&path) {
+        match read_token(path) {
             Ok(new) => {
                 let change = token.replace(new);
                 tracing::info!(

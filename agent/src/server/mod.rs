@@ -240,6 +240,12 @@ pub async fn run(
             .and_then(|h| h.into_string().ok())
             .unwrap_or_default(),
     });
+    let reload = token_file.map(|path| {
+        tokio::spawn(config::reload_tokens_on_sighup(
+            Arc::clone(&state.token),
+            path,
+        ))
+    });
     info!(
         listen = %local,
         tls = tls.is_some(),
@@ -249,12 +255,6 @@ pub async fn run(
         audit = %state.audit.path().display(),
         "chaos-agent serving"
     );
-    let reload = token_file.map(|path| {
-        tokio::spawn(config::reload_tokens_on_sighup(
-            Arc::clone(&state.token),
-            path,
-        ))
-    });
 
     let cancel = CancellationToken::new();
     let watchdog = tokio::spawn(lease::watchdog(Arc::clone(&state), cancel.clone()));

@@ -123,6 +123,10 @@ pub async fn run(
         scheduler,
         tls: tls.is_some(),
     });
+    let reload = tokio::spawn(agent::server::config::reload_tokens_on_sighup(
+        Arc::clone(&state.token),
+        token_file,
+    ));
     info!(
         listen = %local,
         tls = tls.is_some(),
@@ -132,10 +136,6 @@ pub async fn run(
         tokens = state.token.count(),
         "chaosd serving"
     );
-    let reload = tokio::spawn(agent::server::config::reload_tokens_on_sighup(
-        Arc::clone(&state.token),
-        token_file,
-    ));
 
     let connections = {
         let state = Arc::clone(&state);
