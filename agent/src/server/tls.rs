@@ -97,8 +97,8 @@ pub fn acceptor(cert: &Path, key: &Path, client_ca: Option<&Path>) -> Result<Tls
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
-/// The rustls error somewhere in `err`'s chain, looking inside `io::Error`s (whose `source`
-/// skips the error they wrap).
+/// The rustls error somewhere in `err`'s chain, looking inside `io::Error`s: their `source`
+/// skips the error they wrap, and hyper-rustls wraps tokio-rustls's `io::Error` in another.
 pub fn find_rustls<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
     let mut next = Some(err);
     while let Some(err) = next {
@@ -108,7 +108,7 @@ pub fn find_rustls<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a
         if let Some(inner) = err
             .downcast_ref::<std::io::Error>()
             .and_then(|io| io.get_ref())
-            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+            .and_then(|inner| find_rustls(inner))
         {
             return Some(inner);
         }
