@@ -16,8 +16,8 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -330,6 +330,15 @@ pub fn https_client_with(
         .build(connector))
 }
 
+/// A failed call's cause for the user: a TLS failure in words naming the files of `cx`, else
+/// [`describe`].
+pub fn describe_tls(err: &(dyn std::error::Error + 'static), cx: &ClientContext) -> String {
+    match crate::server::tls::find_rustls(err) {
+        Some(tls) => client_words(tls, cx),
+        None => describe(err),
+    }
+}
+
 /// The innermost cause of a hyper error: "connection refused", "certificate not trusted", ...
 pub fn describe(err: &(dyn std::error::Error + 'static)) -> String {
     let mut last = err.to_string();
@@ -356,8 +365,9 @@ fn read_token(token_file: Option<&Path>) -> Result<String, String> {
             })
         }
         None => {
-            let token = std::env::var(TOKEN_ENV)
-                .map_err(|_| format!("no token: give the host a `token_file`, or set {TOKEN_ENV}"))?;
+            let token = std::env::var(TOKEN_ENV).map_err(|_| {
+                format!("no token: give the host a `token_file`, or set {TOKEN_ENV}")
+            })?;
             let token = token.trim().to_string();
             if token.is_empty() {
                 return Err(format!("{TOKEN_ENV} is empty; set it to the agent's token"));
@@ -403,8 +413,12 @@ fn tls_config(
     let Some((cert, key)) = identity else {
         return Ok(builder.with_no_client_auth());
     };
-    let chain = crate::server::tls::read_certs(cert)
-        .map_err(|e| format!("cannot read the client certificate `cert_file` `{}`: {e}", cert.display()))?;
+    let chain = crate::server::tls::read_certs(cert).map_err(|e| {
+        format!(
+            "cannot read the client certificate `cert_file` `{}`: {e}",
+            cert.display()
+        )
+    })?;
     if chain.is_empty() {
         return Err(format!(
             "the client certificate `cert_file` `{}` holds no PEM certificate; give the `DIR/NAME.pem` of `chaosctl certs issue`",

@@ -993,7 +993,11 @@ fn issue_9_chaosd_tokens_rotate_on_sighup_without_a_failed_request() {
     assert_eq!(status(a), 200);
     assert_eq!(status(b), 401);
 
-    std::fs::write(d.path("token"), format!("{b}\n# the old one, until every client moved\n{a}\n")).unwrap();
+    std::fs::write(
+        d.path("token"),
+        format!("{b}\n# the old one, until every client moved\n{a}\n"),
+    )
+    .unwrap();
     kill(d.pid(), Signal::SIGHUP).unwrap();
     until(b, 200);
     assert_eq!(status(a), 200);
@@ -1013,5 +1017,8 @@ fn issue_9_chaosd_tokens_rotate_on_sighup_without_a_failed_request() {
 
     let log = d.log();
     assert!(log.contains("token file re-read"), "{log}");
-    assert!(!log.contains(a) && !log.contains(b), "no token is logged: {log}");
+    assert!(
+        !log.contains(a) && !log.contains(b),
+        "no token is logged: {log}"
+    );
 }

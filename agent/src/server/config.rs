@@ -113,9 +113,7 @@ impl Args {
         let token_file = self.token_file.as_deref().ok_or(ConfigError::NoTokenFile)?;
         let token = read_token(token_file)?;
         let tls = match (&self.tls_cert, &self.tls_key) {
-            (Some(cert), Some(key)) => {
-                Some(tls::acceptor(cert, key, self.client_ca.as_deref())?)
-            }
+            (Some(cert), Some(key)) => Some(tls::acceptor(cert, key, self.client_ca.as_deref())?),
             _ if !self.listen.ip().is_loopback() => {
                 return Err(ConfigError::NeedsTls {
                     listen: self.listen,

@@ -343,9 +343,7 @@ async fn guard(
     let response = err.into_response();
     record.status = response.status().as_u16();
     record.outcome = audit::outcome_of(record.status);
-    metrics::agent()
-        .requests
-        .inc(&[&record.status.to_string()]);
+    metrics::agent().requests.inc(&[&record.status.to_string()]);
     warn!(%peer, path = req.uri().path(), "refused: no client certificate");
     state.audit.write(&record);
     response

@@ -45,7 +45,11 @@ pub fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
 /// `client_ca`, clients are asked for a certificate issued by it: one that is presented must
 /// verify, or the handshake fails; none at all is let through (a liveness probe has none), and
 /// the server refuses such a connection's requests per path (see [`super::accept::TlsPeer`]).
-pub fn acceptor(cert: &Path, key: &Path, client_ca: Option<&Path>) -> Result<TlsAcceptor, TlsError> {
+pub fn acceptor(
+    cert: &Path,
+    key: &Path,
+    client_ca: Option<&Path>,
+) -> Result<TlsAcceptor, TlsError> {
     let certs = read_certs(cert).map_err(|reason| TlsError::Cert {
         path: cert.to_path_buf(),
         reason,
@@ -163,7 +167,7 @@ pub fn server_words(err: &rustls::Error) -> String {
 }
 
 /// What the controller knew when it connected, to say which of its files is wrong.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ClientContext {
     /// The host name or address the URL names, which the certificate must carry.
     pub server_name: String,
@@ -171,6 +175,9 @@ pub struct ClientContext {
     pub ca_file: Option<PathBuf>,
     /// Our client certificate, if we sent one.
     pub cert_file: Option<PathBuf>,
+    /// How the user names the CA where they set it: `` `ca_file` `` in an inventory,
+    /// `--ca-file` on chaosctl's command line.
+    pub ca_key: &'static str,
 }
 
 impl ClientContext {
@@ -185,6 +192,7 @@ impl ClientContext {
             server_name,
             ca_file: ca_file.map(Path::to_path_buf),
             cert_file: cert_file.map(Path::to_path_buf),
+            ca_key: "`ca_file`",
         }
     }
 }
@@ -193,14 +201,15 @@ impl ClientContext {
 /// agent, or chaosd).
 pub fn client_words(err: &rustls::Error, cx: &ClientContext) -> String {
     let name = &cx.server_name;
+    let key = cx.ca_key;
     let trust = match &cx.ca_file {
-        Some(ca) => format!("the CA in `ca_file` `{}`", ca.display()),
-        None => "a CA this system trusts (no `ca_file` given)".to_string(),
+        Some(ca) => format!("the CA in {key} `{}`", ca.display()),
+        None => format!("a CA this system trusts (no {key} given)"),
     };
     match err {
         rustls::Error::InvalidCertificate(cert) => match cert {
             other if is_ca_as_end_entity(other) => format!(
-                "the server at `{name}` presents a CA certificate as its own; give it a certificate issued by that CA (`chaosctl certs issue DIR --role agent --name NAME --san {name}`) and keep the CA in `ca_file`"
+                "the server at `{name}` presents a CA certificate as its own; give it a certificate issued by that CA (`chaosctl certs issue DIR --role agent --name NAME --san {name}`) and keep the CA in {key}"
             ),
             CertificateError::NotValidForName => format!(
                 "the server's certificate is not valid for `{name}`, the name we connected to; connect to a name it carries, or issue it with `--san {name}`"
@@ -225,7 +234,7 @@ pub fn client_words(err: &rustls::Error, cx: &ClientContext) -> String {
                 valid_from(cert)
             ),
             CertificateError::UnknownIssuer | CertificateError::BadSignature => format!(
-                "the certificate of the server at `{name}` was not issued by {trust}; set `ca_file` to the CA that issued it"
+                "the certificate of the server at `{name}` was not issued by {trust}; set {key} to the CA that issued it"
             ),
             CertificateError::InvalidPurpose | CertificateError::InvalidPurposeContext { .. } => {
                 format!(

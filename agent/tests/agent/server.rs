@@ -968,7 +968,9 @@ fn bad_configuration_exits_64_before_binding() {
 
 /// Whether the agent admits `token` on `/v1/health` (200) or answers 401.
 async fn status_with(api: &Api, token: &str) -> u16 {
-    api.send("GET", "/v1/health", None, Auth::Bad(token)).await.0
+    api.send("GET", "/v1/health", None, Auth::Bad(token))
+        .await
+        .0
 }
 
 /// Polls until `token` gets `want` (the agent re-reads the file on its own time after SIGHUP).
@@ -1140,10 +1142,8 @@ fn connector(
 async fn issue_9_client_ca_requires_a_client_certificate_except_for_healthz() {
     let dir = tempfile::tempdir().unwrap();
     let pki = Pki::new("test CA");
-    let (_, _, server_pem, server_key) = pki.leaf(
-        &["127.0.0.1"],
-        rcgen::ExtendedKeyUsagePurpose::ServerAuth,
-    );
+    let (_, _, server_pem, server_key) =
+        pki.leaf(&["127.0.0.1"], rcgen::ExtendedKeyUsagePurpose::ServerAuth);
     let (client_cert, client_key, _, _) =
         pki.leaf(&["controller"], rcgen::ExtendedKeyUsagePurpose::ClientAuth);
     let stranger = Pki::new("another CA");
@@ -1186,7 +1186,11 @@ async fn issue_9_client_ca_requires_a_client_certificate_except_for_healthz() {
     let (status, body) = without.send("GET", "/healthz", None, Auth::None).await;
     assert_eq!((status, body.as_slice()), (200, &b"ok"[..]));
     // Everything else does, even with the right token, and before the token is looked at.
-    for (path, auth) in [("/v1/health", Auth::Good), ("/metrics", Auth::Good), ("/v1/faults", Auth::None)] {
+    for (path, auth) in [
+        ("/v1/health", Auth::Good),
+        ("/metrics", Auth::Good),
+        ("/v1/faults", Auth::None),
+    ] {
         let (status, body) = without.send("GET", path, None, auth).await;
         assert_eq!(status, 401, "{path}");
         let err: Value = serde_json::from_slice(&body).unwrap();
@@ -1250,15 +1254,21 @@ async fn issue_9_client_ca_requires_a_client_certificate_except_for_healthz() {
         handshake["detail"].as_str().unwrap().starts_with(words),
         "{handshake}"
     );
-    assert!(handshake["remote"].as_str().unwrap().starts_with("127.0.0.1:"));
+    assert!(
+        handshake["remote"]
+            .as_str()
+            .unwrap()
+            .starts_with("127.0.0.1:")
+    );
     let no_cert: Vec<&Value> = lines
         .iter()
         .filter(|l| l["status"] == 401 && l["path"] == "/v1/health")
         .collect();
     assert!(
-        no_cert
-            .iter()
-            .any(|l| l["detail"].as_str().unwrap().contains("requires a client certificate")),
+        no_cert.iter().any(|l| l["detail"]
+            .as_str()
+            .unwrap()
+            .contains("requires a client certificate")),
         "refusals for a missing certificate are audited: {lines:#?}"
     );
     assert!(

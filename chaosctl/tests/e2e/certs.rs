@@ -98,8 +98,16 @@ fn issue_9_certs_init_and_issue_write_a_ca_and_certificates_for_each_role() {
         ("chaosd", "chaosd", true, true),
     ] {
         t.cmd(&[
-            "certs", "issue", d, "--name", name, "--san", "127.0.0.1", "agent-1.internal",
-            "--role", role,
+            "certs",
+            "issue",
+            d,
+            "--name",
+            name,
+            "--san",
+            "127.0.0.1",
+            "agent-1.internal",
+            "--role",
+            role,
         ])
         .code(0)
         .stdout_has(&format!("issued `{d}/{name}.pem` ({role}:"));
@@ -107,12 +115,20 @@ fn issue_9_certs_init_and_issue_write_a_ca_and_certificates_for_each_role() {
         assert_eq!(mode(&key), 0o600, "{name}");
         let cert = parse(&dir.join(format!("{name}.pem")));
         assert_eq!(cert.is_ca, Some(false), "{name}: CA:FALSE written out");
-        assert_eq!((cert.server_auth, cert.client_auth), (server, client), "{name}");
+        assert_eq!(
+            (cert.server_auth, cert.client_auth),
+            (server, client),
+            "{name}"
+        );
         assert_eq!(cert.names, ["127.0.0.1", "agent-1.internal"], "{name}");
         assert_eq!(cert.subject, format!("CN={name}"));
         assert_eq!(cert.issuer, ca.subject);
         assert!(signed_by(&cert, &ca), "{name} is signed by the CA");
-        assert!((365..=366).contains(&cert.valid_days), "{name}: {}", cert.valid_days);
+        assert!(
+            (365..=366).contains(&cert.valid_days),
+            "{name}: {}",
+            cert.valid_days
+        );
     }
     if Command::new("openssl").arg("version").output().is_ok() {
         let out = Command::new("openssl")
@@ -121,23 +137,32 @@ fn issue_9_certs_init_and_issue_write_a_ca_and_certificates_for_each_role() {
             .arg(dir.join("agent-1.pem"))
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
     }
 
     // No overwrite without --force: the files stay as they were.
     let before = std::fs::read(dir.join("agent-1.key")).unwrap();
-    t.cmd(&["certs", "issue", d, "--name", "agent-1", "--san", "10.0.0.1", "--role", "agent"])
-        .code(2)
-        .stderr_has("already exist")
-        .stderr_has("pass --force");
+    t.cmd(&[
+        "certs", "issue", d, "--name", "agent-1", "--san", "10.0.0.1", "--role", "agent",
+    ])
+    .code(2)
+    .stderr_has("already exist")
+    .stderr_has("pass --force");
     assert_eq!(std::fs::read(dir.join("agent-1.key")).unwrap(), before);
     t.cmd(&["certs", "init", d]).code(2).stderr_has("ca.pem");
     // --force replaces: a new key, created 0600 even where the old file had a wider mode.
-    std::fs::set_permissions(dir.join("agent-1.key"), std::fs::Permissions::from_mode(0o644))
-        .unwrap();
+    std::fs::set_permissions(
+        dir.join("agent-1.key"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
     t.cmd(&[
-        "certs", "issue", d, "--name", "agent-1", "--san", "10.0.0.1", "--role", "agent",
-        "--days", "30", "--force",
+        "certs", "issue", d, "--name", "agent-1", "--san", "10.0.0.1", "--role", "agent", "--days",
+        "30", "--force",
     ])
     .code(0);
     assert_ne!(std::fs::read(dir.join("agent-1.key")).unwrap(), before);
@@ -148,15 +173,27 @@ fn issue_9_certs_init_and_issue_write_a_ca_and_certificates_for_each_role() {
 
     // Mistakes, told with what to do.
     let other = t.path("empty");
-    t.cmd(&["certs", "issue", other.to_str().unwrap(), "--name", "a", "--san", "h", "--role", "agent"])
-        .code(2)
-        .stderr_has("chaosctl certs init");
+    t.cmd(&[
+        "certs",
+        "issue",
+        other.to_str().unwrap(),
+        "--name",
+        "a",
+        "--san",
+        "h",
+        "--role",
+        "agent",
+    ])
+    .code(2)
+    .stderr_has("chaosctl certs init");
     t.cmd(&["certs", "issue", d, "--name", "a", "--role", "agent"])
         .code(2)
         .stderr_has("pass --san");
-    t.cmd(&["certs", "issue", d, "--name", "../a", "--san", "h", "--role", "agent"])
-        .code(2)
-        .stderr_has("plain file name");
+    t.cmd(&[
+        "certs", "issue", d, "--name", "../a", "--san", "h", "--role", "agent",
+    ])
+    .code(2)
+    .stderr_has("plain file name");
 }
 
 /// A `chaos-agent` on 127.0.0.1 over TLS, killed when dropped.
@@ -232,7 +269,17 @@ fn issue_9_an_agent_with_client_ca_serves_only_controllers_with_its_certificate(
     let (p, o) = (pki.to_str().unwrap(), other.to_str().unwrap());
     for args in [
         vec!["certs", "init", p],
-        vec!["certs", "issue", p, "--name", "edge", "--san", "127.0.0.1", "--role", "agent"],
+        vec![
+            "certs",
+            "issue",
+            p,
+            "--name",
+            "edge",
+            "--san",
+            "127.0.0.1",
+            "--role",
+            "agent",
+        ],
         vec!["certs", "issue", p, "--name", "ctl", "--role", "controller"],
         vec!["certs", "init", o],
         vec!["certs", "issue", o, "--name", "ctl", "--role", "controller"],
@@ -319,8 +366,29 @@ fn issue_9_tls_mistakes_are_told_in_words() {
     for args in [
         vec!["certs", "init", p],
         vec!["certs", "init", o],
-        vec!["certs", "issue", o, "--name", "edge", "--san", "127.0.0.1", "--role", "agent"],
-        vec!["certs", "issue", p, "--name", "named", "--san", "agent-1.internal", "localhost", "--role", "agent"],
+        vec![
+            "certs",
+            "issue",
+            o,
+            "--name",
+            "edge",
+            "--san",
+            "127.0.0.1",
+            "--role",
+            "agent",
+        ],
+        vec![
+            "certs",
+            "issue",
+            p,
+            "--name",
+            "named",
+            "--san",
+            "agent-1.internal",
+            "localhost",
+            "--role",
+            "agent",
+        ],
     ] {
         t.cmd(&args).code(0);
     }
@@ -328,15 +396,28 @@ fn issue_9_tls_mistakes_are_told_in_words() {
     let trust = format!(", ca_file: \"{}\"", ca_file.display());
 
     // A server certificate from another CA than the one in `ca_file`.
-    let agent = TlsAgent::start(&t, "foreign", &other.join("edge.pem"), &other.join("edge.key"), None);
-    let inv = inventory(&t, "a.yaml", &format!("https://127.0.0.1:{}", agent.port), &trust);
+    let agent = TlsAgent::start(
+        &t,
+        "foreign",
+        &other.join("edge.pem"),
+        &other.join("edge.key"),
+        None,
+    );
+    let inv = inventory(
+        &t,
+        "a.yaml",
+        &format!("https://127.0.0.1:{}", agent.port),
+        &trust,
+    );
     let out = agents(&t, &inv);
     out.code(5).stdout_has(&format!(
         "was not issued by the CA in `ca_file` `{}`; set `ca_file` to the CA that issued it",
         ca_file.display()
     ));
     assert!(
-        agent.log().contains("the client refused this server's certificate"),
+        agent
+            .log()
+            .contains("the client refused this server's certificate"),
         "{}",
         agent.log()
     );
@@ -344,7 +425,12 @@ fn issue_9_tls_mistakes_are_told_in_words() {
 
     // The CA's own certificate as the server's.
     let agent = TlsAgent::start(&t, "ca-as-server", &ca_file, &pki.join("ca.key"), None);
-    let inv = inventory(&t, "b.yaml", &format!("https://127.0.0.1:{}", agent.port), &trust);
+    let inv = inventory(
+        &t,
+        "b.yaml",
+        &format!("https://127.0.0.1:{}", agent.port),
+        &trust,
+    );
     let out = agents(&t, &inv);
     out.code(5)
         .stdout_has("presents a CA certificate as its own")
@@ -353,8 +439,19 @@ fn issue_9_tls_mistakes_are_told_in_words() {
     drop(agent);
 
     // A name the certificate does not carry: which was asked for, which it has.
-    let agent = TlsAgent::start(&t, "named", &pki.join("named.pem"), &pki.join("named.key"), None);
-    let inv = inventory(&t, "c.yaml", &format!("https://127.0.0.1:{}", agent.port), &trust);
+    let agent = TlsAgent::start(
+        &t,
+        "named",
+        &pki.join("named.pem"),
+        &pki.join("named.key"),
+        None,
+    );
+    let inv = inventory(
+        &t,
+        "c.yaml",
+        &format!("https://127.0.0.1:{}", agent.port),
+        &trust,
+    );
     agents(&t, &inv)
         .code(5)
         .stdout_has("not valid for `127.0.0.1`")

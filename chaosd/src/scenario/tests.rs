@@ -747,7 +747,10 @@ fn issue_9_client_certificates_per_host_or_for_all_hosts() {
     let dir_abs = dir.path().canonicalize().unwrap();
     // chaosd's own certificate goes to the hosts that name none.
     let opts = LoadOptions {
-        client_cert: Some(("/etc/chaosd/chaosd.pem".into(), "/etc/chaosd/chaosd.key".into())),
+        client_cert: Some((
+            "/etc/chaosd/chaosd.pem".into(),
+            "/etc/chaosd/chaosd.key".into(),
+        )),
         ..LoadOptions::default()
     };
     let hosts = load_inventory(&inventory, &opts).unwrap_or_else(|e| panic!("{e}"));
