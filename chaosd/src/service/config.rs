@@ -376,6 +376,7 @@ mod tests {
     fn with_token(yaml: &str) -> (tempfile::TempDir, Result<Config, ConfigError>) {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("token"), "s3cret\n").unwrap();
+        std::fs::write(dir.path().join("comments-only"), "# rotated out\n\n").unwrap();
         let path = dir.path().join("chaosd.yaml");
         let result = resolve(&path, yaml);
         (dir, result)
@@ -401,6 +402,15 @@ mod tests {
             ("token_file: token\nlisten: nope\n", "is not an address"),
             ("token_file: token\nlisten: 0.0.0.0:7410\n", "off loopback"),
             ("token_file: token\ntls_cert: c.pem\n", "go together"),
+            (
+                "token_file: token\ncert_file: c.pem\n",
+                "`cert_file` and `key_file` go together",
+            ),
+            (
+                "token_file: token\ncert_file: c.pem\nkey_file: k.pem\n",
+                "the client certificate `",
+            ),
+            ("token_file: comments-only\n", "holds no token"),
             ("token_file: token\nallow_locl: true\n", "allow_locl"),
             ("token_file: missing\n", "missing"),
             (
