@@ -267,9 +267,17 @@ impl AgentClient {
             // A connect error means the request never left; any other, that it may have arrived.
             let response = self.client.request(request).await.map_err(|e| {
                 match crate::server::tls::find_rustls(&e) {
-                    // The handshake failed, or the agent refused our certificate right after
-                    // it: the request was never served.
-                    Some(tls) => unreachable(client_words(tls, &self.tls), false),
+                    // A certificate refused either way (by us, or by the agent right after the
+                    // handshake, TLS 1.3): the agent never served the request.
+                    Some(tls) => {
+                        let refused = matches!(
+                            tls,
+                            rustls::Error::InvalidCertificate(_)
+                                | rustls::Error::AlertReceived(_)
+                                | rustls::Error::NoCertificatesPresented
+                        );
+                        unreachable(client_words(tls, &self.tls), !refused && !e.is_connect())
+                    }
                     None => unreachable(describe(&e), !e.is_connect()),
                 }
             })?;

@@ -1280,3 +1280,78 @@ async fn issue_9_client_ca_requires_a_client_certificate_except_for_healthz() {
     binary.signal(nix::sys::signal::Signal::SIGTERM);
     assert_eq!(binary.wait(Duration::from_secs(10)).code(), Some(0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_9_the_controller_says_in_words_what_is_wrong_with_the_agents_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new("test CA");
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, pki.ca.pem()).unwrap();
+    let token = token_file(dir.path());
+    // A certificate that expired yesterday and one for a name the controller does not use.
+    let expired = {
+        let mut params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+        params.is_ca = rcgen::IsCa::ExplicitNoCa;
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        params.not_before = rcgen::date_time_ymd(2024, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2025, 1, 1);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &pki.issuer).unwrap();
+        (cert.pem(), key.serialize_pem())
+    };
+    let (_, _, other_pem, other_key) = pki.leaf(
+        &["agent-1.internal"],
+        rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+    );
+    for (name, (pem, key), words) in [
+        (
+            "expired",
+            expired,
+            vec![
+                "the certificate of the server at `127.0.0.1` has expired (valid until 2025-01-01 00:00:00 UTC, now ",
+                "issue it a new one",
+            ],
+        ),
+        (
+            "misnamed",
+            (other_pem, other_key),
+            vec![
+                "the server's certificate is not valid for `127.0.0.1`, the name we connected to: it names agent-1.internal",
+                "--san 127.0.0.1",
+            ],
+        ),
+    ] {
+        let cert = dir.path().join(format!("{name}.pem"));
+        let key_path = dir.path().join(format!("{name}.key"));
+        std::fs::write(&cert, pem).unwrap();
+        std::fs::write(&key_path, key).unwrap();
+        let mut binary = Binary::start(&[
+            "--listen",
+            "127.0.0.1:0",
+            "--token-file",
+            token.to_str().unwrap(),
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key_path.to_str().unwrap(),
+            "--state-dir",
+            dir.path().join(format!("{name}-state")).to_str().unwrap(),
+        ]);
+        let client = agent::client::AgentClient::new(&agent::client::AgentTarget {
+            host: "edge".into(),
+            url: format!("https://{}", binary.addr),
+            token_file: Some(token.clone()),
+            ca_file: Some(ca.clone()),
+            cert_file: None,
+            key_file: None,
+        })
+        .unwrap();
+        let err = client.health().await.unwrap_err().to_string();
+        for w in words {
+            assert!(err.contains(w), "{name}: {err}");
+        }
+        assert!(!err.contains("invalid peer certificate"), "{name}: {err}");
+        binary.signal(nix::sys::signal::Signal::SIGTERM);
+        binary.wait(Duration::from_secs(10));
+    }
+}
