@@ -16,8 +16,8 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -26,6 +26,8 @@ use crate::api::{
     PreflightRequest, PreflightResponse, ProbeRequest, ProbeResponse, RevertAllResponse,
     RevertResponse,
 };
+use crate::server::auth::first_token;
+use crate::server::tls::{ClientContext, client_words};
 use crate::spec::{FaultSpec, ProbeKind};
 
 /// The environment variable that holds the token when a host names no `token_file`.
@@ -93,6 +95,10 @@ pub struct AgentTarget {
     pub token_file: Option<PathBuf>,
     /// The CA (or self-signed certificate) to trust; the system's roots otherwise.
     pub ca_file: Option<PathBuf>,
+    /// Our client certificate (PEM) for an agent that requires one (`--client-ca`); with
+    /// `key_file`.
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
 }
 
 #[derive(Clone)]
@@ -101,6 +107,8 @@ pub struct AgentClient {
     base: String,
     token: HeaderValue,
     client: HttpsClient,
+    /// Which files to name when TLS fails.
+    tls: Arc<ClientContext>,
 }
 
 impl std::fmt::Debug for AgentClient {
@@ -123,12 +131,31 @@ impl AgentClient {
         let mut token = HeaderValue::from_str(&format!("Bearer {token}"))
             .map_err(|_| setup("the token has characters a header cannot carry".into()))?;
         token.set_sensitive(true);
-        let client = https_client(target.ca_file.as_deref()).map_err(setup)?;
+        let identity = match (&target.cert_file, &target.key_file) {
+            (Some(cert), Some(key)) => Some((cert.as_path(), key.as_path())),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(setup(
+                    "`cert_file` is set without `key_file`; give both (the client certificate and its key)".into(),
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(setup(
+                    "`key_file` is set without `cert_file`; give both (the client certificate and its key)".into(),
+                ));
+            }
+        };
+        let client = https_client_with(target.ca_file.as_deref(), identity).map_err(setup)?;
         Ok(AgentClient {
             host: target.host.clone(),
             base: target.url.trim_end_matches('/').to_string(),
             token,
             client,
+            tls: Arc::new(ClientContext::for_url(
+                &target.url,
+                target.ca_file.as_deref(),
+                target.cert_file.as_deref(),
+            )),
         })
     }
 
@@ -238,11 +265,22 @@ impl AgentClient {
             .map_err(|e| bad(format!("invalid request to `{url}`: {e}")))?;
         let exchange = async {
             // A connect error means the request never left; any other, that it may have arrived.
-            let response = self
-                .client
-                .request(request)
-                .await
-                .map_err(|e| unreachable(describe(&e), !e.is_connect()))?;
+            let response = self.client.request(request).await.map_err(|e| {
+                match crate::server::tls::find_rustls(&e) {
+                    // A certificate refused either way (by us, or by the agent right after the
+                    // handshake, TLS 1.3): the agent never served the request.
+                    Some(tls) => {
+                        let refused = matches!(
+                            tls,
+                            rustls::Error::InvalidCertificate(_)
+                                | rustls::Error::AlertReceived(_)
+                                | rustls::Error::NoCertificatesPresented
+                        );
+                        unreachable(client_words(tls, &self.tls), !refused && !e.is_connect())
+                    }
+                    None => unreachable(describe(&e), !e.is_connect()),
+                }
+            })?;
             let status = response.status();
             let bytes = response
                 .into_body()
@@ -276,7 +314,16 @@ pub type HttpsClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 /// Builds an [`HttpsClient`]: reads the CA, no network yet.
 pub fn https_client(ca_file: Option<&Path>) -> Result<HttpsClient, String> {
-    let tls = tls_config(ca_file)?;
+    https_client_with(ca_file, None)
+}
+
+/// Builds an [`HttpsClient`] that also presents `identity` (a PEM certificate and its key) to
+/// servers that ask for a client certificate.
+pub fn https_client_with(
+    ca_file: Option<&Path>,
+    identity: Option<(&Path, &Path)>,
+) -> Result<HttpsClient, String> {
+    let tls = tls_config(ca_file, identity)?;
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
@@ -291,6 +338,15 @@ pub fn https_client(ca_file: Option<&Path>) -> Result<HttpsClient, String> {
         .build(connector))
 }
 
+/// A failed call's cause for the user: a TLS failure in words naming the files of `cx`, else
+/// [`describe`].
+pub fn describe_tls(err: &(dyn std::error::Error + 'static), cx: &ClientContext) -> String {
+    match crate::server::tls::find_rustls(err) {
+        Some(tls) => client_words(tls, cx),
+        None => describe(err),
+    }
+}
+
 /// The innermost cause of a hyper error: "connection refused", "certificate not trusted", ...
 pub fn describe(err: &(dyn std::error::Error + 'static)) -> String {
     let mut last = err.to_string();
@@ -302,21 +358,37 @@ pub fn describe(err: &(dyn std::error::Error + 'static)) -> String {
     last
 }
 
+/// The token to send: the first of the token file (which may list the next ones while a token
+/// rotates), else [`TOKEN_ENV`].
 fn read_token(token_file: Option<&Path>) -> Result<String, String> {
-    let token = match token_file {
-        Some(path) => std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read the token file `{}`: {e}", path.display()))?,
-        None => std::env::var(TOKEN_ENV)
-            .map_err(|_| format!("no token: give the host a `token_file`, or set {TOKEN_ENV}"))?,
-    };
-    let token = token.trim().to_string();
-    if token.is_empty() {
-        return Err("the token is empty".into());
+    match token_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read the token file `{}`: {e}", path.display()))?;
+            first_token(&text).ok_or_else(|| {
+                format!(
+                    "the token file `{}` holds no token (only blank lines and `#` comments); put the agent's token in it",
+                    path.display()
+                )
+            })
+        }
+        None => {
+            let token = std::env::var(TOKEN_ENV).map_err(|_| {
+                format!("no token: give the host a `token_file`, or set {TOKEN_ENV}")
+            })?;
+            let token = token.trim().to_string();
+            if token.is_empty() {
+                return Err(format!("{TOKEN_ENV} is empty; set it to the agent's token"));
+            }
+            Ok(token)
+        }
     }
-    Ok(token)
 }
 
-fn tls_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, String> {
+fn tls_config(
+    ca_file: Option<&Path>,
+    identity: Option<(&Path, &Path)>,
+) -> Result<rustls::ClientConfig, String> {
     let mut roots = rustls::RootCertStore::empty();
     match ca_file {
         Some(path) => {
@@ -342,9 +414,36 @@ fn tls_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, String> {
         }
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    Ok(rustls::ClientConfig::builder_with_provider(provider)
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("cannot set up TLS: {e}"))?
-        .with_root_certificates(roots)
-        .with_no_client_auth())
+        .with_root_certificates(roots);
+    let Some((cert, key)) = identity else {
+        return Ok(builder.with_no_client_auth());
+    };
+    let chain = crate::server::tls::read_certs(cert).map_err(|e| {
+        format!(
+            "cannot read the client certificate `cert_file` `{}`: {e}",
+            cert.display()
+        )
+    })?;
+    if chain.is_empty() {
+        return Err(format!(
+            "the client certificate `cert_file` `{}` holds no PEM certificate; give the `DIR/NAME.pem` of `chaosctl certs issue`",
+            cert.display()
+        ));
+    }
+    let private = PrivateKeyDer::from_pem_file(key).map_err(|e| {
+        format!(
+            "cannot read the client key `key_file` `{}`: {e}; give the PEM key made with the certificate",
+            key.display()
+        )
+    })?;
+    builder.with_client_auth_cert(chain, private).map_err(|e| {
+        format!(
+            "the client certificate `{}` and key `{}` do not go together: {e}",
+            cert.display(),
+            key.display()
+        )
+    })
 }

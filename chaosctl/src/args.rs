@@ -146,6 +146,58 @@ pub enum Command {
         #[command(subcommand)]
         action: ScheduleAction,
     },
+    /// A CA for your agents and controllers, and the certificates it signs (TLS, mutual TLS).
+    Certs {
+        #[command(subcommand)]
+        action: CertsAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CertsAction {
+    /// Make a CA: DIR/ca.pem (the certificate to trust) and DIR/ca.key (mode 0600; keep it off
+    /// the hosts).
+    Init {
+        /// The folder for the CA and the certificates it issues (created, mode 0700).
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+        /// How many days the CA is valid.
+        #[arg(long, value_name = "N", default_value_t = 3650)]
+        days: u32,
+        /// Replace an existing CA (every certificate it issued stops being trusted).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Issue DIR/NAME.pem and DIR/NAME.key (mode 0600), signed by DIR's CA.
+    Issue {
+        /// The folder holding the CA (`chaosctl certs init DIR`).
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+        /// The files' name and the certificate's common name (`agent-1`).
+        #[arg(long, value_name = "NAME")]
+        name: String,
+        /// An IP address or DNS name the certificate is valid for: every address clients use to
+        /// reach an agent or chaosd (repeatable; several values may follow one --san).
+        #[arg(long = "san", value_name = "ADDR_OR_DNS", num_args = 1..)]
+        sans: Vec<String>,
+        /// What the certificate is for: `agent` serves (serverAuth), `controller` connects to
+        /// agents (clientAuth), `chaosd` does both.
+        #[arg(long, value_enum)]
+        role: CertRole,
+        /// How many days the certificate is valid.
+        #[arg(long, value_name = "N", default_value_t = 365)]
+        days: u32,
+        /// Replace an existing NAME.pem and NAME.key.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CertRole {
+    Agent,
+    Controller,
+    Chaosd,
 }
 
 #[derive(Debug, Subcommand)]

@@ -1453,3 +1453,176 @@ monkey:
     let out = d.chaosctl(&["monkey", steps.to_str().unwrap(), "--yes", "--for", "1s"]);
     out.code(2);
 }
+
+#[test]
+fn issue_9_chaosd_tokens_rotate_on_sighup_without_a_failed_request() {
+    let d = Chaosd::start(false);
+    let (a, b) = (TOKEN, "token-b-9876543210");
+    let status = |token: &str| {
+        request(d.port, "GET", "/v1/runs", Some(token), None)
+            .unwrap_or_else(|e| panic!("GET /v1/runs: {e}\n{}", d.log()))
+            .status
+    };
+    let until = |token: &str, want: u16| {
+        eventually(
+            Duration::from_secs(10),
+            &format!("token {token:?} gets {want}"),
+            || (status(token) == want).then_some(()),
+        )
+    };
+    assert_eq!(status(a), 200);
+    assert_eq!(status(b), 401);
+
+    std::fs::write(
+        d.path("token"),
+        format!("{b}\n# the old one, until every client moved\n{a}\n"),
+    )
+    .unwrap();
+    kill(d.pid(), Signal::SIGHUP).unwrap();
+    until(b, 200);
+    assert_eq!(status(a), 200);
+
+    std::fs::write(d.path("token"), format!("{b}\n")).unwrap();
+    kill(d.pid(), Signal::SIGHUP).unwrap();
+    until(a, 401);
+    assert_eq!(status(b), 200);
+
+    // A file emptied by mistake keeps the tokens in use.
+    std::fs::write(d.path("token"), "\n").unwrap();
+    kill(d.pid(), Signal::SIGHUP).unwrap();
+    eventually(Duration::from_secs(10), "the re-read error", || {
+        d.log().contains("keeping the tokens in use").then_some(())
+    });
+    assert_eq!(status(b), 200);
+
+    let log = d.log();
+    assert!(log.contains("token file re-read"), "{log}");
+    assert!(
+        !log.contains(a) && !log.contains(b),
+        "no token is logged: {log}"
+    );
+}
+
+/// `GET /v1/agents` of `d`: each agent's view.
+fn agent_views(d: &Chaosd) -> Vec<Value> {
+    let r = d.call("GET", "/v1/agents", None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.json()["agents"].as_array().expect("agents").clone()
+}
+
+#[test]
+fn issue_9_chaosd_presents_its_cert_file_to_agents_that_require_one() {
+    let agent_bin = Path::new(CHAOSD).with_file_name("chaos-agent");
+    assert!(
+        agent_bin.is_file(),
+        "`{}` is missing: build it with `cargo build -p chaos-agent` (cargo test --workspace does)",
+        agent_bin.display()
+    );
+    let pki_dir = tempfile::Builder::new()
+        .prefix("chaosd-pki-")
+        .tempdir()
+        .unwrap();
+    let pki = pki_dir.path().join("pki");
+    let p = pki.to_str().unwrap();
+    for args in [
+        vec!["certs", "init", p],
+        vec![
+            "certs",
+            "issue",
+            p,
+            "--name",
+            "edge",
+            "--san",
+            "127.0.0.1",
+            "--role",
+            "agent",
+        ],
+        vec![
+            "certs",
+            "issue",
+            p,
+            "--name",
+            "chaosd",
+            "--san",
+            "127.0.0.1",
+            "--role",
+            "chaosd",
+        ],
+    ] {
+        let out = Command::new(chaosctl()).args(&args).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {out:?}");
+    }
+    let token = pki_dir.path().join("edge.token");
+    std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
+    let port = free_port();
+    let mut agent = Command::new(&agent_bin)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .arg("--token-file")
+        .arg(&token)
+        .arg("--tls-cert")
+        .arg(pki.join("edge.pem"))
+        .arg("--tls-key")
+        .arg(pki.join("edge.key"))
+        .arg("--client-ca")
+        .arg(pki.join("ca.pem"))
+        .arg("--state-dir")
+        .arg(pki_dir.path().join("agent-state"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let agent_guard = scopeguard(move || {
+        let _ = agent.kill();
+        let _ = agent.wait();
+    });
+    eventually(Duration::from_secs(10), "chaos-agent listens", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+    });
+    let inventory = pki_dir.path().join("inventory.yaml");
+    std::fs::write(
+        &inventory,
+        format!(
+            "hosts:\n  edge: {{agent: \"https://127.0.0.1:{port}\", token_file: \"{}\", ca_file: \"{}\"}}\n",
+            token.display(),
+            pki.join("ca.pem").display()
+        ),
+    )
+    .unwrap();
+
+    // Without a client certificate of its own, chaosd is refused, and told what to set.
+    let mut d = Chaosd::start_with_config(false, &format!("inventory: {}\n", inventory.display()));
+    let views = agent_views(&d);
+    assert_eq!(views[0]["reachable"], false, "{views:?}");
+    let error = views[0]["error"].as_str().unwrap();
+    assert!(
+        error.contains("requires a client certificate") && error.contains("`cert_file`"),
+        "{error}"
+    );
+
+    // With `cert_file`/`key_file` at the top, every host without its own gets them.
+    d.stop();
+    d.extra_config = format!(
+        "inventory: {}\ncert_file: {}\nkey_file: {}\n",
+        inventory.display(),
+        pki.join("chaosd.pem").display(),
+        pki.join("chaosd.key").display()
+    );
+    d.spawn();
+    let views = agent_views(&d);
+    assert_eq!(views[0]["reachable"], true, "{views:?}");
+    drop(agent_guard);
+}
+
+/// Runs `f` when dropped: the agent is killed on every path out of the test.
+fn scopeguard(f: impl FnOnce()) -> impl Drop {
+    struct Guard<F: FnOnce()>(Option<F>);
+    impl<F: FnOnce()> Drop for Guard<F> {
+        fn drop(&mut self) {
+            if let Some(f) = self.0.take() {
+                f();
+            }
+        }
+    }
+    Guard(Some(f))
+}

@@ -2,17 +2,22 @@
 //! HTTP/1 with a time limit on the headers, and every connection watched so that a shutdown can
 //! let the requests in flight finish.
 //!
-//! A slow or silent client costs a task, never the loop: the TLS handshake runs in the
-//! connection's own task with [`HANDSHAKE_TIMEOUT`], and hyper gives up on headers that take
-//! longer than [`HEADER_TIMEOUT`] (the timer also runs while a kept-alive connection waits for
-//! its next request, so an idle connection is closed after that long); a body gets
-//! [`super::body::BODY_TIMEOUT`].
-//!
 //! A flooding client cannot exhaust the server either: at most [`MAX_CONNECTIONS`] are open at
 //! once and [`MAX_PER_ADDRESS`] from one address (a connection past either is closed at once,
 //! before any TLS work), and a connection serves at most [`MAX_REQUESTS_PER_CONNECTION`]
 //! requests before it is closed. The allocator gives back what a burst of connections took once
-//! they are gone.
+//! they are gone. The header timer also runs while a kept-alive connection waits for its next
+//! request, so an idle connection is closed after [`HEADER_TIMEOUT`]; a body gets
+//! [`super::body::BODY_TIMEOUT`].
+//!
+//! Each request over TLS carries a [`TlsPeer`] in its extensions, saying whether the client
+//! presented a certificate (already checked against the client CA by the handshake), so that a
+//! server can require one on some paths only. A handshake that fails for a TLS reason is logged
+//! in words ([`super::tls::handshake_failure`]) and handed to the server's `on_tls_error`.
+//!
+//! A slow or silent client costs a task, never the loop: the TLS handshake runs in the
+//! connection's own task with [`HANDSHAKE_TIMEOUT`], and hyper gives up on headers that take
+//! longer than [`HEADER_TIMEOUT`].
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -119,6 +124,14 @@ fn give_memory_back() {
     }
 }
 
+/// What the TLS handshake established about the client; in each request's extensions (absent on
+/// plain HTTP).
+#[derive(Debug, Clone, Copy)]
+pub struct TlsPeer {
+    /// The client presented a certificate, and the server's client verifier accepted it.
+    pub client_cert: bool,
+}
+
 /// The connections a [`serve_until`] accepted, to drain once the server has stopped its work.
 pub struct Connections {
     graceful: GracefulShutdown,
@@ -141,14 +154,17 @@ impl Connections {
 
 /// Serves `handle` on every connection `listener` accepts (through `tls` when given) until
 /// `shutdown` resolves; then closes the listener and returns the open connections, which go on
-/// serving until [`Connections::drain`].
-pub async fn serve_until<H, Fut, B>(
+/// serving until [`Connections::drain`]. `on_tls_error` hears of every handshake that failed for
+/// a TLS reason (a certificate refused either way, plain HTTP on the TLS port), in words.
+pub async fn serve_until<H, Fut, B, E>(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     handle: H,
+    on_tls_error: E,
     shutdown: impl Future<Output = ()>,
 ) -> Connections
 where
+    E: Fn(SocketAddr, &str) + Send + Sync + 'static,
     H: Fn(SocketAddr, Request<Incoming>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Response<B>> + Send + 'static,
     B: Body + Send + 'static,
@@ -156,11 +172,12 @@ where
     B::Error: Into<Box<dyn StdError + Send + Sync>>,
 {
     let handle = Arc::new(handle);
-    let graceful = GracefulShutdown::new();
+    let on_tls_error = Arc::new(on_tls_error);
     let open = Arc::new(Open::default());
     let mut trim = tokio::time::interval(TRIM_EVERY);
     // The most connections open since the last trim.
     let mut peak = 0;
+    let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -193,14 +210,30 @@ where
         let handle = Arc::clone(&handle);
         let watcher = graceful.watcher();
         let tls = tls.clone();
+        let on_tls_error = Arc::clone(&on_tls_error);
         tokio::spawn(async move {
             let _slot = slot;
             match tls {
-                None => serve_connection(stream, peer, handle, watcher).await,
+                None => serve_connection(stream, peer, None, handle, watcher).await,
                 Some(acceptor) => {
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                        Ok(Ok(stream)) => serve_connection(stream, peer, handle, watcher).await,
-                        Ok(Err(err)) => debug!(%peer, error = %err, "TLS handshake failed"),
+                        Ok(Ok(stream)) => {
+                            let client_cert = stream
+                                .get_ref()
+                                .1
+                                .peer_certificates()
+                                .is_some_and(|certs| !certs.is_empty());
+                            let tls_peer = TlsPeer { client_cert };
+                            serve_connection(stream, peer, Some(tls_peer), handle, watcher).await
+                        }
+                        Ok(Err(err)) => match super::tls::handshake_failure(&err) {
+                            Some(words) => {
+                                warn!(%peer, "TLS handshake failed: {words}");
+                                on_tls_error(peer, &words);
+                            }
+                            // A probe that connects and closes, a reset: nothing to tell.
+                            None => debug!(%peer, error = %err, "TLS handshake ended"),
+                        },
                         Err(_) => debug!(%peer, "TLS handshake timed out"),
                     }
                 }
@@ -211,8 +244,13 @@ where
     Connections { graceful }
 }
 
-async fn serve_connection<IO, H, Fut, B>(io: IO, peer: SocketAddr, handle: Arc<H>, watcher: Watcher)
-where
+async fn serve_connection<IO, H, Fut, B>(
+    io: IO,
+    peer: SocketAddr,
+    tls_peer: Option<TlsPeer>,
+    handle: Arc<H>,
+    watcher: Watcher,
+) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     H: Fn(SocketAddr, Request<Incoming>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Response<B>> + Send + 'static,
@@ -221,7 +259,10 @@ where
     B::Error: Into<Box<dyn StdError + Send + Sync>>,
 {
     let served = Arc::new(AtomicUsize::new(0));
-    let service = service_fn(move |req| {
+    let service = service_fn(move |mut req: Request<Incoming>| {
+        if let Some(tls_peer) = tls_peer {
+            req.extensions_mut().insert(tls_peer);
+        }
         let answer = handle(peer, req);
         let served = Arc::clone(&served);
         async move {

@@ -1,10 +1,18 @@
-//! The bearer token: every request but `GET /healthz` carries `Authorization: Bearer TOKEN`,
-//! compared in constant time with the token from `--token-file`.
+//! The bearer tokens: every request but `GET /healthz` carries `Authorization: Bearer TOKEN`,
+//! compared in constant time with each token from `--token-file`.
+//!
+//! The file may hold several tokens, one a line (blank lines and `#` comments are skipped), any
+//! of them good: a new token is added, controllers move to it, the old one is removed, and
+//! SIGHUP re-reads the file at each step ([`Token::replace`]), so no request fails on the way.
+//! Clients send the first token of their file ([`first_token`]).
+
+use std::sync::{Arc, PoisonError, RwLock};
 
 use subtle::ConstantTimeEq;
 
-/// The secret; never printed (its `Debug` hides it).
-pub struct Token(Vec<u8>);
+/// The secrets; never printed (its `Debug` hides them). Shared by every request and swapped
+/// whole on a re-read, so a request sees either the old set or the new one.
+pub struct Token(RwLock<Arc<Vec<Vec<u8>>>>);
 
 impl std::fmt::Debug for Token {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -12,13 +20,55 @@ impl std::fmt::Debug for Token {
     }
 }
 
+/// What a re-read changed, in counts only: the tokens themselves are never logged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Change {
+    pub before: usize,
+    pub after: usize,
+    pub added: usize,
+    pub removed: usize,
+}
+
 impl Token {
+    /// One token.
     pub fn new(token: &str) -> Token {
-        Token(token.as_bytes().to_vec())
+        Token::from_list(vec![token.to_string()])
     }
 
-    /// Whether an `Authorization` header value is `Bearer <this token>`. The comparison takes the
-    /// same time wherever the first differing byte is (only the length can show).
+    /// Several tokens, any of them admitted.
+    pub fn from_list(tokens: Vec<String>) -> Token {
+        Token(RwLock::new(Arc::new(
+            tokens.into_iter().map(String::into_bytes).collect(),
+        )))
+    }
+
+    /// How many tokens are admitted.
+    pub fn count(&self) -> usize {
+        self.current().len()
+    }
+
+    fn current(&self) -> Arc<Vec<Vec<u8>>> {
+        Arc::clone(&self.0.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Admits `other`'s tokens from now on, and says how the set changed.
+    pub fn replace(&self, other: Token) -> Change {
+        let new = other.current();
+        let mut slot = self.0.write().unwrap_or_else(PoisonError::into_inner);
+        let old = Arc::clone(&slot);
+        *slot = Arc::clone(&new);
+        Change {
+            before: old.len(),
+            after: new.len(),
+            added: new.iter().filter(|t| !old.contains(t)).count(),
+            removed: old.iter().filter(|t| !new.contains(t)).count(),
+        }
+    }
+
+    /// Whether an `Authorization` header value is `Bearer <one of these tokens>`. Each
+    /// comparison takes the same time wherever the first differing byte is, and every token is
+    /// compared, so neither which token matched nor where a guess went wrong can be timed (only
+    /// the lengths can show).
     pub fn admits(&self, header: Option<&[u8]>) -> bool {
         let Some(header) = header else {
             return false;
@@ -30,8 +80,26 @@ impl Token {
             return false;
         }
         let presented = presented.trim_ascii();
-        bool::from(presented.ct_eq(&self.0))
+        let mut admitted = subtle::Choice::from(0);
+        for token in self.current().iter() {
+            admitted |= presented.ct_eq(token);
+        }
+        bool::from(admitted)
     }
+}
+
+/// The tokens a token file holds: one a line, trimmed; blank lines and `#` comments skipped.
+pub fn parse_tokens(text: &str) -> Vec<String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The token a client sends: the first of its file.
+pub fn first_token(text: &str) -> Option<String> {
+    parse_tokens(text).into_iter().next()
 }
 
 fn split_scheme(header: &[u8]) -> Option<(&[u8], &[u8])> {
@@ -61,5 +129,33 @@ mod tests {
         }
         assert!(!t.admits(None));
         assert_eq!(format!("{t:?}"), "Token(..)");
+    }
+
+    #[test]
+    fn any_token_of_the_file_is_admitted_and_a_replace_counts_the_change() {
+        let text = "# rotated 2026-12-05\n\n  new-token  \nold-token\n# old-token-2\n";
+        assert_eq!(parse_tokens(text), ["new-token", "old-token"]);
+        assert_eq!(first_token(text).as_deref(), Some("new-token"));
+        assert_eq!(first_token("# only a comment\n\n"), None);
+
+        let t = Token::from_list(parse_tokens(text));
+        assert!(t.admits(Some(b"Bearer new-token")));
+        assert!(t.admits(Some(b"Bearer old-token")));
+        assert!(!t.admits(Some(b"Bearer old-token-2")));
+        assert!(!t.admits(Some(b"Bearer # rotated 2026-12-05")));
+
+        let change = t.replace(Token::from_list(vec!["new-token".into(), "third".into()]));
+        assert_eq!(
+            change,
+            Change {
+                before: 2,
+                after: 2,
+                added: 1,
+                removed: 1
+            }
+        );
+        assert!(!t.admits(Some(b"Bearer old-token")));
+        assert!(t.admits(Some(b"Bearer third")));
+        assert_eq!(t.count(), 2);
     }
 }

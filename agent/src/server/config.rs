@@ -30,7 +30,8 @@ pub struct Args {
     /// The address to serve the API on; off loopback it needs --tls-cert and --tls-key.
     #[arg(long, value_name = "ADDR", default_value = DEFAULT_LISTEN)]
     pub listen: SocketAddr,
-    /// A file holding the bearer token every request but `GET /healthz` must carry (required).
+    /// A file holding the bearer tokens every request but `GET /healthz` must carry, one a line,
+    /// any of them good (required); SIGHUP re-reads it.
     #[arg(long, value_name = "F")]
     pub token_file: Option<PathBuf>,
     /// The server certificate chain (PEM); with --tls-key, the API is served over TLS.
@@ -39,6 +40,10 @@ pub struct Args {
     /// The certificate's private key (PEM: PKCS#8, PKCS#1 or SEC1).
     #[arg(long, value_name = "F", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Mutual TLS: every request but `GET /healthz` must come with a client certificate issued
+    /// by this CA (PEM), besides the token. Needs --tls-cert and --tls-key.
+    #[arg(long, value_name = "F", requires = "tls_cert")]
+    pub client_ca: Option<PathBuf>,
     /// A YAML file limiting what this agent accepts (see POLICY.md); without it, anything the
     /// agent can do is allowed.
     #[arg(long, value_name = "F")]
@@ -52,8 +57,13 @@ pub struct Args {
 pub struct Config {
     /// Compared in constant time with each request's bearer token.
     pub token: Token,
+    /// Where `token` came from: SIGHUP re-reads it (`None`: the tokens never change).
+    pub token_file: Option<PathBuf>,
     /// `None`: plain HTTP (loopback only).
     pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// `--client-ca`: requests but `GET /healthz` must come over a connection whose client
+    /// presented a certificate (the acceptor has already checked it against the CA).
+    pub client_certs_required: bool,
     /// `None`: everything the agent can do is allowed.
     pub policy: Option<Policy>,
     /// The fault journal (`journal/`) and `audit.jsonl`.
@@ -64,6 +74,7 @@ impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Config")
             .field("tls", &self.tls.is_some())
+            .field("client_certs_required", &self.client_certs_required)
             .field("policy", &self.policy)
             .field("state_dir", &self.state_dir)
             .finish_non_exhaustive()
@@ -83,7 +94,9 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
-    #[error("token file `{path}` is empty; put a long random token in it")]
+    #[error(
+        "token file `{path}` holds no token (only blank lines and `#` comments); put a long random token in it"
+    )]
     TokenEmpty { path: PathBuf },
     #[error("`--listen {listen}` is off loopback: pass --tls-cert and --tls-key")]
     NeedsTls { listen: SocketAddr },
@@ -100,7 +113,7 @@ impl Args {
         let token_file = self.token_file.as_deref().ok_or(ConfigError::NoTokenFile)?;
         let token = read_token(token_file)?;
         let tls = match (&self.tls_cert, &self.tls_key) {
-            (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
+            (Some(cert), Some(key)) => Some(tls::acceptor(cert, key, self.client_ca.as_deref())?),
             _ if !self.listen.ip().is_loopback() => {
                 return Err(ConfigError::NeedsTls {
                     listen: self.listen,
@@ -114,28 +127,76 @@ impl Args {
         };
         Ok(Config {
             token,
+            token_file: Some(token_file.to_path_buf()),
             tls,
+            client_certs_required: self.client_ca.is_some(),
             policy,
             state_dir: self.state_dir.clone(),
         })
     }
 }
 
-/// The token is the file's content, trimmed; it must not be empty. `chaosd` reads its token the
-/// same way.
+/// The tokens are the file's lines, trimmed, without blank lines and `#` comments; there must be
+/// at least one. `chaosd` reads its tokens the same way.
 pub fn read_token(path: &Path) -> Result<Token, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::TokenUnreadable {
         path: path.to_path_buf(),
         source,
     })?;
-    let token = text.trim();
-    if token.is_empty() {
+    let tokens = super::auth::parse_tokens(&text);
+    if tokens.is_empty() {
         return Err(ConfigError::TokenEmpty {
             path: path.to_path_buf(),
         });
     }
     warn_if_readable_by_others(path);
-    Ok(Token::new(token))
+    Ok(Token::from_list(tokens))
+}
+
+/// Re-reads `path` into `token` on every SIGHUP, for as long as the returned future runs: the
+/// new set is logged by its counts, never its tokens. A file that cannot be read or holds no
+/// token leaves the old tokens in place (a half-written file must not lock every controller
+/// out). SIGHUP is caught from this call on, before the server says it is serving: its default
+/// action would kill the process.
+pub fn reload_tokens_on_sighup(
+    token: std::sync::Arc<Token>,
+    path: PathBuf,
+) -> impl Future<Output = ()> + Send + 'static {
+    use tokio::signal::unix::{SignalKind, signal};
+    let hup = signal(SignalKind::hangup());
+    async move {
+        let mut hup = match hup {
+            Ok(hup) => hup,
+            Err(err) => {
+                tracing::error!(error = %err, "cannot listen for SIGHUP; the token file is read only at start");
+                return;
+            }
+        };
+        reload_loop(&mut hup, &token, &path).await;
+    }
+}
+
+async fn reload_loop(hup: &mut tokio::signal::unix::Signal, token: &Token, path: &Path) {
+    while hup.recv().await.is_some() {
+        match read_token(path) {
+            Ok(new) => {
+                let change = token.replace(new);
+                tracing::info!(
+                    path = %path.display(),
+                    tokens = change.after,
+                    before = change.before,
+                    added = change.added,
+                    removed = change.removed,
+                    "SIGHUP: token file re-read"
+                );
+            }
+            Err(err) => tracing::error!(
+                error = %err,
+                tokens = token.count(),
+                "SIGHUP: keeping the tokens in use; fix the token file and send SIGHUP again"
+            ),
+        }
+    }
 }
 
 fn warn_if_readable_by_others(path: &Path) {

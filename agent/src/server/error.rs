@@ -13,6 +13,10 @@ use crate::error::FaultError;
 pub enum ServerError {
     #[error("missing or wrong bearer token; send `Authorization: Bearer TOKEN`")]
     Unauthorized,
+    #[error(
+        "this agent requires a client certificate (it runs with --client-ca) and the connection presented none; give the host `cert_file` and `key_file` (a certificate from `chaosctl certs issue DIR --role controller`)"
+    )]
+    ClientCertificateRequired,
     #[error("{0}")]
     Forbidden(String),
     #[error(
@@ -47,7 +51,9 @@ pub enum ServerError {
 impl ServerError {
     pub fn status(&self) -> StatusCode {
         match self {
-            ServerError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ServerError::Unauthorized | ServerError::ClientCertificateRequired => {
+                StatusCode::UNAUTHORIZED
+            }
             ServerError::Forbidden(_) => StatusCode::FORBIDDEN,
             ServerError::Busy { .. } => StatusCode::CONFLICT,
             ServerError::BadRequest(_) => StatusCode::BAD_REQUEST,
@@ -64,6 +70,7 @@ impl ServerError {
     pub fn code(&self) -> &'static str {
         match self {
             ServerError::Unauthorized => "unauthorized",
+            ServerError::ClientCertificateRequired => "client_certificate_required",
             ServerError::Forbidden(_) => "forbidden",
             ServerError::Busy { .. } => "conflict",
             ServerError::BadRequest(_) => "bad_request",

@@ -4,8 +4,10 @@
 //! # Layout
 //! - [`accept`]: the accept loop (TLS, HTTP/1, graceful drain), shared with chaosd.
 //! - [`config`]: the command line and the configuration it resolves to (bad config: exit 64).
-//! - [`auth`]: the bearer token, compared in constant time.
-//! - [`tls`]: the certificate and key, rustls with `ring`.
+//! - [`auth`]: the bearer tokens (several while one rotates), compared in constant time; SIGHUP
+//!   re-reads them.
+//! - [`tls`]: the certificate and key, rustls with `ring`; the client CA (mutual TLS); TLS
+//!   failures in words.
 //! - [`policy`]: the policy file, what the agent accepts (outside it: 403).
 //! - [`audit`]: one JSON line per request, in `<state-dir>/audit.jsonl`.
 //! - [`lease`]: leases, and the watchdog that reverts a silent controller's faults.
@@ -18,6 +20,8 @@
 //!
 //! **Invariant:** a run's faults are only injected under the `gate`, after checking that no other
 //! run holds faults here, so two runs never hold faults at once.
+//! **Invariant:** with `--client-ca`, no request but `GET /healthz` reaches the routes (not even
+//! the token check) unless its connection presented a certificate from that CA.
 //! **Invariant:** nothing is applied from a request that was refused: auth, route, body, policy
 //! and id checks all come before the first injection.
 
@@ -79,7 +83,8 @@ pub enum RunError {
 /// What every request handler shares.
 pub struct State {
     agent: LocalAgent,
-    token: Token,
+    /// Shared with the SIGHUP task that re-reads the token file.
+    token: Arc<Token>,
     policy: Option<Policy>,
     audit: AuditLog,
     leases: Leases,
@@ -192,10 +197,13 @@ pub async fn run(
 ) -> Result<(), RunError> {
     let Config {
         token,
+        token_file,
         tls,
+        client_certs_required,
         policy,
         state_dir,
     } = config;
+    let token = Arc::new(token);
     let local = listener.local_addr().map_err(RunError::Listener)?;
     let audit = AuditLog::open(&state_dir).map_err(|source| RunError::Audit {
         dir: state_dir.clone(),
@@ -232,9 +240,17 @@ pub async fn run(
             .and_then(|h| h.into_string().ok())
             .unwrap_or_default(),
     });
+    let reload = token_file.map(|path| {
+        tokio::spawn(config::reload_tokens_on_sighup(
+            Arc::clone(&state.token),
+            path,
+        ))
+    });
     info!(
         listen = %local,
         tls = tls.is_some(),
+        client_certs_required,
+        tokens = state.token.count(),
         state_dir = %state_dir.display(),
         audit = %state.audit.path().display(),
         "chaos-agent serving"
@@ -244,14 +260,23 @@ pub async fn run(
     let watchdog = tokio::spawn(lease::watchdog(Arc::clone(&state), cancel.clone()));
     let connections = {
         let state = Arc::clone(&state);
+        let audit_state = Arc::clone(&state);
         accept::serve_until(
             listener,
             tls,
-            move |peer, req| routes::handle(Arc::clone(&state), peer, req),
+            move |peer, req| guard(Arc::clone(&state), client_certs_required, peer, req),
+            move |peer, words: &str| {
+                let mut record = Record::own("tls_handshake", None, "refused", words.to_string());
+                record.remote = Some(peer.to_string());
+                audit_state.audit.write(&record);
+            },
             shutdown,
         )
         .await
     };
+    if let Some(reload) = reload {
+        reload.abort();
+    }
 
     info!("shutting down: no new connections; reverting every fault");
     state.stopping.store(true, Ordering::SeqCst);
@@ -292,6 +317,36 @@ pub async fn run(
         return Err(RunError::LeftFaults { count: left });
     }
     Ok(())
+}
+
+/// Refuses (401, audited like any refusal) a request other than `GET /healthz` that came without
+/// a client certificate when `--client-ca` requires one; hands everything else to the routes.
+/// The handshake let such connections through so that a liveness probe, which has no
+/// certificate, still reaches `/healthz`.
+async fn guard(
+    state: Arc<State>,
+    client_certs_required: bool,
+    peer: std::net::SocketAddr,
+    req: hyper::Request<hyper::body::Incoming>,
+) -> hyper::Response<http_body_util::Full<bytes::Bytes>> {
+    let presented = req
+        .extensions()
+        .get::<accept::TlsPeer>()
+        .is_some_and(|p| p.client_cert);
+    let healthz = req.method() == hyper::Method::GET && req.uri().path() == "/healthz";
+    if !client_certs_required || presented || healthz {
+        return routes::handle(state, peer, req).await;
+    }
+    let err = error::ServerError::ClientCertificateRequired;
+    let mut record = Record::request(peer, req.method().as_str(), req.uri().path());
+    record.detail = err.to_string();
+    let response = err.into_response();
+    record.status = response.status().as_u16();
+    record.outcome = audit::outcome_of(record.status);
+    metrics::agent().requests.inc(&[&record.status.to_string()]);
+    warn!(%peer, path = req.uri().path(), "refused: no client certificate");
+    state.audit.write(&record);
+    response
 }
 
 /// Logs and audits what `LocalAgent::open` reverted from a dead agent's journal.

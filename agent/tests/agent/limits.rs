@@ -17,7 +17,9 @@ async fn agent() -> (SocketAddr, DropGuard, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let config = Config {
         token: server::auth::Token::new("limits-token-0123456789"),
+        token_file: None,
         tls: None,
+        client_certs_required: false,
         policy: None,
         state_dir: dir.path().join("state"),
     };

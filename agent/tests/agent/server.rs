@@ -165,7 +165,9 @@ impl InProcess {
         let policy = policy.map(|p| server::policy::Policy::parse(p).unwrap());
         let config = Config {
             token: server::auth::Token::new(TOKEN),
+            token_file: None,
             tls: None,
+            client_certs_required: false,
             policy,
             state_dir: dir.path().join("state"),
         };
@@ -960,4 +962,396 @@ fn bad_configuration_exits_64_before_binding() {
 
     let (code, _) = run(&["--no-such-flag"]);
     assert_eq!(code, Some(64));
+}
+
+// ---- issue 9: rotating tokens, mutual TLS ----
+
+/// Whether the agent admits `token` on `/v1/health` (200) or answers 401.
+async fn status_with(api: &Api, token: &str) -> u16 {
+    api.send("GET", "/v1/health", None, Auth::Bad(token))
+        .await
+        .0
+}
+
+/// Polls until `token` gets `want` (the agent re-reads the file on its own time after SIGHUP).
+async fn until_status(api: &Api, token: &str, want: u16) {
+    let deadline = SystemTime::now() + Duration::from_secs(10);
+    loop {
+        let got = status_with(api, token).await;
+        if got == want {
+            return;
+        }
+        assert!(
+            SystemTime::now() < deadline,
+            "token {token:?} still gets {got}, not {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_9_tokens_rotate_on_sighup_without_a_failed_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    let (a, b) = ("token-a-0123456789", "token-b-9876543210");
+    std::fs::write(&token, format!("{a}\n")).unwrap();
+    let state = dir.path().join("state");
+    let mut binary = Binary::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--token-file",
+        token.to_str().unwrap(),
+        "--state-dir",
+        state.to_str().unwrap(),
+    ]);
+    let api = Api {
+        addr: binary.addr,
+        tls: None,
+    };
+    let hup = |binary: &Binary| binary.signal(nix::sys::signal::Signal::SIGHUP);
+    assert_eq!(status_with(&api, a).await, 200);
+    assert_eq!(status_with(&api, b).await, 401);
+
+    // The new token first, the old one still listed: both are good, and A never fails.
+    std::fs::write(&token, format!("# rotating\n{b}\n\n{a}\n")).unwrap();
+    hup(&binary);
+    until_status(&api, b, 200).await;
+    assert_eq!(status_with(&api, a).await, 200);
+
+    // The old token removed: it is refused, the new one goes on working.
+    std::fs::write(&token, format!("{b}\n")).unwrap();
+    hup(&binary);
+    until_status(&api, a, 401).await;
+    assert_eq!(status_with(&api, b).await, 200);
+
+    // An empty file, then a missing one: the tokens in use stay, and the log says why.
+    for broken in ["# nothing yet\n\n", ""] {
+        if broken.is_empty() {
+            std::fs::remove_file(&token).unwrap();
+        } else {
+            std::fs::write(&token, broken).unwrap();
+        }
+        let errors_before = binary
+            .stderr()
+            .iter()
+            .filter(|l| l.contains("keeping the tokens in use"))
+            .count();
+        hup(&binary);
+        eventually("the re-read error", Duration::from_secs(10), || {
+            binary
+                .stderr()
+                .iter()
+                .filter(|l| l.contains("keeping the tokens in use"))
+                .count()
+                > errors_before
+        })
+        .await;
+        assert_eq!(status_with(&api, b).await, 200, "{broken:?}");
+        assert_eq!(status_with(&api, a).await, 401, "{broken:?}");
+    }
+
+    let log = binary.stderr().join("\n");
+    assert!(log.contains("token file re-read"), "{log}");
+    assert!(
+        log.contains("tokens=2") && log.contains("added=1") && log.contains("removed=1"),
+        "the counts are logged: {log}"
+    );
+    assert!(
+        log.contains("holds no token") && log.contains("cannot read token file"),
+        "{log}"
+    );
+    assert!(
+        !log.contains(a) && !log.contains(b),
+        "no token is ever logged: {log}"
+    );
+    binary.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(binary.wait(Duration::from_secs(10)).code(), Some(0));
+}
+
+/// A CA, and certificates it signs, made with rcgen as `chaosctl certs` makes them.
+struct Pki {
+    ca: rcgen::Certificate,
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+}
+
+impl Pki {
+    fn new(name: &str) -> Pki {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::default();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Constrained(0));
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::DigitalSignature,
+        ];
+        let ca = params.self_signed(&key).unwrap();
+        Pki {
+            ca,
+            issuer: rcgen::Issuer::new(params, key),
+        }
+    }
+
+    /// A leaf for `sans` with `eku`: its certificate and key in DER.
+    fn leaf(
+        &self,
+        sans: &[&str],
+        eku: rcgen::ExtendedKeyUsagePurpose,
+    ) -> (
+        rustls_pki_types::CertificateDer<'static>,
+        rustls_pki_types::PrivateKeyDer<'static>,
+        String,
+        String,
+    ) {
+        let mut params =
+            rcgen::CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        params.is_ca = rcgen::IsCa::ExplicitNoCa;
+        params.extended_key_usages = vec![eku];
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        let der_key = rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
+        (cert.der().clone(), der_key, cert.pem(), key.serialize_pem())
+    }
+}
+
+/// A connector trusting `ca`, presenting `identity` when given.
+fn connector(
+    ca: &rcgen::Certificate,
+    identity: Option<(
+        rustls_pki_types::CertificateDer<'static>,
+        rustls_pki_types::PrivateKeyDer<'static>,
+    )>,
+) -> tokio_rustls::TlsConnector {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.der().clone()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    let config = match identity {
+        Some((cert, key)) => builder.with_client_auth_cert(vec![cert], key).unwrap(),
+        None => builder.with_no_client_auth(),
+    };
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_9_client_ca_requires_a_client_certificate_except_for_healthz() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new("test CA");
+    let (_, _, server_pem, server_key) =
+        pki.leaf(&["127.0.0.1"], rcgen::ExtendedKeyUsagePurpose::ServerAuth);
+    let (client_cert, client_key, _, _) =
+        pki.leaf(&["controller"], rcgen::ExtendedKeyUsagePurpose::ClientAuth);
+    let stranger = Pki::new("another CA");
+    let (foreign_cert, foreign_key, _, _) =
+        stranger.leaf(&["controller"], rcgen::ExtendedKeyUsagePurpose::ClientAuth);
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let cert = write("agent.pem", &server_pem);
+    let key = write("agent.key", &server_key);
+    let ca = write("ca.pem", &pki.ca.pem());
+    let token = token_file(dir.path());
+    let state = dir.path().join("state");
+    let mut binary = Binary::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--token-file",
+        token.to_str().unwrap(),
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+        "--client-ca",
+        ca.to_str().unwrap(),
+        "--state-dir",
+        state.to_str().unwrap(),
+    ]);
+    let without = Api {
+        addr: binary.addr,
+        tls: Some(connector(&pki.ca, None)),
+    };
+    let with = Api {
+        addr: binary.addr,
+        tls: Some(connector(&pki.ca, Some((client_cert, client_key)))),
+    };
+
+    // A liveness probe has no certificate and needs none.
+    let (status, body) = without.send("GET", "/healthz", None, Auth::None).await;
+    assert_eq!((status, body.as_slice()), (200, &b"ok"[..]));
+    // Everything else does, even with the right token, and before the token is looked at.
+    for (path, auth) in [
+        ("/v1/health", Auth::Good),
+        ("/metrics", Auth::Good),
+        ("/v1/faults", Auth::None),
+    ] {
+        let (status, body) = without.send("GET", path, None, auth).await;
+        assert_eq!(status, 401, "{path}");
+        let err: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(err["code"], "client_certificate_required", "{path}");
+        let message = err["message"].as_str().unwrap();
+        assert!(
+            message.contains("requires a client certificate")
+                && message.contains("`cert_file` and `key_file`"),
+            "{message}"
+        );
+    }
+    // With the certificate, the token is still required.
+    let (status, health) = with.get("/v1/health").await;
+    assert_eq!(status, 200, "{health}");
+    let (status, _) = with.send("GET", "/v1/health", None, Auth::None).await;
+    assert_eq!(status, 401);
+
+    // A certificate from another CA fails the handshake; the agent says so in words.
+    let foreign = connector(&pki.ca, Some((foreign_cert, foreign_key)));
+    let refused = async {
+        let stream = tokio::net::TcpStream::connect(binary.addr).await.unwrap();
+        let name = rustls_pki_types::ServerName::IpAddress(binary.addr.ip().into());
+        // TLS 1.3: our side of the handshake may finish before the agent has checked us; the
+        // refusal then arrives instead of the answer.
+        let Ok(stream) = foreign.connect(name, stream).await else {
+            return true;
+        };
+        let Ok((mut sender, conn)) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await
+        else {
+            return true;
+        };
+        tokio::spawn(conn);
+        let req = Request::get("/v1/health")
+            .header("host", "x")
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        sender.send_request(req).await.is_err()
+    };
+    assert!(
+        tokio::time::timeout(Duration::from_secs(5), refused)
+            .await
+            .unwrap(),
+        "a certificate from another CA must not be served"
+    );
+    let words = "the client's certificate was not issued by the CA of --client-ca";
+    eventually("the handshake's audit line", Duration::from_secs(5), || {
+        audit_lines(&state)
+            .iter()
+            .any(|l| l["event"] == "tls_handshake")
+    })
+    .await;
+    let lines = audit_lines(&state);
+    let handshake = lines
+        .iter()
+        .find(|l| l["event"] == "tls_handshake")
+        .unwrap();
+    assert_eq!(handshake["outcome"], "refused");
+    assert!(
+        handshake["detail"].as_str().unwrap().starts_with(words),
+        "{handshake}"
+    );
+    assert!(
+        handshake["remote"]
+            .as_str()
+            .unwrap()
+            .starts_with("127.0.0.1:")
+    );
+    let no_cert: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["status"] == 401 && l["path"] == "/v1/health")
+        .collect();
+    assert!(
+        no_cert.iter().any(|l| l["detail"]
+            .as_str()
+            .unwrap()
+            .contains("requires a client certificate")),
+        "refusals for a missing certificate are audited: {lines:#?}"
+    );
+    assert!(
+        binary.stderr().iter().any(|l| l.contains(words)),
+        "{:#?}",
+        binary.stderr()
+    );
+
+    binary.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(binary.wait(Duration::from_secs(10)).code(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_9_the_controller_says_in_words_what_is_wrong_with_the_agents_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new("test CA");
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, pki.ca.pem()).unwrap();
+    let token = token_file(dir.path());
+    // A certificate that expired yesterday and one for a name the controller does not use.
+    let expired = {
+        let mut params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+        params.is_ca = rcgen::IsCa::ExplicitNoCa;
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        params.not_before = rcgen::date_time_ymd(2024, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2025, 1, 1);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &pki.issuer).unwrap();
+        (cert.pem(), key.serialize_pem())
+    };
+    let (_, _, other_pem, other_key) = pki.leaf(
+        &["agent-1.internal"],
+        rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+    );
+    for (name, (pem, key), words) in [
+        (
+            "expired",
+            expired,
+            vec![
+                "the certificate of the server at `127.0.0.1` has expired (valid until 2025-01-01 00:00:00 UTC, now ",
+                "issue it a new one",
+            ],
+        ),
+        (
+            "misnamed",
+            (other_pem, other_key),
+            vec![
+                "the server's certificate is not valid for `127.0.0.1`, the name we connected to: it names agent-1.internal",
+                "--san 127.0.0.1",
+            ],
+        ),
+    ] {
+        let cert = dir.path().join(format!("{name}.pem"));
+        let key_path = dir.path().join(format!("{name}.key"));
+        std::fs::write(&cert, pem).unwrap();
+        std::fs::write(&key_path, key).unwrap();
+        let mut binary = Binary::start(&[
+            "--listen",
+            "127.0.0.1:0",
+            "--token-file",
+            token.to_str().unwrap(),
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key_path.to_str().unwrap(),
+            "--state-dir",
+            dir.path().join(format!("{name}-state")).to_str().unwrap(),
+        ]);
+        let client = agent::client::AgentClient::new(&agent::client::AgentTarget {
+            host: "edge".into(),
+            url: format!("https://{}", binary.addr),
+            token_file: Some(token.clone()),
+            ca_file: Some(ca.clone()),
+            cert_file: None,
+            key_file: None,
+        })
+        .unwrap();
+        let err = client.health().await.unwrap_err().to_string();
+        for w in words {
+            assert!(err.contains(w), "{name}: {err}");
+        }
+        assert!(!err.contains("invalid peer certificate"), "{name}: {err}");
+        binary.signal(nix::sys::signal::Signal::SIGTERM);
+        binary.wait(Duration::from_secs(10));
+    }
 }

@@ -176,5 +176,7 @@ pub fn target(host: &Host) -> AgentTarget {
         url: host.agent.clone().unwrap_or_default(),
         token_file: host.token_file.clone(),
         ca_file: host.ca_file.clone(),
+        cert_file: host.cert_file.clone(),
+        key_file: host.key_file.clone(),
     }
 }

@@ -2,6 +2,7 @@
 //! with their whole context chain.
 
 mod agents;
+mod certs;
 mod diff;
 mod init;
 mod monkey;
@@ -116,6 +117,7 @@ async fn local(command: Command, state_dir: Option<std::path::PathBuf>) -> Resul
         Command::Revert { all: _, load } => revert::run(state_dir.as_deref(), &load).await,
         Command::Agents { load, output } => agents::run(&load, output).await,
         Command::Monkey(monkey_args) => monkey::run(monkey_args, state_dir.as_deref()).await,
+        Command::Certs { action } => certs::run(action),
         Command::Abort { .. } | Command::Halt | Command::Resume | Command::Schedule { .. } => {
             unreachable!("sent to the server by `dispatch`")
         }
@@ -127,6 +129,7 @@ pub fn load_options(load: &LoadArgs) -> chaosd::scenario::LoadOptions {
     chaosd::scenario::LoadOptions {
         vars: load.vars.iter().cloned().collect::<BTreeMap<_, _>>(),
         inventory: load.inventory.clone(),
+        client_cert: None,
     }
 }
 

@@ -40,9 +40,18 @@ impl Server {
 
     pub(super) fn client(&self) -> Result<ServiceClient, Failure> {
         let token = match &self.token_file {
+            // The first token: the file may list the next ones while chaosd's token rotates.
             Some(path) => std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read the token file `{}`", path.display()))
-                .map_err(Failure::Invalid)?,
+                .map_err(Failure::Invalid)
+                .and_then(|text| {
+                    agent::server::auth::first_token(&text).ok_or_else(|| {
+                        Failure::Invalid(anyhow!(
+                            "chaosctl: the token file `{}` holds no token (only blank lines and `#` comments); put chaosd's token in it",
+                            path.display()
+                        ))
+                    })
+                })?,
             None => std::env::var(TOKEN_ENV).map_err(|_| {
                 Failure::Invalid(anyhow!(
                     "chaosctl: no token for {}: pass --token-file F or set {TOKEN_ENV}",

@@ -385,10 +385,10 @@ fn crash_trials_leave_nothing_behind() {
             } else {
                 test.cmd(&["runs"])
             };
-            if let Some(line) = runs.stdout.lines().find(|l| l.contains(&name)) {
-                if !line.contains("interrupted") {
-                    left.push(format!("run listed as: {line}"));
-                }
+            if let Some(line) = runs.stdout.lines().find(|l| l.contains(&name))
+                && !line.contains("interrupted")
+            {
+                left.push(format!("run listed as: {line}"));
             }
         } else {
             assert!(out.code.is_some(), "chaosctl ended by a signal: {out:?}");

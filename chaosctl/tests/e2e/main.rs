@@ -6,6 +6,7 @@
 //! so they measure time with `std::time::Instant`.
 #![allow(clippy::disallowed_types)]
 
+mod certs;
 mod commands;
 mod crash_trials;
 mod diff;

@@ -70,6 +70,8 @@ impl Hosts {
                     url,
                     token_file: host.token_file.clone(),
                     ca_file: host.ca_file.clone(),
+                    cert_file: host.cert_file.clone(),
+                    key_file: host.key_file.clone(),
                 };
                 Some((host.name.clone(), AgentClient::new(&target)))
             })

@@ -36,6 +36,24 @@ pub struct LoadOptions {
     pub vars: BTreeMap<String, String>,
     /// `--inventory FILE`: more `hosts:` and `targets:`.
     pub inventory: Option<PathBuf>,
+    /// The client certificate and key for every agent host that names none of its own
+    /// (chaosd's top-level `cert_file` and `key_file`).
+    pub client_cert: Option<(PathBuf, PathBuf)>,
+}
+
+impl LoadOptions {
+    /// Gives `client_cert` to the agent hosts without a `cert_file` of their own.
+    fn fill_client_cert<'h>(&self, hosts: impl Iterator<Item = &'h mut model::Host>) {
+        let Some((cert, key)) = &self.client_cert else {
+            return;
+        };
+        for host in hosts {
+            if host.agent.is_some() && host.cert_file.is_none() && host.key_file.is_none() {
+                host.cert_file = Some(cert.clone());
+                host.key_file = Some(key.clone());
+            }
+        }
+    }
 }
 
 /// Reads, checks and resolves the scenario at `path`.
@@ -135,7 +153,9 @@ fn load_bytes_in(
         path: abs_path,
         sha256,
     };
-    validate::resolve(input).map_err(|found| fail(found, &srcs))
+    let mut scenario = validate::resolve(input).map_err(|found| fail(found, &srcs))?;
+    opts.fill_client_cert(scenario.hosts.values_mut());
+    Ok(scenario)
 }
 
 /// Reads and checks an inventory file on its own: its hosts, by name (`local` not included).
@@ -159,7 +179,9 @@ pub fn load_inventory(
     };
     let inventory =
         validate::parse_yaml::<raw::InventoryRaw>(&srcs[0]).map_err(|f| fail(vec![f]))?;
-    validate::resolve_inventory(&srcs, &inventory, &opts.vars).map_err(fail)
+    let mut hosts = validate::resolve_inventory(&srcs, &inventory, &opts.vars).map_err(fail)?;
+    opts.fill_client_cert(hosts.values_mut());
+    Ok(hosts)
 }
 
 /// The file's text. Invalid UTF-8 is refused at its first bad byte rather than replaced, so a

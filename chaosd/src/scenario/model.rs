@@ -70,6 +70,9 @@ pub struct Host {
     pub labels: BTreeMap<String, String>,
     pub token_file: Option<PathBuf>,
     pub ca_file: Option<PathBuf>,
+    /// Our client certificate and key, for an agent that requires one (`--client-ca`).
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
 }
 
 /// A named selection of hosts.

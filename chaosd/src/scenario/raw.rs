@@ -175,6 +175,8 @@ pub struct HostRaw {
     pub labels: Option<Entries<Sp<Scalar>>>,
     pub token_file: Opt,
     pub ca_file: Opt,
+    pub cert_file: Opt,
+    pub key_file: Opt,
 }
 
 #[derive(Debug, Deserialize)]

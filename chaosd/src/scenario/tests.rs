@@ -736,6 +736,46 @@ fn the_environment_backs_variables() {
 }
 
 #[test]
+fn issue_9_client_certificates_per_host_or_for_all_hosts() {
+    let dir = tempfile::tempdir().unwrap();
+    let inventory = dir.path().join("inventory.yaml");
+    std::fs::write(
+        &inventory,
+        "hosts:\n  db-1: {agent: \"https://10.0.0.21:7411\", cert_file: c/db.pem, key_file: c/db.key}\n  db-2: {agent: \"https://10.0.0.22:7411\"}\n",
+    )
+    .unwrap();
+    let dir_abs = dir.path().canonicalize().unwrap();
+    // chaosd's own certificate goes to the hosts that name none.
+    let opts = LoadOptions {
+        client_cert: Some((
+            "/etc/chaosd/chaosd.pem".into(),
+            "/etc/chaosd/chaosd.key".into(),
+        )),
+        ..LoadOptions::default()
+    };
+    let hosts = load_inventory(&inventory, &opts).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(hosts["db-1"].cert_file, Some(dir_abs.join("c/db.pem")));
+    assert_eq!(hosts["db-1"].key_file, Some(dir_abs.join("c/db.key")));
+    assert_eq!(
+        hosts["db-2"].cert_file.as_deref(),
+        Some(Path::new("/etc/chaosd/chaosd.pem"))
+    );
+    let hosts = load_inventory(&inventory, &LoadOptions::default()).unwrap();
+    assert_eq!(hosts["db-2"].cert_file, None);
+
+    std::fs::write(
+        &inventory,
+        "hosts:\n  db-1: {agent: \"https://10.0.0.21:7411\", cert_file: db.pem}\n",
+    )
+    .unwrap();
+    let err = load_inventory(&inventory, &opts).unwrap_err();
+    assert_eq!(
+        err.problems()[0].message,
+        "host `db-1`: `cert_file` and `key_file` go together (the client certificate and its key); give both or neither"
+    );
+}
+
+#[test]
 fn inventories_add_hosts_and_targets() {
     let dir = tempfile::tempdir().unwrap();
     let inventory = dir.path().join("inventory.yaml");
@@ -745,8 +785,8 @@ fn inventories_add_hosts_and_targets() {
     )
     .unwrap();
     let opts = LoadOptions {
-        vars: Default::default(),
         inventory: Some(inventory.clone()),
+        ..LoadOptions::default()
     };
     let text = format!(
         "{PRE}steps:\n  - {{name: s, target: db, fault: {{kill: {{process: {{name: x}}}}}}}}\n"

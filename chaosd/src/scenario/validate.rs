@@ -439,6 +439,8 @@ pub(crate) fn resolve(input: Input<'_>) -> Result<Scenario, Vec<Found>> {
             labels: BTreeMap::new(),
             token_file: None,
             ca_file: None,
+            cert_file: None,
+            key_file: None,
         },
     );
     let mut host_from: BTreeMap<String, usize> = BTreeMap::new();
@@ -703,12 +705,22 @@ fn host(cx: &mut Cx, name: &str, key: &Sp<String>, raw: &Sp<HostRaw>) -> Option<
     let labels = labels(cx, raw.value.labels.as_ref());
     let token_file = cx.opt(&raw.value.token_file, |s| Ok(resolve_path(&base, s)));
     let ca_file = cx.opt(&raw.value.ca_file, |s| Ok(resolve_path(&base, s)));
+    let cert_file = cx.opt(&raw.value.cert_file, |s| Ok(resolve_path(&base, s)));
+    let key_file = cx.opt(&raw.value.key_file, |s| Ok(resolve_path(&base, s)));
+    if cert_file.is_some() != key_file.is_some() {
+        cx.error(
+            pos(key),
+            format!("host `{name}`: `cert_file` and `key_file` go together (the client certificate and its key); give both or neither"),
+        );
+    }
     Some(Host {
         name: name.to_string(),
         agent: Some(agent?),
         labels,
         token_file,
         ca_file,
+        cert_file,
+        key_file,
     })
 }
 

@@ -4,7 +4,8 @@
 use std::path::Path;
 use std::time::Duration;
 
-use agent::client::{HttpsClient, describe, https_client};
+use agent::client::{HttpsClient, describe, describe_tls, https_client};
+use agent::server::tls::ClientContext;
 use bytes::{Buf, Bytes, BytesMut};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -53,6 +54,8 @@ pub struct ServiceClient {
     base: String,
     token: HeaderValue,
     client: HttpsClient,
+    /// Which `--ca-file` to name when TLS fails.
+    tls: ClientContext,
 }
 
 impl std::fmt::Debug for ServiceClient {
@@ -87,6 +90,10 @@ impl ServiceClient {
             base: url.trim_end_matches('/').to_string(),
             token,
             client: https_client(ca_file).map_err(ClientError::Setup)?,
+            tls: ClientContext {
+                ca_key: "--ca-file",
+                ..ClientContext::for_url(url, ca_file, None)
+            },
         })
     }
 
@@ -166,7 +173,7 @@ impl ServiceClient {
         let response = tokio::time::timeout(CALL_TIMEOUT, self.client.request(request))
             .await
             .map_err(|_| self.unreachable(format!("no answer within {}s", CALL_TIMEOUT.as_secs())))?
-            .map_err(|e| self.unreachable(describe(&e)))?;
+            .map_err(|e| self.unreachable(describe_tls(&e, &self.tls)))?;
         let status = response.status();
         if status != StatusCode::OK {
             let bytes = response
@@ -226,7 +233,7 @@ impl ServiceClient {
                 .client
                 .request(request)
                 .await
-                .map_err(|e| self.unreachable(describe(&e)))?;
+                .map_err(|e| self.unreachable(describe_tls(&e, &self.tls)))?;
             let status = response.status();
             let bytes = response
                 .into_body()

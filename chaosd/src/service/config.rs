@@ -58,10 +58,15 @@ pub struct ConfigFile {
     /// The address to serve the API on; off loopback it needs `tls_cert` and `tls_key`.
     #[serde(default = "default_listen")]
     pub listen: String,
-    /// A file holding the bearer token every request but `GET /healthz` must carry.
+    /// A file holding the bearer tokens every request but `GET /healthz` must carry, one a line,
+    /// any of them good; SIGHUP re-reads it.
     pub token_file: Option<PathBuf>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    /// chaosd's client certificate and key (PEM), presented to agents that require one
+    /// (`chaos-agent --client-ca`) when the host names no `cert_file` of its own.
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
     #[serde(default = "default_state_dir")]
     pub state_dir: PathBuf,
     #[serde(default = "default_report_dir")]
@@ -116,6 +121,10 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Compared in constant time with each request's bearer token.
     pub token: Token,
+    /// Where `token` came from: SIGHUP re-reads it.
+    pub token_file: PathBuf,
+    /// For agent hosts without a `cert_file` of their own (`cert_file`, `key_file`).
+    pub client_cert: Option<(PathBuf, PathBuf)>,
     /// `None`: plain HTTP (loopback only).
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     /// `runs.db`, `journal/` (the local agent's), `runs/RUN_ID/` (submitted scenarios), `halted`.
@@ -138,6 +147,7 @@ impl std::fmt::Debug for Config {
             .field("state_dir", &self.state_dir)
             .field("report_dir", &self.report_dir)
             .field("allow_local", &self.allow_local)
+            .field("client_cert", &self.client_cert)
             .field("inventory", &self.inventory)
             .field("webhooks", &self.webhooks)
             .field("public_url", &self.public_url)
@@ -166,6 +176,16 @@ pub enum ConfigError {
     NeedsTls { path: PathBuf, listen: SocketAddr },
     #[error("{path}: `tls_cert` and `tls_key` go together; set both or neither")]
     HalfTls { path: PathBuf },
+    #[error(
+        "{path}: `cert_file` and `key_file` go together (chaosd's client certificate for agents and its key); set both or neither"
+    )]
+    HalfClientCert { path: PathBuf },
+    #[error("{path}: the client certificate `{file}` cannot be read: {reason}")]
+    ClientCert {
+        path: PathBuf,
+        file: PathBuf,
+        reason: String,
+    },
     #[error(transparent)]
     Token(#[from] AgentConfigError),
     #[error(transparent)]
@@ -231,9 +251,10 @@ pub fn resolve(path: &Path, text: &str) -> Result<Config, ConfigError> {
         .token_file
         .as_deref()
         .ok_or_else(|| ConfigError::NoTokenFile { path: owner() })?;
-    let token = read_token(&at(token_file))?;
+    let token_file = at(token_file);
+    let token = read_token(&token_file)?;
     let tls = match (&file.tls_cert, &file.tls_key) {
-        (Some(cert), Some(key)) => Some(tls::acceptor(&at(cert), &at(key))?),
+        (Some(cert), Some(key)) => Some(tls::acceptor(&at(cert), &at(key), None)?),
         (None, None) if !listen.ip().is_loopback() => {
             return Err(ConfigError::NeedsTls {
                 path: owner(),
@@ -242,6 +263,22 @@ pub fn resolve(path: &Path, text: &str) -> Result<Config, ConfigError> {
         }
         (None, None) => None,
         _ => return Err(ConfigError::HalfTls { path: owner() }),
+    };
+    let client_cert = match (&file.cert_file, &file.key_file) {
+        (Some(cert), Some(key)) => {
+            let (cert, key) = (at(cert), at(key));
+            // Checked now, so that a wrong file fails at start, not at the first run.
+            agent::client::https_client_with(None, Some((&cert, &key))).map_err(|reason| {
+                ConfigError::ClientCert {
+                    path: owner(),
+                    file: cert.clone(),
+                    reason,
+                }
+            })?;
+            Some((cert, key))
+        }
+        (None, None) => None,
+        _ => return Err(ConfigError::HalfClientCert { path: owner() }),
     };
     let inventory = file.inventory.as_deref().map(at);
     if let Some(inv) = &inventory {
@@ -314,6 +351,8 @@ pub fn resolve(path: &Path, text: &str) -> Result<Config, ConfigError> {
         public_url,
         listen,
         token,
+        token_file,
+        client_cert,
         tls,
         state_dir: at(&file.state_dir),
         report_dir: at(&file.report_dir),
@@ -337,6 +376,7 @@ mod tests {
     fn with_token(yaml: &str) -> (tempfile::TempDir, Result<Config, ConfigError>) {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("token"), "s3cret\n").unwrap();
+        std::fs::write(dir.path().join("comments-only"), "# rotated out\n\n").unwrap();
         let path = dir.path().join("chaosd.yaml");
         let result = resolve(&path, yaml);
         (dir, result)
@@ -362,6 +402,15 @@ mod tests {
             ("token_file: token\nlisten: nope\n", "is not an address"),
             ("token_file: token\nlisten: 0.0.0.0:7410\n", "off loopback"),
             ("token_file: token\ntls_cert: c.pem\n", "go together"),
+            (
+                "token_file: token\ncert_file: c.pem\n",
+                "`cert_file` and `key_file` go together",
+            ),
+            (
+                "token_file: token\ncert_file: c.pem\nkey_file: k.pem\n",
+                "the client certificate `",
+            ),
+            ("token_file: comments-only\n", "holds no token"),
             ("token_file: token\nallow_locl: true\n", "allow_locl"),
             ("token_file: missing\n", "missing"),
             (

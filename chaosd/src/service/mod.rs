@@ -54,7 +54,10 @@ pub enum RunError {
 
 /// What every request handler shares.
 pub struct State {
-    token: Token,
+    /// Shared with the SIGHUP task that re-reads the token file.
+    token: Arc<Token>,
+    /// chaosd's client certificate for agents (`GET /v1/agents` asks them with it).
+    client_cert: Option<(PathBuf, PathBuf)>,
     runs: Arc<Runs>,
     /// Added to every scenario; its agents are `GET /v1/agents`.
     inventory: Option<PathBuf>,
@@ -80,6 +83,8 @@ pub async fn run(
     let Config {
         listen: _,
         token,
+        token_file,
+        client_cert,
         tls,
         state_dir,
         report_dir,
@@ -101,6 +106,7 @@ pub async fn run(
         report_dir: report_dir.clone(),
         allow_local,
         inventory: inventory.clone(),
+        client_cert: client_cert.clone(),
     };
     let runs = tokio::task::spawn_blocking(move || Runs::open(runs_config))
         .await
@@ -126,7 +132,8 @@ pub async fn run(
     let stop_scheduler = tokio_util::sync::CancellationToken::new();
     let scheduler_task = tokio::spawn(Arc::clone(&scheduler).run(stop_scheduler.clone()));
     let state = Arc::new(State {
-        token,
+        token: Arc::new(token),
+        client_cert,
         runs: Arc::clone(&runs),
         inventory,
         webhooks,
@@ -135,12 +142,17 @@ pub async fn run(
         audit,
         csrf,
     });
+    let reload = tokio::spawn(agent::server::config::reload_tokens_on_sighup(
+        Arc::clone(&state.token),
+        token_file,
+    ));
     info!(
         listen = %local,
         tls = tls.is_some(),
         state_dir = %state_dir.display(),
         report_dir = %report_dir.display(),
         allow_local,
+        tokens = state.token.count(),
         "chaosd serving"
     );
 
@@ -150,10 +162,14 @@ pub async fn run(
             listener,
             tls,
             move |peer, req| routes::handle(Arc::clone(&state), peer, req),
+            // The accept loop has logged the failure in words; chaosd's audit log records what is
+            // done through it, not handshakes.
+            |_peer, _words: &str| {},
             shutdown,
         )
         .await
     };
+    reload.abort();
 
     info!("shutting down: no new connections; aborting the running runs");
     stop_scheduler.cancel();
@@ -163,6 +179,17 @@ pub async fn run(
     connections.drain(DRAIN).await;
     info!("chaosd stopped");
     Ok(())
+}
+
+impl State {
+    /// How scenarios and the inventory are loaded here: chaosd's client certificate goes to the
+    /// agent hosts that name none.
+    pub(crate) fn load_options(&self) -> crate::scenario::LoadOptions {
+        crate::scenario::LoadOptions {
+            client_cert: self.client_cert.clone(),
+            ..Default::default()
+        }
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -344,7 +344,7 @@ async fn agents(state: &Arc<State>) -> Answer {
             &AgentList { agents: Vec::new() },
         ));
     };
-    let hosts = crate::scenario::load_inventory(inventory, &Default::default())
+    let hosts = crate::scenario::load_inventory(inventory, &state.load_options())
         .map_err(|err| ServiceError::Internal(format!("the inventory is wrong now: {err}")))?;
     let asks: Vec<_> = hosts
         .into_values()
@@ -355,6 +355,8 @@ async fn agents(state: &Arc<State>) -> Answer {
                 url: url.clone(),
                 token_file: host.token_file.clone(),
                 ca_file: host.ca_file.clone(),
+                cert_file: host.cert_file.clone(),
+                key_file: host.key_file.clone(),
             };
             Some(tokio::spawn(async move {
                 let health = match agent::client::AgentClient::new(&target) {

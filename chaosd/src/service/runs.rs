@@ -51,6 +51,8 @@ pub struct RunsConfig {
     pub report_dir: PathBuf,
     pub allow_local: bool,
     pub inventory: Option<PathBuf>,
+    /// chaosd's client certificate and key for agents whose host names none.
+    pub client_cert: Option<(PathBuf, PathBuf)>,
 }
 
 /// The persisted halt switch.
@@ -584,6 +586,7 @@ impl Runs {
         let opts = LoadOptions {
             vars: req.vars.clone(),
             inventory: self.config.inventory.clone(),
+            client_cert: self.config.client_cert.clone(),
         };
         let scenario = load_text_in(display, folder, &req.scenario, &opts)
             .map_err(|err| ServiceError::Scenario(err.to_string()))?;
@@ -1040,6 +1043,7 @@ steps:
             report_dir: dir.path().join("reports"),
             allow_local: false,
             inventory: None,
+            client_cert: None,
         })
         .unwrap();
         let changed = Arc::new(watch::channel(0).0);
