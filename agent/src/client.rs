@@ -198,6 +198,27 @@ impl AgentClient {
             .await
     }
 
+    /// Runs an `action` on the agent's host; the call waits for its timeout and a little more.
+    pub async fn command(
+        &self,
+        run_id: &str,
+        run: &crate::spec::Command,
+        timeout: Duration,
+    ) -> Result<crate::api::CommandResponse, ClientError> {
+        let body = crate::api::CommandRequest {
+            run: run.clone(),
+            timeout_ms: timeout.as_millis() as u64,
+            run_id: run_id.to_string(),
+        };
+        self.call_within(
+            Method::POST,
+            "/v1/commands",
+            Some(&body),
+            timeout + CALL_TIMEOUT,
+        )
+        .await
+    }
+
     async fn call<B: Serialize, T: DeserializeOwned>(
         &self,
         method: Method,

@@ -245,6 +245,7 @@ mod tests {
             step: Some((0, 2, "kill workers".into())),
             fault_remaining: Some(Duration::from_millis(11_200)),
             next_fault: None,
+            prompt: None,
             probes: vec![ProbeLine {
                 name: "health".into(),
                 host: "local".into(),
@@ -273,6 +274,7 @@ mod tests {
             step: None,
             fault_remaining: None,
             next_fault: Some(Utc::now() + chrono::Duration::seconds(30)),
+            prompt: None,
             probes: Vec::new(),
         };
         assert!(
@@ -285,6 +287,7 @@ mod tests {
             step: Some((2, 0, "monkey #3 on local".into())),
             fault_remaining: None,
             next_fault: None,
+            prompt: None,
             probes: Vec::new(),
         };
         assert_eq!(status_line(&status), "monkey #3 on local · after-check");

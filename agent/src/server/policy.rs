@@ -15,6 +15,8 @@
 //! max_duration: 5m                  # the longest hold of a fault (ms, s, m, h); a hold is required
 //! max_loss: 50%                     # the highest `loss` share
 //! command_probes: false             # `command` probes via /v1/probe (default false with a policy)
+//! commands:                         # scenario `action`s via /v1/commands: only these programs,
+//!   allow: [/usr/local/bin/promote.sh]  #   by absolute path (none without this key, or without a policy)
 //! ```
 //!
 //! Unknown keys are refused when the agent starts (exit 64), so a typo never widens the policy.
@@ -40,6 +42,8 @@ pub struct Policy {
     max_duration: Option<Duration>,
     max_loss: Option<f64>,
     command_probes: bool,
+    /// Programs an `action` may run (`/v1/commands`); empty allows none.
+    commands: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -67,6 +71,15 @@ struct RawPolicy {
     max_loss: Option<Share>,
     #[serde(default)]
     command_probes: bool,
+    #[serde(default)]
+    commands: Option<RawCommands>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCommands {
+    #[serde(default)]
+    allow: Vec<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -169,7 +182,15 @@ impl Policy {
         {
             return Err(format!("max_loss {loss}% is not between 0% and 100%"));
         }
+        let commands = raw.commands.map(|c| c.allow).unwrap_or_default();
+        if let Some(bad) = commands.iter().find(|p| !p.is_absolute()) {
+            return Err(format!(
+                "commands.allow `{}` is not an absolute path; name each program by its full path",
+                bad.display()
+            ));
+        }
         Ok(Policy {
+            commands,
             kinds: raw.kinds,
             processes,
             fill_paths: raw.fill_paths,
@@ -219,6 +240,9 @@ impl Policy {
             parts.push(format!("max_loss {l}%"));
         }
         parts.push(format!("command_probes {}", self.command_probes));
+        if !self.commands.is_empty() {
+            parts.push(format!("commands {}", paths_list(&self.commands)));
+        }
         parts.join("; ")
     }
 
@@ -282,6 +306,23 @@ impl Policy {
             );
         }
         Ok(())
+    }
+
+    /// Whether an `action` may run `program` here: only a program `commands.allow` names, by the
+    /// same absolute path (a shell line runs `/bin/sh`, which must then be listed).
+    pub fn check_command(&self, program: &str) -> Result<(), Refusal> {
+        if self.commands.iter().any(|p| p.as_os_str() == program) {
+            return Ok(());
+        }
+        if self.commands.is_empty() {
+            return refuse(format!(
+                "running `{program}` is outside the policy: it allows no commands; list the program under `commands: {{allow: [...]}}` in the agent's policy file"
+            ));
+        }
+        refuse(format!(
+            "running `{program}` is outside the policy's commands.allow {}; add its absolute path there",
+            paths_list(&self.commands)
+        ))
     }
 
     fn check_selector(&self, selector: &ProcessSelector) -> Result<(), Refusal> {

@@ -19,5 +19,6 @@ mod load;
 mod lost_answers;
 mod monkey;
 mod signals;
+mod steps;
 mod support;
 mod verdicts;

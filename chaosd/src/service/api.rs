@@ -152,6 +152,9 @@ pub struct LiveView {
     /// When a monkey's next fault is due.
     #[serde(default)]
     pub next_fault: Option<DateTime<Utc>>,
+    /// The question a `manual` step waits on (`POST /v1/runs/{id}/confirm` or `refuse`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
     #[serde(default)]
     pub probes: Vec<ProbeView>,
 }
@@ -175,7 +178,7 @@ pub struct ProbeView {
     pub last_ok: Option<bool>,
 }
 
-const PHASES: [(Phase, &str); 8] = [
+const PHASES: [(Phase, &str); 10] = [
     (Phase::Setup, "setup"),
     (Phase::Preflight, "preflight"),
     (Phase::Check, "check"),
@@ -184,6 +187,8 @@ const PHASES: [(Phase, &str); 8] = [
     (Phase::Reverting, "reverting"),
     (Phase::Teardown, "teardown"),
     (Phase::Done, "done"),
+    (Phase::Action, "action"),
+    (Phase::Manual, "manual"),
 ];
 
 impl From<&LiveStatus> for LiveView {
@@ -203,6 +208,7 @@ impl From<&LiveStatus> for LiveView {
                 .fault_remaining
                 .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
             next_fault: s.next_fault,
+            prompt: s.prompt.clone(),
             probes: s
                 .probes
                 .iter()
@@ -232,6 +238,7 @@ impl LiveView {
                 .map(|s| (s.index, s.total, s.name.clone())),
             fault_remaining: self.fault_left_ms.map(Duration::from_millis),
             next_fault: self.next_fault,
+            prompt: self.prompt.clone(),
             probes: self
                 .probes
                 .iter()
@@ -332,6 +339,7 @@ mod tests {
                 step: Some((1, 3, "kill".into())),
                 fault_remaining: Some(Duration::from_millis(1500)),
                 next_fault: None,
+                prompt: None,
                 probes: vec![ProbeLine {
                     name: "health".into(),
                     host: "local".into(),

@@ -653,6 +653,29 @@ pub fn local_uses(scenario: &Scenario) -> Vec<String> {
             }
         }
     }
+    for (i, step) in scenario.steps.iter().enumerate() {
+        let actions = step
+            .action
+            .iter()
+            .chain(step.actions.iter().map(|a| &a.action));
+        for action in actions {
+            match &action.on {
+                None => uses.push(format!(
+                    "step {} `{}` runs the action `{}` on chaosd's machine (it has no `on:`)",
+                    i + 1,
+                    step.name,
+                    action.run
+                )),
+                Some(on) if on_local(on) => uses.push(format!(
+                    "step {} `{}` runs the action `{}` on `local` (`on: {on}`)",
+                    i + 1,
+                    step.name,
+                    action.run
+                )),
+                Some(_) => {}
+            }
+        }
+    }
     if let Some(m) = &scenario.monkey
         && on_local(&m.target)
     {

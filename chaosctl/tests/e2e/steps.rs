@@ -1,0 +1,178 @@
+//! The steps of a game day beyond faults (spec v1.1, "Steps without faults, and staggered
+//! faults"): `action` steps on the controller and through an agent, `start_after` entries of
+//! `faults`, and `manual` steps answered from another process or left unanswered.
+
+use std::fs;
+use std::time::Duration;
+
+use crate::support::{Sleeper, Test, assert_resumed, pattern, unique};
+
+/// A steady state that always holds, sampled fast, so that checks take a fraction of a second.
+const STEADY: &str = r#"version: 1
+name: steps
+settings: {recover_within: 2s}
+steady_state:
+  - name: always
+    command: {run: "true"}
+    every: 100ms
+    window: 300ms
+steps:
+"#;
+
+fn scenario(steps: &str) -> String {
+    format!("{STEADY}{steps}")
+}
+
+#[test]
+fn an_action_on_the_controller_runs_and_writes_step_n_log() {
+    let t = Test::new().scenario(&scenario(
+        r#"  - name: promote
+    action: {run: "echo promoted; echo to-stderr >&2", timeout: 10s}
+"#,
+    ));
+    let out = t.run();
+    out.code(0);
+    let folder = out.folder();
+    let report = out.report();
+    report.verdict("passed", None);
+    let action = &report.step(0)["actions"][0];
+    assert_eq!(action["host"], "controller", "{action}");
+    assert_eq!(action["exit_code"], 0, "{action}");
+    assert_eq!(action["ok"], true, "{action}");
+    assert_eq!(action["log"], "step-1.log", "{action}");
+    assert!(action["duration_ms"].is_u64(), "{action}");
+    let log = fs::read_to_string(folder.join("step-1.log")).expect("step-1.log");
+    assert!(
+        log.contains("promoted") && log.contains("to-stderr"),
+        "{log}"
+    );
+    // The step is checked like any other: after it, the hypothesis held again.
+    assert_eq!(report.step(0)["after"]["held"], true);
+    assert!(report.has_event("action_started") && report.has_event("action_done"));
+}
+
+#[test]
+fn a_failing_action_is_error_cause_action_and_the_earlier_fault_is_reverted() {
+    let tag = unique("act-fail");
+    let sleeper = Sleeper::spawn(&tag);
+    let t = Test::new()
+        .scenario(&scenario(
+            r#"  - name: pause first
+    target: local
+    fault: {pause: {process: {pattern: "${PAT}"}}}
+    duration: 300ms
+  - name: promote
+    action: {run: "echo cannot promote; exit 3"}
+  - name: never reached
+    manual: {prompt: "not asked"}
+"#,
+        ))
+        .var("PAT", pattern(&tag));
+    let out = t.run();
+    out.code(5);
+    let report = out.report();
+    report.verdict("error", Some("action"));
+    assert!(
+        report.reason().contains("exit 3") && report.reason().contains("step-2.log"),
+        "{}",
+        report.reason()
+    );
+    assert!(report.step(0)["faults"][0]["reverted_at"].is_string());
+    assert_eq!(report.step(1)["status"], "error");
+    assert_eq!(report.step(1)["actions"][0]["exit_code"], 3);
+    assert_eq!(report.step(2)["status"], "skipped");
+    assert_resumed(&[sleeper.pid]);
+}
+
+#[test]
+fn an_action_past_its_timeout_is_killed_and_is_error() {
+    let t = Test::new().scenario(&scenario(
+        r#"  - name: slow
+    action: {run: [sleep, "30"], timeout: 300ms}
+"#,
+    ));
+    let out = t.run();
+    out.code(5);
+    assert!(out.elapsed < Duration::from_secs(15), "{:?}", out.elapsed);
+    let report = out.report();
+    report.verdict("error", Some("action"));
+    let action = &report.step(0)["actions"][0];
+    assert_eq!(action["timed_out"], true, "{action}");
+    assert!(
+        report.reason().contains("did not finish within"),
+        "{}",
+        report.reason()
+    );
+}
+
+#[test]
+fn a_dry_run_records_actions_and_manual_steps_as_skipped() {
+    let t = Test::new()
+        .scenario(&scenario(
+            r#"  - name: promote
+    action: {run: "touch ${MARK}"}
+  - name: ask
+    manual: {prompt: "ready?"}
+"#,
+        ))
+        .var("MARK", "/nonexistent-dir/should-not-exist")
+        .arg("--dry-run");
+    let out = t.run();
+    out.code(0);
+    let report = out.report();
+    assert_eq!(report.step(0)["status"], "skipped");
+    assert_eq!(report.step(0)["actions"][0]["skipped"], true);
+    assert_eq!(report.step(1)["status"], "skipped");
+    assert_eq!(report.step(1)["manual"]["answer"], "skipped");
+    assert!(report.has_event("action_skipped") && report.has_event("manual_skipped"));
+}
+
+/// An action `on:` a host runs through that host's `chaos-agent`, only where its policy lists
+/// the program.
+fn agent_action(policy: &str) -> (Test, crate::support::Output) {
+    let t = Test::new().scenario(&scenario(
+        r#"  - name: promote on the agent
+    action: {run: [/bin/echo, hello-from-agent], on: edge, timeout: 10s}
+"#,
+    ));
+    let _agent = crate::edges::LoopbackAgent::start(&t, policy);
+    let inventory = t.path("inventory.yaml").display().to_string();
+    let mut args = t.run_args();
+    args.extend(["--inventory".to_string(), inventory]);
+    let out = t.spawn_args(&args, false).wait();
+    (t, out)
+}
+
+#[test]
+fn an_agent_action_outside_the_policy_is_refused_with_403_and_is_error() {
+    let (_t, out) = agent_action("kinds: [pause]\n");
+    out.code(5);
+    let report = out.report();
+    report.verdict("error", Some("action"));
+    let reason = report.reason();
+    assert!(
+        reason.contains("on edge") && reason.contains("403") && reason.contains("commands"),
+        "{reason}"
+    );
+    assert_eq!(report.step(0)["actions"][0]["host"], "edge");
+    assert_eq!(report.step(0)["actions"][0]["ok"], false);
+}
+
+#[test]
+fn an_agent_action_the_policy_allows_runs_there() {
+    let (_t, out) = agent_action("commands: {allow: [/bin/echo]}\n");
+    out.code(0);
+    let folder = out.folder();
+    let report = out.report();
+    report.verdict("passed", None);
+    let action = &report.step(0)["actions"][0];
+    assert_eq!(
+        (action["host"].as_str(), action["exit_code"].as_i64()),
+        (Some("edge"), Some(0))
+    );
+    let log = fs::read_to_string(folder.join("step-1.log")).expect("step-1.log");
+    assert!(
+        log.contains("--- edge:") && log.contains("hello-from-agent"),
+        "{log}"
+    );
+}
