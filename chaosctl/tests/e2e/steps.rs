@@ -176,3 +176,123 @@ fn an_agent_action_the_policy_allows_runs_there() {
         "{log}"
     );
 }
+
+fn millis(at: &serde_json::Value) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(at.as_str().unwrap_or_else(|| panic!("a time: {at}")))
+        .expect("an RFC 3339 time")
+        .timestamp_millis()
+}
+
+#[test]
+fn a_late_fault_and_a_runbook_action_come_at_their_start_after() {
+    let (first, late) = (unique("late-a"), unique("late-b"));
+    let a = Sleeper::spawn(&first);
+    let b = Sleeper::spawn(&late);
+    let t = Test::new();
+    let seen = t.path("state-during-action.txt");
+    let t = t
+        .scenario(&scenario(
+            r#"  - name: cascade
+    faults:
+      - {target: local, pause: {process: {pattern: "${A}"}}}
+      - {target: local, pause: {process: {pattern: "${B}"}}, start_after: 1s}
+      - {action: {run: "grep State /proc/${PID}/status > ${SEEN}"}, start_after: 300ms}
+    duration: 1500ms
+"#,
+        ))
+        .var("A", pattern(&first))
+        .var("B", pattern(&late))
+        .var("PID", a.pid)
+        .var("SEEN", seen.display());
+    let out = t.run();
+    out.code(0);
+    let report = out.report();
+    report.verdict("passed", None);
+    // The runbook action ran while the first fault held its process stopped.
+    let state = fs::read_to_string(&seen).expect("the action's file");
+    assert!(state.contains("T (stopped)"), "{state}");
+    let step = report.step(0);
+    assert_eq!(
+        step["actions"][0]["start_after_ms"], 300,
+        "{}",
+        step["actions"]
+    );
+    assert_eq!(step["actions"][0]["ok"], true, "{}", step["actions"]);
+    // Each fault's window is its own: the late one came about 1 s after the first.
+    let faults = step["faults"].as_array().unwrap();
+    let applied: Vec<i64> = faults.iter().map(|f| millis(&f["applied_at"])).collect();
+    let offset = applied[1] - applied[0];
+    assert!(
+        (900..1400).contains(&offset),
+        "late by {offset} ms: {faults:?}"
+    );
+    // Both are held until the step's end (1.5 s after its first injection), then reverted.
+    for f in faults {
+        let held = millis(&f["reverted_at"]) - applied[0];
+        assert!((1400..2500).contains(&held), "reverted {held} ms in: {f}");
+    }
+    assert_resumed(&[a.pid, b.pid]);
+}
+
+#[test]
+fn ctrl_c_before_a_late_fault_never_injects_it_and_reverts_the_first() {
+    let (first, late) = (unique("abort-a"), unique("abort-b"));
+    let a = Sleeper::spawn(&first);
+    let b = Sleeper::spawn(&late);
+    let t = Test::new()
+        .scenario(&scenario(
+            r#"  - name: cascade
+    faults:
+      - {target: local, pause: {process: {pattern: "${A}"}}}
+      - {target: local, pause: {process: {pattern: "${B}"}}, start_after: 10s}
+    duration: 20s
+"#,
+        ))
+        .var("A", pattern(&first))
+        .var("B", pattern(&late));
+    let run = t.spawn_run();
+    t.wait_for_event("fault_applied", Duration::from_secs(15));
+    assert_eq!(crate::support::proc_state(a.pid), Some('T'));
+    run.signal_group(nix::sys::signal::Signal::SIGINT);
+    let out = run.wait();
+    out.code(3);
+    assert!(out.elapsed < Duration::from_secs(10), "{:?}", out.elapsed);
+    let report = out.report();
+    report.verdict("aborted", Some("signal"));
+    let faults = report.step(0)["faults"].as_array().unwrap().clone();
+    assert!(faults[0]["reverted_at"].is_string(), "{faults:?}");
+    assert!(faults[1]["applied_at"].is_null(), "{faults:?}");
+    assert_eq!(faults[1]["skipped"], true, "{faults:?}");
+    let applied = report
+        .event_kinds()
+        .iter()
+        .filter(|k| *k == "fault_applied")
+        .count();
+    assert_eq!(applied, 1);
+    assert_resumed(&[a.pid, b.pid]);
+}
+
+#[test]
+fn a_failing_runbook_action_during_a_step_is_error_and_reverts_at_once() {
+    let tag = unique("late-fail");
+    let a = Sleeper::spawn(&tag);
+    let t = Test::new()
+        .scenario(&scenario(
+            r#"  - name: cascade
+    faults:
+      - {target: local, pause: {process: {pattern: "${A}"}}}
+      - {action: {run: "echo runbook broke; exit 4"}, start_after: 200ms}
+    duration: 20s
+"#,
+        ))
+        .var("A", pattern(&tag));
+    let out = t.run();
+    out.code(5);
+    assert!(out.elapsed < Duration::from_secs(10), "{:?}", out.elapsed);
+    let report = out.report();
+    report.verdict("error", Some("action"));
+    assert!(report.reason().contains("exit 4"), "{}", report.reason());
+    assert_eq!(report.step(0)["status"], "error");
+    assert!(report.step(0)["faults"][0]["reverted_at"].is_string());
+    assert_resumed(&[a.pid]);
+}
