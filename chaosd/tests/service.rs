@@ -963,3 +963,64 @@ monkey:
     let out = d.chaosctl(&["monkey", steps.to_str().unwrap(), "--yes", "--for", "1s"]);
     out.code(2);
 }
+
+#[test]
+fn a_manual_step_is_confirmed_through_the_api_and_409_when_nothing_waits() {
+    // Nothing of it runs on chaosd's machine: allowed without `allow_local`.
+    let d = Chaosd::start(false);
+    let yaml = r#"version: 1
+name: ask
+steps:
+  - name: the operator checks the dashboards
+    manual: {prompt: "Do the dashboards show the failover?", timeout: 1m}
+"#;
+    let id = d.submit(yaml);
+    let live = eventually(Duration::from_secs(20), "the step waits", || {
+        let run = d.run(&id);
+        (run["live"]["phase"] == "manual").then(|| run["live"].clone())
+    });
+    assert_eq!(live["prompt"], "Do the dashboards show the failover?");
+    let r = d.call(
+        "POST",
+        &format!("/v1/runs/{id}/confirm"),
+        Some(&json!({"by": "ana", "reason": "failover visible"})),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["answer"], "confirmed");
+    assert_eq!(r.json()["step"], 0);
+    // Nothing waits any more: a second answer is refused, whatever it says.
+    d.call("POST", &format!("/v1/runs/{id}/refuse"), None)
+        .error(409, "conflict");
+    let run = d.wait_verdict(&id);
+    assert_eq!(run["run"]["verdict"], "passed", "{run}");
+    let manual = &run["report"]["steps"][0]["manual"];
+    assert_eq!(manual["answer"], "confirmed", "{manual}");
+    assert_eq!(manual["by"], "ana", "{manual}");
+    assert_eq!(manual["reason"], "failover visible", "{manual}");
+    assert!(manual["answered_at"].is_string(), "{manual}");
+    let kinds: Vec<&str> = run["report"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["kind"].as_str())
+        .collect();
+    assert!(kinds.contains(&"manual_waiting") && kinds.contains(&"manual_answered"));
+    // An ended run waits for nothing either.
+    d.call("POST", &format!("/v1/runs/{id}/confirm"), None)
+        .error(409, "conflict");
+
+    // `chaosctl --server URL refuse RUN` goes through the same route.
+    let id = d.submit(yaml);
+    eventually(Duration::from_secs(20), "the step waits again", || {
+        (d.run(&id)["live"]["phase"] == "manual").then_some(())
+    });
+    d.chaosctl(&["refuse", &id, "--reason", "the dashboards are red"])
+        .code(0);
+    let run = d.wait_verdict(&id);
+    assert_eq!(run["run"]["verdict"], "deviated", "{run}");
+    assert_eq!(run["report"]["cause"], "manual", "{run}");
+    assert_eq!(
+        run["report"]["steps"][0]["manual"]["reason"],
+        "the dashboards are red"
+    );
+}

@@ -21,6 +21,25 @@ pub async fn read_json<T: DeserializeOwned>(
     req: Request<Incoming>,
     limit: usize,
 ) -> Result<T, BodyError> {
+    let bytes = read_bytes(req, limit).await?;
+    serde_json::from_slice(&bytes)
+        .map_err(|err| BodyError::Bad(format!("malformed JSON body: {err}")))
+}
+
+/// Like [`read_json`], for a body that may be left out: an empty body is `T::default()`.
+pub async fn read_json_or_default<T: DeserializeOwned + Default>(
+    req: Request<Incoming>,
+    limit: usize,
+) -> Result<T, BodyError> {
+    let bytes = read_bytes(req, limit).await?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(&bytes)
+        .map_err(|err| BodyError::Bad(format!("malformed JSON body: {err}")))
+}
+
+async fn read_bytes(req: Request<Incoming>, limit: usize) -> Result<bytes::Bytes, BodyError> {
     let declared = req
         .headers()
         .get(CONTENT_LENGTH)
@@ -41,8 +60,7 @@ pub async fn read_json<T: DeserializeOwned>(
             )));
         }
     };
-    serde_json::from_slice(&bytes)
-        .map_err(|err| BodyError::Bad(format!("malformed JSON body: {err}")))
+    Ok(bytes)
 }
 
 /// Reads and discards a refused body, a bounded amount for a bounded time, so that the client

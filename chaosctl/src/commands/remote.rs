@@ -103,6 +103,34 @@ pub async fn dispatch(command: Command, server: Server) -> Result<u8, Failure> {
             }
             Ok(EXIT_OK)
         }
+        Command::Confirm { run, by } => {
+            let req = chaosd::service::api::AnswerRequest {
+                by: Some(by.unwrap_or_else(super::answer::user_name)),
+                reason: None,
+            };
+            let answer = client.answer(&run, true, &req).await.map_err(failure)?;
+            errln!(
+                "chaosctl: confirmed step {} `{}` of run {}; the run goes on",
+                answer.step + 1,
+                answer.step_name,
+                answer.run_id
+            );
+            Ok(EXIT_OK)
+        }
+        Command::Refuse { run, reason, by } => {
+            let req = chaosd::service::api::AnswerRequest {
+                by: Some(by.unwrap_or_else(super::answer::user_name)),
+                reason,
+            };
+            let answer = client.answer(&run, false, &req).await.map_err(failure)?;
+            errln!(
+                "chaosctl: refused step {} `{}` of run {}; it ends deviated",
+                answer.step + 1,
+                answer.step_name,
+                answer.run_id
+            );
+            Ok(EXIT_OK)
+        }
         Command::Halt => {
             let answer = client.halt().await.map_err(failure)?;
             if answer.aborted.is_empty() {

@@ -296,3 +296,94 @@ fn a_failing_runbook_action_during_a_step_is_error_and_reverts_at_once() {
     assert!(report.step(0)["faults"][0]["reverted_at"].is_string());
     assert_resumed(&[a.pid]);
 }
+
+/// A run whose first step waits for a person, then a step that leaves a mark.
+fn manual_run(timeout: &str) -> Test {
+    let t = Test::new();
+    let mark = t.path("after-the-answer");
+    t.scenario(&scenario(&format!(
+        r#"  - name: the operator checks the dashboards
+    manual: {{prompt: "Do the dashboards show the failover?", timeout: {timeout}}}
+  - name: after the answer
+    action: {{run: [touch, "{}"]}}
+"#,
+        mark.display()
+    )))
+}
+
+#[test]
+fn a_manual_step_confirmed_from_another_process_goes_on() {
+    let t = manual_run("1m");
+    let run = t.spawn_run();
+    let waiting = t.wait_for_event("manual_waiting", Duration::from_secs(15));
+    assert_eq!(
+        waiting["fields"]["prompt"],
+        "Do the dashboards show the failover?"
+    );
+    let run_id = waiting["fields"]["run_id"].as_str().unwrap().to_string();
+    let answered = t.cmd(&["confirm", &run_id, "--by", "ana"]);
+    answered.code(0);
+    answered.stderr_has("confirmed step 1");
+    let out = run.wait();
+    out.code(0);
+    let report = out.report();
+    report.verdict("passed", None);
+    let manual = &report.step(0)["manual"];
+    assert_eq!(manual["answer"], "confirmed", "{manual}");
+    assert_eq!(manual["by"], "ana", "{manual}");
+    assert!(manual["answered_at"].is_string(), "{manual}");
+    assert!(t.path("after-the-answer").exists(), "the next step ran");
+    assert!(report.has_event("manual_answered"));
+    // A run that ended waits for nothing.
+    t.cmd(&["confirm", &run_id]).code(5).stderr_has("has ended");
+}
+
+#[test]
+fn a_refused_manual_step_is_deviated_cause_manual_with_the_reason() {
+    let t = manual_run("1m");
+    let run = t.spawn_run();
+    let waiting = t.wait_for_event("manual_waiting", Duration::from_secs(15));
+    let run_id = waiting["fields"]["run_id"].as_str().unwrap().to_string();
+    t.cmd(&[
+        "refuse",
+        &run_id,
+        "--reason",
+        "the dashboards are red",
+        "--by",
+        "bo",
+    ])
+    .code(0);
+    let out = run.wait();
+    out.code(1);
+    let report = out.report();
+    report.verdict("deviated", Some("manual"));
+    assert!(
+        report
+            .reason()
+            .contains("refused by bo: the dashboards are red"),
+        "{}",
+        report.reason()
+    );
+    let manual = &report.step(0)["manual"];
+    assert_eq!(manual["answer"], "refused", "{manual}");
+    assert_eq!(manual["reason"], "the dashboards are red", "{manual}");
+    assert_eq!(report.step(0)["status"], "deviated");
+    assert_eq!(report.step(1)["status"], "skipped");
+    assert!(
+        !t.path("after-the-answer").exists(),
+        "the next step did not run"
+    );
+}
+
+#[test]
+fn a_manual_step_unanswered_in_time_is_aborted_cause_manual() {
+    let t = manual_run("500ms");
+    let out = t.run();
+    out.code(3);
+    let report = out.report();
+    report.verdict("aborted", Some("manual"));
+    assert!(report.reason().contains("no answer"), "{}", report.reason());
+    assert_eq!(report.step(0)["manual"]["answer"], "timed_out");
+    assert!(report.has_event("manual_timed_out"));
+    assert!(!t.path("after-the-answer").exists());
+}

@@ -11,6 +11,8 @@
 //! | `GET /v1/runs/{id}/events` | | newline-delimited JSON [`StreamLine`]s until the run ends |
 //! | `GET /v1/runs/{id}/report?format=json\|md\|html\|junit` | | the report, rendered; 409 while running |
 //! | `POST /v1/runs/{id}/abort` | | [`AbortResponse`]; 409 when it has ended |
+//! | `POST /v1/runs/{id}/confirm` | [`AnswerRequest`] (optional) | [`AnswerResponse`]: the `manual` step waiting goes on; 409 when none waits |
+//! | `POST /v1/runs/{id}/refuse` | [`AnswerRequest`] (optional) | [`AnswerResponse`]: the step waiting is refused (`deviated`); 409 when none waits |
 //! | `POST /v1/halt` | | [`HaltResponse`]: every running run aborted, new ones refused |
 //! | `POST /v1/resume` | | [`HaltResponse`] |
 //! | `GET /v1/agents` | | [`AgentList`]: the inventory's agents |
@@ -275,6 +277,31 @@ pub enum StreamLine {
         #[serde(default)]
         report: Option<Box<Report>>,
     },
+}
+
+/// The body of `POST /v1/runs/{id}/confirm` and `.../refuse`; both keys optional, and so is
+/// the body.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnswerRequest {
+    /// Who answered, for the report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+    /// Why (mostly for a refusal), for the report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// What a confirm or refuse answered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnswerResponse {
+    pub run_id: String,
+    /// The step answered, from 0.
+    pub step: usize,
+    pub step_name: String,
+    pub prompt: String,
+    /// `confirmed` or `refused`.
+    pub answer: String,
 }
 
 /// `POST /v1/runs/{id}/abort`.

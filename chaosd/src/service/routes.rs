@@ -43,6 +43,8 @@ enum Route<'a> {
     Events(&'a str),
     Report(&'a str),
     Abort(&'a str),
+    /// `confirm` (true) or `refuse` (false) a waiting `manual` step.
+    Answer(&'a str, bool),
     Halt,
     Resume,
     Agents,
@@ -104,6 +106,17 @@ async fn dispatch(state: &Arc<State>, req: Request<Incoming>) -> Answer {
                 &AbortResponse { run_id, aborted },
             ))
         }
+        Route::Answer(id, confirmed) => {
+            let body: api::AnswerRequest =
+                agent::server::body::read_json_or_default(req, api::MAX_BODY)
+                    .await
+                    .map_err(|err| match err {
+                        BodyError::TooLarge => ServiceError::TooLarge,
+                        BodyError::Bad(message) => ServiceError::BadRequest(message),
+                    })?;
+            let answered = state.runs.answer(id, confirmed, body)?;
+            Ok(json_response(StatusCode::OK, &answered))
+        }
         Route::Halt => {
             let aborted = state.runs.halt()?;
             Ok(json_response(
@@ -157,6 +170,8 @@ fn route<'a>(method: &Method, path: &'a str) -> Result<Route<'a>, ServiceError> 
         (["runs", id, "events"], _) => ("GET", Route::Events(id)),
         (["runs", id, "report"], _) => ("GET", Route::Report(id)),
         (["runs", id, "abort"], _) => ("POST", Route::Abort(id)),
+        (["runs", id, "confirm"], _) => ("POST", Route::Answer(id, true)),
+        (["runs", id, "refuse"], _) => ("POST", Route::Answer(id, false)),
         (["halt"], _) => ("POST", Route::Halt),
         (["resume"], _) => ("POST", Route::Resume),
         (["agents"], _) => ("GET", Route::Agents),

@@ -78,6 +78,8 @@ pub struct LiveRun {
     pub run_id: String,
     pub report_dir: String,
     abort: Arc<Abort>,
+    /// Where a `manual` step's answer goes (`POST /v1/runs/{id}/confirm|refuse`).
+    answers: Arc<crate::engine::answers::Answers>,
     inner: Mutex<LiveInner>,
     /// Bumped at every event, status and the end; event streams wait on it.
     changed: watch::Sender<u64>,
@@ -276,6 +278,7 @@ impl Runs {
             run_id: run_id.clone(),
             report_dir: report_path.clone(),
             abort: Abort::new(),
+            answers: Arc::default(),
             inner: Mutex::new(LiveInner::default()),
             changed: watch::channel(0).0,
         });
@@ -307,7 +310,8 @@ impl Runs {
             dry_run = req.dry_run,
             "run started"
         );
-        let spec = RunSpec::new(run_id.clone(), seed, req.labels.clone(), req.dry_run);
+        let mut spec = RunSpec::new(run_id.clone(), seed, req.labels.clone(), req.dry_run);
+        spec.answers = Arc::clone(&live.answers);
         let hosts = Hosts::new(self.agent.clone(), &scenario, &run_id);
         let run_for = req.run_for_ms;
         let runs = Arc::clone(self);
@@ -493,6 +497,50 @@ impl Runs {
                 super::api::verdict_text(record.verdict)
             ))),
         }
+    }
+
+    /// Answers the `manual` step a running run waits on: 409 when none waits.
+    pub fn answer(
+        &self,
+        id: &str,
+        confirmed: bool,
+        req: super::api::AnswerRequest,
+    ) -> Result<super::api::AnswerResponse, ServiceError> {
+        let live = match self.find(id)? {
+            Found::Live(live) => live,
+            Found::Done { record, .. } => {
+                return Err(ServiceError::Conflict(format!(
+                    "run `{}` has ended ({}); there is nothing to answer",
+                    record.run_id,
+                    super::api::verdict_text(record.verdict)
+                )));
+            }
+        };
+        let answer = crate::engine::answers::Answer {
+            confirmed,
+            by: req.by.filter(|b| !b.trim().is_empty()),
+            reason: req.reason.filter(|r| !r.trim().is_empty()),
+            at: Utc::now(),
+        };
+        let question = live.answers.answer(None, answer).map_err(|err| {
+            ServiceError::Conflict(format!(
+                "run `{}`: {err}; only a `manual` step that is waiting can be confirmed or refused",
+                live.run_id
+            ))
+        })?;
+        info!(
+            run = live.run_id,
+            step = question.step,
+            confirmed,
+            "manual step answered"
+        );
+        Ok(super::api::AnswerResponse {
+            run_id: live.run_id.clone(),
+            step: question.step,
+            step_name: question.name,
+            prompt: question.prompt,
+            answer: if confirmed { "confirmed" } else { "refused" }.to_string(),
+        })
     }
 
     /// Sets the halt switch (persisted), then aborts every running run.
