@@ -174,6 +174,9 @@ pub struct CommandRequest {
     /// The run it belongs to, for the audit log.
     #[serde(default)]
     pub run_id: String,
+    /// Only check that the policy allows it (a controller's preflight): nothing is run.
+    #[serde(default)]
+    pub check: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

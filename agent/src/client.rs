@@ -209,6 +209,7 @@ impl AgentClient {
             run: run.clone(),
             timeout_ms: timeout.as_millis() as u64,
             run_id: run_id.to_string(),
+            check: false,
         };
         self.call_within(
             Method::POST,
@@ -217,6 +218,24 @@ impl AgentClient {
             timeout + CALL_TIMEOUT,
         )
         .await
+    }
+
+    /// Asks whether the agent's policy would run `run` (a 403 says why not); runs nothing.
+    pub async fn command_allowed(
+        &self,
+        run_id: &str,
+        run: &crate::spec::Command,
+        timeout: Duration,
+    ) -> Result<(), ClientError> {
+        let body = crate::api::CommandRequest {
+            run: run.clone(),
+            timeout_ms: timeout.as_millis() as u64,
+            run_id: run_id.to_string(),
+            check: true,
+        };
+        self.call::<_, crate::api::CommandResponse>(Method::POST, "/v1/commands", Some(&body))
+            .await
+            .map(|_| ())
     }
 
     async fn call<B: Serialize, T: DeserializeOwned>(

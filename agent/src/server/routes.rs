@@ -532,6 +532,20 @@ async fn run_command(state: &Arc<State>, body: api::CommandRequest, record: &mut
             MAX_HOLD.as_millis()
         )));
     }
+    if body.check {
+        record.detail = format!("`{}` is allowed (checked, not run)", body.run);
+        return Ok(json_response(
+            StatusCode::OK,
+            &api::CommandResponse {
+                exit_code: None,
+                timed_out: false,
+                duration_ms: 0,
+                output: String::new(),
+                truncated: false,
+                detail: "allowed by the policy; not run (a check)".to_string(),
+            },
+        ));
+    }
     let ran = crate::child::run_bounded(&body.run, std::path::Path::new("/"), timeout).await;
     record.detail = format!("ran `{}`: {}", body.run, ran.detail);
     if !ran.ok() {

@@ -459,6 +459,15 @@ async fn commands_run_only_what_the_policy_allows() {
     agent.stop().await;
 
     let agent = InProcess::start(Some("commands: {allow: [/bin/echo, /bin/sh]}\n")).await;
+    // A check (a controller's preflight) answers as a run would, and runs nothing.
+    let mut check = echo.clone();
+    check["check"] = json!(true);
+    let (status, body) = agent.api.post("/v1/commands", check).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (body["exit_code"].clone(), body["output"].clone()),
+        (json!(null), json!(""))
+    );
     let (status, body) = agent.api.post("/v1/commands", echo).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["exit_code"], 0, "{body}");

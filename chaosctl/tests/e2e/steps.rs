@@ -144,18 +144,22 @@ fn agent_action(policy: &str) -> (Test, crate::support::Output) {
 }
 
 #[test]
-fn an_agent_action_outside_the_policy_is_refused_with_403_and_is_error() {
+fn an_agent_action_outside_the_policy_is_refused_with_403_before_anything_runs() {
     let (_t, out) = agent_action("kinds: [pause]\n");
     out.code(5);
+    let folder = out.folder();
     let report = out.report();
-    report.verdict("error", Some("action"));
+    // The agent's 403 comes at preflight, so no step starts with a runbook it cannot finish.
+    report.verdict("error", Some("preflight"));
     let reason = report.reason();
     assert!(
-        reason.contains("on edge") && reason.contains("403") && reason.contains("commands"),
+        reason.contains("edge: step `promote on the agent` runs `/bin/echo hello-from-agent`")
+            && reason.contains("403")
+            && reason.contains("list the program under `commands: {allow: [...]}`"),
         "{reason}"
     );
-    assert_eq!(report.step(0)["actions"][0]["host"], "edge");
-    assert_eq!(report.step(0)["actions"][0]["ok"], false);
+    assert!(!report.has_event("action_started"), "nothing ran");
+    assert!(!folder.join("step-1.log").exists(), "nothing ran");
 }
 
 #[test]

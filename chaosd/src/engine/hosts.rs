@@ -256,6 +256,24 @@ impl Hosts {
             .map_err(|e| e.to_string())
     }
 
+    /// Whether `host` would run this action: its agent's policy must list the program. The
+    /// controller's own machine (`local`) has no policy.
+    pub async fn command_allowed(
+        &self,
+        host: &str,
+        run: &agent::spec::Command,
+        timeout: Duration,
+    ) -> Result<(), String> {
+        if host == LOCAL_HOST {
+            return Ok(());
+        }
+        let client = self.client(host)?;
+        client
+            .command_allowed(&self.run_id, run, timeout)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
     /// One probe sample from `host`'s own vantage.
     pub async fn sample(&self, host: &str, kind: &ProbeKind) -> SampleOutcome {
         if host == LOCAL_HOST {

@@ -536,7 +536,9 @@ impl Run {
                 per_host.entry(host).or_default();
             }
         }
-        // An action's hosts must answer too; whether their policy lets it run shows when it runs.
+        // An action's hosts must answer, and their policy must let it run: a runbook refused
+        // halfway through a game day would leave it with faults in and nobody's plan.
+        let mut command_checks = tokio::task::JoinSet::new();
         for step in &self.plan.steps {
             for action in step.action.iter().chain(&step.actions) {
                 let Some(on) = &action.on else { continue };
@@ -548,7 +550,20 @@ impl Run {
                 }
                 for host in &action.hosts {
                     per_host.entry(host.clone()).or_default();
+                    let (hosts, host, run) = (self.hosts.clone(), host.clone(), action.run.clone());
+                    let (timeout, step) = (action.timeout, step.name.clone());
+                    command_checks.spawn(async move {
+                        hosts
+                            .command_allowed(&host, &run, timeout)
+                            .await
+                            .map_err(|e| format!("{host}: step `{step}` runs `{run}` there: {e}"))
+                    });
                 }
+            }
+        }
+        while let Some(joined) = command_checks.join_next().await {
+            if let Ok(Err(problem)) = joined {
+                problems.push(problem);
             }
         }
         for fault in faults {
