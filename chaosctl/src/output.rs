@@ -172,6 +172,11 @@ pub fn status_line(status: &LiveStatus) -> String {
         (None, Some(next)) => parts.push(next_fault(next, Utc::now())),
         (None, None) => parts.push(status.phase.as_str().to_string()),
     }
+    if let Some(prompt) = &status.prompt {
+        parts.push(format!(
+            "“{prompt}” (y/n, or `chaosctl confirm|refuse RUN`)"
+        ));
+    }
     for p in &status.probes {
         let mark = match p.last_ok {
             Some(true) => "✓",

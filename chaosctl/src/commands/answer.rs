@@ -224,7 +224,7 @@ pub fn watch(
 
 /// Asks on the terminal from a thread of its own (a read of stdin cannot be cancelled, and the
 /// runtime must not wait for it at exit); the answer comes back through `typed`.
-fn ask_on_terminal(
+pub(crate) fn ask_on_terminal(
     step: usize,
     name: &str,
     prompt: &str,

@@ -391,3 +391,46 @@ fn a_manual_step_unanswered_in_time_is_aborted_cause_manual() {
     assert!(report.has_event("manual_timed_out"));
     assert!(!t.path("after-the-answer").exists());
 }
+
+#[test]
+fn a_manual_step_is_answered_on_chaosctl_s_terminal() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("skipped: no `script` (util-linux) to give chaosctl a terminal");
+        return;
+    }
+    let t = manual_run("1m");
+    // `script` runs chaosctl on a pseudo-terminal, so its stdin is a terminal, as a person's is.
+    let line = format!(
+        "{} --state-dir {} {}",
+        crate::support::CHAOSCTL,
+        t.state_dir().display(),
+        t.run_args().join(" ")
+    );
+    let mut child = Command::new("script")
+        .args(["-q", "-e", "-c", &line, "/dev/null"])
+        .current_dir(t.dir.path())
+        .env_remove("CHAOSD_URL")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start script");
+    t.wait_for_event("manual_waiting", Duration::from_secs(15));
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin
+        .write_all(b"n\nthe dashboards are red\n")
+        .expect("answer on the terminal");
+    let status = crate::support::eventually(Duration::from_secs(20), "chaosctl ends", || {
+        child.try_wait().expect("try_wait")
+    });
+    drop(stdin);
+    assert_eq!(status.code(), Some(1), "{status:?}");
+    let report = crate::support::Report::read(&t.run_folder());
+    report.verdict("deviated", Some("manual"));
+    let manual = &report.step(0)["manual"];
+    assert_eq!(manual["answer"], "refused", "{manual}");
+    assert_eq!(manual["reason"], "the dashboards are red", "{manual}");
+    assert!(manual["by"].is_string(), "{manual}");
+}

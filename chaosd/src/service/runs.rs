@@ -808,6 +808,23 @@ teardown:
     }
 
     #[test]
+    fn actions_on_the_controller_or_on_local_use_chaosd_s_machine() {
+        let s = scenario(
+            "version: 1\nname: a\nhosts:\n  db-1: {agent: \"https://10.0.0.1:7411\"}\nsteps:\n  - name: here\n    action: {run: [./promote.sh]}\n  - name: local\n    action: {run: [/bin/true], on: local}\n  - name: remote\n    action: {run: [/bin/true], on: db-1}\n  - name: ask\n    manual: {prompt: ok?}\n",
+        );
+        let uses = local_uses(&s);
+        assert_eq!(uses.len(), 2, "{uses:?}");
+        assert!(
+            uses[0].contains("step 1 `here` runs the action"),
+            "{uses:?}"
+        );
+        assert!(
+            uses[1].contains("step 2 `local` runs the action `/bin/true` on `local`"),
+            "{uses:?}"
+        );
+    }
+
+    #[test]
     fn a_remote_only_scenario_uses_nothing_local() {
         let s = scenario(
             r#"version: 1
