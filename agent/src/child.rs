@@ -171,3 +171,33 @@ fn fmt_secs(d: std::time::Duration) -> String {
         format!("{}ms", d.as_millis())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::Command;
+
+    #[tokio::test]
+    async fn output_is_bounded_to_its_end_and_failures_say_how() {
+        let big = Command::Shell("head -c 200000 /dev/zero | tr '\\0' a; echo; echo last".into());
+        let ran = run_bounded(&big, Path::new("/"), std::time::Duration::from_secs(10)).await;
+        assert!(ran.ok(), "{}", ran.detail);
+        assert_eq!(ran.output.len(), MAX_OUTPUT);
+        assert!(ran.truncated);
+        assert!(ran.output.ends_with(b"\nlast\n"));
+
+        let failing = Command::Shell("echo oops >&2; exit 3".into());
+        let ran = run_bounded(&failing, Path::new("/"), std::time::Duration::from_secs(10)).await;
+        assert_eq!((ran.exit_code, ran.detail.as_str()), (Some(3), "exit 3"));
+        assert_eq!(ran.output, b"oops\n");
+
+        let missing = Command::Argv(vec!["/nonexistent/program".into()]);
+        let ran = run_bounded(&missing, Path::new("/"), std::time::Duration::from_secs(10)).await;
+        assert!(!ran.ok());
+        assert!(
+            ran.detail.contains("cannot run `/nonexistent/program`"),
+            "{}",
+            ran.detail
+        );
+    }
+}

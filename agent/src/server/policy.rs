@@ -479,6 +479,28 @@ max_loss: 50%
     }
 
     #[test]
+    fn commands_are_allowed_by_exact_absolute_path_only() {
+        let p = Policy::parse("commands: {allow: [/usr/local/bin/promote.sh]}\n").unwrap();
+        assert!(p.check_command("/usr/local/bin/promote.sh").is_ok());
+        for other in ["promote.sh", "/usr/local/bin/promote.sh.bak", "/bin/sh"] {
+            assert!(
+                msg(p.check_command(other)).contains("outside the policy's commands.allow"),
+                "{other}"
+            );
+        }
+        assert!(p.summary().contains("commands [/usr/local/bin/promote.sh]"));
+        // A policy without the key allows none, and says where to add one.
+        let none = Policy::parse("kinds: [pause]\n").unwrap();
+        assert!(msg(none.check_command("/bin/true")).contains("it allows no commands"));
+        assert!(
+            Policy::parse("commands: {allow: [promote.sh]}\n")
+                .unwrap_err()
+                .contains("not an absolute path")
+        );
+        assert!(Policy::parse("commands: {allowed: [/bin/true]}\n").is_err());
+    }
+
+    #[test]
     fn a_full_policy_parses() {
         let p = Policy::parse(FULL).unwrap();
         assert_eq!(p.max_duration, Some(Duration::from_secs(300)));
