@@ -1,4 +1,4 @@
-//! How we start the user's commands (setup, teardown, command probes): in the scenario's folder,
+//! How we start the user's commands (setup, teardown, command probes, actions): in the scenario's folder,
 //! with stdin closed, and with our own binaries' folder first on `PATH`, so a scenario can name
 //! `chaos-demo` or `chaosctl` without knowing where they were installed.
 

@@ -76,6 +76,15 @@ fn waiting_step(events_path: &Path) -> Option<(usize, String)> {
     open
 }
 
+/// Whether the run's events say step `step` (from 0) was answered.
+fn answered(events_path: &Path, step: usize) -> bool {
+    std::fs::read_to_string(events_path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .any(|e| e["kind"] == "manual_answered" && e["fields"]["index"] == step)
+}
+
 /// Writes `contents` to `path` whole or not at all: a temporary file, synced, then renamed.
 fn write_atomically(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
@@ -144,6 +153,23 @@ pub async fn local(
         return Err(Failure::Failed(anyhow::anyhow!(
             "run {run_id} did not take the answer within {}s: is its chaosctl still running? (`chaosctl runs`)",
             TAKEN_WITHIN.as_secs()
+        )));
+    }
+    // Read, but was it taken? The run says so in its events (it refuses an answer that came as
+    // the step ended, and says why on its own terminal).
+    let taken = loop {
+        if answered(&events, step) {
+            break true;
+        }
+        if tokio::time::Instant::now() >= deadline + Duration::from_secs(2) {
+            break false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    if !taken {
+        return Err(Failure::Failed(anyhow::anyhow!(
+            "run {run_id} read the answer but did not take it: step {} no longer waits; `chaosctl report {run_id}` says how it ended",
+            step + 1
         )));
     }
     if confirmed {

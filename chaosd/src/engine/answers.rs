@@ -88,11 +88,12 @@ impl Answers {
         state.answer = None;
     }
 
-    /// Closes the question: later answers are refused.
-    pub(crate) fn close(&self) {
+    /// Closes the question: later answers are refused. Returns an answer that came in but was
+    /// not yet taken (it raced the timeout), so that whoever was told "taken" is not contradicted.
+    pub(crate) fn close(&self) -> Option<Answer> {
         let mut state = self.state.lock().expect("answers lock");
         state.open = None;
-        state.answer = None;
+        state.answer.take()
     }
 
     pub(crate) async fn answered(&self) -> Answer {
@@ -140,7 +141,7 @@ mod tests {
         assert_eq!(answers.answer(None, yes()), Err(NotTaken::Answered(2)));
         assert_eq!(answers.waiting(), None);
         assert!(answers.answered().await.confirmed);
-        answers.close();
+        assert!(answers.close().is_some_and(|a| a.confirmed));
         assert_eq!(answers.answer(None, yes()), Err(NotTaken::NotWaiting));
     }
 }

@@ -1289,7 +1289,11 @@ impl Run {
                 other => break other,
             }
         };
-        answers.close();
+        // An answer that came in as the wait ended was told it was taken: it counts.
+        let got = match (answers.close(), got) {
+            (Some(answer), Got::Timeout) => Got::Answer(answer),
+            (_, got) => got,
+        };
         self.live.prompt(None);
         let manual_report = |answer: &str, given: Option<&answers::Answer>| ManualReport {
             asked_at: Some(asked_at),
