@@ -1,6 +1,6 @@
-//! How we start the user's commands (setup, teardown, command probes, actions): in the scenario's folder,
-//! with stdin closed, and with our own binaries' folder first on `PATH`, so a scenario can name
-//! `chaos-demo` or `chaosctl` without knowing where they were installed.
+//! How we start the user's commands (setup, teardown, command probes, actions): in the
+//! scenario's folder, with stdin closed, and with our own binaries' folder first on `PATH`, so a
+//! scenario can name `chaos-demo` or `chaosctl` without knowing where they were installed.
 
 use std::ffi::OsString;
 use std::path::Path;
