@@ -1419,7 +1419,8 @@ impl Run {
         enum Woke {
             HoldEnded,
             Due,
-            ActionDone(Option<(usize, Vec<ActionReport>)>),
+            /// An action entry ended, or its task failed (a panic: not known to have run well).
+            ActionDone(Option<Result<(usize, Vec<ActionReport>), String>>),
             Aborted,
             Breach(Breach),
             Sample,
@@ -1497,7 +1498,7 @@ impl Run {
                     () = sleep_until(hold_end) => Woke::HoldEnded,
                     () = sleep_until_opt(next_due) => Woke::Due,
                     done = running.join_next(), if !running.is_empty() => {
-                        Woke::ActionDone(done.and_then(Result::ok))
+                        Woke::ActionDone(done.map(|d| d.map_err(|e| e.to_string())))
                     }
                     () = self.abort.aborted() => Woke::Aborted,
                     // `--for` ran out: end the hold early, then measure recovery as usual.
@@ -1509,16 +1510,27 @@ impl Run {
             match woke {
                 Woke::HoldEnded => break End::Held,
                 Woke::Due => {}
-                Woke::ActionDone(done) => {
-                    if let Some((i, reports)) = done
-                        && !self.record_actions(step, Some(i), reports)
-                    {
+                Woke::ActionDone(None) => {}
+                Woke::ActionDone(Some(Ok((i, reports)))) => {
+                    if !self.record_actions(step, Some(i), reports) {
                         if self.abort.is_aborted() {
                             break End::Interrupted;
                         }
                         self.step_mut().status = StepStatus::Error;
                         break End::Failed;
                     }
+                }
+                Woke::ActionDone(Some(Err(err))) => {
+                    self.fail(
+                        Verdict::Error,
+                        Cause::Action,
+                        format!(
+                            "an action of step `{}` failed unexpectedly: {err}",
+                            step.name
+                        ),
+                    );
+                    self.step_mut().status = StepStatus::Error;
+                    break End::Failed;
                 }
                 Woke::Aborted => break End::Interrupted,
                 Woke::Breach(breach) => {
@@ -1558,8 +1570,21 @@ impl Run {
         // Actions still running at the step's end finish (each within its timeout) and count.
         let mut actions_ok = true;
         while let Some(joined) = running.join_next().await {
-            if let Ok((i, reports)) = joined {
-                actions_ok &= self.record_actions(step, Some(i), reports);
+            match joined {
+                Ok((i, reports)) => actions_ok &= self.record_actions(step, Some(i), reports),
+                // Cancelled above because the step ended early: its records say so below.
+                Err(err) if err.is_cancelled() => {}
+                Err(err) => {
+                    actions_ok = false;
+                    self.fail(
+                        Verdict::Error,
+                        Cause::Action,
+                        format!(
+                            "an action of step `{}` failed unexpectedly: {err}",
+                            step.name
+                        ),
+                    );
+                }
             }
         }
         for (i, was_started) in started.iter().enumerate() {
