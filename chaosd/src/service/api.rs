@@ -143,7 +143,9 @@ pub struct RunView {
 /// A running run's status: [`LiveStatus`] on the wire.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LiveView {
-    /// `setup`, `preflight`, `check`, `step`, `after_check`, `reverting`, `teardown`, `done`.
+    /// `setup`, `preflight`, `check`, `step`, `action` (an `action` step's command runs),
+    /// `manual` (a `manual` step waits: see `prompt`), `after_check`, `reverting`, `teardown`,
+    /// `done`.
     pub phase: String,
     /// The step going on: index from 0, how many steps, its name.
     #[serde(default)]
