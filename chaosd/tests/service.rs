@@ -980,10 +980,17 @@ steps:
         (run["live"]["phase"] == "manual").then(|| run["live"].clone())
     });
     assert_eq!(live["prompt"], "Do the dashboards show the failover?");
+    // An answer meant for another step is refused; the step still waits.
+    d.call(
+        "POST",
+        &format!("/v1/runs/{id}/confirm"),
+        Some(&json!({"step": 1})),
+    )
+    .error(409, "conflict");
     let r = d.call(
         "POST",
         &format!("/v1/runs/{id}/confirm"),
-        Some(&json!({"by": "ana", "reason": "failover visible"})),
+        Some(&json!({"by": "ana", "reason": "failover visible", "step": 0})),
     );
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json()["answer"], "confirmed");

@@ -107,6 +107,7 @@ pub async fn dispatch(command: Command, server: Server) -> Result<u8, Failure> {
             let req = chaosd::service::api::AnswerRequest {
                 by: Some(by.unwrap_or_else(super::answer::user_name)),
                 reason: None,
+                step: None,
             };
             let answer = client.answer(&run, true, &req).await.map_err(failure)?;
             errln!(
@@ -121,6 +122,7 @@ pub async fn dispatch(command: Command, server: Server) -> Result<u8, Failure> {
             let req = chaosd::service::api::AnswerRequest {
                 by: Some(by.unwrap_or_else(super::answer::user_name)),
                 reason,
+                step: None,
             };
             let answer = client.answer(&run, false, &req).await.map_err(failure)?;
             errln!(
@@ -325,6 +327,7 @@ fn answer_from_terminal(
         let req = chaosd::service::api::AnswerRequest {
             by: Some(super::answer::user_name()),
             reason,
+            step: Some(step as usize),
         };
         if let Err(err) = client.answer(&run_id, confirmed, &req).await {
             errln!("chaosctl: your answer was not taken: {err}");

@@ -292,6 +292,10 @@ pub struct AnswerRequest {
     /// Why (mostly for a refusal), for the report.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The step (from 0) this answer is for: when given, it must be the one waiting (409
+    /// otherwise), so a page shown for an earlier step cannot answer a later one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<usize>,
 }
 
 /// What a confirm or refuse answered.

@@ -518,11 +518,11 @@ impl Runs {
         };
         let answer = crate::engine::answers::Answer {
             confirmed,
-            by: req.by.filter(|b| !b.trim().is_empty()),
-            reason: req.reason.filter(|r| !r.trim().is_empty()),
+            by: req.by.clone().filter(|b| !b.trim().is_empty()),
+            reason: req.reason.clone().filter(|r| !r.trim().is_empty()),
             at: Utc::now(),
         };
-        let question = live.answers.answer(None, answer).map_err(|err| {
+        let question = live.answers.answer(req.step, answer).map_err(|err| {
             ServiceError::Conflict(format!(
                 "run `{}`: {err}; only a `manual` step that is waiting can be confirmed or refused",
                 live.run_id
