@@ -13,6 +13,7 @@
 //! | `GET /v1/faults` | | [`FaultsResponse`]: every active fault |
 //! | `POST /v1/revert-all` | | [`RevertAllResponse`]: break glass, every run |
 //! | `POST /v1/probe` | [`ProbeRequest`] | [`ProbeResponse`] |
+//! | `POST /v1/commands` | [`CommandRequest`] | [`CommandResponse`]; 403 unless the policy's `commands.allow` lists the program |
 //!
 //! Every error is a JSON [`ApiError`] with a 4xx or 5xx status. A missing or wrong bearer token is
 //! answered 401 before the request is looked at.
@@ -163,4 +164,51 @@ pub struct ProbeResponse {
     /// A `load` burst's figures per request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub load: Option<crate::probe::LoadFigures>,
+}
+
+/// `POST /v1/commands`: run a scenario's `action` on this host, to its end or its timeout.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CommandRequest {
+    pub run: crate::spec::Command,
+    pub timeout_ms: u64,
+    /// The run it belongs to, for the audit log.
+    #[serde(default)]
+    pub run_id: String,
+    /// Only check that the policy allows it (a controller's preflight): nothing is run.
+    #[serde(default)]
+    pub check: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CommandResponse {
+    /// `None` when it was killed (a timeout) or could not start.
+    pub exit_code: Option<i32>,
+    pub timed_out: bool,
+    pub duration_ms: u64,
+    /// stdout and stderr interleaved, the last 64 KiB of it (lossy UTF-8).
+    pub output: String,
+    /// Whether the start of the output was dropped.
+    #[serde(default)]
+    pub truncated: bool,
+    /// How it ended, in words.
+    pub detail: String,
+}
+
+impl From<crate::child::Ran> for CommandResponse {
+    fn from(ran: crate::child::Ran) -> CommandResponse {
+        CommandResponse {
+            exit_code: ran.exit_code,
+            timed_out: ran.timed_out,
+            duration_ms: ran.duration.as_millis() as u64,
+            output: String::from_utf8_lossy(&ran.output).into_owned(),
+            truncated: ran.truncated,
+            detail: ran.detail,
+        }
+    }
+}
+
+impl CommandResponse {
+    pub fn ok(&self) -> bool {
+        self.exit_code == Some(0) && !self.timed_out
+    }
 }

@@ -225,6 +225,46 @@ impl AgentClient {
             .await
     }
 
+    /// Runs an `action` on the agent's host; the call waits for its timeout and a little more.
+    pub async fn command(
+        &self,
+        run_id: &str,
+        run: &crate::spec::Command,
+        timeout: Duration,
+    ) -> Result<crate::api::CommandResponse, ClientError> {
+        let body = crate::api::CommandRequest {
+            run: run.clone(),
+            timeout_ms: timeout.as_millis() as u64,
+            run_id: run_id.to_string(),
+            check: false,
+        };
+        self.call_within(
+            Method::POST,
+            "/v1/commands",
+            Some(&body),
+            timeout + CALL_TIMEOUT,
+        )
+        .await
+    }
+
+    /// Asks whether the agent's policy would run `run` (a 403 says why not); runs nothing.
+    pub async fn command_allowed(
+        &self,
+        run_id: &str,
+        run: &crate::spec::Command,
+        timeout: Duration,
+    ) -> Result<(), ClientError> {
+        let body = crate::api::CommandRequest {
+            run: run.clone(),
+            timeout_ms: timeout.as_millis() as u64,
+            run_id: run_id.to_string(),
+            check: true,
+        };
+        self.call::<_, crate::api::CommandResponse>(Method::POST, "/v1/commands", Some(&body))
+            .await
+            .map(|_| ())
+    }
+
     async fn call<B: Serialize, T: DeserializeOwned>(
         &self,
         method: Method,

@@ -130,6 +130,28 @@ pub enum Command {
         #[arg(value_name = "RUN")]
         run: String,
     },
+    /// Confirm the `manual` step a run waits on: the run goes on. Works on a local run (from
+    /// another terminal, through the state directory) and with --server.
+    Confirm {
+        /// A run id, a unique prefix of one, its random suffix (after the dash), or `latest`.
+        #[arg(value_name = "RUN")]
+        run: String,
+        /// Who answers, for the report (default: your user name).
+        #[arg(long, value_name = "NAME")]
+        by: Option<String>,
+    },
+    /// Refuse the `manual` step a run waits on: the step and the run end `deviated`.
+    Refuse {
+        /// A run id, a unique prefix of one, its random suffix (after the dash), or `latest`.
+        #[arg(value_name = "RUN")]
+        run: String,
+        /// Why, for the report.
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
+        /// Who answers, for the report (default: your user name).
+        #[arg(long, value_name = "NAME")]
+        by: Option<String>,
+    },
     /// Abort every run on the chaosd server (--server) and refuse new ones until `resume`.
     Halt,
     /// Let the chaosd server (--server) accept runs again after a `halt`.

@@ -172,6 +172,11 @@ pub fn status_line(status: &LiveStatus) -> String {
         (None, Some(next)) => parts.push(next_fault(next, Utc::now())),
         (None, None) => parts.push(status.phase.as_str().to_string()),
     }
+    if let Some(prompt) = &status.prompt {
+        parts.push(format!(
+            "“{prompt}” (y/n, or `chaosctl confirm|refuse RUN`)"
+        ));
+    }
     for p in &status.probes {
         let mark = match p.last_ok {
             Some(true) => "✓",
@@ -245,6 +250,7 @@ mod tests {
             step: Some((0, 2, "kill workers".into())),
             fault_remaining: Some(Duration::from_millis(11_200)),
             next_fault: None,
+            prompt: None,
             probes: vec![ProbeLine {
                 name: "health".into(),
                 host: "local".into(),
@@ -273,6 +279,7 @@ mod tests {
             step: None,
             fault_remaining: None,
             next_fault: Some(Utc::now() + chrono::Duration::seconds(30)),
+            prompt: None,
             probes: Vec::new(),
         };
         assert!(
@@ -285,6 +292,7 @@ mod tests {
             step: Some((2, 0, "monkey #3 on local".into())),
             fault_remaining: None,
             next_fault: None,
+            prompt: None,
             probes: Vec::new(),
         };
         assert_eq!(status_line(&status), "monkey #3 on local · after-check");

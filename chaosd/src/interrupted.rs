@@ -75,6 +75,8 @@ pub fn report(record: &RunRecord, events: Vec<Event>) -> Report {
                     impact: Vec::new(),
                     impact_until: None,
                     objectives: None,
+                    actions: Vec::new(),
+                    manual: None,
                 });
             }
             "fault_applied" => {

@@ -1287,7 +1287,7 @@ fn web_and_api_confirm_and_refuse_say_409_when_the_run_waits_for_no_answer() {
     let id = d.submit(&pause_yaml(&sleeper.pattern, "30s"));
     sleeper.wait_state('T', "the sleeper paused");
 
-    // The JSON API: an empty body is `{}`; a refusal needs a reason.
+    // The JSON API: an empty body is `{}`.
     let msg = d
         .call("POST", &format!("/v1/runs/{id}/confirm"), None)
         .error(409, "conflict");
@@ -1300,14 +1300,15 @@ fn web_and_api_confirm_and_refuse_say_409_when_the_run_waits_for_no_answer() {
         )
         .error(409, "conflict");
     assert!(msg.contains("not waiting for an answer"), "{msg}");
+    // A reason is welcome, not required (`chaosctl refuse RUN` may leave it out).
     let msg = d
         .call(
             "POST",
             &format!("/v1/runs/{id}/refuse"),
             Some(&json!({"by": "alice"})),
         )
-        .error(400, "bad_request");
-    assert!(msg.contains("needs a `reason`"), "{msg}");
+        .error(409, "conflict");
+    assert!(msg.contains("not waiting for an answer"), "{msg}");
     d.call("POST", "/v1/runs/no-such-run/confirm", None)
         .error(404, "not_found");
     d.call(
@@ -1625,4 +1626,72 @@ fn scopeguard(f: impl FnOnce()) -> impl Drop {
         }
     }
     Guard(Some(f))
+}
+
+#[test]
+fn a_manual_step_is_confirmed_through_the_api_and_409_when_nothing_waits() {
+    // Nothing of it runs on chaosd's machine: allowed without `allow_local`.
+    let d = Chaosd::start(false);
+    let yaml = r#"version: 1
+name: ask
+steps:
+  - name: the operator checks the dashboards
+    manual: {prompt: "Do the dashboards show the failover?", timeout: 1m}
+"#;
+    let id = d.submit(yaml);
+    let live = eventually(Duration::from_secs(20), "the step waits", || {
+        let run = d.run(&id);
+        (run["live"]["phase"] == "manual").then(|| run["live"].clone())
+    });
+    assert_eq!(live["prompt"], "Do the dashboards show the failover?");
+    // An answer meant for another step is refused; the step still waits.
+    d.call(
+        "POST",
+        &format!("/v1/runs/{id}/confirm"),
+        Some(&json!({"step": 1})),
+    )
+    .error(409, "conflict");
+    let r = d.call(
+        "POST",
+        &format!("/v1/runs/{id}/confirm"),
+        Some(&json!({"by": "ana", "reason": "failover visible", "step": 0})),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["answer"], "confirmed");
+    assert_eq!(r.json()["step"], 0);
+    // Nothing waits any more: a second answer is refused, whatever it says.
+    d.call("POST", &format!("/v1/runs/{id}/refuse"), None)
+        .error(409, "conflict");
+    let run = d.wait_verdict(&id);
+    assert_eq!(run["run"]["verdict"], "passed", "{run}");
+    let manual = &run["report"]["steps"][0]["manual"];
+    assert_eq!(manual["answer"], "confirmed", "{manual}");
+    assert_eq!(manual["by"], "ana", "{manual}");
+    assert_eq!(manual["reason"], "failover visible", "{manual}");
+    assert!(manual["answered_at"].is_string(), "{manual}");
+    let kinds: Vec<&str> = run["report"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["kind"].as_str())
+        .collect();
+    assert!(kinds.contains(&"manual_waiting") && kinds.contains(&"manual_answered"));
+    // An ended run waits for nothing either.
+    d.call("POST", &format!("/v1/runs/{id}/confirm"), None)
+        .error(409, "conflict");
+
+    // `chaosctl --server URL refuse RUN` goes through the same route.
+    let id = d.submit(yaml);
+    eventually(Duration::from_secs(20), "the step waits again", || {
+        (d.run(&id)["live"]["phase"] == "manual").then_some(())
+    });
+    d.chaosctl(&["refuse", &id, "--reason", "the dashboards are red"])
+        .code(0);
+    let run = d.wait_verdict(&id);
+    assert_eq!(run["run"]["verdict"], "deviated", "{run}");
+    assert_eq!(run["report"]["cause"], "manual", "{run}");
+    assert_eq!(
+        run["report"]["steps"][0]["manual"]["reason"],
+        "the dashboards are red"
+    );
 }

@@ -29,6 +29,32 @@ where
     B: Body,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    let bytes = read_bytes(req, limit).await?;
+    serde_json::from_slice(&bytes)
+        .map_err(|err| BodyError::Bad(format!("malformed JSON body: {err}")))
+}
+
+/// Like [`read_json`], for a body that may be left out: an empty body is `T::default()`.
+pub async fn read_json_or_default<T, B>(req: Request<B>, limit: usize) -> Result<T, BodyError>
+where
+    T: DeserializeOwned + Default,
+    B: Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let bytes = read_bytes(req, limit).await?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(&bytes)
+        .map_err(|err| BodyError::Bad(format!("malformed JSON body: {err}")))
+}
+
+/// The whole body, bounded in size and in time.
+async fn read_bytes<B>(req: Request<B>, limit: usize) -> Result<bytes::Bytes, BodyError>
+where
+    B: Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let declared = req
         .headers()
         .get(CONTENT_LENGTH)
@@ -53,8 +79,7 @@ where
             )));
         }
     };
-    serde_json::from_slice(&bytes)
-        .map_err(|err| BodyError::Bad(format!("malformed JSON body: {err}")))
+    Ok(bytes)
 }
 
 /// Reads and discards a refused body, a bounded amount for a bounded time, so that the client

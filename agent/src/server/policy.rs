@@ -15,6 +15,8 @@
 //! max_duration: 5m                  # the longest hold of a fault (ms, s, m, h); a hold is required
 //! max_loss: 50%                     # the highest `loss` share
 //! command_probes: false             # `command` probes via /v1/probe (default false with a policy)
+//! commands:                         # scenario `action`s via /v1/commands: only these programs,
+//!   allow: [/usr/local/bin/promote.sh]  #   by absolute path (none without this key, or without a policy)
 //! ```
 //!
 //! Unknown keys are refused when the agent starts (exit 64), so a typo never widens the policy.
@@ -40,6 +42,8 @@ pub struct Policy {
     max_duration: Option<Duration>,
     max_loss: Option<f64>,
     command_probes: bool,
+    /// Programs an `action` may run (`/v1/commands`); empty allows none.
+    commands: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -67,6 +71,15 @@ struct RawPolicy {
     max_loss: Option<Share>,
     #[serde(default)]
     command_probes: bool,
+    #[serde(default)]
+    commands: Option<RawCommands>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCommands {
+    #[serde(default)]
+    allow: Vec<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -169,7 +182,15 @@ impl Policy {
         {
             return Err(format!("max_loss {loss}% is not between 0% and 100%"));
         }
+        let commands = raw.commands.map(|c| c.allow).unwrap_or_default();
+        if let Some(bad) = commands.iter().find(|p| !p.is_absolute()) {
+            return Err(format!(
+                "commands.allow `{}` is not an absolute path; name each program by its full path",
+                bad.display()
+            ));
+        }
         Ok(Policy {
+            commands,
             kinds: raw.kinds,
             processes,
             fill_paths: raw.fill_paths,
@@ -219,6 +240,9 @@ impl Policy {
             parts.push(format!("max_loss {l}%"));
         }
         parts.push(format!("command_probes {}", self.command_probes));
+        if !self.commands.is_empty() {
+            parts.push(format!("commands {}", paths_list(&self.commands)));
+        }
         parts.join("; ")
     }
 
@@ -282,6 +306,23 @@ impl Policy {
             );
         }
         Ok(())
+    }
+
+    /// Whether an `action` may run `program` here: only a program `commands.allow` names, by the
+    /// same absolute path (a shell line runs `/bin/sh`, which must then be listed).
+    pub fn check_command(&self, program: &str) -> Result<(), Refusal> {
+        if self.commands.iter().any(|p| p.as_os_str() == program) {
+            return Ok(());
+        }
+        if self.commands.is_empty() {
+            return refuse(format!(
+                "running `{program}` is outside the policy: it allows no commands; list the program under `commands: {{allow: [...]}}` in the agent's policy file"
+            ));
+        }
+        refuse(format!(
+            "running `{program}` is outside the policy's commands.allow {}; add its absolute path there",
+            paths_list(&self.commands)
+        ))
     }
 
     fn check_selector(&self, selector: &ProcessSelector) -> Result<(), Refusal> {
@@ -435,6 +476,28 @@ max_loss: 50%
 
     fn msg(r: Result<(), Refusal>) -> String {
         r.unwrap_err().0
+    }
+
+    #[test]
+    fn commands_are_allowed_by_exact_absolute_path_only() {
+        let p = Policy::parse("commands: {allow: [/usr/local/bin/promote.sh]}\n").unwrap();
+        assert!(p.check_command("/usr/local/bin/promote.sh").is_ok());
+        for other in ["promote.sh", "/usr/local/bin/promote.sh.bak", "/bin/sh"] {
+            assert!(
+                msg(p.check_command(other)).contains("outside the policy's commands.allow"),
+                "{other}"
+            );
+        }
+        assert!(p.summary().contains("commands [/usr/local/bin/promote.sh]"));
+        // A policy without the key allows none, and says where to add one.
+        let none = Policy::parse("kinds: [pause]\n").unwrap();
+        assert!(msg(none.check_command("/bin/true")).contains("it allows no commands"));
+        assert!(
+            Policy::parse("commands: {allow: [promote.sh]}\n")
+                .unwrap_err()
+                .contains("not an absolute path")
+        );
+        assert!(Policy::parse("commands: {allowed: [/bin/true]}\n").is_err());
     }
 
     #[test]

@@ -38,6 +38,7 @@ enum Route<'a> {
     Faults,
     RevertAll,
     Probe,
+    Command,
     Preflight(&'a str),
     Apply(&'a str),
     RevertFault(&'a str, &'a str),
@@ -53,7 +54,9 @@ impl Route<'_> {
             | Route::RevertFault(run, _)
             | Route::RevertRun(run)
             | Route::Lease(run) => Some(run),
-            Route::Health | Route::Faults | Route::RevertAll | Route::Probe => None,
+            Route::Health | Route::Faults | Route::RevertAll | Route::Probe | Route::Command => {
+                None
+            }
         }
     }
 }
@@ -132,6 +135,7 @@ async fn dispatch(
         )),
         Route::RevertAll => revert_all(state, record).await,
         Route::Probe => probe(state, read_json(req).await?, record).await,
+        Route::Command => run_command(state, read_json(req).await?, record).await,
         Route::Preflight(run) => preflight(state, run, read_json(req).await?, record).await,
         Route::Apply(run) => apply(state, peer, run, read_json(req).await?, record).await,
         Route::RevertFault(run, fault) => revert_fault(state, run, fault, record).await,
@@ -184,6 +188,7 @@ fn route<'a>(method: &Method, path: &'a str) -> Result<Route<'a>, ServerError> {
         ["faults"] => ("GET", Route::Faults),
         ["revert-all"] => ("POST", Route::RevertAll),
         ["probe"] => ("POST", Route::Probe),
+        ["commands"] => ("POST", Route::Command),
         ["runs", run] => ("DELETE", Route::RevertRun(run)),
         ["runs", run, "preflight"] => ("POST", Route::Preflight(run)),
         ["runs", run, "faults"] => ("POST", Route::Apply(run)),
@@ -495,6 +500,64 @@ async fn probe(state: &Arc<State>, body: ProbeRequest, record: &mut Record) -> A
     ))
 }
 
+/// Runs a scenario's `action` here, only when the policy lists its program: without a policy
+/// file nothing is run, since a token alone must not be a way to run anything on this host.
+async fn run_command(state: &Arc<State>, body: api::CommandRequest, record: &mut Record) -> Answer {
+    check_stopping(state)?;
+    if !body.run_id.is_empty() {
+        check_id("run", &body.run_id)?;
+        record.run = Some(body.run_id.clone());
+    }
+    let argv = body.run.argv();
+    let Some(program) = argv.first().filter(|p| !p.is_empty()) else {
+        return Err(ServerError::BadRequest(
+            "the command is empty; give the program and its arguments".to_string(),
+        ));
+    };
+    match &state.policy {
+        None => {
+            return Err(ServerError::Forbidden(format!(
+                "running `{program}` is refused: this agent has no --policy file, and it runs \
+                 commands only when a policy lists them under `commands: {{allow: [...]}}`"
+            )));
+        }
+        Some(policy) => policy
+            .check_command(program)
+            .map_err(|r| ServerError::Forbidden(r.0))?,
+    }
+    let timeout = Duration::from_millis(body.timeout_ms);
+    if timeout.is_zero() || timeout > MAX_HOLD {
+        return Err(ServerError::BadRequest(format!(
+            "timeout_ms {} is not between 1 and {} (7 days)",
+            body.timeout_ms,
+            MAX_HOLD.as_millis()
+        )));
+    }
+    if body.check {
+        record.detail = format!("`{}` is allowed (checked, not run)", body.run);
+        return Ok(json_response(
+            StatusCode::OK,
+            &api::CommandResponse {
+                exit_code: None,
+                timed_out: false,
+                duration_ms: 0,
+                output: String::new(),
+                truncated: false,
+                detail: "allowed by the policy; not run (a check)".to_string(),
+            },
+        ));
+    }
+    let ran = crate::child::run_bounded(&body.run, std::path::Path::new("/"), timeout).await;
+    record.detail = format!("ran `{}`: {}", body.run, ran.detail);
+    if !ran.ok() {
+        record.outcome = "failed";
+    }
+    Ok(json_response(
+        StatusCode::OK,
+        &api::CommandResponse::from(ran),
+    ))
+}
+
 fn summarize_reverts(results: &[api::RevertResponse]) -> String {
     if results.is_empty() {
         return "nothing to revert".to_string();
@@ -555,6 +618,7 @@ mod tests {
             Route::Lease("r1")
         );
         assert_eq!(route(&post, "/v1/revert-all").unwrap(), Route::RevertAll);
+        assert_eq!(route(&post, "/v1/commands").unwrap(), Route::Command);
         for missing in [
             "/",
             "/v1",

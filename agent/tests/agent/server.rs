@@ -431,6 +431,70 @@ async fn requests_outside_the_policy_are_refused_with_the_reason() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_run_only_what_the_policy_allows() {
+    let echo =
+        json!({"run": {"argv": ["/bin/echo", "promoted"]}, "timeout_ms": 5000, "run_id": "r1"});
+    // No policy file: a token alone never runs a program.
+    let open = InProcess::start(None).await;
+    let (status, body) = open.api.post("/v1/commands", echo.clone()).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("no --policy file"),
+        "{body}"
+    );
+    open.stop().await;
+
+    // A policy without `commands` allows none; one that lists the program runs it.
+    let agent = InProcess::start(Some("kinds: [pause]\n")).await;
+    let (status, body) = agent.api.post("/v1/commands", echo.clone()).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("commands: {allow: [...]}"),
+        "{body}"
+    );
+    agent.stop().await;
+
+    let agent = InProcess::start(Some("commands: {allow: [/bin/echo, /bin/sh]}\n")).await;
+    // A check (a controller's preflight) answers as a run would, and runs nothing.
+    let mut check = echo.clone();
+    check["check"] = json!(true);
+    let (status, body) = agent.api.post("/v1/commands", check).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (body["exit_code"].clone(), body["output"].clone()),
+        (json!(null), json!(""))
+    );
+    let (status, body) = agent.api.post("/v1/commands", echo).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["exit_code"], 0, "{body}");
+    assert_eq!(body["output"], "promoted\n", "{body}");
+    let other = json!({"run": {"argv": ["/bin/cat", "/etc/hostname"]}, "timeout_ms": 5000});
+    let (status, body) = agent.api.post("/v1/commands", other).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("outside the policy's commands.allow [/bin/echo, /bin/sh]"),
+        "{body}"
+    );
+    // A timeout kills it, and says so.
+    let slow = json!({"run": {"shell": "echo started; sleep 30"}, "timeout_ms": 200});
+    let (status, body) = agent.api.post("/v1/commands", slow).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["timed_out"], true, "{body}");
+    assert_eq!(body["output"], "started\n", "{body}");
+    assert!(body["duration_ms"].as_u64().unwrap() < 5000, "{body}");
+    agent.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_apply_nothing() {
     let agent = InProcess::start(None).await;
     let (sleep, _) = Spawned::sleep();

@@ -2,6 +2,7 @@
 //! with their whole context chain.
 
 mod agents;
+pub mod answer;
 mod certs;
 mod diff;
 mod init;
@@ -56,6 +57,8 @@ pub async fn dispatch(args: Args) -> u8 {
             | Command::Runs { .. }
             | Command::Report { .. }
             | Command::Abort { .. }
+            | Command::Confirm { .. }
+            | Command::Refuse { .. }
             | Command::Halt
             | Command::Resume),
             Some(server),
@@ -118,6 +121,12 @@ async fn local(command: Command, state_dir: Option<std::path::PathBuf>) -> Resul
         Command::Agents { load, output } => agents::run(&load, output).await,
         Command::Monkey(monkey_args) => monkey::run(monkey_args, state_dir.as_deref()).await,
         Command::Certs { action } => certs::run(action),
+        Command::Confirm { run, by } => {
+            answer::local(state_dir.as_deref(), &run, true, by, None).await
+        }
+        Command::Refuse { run, reason, by } => {
+            answer::local(state_dir.as_deref(), &run, false, by, reason).await
+        }
         Command::Abort { .. } | Command::Halt | Command::Resume | Command::Schedule { .. } => {
             unreachable!("sent to the server by `dispatch`")
         }

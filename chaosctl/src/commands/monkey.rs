@@ -40,6 +40,7 @@ pub async fn run(args: MonkeyArgs, state_dir: Option<&Path>) -> Result<u8, Failu
         labels: &args.labels,
         output: args.output,
         dry_run: false,
+        state_dir: &state_dir,
     };
     let run_for = args.run_for;
     launch(scenario, seed, options, &store, agent, recovered, |run| {

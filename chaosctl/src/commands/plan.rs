@@ -158,6 +158,35 @@ pub fn render(scenario: &Scenario, plan: &Plan, origin: SeedOrigin) -> String {
     } else {
         let _ = writeln!(out, "\nsteps");
         for step in &plan.steps {
+            let where_ = |a: &chaosd::engine::plan::PlannedAction| match &a.on {
+                None => "the controller".to_string(),
+                Some(_) => format!("[{}]", a.hosts.join(", ")),
+            };
+            if let Some(a) = &step.action {
+                let _ = writeln!(
+                    out,
+                    "  {}. {} (action, within {}; recover within {})\n     run `{}` on {}",
+                    step.index + 1,
+                    step.name,
+                    format_duration(a.timeout),
+                    format_duration(step.recover_within),
+                    a.run,
+                    where_(a)
+                );
+                continue;
+            }
+            if let Some(m) = &step.manual {
+                let _ = writeln!(
+                    out,
+                    "  {}. {} (manual, answer within {}; recover within {})\n     ask: {}",
+                    step.index + 1,
+                    step.name,
+                    format_duration(m.timeout),
+                    format_duration(step.recover_within),
+                    m.prompt
+                );
+                continue;
+            }
             let _ = writeln!(
                 out,
                 "  {}. {} (hold {}, recover within {})",
@@ -166,8 +195,30 @@ pub fn render(scenario: &Scenario, plan: &Plan, origin: SeedOrigin) -> String {
                 format_duration(step.duration),
                 format_duration(step.recover_within)
             );
+            let late = |d: std::time::Duration| {
+                if d.is_zero() {
+                    String::new()
+                } else {
+                    format!(", {} in", format_duration(d))
+                }
+            };
             for f in &step.faults {
-                let _ = writeln!(out, "     {} on [{}]", f.spec, f.hosts.join(", "));
+                let _ = writeln!(
+                    out,
+                    "     {} on [{}]{}",
+                    f.spec,
+                    f.hosts.join(", "),
+                    late(f.start_after)
+                );
+            }
+            for a in &step.actions {
+                let _ = writeln!(
+                    out,
+                    "     run `{}` on {}{}",
+                    a.run,
+                    where_(a),
+                    late(a.start_after)
+                );
             }
         }
     }
@@ -327,7 +378,19 @@ fn to_json(scenario: &Scenario, plan: &Plan, origin: SeedOrigin) -> serde_json::
                 "kind": f.spec.kind().as_str(),
                 "fault": f.spec.to_string(),
                 "spec": f.spec,
+                "start_after_ms": f.start_after.as_millis() as u64,
             })).collect::<Vec<_>>(),
+            "actions": s.action.iter().chain(&s.actions).map(|a| serde_json::json!({
+                "run": a.run.to_string(),
+                "on": a.on,
+                "hosts": a.hosts,
+                "timeout_ms": a.timeout.as_millis() as u64,
+                "start_after_ms": a.start_after.as_millis() as u64,
+            })).collect::<Vec<_>>(),
+            "manual": s.manual.as_ref().map(|m| serde_json::json!({
+                "prompt": m.prompt,
+                "timeout_ms": m.timeout.as_millis() as u64,
+            })),
         })).collect::<Vec<_>>(),
         "planned_ms": {"at_least": time.at_least.as_millis() as u64, "at_most": time.at_most.as_millis() as u64},
     })

@@ -112,6 +112,36 @@ pub async fn dispatch(command: Command, server: Server) -> Result<u8, Failure> {
             }
             Ok(EXIT_OK)
         }
+        Command::Confirm { run, by } => {
+            let req = chaosd::service::api::AnswerRequest {
+                by: Some(by.unwrap_or_else(super::answer::user_name)),
+                reason: None,
+                step: None,
+            };
+            let answer = client.answer(&run, true, &req).await.map_err(failure)?;
+            errln!(
+                "chaosctl: confirmed step {} `{}` of run {}; the run goes on",
+                answer.step + 1,
+                answer.step_name,
+                answer.run_id
+            );
+            Ok(EXIT_OK)
+        }
+        Command::Refuse { run, reason, by } => {
+            let req = chaosd::service::api::AnswerRequest {
+                by: Some(by.unwrap_or_else(super::answer::user_name)),
+                reason,
+                step: None,
+            };
+            let answer = client.answer(&run, false, &req).await.map_err(failure)?;
+            errln!(
+                "chaosctl: refused step {} `{}` of run {}; it ends deviated",
+                answer.step + 1,
+                answer.step_name,
+                answer.run_id
+            );
+            Ok(EXIT_OK)
+        }
         Command::Halt => {
             let answer = client.halt().await.map_err(failure)?;
             if answer.aborted.is_empty() {
@@ -248,9 +278,17 @@ type Ended = (Option<chaosd::report::model::Report>, Option<String>);
 async fn follow(client: &ServiceClient, run_id: &str, out: Output) -> Result<Ended, Failure> {
     let observer: Box<dyn Observer> = output::observer(out);
     let mut stream = client.events(run_id).await.map_err(failure)?;
+    let terminal = std::io::stdin().is_terminal();
     while let Some(line) = stream.next().await {
         match line.map_err(|e| Failure::Failed(anyhow!(e)))? {
-            StreamLine::Event(event) => observer.event(&event),
+            StreamLine::Event(event) => {
+                observer.event(&event);
+                // A `manual` step is asked on this terminal too; the answer goes to chaosd,
+                // which takes the first one from anywhere.
+                if terminal && event.kind == "manual_waiting" {
+                    answer_from_terminal(client.clone(), run_id.to_string(), &event.fields);
+                }
+            }
             StreamLine::Status { status } => {
                 if observer.wants_status()
                     && let Some(status) = status.to_status()
@@ -271,6 +309,39 @@ async fn follow(client: &ServiceClient, run_id: &str, out: Output) -> Result<End
         "the event stream of run {run_id} ended early; `chaosctl --server {} report {run_id}` shows the result once the run is over",
         client.url()
     )))
+}
+
+/// Asks a waiting `manual` step's question on the terminal and sends the answer to chaosd.
+fn answer_from_terminal(
+    client: ServiceClient,
+    run_id: String,
+    fields: &serde_json::Map<String, serde_json::Value>,
+) {
+    let Some(step) = fields.get("index").and_then(|i| i.as_u64()) else {
+        return;
+    };
+    let text = |key: &str| {
+        fields
+            .get(key)
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    super::answer::ask_on_terminal(step as usize, &text("step"), &text("prompt"), &run_id, tx);
+    tokio::spawn(async move {
+        let Some((_, confirmed, reason)) = rx.recv().await else {
+            return;
+        };
+        let req = chaosd::service::api::AnswerRequest {
+            by: Some(super::answer::user_name()),
+            reason,
+            step: Some(step as usize),
+        };
+        if let Err(err) = client.answer(&run_id, confirmed, &req).await {
+            errln!("chaosctl: your answer was not taken: {err}");
+        }
+    });
 }
 
 /// Ctrl-C, SIGTERM and SIGHUP ask chaosd to abort the run; chaosctl keeps following it.

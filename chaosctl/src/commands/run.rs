@@ -53,6 +53,7 @@ pub async fn run(args: RunArgs, state_dir: Option<&Path>) -> Result<u8, Failure>
         labels: &args.labels,
         output: args.output,
         dry_run: args.dry_run,
+        state_dir: &state_dir,
     };
     launch(scenario, seed, options, &store, agent, recovered, |run| {
         engine::run(
@@ -74,6 +75,8 @@ pub struct Launch<'a> {
     pub labels: &'a [(String, String)],
     pub output: Output,
     pub dry_run: bool,
+    /// Where `chaosctl confirm|refuse` leave answers for a `manual` step.
+    pub state_dir: &'a Path,
 }
 
 /// What the engine is handed: everything `launch` prepared.
@@ -128,6 +131,14 @@ where
     let observer: Arc<dyn engine::live::Observer> = Arc::from(output::observer(options.output));
     let spec = RunSpec::new(run_id.clone(), seed, labels, options.dry_run);
     let hosts = Hosts::new(agent, &scenario, &run_id);
+    let asks = !options.dry_run && scenario.steps.iter().any(|s| s.manual.is_some());
+    let answer_watch = asks.then(|| {
+        super::answer::watch(
+            options.state_dir.to_path_buf(),
+            run_id.clone(),
+            spec.answers.clone(),
+        )
+    });
     let result = engine(Prepared {
         scenario: Arc::new(scenario),
         spec,
@@ -138,6 +149,9 @@ where
         recovered,
     })
     .await;
+    if let Some(watch) = answer_watch {
+        watch.abort();
+    }
     drop(observer);
     let report = result.report;
     let mut report_dir = result.report_dir;

@@ -389,13 +389,13 @@ fn issue_10_a_protected_process_is_named_as_protected() {
 }
 
 /// A `chaos-agent` on 127.0.0.1 (plain HTTP on loopback), killed when dropped.
-struct LoopbackAgent {
+pub(crate) struct LoopbackAgent {
     child: std::process::Child,
     port: u16,
 }
 
 impl LoopbackAgent {
-    fn start(t: &Test, policy: &str) -> LoopbackAgent {
+    pub(crate) fn start(t: &Test, policy: &str) -> LoopbackAgent {
         let port = crate::support::free_port();
         let token = t.write("agent.token", "edge-agent-token-0123456789\n");
         owner_only(&token);

@@ -23,5 +23,6 @@ mod load;
 mod lost_answers;
 mod monkey;
 mod signals;
+mod steps;
 mod support;
 mod verdicts;

@@ -238,6 +238,44 @@ impl Hosts {
         }
     }
 
+    /// Runs an `action` on `host`: `local` in-process (the controller's own machine, in the
+    /// scenario's folder), any other through its agent, which runs it only if its policy allows.
+    /// `Err` is a refusal or an agent that did not answer: the command may not have run.
+    pub async fn command(
+        &self,
+        host: &str,
+        run: &agent::spec::Command,
+        timeout: Duration,
+        cwd: &std::path::Path,
+    ) -> Result<agent::api::CommandResponse, String> {
+        if host == LOCAL_HOST {
+            return Ok(agent::child::run_bounded(run, cwd, timeout).await.into());
+        }
+        let client = self.client(host)?;
+        client
+            .command(&self.run_id, run, timeout)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Whether `host` would run this action: its agent's policy must list the program. The
+    /// controller's own machine (`local`) has no policy.
+    pub async fn command_allowed(
+        &self,
+        host: &str,
+        run: &agent::spec::Command,
+        timeout: Duration,
+    ) -> Result<(), String> {
+        if host == LOCAL_HOST {
+            return Ok(());
+        }
+        let client = self.client(host)?;
+        client
+            .command_allowed(&self.run_id, run, timeout)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
     /// One probe sample from `host`'s own vantage.
     pub async fn sample(&self, host: &str, kind: &ProbeKind) -> SampleOutcome {
         if host == LOCAL_HOST {

@@ -45,6 +45,10 @@ pub enum Phase {
     Reverting,
     Teardown,
     Done,
+    /// An `action` step's command runs.
+    Action,
+    /// A `manual` step waits for a person's answer.
+    Manual,
 }
 
 impl Phase {
@@ -59,6 +63,8 @@ impl Phase {
             Phase::Reverting => "reverting",
             Phase::Teardown => "teardown",
             Phase::Done => "done",
+            Phase::Action => "running an action",
+            Phase::Manual => "waiting for an answer",
         }
     }
 }
@@ -72,6 +78,8 @@ pub struct LiveStatus {
     pub fault_remaining: Option<Duration>,
     /// When the monkey's next fault is due.
     pub next_fault: Option<DateTime<Utc>>,
+    /// The question a `manual` step waits on.
+    pub prompt: Option<String>,
     pub probes: Vec<ProbeLine>,
 }
 
@@ -91,6 +99,7 @@ struct State {
     step: Option<(usize, usize, String)>,
     fault_ends: Option<Instant>,
     next_fault: Option<DateTime<Utc>>,
+    prompt: Option<String>,
     series: Vec<Arc<Series>>,
 }
 
@@ -108,6 +117,7 @@ impl Live {
                 step: None,
                 fault_ends: None,
                 next_fault: None,
+                prompt: None,
                 series: Vec::new(),
             })),
             observer,
@@ -137,6 +147,12 @@ impl Live {
         }
     }
 
+    /// The question a `manual` step waits on, shown until it is answered.
+    pub fn prompt(&self, prompt: Option<String>) {
+        self.state.lock().expect("live lock").prompt = prompt;
+        self.show();
+    }
+
     pub fn next_fault(&self, at: Option<DateTime<Utc>>) {
         self.state.lock().expect("live lock").next_fault = at;
     }
@@ -164,6 +180,7 @@ impl Live {
                 .fault_ends
                 .map(|end| end.saturating_duration_since(Instant::now())),
             next_fault: state.next_fault,
+            prompt: state.prompt.clone(),
             probes: state
                 .series
                 .iter()

@@ -9,6 +9,7 @@
 //! reverts everything left there and does not look at the abort signal, so a second Ctrl-C cannot
 //! skip a revert.
 
+pub mod answers;
 pub mod hosts;
 pub mod hypothesis;
 pub mod impact;
@@ -33,16 +34,16 @@ use self::hypothesis::{
 };
 use self::live::{Live, Observer, Phase};
 use self::monitor::{Monitor, Series};
-use self::plan::{Plan, PlannedStep, fault_seed};
+use self::plan::{Plan, PlannedAction, PlannedStep, fault_seed};
 use self::procs::Background;
 use crate::report::model::{
-    Breach, Cause, CheckReport, CommandOutcome, Event, FaultLeft, FaultReport, ProbeCheck,
-    ProbeImpact, ProbeRole, RecoveredFault, Report, SCHEMA, ScenarioRef, StepReport, StepStatus,
-    Verdict,
+    ActionReport, Breach, Cause, CheckReport, CommandOutcome, Event, FaultLeft, FaultReport,
+    ManualReport, ProbeCheck, ProbeImpact, ProbeRole, RecoveredFault, Report, SCHEMA, ScenarioRef,
+    StepReport, StepStatus, Verdict,
 };
 use crate::report::writer::ReportDir;
 use crate::scenario::format_duration;
-use crate::scenario::model::{LOCAL_HOST, Scenario};
+use crate::scenario::model::{LOCAL_HOST, Manual, Scenario};
 
 /// How long one teardown command may take before it is killed.
 pub const TEARDOWN_LIMIT: Duration = Duration::from_secs(120);
@@ -57,6 +58,8 @@ pub struct RunSpec {
     /// Who started the run, and where: recorded in the report.
     pub user: String,
     pub host: String,
+    /// Where a `manual` step's answer comes from: the caller keeps a clone to answer through.
+    pub answers: Arc<answers::Answers>,
 }
 
 impl RunSpec {
@@ -74,6 +77,7 @@ impl RunSpec {
             dry_run,
             user: user_name(),
             host: host_name(),
+            answers: Arc::default(),
         }
     }
 }
@@ -532,6 +536,36 @@ impl Run {
                 per_host.entry(host).or_default();
             }
         }
+        // An action's hosts must answer, and their policy must let it run: a runbook refused
+        // halfway through a game day would leave it with faults in and nobody's plan.
+        let mut command_checks = tokio::task::JoinSet::new();
+        for step in &self.plan.steps {
+            for action in step.action.iter().chain(&step.actions) {
+                let Some(on) = &action.on else { continue };
+                if action.hosts.is_empty() {
+                    problems.push(format!(
+                        "step `{}`: the action's `on: {on}` picks no host",
+                        step.name
+                    ));
+                }
+                for host in &action.hosts {
+                    per_host.entry(host.clone()).or_default();
+                    let (hosts, host, run) = (self.hosts.clone(), host.clone(), action.run.clone());
+                    let (timeout, step) = (action.timeout, step.name.clone());
+                    command_checks.spawn(async move {
+                        hosts
+                            .command_allowed(&host, &run, timeout)
+                            .await
+                            .map_err(|e| format!("{host}: step `{step}` runs `{run}` there: {e}"))
+                    });
+                }
+            }
+        }
+        while let Some(joined) = command_checks.join_next().await {
+            if let Ok(Err(problem)) = joined {
+                problems.push(problem);
+            }
+        }
         for fault in faults {
             if fault.hosts.is_empty() {
                 problems.push(format!(
@@ -747,6 +781,8 @@ impl Run {
             impact: Vec::new(),
             impact_until: None,
             objectives: None,
+            actions: Vec::new(),
+            manual: None,
         };
         self.event(
             "step_started",
@@ -768,6 +804,8 @@ impl Run {
         let fault_end = if self.spec.dry_run {
             report.status = StepStatus::Skipped;
             report.faults = self.fault_records(step, Some("dry run: not injected"));
+            report.actions = self.action_records(step, "dry run: not run");
+            report.manual = step.manual.as_ref().map(|m| skipped_manual(m, "skipped"));
             for f in &report.faults {
                 self.event(
                     "fault_skipped",
@@ -775,8 +813,28 @@ impl Run {
                     serde_json::json!({"fault_id": f.fault_id, "host": f.host}),
                 );
             }
+            for a in &report.actions {
+                self.event(
+                    "action_skipped",
+                    format!("dry run: not running `{}` on {}", a.command, a.host),
+                    serde_json::json!({"step": step.name, "host": a.host}),
+                );
+            }
+            if let Some(m) = &step.manual {
+                self.event(
+                    "manual_skipped",
+                    format!("dry run: not asking `{}`", m.prompt),
+                    serde_json::json!({"step": step.name}),
+                );
+            }
             self.steps.push(report);
             Instant::now()
+        } else if let Some(action) = &step.action {
+            self.steps.push(report);
+            self.action_step(step, action, step_started).await?
+        } else if let Some(manual) = &step.manual {
+            self.steps.push(report);
+            self.manual_step(step, manual, step_started).await?
         } else {
             report.faults = self.fault_records(step, None);
             self.steps.push(report);
@@ -995,8 +1053,329 @@ impl Run {
         }
     }
 
-    /// Injects every fault of the step on all its hosts at once, holds them, reverts them.
-    /// Returns when the faults ended, or `None` when the run must stop.
+    /// A record per run of each of the step's actions (its `action`, then its `action` entries),
+    /// each not run yet, with why.
+    fn action_records(&self, step: &PlannedStep, why: &str) -> Vec<ActionReport> {
+        let log = format!("step-{}.log", step.index + 1);
+        step.action
+            .iter()
+            .chain(&step.actions)
+            .flat_map(|action| {
+                action_hosts(action).into_iter().map(|host| ActionReport {
+                    command: action.run.to_string(),
+                    host,
+                    skipped: true,
+                    start_after_ms: action.start_after.as_millis() as u64,
+                    started_at: None,
+                    ended_at: None,
+                    duration_ms: 0,
+                    exit_code: None,
+                    ok: false,
+                    timed_out: false,
+                    log: log.clone(),
+                    detail: why.to_string(),
+                })
+            })
+            .collect()
+    }
+
+    /// Where the records of the step's action entry `i` are in its report (`None`: its `action`).
+    fn action_slots(step: &PlannedStep, i: Option<usize>) -> std::ops::Range<usize> {
+        let count = |a: &PlannedAction| action_hosts(a).len();
+        let own = step.action.as_ref().map_or(0, count);
+        match i {
+            None => 0..own,
+            Some(i) => {
+                let from = own + step.actions[..i].iter().map(count).sum::<usize>();
+                from..from + count(&step.actions[i])
+            }
+        }
+    }
+
+    /// Records how an action ended on each host, says so, and fails the run (`error`, cause
+    /// `action`) when it failed without an abort to explain it. Returns whether all went well.
+    fn record_actions(
+        &mut self,
+        step: &PlannedStep,
+        i: Option<usize>,
+        reports: Vec<ActionReport>,
+    ) -> bool {
+        let slots = Self::action_slots(step, i);
+        let mut all_ok = true;
+        for report in &reports {
+            let fields = serde_json::json!({
+                "step": step.name, "host": report.host, "command": report.command,
+                "exit_code": report.exit_code, "ok": report.ok, "duration_ms": report.duration_ms,
+                "log": report.log,
+            });
+            if report.ok {
+                self.event(
+                    "action_done",
+                    format!(
+                        "`{}` on {}: {} in {} ms",
+                        report.command, report.host, report.detail, report.duration_ms
+                    ),
+                    fields,
+                );
+                continue;
+            }
+            all_ok = false;
+            let reason = format!(
+                "action `{}` of step `{}` failed on {}: {}; its output is in {}",
+                report.command,
+                step.name,
+                report.host,
+                report.detail,
+                self.report_dir.path().join(&report.log).display()
+            );
+            self.event("action_failed", reason.clone(), fields);
+            if !self.abort.is_aborted() {
+                self.fail(Verdict::Error, Cause::Action, reason);
+            }
+        }
+        let actions = &mut self.step_mut().actions;
+        let slots = slots.start.min(actions.len())..slots.end.min(actions.len());
+        actions.splice(slots, reports);
+        all_ok
+    }
+
+    /// An action entry that was running when the step was cut short: its records say so.
+    fn mark_cut_short(&mut self, step: &PlannedStep, i: usize) {
+        let slots = Self::action_slots(step, Some(i));
+        for record in self.step_mut().actions[slots].iter_mut() {
+            if record.skipped {
+                record.skipped = false;
+                record.detail = "cut short: the step ended while it ran".to_string();
+            }
+        }
+    }
+
+    /// An `action` step: run its command (on the controller, or on each host of `on`), watching
+    /// the guardrails and the abort request. Returns when it ended well, or `None`.
+    async fn action_step(
+        &mut self,
+        step: &PlannedStep,
+        action: &PlannedAction,
+        step_started: Instant,
+    ) -> Option<Instant> {
+        let total = self.plan.steps.len();
+        self.live
+            .phase(Phase::Action, Some((step.index, total, step.name.clone())));
+        self.step_mut().actions = self.action_records(step, "not run");
+        let log = self
+            .report_dir
+            .path()
+            .join(format!("step-{}.log", step.index + 1));
+        self.event(
+            "action_started",
+            format!(
+                "step {}/{total} `{}`: running `{}` {}",
+                step.index + 1,
+                step.name,
+                action.run,
+                where_it_runs(action)
+            ),
+            serde_json::json!({"step": step.name, "command": action.run.to_string(), "hosts": action_hosts(action)}),
+        );
+        let work = perform_action(
+            self.hosts.clone(),
+            action.clone(),
+            self.scenario.base_dir.clone(),
+            log,
+            self.abort.clone(),
+        );
+        tokio::pin!(work);
+        let mut breached = false;
+        let reports = loop {
+            let woke = {
+                let guard = if breached { None } else { self.guard.as_mut() };
+                let steady = self.steady.as_mut().expect("steady monitor");
+                tokio::select! {
+                    reports = &mut work => Ok(reports),
+                    breach = Guard::breached_opt(guard) => Err(Some(breach)),
+                    () = steady.changed() => Err(None),
+                }
+            };
+            match woke {
+                Ok(reports) => break reports,
+                // The breach aborts the run, which ends the action; its records still come.
+                Err(Some(breach)) => {
+                    self.record_breach(breach, Some(step.name.clone()));
+                    breached = true;
+                }
+                Err(None) => self.note_background_exits(),
+            }
+        };
+        let ok = self.record_actions(step, None, reports);
+        if self.abort.is_aborted() {
+            self.note_abort();
+            self.cut_short();
+            self.step_mut().status = StepStatus::Aborted;
+            self.close_step(step_started);
+            return None;
+        }
+        if !ok {
+            self.cut_short();
+            self.step_mut().status = StepStatus::Error;
+            self.close_step(step_started);
+            return None;
+        }
+        Some(Instant::now())
+    }
+
+    /// A `manual` step: ask, and wait for a confirmation, a refusal, the timeout, an abort or a
+    /// guardrail's breach. Returns when confirmed, or `None`.
+    async fn manual_step(
+        &mut self,
+        step: &PlannedStep,
+        manual: &Manual,
+        step_started: Instant,
+    ) -> Option<Instant> {
+        let total = self.plan.steps.len();
+        self.live
+            .phase(Phase::Manual, Some((step.index, total, step.name.clone())));
+        self.live.prompt(Some(manual.prompt.clone()));
+        let asked_at = Utc::now();
+        let answers = self.spec.answers.clone();
+        answers.ask(answers::Question {
+            step: step.index,
+            name: step.name.clone(),
+            prompt: manual.prompt.clone(),
+            asked_at,
+        });
+        self.step_mut().manual = Some(ManualReport {
+            asked_at: Some(asked_at),
+            ..skipped_manual(manual, "waiting")
+        });
+        let run_id = self.spec.run_id.clone();
+        self.event(
+            "manual_waiting",
+            format!(
+                "step {}/{total} `{}` waits for an answer: {} (answer within {} with `chaosctl \
+                 confirm {run_id}` or `chaosctl refuse {run_id} --reason TEXT`)",
+                step.index + 1,
+                step.name,
+                manual.prompt,
+                format_duration(manual.timeout)
+            ),
+            serde_json::json!({"step": step.name, "index": step.index, "prompt": manual.prompt, "timeout_ms": manual.timeout.as_millis() as u64, "run_id": run_id}),
+        );
+        let deadline = later(Instant::now(), manual.timeout);
+        enum Got {
+            Answer(answers::Answer),
+            Timeout,
+            Stopped,
+            Breach(Breach),
+            Sample,
+        }
+        let got = loop {
+            let got = {
+                let guard = self.guard.as_mut();
+                let steady = self.steady.as_mut().expect("steady monitor");
+                tokio::select! {
+                    answer = answers.answered() => Got::Answer(answer),
+                    () = sleep_until(deadline) => Got::Timeout,
+                    () = self.abort.aborted() => Got::Stopped,
+                    breach = Guard::breached_opt(guard) => Got::Breach(breach),
+                    () = steady.changed() => Got::Sample,
+                }
+            };
+            match got {
+                Got::Sample => self.note_background_exits(),
+                Got::Breach(breach) => {
+                    self.record_breach(breach, Some(step.name.clone()));
+                    break Got::Stopped;
+                }
+                other => break other,
+            }
+        };
+        // An answer that came in as the wait ended was told it was taken: it counts.
+        let got = match (answers.close(), got) {
+            (Some(answer), Got::Timeout) => Got::Answer(answer),
+            (_, got) => got,
+        };
+        self.live.prompt(None);
+        let manual_report = |answer: &str, given: Option<&answers::Answer>| ManualReport {
+            asked_at: Some(asked_at),
+            answer: answer.to_string(),
+            by: given.and_then(|a| a.by.clone()),
+            reason: given.and_then(|a| a.reason.clone()),
+            answered_at: given.map(|a| a.at),
+            ..skipped_manual(manual, answer)
+        };
+        match got {
+            Got::Answer(answer) => {
+                let word = if answer.confirmed {
+                    "confirmed"
+                } else {
+                    "refused"
+                };
+                let by = answer
+                    .by
+                    .as_ref()
+                    .map(|b| format!(" by {b}"))
+                    .unwrap_or_default();
+                let because = answer
+                    .reason
+                    .as_ref()
+                    .map(|r| format!(": {r}"))
+                    .unwrap_or_default();
+                self.step_mut().manual = Some(manual_report(word, Some(&answer)));
+                self.event(
+                    "manual_answered",
+                    format!("step `{}` {word}{by}{because}", step.name),
+                    serde_json::json!({"step": step.name, "index": step.index, "answer": word, "by": answer.by, "reason": answer.reason}),
+                );
+                if answer.confirmed {
+                    return Some(Instant::now());
+                }
+                self.fail(
+                    Verdict::Deviated,
+                    Cause::Manual,
+                    format!(
+                        "step `{}` was refused{by}{}",
+                        step.name,
+                        if because.is_empty() {
+                            " (no reason given)".to_string()
+                        } else {
+                            because
+                        }
+                    ),
+                );
+                self.cut_short();
+                self.step_mut().status = StepStatus::Deviated;
+            }
+            Got::Timeout => {
+                self.step_mut().manual = Some(manual_report("timed_out", None));
+                let reason = format!(
+                    "no answer to step `{}` within {}: {}",
+                    step.name,
+                    format_duration(manual.timeout),
+                    manual.prompt
+                );
+                self.event(
+                    "manual_timed_out",
+                    reason.clone(),
+                    serde_json::json!({"step": step.name, "index": step.index}),
+                );
+                self.fail(Verdict::Aborted, Cause::Manual, reason);
+                self.cut_short();
+                self.step_mut().status = StepStatus::Aborted;
+            }
+            Got::Stopped | Got::Breach(_) | Got::Sample => {
+                self.step_mut().manual = Some(manual_report("aborted", None));
+                self.note_abort();
+                self.cut_short();
+                self.step_mut().status = StepStatus::Aborted;
+            }
+        }
+        self.close_step(step_started);
+        None
+    }
+
+    /// Injects the step's faults on all their hosts (each entry at its `start_after`), runs its
+    /// `action` entries at theirs, holds until the step's end, reverts. Returns when the faults
+    /// ended, or `None` when the run must stop.
     async fn inject_and_hold(
         &mut self,
         step: &PlannedStep,
@@ -1008,17 +1387,249 @@ impl Run {
                 self.abort.clone(),
             ));
         }
-        let mut injections = tokio::task::JoinSet::new();
         let step_idx = self.steps.len() - 1;
-        let records = self.steps[step_idx].faults.clone();
-        for (slot, record) in records.iter().enumerate() {
+        self.steps[step_idx].actions =
+            self.action_records(step, "not run: the step ended before its start_after");
+        // Slots (positions in the step's fault records) by when they are due.
+        let mut due_faults: BTreeMap<Duration, Vec<usize>> = BTreeMap::new();
+        for (slot, record) in self.steps[step_idx].faults.iter().enumerate() {
+            let planned = &step.faults[fault_index(step, &record.fault_id)];
+            due_faults
+                .entry(planned.start_after)
+                .or_default()
+                .push(slot);
+        }
+        let mut due_actions: BTreeMap<Duration, Vec<usize>> = BTreeMap::new();
+        for (i, action) in step.actions.iter().enumerate() {
+            due_actions.entry(action.start_after).or_default().push(i);
+        }
+        let injected_at = step_started;
+        let mut last_injection = injected_at;
+        let hold_end = later(injected_at, step.duration);
+        self.live.fault_ends(Some(hold_end));
+        let log = self
+            .report_dir
+            .path()
+            .join(format!("step-{}.log", step.index + 1));
+        let mut running: tokio::task::JoinSet<(usize, Vec<ActionReport>)> =
+            tokio::task::JoinSet::new();
+        let mut started = vec![false; step.actions.len()];
+
+        /// What ended one wait of the hold.
+        enum Woke {
+            HoldEnded,
+            Due,
+            /// An action entry ended, or its task failed (a panic: not known to have run well).
+            ActionDone(Option<Result<(usize, Vec<ActionReport>), String>>),
+            Aborted,
+            Breach(Breach),
+            Sample,
+        }
+        #[derive(PartialEq, Eq)]
+        enum End {
+            Held,
+            Interrupted,
+            Failed,
+        }
+        let end = loop {
+            // The faults and actions due now (at once for those without `start_after`).
+            let now = Instant::now();
+            let faults_now: Vec<usize> = {
+                let due: Vec<Duration> = due_faults
+                    .keys()
+                    .copied()
+                    .filter(|d| later(injected_at, *d) <= now)
+                    .collect();
+                due.iter()
+                    .flat_map(|d| due_faults.remove(d).unwrap_or_default())
+                    .collect()
+            };
+            if !faults_now.is_empty() {
+                let failures = self.inject_slots(step, step_idx, &faults_now).await;
+                last_injection = Instant::now();
+                if !failures.is_empty() {
+                    self.step_mut().status = StepStatus::Error;
+                    self.fail(Verdict::Error, Cause::Apply, failures[0].clone());
+                    break End::Failed;
+                }
+            }
+            let actions_now: Vec<usize> = {
+                let due: Vec<Duration> = due_actions
+                    .keys()
+                    .copied()
+                    .filter(|d| later(injected_at, *d) <= now)
+                    .collect();
+                due.iter()
+                    .flat_map(|d| due_actions.remove(d).unwrap_or_default())
+                    .collect()
+            };
+            for i in actions_now {
+                let action = step.actions[i].clone();
+                self.event(
+                    "action_started",
+                    format!(
+                        "step {} `{}`: running `{}` {}",
+                        step.index + 1,
+                        step.name,
+                        action.run,
+                        where_it_runs(&action)
+                    ),
+                    serde_json::json!({"step": step.name, "command": action.run.to_string(), "hosts": action.hosts, "start_after_ms": action.start_after.as_millis() as u64}),
+                );
+                started[i] = true;
+                let work = perform_action(
+                    self.hosts.clone(),
+                    action,
+                    self.scenario.base_dir.clone(),
+                    log.clone(),
+                    self.abort.clone(),
+                );
+                running.spawn(async move { (i, work.await) });
+            }
+            let next_due = due_faults
+                .keys()
+                .chain(due_actions.keys())
+                .min()
+                .map(|d| later(injected_at, *d));
+            let woke = {
+                let guard = self.guard.as_mut();
+                let steady = self.steady.as_mut().expect("steady monitor");
+                tokio::select! {
+                    () = sleep_until(hold_end) => Woke::HoldEnded,
+                    () = sleep_until_opt(next_due) => Woke::Due,
+                    done = running.join_next(), if !running.is_empty() => {
+                        Woke::ActionDone(done.map(|d| d.map_err(|e| e.to_string())))
+                    }
+                    () = self.abort.aborted() => Woke::Aborted,
+                    // `--for` ran out: end the hold early, then measure recovery as usual.
+                    () = self.wind_down.cancelled() => Woke::HoldEnded,
+                    breach = Guard::breached_opt(guard) => Woke::Breach(breach),
+                    () = steady.changed() => Woke::Sample,
+                }
+            };
+            match woke {
+                Woke::HoldEnded => break End::Held,
+                Woke::Due => {}
+                Woke::ActionDone(None) => {}
+                Woke::ActionDone(Some(Ok((i, reports)))) => {
+                    if !self.record_actions(step, Some(i), reports) {
+                        if self.abort.is_aborted() {
+                            break End::Interrupted;
+                        }
+                        self.step_mut().status = StepStatus::Error;
+                        break End::Failed;
+                    }
+                }
+                Woke::ActionDone(Some(Err(err))) => {
+                    self.fail(
+                        Verdict::Error,
+                        Cause::Action,
+                        format!(
+                            "an action of step `{}` failed unexpectedly: {err}",
+                            step.name
+                        ),
+                    );
+                    self.step_mut().status = StepStatus::Error;
+                    break End::Failed;
+                }
+                Woke::Aborted => break End::Interrupted,
+                Woke::Breach(breach) => {
+                    self.record_breach(breach, Some(step.name.clone()));
+                    break End::Interrupted;
+                }
+                Woke::Sample => self.note_background_exits(),
+            }
+        };
+        self.live.fault_ends(None);
+        if end == End::Interrupted {
+            // Recorded before the reverts, so the events show when the abort came.
+            self.note_abort();
+        }
+        if end != End::Held {
+            self.cut_short();
+            // An action still running is stopped with the step: nothing may outlive the revert's
+            // reason to run.
+            running.abort_all();
+        }
+        // Entries never injected say why.
+        for slot in due_faults.into_values().flatten() {
+            let record = &mut self.steps[step_idx].faults[slot];
+            record.skipped = true;
+            record.detail = "not injected: the step ended before its start_after".to_string();
+        }
+        let only_kills = step
+            .faults
+            .iter()
+            .all(|f| f.spec.kind() == agent::spec::FaultKind::Kill);
+        self.revert_active().await;
+        let fault_end = if only_kills {
+            last_injection
+        } else {
+            Instant::now()
+        };
+        // Actions still running at the step's end finish (each within its timeout) and count.
+        let mut actions_ok = true;
+        while let Some(joined) = running.join_next().await {
+            match joined {
+                Ok((i, reports)) => actions_ok &= self.record_actions(step, Some(i), reports),
+                // Cancelled above because the step ended early: its records say so below.
+                Err(err) if err.is_cancelled() => {}
+                Err(err) => {
+                    actions_ok = false;
+                    self.fail(
+                        Verdict::Error,
+                        Cause::Action,
+                        format!(
+                            "an action of step `{}` failed unexpectedly: {err}",
+                            step.name
+                        ),
+                    );
+                }
+            }
+        }
+        for (i, was_started) in started.iter().enumerate() {
+            if *was_started && end != End::Held {
+                self.mark_cut_short(step, i);
+            }
+        }
+        if end != End::Held || self.abort.is_aborted() {
+            if self.abort.is_aborted() {
+                self.note_abort();
+                self.cut_short();
+            }
+            if self.step_mut().status != StepStatus::Error {
+                self.step_mut().status = StepStatus::Aborted;
+            }
+            self.close_step(step_started);
+            return None;
+        }
+        if !actions_ok || !self.faults_left.is_empty() {
+            self.cut_short();
+            self.step_mut().status = StepStatus::Error;
+            self.close_step(step_started);
+            return None;
+        }
+        Some(fault_end)
+    }
+
+    /// Injects the faults of these slots of the current step, all at once; returns what failed.
+    async fn inject_slots(
+        &mut self,
+        step: &PlannedStep,
+        step_idx: usize,
+        slots: &[usize],
+    ) -> Vec<String> {
+        let mut injections = tokio::task::JoinSet::new();
+        for &slot in slots {
+            let record = &self.steps[step_idx].faults[slot];
             let planned = &step.faults[fault_index(step, &record.fault_id)];
             let req = InjectRequest {
                 run_id: self.spec.run_id.clone(),
                 fault_id: record.fault_id.clone(),
                 spec: planned.spec.clone(),
                 seed: fault_seed(self.spec.seed, step.index, planned.index, &record.host),
-                hold: Some(step.duration),
+                // A late fault is held until the step's end, like the others.
+                hold: Some(step.duration.saturating_sub(planned.start_after)),
                 exempt: Vec::new(),
             };
             let hosts = self.hosts.clone();
@@ -1095,62 +1706,7 @@ impl Run {
                 }
             }
         }
-        if !failures.is_empty() {
-            self.cut_short();
-            self.step_mut().status = StepStatus::Error;
-            self.fail(Verdict::Error, Cause::Apply, failures[0].clone());
-            self.revert_active().await;
-            self.close_step(step_started);
-            return None;
-        }
-
-        // Hold. A kill ends when its signal is sent; every other fault when it is reverted.
-        let injected_at = step_started;
-        let hold_end = later(injected_at, step.duration);
-        self.live.fault_ends(Some(hold_end));
-        let interrupted = loop {
-            let guard = self.guard.as_mut();
-            let steady = self.steady.as_mut().expect("steady monitor");
-            tokio::select! {
-                () = sleep_until(hold_end) => break false,
-                () = self.abort.aborted() => break true,
-                // `--for` ran out: end the hold early, then measure recovery as usual.
-                () = self.wind_down.cancelled() => break false,
-                breach = Guard::breached_opt(guard) => {
-                    self.record_breach(breach, Some(step.name.clone()));
-                    break true;
-                }
-                () = steady.changed() => self.note_background_exits(),
-            }
-        };
-        self.live.fault_ends(None);
-        if interrupted {
-            // Recorded before the reverts, so the events show when the abort came.
-            self.note_abort();
-            self.cut_short();
-        }
-        let only_kills = step
-            .faults
-            .iter()
-            .all(|f| f.spec.kind() == agent::spec::FaultKind::Kill);
-        self.revert_active().await;
-        let fault_end = if only_kills {
-            injected_at
-        } else {
-            Instant::now()
-        };
-        if interrupted {
-            self.step_mut().status = StepStatus::Aborted;
-            self.close_step(step_started);
-            return None;
-        }
-        if !self.faults_left.is_empty() {
-            self.cut_short();
-            self.step_mut().status = StepStatus::Error;
-            self.close_step(step_started);
-            return None;
-        }
-        Some(fault_end)
+        failures
     }
 
     /// Reverts every active fault, all at once. Never looks at the abort signal.
@@ -1603,6 +2159,8 @@ impl Run {
             impact: Vec::new(),
             impact_until: None,
             objectives: None,
+            actions: Vec::new(),
+            manual: None,
         }
     }
 
@@ -1693,6 +2251,171 @@ impl Run {
             reason,
             probes,
         }
+    }
+}
+
+/// The host an action on the controller is recorded under.
+pub const CONTROLLER: &str = "controller";
+
+/// The hosts an action runs on, as its records name them.
+fn action_hosts(action: &PlannedAction) -> Vec<String> {
+    match &action.on {
+        None => vec![CONTROLLER.to_string()],
+        Some(_) => action.hosts.clone(),
+    }
+}
+
+/// "on the controller", "on db-1, db-2 (target `db`)".
+fn where_it_runs(action: &PlannedAction) -> String {
+    match &action.on {
+        None => "on the controller".to_string(),
+        Some(on) => format!("on {} (`{on}`)", action.hosts.join(", ")),
+    }
+}
+
+/// A manual step's record before (or without) an answer.
+fn skipped_manual(manual: &Manual, answer: &str) -> ManualReport {
+    ManualReport {
+        prompt: manual.prompt.clone(),
+        timeout_ms: manual.timeout.as_millis() as u64,
+        answer: answer.to_string(),
+        by: None,
+        reason: None,
+        asked_at: None,
+        answered_at: None,
+    }
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Runs an action where it belongs and returns one record per host. On the controller it is a
+/// child of ours like setup (output into `log`, the terminal's Ctrl-C reaches it); on a host it
+/// goes to that host's agent (every host at once), whose output is appended to `log`. An abort
+/// stops waiting: the controller's child is stopped, an agent's runs to its own timeout.
+async fn perform_action(
+    hosts: Hosts,
+    action: PlannedAction,
+    base_dir: std::path::PathBuf,
+    log: std::path::PathBuf,
+    abort: Arc<Abort>,
+) -> Vec<ActionReport> {
+    let command = action.run.to_string();
+    let record = |host: String| ActionReport {
+        command: command.clone(),
+        host,
+        skipped: false,
+        start_after_ms: action.start_after.as_millis() as u64,
+        started_at: None,
+        ended_at: None,
+        duration_ms: 0,
+        exit_code: None,
+        ok: false,
+        timed_out: false,
+        log: file_name(&log),
+        detail: String::new(),
+    };
+    if action.on.is_none() {
+        let stop = abort.clone();
+        let done = procs::run_foreground(
+            &action.run,
+            &base_dir,
+            &log,
+            Some(action.timeout),
+            async move { stop.aborted().await },
+        )
+        .await;
+        let timed_out = matches!(&done.status, Err(e) if e.starts_with("did not finish within"));
+        return vec![ActionReport {
+            started_at: Some(done.started_at),
+            ended_at: Some(done.ended_at),
+            duration_ms: (done.ended_at - done.started_at).num_milliseconds().max(0) as u64,
+            exit_code: done.exit_code(),
+            ok: done.ok(),
+            timed_out,
+            detail: done.describe(),
+            ..record(CONTROLLER.to_string())
+        }];
+    }
+    let mut calls = tokio::task::JoinSet::new();
+    for host in action.hosts.clone() {
+        let (hosts, run, base) = (hosts.clone(), action.run.clone(), base_dir.clone());
+        let timeout = action.timeout;
+        calls.spawn(async move {
+            let started_at = Utc::now();
+            let answer = hosts.command(&host, &run, timeout, &base).await;
+            (host, started_at, answer, Utc::now())
+        });
+    }
+    let mut reports = Vec::new();
+    loop {
+        let joined = tokio::select! {
+            joined = calls.join_next() => joined,
+            () = abort.aborted() => break,
+        };
+        let Some(joined) = joined else { break };
+        let Ok((host, started_at, answer, ended_at)) = joined else {
+            continue;
+        };
+        let mut report = ActionReport {
+            started_at: Some(started_at),
+            ended_at: Some(ended_at),
+            duration_ms: (ended_at - started_at).num_milliseconds().max(0) as u64,
+            ..record(host.clone())
+        };
+        let section = match answer {
+            Ok(ran) => {
+                report.exit_code = ran.exit_code;
+                report.ok = ran.ok();
+                report.timed_out = ran.timed_out;
+                report.duration_ms = ran.duration_ms;
+                report.detail = ran.detail.clone();
+                format!(
+                    "--- {host}: `{command}`: {}{} ---\n{}",
+                    ran.detail,
+                    if ran.truncated {
+                        " (only the end of its output was kept)"
+                    } else {
+                        ""
+                    },
+                    ran.output
+                )
+            }
+            Err(err) => {
+                report.detail = format!("it did not run: {err}");
+                format!("--- {host}: `{command}` did not run: {err} ---\n")
+            }
+        };
+        append_log(&log, &section);
+        reports.push(report);
+    }
+    for host in &action.hosts {
+        if !reports.iter().any(|r| &r.host == host) {
+            reports.push(ActionReport {
+                detail: "cut short: the run was aborted while it ran (its agent ends it at its \
+                         timeout)"
+                    .to_string(),
+                ..record(host.clone())
+            });
+        }
+    }
+    reports.sort_by(|a, b| a.host.cmp(&b.host));
+    reports
+}
+
+fn append_log(log: &std::path::Path, text: &str) {
+    use std::io::Write;
+    let written = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .and_then(|mut f| f.write_all(text.as_bytes()));
+    if let Err(err) = written {
+        tracing::warn!(error = %err, log = %log.display(), "cannot write an action's output");
     }
 }
 

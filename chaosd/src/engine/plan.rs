@@ -24,6 +24,12 @@ pub struct PlannedStep {
     pub index: usize,
     pub name: String,
     pub faults: Vec<PlannedFault>,
+    /// The `action` entries of `faults:`, run during the hold.
+    pub actions: Vec<PlannedAction>,
+    /// An `action` step's command.
+    pub action: Option<PlannedAction>,
+    /// A `manual` step's question.
+    pub manual: Option<crate::scenario::model::Manual>,
     pub duration: Duration,
     pub recover_within: Duration,
     pub objectives: crate::scenario::model::Objectives,
@@ -50,6 +56,19 @@ pub struct PlannedFault {
     pub target: String,
     pub hosts: Vec<String>,
     pub spec: FaultSpec,
+    /// Injected this long after the step's first injection.
+    pub start_after: Duration,
+}
+
+/// A command a step runs, and where: on the controller (`on` is `None`), or on each of `hosts`.
+#[derive(Debug, Clone)]
+pub struct PlannedAction {
+    pub run: agent::spec::Command,
+    pub timeout: Duration,
+    pub on: Option<String>,
+    pub hosts: Vec<String>,
+    /// For an entry of `faults:`: this long after the step's first injection.
+    pub start_after: Duration,
 }
 
 /// The bounds of a run's length, from the waits the scenario asks for.
@@ -94,8 +113,19 @@ impl Plan {
                         target: f.target.clone(),
                         hosts: picks.get(&f.target).cloned().unwrap_or_default(),
                         spec: f.spec.clone(),
+                        start_after: f.start_after,
                     })
                     .collect(),
+                actions: step
+                    .actions
+                    .iter()
+                    .map(|a| planned_action(&a.action, a.start_after, &picks))
+                    .collect(),
+                action: step
+                    .action
+                    .as_ref()
+                    .map(|a| planned_action(a, Duration::ZERO, &picks)),
+                manual: step.manual.clone(),
                 duration: step.duration,
                 recover_within: step.recover_within,
                 objectives: step.objectives,
@@ -126,7 +156,13 @@ impl Plan {
                     .faults
                     .iter()
                     .all(|f| f.spec.kind() == agent::spec::FaultKind::Kill);
-            if only_kills {
+            if let Some(action) = &step.action {
+                at_least += span;
+                at_most += action.timeout + step.recover_within + window;
+            } else if let Some(manual) = &step.manual {
+                at_least += span;
+                at_most += manual.timeout + step.recover_within + window;
+            } else if only_kills {
                 at_least += step.duration.max(span);
                 at_most += step.duration.max(step.recover_within + window);
             } else {
@@ -135,6 +171,24 @@ impl Plan {
             }
         }
         PlannedTime { at_least, at_most }
+    }
+}
+
+fn planned_action(
+    action: &crate::scenario::model::Action,
+    start_after: Duration,
+    picks: &BTreeMap<String, Vec<String>>,
+) -> PlannedAction {
+    PlannedAction {
+        run: action.run.clone(),
+        timeout: action.timeout,
+        on: action.on.clone(),
+        hosts: action
+            .on
+            .as_ref()
+            .map(|on| picks.get(on).cloned().unwrap_or_default())
+            .unwrap_or_default(),
+        start_after,
     }
 }
 

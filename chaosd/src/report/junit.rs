@@ -261,6 +261,33 @@ fn step_case(step: &StepReport) -> Case {
                 .map(|e| format!("{} on {}: {e}", f.kind, f.host))
         })
         .collect();
+    for a in &step.actions {
+        let _ = writeln!(body, "action `{}` on {}: {}", a.command, a.host, a.detail);
+    }
+    // An action that failed, and a manual step's answer, are what a CI's one-line view should
+    // say when they are why the step ended.
+    let action_errors: Vec<String> = step
+        .actions
+        .iter()
+        .filter(|a| !a.ok && !a.skipped)
+        .map(|a| format!("action `{}` on {}: {}", a.command, a.host, a.detail))
+        .collect();
+    let manual_end = step.manual.as_ref().and_then(|m| {
+        let by =
+            m.by.as_ref()
+                .map(|b| format!(" by {b}"))
+                .unwrap_or_default();
+        let why = m
+            .reason
+            .as_ref()
+            .map(|r| format!(": {r}"))
+            .unwrap_or_default();
+        match m.answer.as_str() {
+            "refused" => Some(format!("refused{by}{why}")),
+            "timed_out" => Some(format!("no answer to `{}` in time", m.prompt)),
+            _ => None,
+        }
+    });
     let outcome = match step.status {
         StepStatus::Passed => Outcome::Passed,
         StepStatus::Skipped => Outcome::Skipped {
@@ -282,6 +309,7 @@ fn step_case(step: &StepReport) -> Case {
                 "objective"
             };
             let message = match (failed_check, missed.is_empty()) {
+                (None, true) if manual_end.is_some() => manual_end.clone().unwrap_or_default(),
                 (Some(check), true) => check,
                 (Some(check), false) => format!("{check}; missed {}", missed.join("; ")),
                 (None, false) => format!("missed {}", missed.join("; ")),
@@ -301,7 +329,11 @@ fn step_case(step: &StepReport) -> Case {
         }
         StepStatus::Error | StepStatus::Aborted => {
             let aborted = step.status == StepStatus::Aborted;
-            let message = if fault_errors.is_empty() {
+            let message = if fault_errors.is_empty() && !action_errors.is_empty() {
+                action_errors.join("; ")
+            } else if let (true, Some(end)) = (fault_errors.is_empty(), &manual_end) {
+                end.clone()
+            } else if fault_errors.is_empty() {
                 if aborted {
                     "the step was aborted".into()
                 } else {
@@ -574,6 +606,45 @@ mod tests {
         assert_eq!(attr(&xml, "testsuite", "skipped"), "2");
         assert_eq!(attr(&xml, "testsuite", "failures"), "0");
         assert!(xml.contains("apply failed: &lt;no tc&gt;"));
+    }
+
+    #[test]
+    fn a_failed_action_and_a_refusal_are_the_message() {
+        let mut r = sample_report();
+        r.steps[0].status = StepStatus::Error;
+        r.steps[0].actions = vec![crate::report::model::ActionReport {
+            command: "./promote.sh".into(),
+            host: "controller".into(),
+            skipped: false,
+            start_after_ms: 0,
+            started_at: None,
+            ended_at: None,
+            duration_ms: 10,
+            exit_code: Some(3),
+            ok: false,
+            timed_out: false,
+            log: "step-1.log".into(),
+            detail: "exit 3".into(),
+        }];
+        r.steps[1].after = None;
+        r.steps[1].before = None;
+        r.steps[1].objectives = None;
+        r.steps[1].manual = Some(crate::report::model::ManualReport {
+            prompt: "ok?".into(),
+            timeout_ms: 1000,
+            answer: "refused".into(),
+            by: Some("ana".into()),
+            reason: Some("red".into()),
+            asked_at: None,
+            answered_at: None,
+        });
+        let xml = render(&r);
+        assert_well_formed(&xml);
+        assert!(
+            xml.contains("message=\"action `./promote.sh` on controller: exit 3\""),
+            "{xml}"
+        );
+        assert!(xml.contains("message=\"refused by ana: red\""), "{xml}");
     }
 
     #[test]

@@ -554,6 +554,60 @@ fn step_details(md: &mut String, step: &StepReport, start: DateTime<Utc>) {
             &rows,
         );
     }
+    if !step.actions.is_empty() {
+        line(md, "**Actions**");
+        line(md, "");
+        let rows: Vec<Vec<String>> = step
+            .actions
+            .iter()
+            .map(|a| {
+                vec![
+                    a.host.clone(),
+                    format!("`{}`", a.command.replace('`', "'")),
+                    if a.skipped {
+                        "skipped".into()
+                    } else {
+                        offset_opt(start, a.started_at)
+                    },
+                    a.exit_code.map(|c| c.to_string()).unwrap_or_default(),
+                    if a.skipped {
+                        String::new()
+                    } else {
+                        duration(a.duration_ms)
+                    },
+                    if a.ok || a.skipped {
+                        a.detail.clone()
+                    } else {
+                        format!("**{}**", a.detail)
+                    },
+                    a.log.clone(),
+                ]
+            })
+            .collect();
+        table(
+            md,
+            &[
+                "host", "command", "started", "exit", "took", "how", "output",
+            ],
+            &rows,
+        );
+    }
+    if let Some(m) = &step.manual {
+        line(md, &format!("**Asked:** {}", inline(&m.prompt)));
+        let mut answer = format!("**Answer:** {}", m.answer.replace('_', " "));
+        if let Some(by) = &m.by {
+            let _ = write!(answer, " by {}", inline(by));
+        }
+        if let Some(at) = m.answered_at {
+            let _ = write!(answer, " at {}", offset(start, at));
+        }
+        if let Some(reason) = &m.reason {
+            let _ = write!(answer, ": {}", inline(reason));
+        }
+        line(md, "");
+        line(md, &answer);
+        line(md, "");
+    }
     impact(md, step, start);
     check(md, "Before", step.before.as_ref(), start);
     check(md, "After", step.after.as_ref(), start);
@@ -922,6 +976,51 @@ mod tests {
             "{md}"
         );
         assert!(!md.contains("976"), "a burst's length shown as a latency");
+    }
+
+    #[test]
+    fn actions_and_manual_answers_are_shown() {
+        use crate::report::model::{ActionReport, ManualReport};
+        use crate::report::test_support::at;
+        let mut r = sample_report();
+        r.steps[0].actions = vec![ActionReport {
+            command: "./promote.sh db-2".into(),
+            host: "db-1".into(),
+            skipped: false,
+            start_after_ms: 8000,
+            started_at: Some(at(8_000)),
+            ended_at: Some(at(9_200)),
+            duration_ms: 1_200,
+            exit_code: Some(3),
+            ok: false,
+            timed_out: false,
+            log: "step-1.log".into(),
+            detail: "exit 3".into(),
+        }];
+        r.steps[1].manual = Some(ManualReport {
+            prompt: "Do the dashboards show the failover?".into(),
+            timeout_ms: 600_000,
+            answer: "refused".into(),
+            by: Some("ana".into()),
+            reason: Some("still red".into()),
+            asked_at: Some(at(70_000)),
+            answered_at: Some(at(75_000)),
+        });
+        let md = render(&r);
+        assert!(
+            md.contains(
+                "| db-1 | `./promote.sh db-2` | +8.0s | 3 | 1.2s | **exit 3** | step-1.log |"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains("**Asked:** Do the dashboards show the failover?"),
+            "{md}"
+        );
+        assert!(
+            md.contains("**Answer:** refused by ana at +75.0s: still red"),
+            "{md}"
+        );
     }
 
     #[test]

@@ -84,6 +84,10 @@ pub enum Cause {
     Hypothesis,
     /// A step's impact missed one of its `objectives`.
     Objective,
+    /// A step's `action` (or an `action` entry of its `faults`) failed or timed out.
+    Action,
+    /// A `manual` step was refused, or not answered in time.
+    Manual,
 }
 
 impl Cause {
@@ -100,6 +104,8 @@ impl Cause {
             Cause::Teardown => "teardown",
             Cause::Hypothesis => "hypothesis",
             Cause::Objective => "objective",
+            Cause::Action => "action",
+            Cause::Manual => "manual",
         }
     }
 }
@@ -238,6 +244,58 @@ pub struct StepReport {
     /// The objectives this step was judged against, and what missed them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub objectives: Option<ObjectivesReport>,
+    /// What the step's `action` (one entry per host) and its `action` entries of `faults` ran,
+    /// where, and how each ended.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub actions: Vec<ActionReport>,
+    /// A `manual` step's question, and who answered it how.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manual: Option<ManualReport>,
+}
+
+/// One run of an action on one host (or on the controller).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActionReport {
+    pub command: String,
+    /// `controller`, or the host whose agent ran it.
+    pub host: String,
+    /// Not run: a dry run, or the step ended first.
+    #[serde(default)]
+    pub skipped: bool,
+    /// For an entry of `faults`: this long after the step's first injection.
+    #[serde(default)]
+    pub start_after_ms: u64,
+    pub started_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub duration_ms: u64,
+    pub exit_code: Option<i32>,
+    /// Exit 0 within its timeout.
+    pub ok: bool,
+    #[serde(default)]
+    pub timed_out: bool,
+    /// The file in the report folder its output went to.
+    #[serde(default)]
+    pub log: String,
+    /// How it ended, or why it did not run, in words.
+    #[serde(default)]
+    pub detail: String,
+}
+
+/// A `manual` step's question and its answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ManualReport {
+    pub prompt: String,
+    pub timeout_ms: u64,
+    /// `confirmed`, `refused`, `timed_out`, `aborted` (the run ended first), or `skipped`.
+    pub answer: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub asked_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answered_at: Option<DateTime<Utc>>,
 }
 
 /// One steady-state probe's figures on one host over a step's impact window.

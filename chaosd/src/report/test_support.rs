@@ -190,6 +190,8 @@ pub fn sample_report() -> Report {
         ],
         impact_until: Some(at(60_000)),
         objectives: None,
+        actions: Vec::new(),
+        manual: None,
     };
     // Nothing failed for `checkout` in step 1.
     let mut step1 = step1;
@@ -251,6 +253,8 @@ pub fn sample_report() -> Report {
                 limit: "10s".into(),
             }],
         }),
+        actions: Vec::new(),
+        manual: None,
     };
     Report {
         schema: SCHEMA.into(),

@@ -19,6 +19,21 @@ pub fn warnings(scenario: &Scenario) -> Vec<String> {
             }
         }
     }
+    // A scheduled game day starts with nobody watching: a manual step there waits its whole
+    // timeout and ends the run `aborted` unless someone is told to answer it.
+    if scenario.schedule.is_some() {
+        for step in &scenario.steps {
+            if let Some(m) = &step.manual {
+                warnings.push(format!(
+                    "step `{}` waits for a person (`manual`), and the file has a `schedule:`: a \
+                     scheduled run waits up to {} for `chaosctl confirm` or the web view, then \
+                     ends aborted",
+                    step.name,
+                    format_duration(m.timeout)
+                ));
+            }
+        }
+    }
     warnings
 }
 
@@ -41,6 +56,25 @@ fn short_window(role: &str, p: &Probe) -> Option<String> {
 mod tests {
     use super::*;
     use crate::scenario::{LoadOptions, load_str};
+
+    #[test]
+    fn a_manual_step_in_a_scheduled_file_is_warned_about() {
+        let yaml = "version: 1\nname: m\nschedule: {cron: \"0 10 * * TUE\"}\nsteps:\n  - name: ask\n    manual: {prompt: ok?, timeout: 5m}\n";
+        let scenario = load_str(
+            std::path::Path::new("m.yaml"),
+            yaml,
+            &LoadOptions::default(),
+        )
+        .expect("valid");
+        let warnings = warnings(&scenario);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].starts_with("step `ask` waits for a person (`manual`)")
+                && warnings[0].contains("up to 5m"),
+            "{}",
+            warnings[0]
+        );
+    }
 
     #[test]
     fn a_window_shorter_than_every_is_one_sample_and_warned_about() {

@@ -140,13 +140,49 @@ pub struct StepFault {
     /// A target name or a single host name.
     pub target: String,
     pub spec: FaultSpec,
+    /// How long after the step's first injection this one is injected (0 for at once).
+    pub start_after: Duration,
 }
+
+/// A command a step runs: on the controller, or on each host of `on` through its agent.
+#[derive(Debug, Clone)]
+pub struct Action {
+    pub run: Command,
+    pub timeout: Duration,
+    /// A target or host name; `None` runs it on the controller.
+    pub on: Option<String>,
+}
+
+/// An `action` entry of `faults:`: run during the step, `start_after` its first injection.
+#[derive(Debug, Clone)]
+pub struct TimedAction {
+    pub action: Action,
+    pub start_after: Duration,
+}
+
+/// A step that waits for a person's answer.
+#[derive(Debug, Clone)]
+pub struct Manual {
+    pub prompt: String,
+    pub timeout: Duration,
+}
+
+/// The default `timeout` of an `action`.
+pub const ACTION_TIMEOUT: Duration = Duration::from_secs(300);
+/// The default `timeout` of a `manual` step.
+pub const MANUAL_TIMEOUT: Duration = Duration::from_secs(1800);
 
 #[derive(Debug, Clone)]
 pub struct Step {
     pub name: String,
-    /// One entry for `fault:`, several for `faults:`.
+    /// One entry for `fault:`, several for `faults:`; empty for an `action` or `manual` step.
     pub faults: Vec<StepFault>,
+    /// The `action` entries of `faults:`, run while the step's faults are held.
+    pub actions: Vec<TimedAction>,
+    /// An `action` step: exactly this, no fault.
+    pub action: Option<Action>,
+    /// A `manual` step: exactly this, no fault.
+    pub manual: Option<Manual>,
     /// How long the faults are held (0s for kill by default).
     pub duration: Duration,
     pub recover_within: Duration,

@@ -312,9 +312,30 @@ pub struct StepRaw {
     pub target: Opt,
     pub fault: Option<Sp<FaultRaw>>,
     pub faults: Option<Sp<Vec<Sp<FaultEntryRaw>>>>,
+    /// A step that runs a command instead of injecting faults.
+    pub action: Option<Sp<ActionRaw>>,
+    /// A step that waits for a person to confirm or refuse.
+    pub manual: Option<Sp<ManualRaw>>,
     pub duration: Opt,
     pub recover_within: Opt,
     pub objectives: Option<Sp<ObjectivesRaw>>,
+}
+
+/// `action:` of a step, or of an entry of `faults:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActionRaw {
+    pub run: Option<Sp<ScalarOrList>>,
+    pub timeout: Opt,
+    pub on: Opt,
+}
+
+/// `manual:` of a step.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManualRaw {
+    pub prompt: Opt,
+    pub timeout: Opt,
 }
 
 /// `objectives:`, at the top level or on a step.
@@ -338,11 +359,13 @@ pub struct FaultRaw {
     pub fill_disk: Option<Sp<FillDiskRaw>>,
 }
 
-/// An entry of `faults:`: its own target and one kind.
+/// An entry of `faults:`: its own target and one kind, or an `action`; either may start late.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FaultEntryRaw {
     pub target: Opt,
+    pub start_after: Opt,
+    pub action: Option<Sp<ActionRaw>>,
     pub kill: Option<Sp<KillRaw>>,
     pub pause: Option<Sp<PauseRaw>>,
     pub latency: Option<Sp<LatencyRaw>>,

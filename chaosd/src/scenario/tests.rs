@@ -1003,3 +1003,128 @@ fn wrong_objectives_point_at_the_value() {
         "{err}"
     );
 }
+
+#[test]
+fn action_and_manual_steps_take_their_defaults() {
+    let s = ok(&format!(
+        "{PRE}steps:\n  - name: promote\n    action: {{run: [/bin/echo, hi], on: api}}\n  - name: ask\n    manual: {{prompt: \"ok?\"}}\n  - name: here\n    action: {{run: \"exit 0\", timeout: 3s}}\n"
+    ));
+    let a = s.steps[0].action.as_ref().expect("an action");
+    assert_eq!(a.on.as_deref(), Some("api"));
+    assert_eq!(a.timeout, Duration::from_secs(300));
+    assert!(s.steps[0].faults.is_empty());
+    assert_eq!(s.steps[0].duration, Duration::ZERO);
+    let m = s.steps[1].manual.as_ref().expect("a manual step");
+    assert_eq!(
+        (m.prompt.as_str(), m.timeout),
+        ("ok?", Duration::from_secs(1800))
+    );
+    let here = s.steps[2].action.as_ref().expect("an action");
+    assert_eq!(here.on, None);
+    assert_eq!(here.timeout, Duration::from_secs(3));
+    assert_eq!(here.run, Command::Shell("exit 0".into()));
+}
+
+#[test]
+fn a_step_has_exactly_one_of_fault_faults_action_manual() {
+    check(
+        &format!("{PRE}steps:\n  - name: s\n    action: {{run: [x]}}\n    manual: {{prompt: p}}\n"),
+        &["11:13: step `s` has both `action` and `manual`; give one"],
+    );
+    check(
+        &format!(
+            "{PRE}steps:\n  - name: s\n    target: api\n    fault: {{kill: {{process: {{name: x}}}}}}\n    action: {{run: [x]}}\n"
+        ),
+        &["12:13: step `s` has both `fault` and `action`; give one"],
+    );
+}
+
+#[test]
+fn duration_and_recover_within_belong_to_steps_with_faults() {
+    check(
+        &format!(
+            "{PRE}steps:\n  - name: s\n    action: {{run: [x]}}\n    duration: 5s\n    recover_within: 2s\n"
+        ),
+        &[
+            "11:15: `duration` belongs to steps with faults; step `s` is an `action` step",
+            "12:21: `recover_within` belongs to steps with faults; step `s` is an `action` step",
+        ],
+    );
+    check(
+        &format!("{PRE}steps:\n  - name: s\n    target: api\n    manual: {{prompt: p}}\n"),
+        &["10:13: step `s` is a `manual` step, so it takes no `target`"],
+    );
+}
+
+#[test]
+fn actions_and_manual_steps_are_checked() {
+    check(
+        &format!("{PRE}steps:\n  - name: s\n    action: {{timeout: 1s}}\n"),
+        &["10:13: the action of step `s` needs `run`"],
+    );
+    check(
+        &format!("{PRE}steps:\n  - name: s\n    action: {{run: [x], on: nowhere, timeout: 0s}}\n"),
+        &[
+            "10:28: unknown target or host `nowhere`",
+            "10:46: `timeout` must be more than 0s",
+        ],
+    );
+    check(
+        &format!("{PRE}steps:\n  - name: s\n    manual: {{timeout: 1m}}\n"),
+        &["10:13: `manual` needs `prompt`"],
+    );
+    check(
+        &format!("{PRE}steps:\n  - name: s\n    manual: {{prompt: \" \"}}\n"),
+        &["10:22: `prompt` is empty: say what the person should check before answering"],
+    );
+}
+
+#[test]
+fn start_after_must_be_shorter_than_duration() {
+    let s = ok(&format!(
+        "{PRE}steps:\n  - name: s\n    faults:\n      - {{target: api, pause: {{process: {{name: x}}}}}}\n      - {{target: api-1, pause: {{process: {{name: y}}}}, start_after: 1s}}\n      - {{action: {{run: [/bin/true]}}, start_after: 2s}}\n    duration: 3s\n"
+    ));
+    let step = &s.steps[0];
+    assert_eq!(step.faults[0].start_after, Duration::ZERO);
+    assert_eq!(step.faults[1].start_after, Duration::from_secs(1));
+    assert_eq!(step.actions.len(), 1);
+    assert_eq!(step.actions[0].start_after, Duration::from_secs(2));
+    check(
+        &format!(
+            "{PRE}steps:\n  - name: s\n    faults:\n      - {{target: api, pause: {{process: {{name: x}}}}, start_after: 3s}}\n    duration: 3s\n"
+        ),
+        &[
+            "11:65: `start_after` 3s of an entry of step `s` is not shorter than its `duration` (3s)",
+        ],
+    );
+    // A kill without `duration` is held 0s: nothing can start after it.
+    check(
+        &format!(
+            "{PRE}steps:\n  - name: s\n    faults:\n      - {{target: api, kill: {{process: {{name: x}}}}}}\n      - {{action: {{run: [x]}}, start_after: 1s}}\n"
+        ),
+        &[
+            "12:43: `start_after` 1s of an entry of step `s` is not shorter than its `duration` (0s)",
+        ],
+    );
+}
+
+#[test]
+fn action_entries_of_faults_are_checked() {
+    check(
+        &format!(
+            "{PRE}steps:\n  - name: s\n    faults:\n      - {{target: api, action: {{run: [x]}}}}\n    duration: 3s\n"
+        ),
+        &[
+            "11:7: step `s` has only actions in `faults`",
+            "11:18: an `action` entry of step `s` takes no `target`",
+        ],
+    );
+    check(
+        &format!(
+            "{PRE}steps:\n  - name: s\n    faults:\n      - {{target: api, kill: {{process: {{name: x}}}}}}\n      - {{kill: {{process: {{name: x}}}}, action: {{run: [x]}}}}\n"
+        ),
+        &[
+            "12:46: an entry of `faults` of step `s` has both `kill` and `action`; give one per entry",
+        ],
+    );
+}

@@ -17,9 +17,10 @@ use serde_saphyr::{MessageFormatter, Spanned, UserMessageFormatter};
 
 use super::error::Problem;
 use super::model::{
-    self, ActiveHours, Command, CommandExpect, CommandProbe, Host, HttpExpect, HttpProbe,
-    LoadProbe, Monkey, Objectives, Pattern, Probe, ProbeKind, ProcessProbe, PrometheusProbe, Ready,
-    Scenario, Schedule, Settings, SetupCommand, Step, StepFault, Target, TcpProbe, TeardownCommand,
+    self, ACTION_TIMEOUT, Action, ActiveHours, Command, CommandExpect, CommandProbe, Host,
+    HttpExpect, HttpProbe, LoadProbe, MANUAL_TIMEOUT, Manual, Monkey, Objectives, Pattern, Probe,
+    ProbeKind, ProcessProbe, PrometheusProbe, Ready, Scenario, Schedule, Settings, SetupCommand,
+    Step, StepFault, Target, TcpProbe, TeardownCommand, TimedAction,
 };
 use super::raw::*;
 use super::values::{self, format_duration};
@@ -1397,6 +1398,22 @@ impl<'r> From<&'r FaultEntryRaw> for FaultKinds<'r> {
     }
 }
 
+impl FaultKinds<'_> {
+    /// The first fault kind given, if any.
+    fn first_present(&self) -> Option<&'static str> {
+        [
+            ("kill", self.kill.is_some()),
+            ("pause", self.pause.is_some()),
+            ("latency", self.latency.is_some()),
+            ("loss", self.loss.is_some()),
+            ("drop", self.drop.is_some()),
+            ("fill_disk", self.fill_disk.is_some()),
+        ]
+        .into_iter()
+        .find_map(|(name, given)| given.then_some(name))
+    }
+}
+
 fn fault(cx: &mut Cx, k: FaultKinds, at: Pos, what: &str) -> Option<FaultSpec> {
     let present = [
         ("kill", k.kill.map(pos)),
@@ -1658,20 +1675,118 @@ fn step(
     let what = format!("step `{}`", name.as_deref().unwrap_or("?"));
     let before = cx.found.len();
     let mut faults: Vec<(StepFault, Vec<String>, Pick)> = Vec::new();
-    match (&s.fault, &s.faults) {
-        (None, None) => cx.report(
+    let mut actions: Vec<TimedAction> = Vec::new();
+    // Each `start_after` given, with where it is, checked against `duration` below.
+    let mut starts: Vec<(Duration, Pos)> = Vec::new();
+    let mut action = None;
+    let mut manual = None;
+    let kinds: Vec<(&str, Pos)> = [
+        ("fault", s.fault.as_ref().map(pos)),
+        ("faults", s.faults.as_ref().map(pos)),
+        ("action", s.action.as_ref().map(pos)),
+        ("manual", s.manual.as_ref().map(pos)),
+    ]
+    .into_iter()
+    .filter_map(|(key, at)| Some((key, at?)))
+    .collect();
+    match kinds.as_slice() {
+        [] => cx.report(
             pos(raw),
             format!("{what} has no fault"),
-            Some("give `target` and `fault`, or `faults`".into()),
+            Some(
+                "give `target` and `fault`, or `faults`, or make it an `action` or `manual` step"
+                    .into(),
+            ),
         ),
-        (Some(_), Some(list)) => cx.error(
-            pos(list),
-            format!("{what} has both `fault` and `faults`; give one"),
+        [_] => {}
+        [(first, _), (second, at), ..] => cx.error(
+            *at,
+            format!("{what} has both `{first}` and `{second}`; give one"),
         ),
-        (Some(f), None) => {
-            let target = match &s.target {
+    }
+    let single = kinds.len() == 1;
+    if single && let Some(f) = &s.fault {
+        let target = match &s.target {
+            None => {
+                cx.error(pos(raw), format!("{what} has a `fault` but no `target`"));
+                None
+            }
+            Some(v) => cx
+                .text(v)
+                .and_then(|t| names.check(cx, &t, pos(v)).map(|r| (t, r))),
+        };
+        let spec = fault(
+            cx,
+            FaultKinds::from(&f.value),
+            pos(f),
+            &format!("the fault of {what}"),
+        );
+        if let (Some((target, (hosts, pick))), Some(spec)) = (target, spec) {
+            faults.push((
+                StepFault {
+                    target,
+                    spec,
+                    start_after: Duration::ZERO,
+                },
+                hosts,
+                pick,
+            ));
+        }
+    }
+    if single && let Some(list) = &s.faults {
+        if let Some(v) = &s.target {
+            cx.report(
+                pos(v),
+                format!("{what} has `faults`, so it takes no `target`"),
+                Some("give each entry of `faults` its own `target`".into()),
+            );
+        }
+        if list.value.is_empty() {
+            cx.error(pos(list), format!("{what} has an empty `faults`"));
+        }
+        for entry in &list.value {
+            let e = &entry.value;
+            let start_after = match &e.start_after {
+                None => Some(Duration::ZERO),
+                Some(v) => {
+                    let d = cx.get(v, values::parse_scenario_duration);
+                    if let Some(d) = d {
+                        starts.push((d, pos(v)));
+                    }
+                    d
+                }
+            };
+            if let Some(a) = &e.action {
+                let kinds = FaultKinds::from(e);
+                if let Some(kind) = kinds.first_present() {
+                    cx.error(
+                        pos(a),
+                        format!(
+                            "an entry of `faults` of {what} has both `{kind}` and `action`; give one per entry"
+                        ),
+                    );
+                }
+                if let Some(v) = &e.target {
+                    cx.report(
+                        pos(v),
+                        format!("an `action` entry of {what} takes no `target`"),
+                        Some(
+                            "give the action `on: TARGET` to run it on that target's hosts".into(),
+                        ),
+                    );
+                }
+                let parsed = action_of(cx, a, &format!("an action of {what}"), names);
+                if let (Some(action), Some(start_after)) = (parsed, start_after) {
+                    actions.push(TimedAction {
+                        action,
+                        start_after,
+                    });
+                }
+                continue;
+            }
+            let target = match &e.target {
                 None => {
-                    cx.error(pos(raw), format!("{what} has a `fault` but no `target`"));
+                    cx.error(pos(entry), format!("a fault of {what} has no `target`"));
                     None
                 }
                 Some(v) => cx
@@ -1680,50 +1795,94 @@ fn step(
             };
             let spec = fault(
                 cx,
-                FaultKinds::from(&f.value),
-                pos(f),
-                &format!("the fault of {what}"),
+                FaultKinds::from(e),
+                pos(entry),
+                &format!("a fault of {what}"),
             );
-            if let (Some((target, (hosts, pick))), Some(spec)) = (target, spec) {
-                faults.push((StepFault { target, spec }, hosts, pick));
+            if let (Some((target, (hosts, pick))), Some(spec), Some(start_after)) =
+                (target, spec, start_after)
+            {
+                faults.push((
+                    StepFault {
+                        target,
+                        spec,
+                        start_after,
+                    },
+                    hosts,
+                    pick,
+                ));
             }
         }
-        (None, Some(list)) => {
-            if let Some(v) = &s.target {
-                cx.report(
-                    pos(v),
-                    format!("{what} has `faults`, so it takes no `target`"),
-                    Some("give each entry of `faults` its own `target`".into()),
-                );
+        if !list.value.is_empty() && list.value.iter().all(|e| e.value.action.is_some()) {
+            cx.report(
+                pos(list),
+                format!("{what} has only actions in `faults`"),
+                Some(
+                    "give it a fault to hold, or make each action a step of its own (`action:`)"
+                        .into(),
+                ),
+            );
+        }
+    }
+    if single && let Some(a) = &s.action {
+        action = action_of(cx, a, &format!("the action of {what}"), names);
+    }
+    if single && let Some(m) = &s.manual {
+        let prompt = cx.req(&m.value.prompt, pos(m), "prompt", "`manual`", |v| {
+            if v.trim().is_empty() {
+                Err("`prompt` is empty: say what the person should check before answering".into())
+            } else {
+                Ok(v.to_string())
             }
-            if list.value.is_empty() {
-                cx.error(pos(list), format!("{what} has an empty `faults`"));
-            }
-            for entry in &list.value {
-                let target = match &entry.value.target {
-                    None => {
-                        cx.error(pos(entry), format!("a fault of {what} has no `target`"));
-                        None
-                    }
-                    Some(v) => cx
-                        .text(v)
-                        .and_then(|t| names.check(cx, &t, pos(v)).map(|r| (t, r))),
-                };
-                let spec = fault(
-                    cx,
-                    FaultKinds::from(&entry.value),
-                    pos(entry),
-                    &format!("a fault of {what}"),
-                );
-                if let (Some((target, (hosts, pick))), Some(spec)) = (target, spec) {
-                    faults.push((StepFault { target, spec }, hosts, pick));
-                }
-            }
+        });
+        let timeout = match &m.value.timeout {
+            None => Some(MANUAL_TIMEOUT),
+            Some(_) => cx.positive(&m.value.timeout, "timeout"),
+        };
+        if let (Some(prompt), Some(timeout)) = (prompt, timeout) {
+            manual = Some(Manual { prompt, timeout });
         }
     }
     let faults_ok = cx.found.len() == before;
 
+    // An action or manual step holds nothing: `duration` and `recover_within` would mean
+    // nothing there, so they are refused rather than ignored.
+    let without_faults = match (&s.action, &s.manual) {
+        _ if !single => None,
+        (Some(_), _) => Some("an `action`"),
+        (_, Some(_)) => Some("a `manual`"),
+        _ => None,
+    };
+    if let Some(kind) = without_faults {
+        for (key, v) in [
+            ("duration", &s.duration),
+            ("recover_within", &s.recover_within),
+        ] {
+            if let Some(v) = v {
+                cx.report(
+                    pos(v),
+                    format!("`{key}` belongs to steps with faults; {what} is {kind} step"),
+                    Some(format!(
+                        "remove `{key}`, or make it a step with `fault` or `faults`"
+                    )),
+                );
+            }
+        }
+        if let Some(v) = &s.target {
+            cx.report(
+                pos(v),
+                format!("{what} is {kind} step, so it takes no `target`"),
+                Some(if s.action.is_some() {
+                    "give the action `on: TARGET` to run it on that target's hosts".into()
+                } else {
+                    "remove `target`".into()
+                }),
+            );
+        }
+    }
+
     let duration = match &s.duration {
+        _ if without_faults.is_some() => Some(Duration::ZERO),
         Some(v) => {
             let d = cx.get(v, values::parse_scenario_duration);
             if let Some(d) = d
@@ -1758,9 +1917,28 @@ fn step(
             }
         }
     };
-    let recover_within = cx
-        .duration(&s.recover_within)
-        .unwrap_or(settings.recover_within);
+    // A late entry must come while the step's faults are still held.
+    if let Some(duration) = duration {
+        for (start_after, at) in &starts {
+            if *start_after >= duration {
+                cx.report(
+                    *at,
+                    format!(
+                        "`start_after` {} of an entry of {what} is not shorter than its `duration` ({})",
+                        format_duration(*start_after),
+                        format_duration(duration)
+                    ),
+                    Some("start it earlier, or give the step a longer `duration`".into()),
+                );
+            }
+        }
+    }
+    let recover_within = if without_faults.is_some() {
+        settings.recover_within
+    } else {
+        cx.duration(&s.recover_within)
+            .unwrap_or(settings.recover_within)
+    };
 
     if faults_ok {
         let count = hosts_at_most(&faults);
@@ -1785,9 +1963,46 @@ fn step(
     Some(Step {
         name: name?,
         faults: faults.into_iter().map(|(f, _, _)| f).collect(),
+        actions,
+        action,
+        manual,
         duration: duration?,
         recover_within,
         objectives: own.unwrap_or_default().or(objectives),
+    })
+}
+
+/// `action: {run, timeout, on}`: `on` must name a target or host; `timeout` defaults to 5m.
+fn action_of(cx: &mut Cx, raw: &Sp<ActionRaw>, what: &str, names: &Names) -> Option<Action> {
+    let a = &raw.value;
+    let run = match &a.run {
+        Some(run) => cx.command(run, what),
+        None => {
+            cx.report(
+                pos(raw),
+                format!("{what} needs `run`"),
+                Some(
+                    "give the command as a list (`run: [./promote.sh, db-2]`) or a shell line"
+                        .into(),
+                ),
+            );
+            None
+        }
+    };
+    let timeout = match &a.timeout {
+        None => Some(ACTION_TIMEOUT),
+        Some(_) => cx.positive(&a.timeout, "timeout"),
+    };
+    let on = match &a.on {
+        None => Some(None),
+        Some(v) => cx
+            .text(v)
+            .and_then(|t| names.check(cx, &t, pos(v)).map(|_| Some(t))),
+    };
+    Some(Action {
+        run: run?,
+        timeout: timeout?,
+        on: on?,
     })
 }
 

@@ -15,7 +15,6 @@ use agent::server::audit::{Record, outcome_of};
 use super::State;
 use super::api::{AbortResponse, AnswerRequest, AnswerResponse, HaltResponse};
 use super::error::ServiceError;
-use super::runs::Answer;
 
 /// Who asks for an action, as chaosd knows them: it has one token, so the API's callers are one
 /// identity; web view sessions are told apart by a short digest of their session cookie.
@@ -154,8 +153,8 @@ pub fn resume(state: &State, actor: &Actor) -> Result<HaltResponse, ServiceError
     result
 }
 
-/// Confirms (`confirmed`) or refuses the question run `id` waits on (the manual-step seam,
-/// [`super::runs::QuestionSlot`]). A refusal needs a reason; `by` defaults to the actor.
+/// Confirms (`confirmed`) or refuses the `manual` step run `id` waits on; `by` defaults to the
+/// actor. The engine takes the answer ([`crate::engine::answers`]); 409 when none waits.
 pub fn answer(
     state: &State,
     actor: &Actor,
@@ -166,28 +165,15 @@ pub fn answer(
     let trimmed = |v: Option<String>| v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
     let by = trimmed(req.by).unwrap_or_else(|| actor.identity());
     let reason = trimmed(req.reason);
-    let result = if !confirmed && reason.is_none() {
-        Err(ServiceError::BadRequest(
-            "a refusal needs a `reason`: say why the step must not go on".to_string(),
-        ))
-    } else {
-        state
-            .runs
-            .answer(
-                id,
-                Answer {
-                    confirmed,
-                    by: by.clone(),
-                    reason: reason.clone(),
-                },
-            )
-            .map_err(ServiceError::from)
-            .map(|run_id| AnswerResponse {
-                run_id,
-                confirmed,
-                by: by.clone(),
-            })
-    };
+    let result = state.runs.answer(
+        id,
+        confirmed,
+        AnswerRequest {
+            by: Some(by),
+            reason: reason.clone(),
+            step: req.step,
+        },
+    );
     let event = if confirmed { "confirm" } else { "refuse" };
     let run = result.as_ref().map_or(id, |r| r.run_id.as_str());
     audit(state, actor, event, Some(run), &result, |r| {

@@ -11,8 +11,8 @@
 //! | `GET /v1/runs/{id}/events` | | newline-delimited JSON [`StreamLine`]s until the run ends |
 //! | `GET /v1/runs/{id}/report?format=json\|md\|html\|junit` | | the report, rendered; 409 while running |
 //! | `POST /v1/runs/{id}/abort` | | [`AbortResponse`]; 409 when it has ended |
-//! | `POST /v1/runs/{id}/confirm` | [`AnswerRequest`] (may be empty) | [`AnswerResponse`]; 409 when it waits for no answer |
-//! | `POST /v1/runs/{id}/refuse` | [`AnswerRequest`] with a `reason` | [`AnswerResponse`]; 409 when it waits for no answer |
+//! | `POST /v1/runs/{id}/confirm` | [`AnswerRequest`] (optional) | [`AnswerResponse`]: the `manual` step waiting goes on; 409 when none waits |
+//! | `POST /v1/runs/{id}/refuse` | [`AnswerRequest`] (optional) | [`AnswerResponse`]: the step waiting is refused (`deviated`); 409 when none waits |
 //! | `POST /v1/halt` | | [`HaltResponse`]: every running run aborted, new ones refused |
 //! | `POST /v1/resume` | | [`HaltResponse`] |
 //! | `GET /v1/agents` | | [`AgentList`]: the inventory's agents |
@@ -143,7 +143,9 @@ pub struct RunView {
 /// A running run's status: [`LiveStatus`] on the wire.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LiveView {
-    /// `setup`, `preflight`, `check`, `step`, `after_check`, `reverting`, `teardown`, `done`.
+    /// `setup`, `preflight`, `check`, `step`, `action` (an `action` step's command runs),
+    /// `manual` (a `manual` step waits: see `prompt`), `after_check`, `reverting`, `teardown`,
+    /// `done`.
     pub phase: String,
     /// The step going on: index from 0, how many steps, its name.
     #[serde(default)]
@@ -154,6 +156,9 @@ pub struct LiveView {
     /// When a monkey's next fault is due.
     #[serde(default)]
     pub next_fault: Option<DateTime<Utc>>,
+    /// The question a `manual` step waits on (`POST /v1/runs/{id}/confirm` or `refuse`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
     #[serde(default)]
     pub probes: Vec<ProbeView>,
     /// The question a manual step waits on: answer it with `POST /v1/runs/{id}/confirm` or
@@ -188,7 +193,7 @@ pub struct ProbeView {
     pub last_ok: Option<bool>,
 }
 
-const PHASES: [(Phase, &str); 8] = [
+const PHASES: [(Phase, &str); 10] = [
     (Phase::Setup, "setup"),
     (Phase::Preflight, "preflight"),
     (Phase::Check, "check"),
@@ -197,6 +202,8 @@ const PHASES: [(Phase, &str); 8] = [
     (Phase::Reverting, "reverting"),
     (Phase::Teardown, "teardown"),
     (Phase::Done, "done"),
+    (Phase::Action, "action"),
+    (Phase::Manual, "manual"),
 ];
 
 impl From<&LiveStatus> for LiveView {
@@ -216,6 +223,7 @@ impl From<&LiveStatus> for LiveView {
                 .fault_remaining
                 .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
             next_fault: s.next_fault,
+            prompt: s.prompt.clone(),
             probes: s
                 .probes
                 .iter()
@@ -246,6 +254,7 @@ impl LiveView {
                 .map(|s| (s.index, s.total, s.name.clone())),
             fault_remaining: self.fault_left_ms.map(Duration::from_millis),
             next_fault: self.next_fault,
+            prompt: self.prompt.clone(),
             probes: self
                 .probes
                 .iter()
@@ -284,32 +293,44 @@ pub enum StreamLine {
     },
 }
 
+/// The body of `POST /v1/runs/{id}/confirm` and `.../refuse`; both keys optional, and so is
+/// the body.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnswerRequest {
+    /// Who answered, for the report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+    /// Why (mostly for a refusal), for the report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The step (from 0) this answer is for: when given, it must be the one waiting (409
+    /// otherwise), so a page shown for an earlier step cannot answer a later one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<usize>,
+}
+
+/// What a confirm or refuse answered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnswerResponse {
+    pub run_id: String,
+    /// The step answered, from 0.
+    pub step: usize,
+    pub step_name: String,
+    pub prompt: String,
+    /// `confirmed` or `refused`.
+    pub answer: String,
+    pub confirmed: bool,
+    /// Who answered, as recorded.
+    pub by: String,
+}
+
 /// `POST /v1/runs/{id}/abort`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AbortResponse {
     pub run_id: String,
     /// Whether this request asked for the abort (false: it had been asked already).
     pub aborted: bool,
-}
-
-/// `POST /v1/runs/{id}/confirm` and `POST /v1/runs/{id}/refuse`; an empty body is `{}`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AnswerRequest {
-    /// Who answers; chaosd's own name for the caller when left out.
-    #[serde(default)]
-    pub by: Option<String>,
-    /// Why; required to refuse.
-    #[serde(default)]
-    pub reason: Option<String>,
-}
-
-/// The answer to `POST /v1/runs/{id}/confirm|refuse`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct AnswerResponse {
-    pub run_id: String,
-    pub confirmed: bool,
-    pub by: String,
 }
 
 /// `POST /v1/halt` and `POST /v1/resume`.
@@ -366,6 +387,7 @@ mod tests {
                 step: Some((1, 3, "kill".into())),
                 fault_remaining: Some(Duration::from_millis(1500)),
                 next_fault: None,
+                prompt: None,
                 probes: vec![ProbeLine {
                     name: "health".into(),
                     host: "local".into(),

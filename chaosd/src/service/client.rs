@@ -136,6 +136,18 @@ impl ServiceClient {
             .await
     }
 
+    /// Confirms (`true`) or refuses the `manual` step a run waits on.
+    pub async fn answer(
+        &self,
+        id: &str,
+        confirmed: bool,
+        req: &super::api::AnswerRequest,
+    ) -> Result<super::api::AnswerResponse, ClientError> {
+        let verb = if confirmed { "confirm" } else { "refuse" };
+        self.call(Method::POST, &format!("/v1/runs/{id}/{verb}"), Some(req))
+            .await
+    }
+
     pub async fn halt(&self) -> Result<HaltResponse, ClientError> {
         self.call(Method::POST, "/v1/halt", None::<&()>).await
     }

@@ -44,7 +44,7 @@ enum Route<'a> {
     Events(&'a str),
     Report(&'a str),
     Abort(&'a str),
-    /// A manual step's question: `true` to confirm, `false` to refuse.
+    /// `confirm` (true) or `refuse` (false) a waiting `manual` step.
     Answer(&'a str, bool),
     Halt,
     Resume,

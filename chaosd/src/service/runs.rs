@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use agent::local::LocalAgent;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
@@ -82,187 +82,11 @@ pub struct LiveRun {
     pub run_id: String,
     pub report_dir: String,
     abort: Arc<Abort>,
+    /// Where a `manual` step's answer goes (`POST /v1/runs/{id}/confirm|refuse`).
+    answers: Arc<crate::engine::answers::Answers>,
     inner: Mutex<LiveInner>,
     /// Bumped at every event, status, question and the end; event streams wait on it.
     changed: Arc<watch::Sender<u64>>,
-    /// The manual-step seam: the question this run waits on, if any ([`QuestionSlot`]).
-    pub questions: QuestionSlot,
-}
-
-// ---- the manual-step seam ---------------------------------------------------------------------
-//
-// A manual step stops a run until a person confirms or refuses it. The engine side asks through
-// the run's `QuestionSlot` (`LiveRun::questions`) and awaits the answer; people answer through
-// `Runs::answer`, which both `POST /v1/runs/{id}/confirm|refuse` and the web view's forms call.
-//
-//     // engine side (not connected yet: `engine::run` is to receive the run's `QuestionSlot`)
-//     let asked = slot.ask("Fail over to the standby now?");   // the question is now pending
-//     tokio::select! {
-//         answer = asked.answer() => match answer {           // an `Answer`, or `None`
-//             Some(a) if a.confirmed => { /* go on; record `a.by`, `a.reason` */ }
-//             Some(a) => { /* refused: stop the run, say `a.reason` */ }
-//             None => { /* a newer question replaced this one */ }
-//         },
-//         () = abort.aborted() => { /* dropping `asked` withdraws the question */ }
-//     }
-//
-// The slot holds at most one question. Answering takes it (a second answer finds none: 409 "not
-// waiting for an answer"), and dropping the `Asked` withdraws it, so the web view never offers
-// buttons for a question nobody waits on.
-
-/// What a run asks a person, and since when.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Question {
-    pub prompt: String,
-    pub since: DateTime<Utc>,
-}
-
-/// A person's answer to a [`Question`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Answer {
-    /// `true`: confirmed, go on; `false`: refused.
-    pub confirmed: bool,
-    /// Who answered: as given, else the identity chaosd knows for the request.
-    pub by: String,
-    /// Why; required to refuse.
-    pub reason: Option<String>,
-}
-
-/// Why an answer was not taken.
-#[derive(Debug, thiserror::Error)]
-pub enum AnswerError {
-    /// Nothing is pending: the run never asked, was answered already, or has ended.
-    #[error("run `{run_id}` is not waiting for an answer{why}")]
-    NotWaiting { run_id: String, why: String },
-    /// No such run, or the history could not be read.
-    #[error(transparent)]
-    Run(#[from] ServiceError),
-}
-
-impl From<AnswerError> for ServiceError {
-    fn from(err: AnswerError) -> ServiceError {
-        match err {
-            AnswerError::NotWaiting { .. } => ServiceError::Conflict(err.to_string()),
-            AnswerError::Run(err) => err,
-        }
-    }
-}
-
-/// One run's pending question and the way back to whoever asked it; cheap to clone, shared by
-/// the run manager and (once connected) the engine.
-#[derive(Clone, Default)]
-pub struct QuestionSlot {
-    inner: Arc<Mutex<SlotInner>>,
-    /// The run's change counter, bumped when a question comes or goes.
-    changed: Option<Arc<watch::Sender<u64>>>,
-}
-
-#[derive(Default)]
-struct SlotInner {
-    /// Numbers the questions, so that a withdrawn `Asked` only clears its own.
-    serial: u64,
-    pending: Option<Pending>,
-}
-
-struct Pending {
-    serial: u64,
-    question: Question,
-    reply: oneshot::Sender<Answer>,
-}
-
-/// A question asked through [`QuestionSlot::ask`]; dropping it withdraws the question.
-pub struct Asked {
-    slot: QuestionSlot,
-    serial: u64,
-    reply: oneshot::Receiver<Answer>,
-}
-
-impl QuestionSlot {
-    fn notifying(changed: Arc<watch::Sender<u64>>) -> QuestionSlot {
-        QuestionSlot {
-            inner: Arc::default(),
-            changed: Some(changed),
-        }
-    }
-
-    fn lock(&self) -> MutexGuard<'_, SlotInner> {
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn bump(&self) {
-        if let Some(changed) = &self.changed {
-            changed.send_modify(|n| *n += 1);
-        }
-    }
-
-    /// Engine side: makes `prompt` the pending question (replacing any older one, whose `Asked`
-    /// then answers `None`).
-    pub fn ask(&self, prompt: impl Into<String>) -> Asked {
-        let (tx, rx) = oneshot::channel();
-        let serial = {
-            let mut inner = self.lock();
-            inner.serial += 1;
-            let serial = inner.serial;
-            inner.pending = Some(Pending {
-                serial,
-                question: Question {
-                    prompt: prompt.into(),
-                    since: Utc::now(),
-                },
-                reply: tx,
-            });
-            serial
-        };
-        self.bump();
-        Asked {
-            slot: self.clone(),
-            serial,
-            reply: rx,
-        }
-    }
-
-    /// The question waiting for an answer, if any.
-    pub fn pending_question(&self) -> Option<Question> {
-        self.lock().pending.as_ref().map(|p| p.question.clone())
-    }
-
-    /// People's side: hands `answer` to the asker and clears the question. `Err(why)` (for
-    /// [`AnswerError::NotWaiting`]) when nothing is pending.
-    fn answer(&self, answer: Answer) -> Result<(), String> {
-        let pending = self.lock().pending.take();
-        let Some(pending) = pending else {
-            return Err(String::new());
-        };
-        self.bump();
-        // `Asked` clears the slot when dropped, so a pending question has a live receiver; a
-        // failed send means it went away between the two, which is the same as not waiting.
-        pending
-            .reply
-            .send(answer)
-            .map_err(|_| "; the question was withdrawn".to_string())
-    }
-}
-
-impl Asked {
-    /// Waits for the answer; `None` when a newer question replaced this one.
-    pub async fn answer(mut self) -> Option<Answer> {
-        (&mut self.reply).await.ok()
-    }
-}
-
-impl Drop for Asked {
-    fn drop(&mut self) {
-        let mut inner = self.slot.lock();
-        if inner
-            .pending
-            .as_ref()
-            .is_some_and(|p| p.serial == self.serial)
-        {
-            inner.pending = None;
-            drop(inner);
-            self.slot.bump();
-        }
-    }
 }
 
 #[derive(Default)]
@@ -310,14 +134,22 @@ impl LiveRun {
         self.inner().status.as_ref().map(|s| self.view_of(s))
     }
 
-    /// The engine's status on the wire, with the pending question from the seam.
+    /// The engine's status on the wire, with the question a `manual` step waits on.
     fn view_of(&self, status: &LiveStatus) -> LiveView {
         let mut view = LiveView::from(status);
-        view.question = self.questions.pending_question().map(|q| QuestionView {
-            prompt: q.prompt,
-            since: q.since,
-        });
+        if let Some(q) = self.answers.waiting() {
+            view.prompt = Some(q.prompt.clone());
+            view.question = Some(QuestionView {
+                prompt: q.prompt,
+                since: q.asked_at,
+            });
+        }
         view
+    }
+
+    /// The question a `manual` step of this run waits on, if any.
+    pub fn waiting(&self) -> Option<crate::engine::answers::Question> {
+        self.answers.waiting()
     }
 }
 
@@ -469,9 +301,9 @@ impl Runs {
             run_id: run_id.clone(),
             report_dir: report_path.clone(),
             abort: Abort::new(),
+            answers: Arc::default(),
             inner: Mutex::new(LiveInner::default()),
             changed: Arc::clone(&changed),
-            questions: QuestionSlot::notifying(changed),
         });
         {
             // Under the halt lock: a halt that returned has seen this run, or this one sees it.
@@ -501,7 +333,8 @@ impl Runs {
             dry_run = req.dry_run,
             "run started"
         );
-        let spec = RunSpec::new(run_id.clone(), seed, req.labels.clone(), req.dry_run);
+        let mut spec = RunSpec::new(run_id.clone(), seed, req.labels.clone(), req.dry_run);
+        spec.answers = Arc::clone(&live.answers);
         let hosts = Hosts::new(self.agent.clone(), &scenario, &run_id);
         let run_for = req.run_for_ms;
         let runs = Arc::clone(self);
@@ -690,27 +523,51 @@ impl Runs {
         }
     }
 
-    /// Hands a person's answer to the question run `id` waits on (the manual-step seam; see
-    /// [`QuestionSlot`]). 409 (`not waiting for an answer`) when none is pending or it has ended.
-    pub fn answer(&self, id: &str, answer: Answer) -> Result<String, AnswerError> {
-        match self.find(id)? {
-            Found::Live(live) => {
-                live.questions
-                    .answer(answer)
-                    .map_err(|why| AnswerError::NotWaiting {
-                        run_id: live.run_id.clone(),
-                        why,
-                    })?;
-                Ok(live.run_id.clone())
-            }
-            Found::Done { record, .. } => Err(AnswerError::NotWaiting {
-                run_id: record.run_id.clone(),
-                why: format!(
-                    "; it has ended ({})",
+    /// Answers the `manual` step a running run waits on: 409 when none waits.
+    pub fn answer(
+        &self,
+        id: &str,
+        confirmed: bool,
+        req: super::api::AnswerRequest,
+    ) -> Result<super::api::AnswerResponse, ServiceError> {
+        let live = match self.find(id)? {
+            Found::Live(live) => live,
+            Found::Done { record, .. } => {
+                return Err(ServiceError::Conflict(format!(
+                    "run `{}` has ended ({}); there is nothing to answer",
+                    record.run_id,
                     super::api::verdict_text(record.verdict)
-                ),
-            }),
-        }
+                )));
+            }
+        };
+        let answer = crate::engine::answers::Answer {
+            confirmed,
+            by: req.by.clone().filter(|b| !b.trim().is_empty()),
+            reason: req.reason.clone().filter(|r| !r.trim().is_empty()),
+            at: Utc::now(),
+        };
+        let by = answer.by.clone().unwrap_or_default();
+        let question = live.answers.answer(req.step, answer).map_err(|err| {
+            ServiceError::Conflict(format!(
+                "run `{}`: {err}; only a `manual` step that is waiting can be confirmed or refused",
+                live.run_id
+            ))
+        })?;
+        info!(
+            run = live.run_id,
+            step = question.step,
+            confirmed,
+            "manual step answered"
+        );
+        Ok(super::api::AnswerResponse {
+            run_id: live.run_id.clone(),
+            step: question.step,
+            step_name: question.name,
+            prompt: question.prompt,
+            answer: if confirmed { "confirmed" } else { "refused" }.to_string(),
+            confirmed,
+            by,
+        })
     }
 
     /// Sets the halt switch (persisted), then aborts every running run; `by` (who asked) goes
@@ -872,6 +729,29 @@ pub fn local_uses(scenario: &Scenario) -> Vec<String> {
             }
         }
     }
+    for (i, step) in scenario.steps.iter().enumerate() {
+        let actions = step
+            .action
+            .iter()
+            .chain(step.actions.iter().map(|a| &a.action));
+        for action in actions {
+            match &action.on {
+                None => uses.push(format!(
+                    "step {} `{}` runs the action `{}` on chaosd's machine (it has no `on:`)",
+                    i + 1,
+                    step.name,
+                    action.run
+                )),
+                Some(on) if on_local(on) => uses.push(format!(
+                    "step {} `{}` runs the action `{}` on `local` (`on: {on}`)",
+                    i + 1,
+                    step.name,
+                    action.run
+                )),
+                Some(_) => {}
+            }
+        }
+    }
     if let Some(m) = &scenario.monkey
         && on_local(&m.target)
     {
@@ -956,6 +836,23 @@ teardown:
     }
 
     #[test]
+    fn actions_on_the_controller_or_on_local_use_chaosd_s_machine() {
+        let s = scenario(
+            "version: 1\nname: a\nhosts:\n  db-1: {agent: \"https://10.0.0.1:7411\"}\nsteps:\n  - name: here\n    action: {run: [./promote.sh]}\n  - name: local\n    action: {run: [/bin/true], on: local}\n  - name: remote\n    action: {run: [/bin/true], on: db-1}\n  - name: ask\n    manual: {prompt: ok?}\n",
+        );
+        let uses = local_uses(&s);
+        assert_eq!(uses.len(), 2, "{uses:?}");
+        assert!(
+            uses[0].contains("step 1 `here` runs the action"),
+            "{uses:?}"
+        );
+        assert!(
+            uses[1].contains("step 2 `local` runs the action `/bin/true` on `local`"),
+            "{uses:?}"
+        );
+    }
+
+    #[test]
     fn a_remote_only_scenario_uses_nothing_local() {
         let s = scenario(
             r#"version: 1
@@ -976,63 +873,31 @@ steps:
 
     // ---- the manual-step seam ----
 
-    fn answer(confirmed: bool, by: &str, reason: Option<&str>) -> Answer {
-        Answer {
-            confirmed,
-            by: by.to_string(),
-            reason: reason.map(str::to_string),
+    fn live(run_id: &str) -> Arc<LiveRun> {
+        Arc::new(LiveRun {
+            run_id: run_id.into(),
+            report_dir: String::new(),
+            abort: Abort::new(),
+            answers: Arc::default(),
+            inner: Mutex::new(LiveInner::default()),
+            changed: Arc::new(watch::channel(0).0),
+        })
+    }
+
+    fn question(prompt: &str) -> crate::engine::answers::Question {
+        crate::engine::answers::Question {
+            step: 0,
+            name: "ask".into(),
+            prompt: prompt.into(),
+            asked_at: Utc::now(),
         }
     }
 
-    #[tokio::test]
-    async fn an_answer_reaches_the_asker_once_and_clears_the_question() {
-        let (changed, seen) = watch::channel(0);
-        let slot = QuestionSlot::notifying(Arc::new(changed));
-        assert_eq!(slot.pending_question(), None);
-        let asked = slot.ask("fail over now?");
-        let q = slot.pending_question().expect("pending");
-        assert_eq!(q.prompt, "fail over now?");
-        assert_eq!(*seen.borrow(), 1, "asking bumps the run's change counter");
-
-        slot.answer(answer(false, "alice", Some("peak traffic")))
-            .unwrap();
-        assert_eq!(slot.pending_question(), None);
-        assert_eq!(*seen.borrow(), 2, "answering bumps it too");
-        assert_eq!(
-            asked.answer().await,
-            Some(answer(false, "alice", Some("peak traffic")))
-        );
-        // Taken once: a second answer finds nothing pending.
-        assert!(slot.answer(answer(true, "bob", None)).is_err());
-    }
-
-    #[test]
-    fn nothing_pending_refuses_an_answer() {
-        let slot = QuestionSlot::default();
-        assert_eq!(slot.answer(answer(true, "bob", None)), Err(String::new()));
-    }
-
-    #[test]
-    fn dropping_the_asked_withdraws_the_question() {
-        let slot = QuestionSlot::default();
-        let asked = slot.ask("go?");
-        assert!(slot.pending_question().is_some());
-        drop(asked);
-        assert_eq!(slot.pending_question(), None);
-        assert!(slot.answer(answer(true, "bob", None)).is_err());
-    }
-
-    #[tokio::test]
-    async fn a_newer_question_replaces_the_older_one() {
-        let slot = QuestionSlot::default();
-        let first = slot.ask("first?");
-        let second = slot.ask("second?");
-        assert_eq!(slot.pending_question().unwrap().prompt, "second?");
-        // The replaced asker hears `None`, and going away does not withdraw the newer question.
-        assert_eq!(first.answer().await, None);
-        assert_eq!(slot.pending_question().unwrap().prompt, "second?");
-        slot.answer(answer(true, "carol", None)).unwrap();
-        assert_eq!(second.answer().await, Some(answer(true, "carol", None)));
+    fn by(name: &str) -> super::super::api::AnswerRequest {
+        super::super::api::AnswerRequest {
+            by: Some(name.into()),
+            ..Default::default()
+        }
     }
 
     #[tokio::test]
@@ -1046,61 +911,50 @@ steps:
             client_cert: None,
         })
         .unwrap();
-        let changed = Arc::new(watch::channel(0).0);
-        let live = Arc::new(LiveRun {
-            run_id: "run-1".into(),
-            report_dir: String::new(),
-            abort: Abort::new(),
-            inner: Mutex::new(LiveInner::default()),
-            changed: Arc::clone(&changed),
-            questions: QuestionSlot::notifying(changed),
-        });
+        let live = live("run-1");
         runs.active().insert("run-1".into(), Arc::clone(&live));
 
-        let err = runs
-            .answer("run-1", answer(true, "dave", None))
-            .unwrap_err();
-        assert!(matches!(err, AnswerError::NotWaiting { .. }), "{err}");
-        let err = ServiceError::from(err);
+        let err = runs.answer("run-1", true, by("dave")).unwrap_err();
         assert_eq!(err.status(), hyper::StatusCode::CONFLICT);
         assert!(
             err.to_string().contains("not waiting for an answer"),
             "{err}"
         );
 
-        let asked = live.questions.ask("go?");
-        assert_eq!(live.status(), None, "no engine status yet, so no live view");
+        live.answers.ask(question("go?"));
+        let answered = runs.answer("run-1", true, by("dave")).unwrap();
         assert_eq!(
-            runs.answer("run-1", answer(true, "dave", None)).unwrap(),
-            "run-1"
+            (
+                answered.run_id.as_str(),
+                answered.confirmed,
+                answered.by.as_str()
+            ),
+            ("run-1", true, "dave")
         );
-        assert_eq!(asked.answer().await, Some(answer(true, "dave", None)));
+        assert_eq!(live.answers.answered().await.by.as_deref(), Some("dave"));
+        // Taken once: a second answer finds nothing open.
+        let err = runs.answer("run-1", false, by("erin")).unwrap_err();
+        assert_eq!(err.status(), hyper::StatusCode::CONFLICT, "{err}");
 
-        let err = ServiceError::from(runs.answer("nope", answer(true, "dave", None)).unwrap_err());
+        let err = runs.answer("nope", true, by("dave")).unwrap_err();
         assert_eq!(err.status(), hyper::StatusCode::NOT_FOUND, "{err}");
     }
 
     #[test]
     fn the_live_view_carries_the_pending_question() {
-        let changed = Arc::new(watch::channel(0).0);
-        let live = LiveRun {
-            run_id: "run-2".into(),
-            report_dir: String::new(),
-            abort: Abort::new(),
-            inner: Mutex::new(LiveInner::default()),
-            changed: Arc::clone(&changed),
-            questions: QuestionSlot::notifying(changed),
-        };
+        let live = live("run-2");
         live.inner().status = Some(LiveStatus {
             phase: crate::engine::live::Phase::Step,
             step: None,
             fault_remaining: None,
             next_fault: None,
+            prompt: None,
             probes: Vec::new(),
         });
         assert_eq!(live.status().unwrap().question, None);
-        let _asked = live.questions.ask("go?");
+        live.answers.ask(question("go?"));
         assert_eq!(live.status().unwrap().question.unwrap().prompt, "go?");
+        assert_eq!(live.status().unwrap().prompt.as_deref(), Some("go?"));
         assert_eq!(
             live.snapshot(0).status.unwrap().question.unwrap().prompt,
             "go?"

@@ -350,6 +350,8 @@ async fn post(
             let req = AnswerRequest {
                 by: form_value(&form, "by"),
                 reason: form_value(&form, "reason"),
+                // The step the page asked about: a page left open never answers a later step.
+                step: form_value(&form, "step").and_then(|s| s.parse().ok()),
             };
             actions::answer(state, &actor, id, confirmed, req)
                 .map(|r| back_to_run(&r.run_id, if r.confirmed { "confirmed" } else { "refused" }))
@@ -801,13 +803,18 @@ fn run_page(state: &Arc<State>, id: &str, page: &Page) -> Result<Response<Body>,
         "",
         "Abort this run (its faults are reverted)",
     ));
-    // Straight from the seam rather than the status, which the engine may not have sent yet.
-    let question = live.questions.pending_question();
+    // Straight from the run's answers rather than the status, which may not have been sent yet.
+    let question = live.waiting();
     if let Some(q) = &question {
-        let by = "<label>Your name <input name=by maxlength=200></label> ";
+        let by = format!(
+            "<input type=hidden name=step value={}><label>Your name <input name=by maxlength=200></label> ",
+            q.step
+        );
         b.push_str(&format!(
-            "<h2 id=question>Waiting for an answer since {}</h2>\n<p>{}</p>\n",
-            when(q.since),
+            "<h2 id=question>Step {} `{}` waits for an answer since {}</h2>\n<p>{}</p>\n",
+            q.step + 1,
+            esc(&q.name),
+            when(q.asked_at),
             esc(&q.prompt)
         ));
         b.push_str(&form(
@@ -821,7 +828,7 @@ fn run_page(state: &Arc<State>, id: &str, page: &Page) -> Result<Response<Body>,
             page,
             "refuse",
             &format!("{run_path}/refuse"),
-            &format!("{by}<label>Why <input name=reason maxlength=2000 required></label> "),
+            &format!("{by}<label>Why <input name=reason maxlength=2000></label> "),
             "Refuse",
         ));
     }

@@ -93,8 +93,61 @@ pub(super) fn step_details(h: &mut String, s: &StepReport, start: DateTime<Utc>)
     h.push_str(&esc(&facts.join(" · ")));
     h.push_str("</p>\n");
 
+    if !s.actions.is_empty() {
+        h.push_str("<h4>Actions</h4>\n<table>\n");
+        th_row(
+            h,
+            &[
+                "host", "command", "started", "exit", "took", "how", "output",
+            ],
+        );
+        h.push_str("<tbody>\n");
+        for a in &s.actions {
+            let how = if a.ok || a.skipped {
+                format!("<td class=\"muted\">{}</td>", esc(&a.detail))
+            } else {
+                format!("<td class=\"err\">{}</td>", esc(&a.detail))
+            };
+            let _ = writeln!(
+                h,
+                "<tr>{}<td class=\"mono\">{}</td>{}{}<td class=\"num\">{}</td>{how}{}</tr>",
+                td(&a.host),
+                esc(&a.command),
+                if a.skipped {
+                    "<td class=\"muted\">skipped</td>".into()
+                } else {
+                    td_time(start, a.started_at)
+                },
+                td(&a.exit_code.map(|c| c.to_string()).unwrap_or_default()),
+                if a.skipped {
+                    String::new()
+                } else {
+                    duration(a.duration_ms)
+                },
+                td(&a.log),
+            );
+        }
+        h.push_str("</tbody></table>\n");
+    }
+    if let Some(m) = &s.manual {
+        let mut answer = m.answer.replace('_', " ");
+        if let Some(by) = &m.by {
+            let _ = write!(answer, " by {by}");
+        }
+        if let Some(reason) = &m.reason {
+            let _ = write!(answer, ": {reason}");
+        }
+        let _ = writeln!(
+            h,
+            "<p><strong>Asked:</strong> {}<br><strong>Answer:</strong> {}</p>",
+            esc(&m.prompt),
+            esc(&answer)
+        );
+    }
     if s.faults.is_empty() {
-        h.push_str("<p class=\"muted\">No faults.</p>\n");
+        if s.actions.is_empty() && s.manual.is_none() {
+            h.push_str("<p class=\"muted\">No faults.</p>\n");
+        }
     } else {
         h.push_str("<h4>Faults per host</h4>\n<table>\n");
         th_row(
