@@ -252,6 +252,11 @@ fn left_on_h1(lab: &Lab, victim: i32) -> Vec<String> {
                 .map(|f| format!("fill file {f}")),
         );
     }
+    // The agent's own bookkeeping: a run it still holds refuses the next run's preflight (409)
+    // until it lets go (the revert, the lease, the hold's end).
+    if let Some(held) = agent_faults(lab) {
+        left.extend(held.into_iter().map(|f| format!("the agent holds {f}")));
+    }
     let qdiscs =
         try_sh(&["ip", "netns", "exec", &h1.ns, "tc", "qdisc", "show"]).unwrap_or_default();
     left.extend(
@@ -261,6 +266,34 @@ fn left_on_h1(lab: &Lab, victim: i32) -> Vec<String> {
             .map(|l| format!("qdisc {l}")),
     );
     left
+}
+
+/// The faults h1's agent says it holds (`GET /v1/faults`); `None` when it does not answer.
+fn agent_faults(lab: &Lab) -> Option<Vec<String>> {
+    let token = std::fs::read_to_string(&lab.token).ok()?;
+    let url = format!("{}/v1/faults", lab.host("h1").agent_url());
+    let auth = format!("Authorization: Bearer {}", token.trim());
+    let cacert = lab.cert.display().to_string();
+    let body = try_sh(&[
+        "curl",
+        "-sf",
+        "--max-time",
+        "2",
+        "--cacert",
+        &cacert,
+        "-H",
+        &auth,
+        &url,
+    ])
+    .ok()?;
+    let json: serde_json::Value = serde_json::from_str(&body).ok()?;
+    Some(
+        json["faults"]
+            .as_array()?
+            .iter()
+            .map(|f| f["fault_id"].as_str().unwrap_or("?").to_string())
+            .collect(),
+    )
 }
 
 fn fill_files(dir: &Path) -> Vec<String> {
@@ -341,7 +374,13 @@ fn crash_trials_leave_nothing_behind() {
             left_on_h1(&lab, victims.pid())
         }
         .is_empty();
+        println!(
+            "trial {n}: {kind} on {}, {killed:?} killed {delay:?} in{}",
+            if local { "local" } else { "h1" },
+            if in_place { ", fault in place" } else { "" }
+        );
         let kill_at = Instant::now();
+        let kill_wall = chrono::Utc::now();
         match killed {
             Victim::Chaosctl => run.signal_group(Signal::SIGKILL),
             Victim::Chaosd => {
@@ -388,7 +427,26 @@ fn crash_trials_leave_nothing_behind() {
             if let Some(line) = runs.stdout.lines().find(|l| l.contains(&name))
                 && !line.contains("interrupted")
             {
-                left.push(format!("run listed as: {line}"));
+                let id = line.split_whitespace().next().unwrap_or_default();
+                let mut args = if killed == Victim::Chaosd {
+                    chaosd.args()
+                } else {
+                    Vec::new()
+                };
+                args.extend(["report".into(), id.into(), "--format".into(), "json".into()]);
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                let report = test.cmd(&args);
+                let report: serde_json::Value =
+                    serde_json::from_str(&report.stdout).unwrap_or_default();
+                // A run submitted to chaosd while it was down reached it once it was back: it
+                // started after the kill and ran like any other.
+                let started_after = report["started_at"]
+                    .as_str()
+                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                    .is_some_and(|t| t > kill_wall);
+                if !started_after {
+                    left.push(format!("run listed as: {line}; {}", report["reason"]));
+                }
             }
         } else {
             assert!(out.code.is_some(), "chaosctl ended by a signal: {out:?}");
