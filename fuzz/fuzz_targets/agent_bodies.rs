@@ -22,8 +22,14 @@ max_loss: 50%
 command_probes: false
 ";
 
+/// Parsed once: the fuzzer's time goes to the bodies.
+fn policies() -> &'static [Option<Policy>; 2] {
+    static POLICIES: std::sync::OnceLock<[Option<Policy>; 2]> = std::sync::OnceLock::new();
+    POLICIES.get_or_init(|| [Policy::parse(POLICY).ok(), Some(Policy::default())])
+}
+
 fuzz_target!(|data: &[u8]| {
-    let policies = [Policy::parse(POLICY).ok(), Some(Policy::default())];
+    let policies = policies();
     if let Ok(apply) = serde_json::from_slice::<ApplyRequest>(data) {
         for order in &apply.faults {
             let _ = order.spec.to_string();

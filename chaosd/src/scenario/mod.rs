@@ -58,7 +58,7 @@ impl LoadOptions {
 
 /// Reads, checks and resolves the scenario at `path`.
 pub fn load(path: &Path, opts: &LoadOptions) -> Result<model::Scenario, ScenarioError> {
-    let bytes = std::fs::read(path).map_err(|err| ScenarioError::io(path, &err))?;
+    let bytes = read_bounded(path)?;
     load_bytes(path, &bytes, opts)
 }
 
@@ -112,7 +112,7 @@ fn load_bytes_in(
         base_dir: base_dir.map_or_else(|| folder_of(&abs_path), Path::to_path_buf),
     }];
     if let Some(inventory) = &opts.inventory {
-        let bytes = std::fs::read(inventory).map_err(|err| ScenarioError::io(inventory, &err))?;
+        let bytes = read_bounded(inventory)?;
         let text = utf8_text(inventory, &bytes)?;
         srcs.push(Source {
             display: inventory.clone(),
@@ -163,7 +163,7 @@ pub fn load_inventory(
     path: &Path,
     opts: &LoadOptions,
 ) -> Result<BTreeMap<String, model::Host>, ScenarioError> {
-    let bytes = std::fs::read(path).map_err(|err| ScenarioError::io(path, &err))?;
+    let bytes = read_bounded(path)?;
     let text = utf8_text(path, &bytes)?;
     let srcs = vec![Source {
         display: path.to_path_buf(),
@@ -182,6 +182,34 @@ pub fn load_inventory(
     let mut hosts = validate::resolve_inventory(&srcs, &inventory, &opts.vars).map_err(fail)?;
     opts.fill_client_cert(hosts.values_mut());
     Ok(hosts)
+}
+
+/// The most a scenario or inventory file may hold. Real ones are a few KiB; the bound keeps a
+/// wrong file (a log, a disk image) from being read whole and parsed.
+pub const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
+
+/// The file's bytes, refused with a clear error past [`MAX_FILE_BYTES`] (without reading more).
+fn read_bounded(path: &Path) -> Result<Vec<u8>, ScenarioError> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|err| ScenarioError::io(path, &err))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|err| ScenarioError::io(path, &err))?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        let problem = Problem {
+            file: path.to_path_buf(),
+            line: 1,
+            column: 1,
+            message: format!(
+                "the file is over {} MiB, more than a scenario or inventory may be",
+                MAX_FILE_BYTES / (1024 * 1024)
+            ),
+            help: Some("is this the right file? split what it holds into smaller ones".into()),
+        };
+        return Err(ScenarioError::new(vec![(problem, 1)], Vec::new()));
+    }
+    Ok(bytes)
 }
 
 /// The file's text. Invalid UTF-8 is refused at its first bad byte rather than replaced, so a

@@ -1128,3 +1128,22 @@ fn action_entries_of_faults_are_checked() {
         ],
     );
 }
+
+#[test]
+fn issue_9_a_file_over_the_size_limit_is_refused_before_it_is_parsed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.yaml");
+    std::fs::write(&path, vec![b'#'; (MAX_FILE_BYTES + 1) as usize]).unwrap();
+    let err = load(&path, &LoadOptions::default()).unwrap_err();
+    assert!(err.to_string().contains("over 4 MiB"), "{err}");
+    let err = load_inventory(&path, &LoadOptions::default()).unwrap_err();
+    assert!(err.to_string().contains("over 4 MiB"), "{err}");
+    // Deeply nested input is refused by the parser's own bound, with its position.
+    let deep = format!(
+        "version: 1\nname: deep\nsteps: {}{}\n",
+        "[".repeat(10_000),
+        "]".repeat(10_000)
+    );
+    let err = load_text(&deep).unwrap_err();
+    assert!(err.to_string().contains("recursion limit"), "{err}");
+}
