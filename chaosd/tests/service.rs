@@ -1695,3 +1695,65 @@ steps:
         "the dashboards are red"
     );
 }
+
+#[test]
+fn issue_10_a_manual_step_is_confirmed_and_refused_from_the_web_view() {
+    let d = Chaosd::start(false);
+    let yaml = r#"version: 1
+name: ask-on-the-web
+steps:
+  - name: the room agrees
+    manual: {prompt: "Does the room agree to go on?", timeout: 1m}
+"#;
+    let web = Web::sign_in(&d);
+    for (path, fields, verdict) in [
+        (
+            "confirm",
+            vec![("by", "bob"), ("reason", "all green")],
+            "passed",
+        ),
+        (
+            "refuse",
+            vec![("by", "carol"), ("reason", "the pager is busy")],
+            "deviated",
+        ),
+    ] {
+        let id = d.submit(yaml);
+        eventually(Duration::from_secs(20), "the step waits", || {
+            (d.run(&id)["live"]["phase"] == "manual").then_some(())
+        });
+        // The run's page shows the question with its forms, naming the step they answer.
+        let page = web.get(&format!("/ui/runs/{id}"));
+        assert!(
+            page.body.contains("Does the room agree to go on?"),
+            "{}",
+            page.body
+        );
+        assert!(
+            page.body.contains("id=confirm") && page.body.contains("id=refuse"),
+            "{}",
+            page.body
+        );
+        assert!(page.body.contains("name=step value=0"), "{}", page.body);
+        let mut fields = fields.clone();
+        fields.push(("step", "0"));
+        let r = web.post(&format!("/ui/runs/{id}/{path}"), &fields);
+        assert_eq!(r.status, 303, "{path}: {}", r.body);
+        let run = d.wait_verdict(&id);
+        assert_eq!(run["run"]["verdict"], verdict, "{run}");
+        let manual = &run["report"]["steps"][0]["manual"];
+        assert_eq!(manual["by"], fields[0].1, "{manual}");
+        assert_eq!(manual["reason"], fields[1].1, "{manual}");
+        if verdict == "deviated" {
+            assert_eq!(run["report"]["cause"], "manual", "{run}");
+        }
+        // In the audit trail, as the web view's session.
+        let audit = std::fs::read_to_string(d.path("state").join("audit.jsonl")).unwrap();
+        assert!(
+            audit
+                .lines()
+                .any(|l| l.contains(&format!("\"event\":\"{path}\"")) && l.contains(&id)),
+            "{audit}"
+        );
+    }
+}
