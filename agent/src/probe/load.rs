@@ -145,14 +145,20 @@ pub(crate) async fn sample(probe: &LoadProbe) -> (Verdict, Option<LoadFigures>) 
     )
 }
 
-/// The burst's figures from its requests; `n` were due (a missing one counts as failed, `lost`).
-pub(crate) fn figures(shots: &[Shot], n: usize) -> LoadFigures {
+/// The successful requests' latencies, fastest first.
+fn ok_latencies(shots: &[Shot]) -> Vec<Duration> {
     let mut latencies: Vec<Duration> = shots
         .iter()
         .filter(|s| s.failure.is_none())
         .map(|s| s.took)
         .collect();
     latencies.sort();
+    latencies
+}
+
+/// The burst's figures from its requests; `n` were due (a missing one counts as failed, `lost`).
+pub(crate) fn figures(shots: &[Shot], n: usize) -> LoadFigures {
+    let latencies = ok_latencies(shots);
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     let mut statuses: BTreeMap<String, u64> = BTreeMap::new();
     for shot in shots {
@@ -193,12 +199,7 @@ pub(crate) fn figures(shots: &[Shot], n: usize) -> LoadFigures {
 /// The sample's verdict and reason from its requests. `n` is how many were due (a request whose
 /// task panicked is missing from `shots` and counts as failed).
 pub(crate) fn judge(shots: &[Shot], n: usize, interval: Duration, success: f64) -> Verdict {
-    let mut latencies: Vec<Duration> = shots
-        .iter()
-        .filter(|s| s.failure.is_none())
-        .map(|s| s.took)
-        .collect();
-    latencies.sort();
+    let latencies = ok_latencies(shots);
     let ok = latencies.len();
     let share = if n == 0 {
         100.0

@@ -209,7 +209,8 @@ fn left_locally(lab: &Lab, tmpfs: &Tmpfs, victim: i32) -> Vec<String> {
         left.push(format!("pid {victim} stopped"));
     }
     left.extend(
-        fill_files(&tmpfs.dir)
+        tmpfs
+            .fill_files()
             .into_iter()
             .map(|f| format!("fill file {f}")),
     );
@@ -294,16 +295,6 @@ fn agent_faults(lab: &Lab) -> Option<Vec<String>> {
             .map(|f| f["fault_id"].as_str().unwrap_or("?").to_string())
             .collect(),
     )
-}
-
-fn fill_files(dir: &Path) -> Vec<String> {
-    std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .filter_map(Result::ok)
-        .filter_map(|e| e.file_name().to_str().map(str::to_string))
-        .filter(|n| n.starts_with(".chaos-fill-"))
-        .collect()
 }
 
 #[test]
