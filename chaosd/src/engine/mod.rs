@@ -1434,16 +1434,7 @@ impl Run {
         let end = loop {
             // The faults and actions due now (at once for those without `start_after`).
             let now = Instant::now();
-            let faults_now: Vec<usize> = {
-                let due: Vec<Duration> = due_faults
-                    .keys()
-                    .copied()
-                    .filter(|d| later(injected_at, *d) <= now)
-                    .collect();
-                due.iter()
-                    .flat_map(|d| due_faults.remove(d).unwrap_or_default())
-                    .collect()
-            };
+            let faults_now: Vec<usize> = take_due(&mut due_faults, injected_at, now);
             if !faults_now.is_empty() {
                 let failures = self.inject_slots(step, step_idx, &faults_now).await;
                 last_injection = Instant::now();
@@ -1453,16 +1444,7 @@ impl Run {
                     break End::Failed;
                 }
             }
-            let actions_now: Vec<usize> = {
-                let due: Vec<Duration> = due_actions
-                    .keys()
-                    .copied()
-                    .filter(|d| later(injected_at, *d) <= now)
-                    .collect();
-                due.iter()
-                    .flat_map(|d| due_actions.remove(d).unwrap_or_default())
-                    .collect()
-            };
+            let actions_now: Vec<usize> = take_due(&mut due_actions, injected_at, now);
             for i in actions_now {
                 let action = step.actions[i].clone();
                 self.event(
@@ -2468,6 +2450,23 @@ fn first_failure(views: &[SeriesView<'_>], from: Instant) -> Option<Instant> {
 /// range it is `at` itself, since ending a hold early is the safe side.
 fn later(at: Instant, d: Duration) -> Instant {
     at.checked_add(d.min(agent::spec::MAX_HOLD)).unwrap_or(at)
+}
+
+/// Takes out the entries whose `start_after` has come by `now`, counted from `injected_at`.
+fn take_due(
+    due: &mut BTreeMap<Duration, Vec<usize>>,
+    injected_at: Instant,
+    now: Instant,
+) -> Vec<usize> {
+    let ready: Vec<Duration> = due
+        .keys()
+        .copied()
+        .filter(|d| later(injected_at, *d) <= now)
+        .collect();
+    ready
+        .iter()
+        .flat_map(|d| due.remove(d).unwrap_or_default())
+        .collect()
 }
 
 fn fault_index(step: &PlannedStep, fault_id: &str) -> usize {

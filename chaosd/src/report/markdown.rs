@@ -14,8 +14,8 @@ use super::model::{
     CheckReport, CommandOutcome, ProbeReport, ProbeRole, Report, StepReport, StepStatus,
 };
 use super::summary::{
-    IMPACT_COLUMNS, impact_cells, impact_summary, millis, misses, objectives_text, probe_requests,
-    probe_saw, status_with_impact, steady_rule,
+    IMPACT_COLUMNS, impact_cells, impact_summary, millis, misses, objectives_text, probe_latencies,
+    probe_requests, probe_saw, status_with_impact, steady_rule,
 };
 
 /// Renders the whole report as Markdown.
@@ -683,15 +683,6 @@ fn breaches(md: &mut String, report: &Report) {
     );
 }
 
-/// The nearest-rank percentile `p` (0..=100) of sorted values.
-fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    Some(sorted[rank.clamp(1, sorted.len()) - 1])
-}
-
 fn ms(v: Option<f64>) -> String {
     v.map(millis).unwrap_or_default()
 }
@@ -742,31 +733,7 @@ fn probes(md: &mut String, probes: &[ProbeReport], start: DateTime<Utc>) {
             } else {
                 format!(" ({:.1}%)", passed as f64 * 100.0 / n as f64)
             };
-            // A `load` sample's own latency is its burst's length: the latencies shown are its
-            // requests', from the merged buckets.
-            let (requests, p50, p99, max) = match probe_requests(p) {
-                Some((load, _)) => (
-                    format!("{} sent, {} failed", load.sent, load.failed),
-                    load.p50_ms,
-                    load.p99_ms,
-                    load.max_ms,
-                ),
-                None => {
-                    let mut lat: Vec<f64> = p
-                        .samples
-                        .iter()
-                        .map(|s| s.latency_ms)
-                        .filter(|v| v.is_finite())
-                        .collect();
-                    lat.sort_by(f64::total_cmp);
-                    (
-                        String::new(),
-                        percentile(&lat, 50.0),
-                        percentile(&lat, 99.0),
-                        lat.last().copied(),
-                    )
-                }
-            };
+            let (requests, p50, p99, max) = probe_latencies(p);
             let first_failure = p
                 .samples
                 .iter()

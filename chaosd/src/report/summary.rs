@@ -198,6 +198,38 @@ pub fn probe_requests(p: &ProbeReport) -> Option<(LoadImpact, usize)> {
     Some((add_up_bursts(&p.samples, None), without))
 }
 
+/// A probe's requests (for `load`: `80 sent, 26 failed`, else empty) and its latency columns
+/// p50, p99 and max in ms. A `load` sample's own latency is its burst's length, so for `load`
+/// the latencies are its requests', merged from the bursts' buckets.
+pub fn probe_latencies(p: &ProbeReport) -> (String, Option<f64>, Option<f64>, Option<f64>) {
+    if let Some((load, _)) = probe_requests(p) {
+        return (
+            format!("{} sent, {} failed", load.sent, load.failed),
+            load.p50_ms,
+            load.p99_ms,
+            load.max_ms,
+        );
+    }
+    let mut sorted: Vec<f64> = p
+        .samples
+        .iter()
+        .map(|s| s.latency_ms)
+        .filter(|v| v.is_finite())
+        .collect();
+    sorted.sort_by(f64::total_cmp);
+    // Nearest rank: the smallest value with at least `q` percent of them at or below it.
+    let percentile = |q: f64| {
+        let rank = ((q / 100.0) * sorted.len() as f64).ceil() as usize;
+        (!sorted.is_empty()).then(|| sorted[rank.clamp(1, sorted.len()) - 1])
+    };
+    (
+        String::new(),
+        percentile(50.0),
+        percentile(99.0),
+        sorted.last().copied(),
+    )
+}
+
 /// What steady meant for a probe, beside its `expect`: `every 1.0s, window of 10 samples, 95%
 /// must pass`.
 pub fn steady_rule(p: &ProbeReport) -> String {

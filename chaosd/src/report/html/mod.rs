@@ -152,15 +152,6 @@ fn lat(v: Option<f64>) -> String {
     }
 }
 
-/// The nearest-rank percentile `p` (0..=100) of sorted values.
-fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    Some(sorted[rank.clamp(1, sorted.len()) - 1])
-}
-
 fn role(r: ProbeRole) -> &'static str {
     match r {
         ProbeRole::SteadyState => "steady state",

@@ -6,13 +6,14 @@ use std::fmt::Write as _;
 use chrono::{DateTime, Utc};
 
 use super::{
-    code_spans, esc, is_kill, lat, percentile, pill, recovery_failed, role, status_html, td,
-    td_time, th_row, yes_no_pill,
+    code_spans, esc, is_kill, lat, pill, recovery_failed, role, status_html, td, td_time, th_row,
+    yes_no_pill,
 };
 use crate::report::markdown::{duration, offset, outages, span};
 use crate::report::model::{CheckReport, CommandOutcome, Report, StepReport};
 use crate::report::summary::{
-    IMPACT_COLUMNS, impact_cells, misses, objectives_text, probe_requests, probe_saw, steady_rule,
+    IMPACT_COLUMNS, impact_cells, misses, objectives_text, probe_latencies, probe_requests,
+    probe_saw, steady_rule,
 };
 
 pub(super) fn steps_table(h: &mut String, report: &Report) {
@@ -358,31 +359,7 @@ pub(super) fn probes(h: &mut String, report: &Report) {
                 "<span class=\"bar\"><i style=\"width:{pct:.1}%\"></i></span>{passed} ({pct:.1}%)"
             )
         };
-        // A `load` sample's own latency is its burst's length: the latencies shown are its
-        // requests', merged from the bursts' buckets.
-        let (requests, p50, p99, max) = match probe_requests(p) {
-            Some((load, _)) => (
-                format!("{} sent, {} failed", load.sent, load.failed),
-                load.p50_ms,
-                load.p99_ms,
-                load.max_ms,
-            ),
-            None => {
-                let mut lats: Vec<f64> = p
-                    .samples
-                    .iter()
-                    .map(|s| s.latency_ms)
-                    .filter(|v| v.is_finite())
-                    .collect();
-                lats.sort_by(f64::total_cmp);
-                (
-                    String::new(),
-                    percentile(&lats, 50.0),
-                    percentile(&lats, 99.0),
-                    lats.last().copied(),
-                )
-            }
-        };
+        let (requests, p50, p99, max) = probe_latencies(p);
         let first_failure = match p.samples.iter().find(|s| !s.ok) {
             Some(s) => format!(
                 "<td><span class=\"err\">{}</span> {}</td>",
