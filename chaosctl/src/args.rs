@@ -60,6 +60,10 @@ pub enum Command {
         #[arg(long, requires = "output")]
         force: bool,
     },
+    /// Print the JSON Schema of the scenario format, for editors (yaml-language-server, VS
+    /// Code's YAML extension): unknown keys, misplaced sections and plainly wrong values are
+    /// marked as you type. `validate` still judges values, names and limits.
+    Schema,
     /// Show what a run would do: hosts, picks, steps, timings. Injects nothing.
     Plan {
         /// The scenario file.

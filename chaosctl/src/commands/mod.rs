@@ -87,6 +87,10 @@ pub async fn dispatch(args: Args) -> u8 {
 async fn local(command: Command, state_dir: Option<std::path::PathBuf>) -> Result<u8, Failure> {
     match command {
         Command::Validate { files, load } => validate::run(&files, &load),
+        Command::Schema => {
+            out!("{}", chaosd::scenario::schema::scenario_schema_json());
+            Ok(EXIT_OK)
+        }
         Command::Init {
             url,
             process,

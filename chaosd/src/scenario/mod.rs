@@ -12,6 +12,7 @@ pub mod error;
 pub mod lint;
 pub mod model;
 mod raw;
+pub mod schema;
 mod validate;
 pub mod values;
 pub mod vars;
