@@ -1,7 +1,7 @@
 //! chaosd's command line ([`Args`]) and configuration file ([`ConfigFile`], YAML), resolved into
 //! a checked [`Config`] before the runtime starts: the token read, the TLS material loaded, the
 //! inventory and webhooks checked. A bad configuration exits 64 (`EX_USAGE`) and binds nothing.
-//! The keys are documented in `chaosd/CONFIG.md`.
+//! The keys are documented in `docs/reference/chaosd.md`.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -46,7 +46,7 @@ pub const WEBHOOK_EVENTS: &[&str] = &[
     about = "The chaos controller service: runs game days through an HTTP API and keeps their history"
 )]
 pub struct Args {
-    /// The configuration file (YAML; see chaosd/CONFIG.md).
+    /// The configuration file (YAML; see docs/reference/chaosd.md).
     #[arg(long, value_name = "FILE", default_value = DEFAULT_CONFIG)]
     pub config: PathBuf,
 }
