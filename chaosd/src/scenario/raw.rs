@@ -147,32 +147,46 @@ type Opt = Option<Sp<Scalar>>;
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "Scenario")]
 pub struct FileRaw {
+    /// The format version: 1.
     #[schemars(with = "Option<schema::Count>")]
     pub version: Opt,
+    /// The scenario's name, in reports and the run history.
     #[schemars(with = "Option<schema::Text>")]
     pub name: Opt,
+    /// What the game day rehearses; shown in the reports.
     #[schemars(with = "Option<schema::Text>")]
     pub description: Opt,
+    /// Free labels for people.
     #[schemars(with = "Option<Vec<schema::Text>>")]
     pub tags: Option<Vec<Sp<Scalar>>>,
+    /// The machines that faults and probes may reach, by name (`local` is always there).
     #[schemars(with = "Option<BTreeMap<String, HostRaw>>")]
     pub hosts: Option<Entries<Sp<HostRaw>>>,
+    /// Named selections of hosts.
     #[schemars(with = "Option<BTreeMap<String, TargetRaw>>")]
     pub targets: Option<Entries<Sp<TargetRaw>>>,
+    /// Commands the run starts first, in order.
     #[schemars(with = "Option<Vec<SetupRaw>>")]
     pub setup: Option<Vec<Sp<SetupRaw>>>,
+    /// The hypothesis: probes that must all hold before and after each step.
     #[schemars(with = "Option<Vec<ProbeRaw>>")]
     pub steady_state: Option<Vec<Sp<ProbeRaw>>>,
+    /// Probes watched throughout; a breach aborts the run.
     #[schemars(with = "Option<Vec<ProbeRaw>>")]
     pub guardrails: Option<Vec<Sp<ProbeRaw>>>,
+    /// What the game day does, in order.
     #[schemars(with = "Option<Vec<StepRaw>>")]
     pub steps: Option<Sp<Vec<Sp<StepRaw>>>>,
+    /// Commands run after every revert, whatever happened.
     #[schemars(with = "Option<Vec<TeardownRaw>>")]
     pub teardown: Option<Vec<Sp<TeardownRaw>>>,
+    /// When chaosd runs this scenario (`chaosctl schedule add`).
     #[schemars(with = "Option<ScheduleRaw>")]
     pub schedule: Option<Sp<ScheduleRaw>>,
+    /// Run-wide defaults and limits.
     #[schemars(with = "Option<SettingsRaw>")]
     pub settings: Option<Sp<SettingsRaw>>,
+    /// Random faults on a schedule, instead of `steps`.
     #[schemars(with = "Option<MonkeyRaw>")]
     pub monkey: Option<Sp<MonkeyRaw>>,
     /// Limits on what users may go through in every step (a step's own keys replace these).
@@ -185,8 +199,10 @@ pub struct FileRaw {
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "Inventory")]
 pub struct InventoryRaw {
+    /// The machines, by name.
     #[schemars(with = "Option<BTreeMap<String, HostRaw>>")]
     pub hosts: Option<Entries<Sp<HostRaw>>>,
+    /// Named selections of hosts.
     #[schemars(with = "Option<BTreeMap<String, TargetRaw>>")]
     pub targets: Option<Entries<Sp<TargetRaw>>>,
 }
@@ -195,16 +211,22 @@ pub struct InventoryRaw {
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "Host")]
 pub struct HostRaw {
+    /// The agent's URL, e.g. `https://10.0.0.11:7411`.
     #[schemars(with = "Option<schema::Text>")]
     pub agent: Opt,
+    /// Labels that targets select by.
     #[schemars(with = "Option<BTreeMap<String, schema::Text>>")]
     pub labels: Option<Entries<Sp<Scalar>>>,
+    /// The file holding the agent's bearer token (default: `CHAOS_AGENT_TOKEN`).
     #[schemars(with = "Option<schema::Text>")]
     pub token_file: Opt,
+    /// The CA the agent's certificate must chain to (default: the system's roots).
     #[schemars(with = "Option<schema::Text>")]
     pub ca_file: Opt,
+    /// A client certificate, for an agent started with `--client-ca`.
     #[schemars(with = "Option<schema::Text>")]
     pub cert_file: Opt,
+    /// The client certificate's key.
     #[schemars(with = "Option<schema::Text>")]
     pub key_file: Opt,
 }
@@ -213,10 +235,13 @@ pub struct HostRaw {
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "Target")]
 pub struct TargetRaw {
+    /// The hosts having all of these labels.
     #[schemars(with = "Option<BTreeMap<String, schema::Text>>")]
     pub labels: Option<Sp<Entries<Sp<Scalar>>>>,
+    /// Exactly these hosts.
     #[schemars(with = "Option<Vec<schema::Text>>")]
     pub hosts: Option<Sp<Vec<Sp<Scalar>>>>,
+    /// How many of those hosts are faulted: `all` (default), a count or a share.
     #[schemars(with = "Option<schema::Text>")]
     pub pick: Opt,
 }
@@ -225,12 +250,16 @@ pub struct TargetRaw {
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "Setup")]
 pub struct SetupRaw {
+    /// Shown in events and the report.
     #[schemars(with = "Option<schema::Text>")]
     pub name: Opt,
+    /// The command: a `/bin/sh -c` string or an argv list.
     #[schemars(with = "Option<schema::TextOrList>")]
     pub run: Option<Sp<ScalarOrList>>,
+    /// Keep it running until the run ends (default false: wait for it to exit 0).
     #[schemars(with = "Option<schema::Bool>")]
     pub background: Opt,
+    /// A check that must pass before the next entry.
     #[schemars(with = "Option<ReadyRaw>")]
     pub ready: Option<Sp<ReadyRaw>>,
 }
@@ -239,18 +268,25 @@ pub struct SetupRaw {
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "Ready")]
 pub struct ReadyRaw {
+    /// How long the check may take to pass.
     #[schemars(with = "Option<schema::Duration>")]
     pub within: Opt,
+    /// An HTTP request.
     #[schemars(with = "Option<HttpRaw>")]
     pub http: Option<Sp<HttpRaw>>,
+    /// A TCP connect.
     #[schemars(with = "Option<TcpRaw>")]
     pub tcp: Option<Sp<TcpRaw>>,
+    /// A command's exit and output.
     #[schemars(with = "Option<CommandRaw>")]
     pub command: Option<Sp<CommandRaw>>,
+    /// How many processes match.
     #[schemars(with = "Option<ProcessRaw>")]
     pub process: Option<Sp<ProcessRaw>>,
+    /// A PromQL query's value.
     #[schemars(with = "Option<PrometheusRaw>")]
     pub prometheus: Option<Sp<PrometheusRaw>>,
+    /// What a sample must show to pass.
     #[schemars(with = "Option<ExpectRaw>")]
     pub expect: Option<Sp<ExpectRaw>>,
 }
@@ -259,8 +295,10 @@ pub struct ReadyRaw {
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "Teardown")]
 pub struct TeardownRaw {
+    /// Shown in events and the report.
     #[schemars(with = "Option<schema::Text>")]
     pub name: Opt,
+    /// The command: a `/bin/sh -c` string or an argv list.
     #[schemars(with = "Option<schema::TextOrList>")]
     pub run: Option<Sp<ScalarOrList>>,
 }
@@ -269,28 +307,40 @@ pub struct TeardownRaw {
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "Probe")]
 pub struct ProbeRaw {
+    /// Unique among the probes of the file.
     #[schemars(with = "Option<schema::Text>")]
     pub name: Opt,
+    /// Where the probe runs: a target or host (default `local`, the controller).
     #[schemars(with = "Option<schema::Text>")]
     pub on: Opt,
+    /// Time between samples (default `settings.every`).
     #[schemars(with = "Option<schema::Duration>")]
     pub every: Opt,
+    /// The window's length (default `settings.window`).
     #[schemars(with = "Option<schema::Duration>")]
     pub window: Opt,
+    /// The share of a window's samples that must pass (default 100%).
     #[schemars(with = "Option<schema::Share>")]
     pub tolerance: Opt,
+    /// An HTTP request.
     #[schemars(with = "Option<HttpRaw>")]
     pub http: Option<Sp<HttpRaw>>,
+    /// A TCP connect.
     #[schemars(with = "Option<TcpRaw>")]
     pub tcp: Option<Sp<TcpRaw>>,
+    /// A command's exit and output.
     #[schemars(with = "Option<CommandRaw>")]
     pub command: Option<Sp<CommandRaw>>,
+    /// How many processes match.
     #[schemars(with = "Option<ProcessRaw>")]
     pub process: Option<Sp<ProcessRaw>>,
+    /// A PromQL query's value.
     #[schemars(with = "Option<PrometheusRaw>")]
     pub prometheus: Option<Sp<PrometheusRaw>>,
+    /// A steady stream of HTTP requests, judged per burst.
     #[schemars(with = "Option<LoadRaw>")]
     pub load: Option<Sp<LoadRaw>>,
+    /// What a sample must show to pass.
     #[schemars(with = "Option<ExpectRaw>")]
     pub expect: Option<Sp<ExpectRaw>>,
 }
@@ -299,14 +349,19 @@ pub struct ProbeRaw {
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "Http")]
 pub struct HttpRaw {
+    /// An `http://` or `https://` URL.
     #[schemars(with = "Option<schema::Text>")]
     pub url: Opt,
+    /// The HTTP method (default GET).
     #[schemars(with = "Option<schema::Text>")]
     pub method: Opt,
+    /// Request headers.
     #[schemars(with = "Option<BTreeMap<String, schema::Text>>")]
     pub headers: Option<Entries<Sp<Scalar>>>,
+    /// The request body.
     #[schemars(with = "Option<schema::Text>")]
     pub body: Opt,
+    /// Default: the smaller of `every` and 5s.
     #[schemars(with = "Option<schema::Duration>")]
     pub timeout: Opt,
 }
@@ -316,16 +371,22 @@ pub struct HttpRaw {
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "Load")]
 pub struct LoadRaw {
+    /// An `http://` or `https://` URL.
     #[schemars(with = "Option<schema::Text>")]
     pub url: Opt,
+    /// Requests per second, e.g. `50/s` (at most 1000/s).
     #[schemars(with = "Option<schema::Text>")]
     pub rate: Opt,
+    /// The HTTP method (default GET).
     #[schemars(with = "Option<schema::Text>")]
     pub method: Opt,
+    /// Request headers.
     #[schemars(with = "Option<BTreeMap<String, schema::Text>>")]
     pub headers: Option<Entries<Sp<Scalar>>>,
+    /// The request body.
     #[schemars(with = "Option<schema::Text>")]
     pub body: Opt,
+    /// Per request; default the smaller of 1s and `every`.
     #[schemars(with = "Option<schema::Duration>")]
     pub timeout: Opt,
 }
@@ -334,8 +395,10 @@ pub struct LoadRaw {
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "Tcp")]
 pub struct TcpRaw {
+    /// `host:port`.
     #[schemars(with = "Option<schema::Text>")]
     pub address: Opt,
+    /// Default: the smaller of `every` and 5s.
     #[schemars(with = "Option<schema::Duration>")]
     pub timeout: Opt,
 }
@@ -344,8 +407,10 @@ pub struct TcpRaw {
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "Command")]
 pub struct CommandRaw {
+    /// The command: a `/bin/sh -c` string or an argv list.
     #[schemars(with = "Option<schema::TextOrList>")]
     pub run: Option<Sp<ScalarOrList>>,
+    /// Default: the smaller of `every` and 5s.
     #[schemars(with = "Option<schema::Duration>")]
     pub timeout: Opt,
 }
@@ -355,12 +420,16 @@ pub struct CommandRaw {
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "Process")]
 pub struct ProcessRaw {
+    /// Processes whose kernel name (`/proc/PID/comm`) or executable's file name is this.
     #[schemars(with = "Option<schema::Text>")]
     pub name: Opt,
+    /// Processes whose whole command line matches this regex.
     #[schemars(with = "Option<schema::Text>")]
     pub pattern: Opt,
+    /// That process.
     #[schemars(with = "Option<schema::Count>")]
     pub pid: Opt,
+    /// The process whose pid this file holds, read at each use.
     #[schemars(with = "Option<schema::Text>")]
     pub pidfile: Opt,
 }
@@ -369,10 +438,13 @@ pub struct ProcessRaw {
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "Prometheus")]
 pub struct PrometheusRaw {
+    /// The Prometheus server's URL.
     #[schemars(with = "Option<schema::Text>")]
     pub url: Opt,
+    /// A PromQL query giving one value.
     #[schemars(with = "Option<schema::Text>")]
     pub query: Opt,
+    /// Default: the smaller of `every` and 5s.
     #[schemars(with = "Option<schema::Duration>")]
     pub timeout: Opt,
 }
@@ -382,26 +454,37 @@ pub struct PrometheusRaw {
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "Expect")]
 pub struct ExpectRaw {
+    /// `http`, `load`: the status, e.g. `200`, `2xx`, or a list.
     #[schemars(with = "Option<schema::TextOrList>")]
     pub status: Option<Sp<ScalarOrList>>,
+    /// `http`, `load`: text the body contains.
     #[schemars(with = "Option<schema::Text>")]
     pub body_contains: Opt,
+    /// `http`, `load`: a regex the body matches.
     #[schemars(with = "Option<schema::Text>")]
     pub body_matches: Opt,
+    /// `http`, `load`: the longest an answer may take.
     #[schemars(with = "Option<schema::Duration>")]
     pub max_latency: Opt,
+    /// `command`: the exit code (default 0).
     #[schemars(with = "Option<schema::Text>")]
     pub exit: Opt,
+    /// `command`: text its output contains.
     #[schemars(with = "Option<schema::Text>")]
     pub stdout_contains: Opt,
+    /// `command`: a regex its output matches.
     #[schemars(with = "Option<schema::Text>")]
     pub stdout_matches: Opt,
+    /// `process`: at least this many match (default 1).
     #[schemars(with = "Option<schema::Text>")]
     pub min: Opt,
+    /// `process`: at most this many match.
     #[schemars(with = "Option<schema::Text>")]
     pub max: Opt,
+    /// `prometheus`: the value is strictly below.
     #[schemars(with = "Option<schema::Text>")]
     pub below: Opt,
+    /// `prometheus`: the value is strictly above.
     #[schemars(with = "Option<schema::Text>")]
     pub above: Opt,
     /// `load` only: the share of a sample's requests that must succeed.
@@ -413,12 +496,16 @@ pub struct ExpectRaw {
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "Step")]
 pub struct StepRaw {
+    /// Unique among the steps.
     #[schemars(with = "Option<schema::Text>")]
     pub name: Opt,
+    /// Where `fault` goes: a target or host.
     #[schemars(with = "Option<schema::Text>")]
     pub target: Opt,
+    /// One fault kind, injected on every picked host of `target`.
     #[schemars(with = "Option<FaultRaw>")]
     pub fault: Option<Sp<FaultRaw>>,
+    /// Several faults and timed actions, each with its own `target`.
     #[schemars(with = "Option<Vec<FaultEntryRaw>>")]
     pub faults: Option<Sp<Vec<Sp<FaultEntryRaw>>>>,
     /// A step that runs a command instead of injecting faults.
@@ -427,10 +514,13 @@ pub struct StepRaw {
     /// A step that waits for a person to confirm or refuse.
     #[schemars(with = "Option<ManualRaw>")]
     pub manual: Option<Sp<ManualRaw>>,
+    /// How long the faults are held (0s for a kill, required otherwise).
     #[schemars(with = "Option<schema::Duration>")]
     pub duration: Opt,
+    /// After the faults end, the hypothesis must hold again within this.
     #[schemars(with = "Option<schema::Duration>")]
     pub recover_within: Opt,
+    /// This step's own limits; each key replaces the top-level one.
     #[schemars(with = "Option<ObjectivesRaw>")]
     pub objectives: Option<Sp<ObjectivesRaw>>,
 }
@@ -440,10 +530,13 @@ pub struct StepRaw {
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "Action")]
 pub struct ActionRaw {
+    /// The command: a `/bin/sh -c` string or an argv list.
     #[schemars(with = "Option<schema::TextOrList>")]
     pub run: Option<Sp<ScalarOrList>>,
+    /// Longer is a failure (default 5m).
     #[schemars(with = "Option<schema::Duration>")]
     pub timeout: Opt,
+    /// Run it on each host of this target, through its agent (default: the controller).
     #[schemars(with = "Option<schema::Text>")]
     pub on: Opt,
 }
@@ -453,8 +546,10 @@ pub struct ActionRaw {
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "Manual")]
 pub struct ManualRaw {
+    /// The question a person answers.
     #[schemars(with = "Option<schema::Text>")]
     pub prompt: Opt,
+    /// How long to wait for the answer (default 30m).
     #[schemars(with = "Option<schema::Duration>")]
     pub timeout: Opt,
 }
@@ -464,10 +559,13 @@ pub struct ManualRaw {
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "Objectives")]
 pub struct ObjectivesRaw {
+    /// The longest one run of failing samples may last.
     #[schemars(with = "Option<schema::Duration>")]
     pub max_outage: Opt,
+    /// The largest share of samples (or requests) that may fail.
     #[schemars(with = "Option<schema::Share>")]
     pub max_failed: Opt,
+    /// The most failing time in all, over the step.
     #[schemars(with = "Option<schema::Duration>")]
     pub max_error: Opt,
 }
@@ -477,16 +575,22 @@ pub struct ObjectivesRaw {
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "Fault")]
 pub struct FaultRaw {
+    /// Send a signal to matching processes.
     #[schemars(with = "Option<KillRaw>")]
     pub kill: Option<Sp<KillRaw>>,
+    /// Stop matching processes (SIGSTOP), resumed at the end.
     #[schemars(with = "Option<PauseRaw>")]
     pub pause: Option<Sp<PauseRaw>>,
+    /// Delay packets from matching peers.
     #[schemars(with = "Option<LatencyRaw>")]
     pub latency: Option<Sp<LatencyRaw>>,
+    /// Drop a share of matching packets.
     #[schemars(with = "Option<LossRaw>")]
     pub loss: Option<Sp<LossRaw>>,
+    /// Block matching connections, both ways.
     #[schemars(with = "Option<DropRaw>")]
     pub drop: Option<Sp<DropRaw>>,
+    /// Fill the filesystem holding a directory.
     #[schemars(with = "Option<FillDiskRaw>")]
     pub fill_disk: Option<Sp<FillDiskRaw>>,
 }
@@ -496,22 +600,31 @@ pub struct FaultRaw {
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "FaultEntry")]
 pub struct FaultEntryRaw {
+    /// Where this fault goes: a target or host.
     #[schemars(with = "Option<schema::Text>")]
     pub target: Opt,
+    /// Inject (or run) this long after the step's first injection.
     #[schemars(with = "Option<schema::Duration>")]
     pub start_after: Opt,
+    /// A command run instead (or, in `faults`, during the step).
     #[schemars(with = "Option<ActionRaw>")]
     pub action: Option<Sp<ActionRaw>>,
+    /// Send a signal to matching processes.
     #[schemars(with = "Option<KillRaw>")]
     pub kill: Option<Sp<KillRaw>>,
+    /// Stop matching processes (SIGSTOP), resumed at the end.
     #[schemars(with = "Option<PauseRaw>")]
     pub pause: Option<Sp<PauseRaw>>,
+    /// Delay packets from matching peers.
     #[schemars(with = "Option<LatencyRaw>")]
     pub latency: Option<Sp<LatencyRaw>>,
+    /// Drop a share of matching packets.
     #[schemars(with = "Option<LossRaw>")]
     pub loss: Option<Sp<LossRaw>>,
+    /// Block matching connections, both ways.
     #[schemars(with = "Option<DropRaw>")]
     pub drop: Option<Sp<DropRaw>>,
+    /// Fill the filesystem holding a directory.
     #[schemars(with = "Option<FillDiskRaw>")]
     pub fill_disk: Option<Sp<FillDiskRaw>>,
 }
@@ -520,10 +633,13 @@ pub struct FaultEntryRaw {
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "Kill")]
 pub struct KillRaw {
+    /// Which processes.
     #[schemars(with = "Option<ProcessRaw>")]
     pub process: Option<Sp<ProcessRaw>>,
+    /// The signal, e.g. `SIGKILL` (default), `TERM`, `9`.
     #[schemars(with = "Option<schema::Text>")]
     pub signal: Opt,
+    /// How many of the matching processes per host: `all` (default), a count or a share.
     #[schemars(with = "Option<schema::Text>")]
     pub pick: Opt,
 }
@@ -532,8 +648,10 @@ pub struct KillRaw {
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "Pause")]
 pub struct PauseRaw {
+    /// Which processes.
     #[schemars(with = "Option<ProcessRaw>")]
     pub process: Option<Sp<ProcessRaw>>,
+    /// How many of the matching processes per host: `all` (default), a count or a share.
     #[schemars(with = "Option<schema::Text>")]
     pub pick: Opt,
 }
@@ -542,16 +660,22 @@ pub struct PauseRaw {
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "Latency")]
 pub struct LatencyRaw {
+    /// The added delay.
     #[schemars(with = "Option<schema::Duration>")]
     pub delay: Opt,
+    /// Plus or minus this much, at random (default 0s).
     #[schemars(with = "Option<schema::Duration>")]
     pub jitter: Opt,
+    /// Connections this host opens to these peers.
     #[schemars(with = "Option<PeerRaw>")]
     pub to: Option<Sp<PeerRaw>>,
+    /// Connections these peers open to this host.
     #[schemars(with = "Option<PeerRaw>")]
     pub from: Option<Sp<PeerRaw>>,
+    /// Where the fault applies (default: the default route's interface).
     #[schemars(with = "Option<schema::Text>")]
     pub interface: Opt,
+    /// Leave TCP port 22 alone, both ways (default true).
     #[schemars(with = "Option<schema::Bool>")]
     pub spare_ssh: Opt,
 }
@@ -560,14 +684,19 @@ pub struct LatencyRaw {
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "Loss")]
 pub struct LossRaw {
+    /// The share of matching packets dropped, e.g. `30%`.
     #[schemars(with = "Option<schema::Share>")]
     pub share: Opt,
+    /// Connections this host opens to these peers.
     #[schemars(with = "Option<PeerRaw>")]
     pub to: Option<Sp<PeerRaw>>,
+    /// Connections these peers open to this host.
     #[schemars(with = "Option<PeerRaw>")]
     pub from: Option<Sp<PeerRaw>>,
+    /// Where the fault applies (default: the default route's interface).
     #[schemars(with = "Option<schema::Text>")]
     pub interface: Opt,
+    /// Leave TCP port 22 alone, both ways (default true).
     #[schemars(with = "Option<schema::Bool>")]
     pub spare_ssh: Opt,
 }
@@ -576,14 +705,19 @@ pub struct LossRaw {
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "Drop")]
 pub struct DropRaw {
+    /// Connections this host opens to these peers.
     #[schemars(with = "Option<PeerRaw>")]
     pub to: Option<Sp<PeerRaw>>,
+    /// Connections these peers open to this host.
     #[schemars(with = "Option<PeerRaw>")]
     pub from: Option<Sp<PeerRaw>>,
+    /// `drop` (default: packets vanish) or `reject` (resets and ICMP errors).
     #[schemars(with = "Option<schema::Text>")]
     pub mode: Opt,
+    /// Where the fault applies (default: the default route's interface).
     #[schemars(with = "Option<schema::Text>")]
     pub interface: Opt,
+    /// Leave TCP port 22 alone, both ways (default true).
     #[schemars(with = "Option<schema::Bool>")]
     pub spare_ssh: Opt,
 }
@@ -592,12 +726,16 @@ pub struct DropRaw {
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "FillDisk")]
 pub struct FillDiskRaw {
+    /// A directory on the host; its filesystem is filled with one file in it.
     #[schemars(with = "Option<schema::Text>")]
     pub path: Opt,
+    /// Fill until the filesystem is this full, e.g. `95%`.
     #[schemars(with = "Option<schema::Text>")]
     pub usage: Opt,
+    /// Write this much, e.g. `2GiB`.
     #[schemars(with = "Option<schema::Text>")]
     pub size: Opt,
+    /// Fill until this much is left free.
     #[schemars(with = "Option<schema::Text>")]
     pub leave: Opt,
 }
@@ -606,10 +744,13 @@ pub struct FillDiskRaw {
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "Peer")]
 pub struct PeerRaw {
+    /// Addresses or CIDRs (default: any).
     #[schemars(with = "Option<Vec<schema::Text>>")]
     pub hosts: Option<Vec<Sp<Scalar>>>,
+    /// In `to`: the peer's ports; in `from`: ours (default: any).
     #[schemars(with = "Option<Vec<schema::Text>>")]
     pub ports: Option<Vec<Sp<Scalar>>>,
+    /// `tcp` or `udp`.
     #[schemars(with = "Option<schema::Text>")]
     pub protocol: Opt,
 }
@@ -618,8 +759,10 @@ pub struct PeerRaw {
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "Schedule")]
 pub struct ScheduleRaw {
+    /// A 5-field cron expression (minute hour day month weekday).
     #[schemars(with = "Option<schema::Text>")]
     pub cron: Opt,
+    /// The IANA zone `cron` is read in (default UTC).
     #[schemars(with = "Option<schema::Text>")]
     pub timezone: Opt,
 }
@@ -628,18 +771,25 @@ pub struct ScheduleRaw {
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "Settings")]
 pub struct SettingsRaw {
+    /// The seed of every random choice (default: a random one).
     #[schemars(with = "Option<schema::Count>")]
     pub seed: Opt,
+    /// A probe's default `every` (1s).
     #[schemars(with = "Option<schema::Duration>")]
     pub every: Opt,
+    /// A probe's default `window` (5s).
     #[schemars(with = "Option<schema::Duration>")]
     pub window: Opt,
+    /// A step's default `recover_within` (30s).
     #[schemars(with = "Option<schema::Duration>")]
     pub recover_within: Opt,
+    /// A remote agent reverts this run's faults when the controller is silent this long (10s).
     #[schemars(with = "Option<schema::Duration>")]
     pub lease: Opt,
+    /// No step's `duration` may be longer (1h).
     #[schemars(with = "Option<schema::Duration>")]
     pub max_duration: Opt,
+    /// No step may fault more hosts than this (10).
     #[schemars(with = "Option<schema::Count>")]
     pub max_hosts: Opt,
 }
@@ -648,16 +798,22 @@ pub struct SettingsRaw {
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "Monkey")]
 pub struct MonkeyRaw {
+    /// Where the faults go: a target or host.
     #[schemars(with = "Option<schema::Text>")]
     pub target: Opt,
+    /// The fault kind it injects.
     #[schemars(with = "Option<FaultRaw>")]
     pub fault: Option<Sp<FaultRaw>>,
+    /// The mean time between faults.
     #[schemars(with = "Option<schema::Duration>")]
     pub mean_interval: Opt,
+    /// The shortest time between faults.
     #[schemars(with = "Option<schema::Duration>")]
     pub min_interval: Opt,
+    /// When faults may happen.
     #[schemars(with = "Option<ActiveRaw>")]
     pub active: Option<Sp<ActiveRaw>>,
+    /// At most this many faults per local day.
     #[schemars(with = "Option<schema::Count>")]
     pub max_per_day: Opt,
     /// How long each fault is held: as a step's `duration` (0s for kill, required otherwise).
@@ -669,10 +825,13 @@ pub struct MonkeyRaw {
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "Active")]
 pub struct ActiveRaw {
+    /// Days of the week, e.g. `[mon, tue, wed, thu, fri]`.
     #[schemars(with = "Option<Vec<schema::Text>>")]
     pub days: Option<Vec<Sp<Scalar>>>,
+    /// Local hours, e.g. `09:00-17:00`.
     #[schemars(with = "Option<schema::Text>")]
     pub hours: Opt,
+    /// The IANA zone of `days` and `hours`.
     #[schemars(with = "Option<schema::Text>")]
     pub timezone: Opt,
 }
