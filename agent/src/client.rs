@@ -26,8 +26,8 @@ use crate::api::{
     PreflightRequest, PreflightResponse, ProbeRequest, ProbeResponse, RevertAllResponse,
     RevertResponse,
 };
-use crate::server::auth::first_token;
-use crate::server::tls::{ClientContext, client_words};
+use crate::http::auth::first_token;
+use crate::http::tls::{ClientContext, client_words};
 use crate::spec::{FaultSpec, ProbeKind};
 
 /// The environment variable that holds the token when a host names no `token_file`.
@@ -306,7 +306,7 @@ impl AgentClient {
         let exchange = async {
             // A connect error means the request never left; any other, that it may have arrived.
             let response = self.client.request(request).await.map_err(|e| {
-                match crate::server::tls::find_rustls(&e) {
+                match crate::http::tls::find_rustls(&e) {
                     // A certificate refused either way (by us, or by the agent right after the
                     // handshake, TLS 1.3): the agent never served the request.
                     Some(tls) => {
@@ -381,7 +381,7 @@ pub fn https_client_with(
 /// A failed call's cause for the user: a TLS failure in words naming the files of `cx`, else
 /// [`describe`].
 pub fn describe_tls(err: &(dyn std::error::Error + 'static), cx: &ClientContext) -> String {
-    match crate::server::tls::find_rustls(err) {
+    match crate::http::tls::find_rustls(err) {
         Some(tls) => client_words(tls, cx),
         None => describe(err),
     }
@@ -461,7 +461,7 @@ fn tls_config(
     let Some((cert, key)) = identity else {
         return Ok(builder.with_no_client_auth());
     };
-    let chain = crate::server::tls::read_certs(cert).map_err(|e| {
+    let chain = crate::http::tls::read_certs(cert).map_err(|e| {
         format!(
             "cannot read the client certificate `cert_file` `{}`: {e}",
             cert.display()

@@ -45,7 +45,7 @@ impl Server {
                 .with_context(|| format!("cannot read the token file `{}`", path.display()))
                 .map_err(Failure::Invalid)
                 .and_then(|text| {
-                    agent::server::auth::first_token(&text).ok_or_else(|| {
+                    agent::http::auth::first_token(&text).ok_or_else(|| {
                         Failure::Invalid(anyhow!(
                             "chaosctl: the token file `{}` holds no token (only blank lines and `#` comments); put chaosd's token in it",
                             path.display()

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use agent::client::{HttpsClient, describe, describe_tls, https_client};
-use agent::server::tls::ClientContext;
+use agent::http::tls::ClientContext;
 use bytes::{Buf, Bytes, BytesMut};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;

@@ -7,9 +7,8 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use agent::server::auth::Token;
-use agent::server::config::{ConfigError as AgentConfigError, read_token};
-use agent::server::tls::{self, TlsError};
+use agent::http::auth::{Token, TokenFileError, read_token};
+use agent::http::tls::{self, TlsError};
 use clap::Parser;
 use serde::Deserialize;
 
@@ -187,7 +186,7 @@ pub enum ConfigError {
         reason: String,
     },
     #[error(transparent)]
-    Token(#[from] AgentConfigError),
+    Token(#[from] TokenFileError),
     #[error(transparent)]
     Tls(#[from] TlsError),
     #[error("{path}: the inventory `{inventory}` is wrong:\n{message}")]
