@@ -13,7 +13,7 @@
 //! - [`child`]: how user commands (command probes, setup) are started.
 //! - [`api`]: the agent's HTTP API (request and response bodies); [`client`] its controller side.
 //! - [`http`]: the HTTP plumbing `chaos-agent` and chaosd share: token, TLS, accept loop, bounded
-//!   bodies, audit log, metrics writer.
+//!   bodies, audit log, metrics writer, and the JSON-over-HTTP client core.
 //! - [`server`]: `chaos-agent`, the daemon: the HTTP API over [`LocalAgent`], with its policy,
 //!   one-run-at-a-time rule and leases.
 //!

@@ -1,5 +1,5 @@
 //! The HTTP plumbing that `chaos-agent` ([`crate::server`]) and `chaosd`'s service share, so that
-//! both answer, refuse and log alike.
+//! both answer, refuse and log alike, and the client core both of their clients are built on.
 //!
 //! # Layout
 //! - [`accept`]: the accept loop (TLS with a handshake timeout, HTTP/1 with a header timeout,
@@ -11,6 +11,8 @@
 //! - [`body`]: the bounded JSON body reader (size and time).
 //! - [`audit`]: one JSON line per request, in `<state-dir>/audit.jsonl`.
 //! - [`metrics`]: the Prometheus text writer.
+//! - [`client`]: the JSON-over-HTTP client core of the controller's `AgentClient` and chaosctl's
+//!   client of chaosd: TLS or plain, the bearer token, timeouts, the error words.
 //!
 //! [`segments_under`] splits a path for routing, and [`shutdown_signal`] is what stops a server.
 
@@ -18,6 +20,7 @@ pub mod accept;
 pub mod audit;
 pub mod auth;
 pub mod body;
+pub mod client;
 pub mod metrics;
 pub mod tls;
 

@@ -267,13 +267,13 @@ pub fn resolve(path: &Path, text: &str) -> Result<Config, ConfigError> {
         (Some(cert), Some(key)) => {
             let (cert, key) = (at(cert), at(key));
             // Checked now, so that a wrong file fails at start, not at the first run.
-            agent::client::https_client_with(None, Some((&cert, &key))).map_err(|reason| {
-                ConfigError::ClientCert {
+            agent::http::client::https_client_with(None, Some((&cert, &key))).map_err(
+                |reason| ConfigError::ClientCert {
                     path: owner(),
                     file: cert.clone(),
                     reason,
-                }
-            })?;
+                },
+            )?;
             Some((cert, key))
         }
         (None, None) => None,
