@@ -395,6 +395,27 @@ mod tests {
     }
 
     #[test]
+    fn run_and_monkey_list_their_shared_flags_where_they_always_did() {
+        let help = |name: &str| {
+            let mut command = Args::command();
+            command
+                .find_subcommand_mut(name)
+                .expect("a subcommand")
+                .render_help()
+                .to_string()
+        };
+        let run = help("run");
+        let at = |flag: &str| run.find(flag).unwrap_or_else(|| panic!("{flag} in\n{run}"));
+        assert!(at("--report-dir") < at("--dry-run"), "{run}");
+        assert!(at("--dry-run") < at("--yes"), "{run}");
+        assert!(at("--yes") < at("--output"), "{run}");
+        assert!(run.contains("Do not ask before injecting\n"), "{run}");
+        let monkey = help("monkey");
+        assert!(monkey.contains("Do not ask before starting\n"), "{monkey}");
+        assert!(!monkey.contains("--dry-run"), "{monkey}");
+    }
+
+    #[test]
     fn key_values_need_an_equals_sign() {
         assert_eq!(parse_key_value("a=b=c"), Ok(("a".into(), "b=c".into())));
         assert!(parse_key_value("a").is_err());

@@ -332,3 +332,36 @@ fn tls_config(
         )
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_carries_the_servers_json_error_else_the_start_of_its_body() {
+        let json = br#"{"code":"forbidden","message":"kill is not allowed here"}"#;
+        let CallError::Refused { status, error } = refusal(403, json) else {
+            panic!("not a refusal")
+        };
+        assert_eq!((status, error.code.as_str()), (403, "forbidden"));
+        assert_eq!(error.message, "kill is not allowed here");
+
+        let html = "<html>".repeat(100);
+        let CallError::Refused { error, .. } = refusal(502, html.as_bytes()) else {
+            panic!("not a refusal")
+        };
+        assert_eq!(error.code, "http");
+        assert_eq!(error.message.chars().count(), 200);
+    }
+
+    #[test]
+    fn the_token_is_a_sensitive_bearer_header() {
+        let value = bearer("s3cret").expect("a header");
+        assert_eq!(value.to_str().unwrap(), "Bearer s3cret");
+        assert!(value.is_sensitive());
+        assert_eq!(
+            bearer("two\nlines").unwrap_err(),
+            "the token has characters a header cannot carry"
+        );
+    }
+}
