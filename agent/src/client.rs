@@ -5,19 +5,9 @@
 //! request per host and no handshake.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
-use hyper::{Method, Request, StatusCode};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use hyper::Method;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -26,8 +16,9 @@ use crate::api::{
     PreflightRequest, PreflightResponse, ProbeRequest, ProbeResponse, RevertAllResponse,
     RevertResponse,
 };
-use crate::server::auth::first_token;
-use crate::server::tls::{ClientContext, client_words};
+use crate::http::auth::first_token;
+use crate::http::client::{CallError, JsonClient, bearer, https_client_with};
+use crate::http::tls::ClientContext;
 use crate::spec::{FaultSpec, ProbeKind};
 
 /// The environment variable that holds the token when a host names no `token_file`.
@@ -104,18 +95,14 @@ pub struct AgentTarget {
 #[derive(Clone)]
 pub struct AgentClient {
     host: String,
-    base: String,
-    token: HeaderValue,
-    client: HttpsClient,
-    /// Which files to name when TLS fails.
-    tls: Arc<ClientContext>,
+    api: JsonClient,
 }
 
 impl std::fmt::Debug for AgentClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AgentClient")
             .field("host", &self.host)
-            .field("base", &self.base)
+            .field("base", &self.api.url())
             .finish_non_exhaustive()
     }
 }
@@ -128,9 +115,7 @@ impl AgentClient {
             reason,
         };
         let token = read_token(target.token_file.as_deref()).map_err(setup)?;
-        let mut token = HeaderValue::from_str(&format!("Bearer {token}"))
-            .map_err(|_| setup("the token has characters a header cannot carry".into()))?;
-        token.set_sensitive(true);
+        let token = bearer(&token).map_err(setup)?;
         let identity = match (&target.cert_file, &target.key_file) {
             (Some(cert), Some(key)) => Some((cert.as_path(), key.as_path())),
             (None, None) => None,
@@ -146,16 +131,15 @@ impl AgentClient {
             }
         };
         let client = https_client_with(target.ca_file.as_deref(), identity).map_err(setup)?;
+        let tls = ClientContext::for_url(
+            &target.url,
+            target.ca_file.as_deref(),
+            target.cert_file.as_deref(),
+        );
+        let api = JsonClient::new(&target.url, token, client, tls);
         Ok(AgentClient {
             host: target.host.clone(),
-            base: target.url.trim_end_matches('/').to_string(),
-            token,
-            client,
-            tls: Arc::new(ClientContext::for_url(
-                &target.url,
-                target.ca_file.as_deref(),
-                target.cert_file.as_deref(),
-            )),
+            api,
         })
     }
 
@@ -164,7 +148,7 @@ impl AgentClient {
     }
 
     pub fn url(&self) -> &str {
-        &self.base
+        self.api.url()
     }
 
     pub async fn health(&self) -> Result<Health, ClientError> {
@@ -281,121 +265,29 @@ impl AgentClient {
         body: Option<&B>,
         within: Duration,
     ) -> Result<T, ClientError> {
-        let url = format!("{}{path}", self.base);
-        let unreachable = |reason: String, sent: bool| ClientError::Unreachable {
-            host: self.host.clone(),
-            url: self.base.clone(),
-            reason,
-            sent,
-        };
-        let bad = |reason: String| ClientError::BadAnswer {
-            host: self.host.clone(),
-            reason,
-        };
-        let payload = match body {
-            Some(body) => Bytes::from(serde_json::to_vec(body).map_err(|e| bad(e.to_string()))?),
-            None => Bytes::new(),
-        };
-        let request = Request::builder()
-            .method(method)
-            .uri(&url)
-            .header(AUTHORIZATION, self.token.clone())
-            .header(CONTENT_TYPE, "application/json")
-            .body(Full::new(payload))
-            .map_err(|e| bad(format!("invalid request to `{url}`: {e}")))?;
-        let exchange = async {
-            // A connect error means the request never left; any other, that it may have arrived.
-            let response = self.client.request(request).await.map_err(|e| {
-                match crate::server::tls::find_rustls(&e) {
-                    // A certificate refused either way (by us, or by the agent right after the
-                    // handshake, TLS 1.3): the agent never served the request.
-                    Some(tls) => {
-                        let refused = matches!(
-                            tls,
-                            rustls::Error::InvalidCertificate(_)
-                                | rustls::Error::AlertReceived(_)
-                                | rustls::Error::NoCertificatesPresented
-                        );
-                        unreachable(client_words(tls, &self.tls), !refused && !e.is_connect())
-                    }
-                    None => unreachable(describe(&e), !e.is_connect()),
-                }
-            })?;
-            let status = response.status();
-            let bytes = response
-                .into_body()
-                .collect()
-                .await
-                .map_err(|e| unreachable(format!("reading the answer: {e}"), true))?
-                .to_bytes();
-            Ok::<_, ClientError>((status, bytes))
-        };
-        let (status, bytes) = tokio::time::timeout(within, exchange)
+        self.api
+            .call(method, path, body, within)
             .await
-            .map_err(|_| unreachable(format!("no answer within {}s", within.as_secs()), true))??;
-        if status != StatusCode::OK {
-            let error = serde_json::from_slice::<ApiError>(&bytes).unwrap_or_else(|_| ApiError {
-                code: "http".into(),
-                message: String::from_utf8_lossy(&bytes).chars().take(200).collect(),
-            });
-            return Err(ClientError::Refused {
-                host: self.host.clone(),
-                status: status.as_u16(),
-                error,
-            });
-        }
-        serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))
+            .map_err(|err| match err {
+                CallError::Unreachable { reason, sent } => ClientError::Unreachable {
+                    host: self.host.clone(),
+                    url: self.api.url().to_string(),
+                    reason,
+                    sent,
+                },
+                CallError::Refused { status, error } => ClientError::Refused {
+                    host: self.host.clone(),
+                    status,
+                    error,
+                },
+                CallError::BadJson(reason) | CallError::BadRequest(reason) => {
+                    ClientError::BadAnswer {
+                        host: self.host.clone(),
+                        reason,
+                    }
+                }
+            })
     }
-}
-
-/// An HTTP/1.1 client for `http://` and `https://` URLs that trusts `ca_file` (or the system's
-/// roots and the Mozilla set). `chaosctl` talks to a chaosd server with it too.
-pub type HttpsClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
-
-/// Builds an [`HttpsClient`]: reads the CA, no network yet.
-pub fn https_client(ca_file: Option<&Path>) -> Result<HttpsClient, String> {
-    https_client_with(ca_file, None)
-}
-
-/// Builds an [`HttpsClient`] that also presents `identity` (a PEM certificate and its key) to
-/// servers that ask for a client certificate.
-pub fn https_client_with(
-    ca_file: Option<&Path>,
-    identity: Option<(&Path, &Path)>,
-) -> Result<HttpsClient, String> {
-    let tls = tls_config(ca_file, identity)?;
-    let mut http = HttpConnector::new();
-    http.enforce_http(false);
-    http.set_nodelay(true);
-    http.set_connect_timeout(Some(CALL_TIMEOUT));
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(http);
-    Ok(Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(90))
-        .build(connector))
-}
-
-/// A failed call's cause for the user: a TLS failure in words naming the files of `cx`, else
-/// [`describe`].
-pub fn describe_tls(err: &(dyn std::error::Error + 'static), cx: &ClientContext) -> String {
-    match crate::server::tls::find_rustls(err) {
-        Some(tls) => client_words(tls, cx),
-        None => describe(err),
-    }
-}
-
-/// The innermost cause of a hyper error: "connection refused", "certificate not trusted", ...
-pub fn describe(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut last = err.to_string();
-    let mut source = err.source();
-    while let Some(inner) = source {
-        last = inner.to_string();
-        source = inner.source();
-    }
-    last
 }
 
 /// The token to send: the first of the token file (which may list the next ones while a token
@@ -423,67 +315,4 @@ fn read_token(token_file: Option<&Path>) -> Result<String, String> {
             Ok(token)
         }
     }
-}
-
-fn tls_config(
-    ca_file: Option<&Path>,
-    identity: Option<(&Path, &Path)>,
-) -> Result<rustls::ClientConfig, String> {
-    let mut roots = rustls::RootCertStore::empty();
-    match ca_file {
-        Some(path) => {
-            let certs = CertificateDer::pem_file_iter(path)
-                .map_err(|e| format!("cannot read the CA file `{}`: {e}", path.display()))?;
-            for cert in certs {
-                let cert =
-                    cert.map_err(|e| format!("cannot read the CA file `{}`: {e}", path.display()))?;
-                roots
-                    .add(cert)
-                    .map_err(|e| format!("bad certificate in `{}`: {e}", path.display()))?;
-            }
-            if roots.is_empty() {
-                return Err(format!(
-                    "the CA file `{}` holds no certificate",
-                    path.display()
-                ));
-            }
-        }
-        None => {
-            roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-            roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("cannot set up TLS: {e}"))?
-        .with_root_certificates(roots);
-    let Some((cert, key)) = identity else {
-        return Ok(builder.with_no_client_auth());
-    };
-    let chain = crate::server::tls::read_certs(cert).map_err(|e| {
-        format!(
-            "cannot read the client certificate `cert_file` `{}`: {e}",
-            cert.display()
-        )
-    })?;
-    if chain.is_empty() {
-        return Err(format!(
-            "the client certificate `cert_file` `{}` holds no PEM certificate; give the `DIR/NAME.pem` of `chaosctl certs issue`",
-            cert.display()
-        ));
-    }
-    let private = PrivateKeyDer::from_pem_file(key).map_err(|e| {
-        format!(
-            "cannot read the client key `key_file` `{}`: {e}; give the PEM key made with the certificate",
-            key.display()
-        )
-    })?;
-    builder.with_client_auth_cert(chain, private).map_err(|e| {
-        format!(
-            "the client certificate `{}` and key `{}` do not go together: {e}",
-            cert.display(),
-            key.display()
-        )
-    })
 }

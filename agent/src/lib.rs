@@ -11,8 +11,11 @@
 //! - [`recovered`]: what starts reverted from a dead agent's journal, so later reverts succeed.
 //! - [`probe`]: one sample of a probe, taken from this host's own vantage.
 //! - [`child`]: how user commands (command probes, setup) are started.
-//! - [`server`]: `chaos-agent`, the daemon: the HTTP API over [`LocalAgent`], with its token,
-//!   TLS, policy, audit log, one-run-at-a-time rule and leases.
+//! - [`api`]: the agent's HTTP API (request and response bodies); [`client`] its controller side.
+//! - [`http`]: the HTTP plumbing `chaos-agent` and chaosd share: token, TLS, accept loop, bounded
+//!   bodies, audit log, metrics writer, and the JSON-over-HTTP client core.
+//! - [`server`]: `chaos-agent`, the daemon: the HTTP API over [`LocalAgent`], with its policy,
+//!   one-run-at-a-time rule and leases.
 //!
 //! **Architecture Invariant:** the agent never injects a fault it has not journaled.
 
@@ -21,6 +24,7 @@ pub mod child;
 pub mod client;
 pub mod error;
 pub mod fault;
+pub mod http;
 pub mod journal;
 pub mod local;
 pub mod probe;

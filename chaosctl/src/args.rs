@@ -285,29 +285,17 @@ pub struct RunArgs {
     /// The seed for random picks (default: the file's, else a random one).
     #[arg(long)]
     pub seed: Option<u64>,
-    /// A label recorded in the report and the history (repeatable).
-    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_key_value)]
-    pub labels: Vec<(String, String)>,
-    /// Where report folders go.
-    #[arg(
-        long,
-        value_name = "DIR",
-        default_value = "chaos-reports",
-        env = "CHAOS_REPORT_DIR"
-    )]
-    pub report_dir: PathBuf,
+    #[command(flatten)]
+    pub launch: LaunchArgs,
     /// Do everything but inject: setup, preflight and checks run; faults are recorded as skipped.
-    #[arg(long)]
+    // Listed between `--report-dir` and `--yes` of `launch`: options of one display order are
+    // listed by name, and `dry-run` comes before `y`.
+    #[arg(long, display_order = LaunchArgs::YES_DISPLAY_ORDER)]
     pub dry_run: bool,
-    /// Do not ask before injecting.
-    #[arg(long, short = 'y')]
-    pub yes: bool,
-    /// `text` for people (live progress on a terminal), `json` for machines (JSON lines).
-    #[arg(long, value_enum, default_value_t = Output::Text)]
-    pub output: Output,
 }
 
 #[derive(Debug, Clone, ClapArgs)]
+#[command(mut_arg("yes", |yes| yes.help("Do not ask before starting")))]
 pub struct MonkeyArgs {
     /// The monkey file (`monkey:` instead of `steps:`).
     #[arg(value_name = "FILE")]
@@ -320,6 +308,13 @@ pub struct MonkeyArgs {
     /// The seed of the fault times and picks (default: the file's, else a random one).
     #[arg(long)]
     pub seed: Option<u64>,
+    #[command(flatten)]
+    pub launch: LaunchArgs,
+}
+
+/// What `run` and `monkey` share: how the run is recorded, whether to ask, how it is shown.
+#[derive(Debug, Clone, ClapArgs)]
+pub struct LaunchArgs {
     /// A label recorded in the report and the history (repeatable).
     #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_key_value)]
     pub labels: Vec<(String, String)>,
@@ -331,12 +326,18 @@ pub struct MonkeyArgs {
         env = "CHAOS_REPORT_DIR"
     )]
     pub report_dir: PathBuf,
-    /// Do not ask before starting.
+    /// Do not ask before injecting.
     #[arg(long, short = 'y')]
     pub yes: bool,
     /// `text` for people (live progress on a terminal), `json` for machines (JSON lines).
     #[arg(long, value_enum, default_value_t = Output::Text)]
     pub output: Output,
+}
+
+impl LaunchArgs {
+    /// `--yes`'s place in `run --help`: after `--var`, `--inventory`, `--seed`, `--label` and
+    /// `--report-dir`.
+    const YES_DISPLAY_ORDER: usize = 5;
 }
 
 fn parse_positive_duration(s: &str) -> Result<std::time::Duration, String> {
@@ -395,6 +396,27 @@ mod tests {
         assert_eq!(m.run_for, Some(std::time::Duration::from_secs(90)));
         assert!(Args::try_parse_from(["chaosctl", "monkey", "m.yaml", "--for", "10"]).is_err());
         assert!(Args::try_parse_from(["chaosctl", "monkey", "m.yaml", "--for", "0s"]).is_err());
+    }
+
+    #[test]
+    fn run_and_monkey_list_their_shared_flags_where_they_always_did() {
+        let help = |name: &str| {
+            let mut command = Args::command();
+            command
+                .find_subcommand_mut(name)
+                .expect("a subcommand")
+                .render_help()
+                .to_string()
+        };
+        let run = help("run");
+        let at = |flag: &str| run.find(flag).unwrap_or_else(|| panic!("{flag} in\n{run}"));
+        assert!(at("--report-dir") < at("--dry-run"), "{run}");
+        assert!(at("--dry-run") < at("--yes"), "{run}");
+        assert!(at("--yes") < at("--output"), "{run}");
+        assert!(run.contains("Do not ask before injecting\n"), "{run}");
+        let monkey = help("monkey");
+        assert!(monkey.contains("Do not ask before starting\n"), "{monkey}");
+        assert!(!monkey.contains("--dry-run"), "{monkey}");
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! chaosd's Prometheus metrics, for `GET /metrics` (text format, written with the agent's small
-//! writer, [`agent::server::metrics`]). Counted for the whole process, since the engine, the
+//! writer, [`agent::http::metrics`]). Counted for the whole process, since the engine, the
 //! webhooks and the scheduler all add to them:
 //!
 //! | metric | type | labels |
@@ -16,11 +16,11 @@
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use agent::server::metrics::{CounterVec, HistogramVec, Text};
+use agent::http::metrics::{CounterVec, HistogramVec, Text};
 
 use crate::report::model::{ProbeRole, Report, Verdict};
 
-pub use agent::server::metrics::CONTENT_TYPE;
+pub use agent::http::metrics::CONTENT_TYPE;
 
 /// Probe latency buckets, in seconds: `agent::probe::load::LATENCY_BUCKETS_MS` in seconds, so a
 /// `load` burst's bucket counts add up into this histogram as they are (a test keeps them equal).

@@ -52,7 +52,7 @@ pub struct Notifier {
     hooks: Vec<Webhook>,
     /// `public_url` from the configuration, without a trailing `/`: links to run pages.
     public_url: Option<String>,
-    client: Option<agent::client::HttpsClient>,
+    client: Option<agent::http::client::HttpsClient>,
     tasks: TaskTracker,
     /// Deliveries started, for tests and shutdown logs.
     started: AtomicUsize,
@@ -63,7 +63,7 @@ impl Notifier {
         let client = if hooks.is_empty() {
             None
         } else {
-            match agent::client::https_client(None) {
+            match agent::http::client::https_client(None) {
                 Ok(client) => Some(client),
                 Err(err) => {
                     warn!(error = %err, "cannot build the webhook client; webhooks are off");
@@ -124,7 +124,7 @@ impl Notifier {
 }
 
 /// Tries up to three times; true once a 2xx answer came.
-async fn deliver(client: &agent::client::HttpsClient, hook: &Webhook, body: &Value) -> bool {
+async fn deliver(client: &agent::http::client::HttpsClient, hook: &Webhook, body: &Value) -> bool {
     let bytes = Bytes::from(serde_json::to_vec(body).unwrap_or_default());
     let mut last = String::new();
     for attempt in 0..=BACKOFF.len() {
@@ -152,7 +152,7 @@ async fn deliver(client: &agent::client::HttpsClient, hook: &Webhook, body: &Val
             let response = client
                 .request(req)
                 .await
-                .map_err(|e| agent::client::describe(&e))?;
+                .map_err(|e| agent::http::client::describe(&e))?;
             let status = response.status();
             let _ = response.into_body().collect().await;
             Ok::<_, String>(status)

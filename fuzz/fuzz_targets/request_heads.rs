@@ -3,7 +3,7 @@
 //! never a panic, and a token survives the cookie's encoding.
 #![no_main]
 
-use agent::server::auth::Token;
+use agent::http::auth::Token;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -14,7 +14,7 @@ fuzz_target!(|data: &[u8]| {
     let header = parts.next().unwrap_or_default();
     let _ = agent::server::routes::route_for_fuzzing(method, &path);
     let _ = chaosd::service::routes::route_for_fuzzing(method, &path);
-    let _ = agent::server::routes::segments_under("/v1", &path);
+    let _ = agent::http::segments_under("/v1", &path);
     let token = Token::new("fuzz-token-0123456789");
     let _ = token.admits(Some(header));
     if let Ok(given) = std::str::from_utf8(header) {

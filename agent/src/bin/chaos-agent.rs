@@ -51,7 +51,7 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        match server::run(listener, config, server::shutdown_signal()).await {
+        match server::run(listener, config, agent::http::shutdown_signal()).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {
                 eprintln!("chaos-agent: {err}");

@@ -3,13 +3,13 @@
 //! configuration is refused at once (exit 64, `EX_USAGE`) and nothing is bound.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::Parser;
 
-use super::auth::Token;
 use super::policy::{Policy, PolicyError};
-use super::tls::{self, TlsError};
+use crate::http::auth::{Token, TokenFileError, read_token};
+use crate::http::tls::{self, TlsError};
 
 /// The exit code for bad configuration (`EX_USAGE` from sysexits.h).
 pub const EXIT_CONFIG: u8 = 64;
@@ -88,16 +88,8 @@ pub enum ConfigError {
         "no token file: pass --token-file F (make one with `head -c32 /dev/urandom | base64 > F`)"
     )]
     NoTokenFile,
-    #[error("cannot read token file `{path}`: {source}")]
-    TokenUnreadable {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error(
-        "token file `{path}` holds no token (only blank lines and `#` comments); put a long random token in it"
-    )]
-    TokenEmpty { path: PathBuf },
+    #[error(transparent)]
+    Token(#[from] TokenFileError),
     #[error("`--listen {listen}` is off loopback: pass --tls-cert and --tls-key")]
     NeedsTls { listen: SocketAddr },
     #[error(transparent)]
@@ -136,84 +128,10 @@ impl Args {
     }
 }
 
-/// The tokens are the file's lines, trimmed, without blank lines and `#` comments; there must be
-/// at least one. `chaosd` reads its tokens the same way.
-pub fn read_token(path: &Path) -> Result<Token, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::TokenUnreadable {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let tokens = super::auth::parse_tokens(&text);
-    if tokens.is_empty() {
-        return Err(ConfigError::TokenEmpty {
-            path: path.to_path_buf(),
-        });
-    }
-    warn_if_readable_by_others(path);
-    Ok(Token::from_list(tokens))
-}
-
-/// Re-reads `path` into `token` on every SIGHUP, for as long as the returned future runs: the
-/// new set is logged by its counts, never its tokens. A file that cannot be read or holds no
-/// token leaves the old tokens in place (a half-written file must not lock every controller
-/// out). SIGHUP is caught from this call on, before the server says it is serving: its default
-/// action would kill the process.
-pub fn reload_tokens_on_sighup(
-    token: std::sync::Arc<Token>,
-    path: PathBuf,
-) -> impl Future<Output = ()> + Send + 'static {
-    use tokio::signal::unix::{SignalKind, signal};
-    let hup = signal(SignalKind::hangup());
-    async move {
-        let mut hup = match hup {
-            Ok(hup) => hup,
-            Err(err) => {
-                tracing::error!(error = %err, "cannot listen for SIGHUP; the token file is read only at start");
-                return;
-            }
-        };
-        reload_loop(&mut hup, &token, &path).await;
-    }
-}
-
-async fn reload_loop(hup: &mut tokio::signal::unix::Signal, token: &Token, path: &Path) {
-    while hup.recv().await.is_some() {
-        match read_token(path) {
-            Ok(new) => {
-                let change = token.replace(new);
-                tracing::info!(
-                    path = %path.display(),
-                    tokens = change.after,
-                    before = change.before,
-                    added = change.added,
-                    removed = change.removed,
-                    "SIGHUP: token file re-read"
-                );
-            }
-            Err(err) => tracing::error!(
-                error = %err,
-                tokens = token.count(),
-                "SIGHUP: keeping the tokens in use; fix the token file and send SIGHUP again"
-            ),
-        }
-    }
-}
-
-fn warn_if_readable_by_others(path: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    if let Ok(meta) = std::fs::metadata(path)
-        && meta.permissions().mode() & 0o077 != 0
-    {
-        tracing::warn!(
-            path = %path.display(),
-            mode = format!("{:o}", meta.permissions().mode() & 0o777),
-            "the token file is readable by others; `chmod 600` it"
-        );
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
     use clap::CommandFactory;
 
@@ -247,7 +165,10 @@ mod tests {
         let err = args(&["--token-file", f.to_str().unwrap()])
             .resolve()
             .unwrap_err();
-        assert!(matches!(err, ConfigError::TokenEmpty { .. }), "{err}");
+        assert!(
+            matches!(err, ConfigError::Token(TokenFileError::Empty { .. })),
+            "{err}"
+        );
     }
 
     #[test]

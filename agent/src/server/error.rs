@@ -37,7 +37,7 @@ pub enum ServerError {
     TooLarge,
     #[error(
         "the request body did not arrive within {}s; send it whole, at once",
-        super::body::BODY_TIMEOUT.as_secs()
+        crate::http::body::BODY_TIMEOUT.as_secs()
     )]
     TooSlow,
     #[error("the agent is shutting down, reverting every fault; try again later")]

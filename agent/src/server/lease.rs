@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::State;
-use super::audit::Record;
+use crate::http::audit::Record;
 
 /// The lease deadline of each run that has one.
 #[derive(Debug, Default)]

@@ -2,18 +2,15 @@
 //! controller on another host.
 //!
 //! # Layout
-//! - [`accept`]: the accept loop (TLS, HTTP/1, graceful drain), shared with chaosd.
 //! - [`config`]: the command line and the configuration it resolves to (bad config: exit 64).
-//! - [`auth`]: the bearer tokens (several while one rotates), compared in constant time; SIGHUP
-//!   re-reads them.
-//! - [`tls`]: the certificate and key, rustls with `ring`; the client CA (mutual TLS); TLS
-//!   failures in words.
 //! - [`policy`]: the policy file, what the agent accepts (outside it: 403).
-//! - [`audit`]: one JSON line per request, in `<state-dir>/audit.jsonl`.
 //! - [`lease`]: leases, and the watchdog that reverts a silent controller's faults.
-//! - [`metrics`]: `GET /metrics` (Prometheus text, behind the token).
+//! - [`metrics`]: what `GET /metrics` counts (Prometheus text, behind the token).
 //! - [`routes`]: the routes, the order of checks (token, route, body), the handlers.
 //! - [`error`]: every refusal and failure, mapped to its status in one place.
+//!
+//! The token, TLS, the accept loop, the body reader and the audit log are [`crate::http`]'s,
+//! shared with chaosd.
 //!
 //! [`run`] serves until `shutdown` resolves, then stops accepting, lets requests in flight finish
 //! (for a few seconds at most) and reverts every fault still in place.
@@ -25,17 +22,12 @@
 //! **Invariant:** nothing is applied from a request that was refused: auth, route, body, policy
 //! and id checks all come before the first injection.
 
-pub mod accept;
-pub mod audit;
-pub mod auth;
-pub mod body;
 pub mod config;
 pub mod error;
 pub mod lease;
 pub mod metrics;
 pub mod policy;
 pub mod routes;
-pub mod tls;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -52,8 +44,9 @@ use crate::{FaultError, Recovered};
 
 pub use config::{Args, Config, ConfigError, EXIT_CONFIG};
 
-use audit::{AuditLog, Record};
-use auth::Token;
+use crate::http::accept;
+use crate::http::audit::{self, AuditLog, Record};
+use crate::http::auth::{self, Token};
 use error::fault_api_error;
 use lease::Leases;
 use policy::Policy;
@@ -241,7 +234,7 @@ pub async fn run(
             .unwrap_or_default(),
     });
     let reload = token_file.map(|path| {
-        tokio::spawn(config::reload_tokens_on_sighup(
+        tokio::spawn(auth::reload_tokens_on_sighup(
             Arc::clone(&state.token),
             path,
         ))
@@ -378,22 +371,5 @@ fn report_recovered(audit: &AuditLog, recovered: &[Recovered]) {
                 ));
             }
         }
-    }
-}
-
-/// Resolves on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(term) => term,
-        Err(err) => {
-            error!(error = %err, "cannot listen for SIGTERM; only SIGINT stops the agent");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = term.recv() => info!("SIGTERM received"),
-        _ = tokio::signal::ctrl_c() => info!("SIGINT received"),
     }
 }

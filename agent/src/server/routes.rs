@@ -17,8 +17,6 @@ use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use serde::de::DeserializeOwned;
 
-use super::audit::{Record, outcome_of};
-use super::body::BodyError;
 use super::error::{ServerError, fault_api_error, json_response};
 use super::{State, blocking, revert_response};
 use crate::api::{
@@ -26,6 +24,9 @@ use crate::api::{
     LeaseResponse, PreflightRequest, PreflightResponse, ProbeRequest, ProbeResponse,
     RevertAllResponse,
 };
+use crate::http::audit::{Record, outcome_of};
+use crate::http::body::BodyError;
+use crate::http::segments_under;
 use crate::local::InjectRequest;
 use crate::spec::{Exempt, MAX_HOLD};
 
@@ -84,7 +85,7 @@ pub async fn handle(
             )));
             response.headers_mut().insert(
                 hyper::header::CONTENT_TYPE,
-                HeaderValue::from_static(super::metrics::CONTENT_TYPE),
+                HeaderValue::from_static(crate::http::metrics::CONTENT_TYPE),
             );
             Ok(response)
         } else if token_ok {
@@ -167,15 +168,6 @@ async fn dispatch(
     }
 }
 
-/// The segments of `path` under `prefix` (`/v1/runs/R` under `/v1`: `runs`, `R`); `None` for a
-/// path outside it or with an empty segment (`/v1/runs//x`, a trailing `/`). chaosd routes
-/// with it too.
-pub fn segments_under<'a>(prefix: &str, path: &'a str) -> Option<Vec<&'a str>> {
-    let rest = path.strip_prefix(prefix)?.strip_prefix('/')?;
-    let segments: Vec<&str> = rest.split('/').collect();
-    (!segments.iter().any(|s| s.is_empty())).then_some(segments)
-}
-
 /// Maps a method and path to a route: 404 for a path we do not serve, 405 (with `Allow`) for a
 /// path we serve with another method.
 fn route<'a>(method: &Method, path: &'a str) -> Result<Route<'a>, ServerError> {
@@ -253,7 +245,7 @@ fn check_hold_ms(fault_id: &str, hold_ms: Option<u64>) -> Result<(), ServerError
 
 /// Reads a JSON body of at most [`api::MAX_BODY`] bytes.
 async fn read_json<T: DeserializeOwned>(req: Request<Incoming>) -> Result<T, ServerError> {
-    super::body::read_json(req, api::MAX_BODY)
+    crate::http::body::read_json(req, api::MAX_BODY)
         .await
         .map_err(|err| match err {
             BodyError::TooLarge => ServerError::TooLarge,

@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use agent::server::accept::{MAX_PER_ADDRESS, MAX_REQUESTS_PER_CONNECTION};
+use agent::http::accept::{MAX_PER_ADDRESS, MAX_REQUESTS_PER_CONNECTION};
 use agent::server::{self, Config};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpSocket, TcpStream};
@@ -16,7 +16,7 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 async fn agent() -> (SocketAddr, DropGuard, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let config = Config {
-        token: server::auth::Token::new("limits-token-0123456789"),
+        token: agent::http::auth::Token::new("limits-token-0123456789"),
         token_file: None,
         tls: None,
         client_certs_required: false,

@@ -164,7 +164,7 @@ impl InProcess {
         let dir = tempfile::tempdir().unwrap();
         let policy = policy.map(|p| server::policy::Policy::parse(p).unwrap());
         let config = Config {
-            token: server::auth::Token::new(TOKEN),
+            token: agent::http::auth::Token::new(TOKEN),
             token_file: None,
             tls: None,
             client_certs_required: false,

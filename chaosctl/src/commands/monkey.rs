@@ -5,45 +5,26 @@ use std::io::IsTerminal;
 use std::path::Path;
 use std::sync::Arc;
 
-use chaosd::engine::plan::choose_seed;
 use chaosd::monkey::{self, MonkeySpec, SystemClock};
 use chaosd::scenario::format_duration;
 use chaosd::scenario::model::Scenario;
 
-use super::run::{Launch, confirm, launch};
-use super::{EXIT_OK, Failure, load_scenario};
+use super::run::{Kind, confirm, launch, start};
+use super::{EXIT_OK, Failure};
 use crate::args::MonkeyArgs;
-use crate::state;
 
 pub async fn run(args: MonkeyArgs, state_dir: Option<&Path>) -> Result<u8, Failure> {
-    let scenario = load_scenario(&args.file, &args.load)?;
-    if scenario.monkey.is_none() {
-        return Err(Failure::Invalid(anyhow::anyhow!(
-            "{}: this file has `steps:`, not `monkey:`; run it with `chaosctl run`",
-            args.file.display()
-        )));
-    }
-    let seed = choose_seed(args.seed, &scenario);
-    let state_dir = state::state_dir(state_dir)?;
-    let (agent, recovered) = state::open_agent(&state_dir)?;
-    let store = state::open_store(&state_dir)?;
-
-    if !args.yes && std::io::stdin().is_terminal() {
+    let (scenario, seed, local) =
+        start(&args.file, &args.load, args.seed, Kind::Monkey, state_dir)?;
+    if !args.launch.yes && std::io::stdin().is_terminal() {
         err!("{}", describe(&scenario, seed, args.run_for));
         if !confirm("\nStart the monkey? [y/N] ").await {
             errln!("chaosctl: not started; nothing was injected");
             return Ok(EXIT_OK);
         }
     }
-    let options = Launch {
-        report_dir: &args.report_dir,
-        labels: &args.labels,
-        output: args.output,
-        dry_run: false,
-        state_dir: &state_dir,
-    };
     let run_for = args.run_for;
-    launch(scenario, seed, options, &store, agent, recovered, |run| {
+    launch(scenario, seed, &args.launch, false, local, |run| {
         monkey::run(
             run.scenario,
             MonkeySpec {

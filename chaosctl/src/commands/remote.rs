@@ -4,7 +4,7 @@
 //! keeps following until it has ended.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -15,9 +15,9 @@ use chaosd::service::client::{ClientError, ServiceClient, TOKEN_ENV};
 use tokio::signal::unix::{SignalKind, signal};
 
 use super::report::{emit, format_name};
-use super::run::{confirm, show_result};
+use super::run::{Kind, confirm, show_result, wrong_kind};
 use super::{EXIT_FAILED, EXIT_OK, Failure, load_scenario};
-use crate::args::{Args, Command, MonkeyArgs, Output, RunArgs};
+use crate::args::{Args, Command, LaunchArgs, LoadArgs, MonkeyArgs, Output, RunArgs};
 use crate::output;
 
 /// `--server`, `--token-file`, `--ca-file` as given.
@@ -45,7 +45,7 @@ impl Server {
                 .with_context(|| format!("cannot read the token file `{}`", path.display()))
                 .map_err(Failure::Invalid)
                 .and_then(|text| {
-                    agent::server::auth::first_token(&text).ok_or_else(|| {
+                    agent::http::auth::first_token(&text).ok_or_else(|| {
                         Failure::Invalid(anyhow!(
                             "chaosctl: the token file `{}` holds no token (only blank lines and `#` comments); put chaosd's token in it",
                             path.display()
@@ -167,22 +167,16 @@ pub async fn dispatch(command: Command, server: Server) -> Result<u8, Failure> {
 
 /// Submits the file and follows the run to its end; the exit code is the report's.
 async fn run(client: &ServiceClient, args: RunArgs) -> Result<u8, Failure> {
-    if args.load.inventory.is_some() {
-        return Err(Failure::Invalid(anyhow!(
-            "chaosctl: --inventory is chaosd's own with --server (`inventory:` in its configuration); leave it out"
-        )));
-    }
-    let text = std::fs::read_to_string(&args.file)
-        .with_context(|| format!("cannot read `{}`", args.file.display()))
-        .map_err(Failure::Invalid)?;
-    let mut seed = args.seed;
-    if !args.yes && !args.dry_run && std::io::stdin().is_terminal() {
+    let mut request = submission(&args.file, &args.load, &args.launch)?;
+    request.seed = args.seed;
+    request.dry_run = args.dry_run;
+    if !args.launch.yes && !args.dry_run && std::io::stdin().is_terminal() {
         // The plan as this machine reads the file; the server checks it again. The seed shown
         // is sent, so the server makes the picks shown.
         if let Ok(scenario) = load_scenario(&args.file, &args.load) {
             let origin = super::plan::SeedOrigin::of(args.seed, &scenario, true);
             let chosen = chaosd::engine::plan::choose_seed(args.seed, &scenario);
-            seed = Some(chosen);
+            request.seed = Some(chosen);
             let plan = chaosd::engine::plan::Plan::resolve(&scenario, chosen);
             err!("{}", super::plan::render(&scenario, &plan, origin));
         }
@@ -191,54 +185,50 @@ async fn run(client: &ServiceClient, args: RunArgs) -> Result<u8, Failure> {
             return Ok(EXIT_OK);
         }
     }
-    let request = SubmitRequest {
-        scenario: text,
-        file: Some(args.file.display().to_string()),
-        vars: args.load.vars.iter().cloned().collect(),
-        labels: args.labels.iter().cloned().collect(),
-        seed,
-        dry_run: args.dry_run,
-        run_for_ms: None,
-    };
-    submit_and_follow(client, &request, args.output).await
+    submit_and_follow(client, &request, args.launch.output).await
 }
 
 /// `chaosctl --server URL monkey FILE`: the monkey runs on chaosd; chaosctl follows it.
 pub async fn monkey(client: &ServiceClient, args: MonkeyArgs) -> Result<u8, Failure> {
-    if args.load.inventory.is_some() {
-        return Err(Failure::Invalid(anyhow!(
-            "chaosctl: --inventory is chaosd's own with --server (`inventory:` in its configuration); leave it out"
-        )));
-    }
-    let text = std::fs::read_to_string(&args.file)
-        .with_context(|| format!("cannot read `{}`", args.file.display()))
-        .map_err(Failure::Invalid)?;
+    let mut request = submission(&args.file, &args.load, &args.launch)?;
+    request.seed = args.seed;
+    request.run_for_ms = args.run_for.map(|d| d.as_millis() as u64);
     // The server checks the file again; a steps file is refused here with the local message.
     if let Ok(scenario) = load_scenario(&args.file, &args.load)
         && scenario.monkey.is_none()
     {
-        return Err(Failure::Invalid(anyhow!(
-            "{}: this file has `steps:`, not `monkey:`; run it with `chaosctl run`",
-            args.file.display()
-        )));
+        return Err(wrong_kind(&args.file, Kind::Monkey));
     }
-    if !args.yes
+    if !args.launch.yes
         && std::io::stdin().is_terminal()
         && !confirm(&format!("\nStart this monkey on {}? [y/N] ", client.url())).await
     {
         errln!("chaosctl: not submitted; nothing was injected");
         return Ok(EXIT_OK);
     }
-    let request = SubmitRequest {
+    submit_and_follow(client, &request, args.launch.output).await
+}
+
+/// What `run` and `monkey` send alike: the file's text, its variables and the labels; the
+/// inventory is chaosd's own.
+fn submission(file: &Path, load: &LoadArgs, launch: &LaunchArgs) -> Result<SubmitRequest, Failure> {
+    if load.inventory.is_some() {
+        return Err(Failure::Invalid(anyhow!(
+            "chaosctl: --inventory is chaosd's own with --server (`inventory:` in its configuration); leave it out"
+        )));
+    }
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read `{}`", file.display()))
+        .map_err(Failure::Invalid)?;
+    Ok(SubmitRequest {
         scenario: text,
-        file: Some(args.file.display().to_string()),
-        vars: args.load.vars.iter().cloned().collect(),
-        labels: args.labels.iter().cloned().collect(),
-        seed: args.seed,
+        file: Some(file.display().to_string()),
+        vars: load.vars.iter().cloned().collect(),
+        labels: launch.labels.iter().cloned().collect(),
+        seed: None,
         dry_run: false,
-        run_for_ms: args.run_for.map(|d| d.as_millis() as u64),
-    };
-    submit_and_follow(client, &request, args.output).await
+        run_for_ms: None,
+    })
 }
 
 /// Submits a run, follows it to its end (Ctrl-C asks chaosd to abort it) and returns the

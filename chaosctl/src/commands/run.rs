@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::io::{IsTerminal, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use agent::local::LocalAgent;
@@ -21,41 +21,22 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use super::plan::{SeedOrigin, render};
 use super::{EXIT_OK, Failure, load_scenario};
-use crate::args::{Output, RunArgs};
+use crate::args::{LaunchArgs, LoadArgs, Output, RunArgs};
 use crate::{output, state};
 
 pub async fn run(args: RunArgs, state_dir: Option<&Path>) -> Result<u8, Failure> {
-    let scenario = load_scenario(&args.file, &args.load)?;
-    if scenario.monkey.is_some() {
-        return Err(Failure::Invalid(anyhow::anyhow!(
-            "{}: this is a monkey file (it has `monkey:` instead of `steps:`); run it with `chaosctl monkey`",
-            args.file.display()
-        )));
-    }
+    let (scenario, seed, local) = start(&args.file, &args.load, args.seed, Kind::Steps, state_dir)?;
     let origin = SeedOrigin::of(args.seed, &scenario, true);
-    let seed = choose_seed(args.seed, &scenario);
-    let state_dir = state::state_dir(state_dir)?;
-    let (agent, recovered) = state::open_agent(&state_dir)?;
-    let store = state::open_store(&state_dir)?;
-
     let plan = Plan::resolve(&scenario, seed);
     let injects = plan.steps.iter().any(|s| !s.faults.is_empty());
-    if injects && !args.yes && !args.dry_run && std::io::stdin().is_terminal() {
+    if injects && !args.launch.yes && !args.dry_run && std::io::stdin().is_terminal() {
         err!("{}", render(&scenario, &plan, origin));
         if !confirm("\nInject these faults? [y/N] ").await {
             errln!("chaosctl: not started; nothing was injected");
             return Ok(EXIT_OK);
         }
     }
-
-    let options = Launch {
-        report_dir: &args.report_dir,
-        labels: &args.labels,
-        output: args.output,
-        dry_run: args.dry_run,
-        state_dir: &state_dir,
-    };
-    launch(scenario, seed, options, &store, agent, recovered, |run| {
+    launch(scenario, seed, &args.launch, args.dry_run, local, |run| {
         engine::run(
             run.scenario,
             run.spec,
@@ -69,14 +50,65 @@ pub async fn run(args: RunArgs, state_dir: Option<&Path>) -> Result<u8, Failure>
     .await
 }
 
-/// How a local run is started and reported, for `run` and `monkey` alike.
-pub struct Launch<'a> {
-    pub report_dir: &'a Path,
-    pub labels: &'a [(String, String)],
-    pub output: Output,
-    pub dry_run: bool,
-    /// Where `chaosctl confirm|refuse` leave answers for a `manual` step.
-    pub state_dir: &'a Path,
+/// What a file holds: `steps:` for `chaosctl run`, `monkey:` for `chaosctl monkey`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Steps,
+    Monkey,
+}
+
+/// The refusal of a file of the other kind, naming the command that runs it.
+pub fn wrong_kind(file: &Path, wanted: Kind) -> Failure {
+    Failure::Invalid(anyhow::anyhow!(
+        "{}: {}",
+        file.display(),
+        match wanted {
+            Kind::Steps => {
+                "this is a monkey file (it has `monkey:` instead of `steps:`); run it with `chaosctl monkey`"
+            }
+            Kind::Monkey => "this file has `steps:`, not `monkey:`; run it with `chaosctl run`",
+        }
+    ))
+}
+
+/// What a local run opens before it asks: the state directory, the local agent (which reverts
+/// what a killed chaosctl left in the journal) and the run store.
+pub struct Local {
+    state_dir: PathBuf,
+    agent: LocalAgent,
+    recovered: Vec<RecoveredFault>,
+    store: RunStore,
+}
+
+/// The start of a local `run` and `monkey` alike: the file loaded and of the `wanted` kind, the
+/// seed chosen, the state opened.
+pub fn start(
+    file: &Path,
+    load: &LoadArgs,
+    seed: Option<u64>,
+    wanted: Kind,
+    state_dir: Option<&Path>,
+) -> Result<(Scenario, u64, Local), Failure> {
+    let scenario = load_scenario(file, load)?;
+    let kind = if scenario.monkey.is_some() {
+        Kind::Monkey
+    } else {
+        Kind::Steps
+    };
+    if kind != wanted {
+        return Err(wrong_kind(file, wanted));
+    }
+    let seed = choose_seed(seed, &scenario);
+    let state_dir = state::state_dir(state_dir)?;
+    let (agent, recovered) = state::open_agent(&state_dir)?;
+    let store = state::open_store(&state_dir)?;
+    let local = Local {
+        state_dir,
+        agent,
+        recovered,
+        store,
+    };
+    Ok((scenario, seed, local))
 }
 
 /// What the engine is handed: everything `launch` prepared.
@@ -97,18 +129,23 @@ pub struct Prepared {
 pub async fn launch<F, Fut>(
     scenario: Scenario,
     seed: u64,
-    options: Launch<'_>,
-    store: &RunStore,
-    agent: LocalAgent,
-    recovered: Vec<RecoveredFault>,
+    options: &LaunchArgs,
+    dry_run: bool,
+    local: Local,
     engine: F,
 ) -> Result<u8, Failure>
 where
     F: FnOnce(Prepared) -> Fut,
     Fut: Future<Output = RunResult>,
 {
+    let Local {
+        state_dir,
+        agent,
+        recovered,
+        store,
+    } = local;
     let run_id = chaosd::store::new_run_id();
-    let report_dir = ReportDir::create(options.report_dir, &run_id).with_context(|| {
+    let report_dir = ReportDir::create(&options.report_dir, &run_id).with_context(|| {
         format!(
             "cannot create the report folder in `{}`; pass --report-dir to use another",
             options.report_dir.display()
@@ -122,23 +159,18 @@ where
         &scenario.path.display().to_string(),
         Utc::now(),
         &labels,
-        options.dry_run,
+        dry_run,
         &report_path.display().to_string(),
     )?;
 
     let abort = Abort::new();
     listen_for_signals(abort.clone())?;
     let observer: Arc<dyn engine::live::Observer> = Arc::from(output::observer(options.output));
-    let spec = RunSpec::new(run_id.clone(), seed, labels, options.dry_run);
+    let spec = RunSpec::new(run_id.clone(), seed, labels, dry_run);
     let hosts = Hosts::new(agent, &scenario, &run_id);
-    let asks = !options.dry_run && scenario.steps.iter().any(|s| s.manual.is_some());
-    let answer_watch = asks.then(|| {
-        super::answer::watch(
-            options.state_dir.to_path_buf(),
-            run_id.clone(),
-            spec.answers.clone(),
-        )
-    });
+    let asks = !dry_run && scenario.steps.iter().any(|s| s.manual.is_some());
+    let answer_watch =
+        asks.then(|| super::answer::watch(state_dir, run_id.clone(), spec.answers.clone()));
     let result = engine(Prepared {
         scenario: Arc::new(scenario),
         spec,

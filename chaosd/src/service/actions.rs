@@ -10,7 +10,7 @@
 use std::fmt;
 use std::net::SocketAddr;
 
-use agent::server::audit::{Record, outcome_of};
+use agent::http::audit::{Record, outcome_of};
 
 use super::State;
 use super::api::{AbortResponse, AnswerRequest, AnswerResponse, HaltResponse};

@@ -4,13 +4,12 @@
 use std::path::Path;
 use std::time::Duration;
 
-use agent::client::{HttpsClient, describe, describe_tls, https_client};
-use agent::server::tls::ClientContext;
-use bytes::{Buf, Bytes, BytesMut};
-use http_body_util::{BodyExt, Full};
+use agent::http::client::{CallError, JsonClient, bearer, describe, https_client};
+use agent::http::tls::ClientContext;
+use bytes::{Buf, BytesMut};
+use http_body_util::BodyExt;
+use hyper::Method;
 use hyper::body::Incoming;
-use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
-use hyper::{Method, Request, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -47,21 +46,29 @@ impl ClientError {
             _ => None,
         }
     }
+
+    fn from_call(err: CallError, url: &str) -> ClientError {
+        match err {
+            CallError::Unreachable { reason, .. } => ClientError::Unreachable {
+                url: url.to_string(),
+                reason,
+            },
+            CallError::Refused { status, error } => ClientError::Refused { status, error },
+            CallError::BadJson(reason) => ClientError::BadAnswer(reason),
+            CallError::BadRequest(reason) => ClientError::Setup(reason),
+        }
+    }
 }
 
 #[derive(Clone)]
 pub struct ServiceClient {
-    base: String,
-    token: HeaderValue,
-    client: HttpsClient,
-    /// Which `--ca-file` to name when TLS fails.
-    tls: ClientContext,
+    api: JsonClient,
 }
 
 impl std::fmt::Debug for ServiceClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ServiceClient")
-            .field("base", &self.base)
+            .field("base", &self.api.url())
             .finish_non_exhaustive()
     }
 }
@@ -82,23 +89,18 @@ impl ServiceClient {
         if token.is_empty() {
             return Err(ClientError::Setup("the token is empty".into()));
         }
-        let mut token = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
-            ClientError::Setup("the token has characters a header cannot carry".into())
-        })?;
-        token.set_sensitive(true);
-        Ok(ServiceClient {
-            base: url.trim_end_matches('/').to_string(),
-            token,
-            client: https_client(ca_file).map_err(ClientError::Setup)?,
-            tls: ClientContext {
-                ca_key: "--ca-file",
-                ..ClientContext::for_url(url, ca_file, None)
-            },
-        })
+        let token = bearer(token).map_err(ClientError::Setup)?;
+        let client = https_client(ca_file).map_err(ClientError::Setup)?;
+        let tls = ClientContext {
+            ca_key: "--ca-file",
+            ..ClientContext::for_url(url, ca_file, None)
+        };
+        let api = JsonClient::new(url, token, client, tls);
+        Ok(ServiceClient { api })
     }
 
     pub fn url(&self) -> &str {
-        &self.base
+        self.api.url()
     }
 
     pub async fn status(&self) -> Result<ServiceStatus, ClientError> {
@@ -181,55 +183,20 @@ impl ServiceClient {
 
     /// Opens `GET /v1/runs/{id}/events`; read it with [`EventStream::next`].
     pub async fn events(&self, id: &str) -> Result<EventStream, ClientError> {
-        let request = self.request(Method::GET, &format!("/v1/runs/{id}/events"), None::<&()>)?;
-        let response = tokio::time::timeout(CALL_TIMEOUT, self.client.request(request))
+        let response = self
+            .api
+            .open(Method::GET, &format!("/v1/runs/{id}/events"), CALL_TIMEOUT)
             .await
-            .map_err(|_| self.unreachable(format!("no answer within {}s", CALL_TIMEOUT.as_secs())))?
-            .map_err(|e| self.unreachable(describe_tls(&e, &self.tls)))?;
-        let status = response.status();
-        if status != StatusCode::OK {
-            let bytes = response
-                .into_body()
-                .collect()
-                .await
-                .map(|c| c.to_bytes())
-                .unwrap_or_default();
-            return Err(refusal(status, &bytes));
-        }
+            .map_err(|e| self.error(e))?;
         Ok(EventStream {
             body: response.into_body(),
             buf: BytesMut::new(),
-            url: self.base.clone(),
+            url: self.api.url().to_string(),
         })
     }
 
-    fn unreachable(&self, reason: String) -> ClientError {
-        ClientError::Unreachable {
-            url: self.base.clone(),
-            reason,
-        }
-    }
-
-    fn request<B: Serialize>(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<&B>,
-    ) -> Result<Request<Full<Bytes>>, ClientError> {
-        let payload = match body {
-            Some(body) => Bytes::from(
-                serde_json::to_vec(body).map_err(|e| ClientError::BadAnswer(e.to_string()))?,
-            ),
-            None => Bytes::new(),
-        };
-        let url = format!("{}{path}", self.base);
-        Request::builder()
-            .method(method)
-            .uri(&url)
-            .header(AUTHORIZATION, self.token.clone())
-            .header(CONTENT_TYPE, "application/json")
-            .body(Full::new(payload))
-            .map_err(|e| ClientError::Setup(format!("invalid request to `{url}`: {e}")))
+    fn error(&self, err: CallError) -> ClientError {
+        ClientError::from_call(err, self.api.url())
     }
 
     /// One request; the body of a 2xx answer, else the refusal.
@@ -238,32 +205,11 @@ impl ServiceClient {
         method: Method,
         path: &str,
         body: Option<&B>,
-    ) -> Result<Bytes, ClientError> {
-        let request = self.request(method, path, body)?;
-        let exchange = async {
-            let response = self
-                .client
-                .request(request)
-                .await
-                .map_err(|e| self.unreachable(describe_tls(&e, &self.tls)))?;
-            let status = response.status();
-            let bytes = response
-                .into_body()
-                .collect()
-                .await
-                .map_err(|e| self.unreachable(format!("reading the answer: {e}")))?
-                .to_bytes();
-            Ok::<_, ClientError>((status, bytes))
-        };
-        let (status, bytes) = tokio::time::timeout(CALL_TIMEOUT, exchange)
+    ) -> Result<bytes::Bytes, ClientError> {
+        self.api
+            .exchange(method, path, body, CALL_TIMEOUT)
             .await
-            .map_err(|_| {
-                self.unreachable(format!("no answer within {}s", CALL_TIMEOUT.as_secs()))
-            })??;
-        if !status.is_success() {
-            return Err(refusal(status, &bytes));
-        }
-        Ok(bytes)
+            .map_err(|e| self.error(e))
     }
 
     async fn call<B: Serialize, T: DeserializeOwned>(
@@ -272,19 +218,10 @@ impl ServiceClient {
         path: &str,
         body: Option<&B>,
     ) -> Result<T, ClientError> {
-        let bytes = self.exchange(method, path, body).await?;
-        serde_json::from_slice(&bytes).map_err(|e| ClientError::BadAnswer(e.to_string()))
-    }
-}
-
-fn refusal(status: StatusCode, bytes: &[u8]) -> ClientError {
-    let error = serde_json::from_slice::<ApiError>(bytes).unwrap_or_else(|_| ApiError {
-        code: "http".into(),
-        message: String::from_utf8_lossy(bytes).chars().take(200).collect(),
-    });
-    ClientError::Refused {
-        status: status.as_u16(),
-        error,
+        self.api
+            .call(method, path, body, CALL_TIMEOUT)
+            .await
+            .map_err(|e| self.error(e))
     }
 }
 

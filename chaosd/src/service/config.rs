@@ -7,9 +7,8 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use agent::server::auth::Token;
-use agent::server::config::{ConfigError as AgentConfigError, read_token};
-use agent::server::tls::{self, TlsError};
+use agent::http::auth::{Token, TokenFileError, read_token};
+use agent::http::tls::{self, TlsError};
 use clap::Parser;
 use serde::Deserialize;
 
@@ -187,7 +186,7 @@ pub enum ConfigError {
         reason: String,
     },
     #[error(transparent)]
-    Token(#[from] AgentConfigError),
+    Token(#[from] TokenFileError),
     #[error(transparent)]
     Tls(#[from] TlsError),
     #[error("{path}: the inventory `{inventory}` is wrong:\n{message}")]
@@ -268,13 +267,13 @@ pub fn resolve(path: &Path, text: &str) -> Result<Config, ConfigError> {
         (Some(cert), Some(key)) => {
             let (cert, key) = (at(cert), at(key));
             // Checked now, so that a wrong file fails at start, not at the first run.
-            agent::client::https_client_with(None, Some((&cert, &key))).map_err(|reason| {
-                ConfigError::ClientCert {
+            agent::http::client::https_client_with(None, Some((&cert, &key))).map_err(
+                |reason| ConfigError::ClientCert {
                     path: owner(),
                     file: cert.clone(),
                     reason,
-                }
-            })?;
+                },
+            )?;
             Some((cert, key))
         }
         (None, None) => None,

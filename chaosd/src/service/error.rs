@@ -38,7 +38,7 @@ pub enum ServiceError {
     TooLarge,
     #[error(
         "the request body did not arrive within {}s; send it whole, at once",
-        agent::server::body::BODY_TIMEOUT.as_secs()
+        agent::http::body::BODY_TIMEOUT.as_secs()
     )]
     TooSlow,
     #[error(

@@ -14,7 +14,7 @@
 //!   `/metrics`.
 //! - [`error`]: every refusal and failure, mapped to its status in one place.
 //!
-//! The bearer token and TLS are the agent's ([`agent::server::auth`], [`agent::server::tls`]).
+//! The bearer token and TLS are the agent's ([`agent::http::auth`], [`agent::http::tls`]).
 //!
 //! [`run`] serves until `shutdown` resolves; then it stops accepting, aborts the running runs,
 //! waits until each has reverted its faults and recorded its report, and lets event streams end.
@@ -32,7 +32,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use agent::server::auth::Token;
+use agent::http::auth::Token;
 use tokio::net::TcpListener;
 use tracing::info;
 
@@ -68,7 +68,7 @@ pub struct State {
     /// Served over TLS: the web view's cookie is then `Secure`, never sent over plain HTTP.
     tls: bool,
     /// One line per action ([`actions`]), in `STATE_DIR/audit.jsonl`.
-    audit: agent::server::audit::AuditLog,
+    audit: agent::http::audit::AuditLog,
     /// The web view's CSRF keys and its own origins ([`web::Csrf`]).
     csrf: web::Csrf,
 }
@@ -94,7 +94,7 @@ pub async fn run(
         public_url,
     } = config;
     let csrf = web::Csrf::new(public_url.as_deref());
-    let audit = agent::server::audit::AuditLog::open(&state_dir).map_err(|e| {
+    let audit = agent::http::audit::AuditLog::open(&state_dir).map_err(|e| {
         RunError::Open(anyhow::anyhow!(
             "cannot open the audit log in `{}`: {e}",
             state_dir.display()
@@ -142,7 +142,7 @@ pub async fn run(
         audit,
         csrf,
     });
-    let reload = tokio::spawn(agent::server::config::reload_tokens_on_sighup(
+    let reload = tokio::spawn(agent::http::auth::reload_tokens_on_sighup(
         Arc::clone(&state.token),
         token_file,
     ));
@@ -158,7 +158,7 @@ pub async fn run(
 
     let connections = {
         let state = Arc::clone(&state);
-        agent::server::accept::serve_until(
+        agent::http::accept::serve_until(
             listener,
             tls,
             move |peer, req| routes::handle(Arc::clone(&state), peer, req),
@@ -193,4 +193,4 @@ impl State {
 }
 
 /// Resolves on SIGINT or SIGTERM.
-pub use agent::server::shutdown_signal;
+pub use agent::http::shutdown_signal;

@@ -19,7 +19,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 use tracing::debug;
 
-use agent::server::body::BodyError;
+use agent::http::body::BodyError;
 
 use super::State;
 use super::actions::{self, Actor, Via};
@@ -144,7 +144,7 @@ async fn dispatch(state: &Arc<State>, actor: &Actor, req: Request<Incoming>) -> 
 /// path we serve with another method.
 fn route<'a>(method: &Method, path: &'a str) -> Result<Route<'a>, ServiceError> {
     let not_found = || ServiceError::NotFound(format!("no route `{path}`; the API is under `/v1`"));
-    let Some(segments) = agent::server::routes::segments_under(api::PREFIX, path) else {
+    let Some(segments) = agent::http::segments_under(api::PREFIX, path) else {
         return Err(not_found());
     };
     let (allow, route) = match (segments.as_slice(), method.as_str()) {
@@ -186,7 +186,7 @@ fn param<'q>(query: &'q str, name: &str) -> Option<&'q str> {
 
 /// Reads a JSON body of at most [`api::MAX_BODY`] bytes.
 async fn read_json<T: DeserializeOwned>(req: Request<Incoming>) -> Result<T, ServiceError> {
-    agent::server::body::read_json(req, api::MAX_BODY)
+    agent::http::body::read_json(req, api::MAX_BODY)
         .await
         .map_err(|err| match err {
             BodyError::TooLarge => ServiceError::TooLarge,

@@ -4,8 +4,10 @@
 //! The file may hold several tokens, one a line (blank lines and `#` comments are skipped), any
 //! of them good: a new token is added, controllers move to it, the old one is removed, and
 //! SIGHUP re-reads the file at each step ([`Token::replace`]), so no request fails on the way.
-//! Clients send the first token of their file ([`first_token`]).
+//! Clients send the first token of their file ([`first_token`]). `chaos-agent` and `chaosd` read
+//! their token files the same way ([`read_token`], [`reload_tokens_on_sighup`]).
 
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use subtle::ConstantTimeEq;
@@ -100,6 +102,97 @@ pub fn parse_tokens(text: &str) -> Vec<String> {
 /// The token a client sends: the first of its file.
 pub fn first_token(text: &str) -> Option<String> {
     parse_tokens(text).into_iter().next()
+}
+
+/// Why a token file gave no token.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenFileError {
+    #[error("cannot read token file `{path}`: {source}")]
+    Unreadable {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "token file `{path}` holds no token (only blank lines and `#` comments); put a long random token in it"
+    )]
+    Empty { path: PathBuf },
+}
+
+/// The tokens are the file's lines, trimmed, without blank lines and `#` comments; there must be
+/// at least one. `chaosd` reads its tokens the same way.
+pub fn read_token(path: &Path) -> Result<Token, TokenFileError> {
+    let text = std::fs::read_to_string(path).map_err(|source| TokenFileError::Unreadable {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let tokens = parse_tokens(&text);
+    if tokens.is_empty() {
+        return Err(TokenFileError::Empty {
+            path: path.to_path_buf(),
+        });
+    }
+    warn_if_readable_by_others(path);
+    Ok(Token::from_list(tokens))
+}
+
+/// Re-reads `path` into `token` on every SIGHUP, for as long as the returned future runs: the
+/// new set is logged by its counts, never its tokens. A file that cannot be read or holds no
+/// token leaves the old tokens in place (a half-written file must not lock every controller
+/// out). SIGHUP is caught from this call on, before the server says it is serving: its default
+/// action would kill the process.
+pub fn reload_tokens_on_sighup(
+    token: Arc<Token>,
+    path: PathBuf,
+) -> impl Future<Output = ()> + Send + 'static {
+    use tokio::signal::unix::{SignalKind, signal};
+    let hup = signal(SignalKind::hangup());
+    async move {
+        let mut hup = match hup {
+            Ok(hup) => hup,
+            Err(err) => {
+                tracing::error!(error = %err, "cannot listen for SIGHUP; the token file is read only at start");
+                return;
+            }
+        };
+        reload_loop(&mut hup, &token, &path).await;
+    }
+}
+
+async fn reload_loop(hup: &mut tokio::signal::unix::Signal, token: &Token, path: &Path) {
+    while hup.recv().await.is_some() {
+        match read_token(path) {
+            Ok(new) => {
+                let change = token.replace(new);
+                tracing::info!(
+                    path = %path.display(),
+                    tokens = change.after,
+                    before = change.before,
+                    added = change.added,
+                    removed = change.removed,
+                    "SIGHUP: token file re-read"
+                );
+            }
+            Err(err) => tracing::error!(
+                error = %err,
+                tokens = token.count(),
+                "SIGHUP: keeping the tokens in use; fix the token file and send SIGHUP again"
+            ),
+        }
+    }
+}
+
+fn warn_if_readable_by_others(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(path)
+        && meta.permissions().mode() & 0o077 != 0
+    {
+        tracing::warn!(
+            path = %path.display(),
+            mode = format!("{:o}", meta.permissions().mode() & 0o777),
+            "the token file is readable by others; `chmod 600` it"
+        );
+    }
 }
 
 fn split_scheme(header: &[u8]) -> Option<(&[u8], &[u8])> {
