@@ -28,16 +28,6 @@ use crate::recovered::{self, RecoveredLog};
 pub use crate::spec::Exempt;
 use crate::spec::{FaultKind, FaultSpec, MAX_HOLD};
 
-/// Every kind, in the order capabilities list them.
-const ALL_KINDS: [FaultKind; 6] = [
-    FaultKind::Kill,
-    FaultKind::Pause,
-    FaultKind::Latency,
-    FaultKind::Loss,
-    FaultKind::Drop,
-    FaultKind::FillDisk,
-];
-
 /// Agents alive in this process (by instance number): their journal entries are not orphans.
 static LIVE: Mutex<BTreeSet<u64>> = Mutex::new(BTreeSet::new());
 static NEXT_INSTANCE: AtomicU64 = AtomicU64::new(1);
@@ -255,7 +245,7 @@ impl LocalAgent {
     /// Which kinds this agent can inject, how, and why not.
     pub fn capabilities(&self) -> Capabilities {
         Capabilities {
-            kinds: ALL_KINDS
+            kinds: FaultKind::ALL
                 .iter()
                 .map(|&kind| match fault::support(kind) {
                     Ok(mechanism) => KindSupport {

@@ -306,26 +306,57 @@ impl fmt::Display for FaultSpec {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FaultKind {
-    Kill,
-    Pause,
-    Latency,
-    Loss,
-    Drop,
-    FillDisk,
+/// Defines [`FaultKind`] and [`FaultKind::ALL`] from one list, so that no kind can be left out
+/// of `ALL` (the capabilities an agent reports, [`FaultKind::from_name`]) and each kind's name is
+/// written once: it is its serde name in scenario files, policies, journals and reports.
+macro_rules! fault_kinds {
+    ($($(#[doc = $doc:literal])* $kind:ident = $name:literal,)+) => {
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        pub enum FaultKind {
+            $($(#[doc = $doc])* #[serde(rename = $name)] $kind,)+
+        }
+
+        impl FaultKind {
+            /// Every kind, in the order capabilities and help texts list them.
+            pub const ALL: &'static [FaultKind] = &[$(FaultKind::$kind),+];
+
+            /// The kind's name, as scenario files, policies and reports spell it.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(FaultKind::$kind => $name,)+
+                }
+            }
+        }
+    };
+}
+
+fault_kinds! {
+    Kill = "kill",
+    Pause = "pause",
+    Latency = "latency",
+    Loss = "loss",
+    Drop = "drop",
+    FillDisk = "fill_disk",
 }
 
 impl FaultKind {
-    pub fn as_str(self) -> &'static str {
+    /// The kind named `name` (`fill_disk`), if there is one.
+    pub fn from_name(name: &str) -> Option<FaultKind> {
+        FaultKind::ALL.iter().copied().find(|k| k.as_str() == name)
+    }
+
+    /// Whether a fault of this kind is held until it is reverted. A `kill` is not: the signal is
+    /// the whole fault, so there is nothing to hold and nothing to revert; a step (or a monkey)
+    /// of only such faults needs no `duration`, its after-check starts as soon as they are
+    /// injected, and reports show them `instant`.
+    pub const fn holds(self) -> bool {
         match self {
-            FaultKind::Kill => "kill",
-            FaultKind::Pause => "pause",
-            FaultKind::Latency => "latency",
-            FaultKind::Loss => "loss",
-            FaultKind::Drop => "drop",
-            FaultKind::FillDisk => "fill_disk",
+            FaultKind::Kill => false,
+            FaultKind::Pause
+            | FaultKind::Latency
+            | FaultKind::Loss
+            | FaultKind::Drop
+            | FaultKind::FillDisk => true,
         }
     }
 }
@@ -603,6 +634,16 @@ mod tests {
         assert_eq!(Pick::Percent(50.0).count_of(0), 0);
         assert_eq!(Pick::Count(5).count_of(2), 2);
         assert_eq!(Pick::All.count_of(4), 4);
+    }
+
+    #[test]
+    fn kinds_are_named_as_serde_names_them() {
+        for &kind in FaultKind::ALL {
+            let json = serde_json::to_value(kind).unwrap();
+            assert_eq!(json, kind.as_str());
+            assert_eq!(FaultKind::from_name(kind.as_str()), Some(kind));
+        }
+        assert_eq!(FaultKind::from_name("stress"), None);
     }
 
     #[test]

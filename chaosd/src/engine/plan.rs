@@ -155,7 +155,7 @@ impl Plan {
                 && step
                     .faults
                     .iter()
-                    .all(|f| f.spec.kind() == agent::spec::FaultKind::Kill);
+                    .all(|f| !f.spec.kind().holds());
             if let Some(action) = &step.action {
                 at_least += span;
                 at_most += action.timeout + step.recover_within + window;

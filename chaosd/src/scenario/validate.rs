@@ -1901,11 +1901,11 @@ fn step(
             d
         }
         None => {
-            let not_kill = faults
+            let held = faults
                 .iter()
                 .map(|(f, _, _)| f.spec.kind())
-                .find(|k| *k != agent::spec::FaultKind::Kill);
-            match not_kill {
+                .find(|k| k.holds());
+            match held {
                 Some(kind) if faults_ok => {
                     cx.error(
                         pos(raw),
@@ -2142,7 +2142,7 @@ fn monkey_of(
             d
         }
         None => match &spec {
-            Some(f) if f.kind() != agent::spec::FaultKind::Kill => {
+            Some(f) if f.kind().holds() => {
                 cx.error(
                     pos(raw),
                     format!("`monkey` needs `duration` for its `{}` fault", f.kind()),
