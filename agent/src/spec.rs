@@ -636,6 +636,59 @@ mod tests {
         assert_eq!(Pick::All.count_of(4), 4);
     }
 
+    /// The wire and journal format of every kind, which the refactoring of kinds into types of
+    /// their own must not change.
+    #[test]
+    fn fault_specs_keep_their_wire_format() {
+        let scope = NetScope {
+            interface: Some("eth0".into()),
+            spare_ssh: true,
+            ..NetScope::default()
+        };
+        let specs = [
+            FaultSpec::Kill {
+                process: ProcessSelector::Name("demo".into()),
+                signal: SignalNumber(9),
+                pick: Pick::Count(1),
+            },
+            FaultSpec::Pause {
+                process: ProcessSelector::Pid(7),
+                pick: Pick::All,
+            },
+            FaultSpec::Latency {
+                delay: Duration::from_millis(200),
+                jitter: Duration::from_millis(10),
+                scope: scope.clone(),
+            },
+            FaultSpec::Loss {
+                share: 30.0,
+                scope: scope.clone(),
+            },
+            FaultSpec::Drop {
+                mode: DropMode::Reject,
+                scope,
+            },
+            FaultSpec::FillDisk {
+                path: "/mnt/x".into(),
+                amount: FillAmount::Usage(90.0),
+            },
+        ];
+        let scope = r#"{"to":null,"from":null,"interface":"eth0","spare_ssh":true}"#;
+        let expected = [
+            r#"{"kill":{"process":{"name":"demo"},"signal":9,"pick":{"count":1}}}"#.to_string(),
+            r#"{"pause":{"process":{"pid":7},"pick":"all"}}"#.to_string(),
+            format!(r#"{{"latency":{{"delay":200,"jitter":10,"scope":{scope}}}}}"#),
+            format!(r#"{{"loss":{{"share":30.0,"scope":{scope}}}}}"#),
+            format!(r#"{{"drop":{{"mode":"reject","scope":{scope}}}}}"#),
+            r#"{"fill_disk":{"path":"/mnt/x","amount":{"usage":90.0}}}"#.to_string(),
+        ];
+        for (spec, expected) in specs.iter().zip(expected) {
+            assert_eq!(serde_json::to_string(spec).unwrap(), expected);
+            let back: FaultSpec = serde_json::from_str(&expected).unwrap();
+            assert_eq!(&back, spec);
+        }
+    }
+
     #[test]
     fn kinds_are_named_as_serde_names_them() {
         for &kind in FaultKind::ALL {
