@@ -862,7 +862,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::{Pick, ProcessSelector};
+    use crate::spec::{PauseSpec, Pick, ProcessSelector};
 
     /// Fault ids whose injection panics once the fault is in place: the seam for panic tests.
     static PANIC_AFTER_INJECT: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
@@ -898,10 +898,10 @@ mod tests {
                 .inject(InjectRequest {
                     run_id: "run-1".to_string(),
                     fault_id: "boom".to_string(),
-                    spec: FaultSpec::Pause {
+                    spec: FaultSpec::Pause(PauseSpec {
                         process: ProcessSelector::Pid(pid),
                         pick: Pick::All,
-                    },
+                    }),
                     seed: 1,
                     hold: Some(Duration::from_secs(60)),
                     exempt: Vec::new(),

@@ -207,101 +207,77 @@ impl fmt::Display for SignalNumber {
     }
 }
 
-/// One fault, fully resolved.
+/// One fault, fully resolved: one variant per kind, each with a type of its own. What the agent
+/// does with it (check, plan, inject, the policy's check, its one-line summary) is in the kind's
+/// module under `fault/`, which implements [`crate::fault::Kind`] for that type.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FaultSpec {
-    Kill {
-        process: ProcessSelector,
-        signal: SignalNumber,
-        pick: Pick,
-    },
-    Pause {
-        process: ProcessSelector,
-        pick: Pick,
-    },
-    Latency {
-        #[serde(with = "duration_ms")]
-        delay: Duration,
-        #[serde(with = "duration_ms")]
-        jitter: Duration,
-        scope: NetScope,
-    },
-    Loss {
-        /// Percent of matching packets dropped.
-        share: f64,
-        scope: NetScope,
-    },
-    Drop {
-        mode: DropMode,
-        scope: NetScope,
-    },
-    FillDisk {
-        path: PathBuf,
-        amount: FillAmount,
-    },
+    Kill(KillSpec),
+    Pause(PauseSpec),
+    Latency(LatencySpec),
+    Loss(LossSpec),
+    Drop(DropSpec),
+    FillDisk(FillDiskSpec),
+}
+
+/// `kill`: a signal to the picked processes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KillSpec {
+    pub process: ProcessSelector,
+    pub signal: SignalNumber,
+    pub pick: Pick,
+}
+
+/// `pause`: SIGSTOP to the picked processes, SIGCONT at the revert.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PauseSpec {
+    pub process: ProcessSelector,
+    pub pick: Pick,
+}
+
+/// `latency`: received packets delayed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LatencySpec {
+    #[serde(with = "duration_ms")]
+    pub delay: Duration,
+    #[serde(with = "duration_ms")]
+    pub jitter: Duration,
+    pub scope: NetScope,
+}
+
+/// `loss`: a share of the packets dropped, one way.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LossSpec {
+    /// Percent of matching packets dropped.
+    pub share: f64,
+    pub scope: NetScope,
+}
+
+/// `drop`: every packet dropped (or rejected), both ways.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DropSpec {
+    pub mode: DropMode,
+    pub scope: NetScope,
+}
+
+/// `fill_disk`: the filesystem holding `path` filled by one file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FillDiskSpec {
+    pub path: PathBuf,
+    pub amount: FillAmount,
 }
 
 impl FaultSpec {
     /// The fault kind as the scenario file spells it.
     pub fn kind(&self) -> FaultKind {
         match self {
-            FaultSpec::Kill { .. } => FaultKind::Kill,
-            FaultSpec::Pause { .. } => FaultKind::Pause,
-            FaultSpec::Latency { .. } => FaultKind::Latency,
-            FaultSpec::Loss { .. } => FaultKind::Loss,
-            FaultSpec::Drop { .. } => FaultKind::Drop,
-            FaultSpec::FillDisk { .. } => FaultKind::FillDisk,
-        }
-    }
-
-    /// The process selector, for the kinds that act on processes.
-    pub fn process(&self) -> Option<&ProcessSelector> {
-        match self {
-            FaultSpec::Kill { process, .. } | FaultSpec::Pause { process, .. } => Some(process),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for FaultSpec {
-    /// A one-line summary for plans, progress and reports.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            FaultSpec::Kill {
-                process,
-                signal,
-                pick,
-            } => write!(f, "kill {signal} to {process} (pick {pick})"),
-            FaultSpec::Pause { process, pick } => write!(f, "pause {process} (pick {pick})"),
-            FaultSpec::Latency {
-                delay,
-                jitter,
-                scope,
-            } => {
-                write!(
-                    f,
-                    "latency {}ms ± {}ms{scope}",
-                    delay.as_millis(),
-                    jitter.as_millis()
-                )
-            }
-            FaultSpec::Loss { share, scope } => write!(f, "loss {share}%{scope}"),
-            FaultSpec::Drop { mode, scope } => {
-                let mode = match mode {
-                    DropMode::Drop => "drop",
-                    DropMode::Reject => "reject",
-                };
-                write!(f, "drop ({mode}){scope}")
-            }
-            FaultSpec::FillDisk { path, amount } => {
-                let amount = match amount {
-                    FillAmount::Usage(p) => format!("to {p}% used"),
-                    FillAmount::Size(b) => format!("with {b} bytes"),
-                    FillAmount::Leave(b) => format!("leaving {b} bytes free"),
-                };
-                write!(f, "fill_disk {} {amount}", path.display())
-            }
+            FaultSpec::Kill(_) => FaultKind::Kill,
+            FaultSpec::Pause(_) => FaultKind::Pause,
+            FaultSpec::Latency(_) => FaultKind::Latency,
+            FaultSpec::Loss(_) => FaultKind::Loss,
+            FaultSpec::Drop(_) => FaultKind::Drop,
+            FaultSpec::FillDisk(_) => FaultKind::FillDisk,
         }
     }
 }
@@ -646,32 +622,32 @@ mod tests {
             ..NetScope::default()
         };
         let specs = [
-            FaultSpec::Kill {
+            FaultSpec::Kill(KillSpec {
                 process: ProcessSelector::Name("demo".into()),
                 signal: SignalNumber(9),
                 pick: Pick::Count(1),
-            },
-            FaultSpec::Pause {
+            }),
+            FaultSpec::Pause(PauseSpec {
                 process: ProcessSelector::Pid(7),
                 pick: Pick::All,
-            },
-            FaultSpec::Latency {
+            }),
+            FaultSpec::Latency(LatencySpec {
                 delay: Duration::from_millis(200),
                 jitter: Duration::from_millis(10),
                 scope: scope.clone(),
-            },
-            FaultSpec::Loss {
+            }),
+            FaultSpec::Loss(LossSpec {
                 share: 30.0,
                 scope: scope.clone(),
-            },
-            FaultSpec::Drop {
+            }),
+            FaultSpec::Drop(DropSpec {
                 mode: DropMode::Reject,
                 scope,
-            },
-            FaultSpec::FillDisk {
+            }),
+            FaultSpec::FillDisk(FillDiskSpec {
                 path: "/mnt/x".into(),
                 amount: FillAmount::Usage(90.0),
-            },
+            }),
         ];
         let scope = r#"{"to":null,"from":null,"interface":"eth0","spare_ssh":true}"#;
         let expected = [
@@ -707,7 +683,7 @@ mod tests {
 
     #[test]
     fn network_faults_show_their_peers() {
-        let drop = FaultSpec::Drop {
+        let drop = FaultSpec::Drop(DropSpec {
             mode: DropMode::Reject,
             scope: NetScope {
                 to: Some(PeerSelector {
@@ -723,18 +699,18 @@ mod tests {
                 interface: Some("eth0".into()),
                 spare_ssh: true,
             },
-        };
+        });
         assert_eq!(
             drop.to_string(),
             "drop (reject) to 10.0.0.20 port 6379 (tcp), from any host ports 80, 443, on eth0"
         );
-        let loss = FaultSpec::Loss {
+        let loss = FaultSpec::Loss(LossSpec {
             share: 30.0,
             scope: NetScope {
                 spare_ssh: false,
                 ..NetScope::default()
             },
-        };
+        });
         assert_eq!(loss.to_string(), "loss 30% all traffic, SSH not spared");
     }
 }

@@ -9,8 +9,8 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use agent::spec::{
-    DropMode, FaultKind, FaultSpec, FillAmount, NetScope, PeerSelector, ProcessSelector, Protocol,
-    SignalNumber,
+    DropMode, DropSpec, FaultKind, FaultSpec, FillAmount, FillDiskSpec, KillSpec, LatencySpec,
+    LossSpec, NetScope, PauseSpec, PeerSelector, ProcessSelector, Protocol, SignalNumber,
 };
 
 use super::super::raw::*;
@@ -148,11 +148,11 @@ fn kill(cx: &mut Cx, raw: &Sp<KillRaw>) -> Option<FaultSpec> {
     let pick = cx
         .opt(&raw.value.pick, values::parse_pick)
         .unwrap_or_default();
-    Some(FaultSpec::Kill {
+    Some(FaultSpec::Kill(KillSpec {
         process: process?,
         signal,
         pick,
-    })
+    }))
 }
 
 fn pause(cx: &mut Cx, raw: &Sp<PauseRaw>) -> Option<FaultSpec> {
@@ -160,10 +160,10 @@ fn pause(cx: &mut Cx, raw: &Sp<PauseRaw>) -> Option<FaultSpec> {
     let pick = cx
         .opt(&raw.value.pick, values::parse_pick)
         .unwrap_or_default();
-    Some(FaultSpec::Pause {
+    Some(FaultSpec::Pause(PauseSpec {
         process: process?,
         pick,
-    })
+    }))
 }
 
 fn latency(cx: &mut Cx, raw: &Sp<LatencyRaw>) -> Option<FaultSpec> {
@@ -177,11 +177,11 @@ fn latency(cx: &mut Cx, raw: &Sp<LatencyRaw>) -> Option<FaultSpec> {
     );
     let jitter = cx.duration(&l.jitter).unwrap_or_default();
     let scope = scope(cx, &l.to, &l.from, &l.interface, &l.spare_ssh);
-    Some(FaultSpec::Latency {
+    Some(FaultSpec::Latency(LatencySpec {
         delay: delay?,
         jitter,
         scope: scope?,
-    })
+    }))
 }
 
 fn loss(cx: &mut Cx, raw: &Sp<LossRaw>) -> Option<FaultSpec> {
@@ -197,10 +197,10 @@ fn loss(cx: &mut Cx, raw: &Sp<LossRaw>) -> Option<FaultSpec> {
         },
     );
     let scope = scope(cx, &l.to, &l.from, &l.interface, &l.spare_ssh);
-    Some(FaultSpec::Loss {
+    Some(FaultSpec::Loss(LossSpec {
         share: share?,
         scope: scope?,
-    })
+    }))
 }
 
 fn drop(cx: &mut Cx, raw: &Sp<DropRaw>) -> Option<FaultSpec> {
@@ -215,10 +215,10 @@ fn drop(cx: &mut Cx, raw: &Sp<DropRaw>) -> Option<FaultSpec> {
         })
         .unwrap_or(DropMode::Drop);
     let scope = scope(cx, &d.to, &d.from, &d.interface, &d.spare_ssh);
-    Some(FaultSpec::Drop {
+    Some(FaultSpec::Drop(DropSpec {
         mode,
         scope: scope?,
-    })
+    }))
 }
 
 fn fill_disk(cx: &mut Cx, raw: &Sp<FillDiskRaw>) -> Option<FaultSpec> {
@@ -262,10 +262,10 @@ fn fill_disk(cx: &mut Cx, raw: &Sp<FillDiskRaw>) -> Option<FaultSpec> {
             None
         }
     };
-    Some(FaultSpec::FillDisk {
+    Some(FaultSpec::FillDisk(FillDiskSpec {
         path: path?,
         amount: amount?,
-    })
+    }))
 }
 
 pub(super) fn process_of(
