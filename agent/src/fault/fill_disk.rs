@@ -169,12 +169,7 @@ fn plan(fault_id: &str, dir: &Path, amount: FillAmount) -> Result<Undo, FaultErr
     Ok(Undo::FillDisk { file, bytes })
 }
 
-fn inject(
-    dir: &Path,
-    amount: FillAmount,
-    file: &Path,
-    bytes: u64,
-) -> Result<Injected, FaultError> {
+fn inject(dir: &Path, amount: FillAmount, file: &Path, bytes: u64) -> Result<Injected, FaultError> {
     let before = usage(dir)?;
     let to_full = matches!(amount, FillAmount::Usage(p) if p >= 100.0)
         || matches!(amount, FillAmount::Leave(0));

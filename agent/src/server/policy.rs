@@ -448,7 +448,9 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::{DropSpec, FillAmount, FillDiskSpec, LossSpec, PauseSpec, PeerSelector, Pick};
+    use crate::spec::{
+        DropSpec, FillAmount, FillDiskSpec, LossSpec, PauseSpec, PeerSelector, Pick,
+    };
 
     const FULL: &str = r#"
 kinds: [pause, kill, fill_disk, loss, latency]
@@ -553,10 +555,12 @@ max_loss: 50%
     #[test]
     fn fill_paths_are_prefixes_by_component() {
         let p = Policy::parse(FULL).unwrap();
-        let fill = |path: &str| FaultSpec::FillDisk(FillDiskSpec {
-            path: path.into(),
-            amount: FillAmount::Size(1),
-        });
+        let fill = |path: &str| {
+            FaultSpec::FillDisk(FillDiskSpec {
+                path: path.into(),
+                amount: FillAmount::Size(1),
+            })
+        };
         assert!(p.check_fault(&fill("/mnt/chaos")).is_ok());
         assert!(p.check_fault(&fill("/mnt/chaos/sub")).is_ok());
         assert_eq!(

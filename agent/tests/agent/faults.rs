@@ -3,7 +3,9 @@
 use std::time::Duration;
 
 use agent::fault::{self, Undo, fill_disk};
-use agent::spec::{FaultSpec, FillAmount, FillDiskSpec, KillSpec, PauseSpec, Pick, ProcessSelector, SignalNumber};
+use agent::spec::{
+    FaultSpec, FillAmount, FillDiskSpec, KillSpec, PauseSpec, Pick, ProcessSelector, SignalNumber,
+};
 use agent::{FaultError, InjectRequest, LocalAgent};
 
 use crate::support::{Spawned, Tmpfs, eventually, unique_seconds};

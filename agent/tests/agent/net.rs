@@ -13,7 +13,9 @@ use std::thread;
 use std::time::{Duration, SystemTime};
 
 use agent::LocalAgent;
-use agent::spec::{DropMode, DropSpec, Exempt, FaultSpec, LatencySpec, LossSpec, NetScope, PeerSelector, Protocol};
+use agent::spec::{
+    DropMode, DropSpec, Exempt, FaultSpec, LatencySpec, LossSpec, NetScope, PeerSelector, Protocol,
+};
 
 use crate::faults::request;
 use crate::support::root;

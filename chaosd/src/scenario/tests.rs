@@ -3,7 +3,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use agent::spec::{DropMode, DropSpec, FaultSpec, FillAmount, FillDiskSpec, KillSpec, LatencySpec, LossSpec, PauseSpec, Pick, ProcessSelector, SignalNumber};
+use agent::spec::{
+    DropMode, DropSpec, FaultSpec, FillAmount, FillDiskSpec, KillSpec, LatencySpec, LossSpec,
+    PauseSpec, Pick, ProcessSelector, SignalNumber,
+};
 
 use super::model::{Command, ProbeKind, StatusMatch};
 use super::*;

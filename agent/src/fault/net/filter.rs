@@ -34,7 +34,13 @@ impl Kind for DropSpec {
         let Undo::NetTable { table, interface } = undo else {
             return Err(other_kinds_undo(FaultKind::Drop));
         };
-        inject(Action::of_drop(self.mode), &self.scope, table, interface, ctx)
+        inject(
+            Action::of_drop(self.mode),
+            &self.scope,
+            table,
+            interface,
+            ctx,
+        )
     }
 
     fn check_policy(&self, policy: &Policy) -> Result<(), Refusal> {
@@ -77,7 +83,13 @@ impl Kind for LossSpec {
         let Undo::NetTable { table, interface } = undo else {
             return Err(other_kinds_undo(FaultKind::Loss));
         };
-        inject(Action::of_share(self.share), &self.scope, table, interface, ctx)
+        inject(
+            Action::of_share(self.share),
+            &self.scope,
+            table,
+            interface,
+            ctx,
+        )
     }
 
     fn check_policy(&self, policy: &Policy) -> Result<(), Refusal> {

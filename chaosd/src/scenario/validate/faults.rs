@@ -141,7 +141,7 @@ pub(super) fn fault(cx: &mut Cx, mut given: Vec<Given>, at: Pos, what: &str) -> 
 }
 
 fn kill(cx: &mut Cx, raw: &Sp<KillRaw>) -> Option<FaultSpec> {
-    let process = process_of(cx, raw.value.process.as_ref(), pos(raw), "kill");
+    let process = process_of(cx, raw.value.process.as_ref(), pos(raw), FaultKind::Kill);
     let signal = cx
         .opt(&raw.value.signal, values::parse_signal)
         .unwrap_or(SignalNumber(nix::sys::signal::Signal::SIGKILL as i32));
@@ -156,7 +156,7 @@ fn kill(cx: &mut Cx, raw: &Sp<KillRaw>) -> Option<FaultSpec> {
 }
 
 fn pause(cx: &mut Cx, raw: &Sp<PauseRaw>) -> Option<FaultSpec> {
-    let process = process_of(cx, raw.value.process.as_ref(), pos(raw), "pause");
+    let process = process_of(cx, raw.value.process.as_ref(), pos(raw), FaultKind::Pause);
     let pick = cx
         .opt(&raw.value.pick, values::parse_pick)
         .unwrap_or_default();
@@ -268,11 +268,11 @@ fn fill_disk(cx: &mut Cx, raw: &Sp<FillDiskRaw>) -> Option<FaultSpec> {
     }))
 }
 
-pub(super) fn process_of(
+fn process_of(
     cx: &mut Cx,
     raw: Option<&Sp<ProcessRaw>>,
     at: Pos,
-    kind: &str,
+    kind: FaultKind,
 ) -> Option<ProcessSelector> {
     match raw {
         Some(raw) => selector(cx, raw),
@@ -283,7 +283,7 @@ pub(super) fn process_of(
     }
 }
 
-pub(super) fn scope(
+fn scope(
     cx: &mut Cx,
     to: &Option<Sp<PeerRaw>>,
     from: &Option<Sp<PeerRaw>>,
@@ -303,7 +303,7 @@ pub(super) fn scope(
     })
 }
 
-pub(super) fn peer(cx: &mut Cx, raw: &Sp<PeerRaw>) -> PeerSelector {
+fn peer(cx: &mut Cx, raw: &Sp<PeerRaw>) -> PeerSelector {
     let p = &raw.value;
     let hosts = p
         .hosts
@@ -337,7 +337,7 @@ pub(super) fn peer(cx: &mut Cx, raw: &Sp<PeerRaw>) -> PeerSelector {
 }
 
 /// An address or a CIDR.
-pub(super) fn parse_address(s: &str) -> Result<String, String> {
+fn parse_address(s: &str) -> Result<String, String> {
     let text = s.trim();
     let (addr, prefix) = match text.split_once('/') {
         Some((addr, prefix)) => (addr, Some(prefix)),

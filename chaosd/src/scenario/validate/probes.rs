@@ -7,8 +7,8 @@ use std::time::Duration;
 use agent::spec::ProcessSelector;
 
 use super::super::model::{
-    self,     CommandExpect, CommandProbe, HttpExpect, HttpProbe, LoadProbe, Probe, ProbeKind, ProcessProbe,
-    PrometheusProbe, Settings, TcpProbe,
+    self, CommandExpect, CommandProbe, HttpExpect, HttpProbe, LoadProbe, Probe, ProbeKind,
+    ProcessProbe, PrometheusProbe, Settings, TcpProbe,
 };
 use super::super::raw::*;
 use super::super::values;

@@ -349,7 +349,12 @@ pub(super) fn step(
 }
 
 /// `action: {run, timeout, on}`: `on` must name a target or host; `timeout` defaults to 5m.
-pub(super) fn action_of(cx: &mut Cx, raw: &Sp<ActionRaw>, what: &str, names: &Names) -> Option<Action> {
+pub(super) fn action_of(
+    cx: &mut Cx,
+    raw: &Sp<ActionRaw>,
+    what: &str,
+    names: &Names,
+) -> Option<Action> {
     let a = &raw.value;
     let run = match &a.run {
         Some(run) => cx.command(run, what),
