@@ -69,7 +69,7 @@ pub(crate) fn parse_yaml<T: serde::de::DeserializeOwned>(src: &Source) -> Result
     })
 }
 
-pub(super) fn yaml_message(err: &serde_saphyr::Error) -> (String, Option<String>, usize) {
+fn yaml_message(err: &serde_saphyr::Error) -> (String, Option<String>, usize) {
     use serde_saphyr::Error as E;
     match err {
         E::SerdeUnknownField {
@@ -111,7 +111,7 @@ pub(super) fn yaml_message(err: &serde_saphyr::Error) -> (String, Option<String>
 }
 
 /// `did you mean `x`?` when a known word is near, else the list of known words.
-pub(super) fn suggest<'a>(word: &str, known: impl IntoIterator<Item = &'a str>) -> String {
+fn suggest<'a>(word: &str, known: impl IntoIterator<Item = &'a str>) -> String {
     let known: Vec<&str> = known.into_iter().collect();
     let best = known
         .iter()

@@ -74,13 +74,13 @@ pub(super) struct Kinds<'r> {
     pub(super) load: Option<&'r Sp<LoadRaw>>,
 }
 
-pub(super) const PROBE_KINDS: &str = "`http`, `tcp`, `command`, `process`, `prometheus` or `load`";
+const PROBE_KINDS: &str = "`http`, `tcp`, `command`, `process`, `prometheus` or `load`";
 
 /// The most requests one `load` sample may send (rate × every).
-pub(super) const MAX_LOAD_REQUESTS: f64 = agent::probe::load::MAX_REQUESTS as f64;
+const MAX_LOAD_REQUESTS: f64 = agent::probe::load::MAX_REQUESTS as f64;
 
 /// The longest `every` of a `load` probe, which is how long one sample sends for.
-pub(super) const MAX_LOAD_EVERY: Duration = Duration::from_secs(60);
+const MAX_LOAD_EVERY: Duration = Duration::from_secs(60);
 
 pub(super) fn probe_kind(
     cx: &mut Cx,
@@ -374,7 +374,7 @@ pub(super) fn probe_kind(
 }
 
 /// An HTTP method in capitals; `GET` when not given.
-pub(super) fn http_method(cx: &mut Cx, v: &Option<Sp<Scalar>>) -> String {
+fn http_method(cx: &mut Cx, v: &Option<Sp<Scalar>>) -> String {
     cx.opt(v, |s| {
         let m = s.trim().to_ascii_uppercase();
         if !m.is_empty() && m.chars().all(|c| c.is_ascii_alphabetic()) {
@@ -387,7 +387,7 @@ pub(super) fn http_method(cx: &mut Cx, v: &Option<Sp<Scalar>>) -> String {
 }
 
 /// What an `http` or `load` probe expects of one answer.
-pub(super) fn http_expect(cx: &mut Cx, e: &ExpectRaw) -> HttpExpect {
+fn http_expect(cx: &mut Cx, e: &ExpectRaw) -> HttpExpect {
     let mut status = Vec::new();
     if let Some(v) = &e.status {
         match &v.value {
@@ -467,6 +467,6 @@ pub(super) fn selector(cx: &mut Cx, raw: &Sp<ProcessRaw>) -> Option<ProcessSelec
 }
 
 /// `an` before `http`, else `a`.
-pub(super) fn article(kind: &str) -> &'static str {
+fn article(kind: &str) -> &'static str {
     if kind == "http" { "an" } else { "a" }
 }

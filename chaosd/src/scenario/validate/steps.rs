@@ -349,12 +349,7 @@ pub(super) fn step(
 }
 
 /// `action: {run, timeout, on}`: `on` must name a target or host; `timeout` defaults to 5m.
-pub(super) fn action_of(
-    cx: &mut Cx,
-    raw: &Sp<ActionRaw>,
-    what: &str,
-    names: &Names,
-) -> Option<Action> {
+fn action_of(cx: &mut Cx, raw: &Sp<ActionRaw>, what: &str, names: &Names) -> Option<Action> {
     let a = &raw.value;
     let run = match &a.run {
         Some(run) => cx.command(run, what),
@@ -390,7 +385,7 @@ pub(super) fn action_of(
 /// How many distinct hosts a set of faults may touch: each target counts once (its pick is
 /// drawn once per run), a target taking all its hosts counts exactly those hosts, and the total
 /// is never more than the hosts the targets choose from.
-pub(super) fn hosts_at_most(faults: &[(StepFault, Vec<String>, Pick)]) -> usize {
+fn hosts_at_most(faults: &[(StepFault, Vec<String>, Pick)]) -> usize {
     let mut by_target: BTreeMap<&str, (&Vec<String>, Pick)> = BTreeMap::new();
     for (f, hosts, pick) in faults {
         by_target.insert(f.target.as_str(), (hosts, *pick));
