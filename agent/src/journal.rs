@@ -252,16 +252,16 @@ fn remove_stale_tmp(path: &Path, name: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::{Pick, ProcessSelector};
+    use crate::spec::{PauseSpec, Pick, ProcessSelector};
 
     fn entry(fault_id: &str) -> Entry {
         Entry {
             run_id: "run-1".to_string(),
             fault_id: fault_id.to_string(),
-            spec: FaultSpec::Pause {
+            spec: FaultSpec::Pause(PauseSpec {
                 process: ProcessSelector::Pid(1234),
                 pick: Pick::All,
-            },
+            }),
             undo: Undo::Pause {
                 processes: Vec::new(),
             },

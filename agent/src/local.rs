@@ -28,16 +28,6 @@ use crate::recovered::{self, RecoveredLog};
 pub use crate::spec::Exempt;
 use crate::spec::{FaultKind, FaultSpec, MAX_HOLD};
 
-/// Every kind, in the order capabilities list them.
-const ALL_KINDS: [FaultKind; 6] = [
-    FaultKind::Kill,
-    FaultKind::Pause,
-    FaultKind::Latency,
-    FaultKind::Loss,
-    FaultKind::Drop,
-    FaultKind::FillDisk,
-];
-
 /// Agents alive in this process (by instance number): their journal entries are not orphans.
 static LIVE: Mutex<BTreeSet<u64>> = Mutex::new(BTreeSet::new());
 static NEXT_INSTANCE: AtomicU64 = AtomicU64::new(1);
@@ -255,7 +245,7 @@ impl LocalAgent {
     /// Which kinds this agent can inject, how, and why not.
     pub fn capabilities(&self) -> Capabilities {
         Capabilities {
-            kinds: ALL_KINDS
+            kinds: FaultKind::ALL
                 .iter()
                 .map(|&kind| match fault::support(kind) {
                     Ok(mechanism) => KindSupport {
@@ -872,7 +862,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::{Pick, ProcessSelector};
+    use crate::spec::{PauseSpec, Pick, ProcessSelector};
 
     /// Fault ids whose injection panics once the fault is in place: the seam for panic tests.
     static PANIC_AFTER_INJECT: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
@@ -908,10 +898,10 @@ mod tests {
                 .inject(InjectRequest {
                     run_id: "run-1".to_string(),
                     fault_id: "boom".to_string(),
-                    spec: FaultSpec::Pause {
+                    spec: FaultSpec::Pause(PauseSpec {
                         process: ProcessSelector::Pid(pid),
                         pick: Pick::All,
-                    },
+                    }),
                     seed: 1,
                     hold: Some(Duration::from_secs(60)),
                     exempt: Vec::new(),

@@ -207,125 +207,132 @@ impl fmt::Display for SignalNumber {
     }
 }
 
-/// One fault, fully resolved.
+/// One fault, fully resolved: one variant per kind, each with a type of its own. What the agent
+/// does with it (check, plan, inject, the policy's check, its one-line summary) is in the kind's
+/// module under `fault/`, which implements [`crate::fault::Kind`] for that type.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FaultSpec {
-    Kill {
-        process: ProcessSelector,
-        signal: SignalNumber,
-        pick: Pick,
-    },
-    Pause {
-        process: ProcessSelector,
-        pick: Pick,
-    },
-    Latency {
-        #[serde(with = "duration_ms")]
-        delay: Duration,
-        #[serde(with = "duration_ms")]
-        jitter: Duration,
-        scope: NetScope,
-    },
-    Loss {
-        /// Percent of matching packets dropped.
-        share: f64,
-        scope: NetScope,
-    },
-    Drop {
-        mode: DropMode,
-        scope: NetScope,
-    },
-    FillDisk {
-        path: PathBuf,
-        amount: FillAmount,
-    },
+    Kill(KillSpec),
+    Pause(PauseSpec),
+    Latency(LatencySpec),
+    Loss(LossSpec),
+    Drop(DropSpec),
+    FillDisk(FillDiskSpec),
+}
+
+/// `kill`: a signal to the picked processes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KillSpec {
+    pub process: ProcessSelector,
+    pub signal: SignalNumber,
+    pub pick: Pick,
+}
+
+/// `pause`: SIGSTOP to the picked processes, SIGCONT at the revert.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PauseSpec {
+    pub process: ProcessSelector,
+    pub pick: Pick,
+}
+
+/// `latency`: received packets delayed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LatencySpec {
+    #[serde(with = "duration_ms")]
+    pub delay: Duration,
+    #[serde(with = "duration_ms")]
+    pub jitter: Duration,
+    pub scope: NetScope,
+}
+
+/// `loss`: a share of the packets dropped, one way.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LossSpec {
+    /// Percent of matching packets dropped.
+    pub share: f64,
+    pub scope: NetScope,
+}
+
+/// `drop`: every packet dropped (or rejected), both ways.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DropSpec {
+    pub mode: DropMode,
+    pub scope: NetScope,
+}
+
+/// `fill_disk`: the filesystem holding `path` filled by one file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FillDiskSpec {
+    pub path: PathBuf,
+    pub amount: FillAmount,
 }
 
 impl FaultSpec {
     /// The fault kind as the scenario file spells it.
     pub fn kind(&self) -> FaultKind {
         match self {
-            FaultSpec::Kill { .. } => FaultKind::Kill,
-            FaultSpec::Pause { .. } => FaultKind::Pause,
-            FaultSpec::Latency { .. } => FaultKind::Latency,
-            FaultSpec::Loss { .. } => FaultKind::Loss,
-            FaultSpec::Drop { .. } => FaultKind::Drop,
-            FaultSpec::FillDisk { .. } => FaultKind::FillDisk,
-        }
-    }
-
-    /// The process selector, for the kinds that act on processes.
-    pub fn process(&self) -> Option<&ProcessSelector> {
-        match self {
-            FaultSpec::Kill { process, .. } | FaultSpec::Pause { process, .. } => Some(process),
-            _ => None,
+            FaultSpec::Kill(_) => FaultKind::Kill,
+            FaultSpec::Pause(_) => FaultKind::Pause,
+            FaultSpec::Latency(_) => FaultKind::Latency,
+            FaultSpec::Loss(_) => FaultKind::Loss,
+            FaultSpec::Drop(_) => FaultKind::Drop,
+            FaultSpec::FillDisk(_) => FaultKind::FillDisk,
         }
     }
 }
 
-impl fmt::Display for FaultSpec {
-    /// A one-line summary for plans, progress and reports.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            FaultSpec::Kill {
-                process,
-                signal,
-                pick,
-            } => write!(f, "kill {signal} to {process} (pick {pick})"),
-            FaultSpec::Pause { process, pick } => write!(f, "pause {process} (pick {pick})"),
-            FaultSpec::Latency {
-                delay,
-                jitter,
-                scope,
-            } => {
-                write!(
-                    f,
-                    "latency {}ms ± {}ms{scope}",
-                    delay.as_millis(),
-                    jitter.as_millis()
-                )
-            }
-            FaultSpec::Loss { share, scope } => write!(f, "loss {share}%{scope}"),
-            FaultSpec::Drop { mode, scope } => {
-                let mode = match mode {
-                    DropMode::Drop => "drop",
-                    DropMode::Reject => "reject",
-                };
-                write!(f, "drop ({mode}){scope}")
-            }
-            FaultSpec::FillDisk { path, amount } => {
-                let amount = match amount {
-                    FillAmount::Usage(p) => format!("to {p}% used"),
-                    FillAmount::Size(b) => format!("with {b} bytes"),
-                    FillAmount::Leave(b) => format!("leaving {b} bytes free"),
-                };
-                write!(f, "fill_disk {} {amount}", path.display())
+/// Defines [`FaultKind`] and [`FaultKind::ALL`] from one list, so that no kind can be left out
+/// of `ALL` (the capabilities an agent reports, [`FaultKind::from_name`]) and each kind's name is
+/// written once: it is its serde name in scenario files, policies, journals and reports.
+macro_rules! fault_kinds {
+    ($($(#[doc = $doc:literal])* $kind:ident = $name:literal,)+) => {
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        pub enum FaultKind {
+            $($(#[doc = $doc])* #[serde(rename = $name)] $kind,)+
+        }
+
+        impl FaultKind {
+            /// Every kind, in the order capabilities and help texts list them.
+            pub const ALL: &'static [FaultKind] = &[$(FaultKind::$kind),+];
+
+            /// The kind's name, as scenario files, policies and reports spell it.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(FaultKind::$kind => $name,)+
+                }
             }
         }
-    }
+    };
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FaultKind {
-    Kill,
-    Pause,
-    Latency,
-    Loss,
-    Drop,
-    FillDisk,
+fault_kinds! {
+    Kill = "kill",
+    Pause = "pause",
+    Latency = "latency",
+    Loss = "loss",
+    Drop = "drop",
+    FillDisk = "fill_disk",
 }
 
 impl FaultKind {
-    pub fn as_str(self) -> &'static str {
+    /// The kind named `name` (`fill_disk`), if there is one.
+    pub fn from_name(name: &str) -> Option<FaultKind> {
+        FaultKind::ALL.iter().copied().find(|k| k.as_str() == name)
+    }
+
+    /// Whether a fault of this kind is held until it is reverted. A `kill` is not: the signal is
+    /// the whole fault, so there is nothing to hold and nothing to revert; a step (or a monkey)
+    /// of only such faults needs no `duration`, its after-check starts as soon as they are
+    /// injected, and reports show them `instant`.
+    pub const fn holds(self) -> bool {
         match self {
-            FaultKind::Kill => "kill",
-            FaultKind::Pause => "pause",
-            FaultKind::Latency => "latency",
-            FaultKind::Loss => "loss",
-            FaultKind::Drop => "drop",
-            FaultKind::FillDisk => "fill_disk",
+            FaultKind::Kill => false,
+            FaultKind::Pause
+            | FaultKind::Latency
+            | FaultKind::Loss
+            | FaultKind::Drop
+            | FaultKind::FillDisk => true,
         }
     }
 }
@@ -605,6 +612,69 @@ mod tests {
         assert_eq!(Pick::All.count_of(4), 4);
     }
 
+    /// The wire and journal format of every kind, which the refactoring of kinds into types of
+    /// their own must not change.
+    #[test]
+    fn fault_specs_keep_their_wire_format() {
+        let scope = NetScope {
+            interface: Some("eth0".into()),
+            spare_ssh: true,
+            ..NetScope::default()
+        };
+        let specs = [
+            FaultSpec::Kill(KillSpec {
+                process: ProcessSelector::Name("demo".into()),
+                signal: SignalNumber(9),
+                pick: Pick::Count(1),
+            }),
+            FaultSpec::Pause(PauseSpec {
+                process: ProcessSelector::Pid(7),
+                pick: Pick::All,
+            }),
+            FaultSpec::Latency(LatencySpec {
+                delay: Duration::from_millis(200),
+                jitter: Duration::from_millis(10),
+                scope: scope.clone(),
+            }),
+            FaultSpec::Loss(LossSpec {
+                share: 30.0,
+                scope: scope.clone(),
+            }),
+            FaultSpec::Drop(DropSpec {
+                mode: DropMode::Reject,
+                scope,
+            }),
+            FaultSpec::FillDisk(FillDiskSpec {
+                path: "/mnt/x".into(),
+                amount: FillAmount::Usage(90.0),
+            }),
+        ];
+        let scope = r#"{"to":null,"from":null,"interface":"eth0","spare_ssh":true}"#;
+        let expected = [
+            r#"{"kill":{"process":{"name":"demo"},"signal":9,"pick":{"count":1}}}"#.to_string(),
+            r#"{"pause":{"process":{"pid":7},"pick":"all"}}"#.to_string(),
+            format!(r#"{{"latency":{{"delay":200,"jitter":10,"scope":{scope}}}}}"#),
+            format!(r#"{{"loss":{{"share":30.0,"scope":{scope}}}}}"#),
+            format!(r#"{{"drop":{{"mode":"reject","scope":{scope}}}}}"#),
+            r#"{"fill_disk":{"path":"/mnt/x","amount":{"usage":90.0}}}"#.to_string(),
+        ];
+        for (spec, expected) in specs.iter().zip(expected) {
+            assert_eq!(serde_json::to_string(spec).unwrap(), expected);
+            let back: FaultSpec = serde_json::from_str(&expected).unwrap();
+            assert_eq!(&back, spec);
+        }
+    }
+
+    #[test]
+    fn kinds_are_named_as_serde_names_them() {
+        for &kind in FaultKind::ALL {
+            let json = serde_json::to_value(kind).unwrap();
+            assert_eq!(json, kind.as_str());
+            assert_eq!(FaultKind::from_name(kind.as_str()), Some(kind));
+        }
+        assert_eq!(FaultKind::from_name("stress"), None);
+    }
+
     #[test]
     fn signals_show_their_names() {
         assert_eq!(SignalNumber(9).to_string(), "SIGKILL");
@@ -613,7 +683,7 @@ mod tests {
 
     #[test]
     fn network_faults_show_their_peers() {
-        let drop = FaultSpec::Drop {
+        let drop = FaultSpec::Drop(DropSpec {
             mode: DropMode::Reject,
             scope: NetScope {
                 to: Some(PeerSelector {
@@ -629,18 +699,18 @@ mod tests {
                 interface: Some("eth0".into()),
                 spare_ssh: true,
             },
-        };
+        });
         assert_eq!(
             drop.to_string(),
             "drop (reject) to 10.0.0.20 port 6379 (tcp), from any host ports 80, 443, on eth0"
         );
-        let loss = FaultSpec::Loss {
+        let loss = FaultSpec::Loss(LossSpec {
             share: 30.0,
             scope: NetScope {
                 spare_ssh: false,
                 ..NetScope::default()
             },
-        };
+        });
         assert_eq!(loss.to_string(), "loss 30% all traffic, SSH not spared");
     }
 }

@@ -137,7 +137,10 @@ pub fn report(record: &RunRecord, events: Vec<Event>) -> Report {
     let faults_left: Vec<FaultLeft> = steps
         .iter()
         .flat_map(|s| &s.faults)
-        .filter(|f| f.reverted_at.is_none() && f.kind != "kill")
+        .filter(|f| {
+            f.reverted_at.is_none()
+                && agent::spec::FaultKind::from_name(&f.kind).is_none_or(|k| k.holds())
+        })
         .map(|f| FaultLeft {
             host: f.host.clone(),
             fault_id: f.fault_id.clone(),

@@ -2,6 +2,7 @@
 //! allocated with `fallocate` (less 1 MiB, which ext4 needs for extent metadata) and topped up with
 //! zeros. The revert deletes the file. Usage is counted as `df` does: used / (used + available).
 
+use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
@@ -11,9 +12,46 @@ use nix::errno::Errno;
 use nix::fcntl::{FallocateFlags, fallocate};
 use nix::sys::statvfs::statvfs;
 
-use super::{Injected, Undo, Undone};
+use super::{Context, Injected, Kind, Undo, Undone, other_kinds_undo};
 use crate::error::FaultError;
-use crate::spec::FillAmount;
+use crate::server::policy::{Policy, Refusal};
+use crate::spec::{FaultKind, FillAmount, FillDiskSpec};
+
+impl Kind for FillDiskSpec {
+    fn support() -> Result<&'static str, &'static str> {
+        Ok("fallocate")
+    }
+
+    fn check(&self) -> Result<(), FaultError> {
+        bytes_to_add(&self.path, self.amount).map(drop)
+    }
+
+    fn plan(&self, fault_id: &str, _seed: u64) -> Result<Undo, FaultError> {
+        plan(fault_id, &self.path, self.amount)
+    }
+
+    fn inject(&self, _fault_id: &str, undo: &Undo, _ctx: &Context) -> Result<Injected, FaultError> {
+        let Undo::FillDisk { file, bytes } = undo else {
+            return Err(other_kinds_undo(FaultKind::FillDisk));
+        };
+        inject(&self.path, self.amount, file, *bytes)
+    }
+
+    fn check_policy(&self, policy: &Policy) -> Result<(), Refusal> {
+        policy.check_fill_path(&self.path)
+    }
+}
+
+impl fmt::Display for FillDiskSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let amount = match self.amount {
+            FillAmount::Usage(p) => format!("to {p}% used"),
+            FillAmount::Size(b) => format!("with {b} bytes"),
+            FillAmount::Leave(b) => format!("leaving {b} bytes free"),
+        };
+        write!(f, "fill_disk {} {amount}", self.path.display())
+    }
+}
 
 const MIB: u64 = 1024 * 1024;
 
@@ -122,7 +160,7 @@ pub fn fill_file(dir: &Path, fault_id: &str) -> PathBuf {
     dir.join(format!(".chaos-fill-{fault_id}"))
 }
 
-pub(super) fn plan(fault_id: &str, dir: &Path, amount: FillAmount) -> Result<Undo, FaultError> {
+fn plan(fault_id: &str, dir: &Path, amount: FillAmount) -> Result<Undo, FaultError> {
     let bytes = bytes_to_add(dir, amount)?;
     let file = fill_file(dir, fault_id);
     if file.symlink_metadata().is_ok() {
@@ -131,12 +169,7 @@ pub(super) fn plan(fault_id: &str, dir: &Path, amount: FillAmount) -> Result<Und
     Ok(Undo::FillDisk { file, bytes })
 }
 
-pub(super) fn inject(
-    dir: &Path,
-    amount: FillAmount,
-    file: &Path,
-    bytes: u64,
-) -> Result<Injected, FaultError> {
+fn inject(dir: &Path, amount: FillAmount, file: &Path, bytes: u64) -> Result<Injected, FaultError> {
     let before = usage(dir)?;
     let to_full = matches!(amount, FillAmount::Usage(p) if p >= 100.0)
         || matches!(amount, FillAmount::Leave(0));

@@ -1,20 +1,66 @@
 //! `kill`: sends a signal to the picked processes. A signal cannot be taken back, so the revert is
 //! a no-op that says so.
 
+use std::fmt;
+
 use nix::sys::signal::Signal;
 
-use super::{Injected, Target, Undone, poll, send};
+use super::{
+    Context, Injected, Kind, Target, Undo, Undone, matching, other_kinds_undo, pick_targets, poll,
+    send,
+};
 use crate::error::FaultError;
 use crate::process;
-use crate::spec::{FaultSpec, SignalNumber};
+use crate::server::policy::{Policy, Refusal};
+use crate::spec::{FaultKind, KillSpec, ProcessSelector, SignalNumber};
+
+impl Kind for KillSpec {
+    fn support() -> Result<&'static str, &'static str> {
+        Ok("signal")
+    }
+
+    fn check(&self) -> Result<(), FaultError> {
+        signal_of(self.signal)?;
+        matching(&self.process).map(drop)
+    }
+
+    fn plan(&self, _fault_id: &str, seed: u64) -> Result<Undo, FaultError> {
+        signal_of(self.signal)?;
+        Ok(Undo::Kill {
+            processes: pick_targets(&self.process, self.pick, seed)?,
+        })
+    }
+
+    fn inject(&self, _fault_id: &str, undo: &Undo, _ctx: &Context) -> Result<Injected, FaultError> {
+        let Undo::Kill { processes } = undo else {
+            return Err(other_kinds_undo(FaultKind::Kill));
+        };
+        inject(&self.process, self.signal, processes)
+    }
+
+    fn check_policy(&self, policy: &Policy) -> Result<(), Refusal> {
+        policy.check_selector(&self.process)
+    }
+}
+
+impl fmt::Display for KillSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let KillSpec {
+            process,
+            signal,
+            pick,
+        } = self;
+        write!(f, "kill {signal} to {process} (pick {pick})")
+    }
+}
 
 /// The signal a `kill` fault sends, if this agent can send it.
 pub fn signal_of(signal: SignalNumber) -> Result<Signal, FaultError> {
     Signal::try_from(signal.0).map_err(|_| FaultError::InvalidSignal { signal: signal.0 })
 }
 
-pub(super) fn inject(
-    spec: &FaultSpec,
+fn inject(
+    selector: &ProcessSelector,
     signal: SignalNumber,
     targets: &[Target],
 ) -> Result<Injected, FaultError> {
@@ -29,7 +75,6 @@ pub(super) fn inject(
         }
     }
     if delivered.is_empty() {
-        let selector = spec.process().map(ToString::to_string).unwrap_or_default();
         return Err(FaultError::NoProcessMatches {
             selector: format!(
                 "{selector} any more (the picked processes exited before the signal)"

@@ -1,5 +1,7 @@
-//! The fault executors: one module per kind, each an inject/revert pair, dispatched here by a
-//! `match` on [`FaultSpec`] so the compiler finds a kind that is not handled.
+//! The fault executors: one module per kind, each implementing [`Kind`] for its type in
+//! [`crate::spec`] (`kill`, `pause`, `fill_disk`; `net::filter` for `drop` and `loss`,
+//! `net::latency` for `latency`). [`kind_of`] is the one `match` from a [`FaultSpec`] to its kind,
+//! so the compiler finds a kind that is not handled.
 //!
 //! Every executor works in three steps: [`plan`] decides exactly what will be done and how to undo
 //! it (the [`Undo`], which the caller journals), [`inject`] acts and reads the host back to verify,
@@ -12,6 +14,7 @@ pub mod kill;
 pub mod net;
 pub mod pause;
 
+use std::fmt;
 use std::path::PathBuf;
 use std::thread;
 use std::time::Duration;
@@ -25,7 +28,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::FaultError;
 use crate::process::{self, ProcessInfo};
-use crate::spec::{FaultKind, FaultSpec, Pick, ProcessSelector};
+use crate::server::policy::{Policy, Refusal};
+use crate::spec::{
+    DropSpec, FaultKind, FaultSpec, FillDiskSpec, KillSpec, LatencySpec, LossSpec, PauseSpec, Pick,
+    ProcessSelector,
+};
 
 pub use net::Context;
 
@@ -97,99 +104,83 @@ pub struct Undone {
     pub detail: String,
 }
 
+/// What a fault kind's module implements for its type in [`crate::spec`]: everything the agent
+/// does with a fault of that kind but the revert, which works from the journaled [`Undo`] alone
+/// ([`revert`]).
+pub trait Kind: fmt::Display {
+    /// Whether this agent can do the kind, and by what mechanism (`signal`, `nft`, ...); the
+    /// reason when it cannot. Asked for the capabilities too, without a fault.
+    fn support() -> Result<&'static str, &'static str>
+    where
+        Self: Sized;
+
+    /// Preflight: the kind is supported, its selector matches, its path is usable. Touches
+    /// nothing.
+    fn check(&self) -> Result<(), FaultError>;
+
+    /// Decides what an injection will do, and how to undo it, without touching the host. `seed`
+    /// draws the picks.
+    fn plan(&self, fault_id: &str, seed: u64) -> Result<Undo, FaultError>;
+
+    /// Carries out the injection `plan` gave `undo` for, and reads the host back to verify it.
+    /// Undo data of another kind is refused ([`other_kinds_undo`]).
+    fn inject(&self, fault_id: &str, undo: &Undo, ctx: &Context) -> Result<Injected, FaultError>;
+
+    /// Whether `chaos-agent`'s policy allows this fault; its kind is checked before, by
+    /// [`Policy::check_fault`].
+    fn check_policy(&self, policy: &Policy) -> Result<(), Refusal>;
+}
+
+/// The kind of `spec`, which does the work.
+pub fn kind_of(spec: &FaultSpec) -> &dyn Kind {
+    match spec {
+        FaultSpec::Kill(kill) => kill,
+        FaultSpec::Pause(pause) => pause,
+        FaultSpec::Latency(latency) => latency,
+        FaultSpec::Loss(loss) => loss,
+        FaultSpec::Drop(drop) => drop,
+        FaultSpec::FillDisk(fill_disk) => fill_disk,
+    }
+}
+
 /// Whether this agent can do `kind`, and how; the reason when it cannot. The network kinds
 /// depend on what this host offers, probed once per process ([`net::detect`]).
 pub fn support(kind: FaultKind) -> Result<&'static str, &'static str> {
     match kind {
-        FaultKind::Kill | FaultKind::Pause => Ok("signal"),
-        FaultKind::FillDisk => Ok("fallocate"),
-        FaultKind::Loss | FaultKind::Drop => match &net::detect::host().nft {
-            Ok(()) => Ok("nft"),
-            Err(reason) => Err(reason.as_str()),
-        },
-        FaultKind::Latency => net::detect::latency(net::detect::host()),
+        FaultKind::Kill => KillSpec::support(),
+        FaultKind::Pause => PauseSpec::support(),
+        FaultKind::Latency => LatencySpec::support(),
+        FaultKind::Loss => LossSpec::support(),
+        FaultKind::Drop => DropSpec::support(),
+        FaultKind::FillDisk => FillDiskSpec::support(),
     }
 }
 
-fn unsupported(kind: FaultKind) -> FaultError {
+/// `Err` with the reason when this agent cannot do `kind`, else the mechanism it uses.
+fn supported(kind: FaultKind) -> Result<&'static str, FaultError> {
+    support(kind).map_err(|reason| FaultError::Unsupported {
+        kind,
+        reason: reason.to_string(),
+    })
+}
+
+/// The error of an injection given the undo data of another kind (a spec and a plan that do not
+/// go together: plan the same spec).
+fn other_kinds_undo(kind: FaultKind) -> FaultError {
     FaultError::Unsupported {
         kind,
-        reason: support(kind)
-            .err()
-            .unwrap_or("are not supported here")
-            .to_string(),
+        reason: "cannot be injected from undo data of another kind; plan the same spec".to_string(),
     }
 }
 
 /// Preflight: the kind is supported, its selector matches, its path is usable. Touches nothing.
 pub fn check(spec: &FaultSpec) -> Result<(), FaultError> {
-    match spec {
-        FaultSpec::Kill {
-            process, signal, ..
-        } => {
-            kill::signal_of(*signal)?;
-            matching(process).map(drop)
-        }
-        FaultSpec::Pause { process, .. } => matching(process).map(drop),
-        FaultSpec::FillDisk { path, amount } => fill_disk::bytes_to_add(path, *amount).map(drop),
-        FaultSpec::Latency { scope, .. }
-        | FaultSpec::Loss { scope, .. }
-        | FaultSpec::Drop { scope, .. } => {
-            support(spec.kind()).map_err(|_| unsupported(spec.kind()))?;
-            if let FaultSpec::Loss { share, .. } = spec
-                && !(0.0..=100.0).contains(share)
-            {
-                return Err(net::net_error(
-                    FaultKind::Loss,
-                    format!("share {share}% is not between 0% and 100%"),
-                ));
-            }
-            net::check_scope(spec.kind(), scope).map(drop)
-        }
-    }
+    kind_of(spec).check()
 }
 
 /// Decides what an injection of `spec` will do, without touching the host. `seed` draws the picks.
 pub fn plan(fault_id: &str, spec: &FaultSpec, seed: u64) -> Result<Undo, FaultError> {
-    match spec {
-        FaultSpec::Kill {
-            process,
-            signal,
-            pick,
-        } => {
-            kill::signal_of(*signal)?;
-            Ok(Undo::Kill {
-                processes: pick_targets(process, *pick, seed)?,
-            })
-        }
-        FaultSpec::Pause { process, pick } => Ok(Undo::Pause {
-            processes: pause::plan(pick_targets(process, *pick, seed)?),
-        }),
-        FaultSpec::FillDisk { path, amount } => fill_disk::plan(fault_id, path, *amount),
-        FaultSpec::Loss { scope, .. } | FaultSpec::Drop { scope, .. } => {
-            support(spec.kind()).map_err(|_| unsupported(spec.kind()))?;
-            let interface = net::check_scope(spec.kind(), scope)?;
-            Ok(Undo::NetTable {
-                table: net::filter::table_name(fault_id),
-                interface,
-            })
-        }
-        FaultSpec::Latency { scope, .. } => {
-            let mechanism = support(spec.kind()).map_err(|_| unsupported(spec.kind()))?;
-            let interface = net::check_scope(spec.kind(), scope)?;
-            if mechanism == "netem" {
-                return Ok(Undo::Netem { interface });
-            }
-            let (ipv4, ipv6) = net::latency::families(scope)?;
-            Ok(Undo::Nfqueue {
-                chain: net::latency::chain_name(fault_id),
-                queue: net::latency::queue_number(fault_id),
-                interface,
-                ipv4,
-                ipv6,
-            })
-        }
-    }
+    kind_of(spec).plan(fault_id, seed)
 }
 
 /// Carries out a planned injection and verifies it. On error the caller reverts `undo` (which is
@@ -206,70 +197,13 @@ pub fn inject_with(
     undo: &Undo,
     ctx: &Context,
 ) -> Result<Injected, FaultError> {
-    match (spec, undo) {
-        (FaultSpec::Kill { signal, .. }, Undo::Kill { processes }) => {
-            kill::inject(spec, *signal, processes)
-        }
-        (FaultSpec::Pause { .. }, Undo::Pause { processes }) => {
-            pause::inject(fault_id, spec, processes)
-        }
-        (FaultSpec::FillDisk { path, amount }, Undo::FillDisk { file, bytes }) => {
-            fill_disk::inject(path, *amount, file, *bytes)
-        }
-        (FaultSpec::Drop { mode, scope }, Undo::NetTable { table, interface }) => {
-            net::filter::inject(
-                net::filter::Action::of_drop(*mode),
-                scope,
-                table,
-                interface,
-                ctx,
-            )
-        }
-        (FaultSpec::Loss { share, scope }, Undo::NetTable { table, interface }) => {
-            net::filter::inject(
-                net::filter::Action::of_share(*share),
-                scope,
-                table,
-                interface,
-                ctx,
-            )
-        }
-        (
-            FaultSpec::Latency {
-                delay,
-                jitter,
-                scope,
-            },
-            Undo::Nfqueue {
-                chain,
-                queue,
-                interface,
-                ipv4,
-                ipv6,
-            },
-        ) => net::latency::inject_nfqueue(
-            *delay,
-            *jitter,
-            scope,
-            chain,
-            *queue,
-            interface,
-            (*ipv4, *ipv6),
-            ctx,
-        ),
-        (
-            FaultSpec::Latency {
-                delay,
-                jitter,
-                scope,
-            },
-            Undo::Netem { interface },
-        ) => net::latency::inject_netem(*delay, *jitter, scope, interface, ctx),
-        (_, _) => Err(FaultError::Unsupported {
-            kind: spec.kind(),
-            reason: "cannot be injected from undo data of another kind; plan the same spec"
-                .to_string(),
-        }),
+    kind_of(spec).inject(fault_id, undo, ctx)
+}
+
+impl fmt::Display for FaultSpec {
+    /// A one-line summary for plans, progress and reports.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        kind_of(self).fmt(f)
     }
 }
 

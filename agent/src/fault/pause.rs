@@ -7,15 +7,53 @@
 //! before the first of our pauses, never because another of ours holds it.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use nix::sys::signal::Signal;
 
 use super::kill::count;
-use super::{Injected, Target, Undone, is_stopped, poll, send};
+use super::{
+    Context, Injected, Kind, Target, Undo, Undone, is_stopped, matching, other_kinds_undo,
+    pick_targets, poll, send,
+};
 use crate::error::FaultError;
 use crate::process;
-use crate::spec::FaultSpec;
+use crate::server::policy::{Policy, Refusal};
+use crate::spec::{FaultKind, PauseSpec, ProcessSelector};
+
+impl Kind for PauseSpec {
+    fn support() -> Result<&'static str, &'static str> {
+        Ok("signal")
+    }
+
+    fn check(&self) -> Result<(), FaultError> {
+        matching(&self.process).map(drop)
+    }
+
+    fn plan(&self, _fault_id: &str, seed: u64) -> Result<Undo, FaultError> {
+        Ok(Undo::Pause {
+            processes: plan(pick_targets(&self.process, self.pick, seed)?),
+        })
+    }
+
+    fn inject(&self, fault_id: &str, undo: &Undo, _ctx: &Context) -> Result<Injected, FaultError> {
+        let Undo::Pause { processes } = undo else {
+            return Err(other_kinds_undo(FaultKind::Pause));
+        };
+        inject(fault_id, &self.process, processes)
+    }
+
+    fn check_policy(&self, policy: &Policy) -> Result<(), Refusal> {
+        policy.check_selector(&self.process)
+    }
+}
+
+impl fmt::Display for PauseSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "pause {} (pick {})", self.process, self.pick)
+    }
+}
 
 /// The pauses in force in this process, per paused process (pid, start time). In memory: after a
 /// crash, the next start reverts every pause left in the journal, which resumes them all anyway.
@@ -39,7 +77,7 @@ fn key(target: &Target) -> (i32, u64) {
 
 /// Planning: a process that another of our pauses holds looks stopped, but was only stopped
 /// before this fault if it was before the first pause.
-pub(super) fn plan(mut targets: Vec<Target>) -> Vec<Target> {
+fn plan(mut targets: Vec<Target>) -> Vec<Target> {
     let holds = holds();
     for target in &mut targets {
         if let Some(held) = holds.get(&key(target)) {
@@ -49,9 +87,9 @@ pub(super) fn plan(mut targets: Vec<Target>) -> Vec<Target> {
     targets
 }
 
-pub(super) fn inject(
+fn inject(
     fault_id: &str,
-    spec: &FaultSpec,
+    selector: &ProcessSelector,
     targets: &[Target],
 ) -> Result<Injected, FaultError> {
     let mut stopped = Vec::new();
@@ -77,7 +115,6 @@ pub(super) fn inject(
         }
     }
     if stopped.is_empty() {
-        let selector = spec.process().map(ToString::to_string).unwrap_or_default();
         return Err(FaultError::NoProcessMatches {
             selector: format!("{selector} any more (the picked processes exited before SIGSTOP)"),
         });

@@ -257,25 +257,7 @@ impl Policy {
                 list(kinds)
             ));
         }
-        match spec {
-            FaultSpec::Kill { process, .. } | FaultSpec::Pause { process, .. } => {
-                self.check_selector(process)
-            }
-            FaultSpec::FillDisk { path, .. } => self.check_fill_path(path),
-            FaultSpec::Latency { scope, .. } | FaultSpec::Drop { scope, .. } => {
-                self.check_scope(kind, scope)
-            }
-            FaultSpec::Loss { share, scope } => {
-                if let Some(max) = self.max_loss
-                    && *share > max
-                {
-                    return refuse(format!(
-                        "loss share {share}% is above the policy's max_loss {max}%"
-                    ));
-                }
-                self.check_scope(kind, scope)
-            }
-        }
+        crate::fault::kind_of(spec).check_policy(self)
     }
 
     /// Whether a hold (`None`: until reverted) is within `max_duration`.
@@ -325,7 +307,18 @@ impl Policy {
         ))
     }
 
-    fn check_selector(&self, selector: &ProcessSelector) -> Result<(), Refusal> {
+    /// Whether a `loss` share is within `max_loss`.
+    pub(crate) fn check_loss_share(&self, share: f64) -> Result<(), Refusal> {
+        match self.max_loss {
+            Some(max) if share > max => refuse(format!(
+                "loss share {share}% is above the policy's max_loss {max}%"
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether a `kill` or `pause` selector is within `processes`.
+    pub(crate) fn check_selector(&self, selector: &ProcessSelector) -> Result<(), Refusal> {
         let Some(p) = &self.processes else {
             return Ok(());
         };
@@ -354,7 +347,8 @@ impl Policy {
         }
     }
 
-    fn check_fill_path(&self, path: &Path) -> Result<(), Refusal> {
+    /// Whether a `fill_disk` path is within `fill_paths`.
+    pub(crate) fn check_fill_path(&self, path: &Path) -> Result<(), Refusal> {
         let Some(allowed) = &self.fill_paths else {
             return Ok(());
         };
@@ -377,7 +371,8 @@ impl Policy {
         if inside { Ok(()) } else { outside() }
     }
 
-    fn check_scope(&self, kind: FaultKind, scope: &NetScope) -> Result<(), Refusal> {
+    /// Whether a network fault's scope is within `interfaces` and `ports`.
+    pub(crate) fn check_scope(&self, kind: FaultKind, scope: &NetScope) -> Result<(), Refusal> {
         if let Some(allowed) = &self.interfaces {
             match &scope.interface {
                 None => {
@@ -453,7 +448,9 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::{FillAmount, PeerSelector, Pick};
+    use crate::spec::{
+        DropSpec, FillAmount, FillDiskSpec, LossSpec, PauseSpec, PeerSelector, Pick,
+    };
 
     const FULL: &str = r#"
 kinds: [pause, kill, fill_disk, loss, latency]
@@ -468,10 +465,10 @@ max_loss: 50%
 "#;
 
     fn pause(selector: ProcessSelector) -> FaultSpec {
-        FaultSpec::Pause {
+        FaultSpec::Pause(PauseSpec {
             process: selector,
             pick: Pick::All,
-        }
+        })
     }
 
     fn msg(r: Result<(), Refusal>) -> String {
@@ -558,9 +555,11 @@ max_loss: 50%
     #[test]
     fn fill_paths_are_prefixes_by_component() {
         let p = Policy::parse(FULL).unwrap();
-        let fill = |path: &str| FaultSpec::FillDisk {
-            path: path.into(),
-            amount: FillAmount::Size(1),
+        let fill = |path: &str| {
+            FaultSpec::FillDisk(FillDiskSpec {
+                path: path.into(),
+                amount: FillAmount::Size(1),
+            })
         };
         assert!(p.check_fault(&fill("/mnt/chaos")).is_ok());
         assert!(p.check_fault(&fill("/mnt/chaos/sub")).is_ok());
@@ -576,10 +575,10 @@ max_loss: 50%
     #[test]
     fn kinds_durations_and_loss() {
         let p = Policy::parse(FULL).unwrap();
-        let drop = FaultSpec::Drop {
+        let drop = FaultSpec::Drop(DropSpec {
             mode: crate::spec::DropMode::Drop,
             scope: NetScope::default(),
-        };
+        });
         assert!(msg(p.check_fault(&drop)).contains("outside the policy's kinds"));
         assert!(p.check_hold(Some(Duration::from_secs(300))).is_ok());
         assert!(msg(p.check_hold(Some(Duration::from_secs(301)))).contains("max_duration"));
@@ -594,7 +593,7 @@ max_loss: 50%
             interface: Some("eth0".into()),
             spare_ssh: true,
         };
-        let loss = |share, scope: NetScope| FaultSpec::Loss { share, scope };
+        let loss = |share, scope: NetScope| FaultSpec::Loss(LossSpec { share, scope });
         assert!(p.check_fault(&loss(50.0, scope.clone())).is_ok());
         assert!(msg(p.check_fault(&loss(60.0, scope.clone()))).contains("max_loss"));
         let mut other_port = scope.clone();

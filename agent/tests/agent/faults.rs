@@ -3,7 +3,9 @@
 use std::time::Duration;
 
 use agent::fault::{self, Undo, fill_disk};
-use agent::spec::{FaultSpec, FillAmount, Pick, ProcessSelector, SignalNumber};
+use agent::spec::{
+    FaultSpec, FillAmount, FillDiskSpec, KillSpec, PauseSpec, Pick, ProcessSelector, SignalNumber,
+};
 use agent::{FaultError, InjectRequest, LocalAgent};
 
 use crate::support::{Spawned, Tmpfs, eventually, unique_seconds};
@@ -38,10 +40,10 @@ fn a_seeded_pick_is_reproducible() {
     let sleeps: Vec<Spawned> = (0..6)
         .map(|i| Spawned::new(&["sleep", &format!("{prefix}{i}")]))
         .collect();
-    let spec = FaultSpec::Pause {
+    let spec = FaultSpec::Pause(PauseSpec {
         process: ProcessSelector::Pattern(format!("^sleep {}", regex::escape(&prefix))),
         pick: Pick::Count(2),
-    };
+    });
     let picked = |seed| match fault::plan("f", &spec, seed).unwrap() {
         Undo::Pause { processes } => processes.iter().map(|t| t.pid).collect::<Vec<_>>(),
         other => panic!("unexpected undo {other:?}"),
@@ -63,11 +65,11 @@ fn sigkill_leaves_no_process() {
     let applied = agent
         .inject(request(
             "kill-1",
-            FaultSpec::Kill {
+            FaultSpec::Kill(KillSpec {
                 process: ProcessSelector::Pid(sleep.pid),
                 signal: SignalNumber(9),
                 pick: Pick::All,
-            },
+            }),
         ))
         .unwrap();
     assert!(applied.verified, "{}", applied.detail);
@@ -91,11 +93,11 @@ fn sigterm_is_delivered() {
     let applied = agent
         .inject(request(
             "term-1",
-            FaultSpec::Kill {
+            FaultSpec::Kill(KillSpec {
                 process: ProcessSelector::Pid(sleep.pid),
                 signal: SignalNumber(15),
                 pick: Pick::All,
-            },
+            }),
         ))
         .unwrap();
     assert!(applied.verified);
@@ -124,10 +126,10 @@ fn fill_disk_to_a_usage_a_size_and_a_leave_then_revert() {
         let applied = agent
             .inject(request(
                 &fault_id,
-                FaultSpec::FillDisk {
+                FaultSpec::FillDisk(FillDiskSpec {
                     path: tmpfs.path().to_path_buf(),
                     amount,
-                },
+                }),
             ))
             .unwrap();
         assert!(applied.verified, "{name}: {}", applied.detail);
@@ -175,10 +177,10 @@ fn fill_disk_to_full_usage_reaches_100_percent() {
         return;
     };
     let (agent, _state) = agent();
-    let spec = FaultSpec::FillDisk {
+    let spec = FaultSpec::FillDisk(FillDiskSpec {
         path: tmpfs.path().to_path_buf(),
         amount: FillAmount::Usage(100.0),
-    };
+    });
     let applied = agent.inject(request("fill-full", spec)).unwrap();
     assert!(applied.verified, "{}", applied.detail);
     assert_eq!(fill_disk::usage(tmpfs.path()).unwrap().avail, 0);
@@ -195,10 +197,10 @@ fn an_overfill_is_refused_and_leaves_nothing() {
     let fill = |fault_id: &str, amount| {
         agent.inject(request(
             fault_id,
-            FaultSpec::FillDisk {
+            FaultSpec::FillDisk(FillDiskSpec {
                 path: tmpfs.path().to_path_buf(),
                 amount,
-            },
+            }),
         ))
     };
     let err = fill("too-big", FillAmount::Size(100 * MIB)).unwrap_err();
@@ -232,10 +234,10 @@ fn an_overfill_is_refused_and_leaves_nothing() {
 fn fill_disk_needs_an_existing_directory() {
     let (agent, _state) = agent();
     let file = tempfile::NamedTempFile::new().unwrap();
-    let spec = FaultSpec::FillDisk {
+    let spec = FaultSpec::FillDisk(FillDiskSpec {
         path: file.path().to_path_buf(),
         amount: FillAmount::Size(MIB),
-    };
+    });
     let err = agent.check(&spec).unwrap_err();
     assert_eq!(
         err.to_string(),
@@ -257,10 +259,10 @@ fn a_fill_left_by_a_crash_is_deleted_at_the_next_open() {
     let (first, _) = LocalAgent::open(state.path()).unwrap();
     let mut req = request(
         "crash-fill",
-        FaultSpec::FillDisk {
+        FaultSpec::FillDisk(FillDiskSpec {
             path: tmpfs.path().to_path_buf(),
             amount: FillAmount::Size(8 * MIB),
-        },
+        }),
     );
     req.hold = Some(Duration::from_secs(3600));
     first.inject(req).unwrap();

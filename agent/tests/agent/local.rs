@@ -4,17 +4,17 @@ use std::thread;
 use std::time::Duration;
 
 use agent::fault;
-use agent::spec::{FaultKind, FaultSpec, NetScope, Pick, ProcessSelector};
+use agent::spec::{FaultKind, FaultSpec, LatencySpec, NetScope, PauseSpec, Pick, ProcessSelector};
 use agent::{FaultError, LocalAgent, RevertedBy};
 
 use crate::faults::{agent, request};
 use crate::support::{Spawned, eventually};
 
 fn pause(pid: i32) -> FaultSpec {
-    FaultSpec::Pause {
+    FaultSpec::Pause(PauseSpec {
         process: ProcessSelector::Pid(pid),
         pick: Pick::All,
-    }
+    })
 }
 
 fn stopped(sleep: &Spawned) -> bool {
@@ -204,10 +204,10 @@ fn an_unreadable_journal_entry_is_reported() {
 #[test]
 fn nothing_matching_is_an_error_and_journals_nothing() {
     let (agent, _state) = agent();
-    let spec = FaultSpec::Pause {
+    let spec = FaultSpec::Pause(PauseSpec {
         process: ProcessSelector::Pattern("^no-such-process-[0-9]{40}$".into()),
         pick: Pick::All,
-    };
+    });
     let err = agent.check(&spec).unwrap_err();
     assert_eq!(
         err.to_string(),
@@ -375,14 +375,14 @@ fn network_kinds_say_how_or_why_not() {
     assert_eq!(caps.kinds.len(), 6);
 
     // Whatever this host offers, a fault on a missing interface is refused and never journaled.
-    let spec = FaultSpec::Latency {
+    let spec = FaultSpec::Latency(LatencySpec {
         delay: Duration::from_millis(200),
         jitter: Duration::ZERO,
         scope: NetScope {
             interface: Some("chaos-nosuch0".into()),
             ..NetScope::default()
         },
-    };
+    });
     let err = agent.check(&spec).unwrap_err().to_string();
     assert!(err.starts_with("`latency` fault"), "{err}");
     assert!(agent.inject(request("lat", spec)).is_err());

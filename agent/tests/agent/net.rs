@@ -13,7 +13,9 @@ use std::thread;
 use std::time::{Duration, SystemTime};
 
 use agent::LocalAgent;
-use agent::spec::{DropMode, Exempt, FaultSpec, NetScope, PeerSelector, Protocol};
+use agent::spec::{
+    DropMode, DropSpec, Exempt, FaultSpec, LatencySpec, LossSpec, NetScope, PeerSelector, Protocol,
+};
 
 use crate::faults::request;
 use crate::support::root;
@@ -223,10 +225,10 @@ fn reject_fails_new_and_established_connections_at_once_then_reverts() {
     let dir = state.path().to_path_buf();
     let applied = Pair::within(&pair.a, move || {
         let agent = agent_in(&dir);
-        let spec = FaultSpec::Drop {
+        let spec = FaultSpec::Drop(DropSpec {
             mode: DropMode::Reject,
             scope: scope(),
-        };
+        });
         let applied = agent.inject(request("net-reject", spec)).unwrap();
         agent.abandon();
         applied
@@ -282,10 +284,10 @@ fn drop_hangs_connections_and_spares_ssh_and_the_controller() {
         let agent = agent_in(&dir);
         let mut req = request(
             "net-drop",
-            FaultSpec::Drop {
+            FaultSpec::Drop(DropSpec {
                 mode: DropMode::Drop,
                 scope: scope(),
-            },
+            }),
         );
         req.hold = Some(Duration::from_secs(30));
         req.exempt = vec![Exempt {
@@ -346,10 +348,10 @@ fn drop_to_one_peer_port_leaves_other_ports_alone() {
         let applied = agent
             .inject(request(
                 "net-to",
-                FaultSpec::Drop {
+                FaultSpec::Drop(DropSpec {
                     mode: DropMode::Reject,
                     scope: s,
-                },
+                }),
             ))
             .unwrap();
         assert!(applied.verified, "{}", applied.detail);
@@ -380,10 +382,10 @@ fn loss_drops_about_its_share() {
         let applied = agent
             .inject(request(
                 "net-loss",
-                FaultSpec::Loss {
+                FaultSpec::Loss(LossSpec {
                     share: 30.0,
                     scope: scope(),
-                },
+                }),
             ))
             .unwrap();
         assert_eq!(applied.mechanism, "nft");
@@ -409,10 +411,10 @@ fn loss_of_100_percent_drops_everything_and_reverts() {
     let dir = state.path().to_path_buf();
     let agent = Pair::within(&pair.a, move || {
         let agent = agent_in(&dir);
-        let loss = FaultSpec::Loss {
+        let loss = FaultSpec::Loss(LossSpec {
             share: 100.0,
             scope: scope(),
-        };
+        });
         agent.check(&loss).unwrap();
         let applied = agent.inject(request("net-loss-all", loss)).unwrap();
         assert!(applied.verified, "{}", applied.detail);
@@ -438,10 +440,10 @@ fn the_kernel_ends_a_drop_when_no_process_of_ours_is_left() {
         let agent = agent_in(&dir);
         let mut req = request(
             "net-expire",
-            FaultSpec::Drop {
+            FaultSpec::Drop(DropSpec {
                 mode: DropMode::Drop,
                 scope: scope(),
-            },
+            }),
         );
         req.hold = Some(Duration::from_secs(1));
         agent.inject(req).unwrap();
@@ -482,11 +484,11 @@ fn latency_delays_the_round_trip_and_goes_away_after_revert() {
                 let applied = agent
                     .inject(request(
                         &id,
-                        FaultSpec::Latency {
+                        FaultSpec::Latency(LatencySpec {
                             delay: Duration::from_millis(ms),
                             jitter: Duration::ZERO,
                             scope: scope(),
-                        },
+                        }),
                     ))
                     .unwrap();
                 assert!(applied.verified, "{}", applied.detail);
@@ -533,10 +535,10 @@ fn capabilities_name_the_mechanism_and_check_refuses_a_missing_interface() {
         let mut s = scope();
         s.interface = Some("nosuch0".into());
         let err = agent
-            .check(&FaultSpec::Drop {
+            .check(&FaultSpec::Drop(DropSpec {
                 mode: DropMode::Drop,
                 scope: s,
-            })
+            }))
             .unwrap_err();
         assert!(
             err.to_string().contains("`nosuch0` does not exist"),
@@ -546,10 +548,10 @@ fn capabilities_name_the_mechanism_and_check_refuses_a_missing_interface() {
         let mut s = scope();
         s.interface = None;
         agent
-            .check(&FaultSpec::Loss {
+            .check(&FaultSpec::Loss(LossSpec {
                 share: 5.0,
                 scope: s,
-            })
+            }))
             .unwrap();
     });
 }

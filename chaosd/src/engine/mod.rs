@@ -1539,10 +1539,7 @@ impl Run {
             record.skipped = true;
             record.detail = "not injected: the step ended before its start_after".to_string();
         }
-        let only_kills = step
-            .faults
-            .iter()
-            .all(|f| f.spec.kind() == agent::spec::FaultKind::Kill);
+        let only_kills = step.faults.iter().all(|f| !f.spec.kind().holds());
         self.revert_active().await;
         let fault_end = if only_kills {
             last_injection

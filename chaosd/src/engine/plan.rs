@@ -151,11 +151,8 @@ impl Plan {
         let mut at_least = span;
         let mut at_most = window;
         for step in &self.steps {
-            let only_kills = !step.faults.is_empty()
-                && step
-                    .faults
-                    .iter()
-                    .all(|f| f.spec.kind() == agent::spec::FaultKind::Kill);
+            let only_kills =
+                !step.faults.is_empty() && step.faults.iter().all(|f| !f.spec.kind().holds());
             if let Some(action) = &step.action {
                 at_least += span;
                 at_most += action.timeout + step.recover_within + window;

@@ -226,7 +226,7 @@ pub fn pick_hosts(seed: u64, number: usize, hosts: &[String], pick: Pick) -> Vec
 mod tests {
     use std::collections::BTreeMap;
 
-    use agent::spec::{FaultSpec, ProcessSelector, SignalNumber};
+    use agent::spec::{FaultSpec, KillSpec, ProcessSelector, SignalNumber};
     use chrono::Timelike;
 
     use super::*;
@@ -238,11 +238,11 @@ mod tests {
     fn monkey(mean: u64, min: u64, active: Option<ActiveHours>, max: Option<u32>) -> Monkey {
         Monkey {
             target: "local".into(),
-            fault: FaultSpec::Kill {
+            fault: FaultSpec::Kill(KillSpec {
                 process: ProcessSelector::Name("x".into()),
                 signal: SignalNumber(9),
                 pick: Pick::All,
-            },
+            }),
             mean_interval: Duration::from_secs(mean),
             min_interval: Duration::from_secs(min),
             active,

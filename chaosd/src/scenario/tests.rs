@@ -3,7 +3,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use agent::spec::{DropMode, FaultSpec, FillAmount, Pick, ProcessSelector, SignalNumber};
+use agent::spec::{
+    DropMode, DropSpec, FaultSpec, FillAmount, FillDiskSpec, KillSpec, LatencySpec, LossSpec,
+    PauseSpec, Pick, ProcessSelector, SignalNumber,
+};
 
 use super::model::{Command, ProbeKind, StatusMatch};
 use super::*;
@@ -109,19 +112,19 @@ fn the_whole_file_of_the_spec_loads() {
     assert_eq!(s.steps[0].recover_within, Duration::from_secs(10));
     assert_eq!(
         s.steps[0].faults[0].spec,
-        FaultSpec::Kill {
+        FaultSpec::Kill(KillSpec {
             process: ProcessSelector::Name("api-server".into()),
             signal: SignalNumber(9),
             pick: Pick::All,
-        }
+        })
     );
     assert_eq!(s.steps[1].faults.len(), 2);
     assert_eq!(s.steps[1].recover_within, Duration::from_secs(30));
-    let FaultSpec::Latency {
+    let FaultSpec::Latency(LatencySpec {
         delay,
         jitter,
         scope,
-    } = &s.steps[1].faults[0].spec
+    }) = &s.steps[1].faults[0].spec
     else {
         panic!()
     };
@@ -133,12 +136,12 @@ fn the_whole_file_of_the_spec_loads() {
     assert!(scope.spare_ssh);
     assert_eq!(
         s.steps[1].faults[1].spec,
-        FaultSpec::FillDisk {
+        FaultSpec::FillDisk(FillDiskSpec {
             path: "/var/log".into(),
             amount: FillAmount::Usage(95.0)
-        }
+        })
     );
-    let FaultSpec::Drop { mode, scope } = &s.steps[2].faults[0].spec else {
+    let FaultSpec::Drop(DropSpec { mode, scope }) = &s.steps[2].faults[0].spec else {
         panic!()
     };
     assert_eq!(*mode, DropMode::Reject);
@@ -214,7 +217,7 @@ steady_state:
     let step = &s.steps[0];
     assert_eq!(step.duration, Duration::ZERO);
     assert_eq!(step.recover_within, Duration::from_secs(30));
-    let FaultSpec::Kill { signal, pick, .. } = &step.faults[0].spec else {
+    let FaultSpec::Kill(KillSpec { signal, pick, .. }) = &step.faults[0].spec else {
         panic!()
     };
     assert_eq!((*signal, *pick), (SignalNumber(9), Pick::All));
@@ -624,15 +627,15 @@ fn fault_values() {
     let s = ok(&step("{fill_disk: {path: /data, leave: 64MiB}}"));
     assert_eq!(
         s.steps[0].faults[0].spec,
-        FaultSpec::FillDisk {
+        FaultSpec::FillDisk(FillDiskSpec {
             path: "/data".into(),
             amount: FillAmount::Leave(64 << 20)
-        }
+        })
     );
     let s = ok(&step(
         "{loss: {share: 0.5%, from: {hosts: [10.0.0.0/8], protocol: udp}, interface: eth0, spare_ssh: false}}",
     ));
-    let FaultSpec::Loss { share, scope } = &s.steps[0].faults[0].spec else {
+    let FaultSpec::Loss(LossSpec { share, scope }) = &s.steps[0].faults[0].spec else {
         panic!()
     };
     assert_eq!(*share, 0.5);
@@ -641,7 +644,7 @@ fn fault_values() {
     let s = ok(&step(
         "{pause: {process: {pidfile: run/app.pid}, pick: 50%}}",
     ));
-    let FaultSpec::Pause { process, pick } = &s.steps[0].faults[0].spec else {
+    let FaultSpec::Pause(PauseSpec { process, pick }) = &s.steps[0].faults[0].spec else {
         panic!()
     };
     assert_eq!(
@@ -652,10 +655,10 @@ fn fault_values() {
     let s = ok(&step("{kill: {process: {name: x}, signal: 15}}"));
     assert!(matches!(
         s.steps[0].faults[0].spec,
-        FaultSpec::Kill {
+        FaultSpec::Kill(KillSpec {
             signal: SignalNumber(15),
             ..
-        }
+        })
     ));
 }
 

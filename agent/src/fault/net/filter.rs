@@ -7,12 +7,120 @@
 //! of ours was killed. Then the exemptions (SSH, the controller's connection) accept, and only
 //! then come the fault's rules.
 
+use std::fmt;
 use std::time::Duration;
 
-use super::{Context, Hosts, net_error, protocols, run};
+use super::{Context, Hosts, check_scope, net_error, protocols, run};
 use crate::error::FaultError;
-use crate::fault::{Injected, Undone};
-use crate::spec::{DropMode, Exempt, FaultKind, NetScope, PeerSelector};
+use crate::fault::{Injected, Kind, Undo, Undone, other_kinds_undo, supported};
+use crate::server::policy::{Policy, Refusal};
+use crate::spec::{DropMode, DropSpec, Exempt, FaultKind, LossSpec, NetScope, PeerSelector};
+
+impl Kind for DropSpec {
+    fn support() -> Result<&'static str, &'static str> {
+        nft()
+    }
+
+    fn check(&self) -> Result<(), FaultError> {
+        supported(FaultKind::Drop)?;
+        check_scope(FaultKind::Drop, &self.scope).map(drop)
+    }
+
+    fn plan(&self, fault_id: &str, _seed: u64) -> Result<Undo, FaultError> {
+        plan(FaultKind::Drop, fault_id, &self.scope)
+    }
+
+    fn inject(&self, _fault_id: &str, undo: &Undo, ctx: &Context) -> Result<Injected, FaultError> {
+        let Undo::NetTable { table, interface } = undo else {
+            return Err(other_kinds_undo(FaultKind::Drop));
+        };
+        inject(
+            Action::of_drop(self.mode),
+            &self.scope,
+            table,
+            interface,
+            ctx,
+        )
+    }
+
+    fn check_policy(&self, policy: &Policy) -> Result<(), Refusal> {
+        policy.check_scope(FaultKind::Drop, &self.scope)
+    }
+}
+
+impl fmt::Display for DropSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mode = match self.mode {
+            DropMode::Drop => "drop",
+            DropMode::Reject => "reject",
+        };
+        write!(f, "drop ({mode}){}", self.scope)
+    }
+}
+
+impl Kind for LossSpec {
+    fn support() -> Result<&'static str, &'static str> {
+        nft()
+    }
+
+    fn check(&self) -> Result<(), FaultError> {
+        supported(FaultKind::Loss)?;
+        let share = self.share;
+        if !(0.0..=100.0).contains(&share) {
+            return Err(net_error(
+                FaultKind::Loss,
+                format!("share {share}% is not between 0% and 100%"),
+            ));
+        }
+        check_scope(FaultKind::Loss, &self.scope).map(drop)
+    }
+
+    fn plan(&self, fault_id: &str, _seed: u64) -> Result<Undo, FaultError> {
+        plan(FaultKind::Loss, fault_id, &self.scope)
+    }
+
+    fn inject(&self, _fault_id: &str, undo: &Undo, ctx: &Context) -> Result<Injected, FaultError> {
+        let Undo::NetTable { table, interface } = undo else {
+            return Err(other_kinds_undo(FaultKind::Loss));
+        };
+        inject(
+            Action::of_share(self.share),
+            &self.scope,
+            table,
+            interface,
+            ctx,
+        )
+    }
+
+    fn check_policy(&self, policy: &Policy) -> Result<(), Refusal> {
+        policy.check_loss_share(self.share)?;
+        policy.check_scope(FaultKind::Loss, &self.scope)
+    }
+}
+
+impl fmt::Display for LossSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "loss {}%{}", self.share, self.scope)
+    }
+}
+
+/// `drop` and `loss` need nftables with set element timeouts, probed once ([`super::detect`]).
+fn nft() -> Result<&'static str, &'static str> {
+    match &super::detect::host().nft {
+        Ok(()) => Ok("nft"),
+        Err(reason) => Err(reason.as_str()),
+    }
+}
+
+/// A `drop` or `loss` fault's undo data: its own table, on the interface its scope resolves to.
+fn plan(kind: FaultKind, fault_id: &str, scope: &NetScope) -> Result<Undo, FaultError> {
+    supported(kind)?;
+    let interface = check_scope(kind, scope)?;
+    Ok(Undo::NetTable {
+        table: table_name(fault_id),
+        interface,
+    })
+}
 
 /// A `loss` share is drawn as this many parts: `30%` drops 3,000 packets in 10,000.
 const LOSS_SCALE: u32 = 10_000;

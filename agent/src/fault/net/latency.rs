@@ -10,14 +10,85 @@
 //! **Invariant:** the NFQUEUE rule fails open (`--queue-bypass`): if our holder dies, packets flow
 //! undelayed until the rule is removed (by the next start of the agent, from its journal).
 
+use std::fmt;
 use std::time::Duration;
 
-use super::{Context, Hosts, describe, net_error, nfqueue, protocols, run};
+use super::{Context, Hosts, check_scope, describe, net_error, nfqueue, protocols, run};
 use crate::error::FaultError;
-use crate::fault::{Injected, Undone};
-use crate::spec::{Exempt, FaultKind, NetScope, PeerSelector};
+use crate::fault::{Injected, Kind, Undo, Undone, other_kinds_undo, supported};
+use crate::server::policy::{Policy, Refusal};
+use crate::spec::{Exempt, FaultKind, LatencySpec, NetScope, PeerSelector};
 
 const KIND: FaultKind = FaultKind::Latency;
+
+impl Kind for LatencySpec {
+    /// netem where the kernel has it, else NFQUEUE ([`super::detect`]).
+    fn support() -> Result<&'static str, &'static str> {
+        super::detect::latency(super::detect::host())
+    }
+
+    fn check(&self) -> Result<(), FaultError> {
+        supported(KIND)?;
+        check_scope(KIND, &self.scope).map(drop)
+    }
+
+    fn plan(&self, fault_id: &str, _seed: u64) -> Result<Undo, FaultError> {
+        let mechanism = supported(KIND)?;
+        let interface = check_scope(KIND, &self.scope)?;
+        if mechanism == "netem" {
+            return Ok(Undo::Netem { interface });
+        }
+        let (ipv4, ipv6) = families(&self.scope)?;
+        Ok(Undo::Nfqueue {
+            chain: chain_name(fault_id),
+            queue: queue_number(fault_id),
+            interface,
+            ipv4,
+            ipv6,
+        })
+    }
+
+    fn inject(&self, _fault_id: &str, undo: &Undo, ctx: &Context) -> Result<Injected, FaultError> {
+        match undo {
+            Undo::Nfqueue {
+                chain,
+                queue,
+                interface,
+                ipv4,
+                ipv6,
+            } => inject_nfqueue(
+                self.delay,
+                self.jitter,
+                &self.scope,
+                chain,
+                *queue,
+                interface,
+                (*ipv4, *ipv6),
+                ctx,
+            ),
+            Undo::Netem { interface } => {
+                inject_netem(self.delay, self.jitter, &self.scope, interface, ctx)
+            }
+            _ => Err(other_kinds_undo(KIND)),
+        }
+    }
+
+    fn check_policy(&self, policy: &Policy) -> Result<(), Refusal> {
+        policy.check_scope(KIND, &self.scope)
+    }
+}
+
+impl fmt::Display for LatencySpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "latency {}ms ± {}ms{}",
+            self.delay.as_millis(),
+            self.jitter.as_millis(),
+            self.scope
+        )
+    }
+}
 
 /// The handles of our tc qdiscs: the `prio` root and its netem child.
 pub const PRIO_HANDLE: &str = "c4a0:";

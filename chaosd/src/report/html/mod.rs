@@ -164,9 +164,12 @@ fn recovery_failed(s: &StepReport) -> bool {
     s.recovery_ms.is_none() && s.after.as_ref().is_some_and(|c| !c.held)
 }
 
-/// A `kill` is instantaneous: nothing is held and nothing is reverted.
+/// A `kill` (a kind that [`FaultKind::holds`] nothing) is instantaneous: nothing is held and
+/// nothing is reverted.
+///
+/// [`FaultKind::holds`]: agent::spec::FaultKind::holds
 fn is_kill(f: &FaultReport) -> bool {
-    f.kind == "kill"
+    agent::spec::FaultKind::from_name(&f.kind).is_some_and(|kind| !kind.holds())
 }
 
 /// Text whose `` `names` `` are code (the wording of [`crate::report::summary`] and of objective

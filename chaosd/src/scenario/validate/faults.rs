@@ -1,0 +1,356 @@
+//! A fault: `fault:` of a step or of the monkey, or an entry of `faults:`. Each gives exactly one
+//! kind, whose keys are parsed here into its [`FaultSpec`].
+//!
+//! A new kind adds its keys to `raw.rs` (`FaultRaw`, `FaultEntryRaw` and its own `...Raw`), a
+//! variant of [`Given`] (the compiler then points at [`given`], [`given_in_entry`] and the
+//! `match`es below), and a function here that parses its keys.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use agent::spec::{
+    DropMode, DropSpec, FaultKind, FaultSpec, FillAmount, FillDiskSpec, KillSpec, LatencySpec,
+    LossSpec, NetScope, PauseSpec, PeerSelector, ProcessSelector, Protocol, SignalNumber,
+};
+
+use super::super::raw::*;
+use super::super::values;
+use super::cx::{Cx, Pos, pos};
+use super::probes::selector;
+
+/// One fault kind as a file gives it: its keys, and where.
+pub(super) enum Given<'r> {
+    Kill(&'r Sp<KillRaw>),
+    Pause(&'r Sp<PauseRaw>),
+    Latency(&'r Sp<LatencyRaw>),
+    Loss(&'r Sp<LossRaw>),
+    Drop(&'r Sp<DropRaw>),
+    FillDisk(&'r Sp<FillDiskRaw>),
+}
+
+impl Given<'_> {
+    pub(super) fn kind(&self) -> FaultKind {
+        match self {
+            Given::Kill(_) => FaultKind::Kill,
+            Given::Pause(_) => FaultKind::Pause,
+            Given::Latency(_) => FaultKind::Latency,
+            Given::Loss(_) => FaultKind::Loss,
+            Given::Drop(_) => FaultKind::Drop,
+            Given::FillDisk(_) => FaultKind::FillDisk,
+        }
+    }
+
+    fn pos(&self) -> Pos {
+        match self {
+            Given::Kill(raw) => pos(raw),
+            Given::Pause(raw) => pos(raw),
+            Given::Latency(raw) => pos(raw),
+            Given::Loss(raw) => pos(raw),
+            Given::Drop(raw) => pos(raw),
+            Given::FillDisk(raw) => pos(raw),
+        }
+    }
+}
+
+/// The kinds a `fault:` gives, in the order of [`FaultKind::ALL`].
+pub(super) fn given(f: &FaultRaw) -> Vec<Given<'_>> {
+    let FaultRaw {
+        kill,
+        pause,
+        latency,
+        loss,
+        drop,
+        fill_disk,
+    } = f;
+    [
+        kill.as_ref().map(Given::Kill),
+        pause.as_ref().map(Given::Pause),
+        latency.as_ref().map(Given::Latency),
+        loss.as_ref().map(Given::Loss),
+        drop.as_ref().map(Given::Drop),
+        fill_disk.as_ref().map(Given::FillDisk),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+/// The kinds an entry of `faults:` gives, in the order of [`FaultKind::ALL`].
+pub(super) fn given_in_entry(e: &FaultEntryRaw) -> Vec<Given<'_>> {
+    let FaultEntryRaw {
+        target: _,
+        start_after: _,
+        action: _,
+        kill,
+        pause,
+        latency,
+        loss,
+        drop,
+        fill_disk,
+    } = e;
+    [
+        kill.as_ref().map(Given::Kill),
+        pause.as_ref().map(Given::Pause),
+        latency.as_ref().map(Given::Latency),
+        loss.as_ref().map(Given::Loss),
+        drop.as_ref().map(Given::Drop),
+        fill_disk.as_ref().map(Given::FillDisk),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+/// The fault `given` describes, which must be exactly one kind.
+pub(super) fn fault(cx: &mut Cx, mut given: Vec<Given>, at: Pos, what: &str) -> Option<FaultSpec> {
+    // The second in the file is the one pointed at.
+    given.sort_by_key(|g| {
+        let at = g.pos();
+        (at.line, at.column)
+    });
+    match given.as_slice() {
+        [] => {
+            let kinds: Vec<String> = FaultKind::ALL.iter().map(|k| format!("`{k}`")).collect();
+            cx.report(
+                at,
+                format!("{what} has no fault kind"),
+                Some(format!("give one of {}", kinds.join(", "))),
+            );
+            None
+        }
+        [one] => match one {
+            Given::Kill(raw) => kill(cx, raw),
+            Given::Pause(raw) => pause(cx, raw),
+            Given::Latency(raw) => latency(cx, raw),
+            Given::Loss(raw) => loss(cx, raw),
+            Given::Drop(raw) => drop(cx, raw),
+            Given::FillDisk(raw) => fill_disk(cx, raw),
+        },
+        [first, second, ..] => {
+            cx.error(
+                second.pos(),
+                format!(
+                    "{what} has two fault kinds, `{}` and `{}`; give one",
+                    first.kind(),
+                    second.kind()
+                ),
+            );
+            None
+        }
+    }
+}
+
+fn kill(cx: &mut Cx, raw: &Sp<KillRaw>) -> Option<FaultSpec> {
+    let process = process_of(cx, raw.value.process.as_ref(), pos(raw), FaultKind::Kill);
+    let signal = cx
+        .opt(&raw.value.signal, values::parse_signal)
+        .unwrap_or(SignalNumber(nix::sys::signal::Signal::SIGKILL as i32));
+    let pick = cx
+        .opt(&raw.value.pick, values::parse_pick)
+        .unwrap_or_default();
+    Some(FaultSpec::Kill(KillSpec {
+        process: process?,
+        signal,
+        pick,
+    }))
+}
+
+fn pause(cx: &mut Cx, raw: &Sp<PauseRaw>) -> Option<FaultSpec> {
+    let process = process_of(cx, raw.value.process.as_ref(), pos(raw), FaultKind::Pause);
+    let pick = cx
+        .opt(&raw.value.pick, values::parse_pick)
+        .unwrap_or_default();
+    Some(FaultSpec::Pause(PauseSpec {
+        process: process?,
+        pick,
+    }))
+}
+
+fn latency(cx: &mut Cx, raw: &Sp<LatencyRaw>) -> Option<FaultSpec> {
+    let l = &raw.value;
+    let delay = cx.req(
+        &l.delay,
+        pos(raw),
+        "delay",
+        "`latency`",
+        values::parse_scenario_duration,
+    );
+    let jitter = cx.duration(&l.jitter).unwrap_or_default();
+    let scope = scope(cx, &l.to, &l.from, &l.interface, &l.spare_ssh);
+    Some(FaultSpec::Latency(LatencySpec {
+        delay: delay?,
+        jitter,
+        scope: scope?,
+    }))
+}
+
+fn loss(cx: &mut Cx, raw: &Sp<LossRaw>) -> Option<FaultSpec> {
+    let l = &raw.value;
+    let share = cx.req(
+        &l.share,
+        pos(raw),
+        "share",
+        "`loss`",
+        |s| match values::parse_share(s)? {
+            v if v <= 0.0 => Err(format!("share `{s}` drops nothing; use more than 0%")),
+            v => Ok(v),
+        },
+    );
+    let scope = scope(cx, &l.to, &l.from, &l.interface, &l.spare_ssh);
+    Some(FaultSpec::Loss(LossSpec {
+        share: share?,
+        scope: scope?,
+    }))
+}
+
+fn drop(cx: &mut Cx, raw: &Sp<DropRaw>) -> Option<FaultSpec> {
+    let d = &raw.value;
+    let mode = cx
+        .opt(&d.mode, |s| match s.trim() {
+            "drop" => Ok(DropMode::Drop),
+            "reject" => Ok(DropMode::Reject),
+            other => Err(format!(
+                "unknown mode `{other}`; expected `drop` or `reject`"
+            )),
+        })
+        .unwrap_or(DropMode::Drop);
+    let scope = scope(cx, &d.to, &d.from, &d.interface, &d.spare_ssh);
+    Some(FaultSpec::Drop(DropSpec {
+        mode,
+        scope: scope?,
+    }))
+}
+
+fn fill_disk(cx: &mut Cx, raw: &Sp<FillDiskRaw>) -> Option<FaultSpec> {
+    let f = &raw.value;
+    let path = cx.req(&f.path, pos(raw), "path", "`fill_disk`", |s| {
+        if Path::new(s).is_absolute() {
+            Ok(PathBuf::from(s))
+        } else {
+            Err(format!(
+                "path `{s}` must be absolute: it is a path on the faulted host"
+            ))
+        }
+    });
+    let amounts: Vec<(&str, &Sp<Scalar>)> = [
+        ("usage", f.usage.as_ref()),
+        ("size", f.size.as_ref()),
+        ("leave", f.leave.as_ref()),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| Some((k, v?)))
+    .collect();
+    let amount = match amounts.as_slice() {
+        [] => {
+            cx.error(
+                pos(raw),
+                "`fill_disk` needs one of `usage`, `size`, `leave`",
+            );
+            None
+        }
+        [("usage", v)] => cx.get(v, |s| match values::parse_share(s)? {
+            u if u <= 0.0 => Err(format!("usage `{s}` is outside (0%, 100%]")),
+            u => Ok(FillAmount::Usage(u)),
+        }),
+        [("size", v)] => cx.get(v, |s| values::parse_size(s).map(FillAmount::Size)),
+        [(_, v)] => cx.get(v, |s| values::parse_size(s).map(FillAmount::Leave)),
+        [(first, _), (second, v), ..] => {
+            cx.error(
+                pos(v),
+                format!("`fill_disk` has both `{first}` and `{second}`; give one"),
+            );
+            None
+        }
+    };
+    Some(FaultSpec::FillDisk(FillDiskSpec {
+        path: path?,
+        amount: amount?,
+    }))
+}
+
+fn process_of(
+    cx: &mut Cx,
+    raw: Option<&Sp<ProcessRaw>>,
+    at: Pos,
+    kind: FaultKind,
+) -> Option<ProcessSelector> {
+    match raw {
+        Some(raw) => selector(cx, raw),
+        None => {
+            cx.error(at, format!("`{kind}` needs `process`"));
+            None
+        }
+    }
+}
+
+fn scope(
+    cx: &mut Cx,
+    to: &Option<Sp<PeerRaw>>,
+    from: &Option<Sp<PeerRaw>>,
+    interface: &Option<Sp<Scalar>>,
+    spare_ssh: &Option<Sp<Scalar>>,
+) -> Option<NetScope> {
+    let before = cx.found.len();
+    let to = to.as_ref().map(|p| peer(cx, p));
+    let from = from.as_ref().map(|p| peer(cx, p));
+    let interface = cx.string(interface);
+    let spare_ssh = cx.opt(spare_ssh, values::parse_bool).unwrap_or(true);
+    (cx.found.len() == before).then_some(NetScope {
+        to,
+        from,
+        interface,
+        spare_ssh,
+    })
+}
+
+fn peer(cx: &mut Cx, raw: &Sp<PeerRaw>) -> PeerSelector {
+    let p = &raw.value;
+    let hosts = p
+        .hosts
+        .iter()
+        .flatten()
+        .filter_map(|h| cx.get(h, parse_address))
+        .collect();
+    let ports = p
+        .ports
+        .iter()
+        .flatten()
+        .filter_map(|v| {
+            cx.get(v, |s| match s.trim().parse::<u16>() {
+                Ok(port) if port > 0 => Ok(port),
+                _ => Err(format!("`{s}` is not a port (1 to 65535)")),
+            })
+        })
+        .collect();
+    let protocol = cx.opt(&p.protocol, |s| match s.trim() {
+        "tcp" => Ok(Protocol::Tcp),
+        "udp" => Ok(Protocol::Udp),
+        other => Err(format!(
+            "unknown protocol `{other}`; expected `tcp` or `udp`"
+        )),
+    });
+    PeerSelector {
+        hosts,
+        ports,
+        protocol,
+    }
+}
+
+/// An address or a CIDR.
+fn parse_address(s: &str) -> Result<String, String> {
+    let text = s.trim();
+    let (addr, prefix) = match text.split_once('/') {
+        Some((addr, prefix)) => (addr, Some(prefix)),
+        None => (text, None),
+    };
+    let bad = || format!("`{text}` is not an address or a CIDR such as `10.0.0.0/24`");
+    let ip: IpAddr = addr.parse().map_err(|_| bad())?;
+    if let Some(prefix) = prefix {
+        let max = if ip.is_ipv4() { 32 } else { 128 };
+        match prefix.parse::<u8>() {
+            Ok(p) if p <= max => {}
+            _ => return Err(bad()),
+        }
+    }
+    Ok(text.to_string())
+}
