@@ -878,7 +878,7 @@ mod tests {
     }
 
     #[test]
-    fn issue_9_a_panic_after_injecting_reverts_what_the_journal_holds() {
+    fn a_panic_after_injecting_reverts_what_the_journal_holds() {
         let state = tempfile::tempdir().unwrap();
         let mut sleep = std::process::Command::new("sleep")
             .arg("30")

@@ -541,7 +541,7 @@ fn durations_and_limits() {
 }
 
 #[test]
-fn issue_9_durations_are_bounded_by_the_longest_hold() {
+fn durations_are_bounded_by_the_longest_hold() {
     // Raising `max_duration` let a 2600000000h pause through, which overflowed the agent's time
     // arithmetic after SIGSTOP.
     let huge = "steps:\n  - name: s\n    target: api\n    duration: 2600000000h\n    fault: {pause: {process: {name: x}}}\n";
@@ -739,7 +739,7 @@ fn the_environment_backs_variables() {
 }
 
 #[test]
-fn issue_9_client_certificates_per_host_or_for_all_hosts() {
+fn client_certificates_per_host_or_for_all_hosts() {
     let dir = tempfile::tempdir().unwrap();
     let inventory = dir.path().join("inventory.yaml");
     std::fs::write(
@@ -1133,7 +1133,7 @@ fn action_entries_of_faults_are_checked() {
 }
 
 #[test]
-fn issue_9_a_file_over_the_size_limit_is_refused_before_it_is_parsed() {
+fn a_file_over_the_size_limit_is_refused_before_it_is_parsed() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("big.yaml");
     std::fs::write(&path, vec![b'#'; (MAX_FILE_BYTES + 1) as usize]).unwrap();
