@@ -8,7 +8,7 @@
 #![allow(clippy::disallowed_types)]
 
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -19,19 +19,14 @@ use serde_json::{Value, json};
 
 mod common;
 
-use common::{Reply, eventually, request, request_with, webhook_server};
+use chaos_tests::eventually;
+use common::{Reply, request, request_with, webhook_server};
 
 const CHAOSD: &str = env!("CARGO_BIN_EXE_chaosd");
 const TOKEN: &str = "test-token-0123456789";
 
 fn chaosctl() -> PathBuf {
-    let path = Path::new(CHAOSD).with_file_name("chaosctl");
-    assert!(
-        path.is_file(),
-        "`{}` is missing: build it with `cargo build -p chaosctl` (cargo test --workspace does)",
-        path.display()
-    );
-    path
+    chaos_tests::bins::chaosctl()
 }
 
 fn unique(what: &str) -> String {
@@ -1513,12 +1508,7 @@ fn agent_views(d: &Chaosd) -> Vec<Value> {
 
 #[test]
 fn issue_9_chaosd_presents_its_cert_file_to_agents_that_require_one() {
-    let agent_bin = Path::new(CHAOSD).with_file_name("chaos-agent");
-    assert!(
-        agent_bin.is_file(),
-        "`{}` is missing: build it with `cargo build -p chaos-agent` (cargo test --workspace does)",
-        agent_bin.display()
-    );
+    let agent_bin = chaos_tests::bins::chaos_agent();
     let pki_dir = tempfile::Builder::new()
         .prefix("chaosd-pki-")
         .tempdir()

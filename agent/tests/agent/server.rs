@@ -12,6 +12,7 @@ use std::time::{Duration, SystemTime};
 
 use agent::server::{self, Config};
 use bytes::Bytes;
+use chaos_tests::eventually_async;
 use http_body_util::{BodyExt, Full};
 use hyper::Request;
 use hyper_util::rt::TokioIo;
@@ -126,15 +127,6 @@ fn pause_order(fault_id: &str, selector: Value, hold_ms: Option<u64>) -> Value {
 
 fn apply_body(orders: Vec<Value>, lease_ms: u64) -> Value {
     json!({"faults": orders, "lease_ms": lease_ms})
-}
-
-/// Polls `done` every 10 ms for up to `within`; panics naming `what` if it never holds.
-async fn eventually(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = SystemTime::now() + within;
-    while !done() {
-        assert!(SystemTime::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 fn audit_lines(state_dir: &Path) -> Vec<Value> {
@@ -624,9 +616,9 @@ async fn a_silent_controller_loses_its_faults_when_the_lease_runs_out() {
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(sleep.state(), Some('T'));
-    eventually(
-        "the lease watchdog to revert the pause",
+    eventually_async(
         Duration::from_secs(3),
+        "the lease watchdog to revert the pause",
         || sleep.state() != Some('T'),
     )
     .await;
@@ -640,9 +632,9 @@ async fn a_silent_controller_loses_its_faults_when_the_lease_runs_out() {
         "reverted late: {took:?}"
     );
     // The audit line is written just after the revert: wait for it rather than race it.
-    eventually(
-        "the lease_expired audit line",
+    eventually_async(
         Duration::from_secs(3),
+        "the lease_expired audit line",
         || {
             audit_lines(&agent.state_dir())
                 .iter()
@@ -1101,7 +1093,7 @@ async fn issue_9_tokens_rotate_on_sighup_without_a_failed_request() {
             .filter(|l| l.contains("keeping the tokens in use"))
             .count();
         hup(&binary);
-        eventually("the re-read error", Duration::from_secs(10), || {
+        eventually_async(Duration::from_secs(10), "the re-read error", || {
             binary
                 .stderr()
                 .iter()
@@ -1302,7 +1294,7 @@ async fn issue_9_client_ca_requires_a_client_certificate_except_for_healthz() {
         "a certificate from another CA must not be served"
     );
     let words = "the client's certificate was not issued by the CA of --client-ca";
-    eventually("the handshake's audit line", Duration::from_secs(5), || {
+    eventually_async(Duration::from_secs(5), "the handshake's audit line", || {
         audit_lines(&state)
             .iter()
             .any(|l| l["event"] == "tls_handshake")

@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use x509_parser::prelude::*;
 
-use crate::support::{Test, eventually, free_port};
+use chaos_tests::support::{Test, free_port};
+use chaos_tests::{eventually, skip};
 
 const TOKEN: &str = "certs-agent-token-0123456789";
 
@@ -209,7 +210,7 @@ impl TlsAgent {
         let token = t.write("edge.token", &format!("{TOKEN}\n"));
         std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
         let log = t.path(&format!("{name}.log"));
-        let mut cmd = Command::new(crate::lab_support::chaos_agent());
+        let mut cmd = Command::new(chaos_tests::bins::chaos_agent());
         cmd.args(["--listen", &format!("127.0.0.1:{port}")])
             .arg("--token-file")
             .arg(&token)
@@ -257,7 +258,7 @@ fn inventory(t: &Test, file: &str, url: &str, extra: &str) -> PathBuf {
 }
 
 /// `chaosctl agents --inventory INV`.
-fn agents(t: &Test, inventory: &Path) -> crate::support::Output {
+fn agents(t: &Test, inventory: &Path) -> chaos_tests::support::Output {
     t.cmd(&["agents", "--inventory", inventory.to_str().unwrap()])
 }
 
@@ -332,7 +333,7 @@ fn issue_9_an_agent_with_client_ca_serves_only_controllers_with_its_certificate(
     assert!(audit.contains("\"event\":\"tls_handshake\""), "{audit}");
 
     // A liveness probe has no certificate and needs none.
-    if Command::new("curl").arg("--version").output().is_ok() {
+    if skip::unless_installed(&["curl"], "curl") {
         let out = Command::new("curl")
             .args(["-s", "--max-time", "5", "--cacert"])
             .arg(pki.join("ca.pem"))
@@ -352,8 +353,6 @@ fn issue_9_an_agent_with_client_ca_serves_only_controllers_with_its_certificate(
             "{}",
             String::from_utf8_lossy(&out.stdout)
         );
-    } else {
-        println!("skipped the /healthz part: needs curl");
     }
 }
 

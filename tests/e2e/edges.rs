@@ -2,7 +2,8 @@
 
 use std::process::{Command, Stdio};
 
-use crate::support::{CHAOSCTL, Report, Sleeper, Test, pattern, proc_state, unique};
+use chaos_tests::bins;
+use chaos_tests::support::{Report, Sleeper, Test, pattern, proc_state, unique};
 
 const PAUSE: &str = r#"version: 1
 name: edge-pause
@@ -76,11 +77,12 @@ fn issue_10_a_closed_stdout_ends_every_command_quietly() {
     }
 
     // The user's own pipeline, with the pipeline's status being chaosctl's.
+    let chaosctl = bins::chaosctl().display().to_string();
     let state = t.state_dir().display().to_string();
     let piped = Command::new("bash")
         .arg("-c")
         .arg(format!(
-            "set -o pipefail; {CHAOSCTL} --state-dir {state} runs | head -1"
+            "set -o pipefail; {chaosctl} --state-dir {state} runs | head -1"
         ))
         .stdin(Stdio::null())
         .output()
@@ -98,7 +100,7 @@ fn issue_10_a_closed_stdout_ends_every_command_quietly() {
     let piped = Command::new("bash")
         .arg("-c")
         .arg(format!(
-            "set -o pipefail; {CHAOSCTL} --state-dir {state} run {file} --yes --report-dir {reports} {vars} 2>&1 | head -1"
+            "set -o pipefail; {chaosctl} --state-dir {state} run {file} --yes --report-dir {reports} {vars} 2>&1 | head -1"
         ))
         .stdin(Stdio::null())
         .output()
@@ -396,12 +398,12 @@ pub(crate) struct LoopbackAgent {
 
 impl LoopbackAgent {
     pub(crate) fn start(t: &Test, policy: &str) -> LoopbackAgent {
-        let port = crate::support::free_port();
+        let port = chaos_tests::support::free_port();
         let token = t.write("agent.token", "edge-agent-token-0123456789\n");
         owner_only(&token);
         let policy = t.write("policy.yaml", policy);
         let log = std::fs::File::create(t.path("agent.log")).unwrap();
-        let child = Command::new(crate::lab_support::chaos_agent())
+        let child = Command::new(chaos_tests::bins::chaos_agent())
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .arg("--token-file")
             .arg(&token)
@@ -414,7 +416,7 @@ impl LoopbackAgent {
             .stderr(log)
             .spawn()
             .expect("start chaos-agent");
-        crate::support::eventually(
+        chaos_tests::eventually(
             std::time::Duration::from_secs(10),
             "chaos-agent listens",
             || std::net::TcpStream::connect(("127.0.0.1", port)).ok(),

@@ -11,14 +11,14 @@
 //! root, to prove the defaults. A test skips, saying why, when its server's binary is missing
 //! (`.ci/run` installs them) or when the lab cannot be built (not root, a tool missing).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use chrono::{DateTime, FixedOffset};
 
-use crate::lab_support::Lab;
 use crate::load::{LoadSample, load_samples};
-use crate::support::{Output, Report, Test, assert_none_left, free_port};
+use chaos_tests::lab::Lab;
+use chaos_tests::support::{Output, Report, Test, assert_none_left, free_port};
 
 const HAPROXY: &str = "/usr/sbin/haproxy";
 const NGINX: &str = "/usr/sbin/nginx";
@@ -28,12 +28,7 @@ fn drill(path: &str) -> PathBuf {
 }
 
 fn have_or_skip(binary: &str, package: &str) -> bool {
-    if Path::new(binary).exists() {
-        true
-    } else {
-        println!("skipped: needs {binary} (apt-get install {package})");
-        false
-    }
+    chaos_tests::skip::unless_installed(&[binary], package)
 }
 
 /// A drill's run, and what the test needs to check it.
@@ -129,7 +124,7 @@ fn timed(what: &str, run: impl FnOnce() -> Output) -> Output {
         step["faults"][0]["reverted_at"]
     );
     println!("  reason: {}", json["reason"]);
-    crate::support::print_impact(&json);
+    chaos_tests::support::print_impact(&json);
     for probe in json["probes"].as_array().into_iter().flatten() {
         for sample in probe["samples"].as_array().into_iter().flatten() {
             println!("  {} {}", sample["at"], sample["reason"]);

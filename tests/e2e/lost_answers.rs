@@ -16,8 +16,9 @@ use std::time::Duration;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use crate::lab_support::chaos_agent;
-use crate::support::{Sleeper, Test, eventually, free_port, pattern, proc_state, unique};
+use chaos_tests::bins::chaos_agent;
+use chaos_tests::eventually;
+use chaos_tests::support::{Sleeper, Test, free_port, pattern, proc_state, unique};
 
 const TOKEN: &str = "lost-answers-token-0123456789";
 
