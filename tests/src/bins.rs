@@ -5,9 +5,9 @@
 //!
 //! Cargo gives `CARGO_BIN_EXE_*` only to the tests of the package that owns the binary, so from
 //! here they are looked up by name. When one is missing, or older than the workspace's sources,
-//! they are all built once (`cargo build --workspace --bins --tests --locked`, same profile,
-//! same target folder), whichever test asks first; the other threads of the process wait for that build. So
-//! `cargo test --workspace` works from a fresh clone, and `cargo test -p chaos-tests` after an
+//! they are all built once (`cargo build --workspace --bins --locked`, same profile, same target
+//! folder), by whichever test asks first; the other threads of the process wait for that build.
+//! So `cargo test --workspace` works from a fresh clone, and `cargo test -p chaos-tests` after an
 //! edit of `agent/src` drives the new agent, not the old one.
 //!
 //! `CHAOS_BIN_DIR`, when set, names a folder holding the binaries instead; nothing is built then.
@@ -129,24 +129,22 @@ impl Place {
         }
     }
 
-    /// `cargo build --workspace --bins --tests --locked` into this profile folder. `--tests`
-    /// turns on the dev-dependencies' features (tokio's `test-util`), as `cargo test --workspace`
-    /// does: the libraries that run built are then reused, and only the binaries are linked.
+    /// `cargo build --workspace --bins --locked` into this profile folder. In the `dev` profile
+    /// also `--tests`, which turns on the dev-dependencies' features (tokio's `test-util`) as
+    /// `cargo test --workspace` does: the libraries that run built are then reused, and only the
+    /// binaries are linked.
     fn build(&self) {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let mut cmd = Command::new(cargo);
-        cmd.args([
-            "build",
-            "--workspace",
-            "--bins",
-            "--tests",
-            "--locked",
-            "--profile",
-        ])
-        .arg(&self.profile)
-        .arg("--target-dir")
-        .arg(&self.target_dir)
-        .current_dir(workspace_root());
+        cmd.args(["build", "--workspace", "--bins", "--locked"]);
+        if self.profile == "dev" {
+            cmd.arg("--tests");
+        }
+        cmd.arg("--profile")
+            .arg(&self.profile)
+            .arg("--target-dir")
+            .arg(&self.target_dir)
+            .current_dir(workspace_root());
         if let Some(triple) = &self.triple {
             cmd.arg("--target").arg(triple);
         }
