@@ -1,4 +1,4 @@
-//! `chaosctl certs init/issue` (issue 9): the files, their modes and what the certificates say;
+//! `chaosctl certs init/issue`: the files, their modes and what the certificates say;
 //! then a built `chaos-agent` with `--client-ca` on 127.0.0.1, serving those certificates, and
 //! `chaosctl agents` against it: with a client certificate it works, without one (or with one
 //! from another CA) the refusal says what to do, `/healthz` needs none; and the TLS mistakes
@@ -80,7 +80,7 @@ fn signed_by(leaf: &Parsed, ca: &Parsed) -> bool {
 }
 
 #[test]
-fn issue_9_certs_init_and_issue_write_a_ca_and_certificates_for_each_role() {
+fn certs_init_and_issue_write_a_ca_and_certificates_for_each_role() {
     let t = Test::new();
     let dir = t.path("pki");
     let d = dir.to_str().unwrap();
@@ -263,7 +263,7 @@ fn agents(t: &Test, inventory: &Path) -> chaos_tests::support::Output {
 }
 
 #[test]
-fn issue_9_an_agent_with_client_ca_serves_only_controllers_with_its_certificate() {
+fn an_agent_with_client_ca_serves_only_controllers_with_its_certificate() {
     let t = Test::new();
     let pki = t.path("pki");
     let other = t.path("other");
@@ -357,7 +357,7 @@ fn issue_9_an_agent_with_client_ca_serves_only_controllers_with_its_certificate(
 }
 
 #[test]
-fn issue_9_tls_mistakes_are_told_in_words() {
+fn tls_mistakes_are_told_in_words() {
     let t = Test::new();
     let pki = t.path("pki");
     let other = t.path("other");

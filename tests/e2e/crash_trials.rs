@@ -1,4 +1,4 @@
-//! Crash trials (issue 9): for every fault kind, on the controller's own machine (`local`) and on
+//! Crash trials: for every fault kind, on the controller's own machine (`local`) and on
 //! a remote agent of the lab, a run whose chaosctl, chaosd (the run submitted to it) or agent is
 //! SIGKILLed at a random moment, then the documented recovery (the next chaosctl command,
 //! chaosd's restart, the agent's lease, the agent's restart, the kernel's expiry), then the host

@@ -1,10 +1,10 @@
-//! The HTTP failover drills of `scenarios/drills/` (issue 5), run as shipped against the real
+//! The HTTP failover drills of `scenarios/drills/`, run as shipped against the real
 //! servers from Debian's packages: HAProxy with and without `option redispatch` and with a slow
 //! backend, nginx with `proxy_next_upstream error timeout` and `off`. Each test asserts the verdict
 //! and the facts of the report (failed requests, when the failures came, latencies) within wide
 //! bands around what was measured, never exact numbers.
 //!
-//! They run in the lab of network-namespace hosts with an agent on each (`lab_support`): the proxy
+//! They run in the lab of network-namespace hosts with an agent on each (`chaos_tests::lab`): the proxy
 //! on h1, backend a on h2, backend b on h3, each started there through the drill's `ON_<ROLE>`
 //! prefix, and each fault done by the agent of the backend's host; the `load` probe runs on the
 //! controller. One test runs `haproxy/drill.yaml` as shipped on 127.0.0.1, with no lab and no

@@ -1,7 +1,7 @@
-//! The Redis drills of issue 5 (`scenarios/drills/redis-*`), run as they ship against Debian's
+//! The Redis drills (`scenarios/drills/redis-*`), run as they ship against Debian's
 //! real `redis-server` and `redis-sentinel`: once on 127.0.0.1 with the drill's defaults (free
 //! ports, a drill folder of the test's own), and otherwise in a lab of three network-namespace
-//! hosts with a `chaos-agent` on each (`lab_support`), each server on its host by the drills'
+//! hosts with a `chaos-agent` on each (`chaos_tests::lab`), each server on its host by the drills'
 //! role variables (`<ROLE>_HOST`, `<ROLE>_ADDR`, `ON_<ROLE>`), the fault done by the agent of the
 //! faulted server's host, the writer and the probes on the controller. The assertions are the
 //! facts the reports give, in wide bands around what was measured here (never exact numbers).

@@ -1,4 +1,4 @@
-//! Issue 10, item 6: the sharp edges a new user hit, each through the built binary.
+//! The sharp edges a new user hit, each through the built binary.
 
 use std::process::{Command, Stdio};
 
@@ -16,7 +16,7 @@ steps:
 "#;
 
 #[test]
-fn issue_10_a_closed_stdout_ends_every_command_quietly() {
+fn a_closed_stdout_ends_every_command_quietly() {
     let tag = unique("pipe");
     let sleeper = Sleeper::spawn(&tag);
     let t = Test::new().scenario(PAUSE).var("PAT", pattern(&tag));
@@ -138,7 +138,7 @@ steps:
 "#;
 
 #[test]
-fn issue_10_plan_says_whose_picks_it_shows_and_shows_network_peers() {
+fn plan_says_whose_picks_it_shows_and_shows_network_peers() {
     let t = Test::new().scenario(PICKS);
     let file = t.scenario_path().display().to_string();
     let out = t.cmd(&["plan", &file]);
@@ -174,7 +174,7 @@ fn issue_10_plan_says_whose_picks_it_shows_and_shows_network_peers() {
 }
 
 #[test]
-fn issue_10_plan_of_a_monkey_file_shows_the_monkey() {
+fn plan_of_a_monkey_file_shows_the_monkey() {
     let t = Test::new().scenario(
         r#"version: 1
 name: edge-monkey
@@ -222,7 +222,7 @@ monkey:
 }
 
 #[test]
-fn issue_10_the_planned_time_brackets_the_run() {
+fn the_planned_time_brackets_the_run() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     std::thread::spawn(move || for _ in listener.incoming() {});
@@ -290,7 +290,7 @@ steps:
 }
 
 #[test]
-fn issue_10_a_run_is_found_by_its_random_suffix() {
+fn a_run_is_found_by_its_random_suffix() {
     let tag = unique("suffix");
     let _sleeper = Sleeper::spawn(&tag);
     let t = Test::new().scenario(PAUSE).var("PAT", pattern(&tag));
@@ -320,7 +320,7 @@ fn issue_10_a_run_is_found_by_its_random_suffix() {
 }
 
 #[test]
-fn issue_10_an_interrupted_run_has_a_report_from_its_events() {
+fn an_interrupted_run_has_a_report_from_its_events() {
     let tag = unique("interrupted");
     let sleeper = Sleeper::spawn(&tag);
     let t = Test::new()
@@ -362,7 +362,7 @@ fn issue_10_an_interrupted_run_has_a_report_from_its_events() {
 }
 
 #[test]
-fn issue_10_a_protected_process_is_named_as_protected() {
+fn a_protected_process_is_named_as_protected() {
     // A dry run preflights (every selector must match) and injects nothing, so a regression here
     // cannot stop init or this test.
     for (selector, why) in [
@@ -445,7 +445,7 @@ impl Drop for LoopbackAgent {
 }
 
 #[test]
-fn issue_10_agents_shows_what_the_policy_forbids() {
+fn agents_shows_what_the_policy_forbids() {
     let t = Test::new();
     let agent = LoopbackAgent::start(&t, "kinds: [pause, kill]\n");
     let inventory = t.path("inventory.yaml").display().to_string();
@@ -477,7 +477,7 @@ fn issue_10_agents_shows_what_the_policy_forbids() {
 }
 
 #[test]
-fn issue_10_a_window_shorter_than_every_is_warned_about() {
+fn a_window_shorter_than_every_is_warned_about() {
     let tag = unique("window");
     let _sleeper = Sleeper::spawn(&tag);
     let t = Test::new()
@@ -503,7 +503,7 @@ fn issue_10_a_window_shorter_than_every_is_warned_about() {
 }
 
 #[test]
-fn issue_10_a_background_setup_that_fails_before_ready_fails_the_run_at_once() {
+fn a_background_setup_that_fails_before_ready_fails_the_run_at_once() {
     // The quickstart with its port taken by another server, which answers 404.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();

@@ -1,5 +1,5 @@
 //! Runs against real `chaos-agent` daemons, each in a network namespace of a lab on this machine
-//! (`lab_support`): every fault kind on remote hosts, seen from another host while held and gone
+//! (`chaos_tests::lab`): every fault kind on remote hosts, seen from another host while held and gone
 //! after; what is reverted when chaosctl, an agent or the link between them dies; the agents'
 //! token, policy and one-run-at-a-time checks; `chaosctl agents` and `revert --all --inventory`.
 //!

@@ -239,7 +239,7 @@ fn nothing_matching_is_an_error_and_journals_nothing() {
 }
 
 #[test]
-fn issue_9_overlapping_pauses_of_one_process_resume_it_at_the_last_revert() {
+fn overlapping_pauses_of_one_process_resume_it_at_the_last_revert() {
     let (agent, _state) = agent();
     let (sleep, _) = Spawned::sleep();
     agent.inject(request("first", pause(sleep.pid))).unwrap();
@@ -289,7 +289,7 @@ fn issue_9_overlapping_pauses_of_one_process_resume_it_at_the_last_revert() {
 }
 
 #[test]
-fn issue_9_a_pause_planned_while_another_held_the_process_still_resumes_it() {
+fn a_pause_planned_while_another_held_the_process_still_resumes_it() {
     // The executors one by one, in the order that left the process stopped for good: `b` is
     // planned while `a` holds the process (so it looked stopped "before" `b`), `a` is reverted,
     // then `b` stops it and its revert, believing it stopped before, left it so.
@@ -309,7 +309,7 @@ fn issue_9_a_pause_planned_while_another_held_the_process_still_resumes_it() {
 }
 
 #[test]
-fn issue_9_a_process_stopped_before_two_pauses_stays_stopped_after_both() {
+fn a_process_stopped_before_two_pauses_stays_stopped_after_both() {
     let (agent, _state) = agent();
     let (sleep, _) = Spawned::sleep();
     nix::sys::signal::kill(
@@ -331,7 +331,7 @@ fn issue_9_a_process_stopped_before_two_pauses_stays_stopped_after_both() {
 }
 
 #[test]
-fn issue_9_a_hold_over_the_limit_is_refused_before_anything_happens() {
+fn a_hold_over_the_limit_is_refused_before_anything_happens() {
     let (agent, _state) = agent();
     let (sleep, _) = Spawned::sleep();
     let mut req = request("forever", pause(sleep.pid));

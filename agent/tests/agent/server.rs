@@ -560,7 +560,7 @@ async fn bad_requests_apply_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn issue_9_holds_and_leases_over_the_limit_are_refused_before_journaling() {
+async fn holds_and_leases_over_the_limit_are_refused_before_journaling() {
     let agent = InProcess::start(None).await;
     let (sleep, _) = Spawned::sleep();
     let within = Duration::from_secs(10);
@@ -900,7 +900,7 @@ async fn after_a_sigkill_the_next_start_reverts_the_pause() {
     let second = Binary::start(&args);
     assert_ne!(sleep.state(), Some('T'), "the start reverted it");
     let logs = second.stderr().join("\n");
-    // Issue 10: a log that is not a terminal gets no colour codes.
+    // A log that is not a terminal gets no colour codes.
     assert!(!logs.contains('\x1b'), "an escape code in the log:\n{logs}");
     assert!(
         logs.contains("reverted a fault an earlier agent left"),
@@ -916,7 +916,7 @@ async fn after_a_sigkill_the_next_start_reverts_the_pause() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn issue_9_a_revert_of_a_fault_the_restart_reverted_succeeds() {
+async fn a_revert_of_a_fault_the_restart_reverted_succeeds() {
     let dir = tempfile::tempdir().unwrap();
     let token = token_file(dir.path());
     let state = dir.path().join("state");
@@ -1020,7 +1020,7 @@ fn bad_configuration_exits_64_before_binding() {
     assert_eq!(code, Some(64));
 }
 
-// ---- issue 9: rotating tokens, mutual TLS ----
+// ---- rotating tokens, mutual TLS ----
 
 /// Whether the agent admits `token` on `/v1/health` (200) or answers 401.
 async fn status_with(api: &Api, token: &str) -> u16 {
@@ -1046,7 +1046,7 @@ async fn until_status(api: &Api, token: &str, want: u16) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn issue_9_tokens_rotate_on_sighup_without_a_failed_request() {
+async fn tokens_rotate_on_sighup_without_a_failed_request() {
     let dir = tempfile::tempdir().unwrap();
     let token = dir.path().join("token");
     let (a, b) = ("token-a-0123456789", "token-b-9876543210");
@@ -1195,7 +1195,7 @@ fn connector(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn issue_9_client_ca_requires_a_client_certificate_except_for_healthz() {
+async fn client_ca_requires_a_client_certificate_except_for_healthz() {
     let dir = tempfile::tempdir().unwrap();
     let pki = Pki::new("test CA");
     let (_, _, server_pem, server_key) =
@@ -1338,7 +1338,7 @@ async fn issue_9_client_ca_requires_a_client_certificate_except_for_healthz() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn issue_9_the_controller_says_in_words_what_is_wrong_with_the_agents_certificate() {
+async fn the_controller_says_in_words_what_is_wrong_with_the_agents_certificate() {
     let dir = tempfile::tempdir().unwrap();
     let pki = Pki::new("test CA");
     let ca = dir.path().join("ca.pem");
