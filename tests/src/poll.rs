@@ -1,6 +1,5 @@
 //! `eventually`: a bounded poll that replaces every sleep-and-hope.
 
-use std::future::Future;
 use std::time::{Duration, Instant};
 
 /// How often a condition is polled.
@@ -42,19 +41,17 @@ pub fn eventually<D: Done>(within: Duration, what: &str, mut f: impl FnMut() -> 
 
 /// [`eventually`] for async tests: the same poll, waiting with `tokio::time::sleep` so that the
 /// runtime's other tasks (a server under test, a probe being sampled) go on meanwhile.
-pub fn eventually_async<D: Done>(
+pub async fn eventually_async<D: Done>(
     within: Duration,
     what: &str,
     mut f: impl FnMut() -> D,
-) -> impl Future<Output = D::Value> {
-    async move {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(value) = f().done() {
-                return value;
-            }
-            assert!(Instant::now() < deadline, "not within {within:?}: {what}");
-            tokio::time::sleep(EVERY).await;
+) -> D::Value {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(value) = f().done() {
+            return value;
         }
+        assert!(Instant::now() < deadline, "not within {within:?}: {what}");
+        tokio::time::sleep(EVERY).await;
     }
 }

@@ -46,6 +46,12 @@ pub struct Test {
     serial: AtomicU32,
 }
 
+impl Default for Test {
+    fn default() -> Test {
+        Test::new()
+    }
+}
+
 impl Test {
     pub fn new() -> Test {
         let dir = tempfile::Builder::new()
