@@ -17,7 +17,8 @@ use serde_json::{Value, json};
 
 mod common;
 
-use common::{eventually, request, webhook_server};
+use chaos_tests::{eventually, skip};
+use common::{request, webhook_server};
 
 const CHAOSD: &str = env!("CARGO_BIN_EXE_chaosd");
 const TOKEN: &str = "ops-token-0123456789";
@@ -84,6 +85,18 @@ fn chromium() -> Option<PathBuf> {
     .iter()
     .map(PathBuf::from)
     .find(|p| p.is_file())
+}
+
+/// [`chromium`], or `None` with the test skipped (see `chaos_tests::skip`).
+fn chromium_or_skip() -> Option<PathBuf> {
+    let found = chromium();
+    if found.is_none() {
+        skip::skip(
+            "needs `chromium`",
+            "no chromium to drive the web view (apt-get install chromium)",
+        );
+    }
+    found
 }
 
 /// Loads `url` in headless Chromium: the DOM after load, and its stderr.
@@ -331,8 +344,7 @@ fn schedules_webhooks_metrics_and_the_web_view() {
         r.headers
     );
     assert!(!r.headers.contains("Secure"), "plain HTTP: {}", r.headers);
-    let Some(browser) = chromium() else {
-        eprintln!("skipped the browser checks: no chromium (apt-get install chromium)");
+    let Some(browser) = chromium_or_skip() else {
         return;
     };
     let base = format!("http://127.0.0.1:{port}");
@@ -391,11 +403,8 @@ fn sh(argv: &[&str]) -> String {
 
 #[test]
 fn over_tls_the_api_answers_https_only_and_the_web_cookie_is_secure() {
-    for tool in ["openssl", "curl"] {
-        if Command::new(tool).arg("--version").output().is_err() {
-            println!("skipped: needs `{tool}` (apt-get install {tool})");
-            return;
-        }
+    if !skip::unless_installed(&["openssl", "curl"], "openssl curl") {
+        return;
     }
     let dir = tempfile::Builder::new()
         .prefix("chaosd-tls-")
@@ -630,8 +639,7 @@ impl Drop for Browser {
 
 #[test]
 fn the_web_views_abort_button_aborts_a_run_in_chromium() {
-    let Some(browser) = chromium() else {
-        eprintln!("skipped: no chromium (apt-get install chromium)");
+    let Some(browser) = chromium_or_skip() else {
         return;
     };
     let dir = tempfile::Builder::new()

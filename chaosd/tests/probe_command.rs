@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use chaos_tests::eventually_async;
 use chaosd::probe::{SampleOutcome, sample};
 use chaosd::scenario::model::{Command, CommandExpect, CommandProbe, ProbeKind};
 
@@ -62,18 +63,6 @@ fn pids_with_argv(args: &[&str]) -> Vec<i32> {
         }
     }
     pids
-}
-
-/// Polls `cond` every 10 ms for at most `limit`.
-async fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = tokio::time::Instant::now() + limit;
-    while tokio::time::Instant::now() < deadline {
-        if cond() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    cond()
 }
 
 /// Kills every process with this exact argv when dropped (for grandchildren a test provokes).
@@ -199,16 +188,10 @@ mod command_probe {
         let kind = probe(argv(ARGV), Duration::from_millis(500), expect_exit(0));
         let sampling = tokio::spawn(async move { sample(&kind).await });
 
-        let mut pid = None;
-        assert!(
-            eventually(Duration::from_secs(5), || {
-                pid = pids_with_argv(ARGV).first().copied();
-                pid.is_some()
-            })
-            .await,
-            "the probe's child never showed up"
-        );
-        let pid = pid.unwrap();
+        let pid = eventually_async(Duration::from_secs(5), "the probe's child shows up", || {
+            pids_with_argv(ARGV).first().copied()
+        })
+        .await;
 
         let outcome = sampling.await.unwrap();
         assert_fails(&outcome, "timed out after 500ms");

@@ -2,7 +2,6 @@
 //! `prometheus` package) that scrapes itself every second on 127.0.0.1.
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
@@ -107,8 +106,7 @@ mod prometheus_probe {
 
     #[tokio::test]
     async fn end_to_end_against_a_real_prometheus() {
-        if !Path::new(PROMETHEUS).exists() {
-            println!("skipped: /usr/bin/prometheus not installed (apt-get install prometheus)");
+        if !chaos_tests::skip::unless_installed(&[PROMETHEUS], "prometheus") {
             return;
         }
         let mut prometheus = Prometheus::start();

@@ -8,7 +8,7 @@
 #![allow(clippy::disallowed_types)]
 
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -19,19 +19,14 @@ use serde_json::{Value, json};
 
 mod common;
 
-use common::{Reply, eventually, request, request_with, webhook_server};
+use chaos_tests::eventually;
+use common::{Reply, request, request_with, webhook_server};
 
 const CHAOSD: &str = env!("CARGO_BIN_EXE_chaosd");
 const TOKEN: &str = "test-token-0123456789";
 
 fn chaosctl() -> PathBuf {
-    let path = Path::new(CHAOSD).with_file_name("chaosctl");
-    assert!(
-        path.is_file(),
-        "`{}` is missing: build it with `cargo build -p chaosctl` (cargo test --workspace does)",
-        path.display()
-    );
-    path
+    chaos_tests::bins::chaosctl()
 }
 
 fn unique(what: &str) -> String {
@@ -596,7 +591,7 @@ fn local_things_are_refused_without_allow_local() {
 }
 
 #[test]
-fn issue_10_chaosctl_server_diff_compares_two_runs_of_chaosds_history() {
+fn chaosctl_server_diff_compares_two_runs_of_chaosds_history() {
     let d = Chaosd::start(true);
     let sleeper = Sleeper::spawn("diff");
     let file = d.path("pause.yaml");
@@ -724,7 +719,7 @@ steps:
 }
 
 #[test]
-fn issue_10_chaosctl_server_ends_quietly_on_a_closed_stdout() {
+fn chaosctl_server_ends_quietly_on_a_closed_stdout() {
     let d = Chaosd::start(true);
     let sleeper = Sleeper::spawn("closed");
     let file = d.path("pause.yaml");
@@ -751,7 +746,7 @@ fn issue_10_chaosctl_server_ends_quietly_on_a_closed_stdout() {
 }
 
 #[test]
-fn issue_10_the_web_view_takes_a_url_encoded_base64_token() {
+fn the_web_view_takes_a_url_encoded_base64_token() {
     let token = "k9+Zx/Qw7Rt2+aB/cD1eFg==";
     let d = Chaosd::start_with_token(false, token);
     for given in [
@@ -802,7 +797,7 @@ fn request_with_cookie(port: u16, path: &str, cookie: &str) -> String {
 }
 
 #[test]
-fn issue_10_a_run_id_may_be_its_random_suffix() {
+fn a_run_id_may_be_its_random_suffix() {
     let d = Chaosd::start(true);
     let sleeper = Sleeper::spawn("suffix");
     let id = d.submit(&pause_yaml(&sleeper.pattern, "30s"));
@@ -819,7 +814,7 @@ fn issue_10_a_run_id_may_be_its_random_suffix() {
 }
 
 #[test]
-fn issue_10_chaosd_logs_carry_no_colour_codes_off_a_terminal() {
+fn chaosd_logs_carry_no_colour_codes_off_a_terminal() {
     let d = Chaosd::start(true);
     let sleeper = Sleeper::spawn("plainlog");
     let id = d.submit(&pause_yaml(&sleeper.pattern, "100ms"));
@@ -833,7 +828,7 @@ fn issue_10_chaosd_logs_carry_no_colour_codes_off_a_terminal() {
 }
 
 #[test]
-fn issue_10_webhooks_say_how_the_run_ended_and_link_its_report() {
+fn webhooks_say_how_the_run_ended_and_link_its_report() {
     let (hook_port, hooks) = webhook_server();
     let d = Chaosd::start_with_config(
         true,
@@ -943,7 +938,7 @@ fn halt_aborts_refuses_until_resume_and_survives_a_restart() {
     d.chaosctl(&["resume"]).code(0);
 }
 
-// ---- the web view's actions (issue 10 item 5) -------------------------------------------------
+// ---- the web view's actions ------------------------------------------------------------------
 
 /// A browser session on the web view: its cookies (token and session) and its forms' CSRF token.
 struct Web {
@@ -1380,7 +1375,7 @@ fn sigkill_mid_run_leaves_it_interrupted_and_the_journal_reverts_the_pause() {
     assert_eq!(ids, [id.as_str(), first.as_str()]);
     assert_eq!(history[0]["verdict"], "interrupted");
     assert_eq!(history[1]["verdict"], "passed");
-    // Issue 10: it has a report, rebuilt from its events.
+    // It has a report, rebuilt from its events.
     let run = d.run(&id);
     assert_eq!(run["report"]["verdict"], "interrupted", "{run}");
     assert_eq!(run["report"]["steps"][0]["faults"][0]["kind"], "pause");
@@ -1456,7 +1451,7 @@ monkey:
 }
 
 #[test]
-fn issue_9_chaosd_tokens_rotate_on_sighup_without_a_failed_request() {
+fn chaosd_tokens_rotate_on_sighup_without_a_failed_request() {
     let d = Chaosd::start(false);
     let (a, b) = (TOKEN, "token-b-9876543210");
     let status = |token: &str| {
@@ -1512,13 +1507,8 @@ fn agent_views(d: &Chaosd) -> Vec<Value> {
 }
 
 #[test]
-fn issue_9_chaosd_presents_its_cert_file_to_agents_that_require_one() {
-    let agent_bin = Path::new(CHAOSD).with_file_name("chaos-agent");
-    assert!(
-        agent_bin.is_file(),
-        "`{}` is missing: build it with `cargo build -p chaos-agent` (cargo test --workspace does)",
-        agent_bin.display()
-    );
+fn chaosd_presents_its_cert_file_to_agents_that_require_one() {
+    let agent_bin = chaos_tests::bins::chaos_agent();
     let pki_dir = tempfile::Builder::new()
         .prefix("chaosd-pki-")
         .tempdir()
@@ -1697,7 +1687,7 @@ steps:
 }
 
 #[test]
-fn issue_10_a_manual_step_is_confirmed_and_refused_from_the_web_view() {
+fn a_manual_step_is_confirmed_and_refused_from_the_web_view() {
     let d = Chaosd::start(false);
     let yaml = r#"version: 1
 name: ask-on-the-web

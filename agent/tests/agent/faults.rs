@@ -7,8 +7,9 @@ use agent::spec::{
     FaultSpec, FillAmount, FillDiskSpec, KillSpec, PauseSpec, Pick, ProcessSelector, SignalNumber,
 };
 use agent::{FaultError, InjectRequest, LocalAgent};
+use chaos_tests::eventually;
 
-use crate::support::{Spawned, Tmpfs, eventually, unique_seconds};
+use crate::support::{Spawned, Tmpfs, unique_seconds};
 
 const MIB: u64 = 1024 * 1024;
 
@@ -106,7 +107,9 @@ fn sigterm_is_delivered() {
         "{}",
         applied.detail
     );
-    eventually("sleep to die of SIGTERM", || sleep.state() == Some('Z'));
+    eventually(Duration::from_secs(5), "sleep to die of SIGTERM", || {
+        sleep.state() == Some('Z')
+    });
 }
 
 #[test]
@@ -163,10 +166,14 @@ fn fill_disk_to_a_usage_a_size_and_a_leave_then_revert() {
         // A child that another test forks while the fill file is open holds a copy of its
         // descriptor until that child execs (O_CLOEXEC closes it only then), so on a loaded
         // machine tmpfs may give the space back a moment after the unlink, not at it.
-        eventually(&format!("{name}: the space to come back"), || {
-            let after = fill_disk::usage(tmpfs.path()).unwrap();
-            after.used.abs_diff(before.used) <= MIB
-        });
+        eventually(
+            Duration::from_secs(5),
+            &format!("{name}: the space to come back"),
+            || {
+                let after = fill_disk::usage(tmpfs.path()).unwrap();
+                after.used.abs_diff(before.used) <= MIB
+            },
+        );
     }
     assert_eq!(journal_entries(&agent), 0);
 }

@@ -1,4 +1,4 @@
-//! The agent's accept loop under a flood (issue 9, "a smaller attack surface"): connections from
+//! The agent's accept loop under a flood (a smaller attack surface): connections from
 //! one address are capped while other addresses are still served, a few hundred at once from one
 //! address are fine, and a connection serves a bounded number of requests. Traffic goes only to
 //! the agent this test starts on loopback.

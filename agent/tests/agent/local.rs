@@ -6,9 +6,10 @@ use std::time::Duration;
 use agent::fault;
 use agent::spec::{FaultKind, FaultSpec, LatencySpec, NetScope, PauseSpec, Pick, ProcessSelector};
 use agent::{FaultError, LocalAgent, RevertedBy};
+use chaos_tests::eventually;
 
 use crate::faults::{agent, request};
-use crate::support::{Spawned, eventually};
+use crate::support::Spawned;
 
 fn pause(pid: i32) -> FaultSpec {
     FaultSpec::Pause(PauseSpec {
@@ -44,7 +45,9 @@ fn pause_stops_and_revert_continues() {
     let reverted = agent.revert("pause-1").unwrap();
     assert!(reverted.verified, "{}", reverted.detail);
     assert_eq!(reverted.by, RevertedBy::Request);
-    eventually("sleep to be sleeping again", || sleep.state() == Some('S'));
+    eventually(Duration::from_secs(5), "sleep to be sleeping again", || {
+        sleep.state() == Some('S')
+    });
     assert!(!entry.exists());
     assert!(agent.active().is_empty());
     assert_eq!(
@@ -85,7 +88,11 @@ fn the_agent_reverts_at_the_end_time_on_its_own() {
         end_at - applied.applied_at,
         chrono::TimeDelta::milliseconds(300)
     );
-    eventually("the agent to continue sleep", || sleep.state() == Some('S'));
+    eventually(
+        Duration::from_secs(5),
+        "the agent to continue sleep",
+        || sleep.state() == Some('S'),
+    );
     let reverted = agent.revert("held").unwrap();
     assert_eq!(reverted.by, RevertedBy::EndTime);
     assert!(reverted.reverted_at >= end_at);
@@ -110,7 +117,9 @@ fn concurrent_reverts_revert_once() {
         .collect();
     assert!(results.iter().all(|r| *r == results[0]), "{results:#?}");
     assert_eq!(agent.revert_all().len(), 0);
-    eventually("sleep to run", || sleep.state() == Some('S'));
+    eventually(Duration::from_secs(5), "sleep to run", || {
+        sleep.state() == Some('S')
+    });
 }
 
 #[test]
@@ -138,7 +147,9 @@ fn dropping_the_agent_reverts_its_faults() {
     let (sleep, _) = Spawned::sleep();
     agent.inject(request("dropped", pause(sleep.pid))).unwrap();
     drop(agent);
-    eventually("sleep to run", || sleep.state() == Some('S'));
+    eventually(Duration::from_secs(5), "sleep to run", || {
+        sleep.state() == Some('S')
+    });
 }
 
 #[test]
@@ -162,7 +173,9 @@ fn a_pause_left_by_a_crash_is_reverted_at_the_next_open() {
     let reverted = recovered[0].result.as_ref().unwrap();
     assert_eq!(reverted.by, RevertedBy::Recovery);
     assert!(reverted.verified, "{}", reverted.detail);
-    eventually("sleep to run again", || sleep.state() == Some('S'));
+    eventually(Duration::from_secs(5), "sleep to run again", || {
+        sleep.state() == Some('S')
+    });
     assert_eq!(std::fs::read_dir(second.journal_dir()).unwrap().count(), 0);
     assert_eq!(second.revert("crashed").unwrap().by, RevertedBy::Recovery);
 }
@@ -226,7 +239,7 @@ fn nothing_matching_is_an_error_and_journals_nothing() {
 }
 
 #[test]
-fn issue_9_overlapping_pauses_of_one_process_resume_it_at_the_last_revert() {
+fn overlapping_pauses_of_one_process_resume_it_at_the_last_revert() {
     let (agent, _state) = agent();
     let (sleep, _) = Spawned::sleep();
     agent.inject(request("first", pause(sleep.pid))).unwrap();
@@ -240,7 +253,11 @@ fn issue_9_overlapping_pauses_of_one_process_resume_it_at_the_last_revert() {
     );
     assert!(stopped(&sleep), "`second` still holds it");
     agent.revert("second").unwrap();
-    eventually("sleep to run after the last revert", || !stopped(&sleep));
+    eventually(
+        Duration::from_secs(5),
+        "sleep to run after the last revert",
+        || !stopped(&sleep),
+    );
 
     // Two requests at once, reverted at once, many times: it always ends running.
     for round in 0..20 {
@@ -262,15 +279,17 @@ fn issue_9_overlapping_pauses_of_one_process_resume_it_at_the_last_revert() {
             })
             .collect();
         revert.into_iter().for_each(|t| drop(t.join().unwrap()));
-        eventually(&format!("sleep to run after round {round}"), || {
-            !stopped(&sleep)
-        });
+        eventually(
+            Duration::from_secs(5),
+            &format!("sleep to run after round {round}"),
+            || !stopped(&sleep),
+        );
     }
     assert_eq!(std::fs::read_dir(agent.journal_dir()).unwrap().count(), 0);
 }
 
 #[test]
-fn issue_9_a_pause_planned_while_another_held_the_process_still_resumes_it() {
+fn a_pause_planned_while_another_held_the_process_still_resumes_it() {
     // The executors one by one, in the order that left the process stopped for good: `b` is
     // planned while `a` holds the process (so it looked stopped "before" `b`), `a` is reverted,
     // then `b` stops it and its revert, believing it stopped before, left it so.
@@ -282,13 +301,15 @@ fn issue_9_a_pause_planned_while_another_held_the_process_still_resumes_it() {
     fault::revert("a", &a).unwrap();
     fault::inject("b", &spec, &b).unwrap();
     let undone = fault::revert("b", &b).unwrap();
-    eventually(&format!("sleep to run ({})", undone.detail), || {
-        !stopped(&sleep)
-    });
+    eventually(
+        Duration::from_secs(5),
+        &format!("sleep to run ({})", undone.detail),
+        || !stopped(&sleep),
+    );
 }
 
 #[test]
-fn issue_9_a_process_stopped_before_two_pauses_stays_stopped_after_both() {
+fn a_process_stopped_before_two_pauses_stays_stopped_after_both() {
     let (agent, _state) = agent();
     let (sleep, _) = Spawned::sleep();
     nix::sys::signal::kill(
@@ -296,7 +317,7 @@ fn issue_9_a_process_stopped_before_two_pauses_stays_stopped_after_both() {
         nix::sys::signal::Signal::SIGSTOP,
     )
     .unwrap();
-    eventually("sleep to stop", || stopped(&sleep));
+    eventually(Duration::from_secs(5), "sleep to stop", || stopped(&sleep));
     agent.inject(request("one", pause(sleep.pid))).unwrap();
     agent.inject(request("two", pause(sleep.pid))).unwrap();
     agent.revert("two").unwrap();
@@ -310,7 +331,7 @@ fn issue_9_a_process_stopped_before_two_pauses_stays_stopped_after_both() {
 }
 
 #[test]
-fn issue_9_a_hold_over_the_limit_is_refused_before_anything_happens() {
+fn a_hold_over_the_limit_is_refused_before_anything_happens() {
     let (agent, _state) = agent();
     let (sleep, _) = Spawned::sleep();
     let mut req = request("forever", pause(sleep.pid));

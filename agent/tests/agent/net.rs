@@ -16,9 +16,10 @@ use agent::LocalAgent;
 use agent::spec::{
     DropMode, DropSpec, Exempt, FaultSpec, LatencySpec, LossSpec, NetScope, PeerSelector, Protocol,
 };
+use chaos_tests::ping::{Ping, ping_from};
+use chaos_tests::skip;
 
 use crate::faults::request;
-use crate::support::root;
 
 static NEXT: AtomicU32 = AtomicU32::new(1);
 
@@ -32,16 +33,13 @@ struct Pair {
 impl Pair {
     /// `None` (saying why) when not root or a tool is missing.
     fn new() -> Option<Pair> {
-        if !root("it creates network namespaces and firewall rules in them") {
+        if !skip::unless_root("it creates network namespaces and firewall rules in them")
+            || !skip::unless_installed(&["ip", "ss"], "iproute2")
+            || !skip::unless_installed(&["nft"], "nftables")
+            || !skip::unless_installed(&["iptables"], "iptables")
+            || !skip::unless_installed(&["ping"], "iputils-ping")
+        {
             return None;
-        }
-        for tool in ["ip", "nft", "iptables", "ping", "ss"] {
-            if Command::new(tool).arg("-V").output().is_err()
-                && Command::new(tool).arg("--version").output().is_err()
-            {
-                eprintln!("skipped: `{tool}` is not installed");
-                return None;
-            }
         }
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let pid = std::process::id();
@@ -94,30 +92,9 @@ impl Pair {
         .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     }
 
-    /// `ping` from `b` to `a`: (received, sent, average RTT in ms).
-    fn ping_from_b(&self, count: u32, interval: &str) -> (u32, u32, f64) {
-        let out = Command::new("ip")
-            .args([
-                "netns", "exec", &self.b, "ping", "-n", "-q", "-W", "1", "-i", interval,
-            ])
-            .args(["-c", &count.to_string(), &self.addr_a()])
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        let stats = text
-            .lines()
-            .find(|l| l.contains("packets transmitted"))
-            .unwrap_or_else(|| panic!("no ping statistics: {text}"));
-        let nums: Vec<u32> = stats
-            .split(',')
-            .filter_map(|p| p.split_whitespace().next()?.parse().ok())
-            .collect();
-        let avg = text
-            .lines()
-            .find(|l| l.starts_with("rtt"))
-            .and_then(|l| l.split('=').nth(1)?.split('/').nth(1)?.trim().parse().ok())
-            .unwrap_or(f64::NAN);
-        (nums[1], nums[0], avg)
+    /// `ping` from `b` to `a`, every `interval` seconds.
+    fn ping_from_b(&self, count: u32, interval: &str) -> Ping {
+        ping_from(&self.b, &self.addr_a(), count, interval)
     }
 
     /// A TCP connect from `b` to `a:port` within 1 s.
@@ -246,7 +223,7 @@ fn reject_fails_new_and_established_connections_at_once_then_reverts() {
         ),
         "established connection: {cut}"
     );
-    let (received, _, _) = pair.ping_from_b(2, "0.2");
+    let Ping { received, .. } = pair.ping_from_b(2, "0.2");
     assert_eq!(received, 0);
 
     // The next agent on this state directory reverts what the abandoned one left.
@@ -392,7 +369,7 @@ fn loss_drops_about_its_share() {
         assert!(applied.verified, "{}", applied.detail);
         agent
     });
-    let (received, sent, _) = pair.ping_from_b(200, "0.005");
+    let Ping { received, sent, .. } = pair.ping_from_b(200, "0.005");
     let lost = 100.0 * f64::from(sent - received) / f64::from(sent);
     eprintln!("loss 30% asked: {lost:.1}% of {sent} pings lost");
     assert!((15.0..=45.0).contains(&lost), "{lost}% lost");
@@ -400,7 +377,7 @@ fn loss_drops_about_its_share() {
         agent.revert("net-loss").unwrap();
         assert_clean();
     });
-    let (received, sent, _) = pair.ping_from_b(20, "0.01");
+    let Ping { received, sent, .. } = pair.ping_from_b(20, "0.01");
     assert_eq!(received, sent);
 }
 
@@ -420,13 +397,13 @@ fn loss_of_100_percent_drops_everything_and_reverts() {
         assert!(applied.verified, "{}", applied.detail);
         agent
     });
-    let (received, sent, _) = pair.ping_from_b(20, "0.01");
+    let Ping { received, sent, .. } = pair.ping_from_b(20, "0.01");
     assert_eq!((received, sent), (0, 20), "100% loss drops every ping");
     Pair::within(&pair.a, move || {
         agent.revert("net-loss-all").unwrap();
         assert_clean();
     });
-    let (received, sent, _) = pair.ping_from_b(10, "0.01");
+    let Ping { received, sent, .. } = pair.ping_from_b(10, "0.01");
     assert_eq!(received, sent);
 }
 
@@ -449,11 +426,11 @@ fn the_kernel_ends_a_drop_when_no_process_of_ours_is_left() {
         agent.inject(req).unwrap();
         agent.abandon(); // as if SIGKILLed: nobody reverts
     });
-    let (received, _, _) = pair.ping_from_b(1, "0.2");
+    let Ping { received, .. } = pair.ping_from_b(1, "0.2");
     assert_eq!(received, 0, "dropped while the fault holds");
     let mut flowed = None;
     for _ in 0..40 {
-        if pair.ping_from_b(1, "0.2").0 == 1 {
+        if pair.ping_from_b(1, "0.2").received == 1 {
             flowed = Some(started.elapsed().unwrap());
             break;
         }
@@ -473,7 +450,7 @@ fn the_kernel_ends_a_drop_when_no_process_of_ours_is_left() {
 fn latency_delays_the_round_trip_and_goes_away_after_revert() {
     let Some(pair) = Pair::new() else { return };
     let state = tempfile::tempdir().unwrap();
-    let (_, _, bare) = pair.ping_from_b(5, "0.05");
+    let Ping { avg_ms: bare, .. } = pair.ping_from_b(5, "0.05");
     for ms in [50u64, 200] {
         let dir = state.path().to_path_buf();
         let id = format!("net-latency-{ms}");
@@ -496,7 +473,12 @@ fn latency_delays_the_round_trip_and_goes_away_after_revert() {
                 agent
             }
         });
-        let (received, sent, rtt) = pair.ping_from_b(8, "0.1");
+        let Ping {
+            received,
+            sent,
+            avg_ms: rtt,
+            ..
+        } = pair.ping_from_b(8, "0.1");
         eprintln!("latency {ms} ms asked: RTT {rtt:.2} ms (bare {bare:.2} ms), {received}/{sent}");
         assert_eq!(received, sent);
         let ms = ms as f64;
@@ -506,7 +488,7 @@ fn latency_delays_the_round_trip_and_goes_away_after_revert() {
             assert!(reverted.verified, "{}", reverted.detail);
             assert_clean();
         });
-        let (_, _, after) = pair.ping_from_b(5, "0.05");
+        let Ping { avg_ms: after, .. } = pair.ping_from_b(5, "0.05");
         assert!(after < 10.0, "RTT {after} ms after revert");
     }
 }

@@ -1,10 +1,12 @@
 use std::fs;
+use std::time::Duration;
 
 use agent::FaultError;
 use agent::process::{self, find, is_same_process};
 use agent::spec::ProcessSelector;
+use chaos_tests::eventually;
 
-use crate::support::{Spawned, eventually};
+use crate::support::Spawned;
 
 fn pids(selector: ProcessSelector) -> Vec<i32> {
     find(&selector)
@@ -106,7 +108,9 @@ fn our_own_process_and_its_ancestors_never_match() {
 fn zombies_never_match() {
     let mut child = Spawned::new(&["sh", "-c", "exit 0"]);
     let pid = child.pid;
-    eventually("the child to be a zombie", || child.state() == Some('Z'));
+    eventually(Duration::from_secs(5), "the child to be a zombie", || {
+        child.state() == Some('Z')
+    });
     assert!(pids(ProcessSelector::Pid(pid)).is_empty());
     assert!(!pids(ProcessSelector::Name("sh".into())).contains(&pid));
     let start = process::read(pid).unwrap().start_time;

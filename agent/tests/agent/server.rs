@@ -12,6 +12,7 @@ use std::time::{Duration, SystemTime};
 
 use agent::server::{self, Config};
 use bytes::Bytes;
+use chaos_tests::eventually_async;
 use http_body_util::{BodyExt, Full};
 use hyper::Request;
 use hyper_util::rt::TokioIo;
@@ -126,15 +127,6 @@ fn pause_order(fault_id: &str, selector: Value, hold_ms: Option<u64>) -> Value {
 
 fn apply_body(orders: Vec<Value>, lease_ms: u64) -> Value {
     json!({"faults": orders, "lease_ms": lease_ms})
-}
-
-/// Polls `done` every 10 ms for up to `within`; panics naming `what` if it never holds.
-async fn eventually(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = SystemTime::now() + within;
-    while !done() {
-        assert!(SystemTime::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 fn audit_lines(state_dir: &Path) -> Vec<Value> {
@@ -568,7 +560,7 @@ async fn bad_requests_apply_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn issue_9_holds_and_leases_over_the_limit_are_refused_before_journaling() {
+async fn holds_and_leases_over_the_limit_are_refused_before_journaling() {
     let agent = InProcess::start(None).await;
     let (sleep, _) = Spawned::sleep();
     let within = Duration::from_secs(10);
@@ -624,9 +616,9 @@ async fn a_silent_controller_loses_its_faults_when_the_lease_runs_out() {
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(sleep.state(), Some('T'));
-    eventually(
-        "the lease watchdog to revert the pause",
+    eventually_async(
         Duration::from_secs(3),
+        "the lease watchdog to revert the pause",
         || sleep.state() != Some('T'),
     )
     .await;
@@ -640,9 +632,9 @@ async fn a_silent_controller_loses_its_faults_when_the_lease_runs_out() {
         "reverted late: {took:?}"
     );
     // The audit line is written just after the revert: wait for it rather than race it.
-    eventually(
-        "the lease_expired audit line",
+    eventually_async(
         Duration::from_secs(3),
+        "the lease_expired audit line",
         || {
             audit_lines(&agent.state_dir())
                 .iter()
@@ -908,7 +900,7 @@ async fn after_a_sigkill_the_next_start_reverts_the_pause() {
     let second = Binary::start(&args);
     assert_ne!(sleep.state(), Some('T'), "the start reverted it");
     let logs = second.stderr().join("\n");
-    // Issue 10: a log that is not a terminal gets no colour codes.
+    // A log that is not a terminal gets no colour codes.
     assert!(!logs.contains('\x1b'), "an escape code in the log:\n{logs}");
     assert!(
         logs.contains("reverted a fault an earlier agent left"),
@@ -924,7 +916,7 @@ async fn after_a_sigkill_the_next_start_reverts_the_pause() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn issue_9_a_revert_of_a_fault_the_restart_reverted_succeeds() {
+async fn a_revert_of_a_fault_the_restart_reverted_succeeds() {
     let dir = tempfile::tempdir().unwrap();
     let token = token_file(dir.path());
     let state = dir.path().join("state");
@@ -1028,7 +1020,7 @@ fn bad_configuration_exits_64_before_binding() {
     assert_eq!(code, Some(64));
 }
 
-// ---- issue 9: rotating tokens, mutual TLS ----
+// ---- rotating tokens, mutual TLS ----
 
 /// Whether the agent admits `token` on `/v1/health` (200) or answers 401.
 async fn status_with(api: &Api, token: &str) -> u16 {
@@ -1054,7 +1046,7 @@ async fn until_status(api: &Api, token: &str, want: u16) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn issue_9_tokens_rotate_on_sighup_without_a_failed_request() {
+async fn tokens_rotate_on_sighup_without_a_failed_request() {
     let dir = tempfile::tempdir().unwrap();
     let token = dir.path().join("token");
     let (a, b) = ("token-a-0123456789", "token-b-9876543210");
@@ -1101,7 +1093,7 @@ async fn issue_9_tokens_rotate_on_sighup_without_a_failed_request() {
             .filter(|l| l.contains("keeping the tokens in use"))
             .count();
         hup(&binary);
-        eventually("the re-read error", Duration::from_secs(10), || {
+        eventually_async(Duration::from_secs(10), "the re-read error", || {
             binary
                 .stderr()
                 .iter()
@@ -1203,7 +1195,7 @@ fn connector(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn issue_9_client_ca_requires_a_client_certificate_except_for_healthz() {
+async fn client_ca_requires_a_client_certificate_except_for_healthz() {
     let dir = tempfile::tempdir().unwrap();
     let pki = Pki::new("test CA");
     let (_, _, server_pem, server_key) =
@@ -1302,7 +1294,7 @@ async fn issue_9_client_ca_requires_a_client_certificate_except_for_healthz() {
         "a certificate from another CA must not be served"
     );
     let words = "the client's certificate was not issued by the CA of --client-ca";
-    eventually("the handshake's audit line", Duration::from_secs(5), || {
+    eventually_async(Duration::from_secs(5), "the handshake's audit line", || {
         audit_lines(&state)
             .iter()
             .any(|l| l["event"] == "tls_handshake")
@@ -1346,7 +1338,7 @@ async fn issue_9_client_ca_requires_a_client_certificate_except_for_healthz() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn issue_9_the_controller_says_in_words_what_is_wrong_with_the_agents_certificate() {
+async fn the_controller_says_in_words_what_is_wrong_with_the_agents_certificate() {
     let dir = tempfile::tempdir().unwrap();
     let pki = Pki::new("test CA");
     let ca = dir.path().join("ca.pem");

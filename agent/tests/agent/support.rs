@@ -1,13 +1,13 @@
-//! Test helpers: spawned processes that clean up after themselves, a bounded `eventually`, a tmpfs
-//! mounted for one test, and the root check.
+//! Test helpers: spawned processes that clean up after themselves, and a tmpfs mounted for one
+//! test. `eventually` and the skip rule are the lab library's (`chaos_tests`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::thread;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use agent::process;
+use chaos_tests::{eventually, skip};
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
@@ -35,7 +35,7 @@ impl Spawned {
         let pid = child.id() as i32;
         // The pid exists at once, but it may still be our fork, not yet the new program (or it may
         // already have exited).
-        eventually(&format!("{argv:?} started"), || {
+        eventually(Duration::from_secs(5), &format!("{argv:?} started"), || {
             process::read(pid).is_some_and(|p| {
                 p.state == 'Z' || p.cmdline.first().map(String::as_str) == Some(argv[0])
             })
@@ -61,34 +61,15 @@ impl Drop for Spawned {
     }
 }
 
-/// Polls `done` every 10 ms for up to 5 s; panics naming `what` if it never holds.
-pub fn eventually(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = SystemTime::now() + Duration::from_secs(5);
-    while !done() {
-        assert!(SystemTime::now() < deadline, "timed out waiting for {what}");
-        thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// True when running as root; otherwise prints why the test is skipped.
-pub fn root(because: &str) -> bool {
-    if nix::unistd::geteuid().is_root() {
-        true
-    } else {
-        eprintln!("skipped: needs root because {because}");
-        false
-    }
-}
-
 /// A tmpfs of `size_mib` MiB mounted on a fresh temp dir, unmounted on drop.
 pub struct Tmpfs {
     dir: tempfile::TempDir,
 }
 
 impl Tmpfs {
-    /// `None` (with a "skipped" message) when not root.
+    /// `None` (the test skipped, see `chaos_tests::skip`) when not root.
     pub fn mount(size_mib: u32) -> Option<Tmpfs> {
-        if !root("it mounts a small tmpfs to fill") {
+        if !skip::unless_root("it mounts a small tmpfs to fill") {
             return None;
         }
         let dir = tempfile::tempdir().unwrap();

@@ -1,4 +1,5 @@
-//! What the chaosd tests share: one HTTP request on its own connection, and polling.
+//! What the chaosd tests share: one HTTP request on its own connection. Polling
+//! (`eventually`) is the lab library's, `chaos_tests`.
 //!
 //! Each test binary uses part of it, hence `dead_code` allowed.
 #![allow(dead_code, clippy::disallowed_types)]
@@ -6,21 +7,9 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
-
-/// Polls `f` every 20 ms until it gives a value; panics with `what` after `within`.
-pub fn eventually<T>(within: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(value) = f() {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "not within {within:?}: {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 /// An answer: its status, its header block as sent, its body (de-chunked).
 #[derive(Debug)]

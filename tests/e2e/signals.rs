@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
-use crate::support::{
-    Sleeper, Test, Tmpfs, assert_resumed, eventually, is_root_or_skip, pattern, proc_state, unique,
-};
+use chaos_tests::eventually;
+use chaos_tests::skip;
+use chaos_tests::support::{Sleeper, Test, Tmpfs, assert_resumed, pattern, proc_state, unique};
 
 /// Pauses the sleepers of `${PAT}` for 30 s.
 const LONG_PAUSE: &str = r#"version: 1
@@ -32,7 +32,7 @@ fn all_stopped(pids: &[i32]) -> bool {
 }
 
 /// SIGINT to the whole group, then a second one shortly after.
-fn ctrl_c_twice(run: &crate::support::Running) {
+fn ctrl_c_twice(run: &chaos_tests::support::Running) {
     run.signal_group(Signal::SIGINT);
     std::thread::sleep(Duration::from_millis(50)); // the gap between two key presses
     run.signal_group(Signal::SIGINT);
@@ -61,7 +61,7 @@ fn ctrl_c_twice_during_a_held_pause_aborts_3_and_resumes() {
 
 #[test]
 fn ctrl_c_twice_during_a_held_fill_aborts_3_and_deletes_the_file() {
-    if !is_root_or_skip("it mounts a tmpfs to fill") {
+    if !skip::unless_root("it mounts a tmpfs to fill") {
         return;
     }
     let fs = Tmpfs::mount(16);
@@ -210,5 +210,5 @@ steps:
     r.verdict("aborted", Some("signal"));
     assert!(!r.has_event("fault_applied"));
     assert!(sleeper.has_exited().is_none(), "the kill ran anyway");
-    crate::support::assert_none_left(&format!("sleep {bg}"));
+    chaos_tests::support::assert_none_left(&format!("sleep {bg}"));
 }

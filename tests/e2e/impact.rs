@@ -3,13 +3,13 @@
 //! requests failed says so everywhere, an objective turns that into `deviated`, a drop shows its
 //! outage, and a guardrail that fails before the first step injects nothing.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::lab_support::{Echo, Lab};
-use crate::support::{Sleeper, Test, assert_none_left, free_port, pattern, proc_state};
+use chaos_tests::lab::{Echo, Lab};
+use chaos_tests::support::{Sleeper, Test, assert_none_left, free_port, pattern, proc_state};
 
 const NGINX: &str = "/usr/sbin/nginx";
 
@@ -88,16 +88,16 @@ teardown:
 }
 
 fn hung_backend(objectives: &str) -> Option<(Test, [u16; 3])> {
-    if !Path::new(NGINX).exists() {
-        println!("skipped: needs {NGINX} (apt-get install nginx-light)");
+    if !chaos_tests::skip::unless_installed(&[NGINX], "nginx-light") {
         return None;
     }
-    let ports = [free_port(), free_port(), free_port()];
-    if ports[0] == ports[1] || ports[1] == ports[2] || ports[0] == ports[2] {
-        // A port handed out twice; the next run of the test draws others.
-        println!("skipped: free_port gave one port twice");
-        return None;
-    }
+    // Three different ports (the kernel may hand one out twice).
+    let ports = loop {
+        let ports = [free_port(), free_port(), free_port()];
+        if ports[0] != ports[1] && ports[1] != ports[2] && ports[0] != ports[2] {
+            break ports;
+        }
+    };
     let t = Test::new().scenario(&hung_backend_yaml(objectives));
     let dir = t.path("sandbox");
     let t = t

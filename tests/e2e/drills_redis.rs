@@ -1,7 +1,7 @@
-//! The Redis drills of issue 5 (`scenarios/drills/redis-*`), run as they ship against Debian's
+//! The Redis drills (`scenarios/drills/redis-*`), run as they ship against Debian's
 //! real `redis-server` and `redis-sentinel`: once on 127.0.0.1 with the drill's defaults (free
 //! ports, a drill folder of the test's own), and otherwise in a lab of three network-namespace
-//! hosts with a `chaos-agent` on each (`lab_support`), each server on its host by the drills'
+//! hosts with a `chaos-agent` on each (`chaos_tests::lab`), each server on its host by the drills'
 //! role variables (`<ROLE>_HOST`, `<ROLE>_ADDR`, `ON_<ROLE>`), the fault done by the agent of the
 //! faulted server's host, the writer and the probes on the controller. The assertions are the
 //! facts the reports give, in wide bands around what was measured here (never exact numbers).
@@ -15,9 +15,10 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::Value;
 
-use crate::lab_support::Lab;
-use crate::support::{
-    Output, Report, Test, assert_none_left, cmdline, free_port, is_root_or_skip, pids_containing,
+use chaos_tests::lab::Lab;
+use chaos_tests::skip;
+use chaos_tests::support::{
+    Output, Report, Test, assert_none_left, cmdline, free_port, pids_containing,
 };
 
 /// The server roles of the sentinel sandbox, in the order of `Sandbox::ports`, and the lab host
@@ -125,18 +126,12 @@ impl Drop for Sandbox {
     }
 }
 
-/// Whether Redis and Sentinel are installed; prints why the test skips when not.
+/// Whether Redis and Sentinel are installed; skips the test when not.
 fn redis_or_skip() -> bool {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    for tool in ["redis-server", "redis-sentinel"] {
-        if !std::env::split_paths(&path).any(|d| d.join(tool).is_file()) {
-            println!(
-                "skipped: the Redis drills need `{tool}` (apt-get install redis-server redis-sentinel redis-tools)"
-            );
-            return false;
-        }
-    }
-    true
+    skip::unless_installed(
+        &["redis-server", "redis-sentinel"],
+        "redis-server redis-sentinel redis-tools",
+    )
 }
 
 fn drill(name: &str) -> PathBuf {
@@ -186,7 +181,7 @@ fn run_drill(test: &Test, code: i32, limit: Duration) -> (Output, Report) {
     out.code(code);
     assert!(out.elapsed < limit, "the drill took {:?}", out.elapsed);
     let report = out.report();
-    crate::support::print_impact(&report.json);
+    chaos_tests::support::print_impact(&report.json);
     (out, report)
 }
 
@@ -471,7 +466,7 @@ fn full_disk_drill(lab: &Lab, stop_writes: &str) -> (Test, Output, Value) {
         out.elapsed
     );
     let report = out.report();
-    crate::support::print_impact(&report.json);
+    chaos_tests::support::print_impact(&report.json);
     assert_faulted_on(&report, "h1");
     // The disk was full, and Redis's snapshot failed for it.
     let redis_log = fs::read_to_string(out.folder().join("setup-2.log")).expect("setup-2.log");
@@ -498,7 +493,7 @@ fn full_disk_drill(lab: &Lab, stop_writes: &str) -> (Test, Output, Value) {
 
 #[test]
 fn redis_full_disk_drill_as_shipped_fills_a_tmpfs_of_its_own_and_unmounts_it() {
-    if !redis_or_skip() || !is_root_or_skip("the full-disk drill mounts a tmpfs") {
+    if !redis_or_skip() || !skip::unless_root("the full-disk drill mounts a tmpfs") {
         return;
     }
     let test = Test::new().scenario_file(drill("redis-full-disk"));
@@ -512,7 +507,7 @@ fn redis_full_disk_drill_as_shipped_fills_a_tmpfs_of_its_own_and_unmounts_it() {
     let out = test.run();
     out.code(1);
     let report = out.report();
-    crate::support::print_impact(&report.json);
+    chaos_tests::support::print_impact(&report.json);
     report.verdict("deviated", Some("hypothesis"));
     assert!(report.reason().contains("MISCONF"), "{}", report.reason());
     let teardown = fs::read_to_string(out.folder().join("teardown-1.log")).expect("teardown");

@@ -5,7 +5,7 @@
 use std::fs;
 use std::time::Duration;
 
-use crate::support::{Sleeper, Test, assert_resumed, pattern, unique};
+use chaos_tests::support::{Sleeper, Test, assert_resumed, pattern, unique};
 
 /// A steady state that always holds, sampled fast, so that checks take a fraction of a second.
 const STEADY: &str = r#"version: 1
@@ -129,7 +129,7 @@ fn a_dry_run_records_actions_and_manual_steps_as_skipped() {
 
 /// An action `on:` a host runs through that host's `chaos-agent`, only where its policy lists
 /// the program.
-fn agent_action(policy: &str) -> (Test, crate::support::Output) {
+fn agent_action(policy: &str) -> (Test, chaos_tests::support::Output) {
     let t = Test::new().scenario(&scenario(
         r#"  - name: promote on the agent
     action: {run: [/bin/echo, hello-from-agent], on: edge, timeout: 10s}
@@ -256,7 +256,7 @@ fn ctrl_c_before_a_late_fault_never_injects_it_and_reverts_the_first() {
         .var("B", pattern(&late));
     let run = t.spawn_run();
     t.wait_for_event("fault_applied", Duration::from_secs(15));
-    assert_eq!(crate::support::proc_state(a.pid), Some('T'));
+    assert_eq!(chaos_tests::support::proc_state(a.pid), Some('T'));
     run.signal_group(nix::sys::signal::Signal::SIGINT);
     let out = run.wait();
     out.code(3);
@@ -396,15 +396,15 @@ fn a_manual_step_unanswered_in_time_is_aborted_cause_manual() {
 fn a_manual_step_is_answered_on_chaosctl_s_terminal() {
     use std::io::Write;
     use std::process::{Command, Stdio};
-    if Command::new("script").arg("--version").output().is_err() {
-        eprintln!("skipped: no `script` (util-linux) to give chaosctl a terminal");
+    // `script` gives chaosctl a terminal.
+    if !chaos_tests::skip::unless_installed(&["script"], "util-linux") {
         return;
     }
     let t = manual_run("1m");
     // `script` runs chaosctl on a pseudo-terminal, so its stdin is a terminal, as a person's is.
     let line = format!(
         "{} --state-dir {} {}",
-        crate::support::CHAOSCTL,
+        chaos_tests::bins::chaosctl().display(),
         t.state_dir().display(),
         t.run_args().join(" ")
     );
@@ -422,12 +422,12 @@ fn a_manual_step_is_answered_on_chaosctl_s_terminal() {
     stdin
         .write_all(b"n\nthe dashboards are red\n")
         .expect("answer on the terminal");
-    let status = crate::support::eventually(Duration::from_secs(20), "chaosctl ends", || {
+    let status = chaos_tests::eventually(Duration::from_secs(20), "chaosctl ends", || {
         child.try_wait().expect("try_wait")
     });
     drop(stdin);
     assert_eq!(status.code(), Some(1), "{status:?}");
-    let report = crate::support::Report::read(&t.run_folder());
+    let report = chaos_tests::support::Report::read(&t.run_folder());
     report.verdict("deviated", Some("manual"));
     let manual = &report.step(0)["manual"];
     assert_eq!(manual["answer"], "refused", "{manual}");

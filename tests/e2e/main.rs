@@ -1,6 +1,7 @@
-//! End-to-end tests of the built `chaosctl`: real runs, real processes, real files. One test
-//! binary for the whole crate (`autotests = false`); each module covers one part of the contract
-//! in `spec/scenario-v1.md`.
+//! End-to-end tests of the built binaries (`chaosctl`, `chaos-agent`, `chaosd`, `chaos-demo`):
+//! real runs, real processes, real files, the lab of network-namespace hosts, the drills. One test
+//! binary for the whole package (`autotests = false`); each module covers one part of the
+//! contract. The harness and the lab are the package's library, `chaos_tests`.
 //!
 //! These tests wait on real processes and real time, which the paused tokio clock cannot fake,
 //! so they measure time with `std::time::Instant`.
@@ -18,11 +19,9 @@ mod impact;
 mod init;
 mod invalid;
 mod lab;
-mod lab_support;
 mod load;
 mod lost_answers;
 mod monkey;
 mod signals;
 mod steps;
-mod support;
 mod verdicts;

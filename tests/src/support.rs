@@ -1,6 +1,6 @@
 //! The harness: a just-style `Test` builder around the built `chaosctl`, with its own state and
 //! report folders; processes, mounts and runs that clean up after themselves on every path
-//! (Drop guards); and `eventually`, a bounded poll that replaces every sleep-and-hope.
+//! (Drop guards).
 
 use std::fs;
 use std::os::unix::process::CommandExt;
@@ -13,7 +13,7 @@ use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 use serde_json::Value;
 
-pub const CHAOSCTL: &str = env!("CARGO_BIN_EXE_chaosctl");
+use crate::{bins, eventually};
 
 /// How long any one chaosctl command may take before the test gives up on it.
 const COMMAND_LIMIT: Duration = Duration::from_secs(60);
@@ -35,28 +35,6 @@ pub fn free_port() -> u16 {
     listener.local_addr().expect("local address").port()
 }
 
-/// Polls `f` every 20 ms until it gives a value; panics with `what` after `within`.
-pub fn eventually<T>(within: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(value) = f() {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "not within {within:?}: {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Whether the test may mount things; prints why it skips when not.
-pub fn is_root_or_skip(why: &str) -> bool {
-    if nix::unistd::geteuid().is_root() {
-        true
-    } else {
-        println!("skipped: needs root because {why}");
-        false
-    }
-}
-
 // ---- chaosctl --------------------------------------------------------------------------------
 
 /// One test's world: a temp folder holding the scenario, `state/` and `reports/`.
@@ -66,6 +44,12 @@ pub struct Test {
     vars: Vec<(String, String)>,
     args: Vec<String>,
     serial: AtomicU32,
+}
+
+impl Default for Test {
+    fn default() -> Test {
+        Test::new()
+    }
 }
 
 impl Test {
@@ -157,7 +141,7 @@ impl Test {
         let n = self.serial.fetch_add(1, Ordering::Relaxed);
         let stdout = self.path(&format!("cmd-{n}.stdout"));
         let stderr = self.path(&format!("cmd-{n}.stderr"));
-        let mut cmd = Command::new(CHAOSCTL);
+        let mut cmd = Command::new(bins::chaosctl());
         cmd.arg("--state-dir")
             .arg(self.state_dir())
             .args(args)

@@ -7,7 +7,8 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use serde_json::Value;
 
-use crate::support::{Output, Test, assert_none_left, eventually, pattern, unique};
+use chaos_tests::eventually;
+use chaos_tests::support::{Output, Test, assert_none_left, pattern, unique};
 
 /// A supervisor (setup, in the background) keeps one `TAG sleep` running; the hypothesis is that
 /// one runs while `ok.flag` exists; the monkey kills it every 300 ms on average.
@@ -218,7 +219,7 @@ fn run_refuses_a_monkey_file_and_monkey_refuses_steps() {
     out.code(2).stderr_has("run it with `chaosctl run`");
     // Eventually nothing: the supervisor never started.
     eventually(Duration::from_secs(1), "no supervisor", || {
-        crate::support::pids_containing(&tag)
+        chaos_tests::support::pids_containing(&tag)
             .is_empty()
             .then_some(())
     });

@@ -1,7 +1,7 @@
 //! Bad files: exit 2, `FILE:LINE:COLUMN: message` with the line and a caret under the culprit,
 //! nothing run and no report folder (spec: "Checks before anything runs").
 
-use crate::support::Test;
+use chaos_tests::support::Test;
 
 /// Every bad file also has a setup step that would leave `ran.marker` behind if it ran.
 const SETUP: &str = r#"setup:

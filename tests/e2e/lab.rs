@@ -1,5 +1,5 @@
 //! Runs against real `chaos-agent` daemons, each in a network namespace of a lab on this machine
-//! (`lab_support`): every fault kind on remote hosts, seen from another host while held and gone
+//! (`chaos_tests::lab`): every fault kind on remote hosts, seen from another host while held and gone
 //! after; what is reverted when chaosctl, an agent or the link between them dies; the agents'
 //! token, policy and one-run-at-a-time checks; `chaosctl agents` and `revert --all --inventory`.
 //!
@@ -11,8 +11,9 @@ use std::time::{Duration, Instant, SystemTime};
 use nix::sys::signal::Signal;
 use serde_json::Value;
 
-use crate::lab_support::{Echo, Lab, LabSleeper, echo, sh, wait_applied};
-use crate::support::{Report, Test, assert_resumed, eventually, proc_state, unique};
+use chaos_tests::eventually;
+use chaos_tests::lab::{Echo, Lab, LabSleeper, echo, sh, wait_applied};
+use chaos_tests::support::{Report, Test, assert_resumed, proc_state, unique};
 
 /// How long a lab agent may take to revert a run's faults after the lease runs out (the spec's
 /// "within lease + 1 s", measured from the controller's last word).
@@ -29,7 +30,7 @@ fn wait_applied_nth(t: &Test, host: &str, n: usize, within: Duration) -> Value {
     }
     let folder = t.run_folder();
     eventually(within, &format!("fault {n} applied on {host}"), || {
-        crate::support::read_events(&folder.join("events.jsonl"))
+        chaos_tests::support::read_events(&folder.join("events.jsonl"))
             .into_iter()
             .filter(|e| e["kind"] == "fault_applied" && e["fields"]["host"] == host)
             .nth(n - 1)
@@ -514,7 +515,7 @@ steps:
 
 /// The run ended `error`, cause `agent_lost`, and (exit 6) lists `host`'s fault as left.
 #[track_caller]
-fn assert_lost(out: &crate::support::Output, host: &str) {
+fn assert_lost(out: &chaos_tests::support::Output, host: &str) {
     out.code(6);
     let r = out.report();
     r.verdict("error", Some("agent_lost"));

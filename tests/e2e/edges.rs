@@ -1,8 +1,9 @@
-//! Issue 10, item 6: the sharp edges a new user hit, each through the built binary.
+//! The sharp edges a new user hit, each through the built binary.
 
 use std::process::{Command, Stdio};
 
-use crate::support::{CHAOSCTL, Report, Sleeper, Test, pattern, proc_state, unique};
+use chaos_tests::bins;
+use chaos_tests::support::{Report, Sleeper, Test, pattern, proc_state, unique};
 
 const PAUSE: &str = r#"version: 1
 name: edge-pause
@@ -15,7 +16,7 @@ steps:
 "#;
 
 #[test]
-fn issue_10_a_closed_stdout_ends_every_command_quietly() {
+fn a_closed_stdout_ends_every_command_quietly() {
     let tag = unique("pipe");
     let sleeper = Sleeper::spawn(&tag);
     let t = Test::new().scenario(PAUSE).var("PAT", pattern(&tag));
@@ -76,11 +77,12 @@ fn issue_10_a_closed_stdout_ends_every_command_quietly() {
     }
 
     // The user's own pipeline, with the pipeline's status being chaosctl's.
+    let chaosctl = bins::chaosctl().display().to_string();
     let state = t.state_dir().display().to_string();
     let piped = Command::new("bash")
         .arg("-c")
         .arg(format!(
-            "set -o pipefail; {CHAOSCTL} --state-dir {state} runs | head -1"
+            "set -o pipefail; {chaosctl} --state-dir {state} runs | head -1"
         ))
         .stdin(Stdio::null())
         .output()
@@ -98,7 +100,7 @@ fn issue_10_a_closed_stdout_ends_every_command_quietly() {
     let piped = Command::new("bash")
         .arg("-c")
         .arg(format!(
-            "set -o pipefail; {CHAOSCTL} --state-dir {state} run {file} --yes --report-dir {reports} {vars} 2>&1 | head -1"
+            "set -o pipefail; {chaosctl} --state-dir {state} run {file} --yes --report-dir {reports} {vars} 2>&1 | head -1"
         ))
         .stdin(Stdio::null())
         .output()
@@ -136,7 +138,7 @@ steps:
 "#;
 
 #[test]
-fn issue_10_plan_says_whose_picks_it_shows_and_shows_network_peers() {
+fn plan_says_whose_picks_it_shows_and_shows_network_peers() {
     let t = Test::new().scenario(PICKS);
     let file = t.scenario_path().display().to_string();
     let out = t.cmd(&["plan", &file]);
@@ -172,7 +174,7 @@ fn issue_10_plan_says_whose_picks_it_shows_and_shows_network_peers() {
 }
 
 #[test]
-fn issue_10_plan_of_a_monkey_file_shows_the_monkey() {
+fn plan_of_a_monkey_file_shows_the_monkey() {
     let t = Test::new().scenario(
         r#"version: 1
 name: edge-monkey
@@ -220,7 +222,7 @@ monkey:
 }
 
 #[test]
-fn issue_10_the_planned_time_brackets_the_run() {
+fn the_planned_time_brackets_the_run() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     std::thread::spawn(move || for _ in listener.incoming() {});
@@ -288,7 +290,7 @@ steps:
 }
 
 #[test]
-fn issue_10_a_run_is_found_by_its_random_suffix() {
+fn a_run_is_found_by_its_random_suffix() {
     let tag = unique("suffix");
     let _sleeper = Sleeper::spawn(&tag);
     let t = Test::new().scenario(PAUSE).var("PAT", pattern(&tag));
@@ -318,7 +320,7 @@ fn issue_10_a_run_is_found_by_its_random_suffix() {
 }
 
 #[test]
-fn issue_10_an_interrupted_run_has_a_report_from_its_events() {
+fn an_interrupted_run_has_a_report_from_its_events() {
     let tag = unique("interrupted");
     let sleeper = Sleeper::spawn(&tag);
     let t = Test::new()
@@ -360,7 +362,7 @@ fn issue_10_an_interrupted_run_has_a_report_from_its_events() {
 }
 
 #[test]
-fn issue_10_a_protected_process_is_named_as_protected() {
+fn a_protected_process_is_named_as_protected() {
     // A dry run preflights (every selector must match) and injects nothing, so a regression here
     // cannot stop init or this test.
     for (selector, why) in [
@@ -396,12 +398,12 @@ pub(crate) struct LoopbackAgent {
 
 impl LoopbackAgent {
     pub(crate) fn start(t: &Test, policy: &str) -> LoopbackAgent {
-        let port = crate::support::free_port();
+        let port = chaos_tests::support::free_port();
         let token = t.write("agent.token", "edge-agent-token-0123456789\n");
         owner_only(&token);
         let policy = t.write("policy.yaml", policy);
         let log = std::fs::File::create(t.path("agent.log")).unwrap();
-        let child = Command::new(crate::lab_support::chaos_agent())
+        let child = Command::new(chaos_tests::bins::chaos_agent())
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .arg("--token-file")
             .arg(&token)
@@ -414,7 +416,7 @@ impl LoopbackAgent {
             .stderr(log)
             .spawn()
             .expect("start chaos-agent");
-        crate::support::eventually(
+        chaos_tests::eventually(
             std::time::Duration::from_secs(10),
             "chaos-agent listens",
             || std::net::TcpStream::connect(("127.0.0.1", port)).ok(),
@@ -443,7 +445,7 @@ impl Drop for LoopbackAgent {
 }
 
 #[test]
-fn issue_10_agents_shows_what_the_policy_forbids() {
+fn agents_shows_what_the_policy_forbids() {
     let t = Test::new();
     let agent = LoopbackAgent::start(&t, "kinds: [pause, kill]\n");
     let inventory = t.path("inventory.yaml").display().to_string();
@@ -475,7 +477,7 @@ fn issue_10_agents_shows_what_the_policy_forbids() {
 }
 
 #[test]
-fn issue_10_a_window_shorter_than_every_is_warned_about() {
+fn a_window_shorter_than_every_is_warned_about() {
     let tag = unique("window");
     let _sleeper = Sleeper::spawn(&tag);
     let t = Test::new()
@@ -501,7 +503,7 @@ fn issue_10_a_window_shorter_than_every_is_warned_about() {
 }
 
 #[test]
-fn issue_10_a_background_setup_that_fails_before_ready_fails_the_run_at_once() {
+fn a_background_setup_that_fails_before_ready_fails_the_run_at_once() {
     // The quickstart with its port taken by another server, which answers 404.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();

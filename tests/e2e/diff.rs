@@ -5,8 +5,8 @@ use std::fs;
 
 use serde_json::Value;
 
-use crate::support::{Test, free_port};
 use crate::verdicts::shipped;
+use chaos_tests::support::{Test, free_port};
 
 /// Runs a shipped scenario on a port of its own in `t`'s history; its run id.
 fn run(t: &Test, file: &str, expect: i32, extra: &[&str]) -> String {

@@ -4,8 +4,8 @@ use std::fs;
 
 use serde_json::Value;
 
-use crate::support::{Sleeper, Test, pattern, proc_state, unique};
 use crate::verdicts::shipped;
+use chaos_tests::support::{Sleeper, Test, pattern, proc_state, unique};
 
 #[test]
 fn validate_accepts_every_shipped_scenario() {

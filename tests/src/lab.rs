@@ -13,9 +13,6 @@
 //! no host holds an nft table `chaos_*` or an iptables chain `CHAOS-*`, and fails the test if one
 //! does (unless the test failed already).
 
-// Tests wait on real processes and real time.
-#![allow(clippy::disallowed_types)]
-
 use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -32,7 +29,10 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::Value;
 
-use crate::support::{CHAOSCTL, Test, cmdline, eventually, is_root_or_skip, read_events};
+use crate::bins::chaos_agent;
+pub use crate::ping::Ping;
+use crate::support::{Test, cmdline, read_events};
+use crate::{eventually, ping, skip};
 
 /// The port every lab agent listens on (each on its own address).
 pub const AGENT_PORT: u16 = 7411;
@@ -40,39 +40,15 @@ pub const AGENT_PORT: u16 = 7411;
 /// How long an agent may take to listen.
 const AGENT_START: Duration = Duration::from_secs(10);
 
-/// The built `chaos-agent`, next to the built `chaosctl`.
-pub fn chaos_agent() -> PathBuf {
-    let path = Path::new(CHAOSCTL).with_file_name("chaos-agent");
-    assert!(
-        path.is_file(),
-        "build chaos-agent first: cargo build -p chaos-agent (no {})",
-        path.display()
-    );
-    path
-}
-
-fn on_path(tool: &str) -> bool {
-    std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .chain(["/usr/sbin".into(), "/sbin".into()])
-        .any(|dir| dir.join(tool).is_file())
-}
-
-/// Whether a lab can be built here; prints why not.
+/// Whether a lab can be built here; skips (see [`skip`]) saying why not.
 fn can_build() -> bool {
-    if !is_root_or_skip("the lab creates network namespaces, firewall rules and mounts") {
-        return false;
-    }
-    for tool in [
-        "ip", "nft", "iptables", "ping", "curl", "openssl", "bash", "mount",
-    ] {
-        if !on_path(tool) {
-            println!("skipped: the lab needs `{tool}`, which is not installed");
-            return false;
-        }
-    }
-    true
+    skip::unless_root("the lab creates network namespaces, firewall rules and mounts")
+        && skip::unless_installed(&["ip", "nft", "iptables"], "iproute2 nftables iptables")
+        && skip::unless_installed(&["ping"], "iputils-ping")
+        && skip::unless_installed(
+            &["curl", "openssl", "bash", "mount"],
+            "curl openssl bash mount",
+        )
 }
 
 /// Runs `argv`; its stdout, or `Err` with what it said.
@@ -521,33 +497,9 @@ impl Lab {
         self.iptables(host).contains("CHAOS-")
     }
 
-    /// `ping` from `from` to `to`: (received, sent, average RTT in ms; NaN when none came back).
+    /// `ping` from `from` to `to`, every `interval` seconds.
     pub fn ping(&self, from: &str, to: &str, count: u32, interval: &str) -> Ping {
-        let out = Command::new("ip")
-            .args(["netns", "exec", &self.host(from).ns, "ping", "-n", "-q"])
-            .args(["-W", "1", "-i", interval, "-c", &count.to_string()])
-            .arg(&self.host(to).addr)
-            .output()
-            .expect("run ping");
-        let text = String::from_utf8_lossy(&out.stdout);
-        let stats = text
-            .lines()
-            .find(|l| l.contains("packets transmitted"))
-            .unwrap_or_else(|| panic!("no ping statistics: {text}"));
-        let nums: Vec<u32> = stats
-            .split(',')
-            .filter_map(|p| p.split_whitespace().next()?.parse().ok())
-            .collect();
-        let avg_ms = text
-            .lines()
-            .find(|l| l.starts_with("rtt"))
-            .and_then(|l| l.split('=').nth(1)?.split('/').nth(1)?.trim().parse().ok())
-            .unwrap_or(f64::NAN);
-        Ping {
-            sent: nums[0],
-            received: nums[1],
-            avg_ms,
-        }
+        ping::ping_from(&self.host(from).ns, &self.host(to).addr, count, interval)
     }
 
     /// Runs `f` on a thread inside `host`'s network namespace.
@@ -692,20 +644,6 @@ fn enter(path: &str) {
     // calling thread's network namespace; no memory is shared with the kernel.
     let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
     assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
-}
-
-/// A ping's outcome.
-#[derive(Debug, Clone, Copy)]
-pub struct Ping {
-    pub sent: u32,
-    pub received: u32,
-    pub avg_ms: f64,
-}
-
-impl Ping {
-    pub fn lost_share(&self) -> f64 {
-        1.0 - f64::from(self.received) / f64::from(self.sent)
-    }
 }
 
 // ---- processes and servers in a host ----------------------------------------------------------

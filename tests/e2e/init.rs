@@ -11,7 +11,8 @@ use std::time::Duration;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
-use crate::support::{Test, eventually, free_port, pids_containing};
+use chaos_tests::eventually;
+use chaos_tests::support::{Test, free_port, pids_containing};
 
 /// A `chaos-demo` of the test's own, in its own process group (supervisor and workers), stopped
 /// with the group when dropped.
@@ -21,7 +22,7 @@ struct Demo {
 
 impl Demo {
     fn start(port: u16, worker_name: &str) -> Demo {
-        let child = Command::new(env!("CARGO_BIN_EXE_chaos-demo"))
+        let child = Command::new(chaos_tests::bins::chaos_demo())
             .args(["--port", &port.to_string(), "--workers", "2"])
             .args(["--worker-name", worker_name])
             .stdin(Stdio::null())

@@ -1,4 +1,4 @@
-//! An apply whose answer never comes back (issue 9): the connection drops after the request was
+//! An apply whose answer never comes back: the connection drops after the request was
 //! sent, or the agent dies right after applying. The fault may be in place, so the run reverts it
 //! by its id, and lists it in `faults_left` (exit 6) when that revert cannot be confirmed.
 //!
@@ -16,8 +16,9 @@ use std::time::Duration;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use crate::lab_support::chaos_agent;
-use crate::support::{Sleeper, Test, eventually, free_port, pattern, proc_state, unique};
+use chaos_tests::bins::chaos_agent;
+use chaos_tests::eventually;
+use chaos_tests::support::{Sleeper, Test, free_port, pattern, proc_state, unique};
 
 const TOKEN: &str = "lost-answers-token-0123456789";
 
@@ -132,7 +133,7 @@ steps:
 }
 
 #[test]
-fn issue_9_an_apply_whose_answer_is_lost_is_reverted_by_its_id() {
+fn an_apply_whose_answer_is_lost_is_reverted_by_its_id() {
     let tag = unique("lost-answer");
     let sleeper = Sleeper::spawn(&tag);
     let t = Test::new();
@@ -156,7 +157,7 @@ fn issue_9_an_apply_whose_answer_is_lost_is_reverted_by_its_id() {
 }
 
 #[test]
-fn issue_9_an_apply_lost_with_its_agent_is_left_in_faults_left() {
+fn an_apply_lost_with_its_agent_is_left_in_faults_left() {
     let tag = unique("lost-agent");
     let sleeper = Sleeper::spawn(&tag);
     let t = Test::new();

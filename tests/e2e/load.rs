@@ -5,7 +5,7 @@
 use chrono::{DateTime, FixedOffset};
 use serde_json::Value;
 
-use crate::support::{Test, assert_none_left, free_port};
+use chaos_tests::support::{Test, assert_none_left, free_port};
 
 /// One `load` sample as its report shows it.
 #[derive(Debug, Clone)]

@@ -1,24 +1,24 @@
-//! The HTTP failover drills of `scenarios/drills/` (issue 5), run as shipped against the real
+//! The HTTP failover drills of `scenarios/drills/`, run as shipped against the real
 //! servers from Debian's packages: HAProxy with and without `option redispatch` and with a slow
 //! backend, nginx with `proxy_next_upstream error timeout` and `off`. Each test asserts the verdict
 //! and the facts of the report (failed requests, when the failures came, latencies) within wide
 //! bands around what was measured, never exact numbers.
 //!
-//! They run in the lab of network-namespace hosts with an agent on each (`lab_support`): the proxy
+//! They run in the lab of network-namespace hosts with an agent on each (`chaos_tests::lab`): the proxy
 //! on h1, backend a on h2, backend b on h3, each started there through the drill's `ON_<ROLE>`
 //! prefix, and each fault done by the agent of the backend's host; the `load` probe runs on the
 //! controller. One test runs `haproxy/drill.yaml` as shipped on 127.0.0.1, with no lab and no
 //! root, to prove the defaults. A test skips, saying why, when its server's binary is missing
 //! (`.ci/run` installs them) or when the lab cannot be built (not root, a tool missing).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use chrono::{DateTime, FixedOffset};
 
-use crate::lab_support::Lab;
 use crate::load::{LoadSample, load_samples};
-use crate::support::{Output, Report, Test, assert_none_left, free_port};
+use chaos_tests::lab::Lab;
+use chaos_tests::support::{Output, Report, Test, assert_none_left, free_port};
 
 const HAPROXY: &str = "/usr/sbin/haproxy";
 const NGINX: &str = "/usr/sbin/nginx";
@@ -28,12 +28,7 @@ fn drill(path: &str) -> PathBuf {
 }
 
 fn have_or_skip(binary: &str, package: &str) -> bool {
-    if Path::new(binary).exists() {
-        true
-    } else {
-        println!("skipped: needs {binary} (apt-get install {package})");
-        false
-    }
+    chaos_tests::skip::unless_installed(&[binary], package)
 }
 
 /// A drill's run, and what the test needs to check it.
@@ -129,7 +124,7 @@ fn timed(what: &str, run: impl FnOnce() -> Output) -> Output {
         step["faults"][0]["reverted_at"]
     );
     println!("  reason: {}", json["reason"]);
-    crate::support::print_impact(&json);
+    chaos_tests::support::print_impact(&json);
     for probe in json["probes"].as_array().into_iter().flatten() {
         for sample in probe["samples"].as_array().into_iter().flatten() {
             println!("  {} {}", sample["at"], sample["reason"]);

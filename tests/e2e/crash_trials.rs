@@ -1,4 +1,4 @@
-//! Crash trials (issue 9): for every fault kind, on the controller's own machine (`local`) and on
+//! Crash trials: for every fault kind, on the controller's own machine (`local`) and on
 //! a remote agent of the lab, a run whose chaosctl, chaosd (the run submitted to it) or agent is
 //! SIGKILLed at a random moment, then the documented recovery (the next chaosctl command,
 //! chaosd's restart, the agent's lease, the agent's restart, the kernel's expiry), then the host
@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-use crate::lab_support::{Lab, LabSleeper, sh, try_sh};
-use crate::support::{Sleeper, Test, Tmpfs, free_port, pattern, proc_state, unique};
+use chaos_tests::lab::{Lab, LabSleeper, sh, try_sh};
+use chaos_tests::support::{Sleeper, Test, Tmpfs, free_port, pattern, proc_state, unique};
 
 const KINDS: [&str; 6] = ["kill", "pause", "latency", "loss", "drop", "fill_disk"];
 
@@ -78,7 +78,7 @@ impl Chaosd {
     }
 
     fn binary() -> PathBuf {
-        let path = crate::lab_support::chaos_agent().with_file_name("chaosd");
+        let path = chaos_tests::bins::chaos_agent().with_file_name("chaosd");
         assert!(path.is_file(), "build chaosd first: cargo build -p chaosd");
         path
     }

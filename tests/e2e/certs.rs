@@ -1,4 +1,4 @@
-//! `chaosctl certs init/issue` (issue 9): the files, their modes and what the certificates say;
+//! `chaosctl certs init/issue`: the files, their modes and what the certificates say;
 //! then a built `chaos-agent` with `--client-ca` on 127.0.0.1, serving those certificates, and
 //! `chaosctl agents` against it: with a client certificate it works, without one (or with one
 //! from another CA) the refusal says what to do, `/healthz` needs none; and the TLS mistakes
@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use x509_parser::prelude::*;
 
-use crate::support::{Test, eventually, free_port};
+use chaos_tests::support::{Test, free_port};
+use chaos_tests::{eventually, skip};
 
 const TOKEN: &str = "certs-agent-token-0123456789";
 
@@ -79,7 +80,7 @@ fn signed_by(leaf: &Parsed, ca: &Parsed) -> bool {
 }
 
 #[test]
-fn issue_9_certs_init_and_issue_write_a_ca_and_certificates_for_each_role() {
+fn certs_init_and_issue_write_a_ca_and_certificates_for_each_role() {
     let t = Test::new();
     let dir = t.path("pki");
     let d = dir.to_str().unwrap();
@@ -209,7 +210,7 @@ impl TlsAgent {
         let token = t.write("edge.token", &format!("{TOKEN}\n"));
         std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
         let log = t.path(&format!("{name}.log"));
-        let mut cmd = Command::new(crate::lab_support::chaos_agent());
+        let mut cmd = Command::new(chaos_tests::bins::chaos_agent());
         cmd.args(["--listen", &format!("127.0.0.1:{port}")])
             .arg("--token-file")
             .arg(&token)
@@ -257,12 +258,12 @@ fn inventory(t: &Test, file: &str, url: &str, extra: &str) -> PathBuf {
 }
 
 /// `chaosctl agents --inventory INV`.
-fn agents(t: &Test, inventory: &Path) -> crate::support::Output {
+fn agents(t: &Test, inventory: &Path) -> chaos_tests::support::Output {
     t.cmd(&["agents", "--inventory", inventory.to_str().unwrap()])
 }
 
 #[test]
-fn issue_9_an_agent_with_client_ca_serves_only_controllers_with_its_certificate() {
+fn an_agent_with_client_ca_serves_only_controllers_with_its_certificate() {
     let t = Test::new();
     let pki = t.path("pki");
     let other = t.path("other");
@@ -332,7 +333,7 @@ fn issue_9_an_agent_with_client_ca_serves_only_controllers_with_its_certificate(
     assert!(audit.contains("\"event\":\"tls_handshake\""), "{audit}");
 
     // A liveness probe has no certificate and needs none.
-    if Command::new("curl").arg("--version").output().is_ok() {
+    if skip::unless_installed(&["curl"], "curl") {
         let out = Command::new("curl")
             .args(["-s", "--max-time", "5", "--cacert"])
             .arg(pki.join("ca.pem"))
@@ -352,13 +353,11 @@ fn issue_9_an_agent_with_client_ca_serves_only_controllers_with_its_certificate(
             "{}",
             String::from_utf8_lossy(&out.stdout)
         );
-    } else {
-        println!("skipped the /healthz part: needs curl");
     }
 }
 
 #[test]
-fn issue_9_tls_mistakes_are_told_in_words() {
+fn tls_mistakes_are_told_in_words() {
     let t = Test::new();
     let pki = t.path("pki");
     let other = t.path("other");

@@ -4,9 +4,9 @@
 use std::os::unix::process::ExitStatusExt;
 use std::time::Duration;
 
-use crate::support::{
-    Sleeper, Test, Tmpfs, assert_resumed, eventually, is_root_or_skip, pattern, proc_state, unique,
-};
+use chaos_tests::eventually;
+use chaos_tests::skip;
+use chaos_tests::support::{Sleeper, Test, Tmpfs, assert_resumed, pattern, proc_state, unique};
 
 fn kill_yaml() -> &'static str {
     r#"version: 1
@@ -79,7 +79,7 @@ steps:
 
 #[test]
 fn fill_disk_reaches_the_usage_asked_and_is_deleted() {
-    if !is_root_or_skip("it mounts a tmpfs to fill") {
+    if !skip::unless_root("it mounts a tmpfs to fill") {
         return;
     }
     let fs = Tmpfs::mount(64);

@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::{
-    Sleeper, Test, Tmpfs, assert_none_left, assert_resumed, free_port, is_root_or_skip, pattern,
-    pids_ending_with, read_events, unique,
+use chaos_tests::skip;
+use chaos_tests::support::{
+    Sleeper, Test, Tmpfs, assert_none_left, assert_resumed, free_port, pattern, pids_ending_with,
+    read_events, unique,
 };
 
 pub fn shipped(name: &str) -> PathBuf {
@@ -153,7 +154,7 @@ fn not_steady_exit_4_injects_nothing() {
     let run = t.spawn_run();
     // Every worker pid seen while the run goes on: a kill would make the supervisor start new ones.
     let mut seen = BTreeSet::new();
-    let first = crate::support::eventually(Duration::from_secs(20), "two demo workers", || {
+    let first = chaos_tests::eventually(Duration::from_secs(20), "two demo workers", || {
         let pids = pids_ending_with(&suffix);
         (pids.len() == 2).then_some(pids)
     });
@@ -457,7 +458,7 @@ teardown:
 
 #[test]
 fn fill_file_that_cannot_be_deleted_is_exit_6_with_faults_left() {
-    if !is_root_or_skip("it mounts a tmpfs to fill") {
+    if !skip::unless_root("it mounts a tmpfs to fill") {
         return;
     }
     let fs = Tmpfs::mount(16);
