@@ -217,3 +217,19 @@ fn revert_all_with_nothing_to_revert_says_so() {
     out.code(0);
     out.stdout_has("nothing to revert");
 }
+
+#[test]
+fn schema_prints_the_checked_in_json_schema() {
+    let t = Test::new();
+    let out = t.cmd(&["schema"]);
+    out.code(0);
+    let checked_in = fs::read_to_string(shipped("../schema/scenario.schema.json"))
+        .expect("schema/scenario.schema.json");
+    assert!(
+        out.stdout == checked_in,
+        "`chaosctl schema` differs from schema/scenario.schema.json"
+    );
+    let schema: Value = serde_json::from_str(&out.stdout).expect("the schema is JSON");
+    assert_eq!(schema["additionalProperties"], false);
+    assert!(schema["properties"]["steps"].is_object());
+}
