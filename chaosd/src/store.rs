@@ -14,7 +14,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context, anyhow, bail};
 use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 use serde::Serialize;
@@ -29,6 +28,100 @@ const SCHEMA_VERSION: i64 = 2;
 
 /// How long a writer waits for another process's lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What an error opening the history tells the user to do.
+const HINT: &str = "pass --state-dir to use another";
+
+/// Why the run history could not do what it was asked. Errors with a context keep SQLite's or
+/// serde's error as their source, so `{:#}` of an `anyhow::Error` made from one reads
+/// `context: cause`.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot create the state directory `{}`: {error}; {HINT}", dir.display())]
+    CreateDir { dir: PathBuf, error: std::io::Error },
+    #[error("cannot open the run history at `{}`: {error}; {HINT}", path.display())]
+    Open {
+        path: PathBuf,
+        error: rusqlite::Error,
+    },
+    /// A file written by a newer build, refused rather than misread.
+    #[error(
+        "the run history at `{}` has schema version {version}, newer than this chaosctl knows \
+         ({SCHEMA_VERSION}); upgrade chaosctl, or {HINT}",
+        path.display()
+    )]
+    TooNew { path: PathBuf, version: i64 },
+    #[error(
+        "cannot update the run history at `{}` from schema version {version}: {error}; {HINT}",
+        path.display()
+    )]
+    Migrate {
+        path: PathBuf,
+        version: i64,
+        error: rusqlite::Error,
+    },
+    #[error("a run with id `{run_id}` is already in the run history at `{}`", path.display())]
+    Duplicate { run_id: String, path: PathBuf },
+    /// A write that failed: which, and SQLite's error, in words.
+    #[error("{0}")]
+    Write(String),
+    /// A run id that is empty, which would match every run.
+    #[error("an empty run id matches every run; give a run id, a prefix of one, or `latest`")]
+    EmptyId,
+    /// A run id that is a prefix of several runs; `candidates` names them (ten at most).
+    #[error(
+        "`{id}` matches more than one run: {candidates}; give more of the id, or the whole of it"
+    )]
+    Ambiguous { id: String, candidates: String },
+    /// Reading or writing the database failed.
+    #[error("{context}")]
+    Sql {
+        context: String,
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// A report or a schedule that does not serialize, or a stored report that does not parse.
+    #[error("{context}")]
+    Json {
+        context: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error(transparent)]
+    Sqlite(#[from] rusqlite::Error),
+    #[error(transparent)]
+    Encode(#[from] serde_json::Error),
+}
+
+impl StoreError {
+    /// A run id the caller gave that names no single run (not a failure of the history).
+    pub fn is_bad_id(&self) -> bool {
+        matches!(self, StoreError::EmptyId | StoreError::Ambiguous { .. })
+    }
+}
+
+/// `.with_context(..)` for the history's results: the context, with the error as its source.
+trait Context<T> {
+    fn with_context(self, context: impl FnOnce() -> String) -> Result<T, StoreError>;
+}
+
+impl<T> Context<T> for rusqlite::Result<T> {
+    fn with_context(self, context: impl FnOnce() -> String) -> Result<T, StoreError> {
+        self.map_err(|source| StoreError::Sql {
+            context: context(),
+            source,
+        })
+    }
+}
+
+impl<T> Context<T> for serde_json::Result<T> {
+    fn with_context(self, context: impl FnOnce() -> String) -> Result<T, StoreError> {
+        self.map_err(|source| StoreError::Json {
+            context: context(),
+            source,
+        })
+    }
+}
 
 /// One run as the history knows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -232,20 +325,15 @@ fn migrate(conn: &Connection, from: i64) -> rusqlite::Result<()> {
 impl RunStore {
     /// Opens (creating it and `state_dir` if needed) `<state_dir>/runs.db`, and marks runs whose
     /// controller is gone as `interrupted`; see [`RunStore::interrupted_on_open`].
-    pub fn open(state_dir: &Path) -> anyhow::Result<RunStore> {
+    pub fn open(state_dir: &Path) -> Result<RunStore, StoreError> {
         let path = state_dir.join(DB_FILE);
-        let hint = "pass --state-dir to use another";
-        std::fs::create_dir_all(state_dir).map_err(|e| {
-            anyhow!(
-                "cannot create the state directory `{}`: {e}; {hint}",
-                state_dir.display()
-            )
+        std::fs::create_dir_all(state_dir).map_err(|error| StoreError::CreateDir {
+            dir: state_dir.to_path_buf(),
+            error,
         })?;
-        let fail = |e: rusqlite::Error| {
-            anyhow!(
-                "cannot open the run history at `{}`: {e}; {hint}",
-                path.display()
-            )
+        let fail = |error: rusqlite::Error| StoreError::Open {
+            path: path.clone(),
+            error,
         };
         let mut conn = Connection::open(&path).map_err(fail)?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(fail)?;
@@ -268,18 +356,13 @@ impl RunStore {
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .map_err(fail)?;
         if version > SCHEMA_VERSION {
-            bail!(
-                "the run history at `{}` has schema version {version}, newer than this chaosctl \
-                 knows ({SCHEMA_VERSION}); upgrade chaosctl, or {hint}",
-                path.display()
-            );
+            return Err(StoreError::TooNew { path, version });
         }
         if version < SCHEMA_VERSION {
-            migrate(&tx, version).map_err(|e| {
-                anyhow!(
-                    "cannot update the run history at `{}` from schema version {version}: {e}; {hint}",
-                    path.display()
-                )
+            migrate(&tx, version).map_err(|error| StoreError::Migrate {
+                path: path.clone(),
+                version,
+                error,
             })?;
         }
         tx.commit().map_err(fail)?;
@@ -304,7 +387,7 @@ impl RunStore {
         &self.path
     }
 
-    fn mark_interrupted(&mut self) -> anyhow::Result<Vec<String>> {
+    fn mark_interrupted(&mut self) -> Result<Vec<String>, StoreError> {
         let boot = boot_id();
         let ctx = || {
             format!(
@@ -367,7 +450,7 @@ impl RunStore {
         };
         let report = crate::interrupted::report(&record, crate::interrupted::read_events(dir));
         let stored = serde_json::to_string(&report)
-            .map_err(anyhow::Error::from)
+            .map_err(StoreError::from)
             .and_then(|json| {
                 self.conn
                     .execute(
@@ -375,7 +458,7 @@ impl RunStore {
                      WHERE run_id = ?1 AND report_json IS NULL",
                         params![run_id, json, ts(report.ended_at)],
                     )
-                    .map_err(anyhow::Error::from)
+                    .map_err(StoreError::from)
             });
         if let Err(err) = stored {
             tracing::warn!(run_id, error = %err, "cannot keep the interrupted run's report");
@@ -396,7 +479,7 @@ impl RunStore {
         labels: &BTreeMap<String, String>,
         dry_run: bool,
         report_dir: &str,
-    ) -> anyhow::Result<()> {
+    ) -> Result<(), StoreError> {
         self.begin_as(
             &Controller::current(),
             run_id,
@@ -420,7 +503,7 @@ impl RunStore {
         labels: &BTreeMap<String, String>,
         dry_run: bool,
         report_dir: &str,
-    ) -> anyhow::Result<()> {
+    ) -> Result<(), StoreError> {
         let labels = serde_json::to_string(labels)?;
         self.conn
             .execute(
@@ -441,24 +524,23 @@ impl RunStore {
                 ],
             )
             .map_err(|e| match e.sqlite_error_code() {
-                Some(rusqlite::ErrorCode::ConstraintViolation) => {
-                    anyhow!(
-                        "a run with id `{run_id}` is already in the run history at `{}`",
-                        self.path.display()
-                    )
-                }
-                _ => anyhow!(
+                Some(rusqlite::ErrorCode::ConstraintViolation) => StoreError::Duplicate {
+                    run_id: run_id.to_string(),
+                    path: self.path.clone(),
+                },
+                _ => StoreError::Write(format!(
                     "cannot record run `{run_id}` in the run history at `{}`: {e}",
                     self.path.display()
-                ),
+                )),
             })?;
         Ok(())
     }
 
     /// Records the end of a run: its verdict, cause, end time, exit code and the whole report.
     /// A run that `begin` never recorded is added whole.
-    pub fn finish(&self, report: &Report, report_dir: &str) -> anyhow::Result<()> {
-        let json = serde_json::to_string(report).context("cannot serialize the report")?;
+    pub fn finish(&self, report: &Report, report_dir: &str) -> Result<(), StoreError> {
+        let json =
+            serde_json::to_string(report).with_context(|| "cannot serialize the report".into())?;
         let labels = serde_json::to_string(&report.labels)?;
         self.conn
             .execute(
@@ -485,18 +567,18 @@ impl RunStore {
                 ],
             )
             .map_err(|e| {
-                anyhow!(
+                StoreError::Write(format!(
                     "cannot record the end of run `{}` in the run history at `{}`: {e}; the report \
                      itself is in `{report_dir}`",
                     report.run_id,
                     self.path.display()
-                )
+                ))
             })?;
         Ok(())
     }
 
     /// The newest `limit` runs, newest first.
-    pub fn list(&self, limit: usize) -> anyhow::Result<Vec<RunRecord>> {
+    pub fn list(&self, limit: usize) -> Result<Vec<RunRecord>, StoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT {RECORD_COLUMNS} FROM runs ORDER BY started_at DESC, rowid DESC LIMIT ?1"
@@ -509,7 +591,10 @@ impl RunStore {
     /// A run by its full id, a unique prefix of it, a unique prefix of its random suffix (the part
     /// after the dash), or `latest` (the newest run), with its report once it has finished. An
     /// ambiguous one is an error that names the candidates.
-    pub fn get(&self, id_or_prefix: &str) -> anyhow::Result<Option<(RunRecord, Option<Report>)>> {
+    pub fn get(
+        &self,
+        id_or_prefix: &str,
+    ) -> Result<Option<(RunRecord, Option<Report>)>, StoreError> {
         let ctx = || format!("cannot read the run history at `{}`", self.path.display());
         let select = format!("SELECT {RECORD_COLUMNS}, report_json FROM runs");
         let with_report =
@@ -525,7 +610,7 @@ impl RunStore {
                 .optional()
                 .with_context(ctx)?
         } else if id_or_prefix.is_empty() {
-            bail!("an empty run id matches every run; give a run id, a prefix of one, or `latest`");
+            return Err(StoreError::EmptyId);
         } else if let Some(exact) = self
             .conn
             .query_row(
@@ -569,10 +654,10 @@ impl RunStore {
                         .map(|(r, _)| format!("`{}`", r.run_id))
                         .collect();
                     let more = if n > 10 { ", ..." } else { "" };
-                    bail!(
-                        "`{id_or_prefix}` matches more than one run: {}{more}; give more of the id, or the whole of it",
-                        names.join(", ")
-                    );
+                    return Err(StoreError::Ambiguous {
+                        id: id_or_prefix.to_string(),
+                        candidates: format!("{}{more}", names.join(", ")),
+                    });
                 }
             }
         };
@@ -646,7 +731,7 @@ fn schedule_record(row: &Row<'_>) -> rusqlite::Result<ScheduleRecord> {
 
 /// Schedules, in the same database as the runs.
 impl RunStore {
-    pub fn add_schedule(&self, s: &ScheduleRecord) -> anyhow::Result<()> {
+    pub fn add_schedule(&self, s: &ScheduleRecord) -> Result<(), StoreError> {
         self.conn
             .execute(
                 &format!(
@@ -680,7 +765,7 @@ impl RunStore {
     }
 
     /// Every schedule, oldest first.
-    pub fn schedules(&self) -> anyhow::Result<Vec<ScheduleRecord>> {
+    pub fn schedules(&self) -> Result<Vec<ScheduleRecord>, StoreError> {
         let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT {SCHEDULE_COLUMNS} FROM schedules ORDER BY created_at, id"
         ))?;
@@ -690,7 +775,7 @@ impl RunStore {
     }
 
     /// Removes a schedule; false when there was none with that id.
-    pub fn remove_schedule(&self, id: &str) -> anyhow::Result<bool> {
+    pub fn remove_schedule(&self, id: &str) -> Result<bool, StoreError> {
         let n = self
             .conn
             .execute("DELETE FROM schedules WHERE id = ?1", [id])
@@ -710,7 +795,7 @@ impl RunStore {
         due: DateTime<Utc>,
         run_id: Option<&str>,
         error: Option<&str>,
-    ) -> anyhow::Result<()> {
+    ) -> Result<(), StoreError> {
         self.conn
             .execute(
                 "UPDATE schedules SET last_due = ?2, last_run_id = coalesce(?3, last_run_id),

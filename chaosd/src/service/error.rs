@@ -8,6 +8,7 @@ use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue};
 use hyper::{Response, StatusCode};
 
 use super::api::{ApiError, MAX_BODY};
+use crate::store::StoreError;
 
 /// The body of every answer: a whole one, or the event stream.
 pub type Body = BoxBody<Bytes, std::convert::Infallible>;
@@ -107,6 +108,18 @@ impl ServiceError {
 impl From<anyhow::Error> for ServiceError {
     fn from(err: anyhow::Error) -> ServiceError {
         ServiceError::Internal(format!("{err:#}"))
+    }
+}
+
+/// A run id that names no single run is the caller's to fix; any other failure of the history
+/// is ours, told with its whole chain of causes.
+impl From<StoreError> for ServiceError {
+    fn from(err: StoreError) -> ServiceError {
+        if err.is_bad_id() {
+            ServiceError::BadRequest(err.to_string())
+        } else {
+            ServiceError::from(anyhow::Error::from(err))
+        }
     }
 }
 
