@@ -276,6 +276,8 @@ impl Run {
 
     // ---- a run of steps -----------------------------------------------------------------------
 
+    /// A run of steps, from its start to its last step (cleanup is the caller's): the
+    /// before-check, then each step with the after-check of the one before as its before-check.
     pub(super) async fn execute(&mut self) {
         if self.begin().await == Flow::Stop {
             return;
