@@ -7,11 +7,12 @@ use chrono::Utc;
 use tokio::time::Instant;
 
 use super::guard::Guard;
+use super::hosts::Hosts;
 use super::live::Phase;
 use super::plan::{PlannedAction, PlannedStep};
-use super::procs::{self};
+use super::procs;
 use super::run::{Run, file_name};
-use super::{Abort, CONTROLLER, hosts::Hosts};
+use super::{Abort, CONTROLLER};
 use crate::report::model::{ActionReport, Cause, StepStatus, Verdict};
 
 impl Run {

@@ -6,7 +6,7 @@ use tokio::time::Instant;
 
 use super::hypothesis::millis_between;
 use super::live::Phase;
-use super::procs::{self};
+use super::procs;
 use super::run::{Run, file_name};
 use super::{RunResult, TEARDOWN_LIMIT};
 use crate::report::model::{Cause, ProbeRole, Report, SCHEMA, ScenarioRef, Verdict};

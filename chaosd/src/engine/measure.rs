@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::hypothesis::{self};
+use super::hypothesis;
 use super::run::Run;
 use crate::report::model::{ProbeImpact, ProbeRole, StepStatus};
 

@@ -133,6 +133,7 @@ pub(super) struct Sampling {
 
 /// One run in progress: the step engine, which the monkey (`crate::monkey`) drives too.
 pub(crate) struct Run {
+    // What the run was given, the same from its start to its end.
     pub(super) scenario: Arc<Scenario>,
     pub(super) spec: RunSpec,
     pub(super) plan: Plan,
@@ -141,6 +142,7 @@ pub(crate) struct Run {
     pub(super) observer: Arc<dyn Observer>,
     pub(super) abort: Arc<Abort>,
     pub(super) mode: RunMode,
+    // What it has done and holds so far.
     /// The live status the observer is shown.
     pub(super) live: Live,
     pub(super) record: Record,
