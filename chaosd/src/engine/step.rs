@@ -39,24 +39,11 @@ impl Run {
             .phase(Phase::Step, Some((step.index, total, step.name.clone())));
         let step_started = Instant::now();
         let mut report = StepReport {
-            index: step.index,
-            name: step.name.clone(),
-            status: StepStatus::Passed,
             hosts: step.hosts(),
-            faults: Vec::new(),
             started_at: Some(Utc::now()),
-            ended_at: None,
-            duration_ms: 0,
             recover_within_ms: step.recover_within.as_millis() as u64,
             before,
-            after: None,
-            impact_ms: None,
-            recovery_ms: None,
-            impact: Vec::new(),
-            impact_until: None,
-            objectives: None,
-            actions: Vec::new(),
-            manual: None,
+            ..StepReport::new(step.index, step.name.clone(), StepStatus::Passed)
         };
         self.event(
             "step_started",
@@ -468,24 +455,10 @@ impl Run {
     /// A step not run, with why (`None`: the dry-run wording, since nothing ran before it).
     pub(super) fn skipped_step(&self, step: &PlannedStep, why: Option<&str>) -> StepReport {
         StepReport {
-            index: step.index,
-            name: step.name.clone(),
-            status: StepStatus::Skipped,
             hosts: step.hosts(),
             faults: self.fault_records(step, Some(why.unwrap_or("dry run: not injected"))),
-            started_at: None,
-            ended_at: None,
-            duration_ms: 0,
             recover_within_ms: step.recover_within.as_millis() as u64,
-            before: None,
-            after: None,
-            impact_ms: None,
-            recovery_ms: None,
-            impact: Vec::new(),
-            impact_until: None,
-            objectives: None,
-            actions: Vec::new(),
-            manual: None,
+            ..StepReport::new(step.index, step.name.clone(), StepStatus::Skipped)
         }
     }
 }
