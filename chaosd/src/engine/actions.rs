@@ -25,18 +25,9 @@ impl Run {
             .chain(&step.actions)
             .flat_map(|action| {
                 action_hosts(action).into_iter().map(|host| ActionReport {
-                    command: action.run.to_string(),
-                    host,
                     skipped: true,
-                    start_after_ms: action.start_after.as_millis() as u64,
-                    started_at: None,
-                    ended_at: None,
-                    duration_ms: 0,
-                    exit_code: None,
-                    ok: false,
-                    timed_out: false,
-                    log: log.clone(),
                     detail: why.to_string(),
+                    ..action_record(action, host, log.clone())
                 })
             })
             .collect()
@@ -207,6 +198,24 @@ pub(super) fn where_it_runs(action: &PlannedAction) -> String {
     }
 }
 
+/// The record of an action on `host`, before it has run: its output goes into `log`.
+fn action_record(action: &PlannedAction, host: String, log: String) -> ActionReport {
+    ActionReport {
+        command: action.run.to_string(),
+        host,
+        skipped: false,
+        start_after_ms: action.start_after.as_millis() as u64,
+        started_at: None,
+        ended_at: None,
+        duration_ms: 0,
+        exit_code: None,
+        ok: false,
+        timed_out: false,
+        log,
+        detail: String::new(),
+    }
+}
+
 /// Runs an action where it belongs and returns one record per host. On the controller it is a
 /// child of ours like setup (output into `log`, the terminal's Ctrl-C reaches it); on a host it
 /// goes to that host's agent (every host at once), whose output is appended to `log`. An abort
@@ -219,20 +228,7 @@ pub(super) async fn perform_action(
     abort: Arc<Abort>,
 ) -> Vec<ActionReport> {
     let command = action.run.to_string();
-    let record = |host: String| ActionReport {
-        command: command.clone(),
-        host,
-        skipped: false,
-        start_after_ms: action.start_after.as_millis() as u64,
-        started_at: None,
-        ended_at: None,
-        duration_ms: 0,
-        exit_code: None,
-        ok: false,
-        timed_out: false,
-        log: file_name(&log),
-        detail: String::new(),
-    };
+    let record = |host: String| action_record(&action, host, file_name(&log));
     if action.on.is_none() {
         let stop = abort.clone();
         let done = procs::run_foreground(
