@@ -53,30 +53,20 @@ pub fn report(record: &RunRecord, events: Vec<Event>) -> Report {
                 if let Some(step) = steps.last_mut() {
                     step.ended_at.get_or_insert(e.at);
                 }
+                let index = e
+                    .fields
+                    .get("index")
+                    .and_then(serde_json::Value::as_u64)
+                    .unwrap_or(steps.len() as u64) as usize;
+                // No impact: the samples died with the controller (events.jsonl does not keep
+                // them).
                 steps.push(StepReport {
-                    index: e
-                        .fields
-                        .get("index")
-                        .and_then(serde_json::Value::as_u64)
-                        .unwrap_or(steps.len() as u64) as usize,
-                    name: field(e, "step").unwrap_or_default(),
-                    status: StepStatus::Aborted,
-                    hosts: Vec::new(),
-                    faults: Vec::new(),
                     started_at: Some(e.at),
-                    ended_at: None,
-                    duration_ms: 0,
-                    recover_within_ms: 0,
-                    before: None,
-                    after: None,
-                    impact_ms: None,
-                    recovery_ms: None,
-                    // The samples died with the controller: events.jsonl does not keep them.
-                    impact: Vec::new(),
-                    impact_until: None,
-                    objectives: None,
-                    actions: Vec::new(),
-                    manual: None,
+                    ..StepReport::new(
+                        index,
+                        field(e, "step").unwrap_or_default(),
+                        StepStatus::Aborted,
+                    )
                 });
             }
             "fault_applied" => {

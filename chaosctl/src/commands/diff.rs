@@ -40,7 +40,7 @@ pub fn run(
             }
             Err(err) => {
                 return Err(Failure::Invalid(
-                    err.context(format!("chaosctl: run {side} `{id}`")),
+                    anyhow::Error::from(err).context(format!("chaosctl: run {side} `{id}`")),
                 ));
             }
         };

@@ -37,6 +37,12 @@ impl From<anyhow::Error> for Failure {
     }
 }
 
+impl From<chaosd::store::StoreError> for Failure {
+    fn from(err: chaosd::store::StoreError) -> Failure {
+        Failure::Failed(err.into())
+    }
+}
+
 pub async fn dispatch(args: Args) -> u8 {
     let state_dir = args.state_dir.clone();
     let server = remote::Server::from_args(&args);

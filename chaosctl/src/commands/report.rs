@@ -25,7 +25,7 @@ pub fn run(
                 state_dir.display()
             )));
         }
-        Err(err) => return Err(Failure::Invalid(err)),
+        Err(err) => return Err(Failure::Invalid(err.into())),
     };
     let Some(report) = report else {
         return Err(Failure::Failed(anyhow::anyhow!(

@@ -33,17 +33,19 @@
 pub mod clock;
 pub mod schedule;
 
+use std::future::pending;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use tokio_util::sync::CancellationToken;
 
 pub use self::clock::{Clock, SystemClock, TokioClock};
 pub use self::schedule::{Schedule, pick_hosts};
 use crate::engine::hosts::Hosts;
-use crate::engine::live::{Observer, Phase};
+use crate::engine::live::Observer;
 use crate::engine::plan::{PlannedFault, PlannedStep};
-use crate::engine::{Abort, Flow, PreflightFault, Run, RunResult, RunSpec};
+use crate::engine::{Abort, Flow, PreflightFault, Run, RunMode, RunResult, RunSpec, Waited};
 use crate::report::model::{Cause, RecoveredFault, StepStatus, Verdict};
 use crate::report::writer::ReportDir;
 use crate::scenario::format_duration;
@@ -69,6 +71,17 @@ pub async fn run(
     clock: Arc<dyn Clock>,
     recovered: Vec<RecoveredFault>,
 ) -> RunResult {
+    let preflight = scenario.monkey.iter().map(|monkey| {
+        let (hosts, _) = scenario.resolve_target(&monkey.target).unwrap_or_default();
+        PreflightFault {
+            what: "`monkey`".to_string(),
+            target: monkey.target.clone(),
+            hosts,
+            spec: monkey.fault.clone(),
+        }
+    });
+    let preflight = preflight.collect();
+    let wind_down = CancellationToken::new();
     let mut run = Run::new(
         scenario.clone(),
         spec.run,
@@ -77,12 +90,16 @@ pub async fn run(
         observer,
         abort,
         recovered,
-    );
-    run.monkey = true;
-    let ticker = run.live.start_ticker();
+    )
+    .with_mode(RunMode::Monkey {
+        preflight,
+        wind_down: wind_down.clone(),
+        passed_reason: None,
+    });
+    let ticker = run.start_ticker();
     let deadline = spec.run_for.map(|d| {
         let at = clock.now() + chrono::Duration::from_std(d).unwrap_or(chrono::TimeDelta::MAX);
-        let (clock, wind_down) = (clock.clone(), run.wind_down.clone());
+        let clock = clock.clone();
         let timer = tokio::spawn(async move {
             clock.sleep_until(at).await;
             wind_down.cancel();
@@ -91,16 +108,10 @@ pub async fn run(
     });
     match scenario.monkey.clone() {
         Some(monkey) => {
-            let (hosts, _) = scenario.resolve_target(&monkey.target).unwrap_or_default();
-            run.preflight_faults.push(PreflightFault {
-                what: "`monkey`".to_string(),
-                target: monkey.target.clone(),
-                hosts,
-                spec: monkey.fault.clone(),
-            });
             if run.begin().await == Flow::Continue {
                 faults(
                     &mut run,
+                    &scenario,
                     &monkey,
                     clock.as_ref(),
                     deadline.as_ref().map(|d| (d.0, d.1)),
@@ -128,12 +139,12 @@ pub async fn run(
 /// The loop: one fault after another until the run stops.
 async fn faults(
     run: &mut Run,
+    scenario: &Scenario,
     monkey: &crate::scenario::model::Monkey,
     clock: &dyn Clock,
     deadline: Option<(DateTime<Utc>, Duration)>,
 ) {
-    let scenario = run.scenario.clone();
-    let seed = run.spec.seed;
+    let seed = run.seed();
     let (candidates, pick) = scenario.resolve_target(&monkey.target).unwrap_or_default();
     let mut schedule = Schedule::new(monkey, seed, clock.now());
     let start = schedule.start();
@@ -180,41 +191,24 @@ async fn faults(
                     .to_string(),
                 serde_json::json!({}),
             );
-            run.live.phase(Phase::Waiting, None);
-            tokio::select! {
-                () = run.abort.aborted() => run.note_abort(),
-                () = run.wind_down.cancelled() => stopped_by_time = true,
-            }
+            stopped_by_time = run.wait_for_fault(None, pending()).await == Waited::WoundDown;
             break;
         };
         if deadline.is_some_and(|(until, _)| planned >= until) {
             // The next fault would come after the end: wait for the end.
-            run.live.next_fault(None);
-            run.live.phase(Phase::Waiting, None);
-            tokio::select! {
-                () = run.abort.aborted() => run.note_abort(),
-                () = run.wind_down.cancelled() => stopped_by_time = true,
-            }
+            stopped_by_time = run.wait_for_fault(None, pending()).await == Waited::WoundDown;
             break;
         }
-        run.live.next_fault(Some(planned));
-        run.live.phase(Phase::Waiting, None);
-        let woke = tokio::select! {
-            () = run.abort.aborted() => None,
-            () = run.wind_down.cancelled() => Some(false),
-            () = clock.sleep_until(planned) => Some(true),
-        };
-        run.live.next_fault(None);
-        match woke {
-            None => {
-                run.note_abort();
-                break;
-            }
-            Some(false) => {
+        match run
+            .wait_for_fault(Some(planned), clock.sleep_until(planned))
+            .await
+        {
+            Waited::Aborted => break,
+            Waited::WoundDown => {
                 stopped_by_time = true;
                 break;
             }
-            Some(true) => {}
+            Waited::Came => {}
         }
         let now = clock.now();
         let late_ms = (now - planned).num_milliseconds().max(0);
@@ -257,7 +251,7 @@ async fn faults(
         }
         let Some((held, check)) = run.check_before().await else {
             // Aborted (recorded) or out of time.
-            stopped_by_time = run.wind_down.is_cancelled() && !run.abort.is_aborted();
+            stopped_by_time = run.is_wound_down() && !run.is_aborted();
             break;
         };
         if !held {
@@ -275,7 +269,7 @@ async fn faults(
         }
         run.run_step(&step, Some(check)).await;
         run.stop_monitors().await;
-        let report = run.steps.last().expect("the monkey's step");
+        let report = run.last_step().expect("the monkey's step");
         let status = report.status;
         let applied_at = report.faults.iter().filter_map(|f| f.applied_at).min();
         let reverted_at = report.faults.iter().filter_map(|f| f.reverted_at).max();
@@ -311,11 +305,11 @@ async fn faults(
             StepStatus::Passed | StepStatus::Deviated | StepStatus::Skipped => {}
             StepStatus::Aborted | StepStatus::Error => break,
         }
-        if !run.faults_left.is_empty() || run.abort.is_aborted() {
+        if run.has_faults_left() || run.is_aborted() {
             run.note_abort();
             break;
         }
-        if run.wind_down.is_cancelled() {
+        if run.is_wound_down() {
             stopped_by_time = true;
             break;
         }
@@ -330,7 +324,7 @@ async fn faults(
             serde_json::json!({"injected": injected, "skipped": skipped}),
         );
     }
-    run.passed_reason = Some(format!(
+    run.passed_because(format!(
         "every injected fault recovered ({injected} injected, {skipped} skipped)"
     ));
 }
@@ -343,10 +337,7 @@ fn skip(
     why: &str,
     mut fields: serde_json::Value,
 ) {
-    let mut report = run.skipped_step(step, Some(why));
-    report.before = before;
-    report.started_at = Some(Utc::now());
-    run.steps.push(report);
+    run.push_skipped_step(step, why, before);
     if let Some(map) = fields.as_object_mut() {
         map.insert("reason".into(), serde_json::json!(why));
     }

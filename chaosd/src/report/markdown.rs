@@ -14,8 +14,8 @@ use super::model::{
     CheckReport, CommandOutcome, ProbeReport, ProbeRole, Report, StepReport, StepStatus,
 };
 use super::summary::{
-    IMPACT_COLUMNS, impact_cells, impact_summary, millis, misses, objectives_text, probe_latencies,
-    probe_requests, probe_saw, status_with_impact, steady_rule,
+    IMPACT_COLUMNS, PROBE_COLUMNS, impact_cells, impact_summary, millis, misses, objectives_text,
+    probe_latencies, probe_requests, probe_saw, status_with_impact, steady_rule,
 };
 
 /// Renders the whole report as Markdown.
@@ -361,18 +361,7 @@ fn steady(md: &mut String, report: &Report) {
             ]
         })
         .collect();
-    table(
-        md,
-        &[
-            "probe",
-            "role",
-            "host",
-            "expects",
-            "rule",
-            "saw over the run",
-        ],
-        &rows,
-    );
+    table(md, &PROBE_COLUMNS, &rows);
 }
 
 fn role(p: &ProbeReport) -> &'static str {

@@ -253,6 +253,33 @@ pub struct StepReport {
     pub manual: Option<ManualReport>,
 }
 
+impl StepReport {
+    /// A step's record before anything happened in it: no hosts, faults, times, checks,
+    /// figures, actions or answer yet.
+    pub fn new(index: usize, name: String, status: StepStatus) -> StepReport {
+        StepReport {
+            index,
+            name,
+            status,
+            hosts: Vec::new(),
+            faults: Vec::new(),
+            started_at: None,
+            ended_at: None,
+            duration_ms: 0,
+            recover_within_ms: 0,
+            before: None,
+            after: None,
+            impact_ms: None,
+            recovery_ms: None,
+            impact: Vec::new(),
+            impact_until: None,
+            objectives: None,
+            actions: Vec::new(),
+            manual: None,
+        }
+    }
+}
+
 /// One run of an action on one host (or on the controller).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ActionReport {

@@ -64,6 +64,16 @@ pub fn status_with_impact(step: &StepReport) -> String {
     }
 }
 
+/// The columns of the table of probes ("What steady meant"), in every format.
+pub const PROBE_COLUMNS: [&str; 6] = [
+    "probe",
+    "role",
+    "host",
+    "expects",
+    "rule",
+    "saw over the run",
+];
+
 /// The columns of an impact table, in the order [`impact_cells`] fills them.
 pub const IMPACT_COLUMNS: [&str; 10] = [
     "probe",

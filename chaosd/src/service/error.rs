@@ -8,6 +8,7 @@ use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue};
 use hyper::{Response, StatusCode};
 
 use super::api::{ApiError, MAX_BODY};
+use crate::store::StoreError;
 
 /// The body of every answer: a whole one, or the event stream.
 pub type Body = BoxBody<Bytes, std::convert::Infallible>;
@@ -110,6 +111,18 @@ impl From<anyhow::Error> for ServiceError {
     }
 }
 
+/// A run id that names no single run is the caller's to fix; any other failure of the history
+/// is ours, told with its whole chain of causes.
+impl From<StoreError> for ServiceError {
+    fn from(err: StoreError) -> ServiceError {
+        if err.is_bad_id() {
+            ServiceError::BadRequest(err.to_string())
+        } else {
+            ServiceError::from(anyhow::Error::from(err))
+        }
+    }
+}
+
 /// A whole answer of `content_type`.
 pub fn full_response(
     status: StatusCode,
@@ -130,4 +143,36 @@ pub fn json_response<T: serde::Serialize>(status: StatusCode, body: &T) -> Respo
         format!(r#"{{"code":"internal","message":"cannot encode the answer: {err}"}}"#).into_bytes()
     });
     full_response(status, "application/json", body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_id_naming_no_single_run_is_a_400_and_a_broken_history_a_500() {
+        let ambiguous = ServiceError::from(StoreError::Ambiguous {
+            id: "2026".into(),
+            candidates: "`a`, `b`".into(),
+        });
+        assert_eq!(ambiguous.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            ambiguous.to_string(),
+            "`2026` matches more than one run: `a`, `b`; give more of the id, or the whole of it"
+        );
+        assert_eq!(
+            ServiceError::from(StoreError::EmptyId).status(),
+            StatusCode::BAD_REQUEST
+        );
+        let broken = ServiceError::from(StoreError::Sql {
+            context: "cannot read the run history at `runs.db`".into(),
+            source: rusqlite::Error::QueryReturnedNoRows,
+        });
+        assert_eq!(broken.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        // The whole chain, as `{:#}` of the `anyhow::Error` it used to be.
+        assert_eq!(
+            broken.to_string(),
+            "internal error: cannot read the run history at `runs.db`: Query returned no rows"
+        );
+    }
 }

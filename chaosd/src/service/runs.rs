@@ -382,7 +382,7 @@ impl Runs {
                 error!(run = report.run_id, error = %err, "cannot write the report folder; the history keeps the report");
             }
             if let Err(err) = runs.store().finish(&report, &live.report_dir) {
-                error!(run = report.run_id, error = %format!("{err:#}"), "cannot record the end of the run");
+                error!(run = report.run_id, error = %format!("{:#}", anyhow::Error::from(err)), "cannot record the end of the run");
             }
             crate::metrics::global().run_finished(&report);
             info!(run = report.run_id, verdict = %report.verdict, exit_code = report.exit_code(), "run ended");
@@ -446,14 +446,7 @@ impl Runs {
         if let Some(live) = self.active().get(id) {
             return Ok(Found::Live(Arc::clone(live)));
         }
-        let found = self.store().get(id).map_err(|err| {
-            let text = format!("{err:#}");
-            if text.contains("more than one run") || text.contains("empty run id") {
-                ServiceError::BadRequest(text)
-            } else {
-                ServiceError::Internal(text)
-            }
-        })?;
+        let found = self.store().get(id)?;
         let Some((record, report)) = found else {
             return Err(ServiceError::NotFound(format!(
                 "no run `{id}`; `GET /v1/runs` lists them"

@@ -10,8 +10,8 @@ use crate::report::diff::{
     ProbeDiff, RunDiff, RunSide, StepDiff, StepMatch, StepSide, labels_text,
 };
 use crate::report::markdown::duration;
-use crate::report::model::{ProbeImpact, StepStatus};
-use crate::report::summary::{IMPACT_COLUMNS, impact_cells, status_word};
+use crate::report::model::ProbeImpact;
+use crate::report::summary::{IMPACT_COLUMNS, impact_cells};
 
 /// Renders the diff as one HTML page.
 pub fn render(d: &RunDiff) -> String {
@@ -155,22 +155,7 @@ fn status(s: Option<&StepSide>) -> String {
     let Some(s) = s else {
         return "<span class=\"muted\">not in this run</span>".into();
     };
-    let word = status_word(s.status);
-    match &s.impact_summary {
-        None => pill(word, word),
-        Some(impact) => {
-            let class = if s.status == StepStatus::Passed {
-                "passed-impact"
-            } else {
-                word
-            };
-            format!(
-                "{}<span class=\"impact-note\">, {}</span>",
-                pill(class, word),
-                code_spans(impact)
-            )
-        }
-    }
+    super::status_pill(s.status, s.impact_summary.as_deref())
 }
 
 /// One row of a step's table: how a side's value is read off it.

@@ -190,12 +190,24 @@ fn code_spans(text: &str) -> String {
 /// ([`status_with_impact`]): the status as a pill, then what users went through. A pass
 /// with failures gets a pill of its own colour, so it never reads as a clean pass.
 fn status_html(step: &StepReport) -> String {
-    let word = status_word(step.status);
-    match impact_summary(step) {
+    let impact = impact_summary(step);
+    if let Some(impact) = &impact {
+        debug_assert_eq!(
+            status_with_impact(step),
+            format!("{}, {impact}", status_word(step.status))
+        );
+    }
+    status_pill(step.status, impact.as_deref())
+}
+
+/// A status as a pill, then `impact` (what users went through) when there was any; a pass with
+/// failures gets a pill of its own colour. The report and the diff page both show it so.
+pub(crate) fn status_pill(status: StepStatus, impact: Option<&str>) -> String {
+    let word = status_word(status);
+    match impact {
         None => pill(word, word),
         Some(impact) => {
-            debug_assert_eq!(status_with_impact(step), format!("{word}, {impact}"));
-            let class = if step.status == StepStatus::Passed {
+            let class = if status == StepStatus::Passed {
                 "passed-impact"
             } else {
                 word
@@ -203,7 +215,7 @@ fn status_html(step: &StepReport) -> String {
             format!(
                 "{}<span class=\"impact-note\">, {}</span>",
                 pill(class, word),
-                code_spans(&impact)
+                code_spans(impact)
             )
         }
     }

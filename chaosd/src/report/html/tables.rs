@@ -12,8 +12,8 @@ use super::{
 use crate::report::markdown::{duration, offset, outages, span};
 use crate::report::model::{CheckReport, CommandOutcome, Report, StepReport};
 use crate::report::summary::{
-    IMPACT_COLUMNS, impact_cells, misses, objectives_text, probe_latencies, probe_requests,
-    probe_saw, steady_rule,
+    IMPACT_COLUMNS, PROBE_COLUMNS, impact_cells, misses, objectives_text, probe_latencies,
+    probe_requests, probe_saw, steady_rule,
 };
 
 pub(super) fn steps_table(h: &mut String, report: &Report) {
@@ -406,17 +406,7 @@ pub(super) fn steady(h: &mut String, report: &Report) {
         return;
     }
     h.push_str("<section>\n<h2>What steady meant</h2>\n<table>\n");
-    th_row(
-        h,
-        &[
-            "probe",
-            "role",
-            "host",
-            "expects",
-            "rule",
-            "saw over the run",
-        ],
-    );
+    th_row(h, &PROBE_COLUMNS);
     h.push_str("<tbody>\n");
     for p in &report.probes {
         let _ = writeln!(

@@ -14,12 +14,17 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context, anyhow, bail};
 use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 use serde::Serialize;
 
+use self::error::Context;
+pub use self::error::StoreError;
+pub use self::schedules::ScheduleRecord;
 use crate::report::model::{Cause, Report, Verdict};
+
+mod error;
+mod schedules;
 
 /// The database file inside the state directory.
 pub const DB_FILE: &str = "runs.db";
@@ -232,20 +237,15 @@ fn migrate(conn: &Connection, from: i64) -> rusqlite::Result<()> {
 impl RunStore {
     /// Opens (creating it and `state_dir` if needed) `<state_dir>/runs.db`, and marks runs whose
     /// controller is gone as `interrupted`; see [`RunStore::interrupted_on_open`].
-    pub fn open(state_dir: &Path) -> anyhow::Result<RunStore> {
+    pub fn open(state_dir: &Path) -> Result<RunStore, StoreError> {
         let path = state_dir.join(DB_FILE);
-        let hint = "pass --state-dir to use another";
-        std::fs::create_dir_all(state_dir).map_err(|e| {
-            anyhow!(
-                "cannot create the state directory `{}`: {e}; {hint}",
-                state_dir.display()
-            )
+        std::fs::create_dir_all(state_dir).map_err(|error| StoreError::CreateDir {
+            dir: state_dir.to_path_buf(),
+            error,
         })?;
-        let fail = |e: rusqlite::Error| {
-            anyhow!(
-                "cannot open the run history at `{}`: {e}; {hint}",
-                path.display()
-            )
+        let fail = |error: rusqlite::Error| StoreError::Open {
+            path: path.clone(),
+            error,
         };
         let mut conn = Connection::open(&path).map_err(fail)?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(fail)?;
@@ -268,18 +268,13 @@ impl RunStore {
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .map_err(fail)?;
         if version > SCHEMA_VERSION {
-            bail!(
-                "the run history at `{}` has schema version {version}, newer than this chaosctl \
-                 knows ({SCHEMA_VERSION}); upgrade chaosctl, or {hint}",
-                path.display()
-            );
+            return Err(StoreError::TooNew { path, version });
         }
         if version < SCHEMA_VERSION {
-            migrate(&tx, version).map_err(|e| {
-                anyhow!(
-                    "cannot update the run history at `{}` from schema version {version}: {e}; {hint}",
-                    path.display()
-                )
+            migrate(&tx, version).map_err(|error| StoreError::Migrate {
+                path: path.clone(),
+                version,
+                error,
             })?;
         }
         tx.commit().map_err(fail)?;
@@ -304,7 +299,7 @@ impl RunStore {
         &self.path
     }
 
-    fn mark_interrupted(&mut self) -> anyhow::Result<Vec<String>> {
+    fn mark_interrupted(&mut self) -> Result<Vec<String>, StoreError> {
         let boot = boot_id();
         let ctx = || {
             format!(
@@ -367,7 +362,7 @@ impl RunStore {
         };
         let report = crate::interrupted::report(&record, crate::interrupted::read_events(dir));
         let stored = serde_json::to_string(&report)
-            .map_err(anyhow::Error::from)
+            .map_err(StoreError::from)
             .and_then(|json| {
                 self.conn
                     .execute(
@@ -375,7 +370,7 @@ impl RunStore {
                      WHERE run_id = ?1 AND report_json IS NULL",
                         params![run_id, json, ts(report.ended_at)],
                     )
-                    .map_err(anyhow::Error::from)
+                    .map_err(StoreError::from)
             });
         if let Err(err) = stored {
             tracing::warn!(run_id, error = %err, "cannot keep the interrupted run's report");
@@ -396,7 +391,7 @@ impl RunStore {
         labels: &BTreeMap<String, String>,
         dry_run: bool,
         report_dir: &str,
-    ) -> anyhow::Result<()> {
+    ) -> Result<(), StoreError> {
         self.begin_as(
             &Controller::current(),
             run_id,
@@ -420,7 +415,7 @@ impl RunStore {
         labels: &BTreeMap<String, String>,
         dry_run: bool,
         report_dir: &str,
-    ) -> anyhow::Result<()> {
+    ) -> Result<(), StoreError> {
         let labels = serde_json::to_string(labels)?;
         self.conn
             .execute(
@@ -441,24 +436,23 @@ impl RunStore {
                 ],
             )
             .map_err(|e| match e.sqlite_error_code() {
-                Some(rusqlite::ErrorCode::ConstraintViolation) => {
-                    anyhow!(
-                        "a run with id `{run_id}` is already in the run history at `{}`",
-                        self.path.display()
-                    )
-                }
-                _ => anyhow!(
+                Some(rusqlite::ErrorCode::ConstraintViolation) => StoreError::Duplicate {
+                    run_id: run_id.to_string(),
+                    path: self.path.clone(),
+                },
+                _ => StoreError::Write(format!(
                     "cannot record run `{run_id}` in the run history at `{}`: {e}",
                     self.path.display()
-                ),
+                )),
             })?;
         Ok(())
     }
 
     /// Records the end of a run: its verdict, cause, end time, exit code and the whole report.
     /// A run that `begin` never recorded is added whole.
-    pub fn finish(&self, report: &Report, report_dir: &str) -> anyhow::Result<()> {
-        let json = serde_json::to_string(report).context("cannot serialize the report")?;
+    pub fn finish(&self, report: &Report, report_dir: &str) -> Result<(), StoreError> {
+        let json =
+            serde_json::to_string(report).with_context(|| "cannot serialize the report".into())?;
         let labels = serde_json::to_string(&report.labels)?;
         self.conn
             .execute(
@@ -485,18 +479,18 @@ impl RunStore {
                 ],
             )
             .map_err(|e| {
-                anyhow!(
+                StoreError::Write(format!(
                     "cannot record the end of run `{}` in the run history at `{}`: {e}; the report \
                      itself is in `{report_dir}`",
                     report.run_id,
                     self.path.display()
-                )
+                ))
             })?;
         Ok(())
     }
 
     /// The newest `limit` runs, newest first.
-    pub fn list(&self, limit: usize) -> anyhow::Result<Vec<RunRecord>> {
+    pub fn list(&self, limit: usize) -> Result<Vec<RunRecord>, StoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT {RECORD_COLUMNS} FROM runs ORDER BY started_at DESC, rowid DESC LIMIT ?1"
@@ -509,7 +503,10 @@ impl RunStore {
     /// A run by its full id, a unique prefix of it, a unique prefix of its random suffix (the part
     /// after the dash), or `latest` (the newest run), with its report once it has finished. An
     /// ambiguous one is an error that names the candidates.
-    pub fn get(&self, id_or_prefix: &str) -> anyhow::Result<Option<(RunRecord, Option<Report>)>> {
+    pub fn get(
+        &self,
+        id_or_prefix: &str,
+    ) -> Result<Option<(RunRecord, Option<Report>)>, StoreError> {
         let ctx = || format!("cannot read the run history at `{}`", self.path.display());
         let select = format!("SELECT {RECORD_COLUMNS}, report_json FROM runs");
         let with_report =
@@ -525,7 +522,7 @@ impl RunStore {
                 .optional()
                 .with_context(ctx)?
         } else if id_or_prefix.is_empty() {
-            bail!("an empty run id matches every run; give a run id, a prefix of one, or `latest`");
+            return Err(StoreError::EmptyId);
         } else if let Some(exact) = self
             .conn
             .query_row(
@@ -569,10 +566,10 @@ impl RunStore {
                         .map(|(r, _)| format!("`{}`", r.run_id))
                         .collect();
                     let more = if n > 10 { ", ..." } else { "" };
-                    bail!(
-                        "`{id_or_prefix}` matches more than one run: {}{more}; give more of the id, or the whole of it",
-                        names.join(", ")
-                    );
+                    return Err(StoreError::Ambiguous {
+                        id: id_or_prefix.to_string(),
+                        candidates: format!("{}{more}", names.join(", ")),
+                    });
                 }
             }
         };
@@ -597,133 +594,6 @@ impl RunStore {
             report = Some(crate::interrupted::report(&record, events));
         }
         Ok(Some((record, report)))
-    }
-}
-
-/// A game-day schedule as stored (see [`crate::schedule`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ScheduleRecord {
-    pub id: String,
-    /// The scenario's name.
-    pub scenario: String,
-    pub file: Option<String>,
-    pub scenario_text: String,
-    pub cron: String,
-    pub timezone: Option<String>,
-    pub vars: BTreeMap<String, String>,
-    pub labels: BTreeMap<String, String>,
-    pub blackouts: Vec<crate::schedule::Blackout>,
-    pub created_at: DateTime<Utc>,
-    pub last_due: Option<DateTime<Utc>>,
-    pub last_run_id: Option<String>,
-    pub last_error: Option<String>,
-}
-
-const SCHEDULE_COLUMNS: &str = "id, scenario, file, scenario_text, cron, timezone, vars, labels, \
-                                blackouts, created_at, last_due, last_run_id, last_error";
-
-fn schedule_record(row: &Row<'_>) -> rusqlite::Result<ScheduleRecord> {
-    let json_err = |e: serde_json::Error| {
-        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
-    };
-    let last_due: Option<String> = row.get("last_due")?;
-    Ok(ScheduleRecord {
-        id: row.get("id")?,
-        scenario: row.get("scenario")?,
-        file: row.get("file")?,
-        scenario_text: row.get("scenario_text")?,
-        cron: row.get("cron")?,
-        timezone: row.get("timezone")?,
-        vars: serde_json::from_str(&row.get::<_, String>("vars")?).map_err(json_err)?,
-        labels: serde_json::from_str(&row.get::<_, String>("labels")?).map_err(json_err)?,
-        blackouts: serde_json::from_str(&row.get::<_, String>("blackouts")?).map_err(json_err)?,
-        created_at: parse_ts(&row.get::<_, String>("created_at")?)?,
-        last_due: last_due.as_deref().map(parse_ts).transpose()?,
-        last_run_id: row.get("last_run_id")?,
-        last_error: row.get("last_error")?,
-    })
-}
-
-/// Schedules, in the same database as the runs.
-impl RunStore {
-    pub fn add_schedule(&self, s: &ScheduleRecord) -> anyhow::Result<()> {
-        self.conn
-            .execute(
-                &format!(
-                    "INSERT INTO schedules ({SCHEDULE_COLUMNS})
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
-                ),
-                params![
-                    s.id,
-                    s.scenario,
-                    s.file,
-                    s.scenario_text,
-                    s.cron,
-                    s.timezone,
-                    serde_json::to_string(&s.vars)?,
-                    serde_json::to_string(&s.labels)?,
-                    serde_json::to_string(&s.blackouts)?,
-                    ts(s.created_at),
-                    s.last_due.map(ts),
-                    s.last_run_id,
-                    s.last_error,
-                ],
-            )
-            .with_context(|| {
-                format!(
-                    "cannot record schedule `{}` in `{}`",
-                    s.id,
-                    self.path.display()
-                )
-            })?;
-        Ok(())
-    }
-
-    /// Every schedule, oldest first.
-    pub fn schedules(&self) -> anyhow::Result<Vec<ScheduleRecord>> {
-        let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {SCHEDULE_COLUMNS} FROM schedules ORDER BY created_at, id"
-        ))?;
-        stmt.query_map([], schedule_record)
-            .and_then(|rows| rows.collect())
-            .with_context(|| format!("cannot read the schedules in `{}`", self.path.display()))
-    }
-
-    /// Removes a schedule; false when there was none with that id.
-    pub fn remove_schedule(&self, id: &str) -> anyhow::Result<bool> {
-        let n = self
-            .conn
-            .execute("DELETE FROM schedules WHERE id = ?1", [id])
-            .with_context(|| {
-                format!(
-                    "cannot remove schedule `{id}` from `{}`",
-                    self.path.display()
-                )
-            })?;
-        Ok(n > 0)
-    }
-
-    /// Records what a due time of schedule `id` did: the run it started, or why it could not.
-    pub fn schedule_fired(
-        &self,
-        id: &str,
-        due: DateTime<Utc>,
-        run_id: Option<&str>,
-        error: Option<&str>,
-    ) -> anyhow::Result<()> {
-        self.conn
-            .execute(
-                "UPDATE schedules SET last_due = ?2, last_run_id = coalesce(?3, last_run_id),
-                        last_error = ?4 WHERE id = ?1",
-                params![id, ts(due), run_id, error],
-            )
-            .with_context(|| {
-                format!(
-                    "cannot record schedule `{id}`'s run in `{}`",
-                    self.path.display()
-                )
-            })?;
-        Ok(())
     }
 }
 
@@ -1018,76 +888,5 @@ mod tests {
         }
         assert!(me.is_alive(boot_id().as_deref()));
         assert!(!dead_controller().is_alive(boot_id().as_deref()));
-    }
-}
-
-#[cfg(test)]
-mod schedule_tests {
-    use super::*;
-    use crate::schedule::Blackout;
-
-    fn sample(id: &str, created_s: i64) -> ScheduleRecord {
-        ScheduleRecord {
-            id: id.into(),
-            scenario: "checkout".into(),
-            file: Some("checkout.yaml".into()),
-            scenario_text: "version: 1\n".into(),
-            cron: "0 10 * * TUE".into(),
-            timezone: Some("Europe/Berlin".into()),
-            vars: BTreeMap::from([("PORT".into(), "8080".into())]),
-            labels: BTreeMap::from([("team".into(), "payments".into())]),
-            blackouts: vec![Blackout::Recurring {
-                days: vec!["sat".into()],
-                hours: None,
-                timezone: None,
-            }],
-            created_at: DateTime::from_timestamp(created_s, 0).unwrap(),
-            last_due: None,
-            last_run_id: None,
-            last_error: None,
-        }
-    }
-
-    #[test]
-    fn schedules_survive_a_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        {
-            let store = RunStore::open(dir.path()).unwrap();
-            store.add_schedule(&sample("b", 2000)).unwrap();
-            store.add_schedule(&sample("a", 1000)).unwrap();
-            assert!(store.add_schedule(&sample("a", 1000)).is_err());
-            let due = DateTime::from_timestamp(5000, 0).unwrap();
-            store.schedule_fired("a", due, Some("run-1"), None).unwrap();
-            store
-                .schedule_fired("a", due, None, Some("halted"))
-                .unwrap();
-        }
-        let store = RunStore::open(dir.path()).unwrap();
-        let all = store.schedules().unwrap();
-        assert_eq!(all.len(), 2);
-        assert_eq!(all[0].id, "a");
-        assert_eq!(all[0].last_run_id.as_deref(), Some("run-1"));
-        assert_eq!(all[0].last_error.as_deref(), Some("halted"));
-        let mut want = sample("b", 2000);
-        want.id = "b".into();
-        assert_eq!(all[1], want);
-        assert!(store.remove_schedule("a").unwrap());
-        assert!(!store.remove_schedule("a").unwrap());
-        assert_eq!(store.schedules().unwrap().len(), 1);
-    }
-
-    #[test]
-    fn a_version_1_history_gains_the_schedules_table() {
-        let dir = tempfile::tempdir().unwrap();
-        {
-            let conn = Connection::open(dir.path().join(DB_FILE)).unwrap();
-            migrate(&conn, 0).unwrap();
-            // What a version-1 chaosctl left: its table, and user_version 1.
-            conn.execute_batch("DROP TABLE schedules; PRAGMA user_version = 1;")
-                .unwrap();
-        }
-        let store = RunStore::open(dir.path()).unwrap();
-        store.add_schedule(&sample("a", 1)).unwrap();
-        assert_eq!(store.schedules().unwrap().len(), 1);
     }
 }
