@@ -381,12 +381,15 @@ impl Runs {
             if let Err(err) = report_dir.write_report(&report) {
                 error!(run = report.run_id, error = %err, "cannot write the report folder; the history keeps the report");
             }
+            // The report is the live run's before the history has its verdict, so that a view
+            // never shows a verdict without its report; followers are woken after both.
+            let report = Arc::new(report);
+            live.inner().end = Some(Arc::clone(&report));
             if let Err(err) = runs.store().finish(&report, &live.report_dir) {
                 error!(run = report.run_id, error = %format!("{:#}", anyhow::Error::from(err)), "cannot record the end of the run");
             }
             crate::metrics::global().run_finished(&report);
             info!(run = report.run_id, verdict = %report.verdict, exit_code = report.exit_code(), "run ended");
-            live.inner().end = Some(Arc::new(report));
             live.bump();
             runs.active().remove(&live.run_id);
         });
