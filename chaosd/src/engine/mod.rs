@@ -151,7 +151,6 @@ pub struct RunResult {
 }
 
 /// Runs a validated scenario to its end and returns its report.
-/// Runs a validated scenario to its end and returns its report.
 pub async fn run(
     scenario: Arc<Scenario>,
     spec: RunSpec,

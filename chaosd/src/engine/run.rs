@@ -123,6 +123,17 @@ pub(super) struct Placed {
     pub(super) lost_hosts: std::collections::BTreeSet<String>,
 }
 
+impl Placed {
+    /// Tracks a fault that is (or may be) in place until it is reverted: its host's lease is
+    /// held from now on, and cleanup reverts it by its id.
+    pub(super) fn track(&mut self, fault: Active) {
+        if let Some(lease) = &self.lease {
+            lease.holds(&fault.host);
+        }
+        self.active.push(fault);
+    }
+}
+
 /// The probes sampled in the background: steady-state probes from the first check on, and
 /// guardrails, watched for a breach.
 #[derive(Default)]

@@ -362,10 +362,7 @@ impl Run {
                         record.fault_id.clone(),
                         record.fault.clone(),
                     );
-                    if let Some(lease) = &self.placed.lease {
-                        lease.holds(&host);
-                    }
-                    self.placed.active.push(Active {
+                    self.placed.track(Active {
                         host: host.clone(),
                         fault_id: fault_id.clone(),
                         step: step_idx,
@@ -393,10 +390,7 @@ impl Run {
                     let note = if failure.maybe_applied {
                         // It may be in place: reverted by its id like an applied fault, and left
                         // in `faults_left` when that cannot be confirmed.
-                        if let Some(lease) = &self.placed.lease {
-                            lease.holds(&host);
-                        }
-                        self.placed.active.push(Active {
+                        self.placed.track(Active {
                             host: host.clone(),
                             fault_id: fault_id.clone(),
                             step: step_idx,
