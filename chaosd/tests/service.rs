@@ -1355,6 +1355,11 @@ fn sigkill_mid_run_leaves_it_interrupted_and_the_journal_reverts_the_pause() {
     assert_eq!(d.wait_verdict(&first)["run"]["verdict"], "passed");
     let id = d.submit(&pause_yaml(&sleeper.pattern, "60s"));
     sleeper.wait_state('T', "the sleeper paused");
+    // The process stops as the pause is made, a moment before the run records it: wait for the
+    // hold (the fault is in the run's events by then), as an operator would see it.
+    eventually(Duration::from_secs(10), "the run holds the pause", || {
+        d.run(&id)["live"]["fault_left_ms"].is_u64()
+    });
     let pid = d.pid();
     d.sigkill();
     assert_eq!(
