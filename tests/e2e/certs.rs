@@ -324,10 +324,14 @@ fn an_agent_with_client_ca_serves_only_controllers_with_its_certificate() {
         "{}",
         out.stdout
     );
-    let log = agent.log();
-    assert!(
-        log.contains("the client's certificate was not issued by the CA of --client-ca"),
-        "{log}"
+    eventually(
+        Duration::from_secs(5),
+        "the agent logs the bad client certificate",
+        || {
+            agent
+                .log()
+                .contains("the client's certificate was not issued by the CA of --client-ca")
+        },
     );
     let audit = std::fs::read_to_string(t.path("edge-state").join("audit.jsonl")).unwrap();
     assert!(audit.contains("\"event\":\"tls_handshake\""), "{audit}");
@@ -413,13 +417,13 @@ fn tls_mistakes_are_told_in_words() {
         "was not issued by the CA in `ca_file` `{}`; set `ca_file` to the CA that issued it",
         ca_file.display()
     ));
-    assert!(
+    // The agent logs the refusal when the client's alert reaches it, which may be a moment after
+    // chaosctl has exited.
+    eventually(Duration::from_secs(5), "the agent logs the refusal", || {
         agent
             .log()
-            .contains("the client refused this server's certificate"),
-        "{}",
-        agent.log()
-    );
+            .contains("the client refused this server's certificate")
+    });
     drop(agent);
 
     // The CA's own certificate as the server's.
