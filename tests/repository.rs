@@ -20,10 +20,12 @@ fn repo_files() -> Vec<PathBuf> {
             let entry = entry.unwrap();
             let path = entry.path();
             let name = entry.file_name();
+            if SKIPPED.iter().any(|s| name == *s) {
+                // `.git` is a file in a worktree: it names where the repository's git data is.
+                continue;
+            }
             if entry.file_type().unwrap().is_dir() {
-                if !SKIPPED.iter().any(|s| name == *s) {
-                    walk(&path, found);
-                }
+                walk(&path, found);
             } else {
                 found.push(path);
             }
