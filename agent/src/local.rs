@@ -529,6 +529,9 @@ impl Inner {
 
         let applied_at = Utc::now();
         let end_at = hold.map(|d| end_time(applied_at, d));
+        if let Some(undo) = injected.undo {
+            entry.undo = undo;
+        }
         entry.state = EntryState::Applied;
         entry.applied_at = Some(applied_at);
         entry.end_at = end_at;
