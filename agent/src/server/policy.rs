@@ -715,6 +715,29 @@ max_loss: 50%
     }
 
     #[test]
+    fn stress_workers_memory_and_margin() {
+        use crate::spec::{CpuStress, MemoryStress, StressSpec, Workers};
+        let p = Policy::parse("stress: {max_workers: 2, max_memory: 64MiB, memory_margin: 20%}")
+            .unwrap();
+        let cpu = |n| {
+            FaultSpec::Stress(StressSpec::Cpu(CpuStress {
+                workers: Workers::Count(n),
+                load: 100.0,
+            }))
+        };
+        assert!(p.check_fault(&cpu(2)).is_ok());
+        assert!(msg(p.check_fault(&cpu(3))).contains("stress.max_workers 2"));
+        let memory = |bytes| FaultSpec::Stress(StressSpec::Memory(MemoryStress::Size(bytes)));
+        assert!(p.check_fault(&memory(64 << 20)).is_ok());
+        assert!(msg(p.check_fault(&memory(65 << 20))).contains("stress.max_memory"));
+        assert_eq!(p.stress_memory_margin(), Some(20.0));
+        assert_eq!(parse_size("1GiB").unwrap(), 1 << 30);
+        assert!(Policy::parse("stress: {max_memory: lots}").is_err());
+        assert!(Policy::parse("stress: {memory_margin: 120%}").is_err());
+        assert!(Policy::parse("stress: {max_cpus: 1}").is_err());
+    }
+
+    #[test]
     fn durations() {
         assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
         assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
