@@ -247,6 +247,12 @@ fn step_case(step: &StepReport) -> Case {
     let mut body = String::new();
     for f in &step.faults {
         let _ = write!(body, "{} on {}: {}", f.kind, f.host, f.fault);
+        if let Some(mechanism) = &f.mechanism {
+            let _ = write!(body, " — by {mechanism}");
+        }
+        if !f.detail.is_empty() {
+            let _ = write!(body, " — {}", f.detail);
+        }
         if let Some(e) = &f.error {
             let _ = write!(body, " — error: {e}");
         }
