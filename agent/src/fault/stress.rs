@@ -407,7 +407,8 @@ fn measure_cpu(children: &[Target], workers: u32, load: f64) -> (String, bool) {
     let asked = workers as f64 * load / 100.0;
     (
         format!(
-            "{workers} CPU workers at {load}% load: measured {cores:.2} cores busy over {elapsed:.1} s ({:.0}% of the {asked:.2} asked; {} online)",
+            "{workers} CPU worker{} at {load}% load: measured {cores:.2} cores busy over {elapsed:.1} s ({:.0}% of the {asked:.2} asked; {} online)",
+            if workers == 1 { "" } else { "s" },
             cores / asked * 100.0,
             online_cpus()
         ),
