@@ -119,17 +119,25 @@ fn a_sigkilled_chaosctl_takes_its_workers_and_the_next_command_cleans_up() {
     let killed = Instant::now();
     let out = run.wait();
     assert_eq!(out.signal, Some(9), "{out:?}");
-    eventually(Duration::from_secs(1), "the worker dies with chaosctl", || {
-        !std::path::Path::new(&format!("/proc/{}/stat", workers[0])).exists()
-            || std::fs::read_to_string(format!("/proc/{}/stat", workers[0]))
-                .map(|s| !s.contains("(chaos-stress)") || s.contains(") Z"))
-                .unwrap_or(true)
-    });
+    eventually(
+        Duration::from_secs(1),
+        "the worker dies with chaosctl",
+        || {
+            !std::path::Path::new(&format!("/proc/{}/stat", workers[0])).exists()
+                || std::fs::read_to_string(format!("/proc/{}/stat", workers[0]))
+                    .map(|s| !s.contains("(chaos-stress)") || s.contains(") Z"))
+                    .unwrap_or(true)
+        },
+    );
     println!("worker gone {:?} after the SIGKILL", killed.elapsed());
 
     let runs = t.cmd(&["runs"]);
     runs.code(0);
     runs.stderr_has("reverted");
     runs.stderr_has(&run_id);
-    assert!(cgroup_left(&run_id).is_empty(), "{:?}", cgroup_left(&run_id));
+    assert!(
+        cgroup_left(&run_id).is_empty(),
+        "{:?}",
+        cgroup_left(&run_id)
+    );
 }

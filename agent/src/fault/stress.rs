@@ -33,7 +33,9 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::sync::{Mutex, OnceLock};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use nix::sys::signal::Signal;
 use nix::unistd::{SysconfVar, sysconf};
@@ -94,7 +96,9 @@ impl Kind for StressSpec {
                 Err(err) => Err(Refusal(err.to_string())),
             },
             StressSpec::Memory(memory) => {
-                let margin = policy.stress_memory_margin().unwrap_or(DEFAULT_MEMORY_MARGIN);
+                let margin = policy
+                    .stress_memory_margin()
+                    .unwrap_or(DEFAULT_MEMORY_MARGIN);
                 match memory_bytes(*memory, margin.max(DEFAULT_MEMORY_MARGIN)) {
                     Ok(bytes) => policy.check_stress_memory(bytes),
                     Err(err) => Err(Refusal(err.to_string())),
@@ -253,7 +257,11 @@ fn cgroup_pids(cgroup: &Path) -> Vec<i32> {
 
 // ---- the injection ----
 
-fn inject(spec: &StressSpec, cgroup: Option<&Path>, hold: Duration) -> Result<Injected, FaultError> {
+fn inject(
+    spec: &StressSpec,
+    cgroup: Option<&Path>,
+    hold: Duration,
+) -> Result<Injected, FaultError> {
     let (work, count) = match spec {
         StressSpec::Cpu(cpu) => {
             let busy = PERIOD.mul_f64(cpu.load / 100.0);
@@ -510,12 +518,15 @@ struct Job {
 
 type Reply = Result<Vec<i32>, String>;
 
+/// A job for the spawner, and where to send the pids it started.
+type Request = (Job, Sender<Reply>);
+
 /// The spawner: one thread for the life of the process, which forks every child (so their
 /// `PR_SET_PDEATHSIG` fires only when the process dies) and reaps them.
-fn spawner() -> &'static Mutex<Sender<(Job, Sender<Reply>)>> {
-    static SPAWNER: OnceLock<Mutex<Sender<(Job, Sender<Reply>)>>> = OnceLock::new();
+fn spawner() -> &'static Mutex<Sender<Request>> {
+    static SPAWNER: OnceLock<Mutex<Sender<Request>>> = OnceLock::new();
     SPAWNER.get_or_init(|| {
-        let (tx, rx) = mpsc::channel::<(Job, Sender<Reply>)>();
+        let (tx, rx) = mpsc::channel::<Request>();
         let started = thread::Builder::new()
             .name("chaos-stress".to_string())
             .spawn(move || {
@@ -616,7 +627,8 @@ fn fork_all(job: &Job) -> Reply {
             -1 => {
                 let err = std::io::Error::last_os_error();
                 for &pid in &pids {
-                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+                    let _ =
+                        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
                     let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
                 }
                 return Err(format!("cannot fork a stress worker: {err}"));
@@ -633,12 +645,24 @@ fn child_main(plan: &ChildPlan) -> ! {
     // SAFETY: every call below is a system call on memory this child owns (its copy of `plan`,
     // locals, and the mapping it makes), safe after a fork of a multithreaded process.
     unsafe {
-        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0);
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        );
         if libc::getppid() != plan.parent {
             libc::_exit(0);
         }
         // Default dispositions and an empty mask: the parent's handlers are not ours.
-        for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGPIPE, libc::SIGCHLD] {
+        for signal in [
+            libc::SIGINT,
+            libc::SIGTERM,
+            libc::SIGHUP,
+            libc::SIGPIPE,
+            libc::SIGCHLD,
+        ] {
             libc::signal(signal, libc::SIG_DFL);
         }
         let mut empty: libc::sigset_t = std::mem::zeroed();

@@ -525,7 +525,11 @@ fn parse_size(text: &str) -> Result<u64, String> {
         "MB" => 1e6,
         "GB" => 1e9,
         "TB" => 1e12,
-        other => return Err(format!("unknown unit `{other}`; use B, KiB, MiB, GiB or TiB")),
+        other => {
+            return Err(format!(
+                "unknown unit `{other}`; use B, KiB, MiB, GiB or TiB"
+            ));
+        }
     };
     Ok((number * factor) as u64)
 }

@@ -965,7 +965,10 @@ async fn stress_children_die_with_a_sigkilled_agent_and_the_restart_cleans_up() 
         "hold_ms": 60_000,
     });
     let (status, body) = api
-        .post("/v1/runs/stress-killed/faults", apply_body(vec![order], 60_000))
+        .post(
+            "/v1/runs/stress-killed/faults",
+            apply_body(vec![order], 60_000),
+        )
         .await;
     assert_eq!(status, 200, "{body}");
     let agent_pid = first.child.id();
@@ -974,22 +977,28 @@ async fn stress_children_die_with_a_sigkilled_agent_and_the_restart_cleans_up() 
 
     first.signal(nix::sys::signal::Signal::SIGKILL);
     first.wait(Duration::from_secs(5));
-    let start = std::time::Instant::now();
+    let start = tokio::time::Instant::now();
     chaos_tests::eventually_async(
         Duration::from_secs(2),
         "the stress workers die with the agent",
         || {
-            children
-                .iter()
-                .all(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists() || {
-                    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-                    stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with(['Z', 'X']))
+            children.iter().all(|pid| {
+                !std::path::Path::new(&format!("/proc/{pid}")).exists() || {
+                    let stat =
+                        std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+                    stat.rsplit(')')
+                        .next()
+                        .is_some_and(|rest| rest.trim_start().starts_with(['Z', 'X']))
                         || !stat.contains("(chaos-stress)")
-                })
+                }
+            })
         },
     )
     .await;
-    println!("workers gone {:?} after the agent's SIGKILL", start.elapsed());
+    println!(
+        "workers gone {:?} after the agent's SIGKILL",
+        start.elapsed()
+    );
 
     let second = Binary::start(&args);
     let logs = second.stderr().join("\n");

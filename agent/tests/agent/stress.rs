@@ -3,7 +3,9 @@
 //! the revert, and a memory fault beyond what the host has refused at preflight.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use agent::fault::stress;
 use agent::spec::{CpuStress, FaultSpec, MemoryStress, StressSpec, Workers};
@@ -41,8 +43,8 @@ fn running(pid: i32) -> bool {
 }
 
 fn cgroup_dir(fault_id: &str) -> Option<PathBuf> {
-    let agent::fault::Undo::Stress { cgroup, .. } = agent::fault::plan(fault_id, &cpu(1, 1.0), 0)
-        .unwrap()
+    let agent::fault::Undo::Stress { cgroup, .. } =
+        agent::fault::plan(fault_id, &cpu(1, 1.0), 0).unwrap()
     else {
         unreachable!()
     };
@@ -61,7 +63,11 @@ fn cpu_workers_burn_their_load_and_the_revert_kills_them() {
     let before: f64 = pids.iter().filter_map(|&p| stress::cpu_seconds(p)).sum();
     let start = Instant::now();
     std::thread::sleep(Duration::from_millis(1000));
-    let used = pids.iter().filter_map(|&p| stress::cpu_seconds(p)).sum::<f64>() - before;
+    let used = pids
+        .iter()
+        .filter_map(|&p| stress::cpu_seconds(p))
+        .sum::<f64>()
+        - before;
     let cores = used / start.elapsed().as_secs_f64();
     println!("2 workers at 50%: {cores:.2} cores busy (1.0 asked)");
     // A 2-core machine shared with other builds: an honest lower bound, and the load's upper one.
@@ -119,7 +125,11 @@ fn workers_end_by_themselves_at_the_end_time() {
     // No agent is left to revert it: the workers end on their own clock.
     first.abandon();
     let start = Instant::now();
-    eventually(Duration::from_secs(4), "the workers end by themselves", || pids.iter().all(|&p| !running(p)));
+    eventually(
+        Duration::from_secs(4),
+        "the workers end by themselves",
+        || pids.iter().all(|&p| !running(p)),
+    );
     println!("gone {:?} after the abandon", start.elapsed());
 
     // The next start removes the cgroup they leave.

@@ -8,11 +8,11 @@
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
+use agent::spec::{CpuStress, MemoryStress, StressSpec, Workers};
 use agent::spec::{
     DropMode, DropSpec, FaultKind, FaultSpec, FillAmount, FillDiskSpec, KillSpec, LatencySpec,
     LossSpec, NetScope, PauseSpec, PeerSelector, ProcessSelector, Protocol, SignalNumber,
 };
-use agent::spec::{CpuStress, MemoryStress, StressSpec, Workers};
 
 use super::super::raw::*;
 use super::super::values;
@@ -291,7 +291,10 @@ fn stress(cx: &mut Cx, raw: &Sp<StressRaw>) -> Option<FaultSpec> {
             None
         }
         (Some(_), Some(memory)) => {
-            cx.error(pos(memory), "`stress` has both `cpu` and `memory`; give one");
+            cx.error(
+                pos(memory),
+                "`stress` has both `cpu` and `memory`; give one",
+            );
             None
         }
         (Some(cpu), None) => {
@@ -313,7 +316,9 @@ fn stress(cx: &mut Cx, raw: &Sp<StressRaw>) -> Option<FaultSpec> {
                     0 => Err("workers `0` burn nothing; give 1 or more".to_string()),
                     n => Ok(Workers::Count(n)),
                 }),
-                (None, Some(cores)) => cx.get(cores, |text| positive("cores")(text).map(Workers::Cores)),
+                (None, Some(cores)) => {
+                    cx.get(cores, |text| positive("cores")(text).map(Workers::Cores))
+                }
             };
             Some(FaultSpec::Stress(StressSpec::Cpu(CpuStress {
                 workers: workers?,
@@ -338,7 +343,9 @@ fn stress(cx: &mut Cx, raw: &Sp<StressRaw>) -> Option<FaultSpec> {
                     0 => Err(format!("size `{text}` holds nothing")),
                     bytes => Ok(MemoryStress::Size(bytes)),
                 }),
-                (None, Some(share)) => cx.get(share, |text| positive("share")(text).map(MemoryStress::Share)),
+                (None, Some(share)) => cx.get(share, |text| {
+                    positive("share")(text).map(MemoryStress::Share)
+                }),
             };
             Some(FaultSpec::Stress(StressSpec::Memory(amount?)))
         }
