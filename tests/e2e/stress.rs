@@ -101,8 +101,11 @@ fn stress_cpu_burns_while_held_and_reports_what_it_measured() {
     assert!(f["detail"].as_str().unwrap().contains("cores busy"), "{f}");
     assert!(f["reverted_at"].is_string());
     assert!(stress_children(chaosctl).is_empty());
-    let md = std::fs::read_to_string(out.folder().join("report.md")).unwrap();
-    assert!(md.contains("cores busy"), "{md}");
+    // The measured effect, in every format.
+    for name in ["report.md", "report.html", "report.junit.xml"] {
+        let text = std::fs::read_to_string(out.folder().join(name)).unwrap();
+        assert!(text.contains("cores busy"), "{name}: {text}");
+    }
 }
 
 #[test]
