@@ -536,8 +536,9 @@ impl Inner {
         entry.applied_at = Some(applied_at);
         entry.end_at = end_at;
         if let Err(err) = self.journal.update(&entry) {
-            // The planned entry, synced before the injection, already holds the undo data:
-            // recovery works without this update, so it does not wait for the disk.
+            // The planned entry, synced before the injection, already holds the undo data (for
+            // `stress`, the cgroup; its workers die with this process): recovery works without
+            // this update, so it does not wait for the disk.
             warn!(fault_id, error = %err, "failed to mark journal entry applied");
         }
         self.set(

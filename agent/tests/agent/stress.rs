@@ -122,6 +122,17 @@ fn workers_end_by_themselves_at_the_end_time() {
     req.hold = Some(Duration::from_secs(1));
     let applied = first.inject(req).unwrap();
     let pids = pids(&applied);
+    // The journal names each worker by pid and start time, so that a reused pid is never killed.
+    let journal: Vec<String> = std::fs::read_dir(first.journal_dir())
+        .unwrap()
+        .flatten()
+        .map(|e| std::fs::read_to_string(e.path()).unwrap())
+        .collect();
+    assert_eq!(journal.len(), 1);
+    let entry: serde_json::Value = serde_json::from_str(&journal[0]).unwrap();
+    let children = &entry["undo"]["children"];
+    assert_eq!(children[0]["pid"], pids[0], "{entry:#}");
+    assert!(children[0]["start_time"].as_u64().unwrap() > 0, "{entry:#}");
     // No agent is left to revert it: the workers end on their own clock.
     first.abandon();
     let start = Instant::now();
