@@ -50,6 +50,9 @@ use crate::spec::{CpuStress, FaultKind, MemoryStress, StressSpec, Workers};
 /// The share of MemTotal a memory fault leaves available, unless the policy asks for more.
 pub const DEFAULT_MEMORY_MARGIN: f64 = 10.0;
 
+/// The most CPU workers per online CPU: beyond that a fault adds processes, not load.
+const MAX_WORKERS_PER_CPU: u32 = 4;
+
 /// How long a worker's period is: busy `load` percent of it, asleep the rest.
 const PERIOD: Duration = Duration::from_millis(10);
 
@@ -163,6 +166,10 @@ pub fn resolve_workers(cpu: &CpuStress) -> Result<u32, FaultError> {
 fn workers_for(workers: Workers, online: u32) -> Result<u32, FaultError> {
     match workers {
         Workers::Count(0) => Err(refuse("0 workers burn nothing")),
+        Workers::Count(n) if n > online * MAX_WORKERS_PER_CPU => Err(refuse(format!(
+            "{n} workers on {online} online CPUs: more than {MAX_WORKERS_PER_CPU} per CPU adds no load, only processes; ask for at most {}",
+            online * MAX_WORKERS_PER_CPU
+        ))),
         Workers::Count(n) => Ok(n),
         Workers::Cores(p) if !(p > 0.0 && p <= 100.0) => Err(refuse(format!(
             "a share of {p}% of the cores is not above 0% and at most 100%"
@@ -811,6 +818,9 @@ mod tests {
         assert_eq!(workers_for(Workers::Cores(100.0), 3).unwrap(), 3);
         assert_eq!(workers_for(Workers::Count(5), 2).unwrap(), 5);
         assert!(workers_for(Workers::Count(0), 2).is_err());
+        assert_eq!(workers_for(Workers::Count(8), 2).unwrap(), 8);
+        let err = workers_for(Workers::Count(9), 2).unwrap_err().to_string();
+        assert!(err.contains("at most 8"), "{err}");
         assert!(workers_for(Workers::Cores(0.0), 2).is_err());
         assert!(workers_for(Workers::Cores(150.0), 2).is_err());
     }
