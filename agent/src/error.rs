@@ -67,6 +67,12 @@ pub enum FaultError {
     #[error("cannot fill `{path}`: {reason}")]
     WouldOverfill { path: PathBuf, reason: String },
 
+    #[error("cannot stress this host: {reason}")]
+    WouldOverload { reason: String },
+
+    #[error("stress failed: {reason}")]
+    Stress { reason: String },
+
     #[error("cannot read the usage of the filesystem holding `{path}`: {source}")]
     Statvfs {
         path: PathBuf,
@@ -160,6 +166,8 @@ impl FaultError {
             FaultError::Signal { .. } => "signal_failed",
             FaultError::NotADirectory { .. } => "not_a_directory",
             FaultError::WouldOverfill { .. } => "would_overfill",
+            FaultError::WouldOverload { .. } => "would_overload",
+            FaultError::Stress { .. } => "stress_failed",
             FaultError::Statvfs { .. } => "statvfs",
             FaultError::Fill { .. } => "fill_failed",
             FaultError::FillFileExists { .. } => "fill_file_exists",

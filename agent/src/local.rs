@@ -529,12 +529,16 @@ impl Inner {
 
         let applied_at = Utc::now();
         let end_at = hold.map(|d| end_time(applied_at, d));
+        if let Some(undo) = injected.undo {
+            entry.undo = undo;
+        }
         entry.state = EntryState::Applied;
         entry.applied_at = Some(applied_at);
         entry.end_at = end_at;
         if let Err(err) = self.journal.update(&entry) {
-            // The planned entry, synced before the injection, already holds the undo data:
-            // recovery works without this update, so it does not wait for the disk.
+            // The planned entry, synced before the injection, already holds the undo data (for
+            // `stress`, the cgroup; its workers die with this process): recovery works without
+            // this update, so it does not wait for the disk.
             warn!(fault_id, error = %err, "failed to mark journal entry applied");
         }
         self.set(

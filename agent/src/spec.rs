@@ -219,6 +219,7 @@ pub enum FaultSpec {
     Loss(LossSpec),
     Drop(DropSpec),
     FillDisk(FillDiskSpec),
+    Stress(StressSpec),
 }
 
 /// `kill`: a signal to the picked processes.
@@ -268,6 +269,38 @@ pub struct FillDiskSpec {
     pub amount: FillAmount,
 }
 
+/// `stress`: CPU burnt, or memory held resident, by children of the agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StressSpec {
+    Cpu(CpuStress),
+    Memory(MemoryStress),
+}
+
+/// How many CPU workers, each busy `load` percent of every 10 ms period.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CpuStress {
+    pub workers: Workers,
+    /// Percent of each period a worker is busy (0 < load <= 100).
+    pub load: f64,
+}
+
+/// `workers: N`, or `cores: P%` of the CPUs online on the agent's host (rounded up, at least 1).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Workers {
+    Count(u32),
+    Cores(f64),
+}
+
+/// How much memory is held resident: bytes, or a percent of the host's MemTotal.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MemoryStress {
+    Size(u64),
+    Share(f64),
+}
+
 impl FaultSpec {
     /// The fault kind as the scenario file spells it.
     pub fn kind(&self) -> FaultKind {
@@ -278,6 +311,7 @@ impl FaultSpec {
             FaultSpec::Loss(_) => FaultKind::Loss,
             FaultSpec::Drop(_) => FaultKind::Drop,
             FaultSpec::FillDisk(_) => FaultKind::FillDisk,
+            FaultSpec::Stress(_) => FaultKind::Stress,
         }
     }
 }
@@ -313,6 +347,7 @@ fault_kinds! {
     Loss = "loss",
     Drop = "drop",
     FillDisk = "fill_disk",
+    Stress = "stress",
 }
 
 impl FaultKind {
@@ -332,7 +367,8 @@ impl FaultKind {
             | FaultKind::Latency
             | FaultKind::Loss
             | FaultKind::Drop
-            | FaultKind::FillDisk => true,
+            | FaultKind::FillDisk
+            | FaultKind::Stress => true,
         }
     }
 }
@@ -648,6 +684,11 @@ mod tests {
                 path: "/mnt/x".into(),
                 amount: FillAmount::Usage(90.0),
             }),
+            FaultSpec::Stress(StressSpec::Cpu(CpuStress {
+                workers: Workers::Cores(50.0),
+                load: 80.0,
+            })),
+            FaultSpec::Stress(StressSpec::Memory(MemoryStress::Size(512))),
         ];
         let scope = r#"{"to":null,"from":null,"interface":"eth0","spare_ssh":true}"#;
         let expected = [
@@ -657,6 +698,8 @@ mod tests {
             format!(r#"{{"loss":{{"share":30.0,"scope":{scope}}}}}"#),
             format!(r#"{{"drop":{{"mode":"reject","scope":{scope}}}}}"#),
             r#"{"fill_disk":{"path":"/mnt/x","amount":{"usage":90.0}}}"#.to_string(),
+            r#"{"stress":{"cpu":{"workers":{"cores":50.0},"load":80.0}}}"#.to_string(),
+            r#"{"stress":{"memory":{"size":512}}}"#.to_string(),
         ];
         for (spec, expected) in specs.iter().zip(expected) {
             assert_eq!(serde_json::to_string(spec).unwrap(), expected);
@@ -672,7 +715,7 @@ mod tests {
             assert_eq!(json, kind.as_str());
             assert_eq!(FaultKind::from_name(kind.as_str()), Some(kind));
         }
-        assert_eq!(FaultKind::from_name("stress"), None);
+        assert_eq!(FaultKind::from_name("stres"), None);
     }
 
     #[test]

@@ -347,6 +347,70 @@ steps:
 }
 
 #[test]
+fn lab_stress_ends_with_the_lease_and_dies_with_its_agent() {
+    let Some(mut lab) = Lab::new() else { return };
+    let yaml = r#"version: 1
+name: lab-stress
+settings: {lease: 2s}
+steps:
+  - name: burn on h1
+    target: h1
+    fault: {stress: {cpu: {workers: 2, load: 50%}}}
+    duration: 30s
+"#;
+    // chaosctl SIGKILLed: the agent reverts at the lease's end and kills the workers.
+    let t = lab.test(yaml);
+    let run = t.spawn_run();
+    let applied = wait_applied(&t, "h1", Duration::from_secs(15));
+    println!("{applied:#}");
+    let workers = lab.stress_workers("h1");
+    assert_eq!(workers.len(), 2, "{applied}");
+    run.signal_group(Signal::SIGKILL);
+    let killed = Instant::now();
+    eventually(
+        LEASE + Duration::from_secs(1),
+        "h1's agent kills its workers once the lease runs out",
+        || lab.stress_workers("h1").is_empty(),
+    );
+    println!(
+        "workers gone {:?} after chaosctl's SIGKILL (lease 2s)",
+        killed.elapsed()
+    );
+    let out = run.wait();
+    assert_eq!(out.signal, Some(9), "{out:?}");
+
+    // The agent SIGKILLed: its workers die with it; its restart finds the journal and cleans up.
+    let t = lab.test(yaml);
+    let run = t.spawn_run();
+    wait_applied(&t, "h1", Duration::from_secs(15));
+    assert_eq!(lab.stress_workers("h1").len(), 2);
+    lab.kill_agent("h1");
+    let killed = Instant::now();
+    eventually(
+        Duration::from_secs(1),
+        "the workers die with their agent",
+        || lab.stress_workers("h1").is_empty(),
+    );
+    println!(
+        "workers gone {:?} after the agent's SIGKILL",
+        killed.elapsed()
+    );
+    run.signal_group(Signal::SIGKILL);
+    let _ = run.wait();
+    lab.restart_agent("h1");
+    eventually(
+        Duration::from_secs(5),
+        "h1's restart records the fault it reverted from its journal",
+        || {
+            lab.host("h1")
+                .audit()
+                .iter()
+                .any(|a| a["event"] == "recovered")
+        },
+    );
+}
+
+#[test]
 fn lab_sigkill_agent_during_latency_fails_open_and_its_restart_removes_the_rule() {
     let Some(mut lab) = Lab::new() else { return };
     let base = lab.ping("h2", "h1", 5, "0.02");

@@ -24,4 +24,5 @@ mod lost_answers;
 mod monkey;
 mod signals;
 mod steps;
+mod stress;
 mod verdicts;

@@ -564,8 +564,16 @@ impl Lab {
             for l in rules.lines().filter(|l| l.contains("CHAOS")) {
                 left.push(format!("{}: {l}", h.name));
             }
+            for pid in stress_workers_in(&h.ns) {
+                left.push(format!("{}: stress worker pid {pid}", h.name));
+            }
         }
         left
+    }
+
+    /// The `stress` workers (`chaos-stress` processes that have not exited) in `host`'s namespace.
+    pub fn stress_workers(&self, host: &str) -> Vec<i32> {
+        stress_workers_in(&self.host(host).ns)
     }
 
     fn namespaces(&self) -> Vec<String> {
@@ -773,6 +781,21 @@ pub fn echo(stream: &mut TcpStream, within: Duration) -> std::io::Result<()> {
     stream.write_all(b"ping")?;
     let mut buf = [0u8; 4];
     stream.read_exact(&mut buf)
+}
+
+/// The `chaos-stress` processes in network namespace `ns` that have not exited.
+fn stress_workers_in(ns: &str) -> Vec<i32> {
+    let pids = try_sh(&["ip", "netns", "pids", ns]).unwrap_or_default();
+    pids.split_whitespace()
+        .filter_map(|p| p.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+                stat.contains("(chaos-stress) ")
+                    && !stat.contains("(chaos-stress) Z")
+                    && !stat.contains("(chaos-stress) X")
+            })
+        })
+        .collect()
 }
 
 // ---- runs -------------------------------------------------------------------------------------

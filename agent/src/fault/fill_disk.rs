@@ -241,6 +241,7 @@ fn inject(dir: &Path, amount: FillAmount, file: &Path, bytes: u64) -> Result<Inj
         affected: vec![format!("{} ({})", file.display(), human(size))],
         verified: size_ok && aim_ok,
         detail,
+        undo: None,
     })
 }
 

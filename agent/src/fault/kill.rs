@@ -112,6 +112,7 @@ fn inject(
         affected: delivered.iter().map(|t| t.label()).collect(),
         verified,
         detail,
+        undo: None,
     })
 }
 

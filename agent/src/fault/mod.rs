@@ -13,6 +13,7 @@ pub mod fill_disk;
 pub mod kill;
 pub mod net;
 pub mod pause;
+pub mod stress;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -31,7 +32,7 @@ use crate::process::{self, ProcessInfo};
 use crate::server::policy::{Policy, Refusal};
 use crate::spec::{
     DropSpec, FaultKind, FaultSpec, FillDiskSpec, KillSpec, LatencySpec, LossSpec, PauseSpec, Pick,
-    ProcessSelector,
+    ProcessSelector, StressSpec,
 };
 
 pub use net::Context;
@@ -59,6 +60,13 @@ pub enum Undo {
     },
     /// `latency` by netem: delete our root qdisc of `interface`.
     Netem { interface: String },
+    /// `stress`: kill the children (the pids that are still the same processes) and the whole
+    /// cgroup, then remove the cgroup. Planned with no children; the injection fills them in.
+    Stress {
+        cgroup: Option<PathBuf>,
+        #[serde(default)]
+        children: Vec<Target>,
+    },
 }
 
 /// One process a fault acts on, named so that a reused pid is not mistaken for it.
@@ -95,6 +103,9 @@ pub struct Injected {
     pub affected: Vec<String>,
     pub verified: bool,
     pub detail: String,
+    /// The undo data completed by the injection (the children `stress` started), journaled in
+    /// place of the planned one; `None` when the plan's is complete.
+    pub undo: Option<Undo>,
 }
 
 /// What a revert did, as read back from the host.
@@ -140,6 +151,7 @@ pub fn kind_of(spec: &FaultSpec) -> &dyn Kind {
         FaultSpec::Loss(loss) => loss,
         FaultSpec::Drop(drop) => drop,
         FaultSpec::FillDisk(fill_disk) => fill_disk,
+        FaultSpec::Stress(stress) => stress,
     }
 }
 
@@ -153,6 +165,7 @@ pub fn support(kind: FaultKind) -> Result<&'static str, &'static str> {
         FaultKind::Loss => LossSpec::support(),
         FaultKind::Drop => DropSpec::support(),
         FaultKind::FillDisk => FillDiskSpec::support(),
+        FaultKind::Stress => StressSpec::support(),
     }
 }
 
@@ -222,6 +235,7 @@ pub fn revert(fault_id: &str, undo: &Undo) -> Result<Undone, FaultError> {
             ..
         } => net::latency::revert_nfqueue(chain, interface, *ipv4, *ipv6),
         Undo::Netem { interface } => net::latency::revert_netem(interface),
+        Undo::Stress { cgroup, children } => stress::revert(cgroup.as_deref(), children),
     }
 }
 

@@ -151,6 +151,7 @@ fn inject(
         affected: stopped.iter().map(|t| t.label()).collect(),
         verified,
         detail,
+        undo: None,
     })
 }
 

@@ -125,6 +125,7 @@ fn fault_status(err: &FaultError) -> StatusCode {
         | FaultError::PidfileGarbled { .. }
         | FaultError::NotADirectory { .. }
         | FaultError::WouldOverfill { .. }
+        | FaultError::WouldOverload { .. }
         | FaultError::FillFileExists { .. }
         | FaultError::Unsupported { .. } => StatusCode::UNPROCESSABLE_ENTITY,
         _ => StatusCode::INTERNAL_SERVER_ERROR,

@@ -14,6 +14,10 @@
 //! ports: [5432, 6379]               # network faults only for these peer ports, which they must list
 //! max_duration: 5m                  # the longest hold of a fault (ms, s, m, h); a hold is required
 //! max_loss: 50%                     # the highest `loss` share
+//! stress:                           # stress faults
+//!   max_workers: 2                  #   the most CPU workers (`cores` counted in workers here)
+//!   max_memory: 1GiB                #   the most memory held (B, KiB, MiB, GiB, TiB; KB, MB, GB)
+//!   memory_margin: 20%              #   of MemTotal kept available beside it (default and least 10%)
 //! command_probes: false             # `command` probes via /v1/probe (default false with a policy)
 //! commands:                         # scenario `action`s via /v1/commands: only these programs,
 //!   allow: [/usr/local/bin/promote.sh]  #   by absolute path (none without this key, or without a policy)
@@ -41,9 +45,29 @@ pub struct Policy {
     ports: Option<Vec<u16>>,
     max_duration: Option<Duration>,
     max_loss: Option<f64>,
+    stress: Stress,
     command_probes: bool,
     /// Programs an `action` may run (`/v1/commands`); empty allows none.
     commands: Vec<PathBuf>,
+}
+
+/// The `stress` key's limits.
+#[derive(Debug, Clone, Copy, Default)]
+struct Stress {
+    max_workers: Option<u32>,
+    max_memory: Option<u64>,
+    memory_margin: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStress {
+    #[serde(default)]
+    max_workers: Option<u32>,
+    #[serde(default)]
+    max_memory: Option<String>,
+    #[serde(default)]
+    memory_margin: Option<Share>,
 }
 
 #[derive(Debug, Clone)]
@@ -69,6 +93,8 @@ struct RawPolicy {
     max_duration: Option<String>,
     #[serde(default)]
     max_loss: Option<Share>,
+    #[serde(default)]
+    stress: Option<RawStress>,
     #[serde(default)]
     command_probes: bool,
     #[serde(default)]
@@ -166,22 +192,22 @@ impl Policy {
             .as_deref()
             .map(|d| parse_duration(d).map_err(|e| format!("max_duration `{d}`: {e}")))
             .transpose()?;
-        let max_loss = match raw.max_loss {
-            None => None,
-            Some(Share::Number(n)) => Some(n),
-            Some(Share::Text(t)) => Some(
-                t.trim()
-                    .trim_end_matches('%')
-                    .trim()
-                    .parse::<f64>()
-                    .map_err(|_| format!("max_loss `{t}` is not a percentage such as `50%`"))?,
-            ),
+        let max_loss = raw.max_loss.map(|s| share("max_loss", s)).transpose()?;
+        let stress = match raw.stress {
+            None => Stress::default(),
+            Some(s) => Stress {
+                max_workers: s.max_workers,
+                max_memory: s
+                    .max_memory
+                    .as_deref()
+                    .map(|t| parse_size(t).map_err(|e| format!("stress.max_memory `{t}`: {e}")))
+                    .transpose()?,
+                memory_margin: s
+                    .memory_margin
+                    .map(|s| share("stress.memory_margin", s))
+                    .transpose()?,
+            },
         };
-        if let Some(loss) = max_loss
-            && !(0.0..=100.0).contains(&loss)
-        {
-            return Err(format!("max_loss {loss}% is not between 0% and 100%"));
-        }
         let commands = raw.commands.map(|c| c.allow).unwrap_or_default();
         if let Some(bad) = commands.iter().find(|p| !p.is_absolute()) {
             return Err(format!(
@@ -198,6 +224,7 @@ impl Policy {
             ports: raw.ports,
             max_duration,
             max_loss,
+            stress,
             command_probes: raw.command_probes,
         })
     }
@@ -238,6 +265,15 @@ impl Policy {
         }
         if let Some(l) = self.max_loss {
             parts.push(format!("max_loss {l}%"));
+        }
+        if let Some(w) = self.stress.max_workers {
+            parts.push(format!("stress.max_workers {w}"));
+        }
+        if let Some(m) = self.stress.max_memory {
+            parts.push(format!("stress.max_memory {m} bytes"));
+        }
+        if let Some(m) = self.stress.memory_margin {
+            parts.push(format!("stress.memory_margin {m}%"));
         }
         parts.push(format!("command_probes {}", self.command_probes));
         if !self.commands.is_empty() {
@@ -315,6 +351,32 @@ impl Policy {
             )),
             _ => Ok(()),
         }
+    }
+
+    /// Whether a `stress` fault's CPU workers (`cores` resolved on this host) are within
+    /// `stress.max_workers`.
+    pub(crate) fn check_stress_workers(&self, workers: u32) -> Result<(), Refusal> {
+        match self.stress.max_workers {
+            Some(max) if workers > max => refuse(format!(
+                "{workers} stress workers are above the policy's stress.max_workers {max}"
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether a `stress` fault's memory is within `stress.max_memory`.
+    pub(crate) fn check_stress_memory(&self, bytes: u64) -> Result<(), Refusal> {
+        match self.stress.max_memory {
+            Some(max) if bytes > max => refuse(format!(
+                "{bytes} bytes of stress memory are above the policy's stress.max_memory {max} bytes"
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// The share of MemTotal a `stress` memory fault must leave available, if the policy sets it.
+    pub(crate) fn stress_memory_margin(&self) -> Option<f64> {
+        self.stress.memory_margin
     }
 
     /// Whether a `kill` or `pause` selector is within `processes`.
@@ -426,6 +488,52 @@ fn paths_list(paths: &[PathBuf]) -> String {
 }
 
 /// `500ms`, `30s`, `1.5s`, `5m`, `1h`.
+/// A percentage key (`50`, `50%`), between 0 and 100.
+fn share(key: &str, value: Share) -> Result<f64, String> {
+    let n = match value {
+        Share::Number(n) => n,
+        Share::Text(t) => t
+            .trim()
+            .trim_end_matches('%')
+            .trim()
+            .parse::<f64>()
+            .map_err(|_| format!("{key} `{t}` is not a percentage such as `50%`"))?,
+    };
+    if !(0.0..=100.0).contains(&n) {
+        return Err(format!("{key} {n}% is not between 0% and 100%"));
+    }
+    Ok(n)
+}
+
+/// `512MiB`, `1 GiB`, `2GB`, `4096` (bytes).
+fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number
+        .parse()
+        .map_err(|_| "not a size such as `512MiB`".to_string())?;
+    let factor: f64 = match unit.trim() {
+        "" | "B" => 1.0,
+        "KiB" => 1024.0,
+        "MiB" => 1024.0 * 1024.0,
+        "GiB" => 1024.0 * 1024.0 * 1024.0,
+        "TiB" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        "KB" | "kB" => 1e3,
+        "MB" => 1e6,
+        "GB" => 1e9,
+        "TB" => 1e12,
+        other => {
+            return Err(format!(
+                "unknown unit `{other}`; use B, KiB, MiB, GiB or TiB"
+            ));
+        }
+    };
+    Ok((number * factor) as u64)
+}
+
 fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text
@@ -608,6 +716,29 @@ max_loss: 50%
         let mut wlan = scope;
         wlan.interface = Some("wlan0".into());
         assert!(msg(p.check_fault(&loss(5.0, wlan))).contains("interface `wlan0`"));
+    }
+
+    #[test]
+    fn stress_workers_memory_and_margin() {
+        use crate::spec::{CpuStress, MemoryStress, StressSpec, Workers};
+        let p = Policy::parse("stress: {max_workers: 2, max_memory: 64MiB, memory_margin: 20%}")
+            .unwrap();
+        let cpu = |n| {
+            FaultSpec::Stress(StressSpec::Cpu(CpuStress {
+                workers: Workers::Count(n),
+                load: 100.0,
+            }))
+        };
+        assert!(p.check_fault(&cpu(2)).is_ok());
+        assert!(msg(p.check_fault(&cpu(3))).contains("stress.max_workers 2"));
+        let memory = |bytes| FaultSpec::Stress(StressSpec::Memory(MemoryStress::Size(bytes)));
+        assert!(p.check_fault(&memory(64 << 20)).is_ok());
+        assert!(msg(p.check_fault(&memory(65 << 20))).contains("stress.max_memory"));
+        assert_eq!(p.stress_memory_margin(), Some(20.0));
+        assert_eq!(parse_size("1GiB").unwrap(), 1 << 30);
+        assert!(Policy::parse("stress: {max_memory: lots}").is_err());
+        assert!(Policy::parse("stress: {memory_margin: 120%}").is_err());
+        assert!(Policy::parse("stress: {max_cpus: 1}").is_err());
     }
 
     #[test]

@@ -6,4 +6,5 @@ mod local;
 mod net;
 mod process;
 mod server;
+mod stress;
 mod support;

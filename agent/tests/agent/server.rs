@@ -915,6 +915,107 @@ async fn after_a_sigkill_the_next_start_reverts_the_pause() {
     assert_eq!(recovered[0]["outcome"], "obeyed");
 }
 
+/// The `chaos-stress` children of `parent`, from `/proc`, that have not exited.
+fn stress_children(parent: u32) -> Vec<i32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some(close) = stat.rfind(')') else {
+            continue;
+        };
+        let comm = &stat[stat.find('(').unwrap_or(0) + 1..close];
+        let fields: Vec<&str> = stat[close + 2..].split_whitespace().collect();
+        if comm == "chaos-stress"
+            && fields.get(1) == Some(&parent.to_string().as_str())
+            && !matches!(fields.first(), Some(&"Z") | Some(&"X"))
+        {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stress_children_die_with_a_sigkilled_agent_and_the_restart_cleans_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = token_file(dir.path());
+    let state = dir.path().join("state");
+    let args = [
+        "--listen",
+        "127.0.0.1:0",
+        "--token-file",
+        token.to_str().unwrap(),
+        "--state-dir",
+        state.to_str().unwrap(),
+    ];
+    let mut first = Binary::start(&args);
+    let api = Api {
+        addr: first.addr,
+        tls: None,
+    };
+    let order = json!({
+        "fault_id": "stress-killed",
+        "spec": {"stress": {"cpu": {"workers": {"count": 2}, "load": 20.0}}},
+        "seed": 1,
+        "hold_ms": 60_000,
+    });
+    let (status, body) = api
+        .post(
+            "/v1/runs/stress-killed/faults",
+            apply_body(vec![order], 60_000),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let agent_pid = first.child.id();
+    let children = stress_children(agent_pid);
+    assert_eq!(children.len(), 2, "{body}");
+
+    first.signal(nix::sys::signal::Signal::SIGKILL);
+    first.wait(Duration::from_secs(5));
+    let start = tokio::time::Instant::now();
+    chaos_tests::eventually_async(
+        Duration::from_secs(2),
+        "the stress workers die with the agent",
+        || {
+            children.iter().all(|pid| {
+                !std::path::Path::new(&format!("/proc/{pid}")).exists() || {
+                    let stat =
+                        std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+                    stat.rsplit(')')
+                        .next()
+                        .is_some_and(|rest| rest.trim_start().starts_with(['Z', 'X']))
+                        || !stat.contains("(chaos-stress)")
+                }
+            })
+        },
+    )
+    .await;
+    println!(
+        "workers gone {:?} after the agent's SIGKILL",
+        start.elapsed()
+    );
+
+    let second = Binary::start(&args);
+    let logs = second.stderr().join("\n");
+    assert!(
+        logs.contains("reverted a fault an earlier agent left"),
+        "{logs}"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir("/sys/fs/cgroup")
+        .into_iter()
+        .chain(std::fs::read_dir("/sys/fs/cgroup/unified"))
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy() == "chaos-stress-stress-killed")
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revert_of_a_fault_the_restart_reverted_succeeds() {
     let dir = tempfile::tempdir().unwrap();

@@ -247,6 +247,12 @@ fn step_case(step: &StepReport) -> Case {
     let mut body = String::new();
     for f in &step.faults {
         let _ = write!(body, "{} on {}: {}", f.kind, f.host, f.fault);
+        if let Some(mechanism) = &f.mechanism {
+            let _ = write!(body, " — by {mechanism}");
+        }
+        if !f.detail.is_empty() {
+            let _ = write!(body, " — {}", f.detail);
+        }
         if let Some(e) = &f.error {
             let _ = write!(body, " — error: {e}");
         }
@@ -351,11 +357,30 @@ fn step_case(step: &StepReport) -> Case {
     };
     let mut case = Case::new(name, time_s, outcome);
     case.properties = impact_properties(step);
+    case.properties.extend(fault_properties(step));
     case.system_out = impact_text(step);
     case
 }
 
 /// `impact.PROBE.HOST.FIGURE` for each probe and host of the step, then its objectives.
+/// Each applied fault's mechanism and what its agent read back (`fault.HOST.FAULT_ID.…`).
+fn fault_properties(step: &StepReport) -> Vec<(String, String)> {
+    let mut props = Vec::new();
+    for f in step.faults.iter().filter(|f| f.applied_at.is_some()) {
+        let key = |what: &str| format!("fault.{}.{}.{what}", f.host, f.fault_id);
+        if let Some(mechanism) = &f.mechanism {
+            props.push((key("mechanism"), mechanism.clone()));
+        }
+        if let Some(verified) = f.verified {
+            props.push((key("verified"), verified.to_string()));
+        }
+        if !f.detail.is_empty() {
+            props.push((key("measured"), f.detail.clone()));
+        }
+    }
+    props
+}
+
 fn impact_properties(step: &StepReport) -> Vec<(String, String)> {
     let mut props = vec![("status".to_string(), status_with_impact(step))];
     for i in &step.impact {

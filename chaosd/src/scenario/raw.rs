@@ -593,6 +593,9 @@ pub struct FaultRaw {
     /// Fill the filesystem holding a directory.
     #[schemars(with = "Option<FillDiskRaw>")]
     pub fill_disk: Option<Sp<FillDiskRaw>>,
+    /// Burn CPU or hold memory in children of the agent.
+    #[schemars(with = "Option<StressRaw>")]
+    pub stress: Option<Sp<StressRaw>>,
 }
 
 /// An entry of `faults:`: its own target and one kind, or an `action`; either may start late.
@@ -627,6 +630,9 @@ pub struct FaultEntryRaw {
     /// Fill the filesystem holding a directory.
     #[schemars(with = "Option<FillDiskRaw>")]
     pub fill_disk: Option<Sp<FillDiskRaw>>,
+    /// Burn CPU or hold memory in children of the agent.
+    #[schemars(with = "Option<StressRaw>")]
+    pub stress: Option<Sp<StressRaw>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -738,6 +744,45 @@ pub struct FillDiskRaw {
     /// Fill until this much is left free.
     #[schemars(with = "Option<schema::Text>")]
     pub leave: Opt,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Stress")]
+pub struct StressRaw {
+    /// Burn CPU: `workers` or `cores`, with a `load`.
+    #[schemars(with = "Option<StressCpuRaw>")]
+    pub cpu: Option<Sp<StressCpuRaw>>,
+    /// Hold memory resident (written, not just allocated): `size` or `share`.
+    #[schemars(with = "Option<StressMemoryRaw>")]
+    pub memory: Option<Sp<StressMemoryRaw>>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "StressCpu")]
+pub struct StressCpuRaw {
+    /// How many busy workers.
+    #[schemars(with = "Option<schema::Count>")]
+    pub workers: Opt,
+    /// A share of the host's online CPUs, one worker each (rounded up), e.g. `50%`.
+    #[schemars(with = "Option<schema::Share>")]
+    pub cores: Opt,
+    /// How busy each worker is, e.g. `80%` (default 100%).
+    #[schemars(with = "Option<schema::Share>")]
+    pub load: Opt,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "StressMemory")]
+pub struct StressMemoryRaw {
+    /// How much to hold, e.g. `512MiB`.
+    #[schemars(with = "Option<schema::Text>")]
+    pub size: Opt,
+    /// A share of the host's MemTotal, e.g. `20%`.
+    #[schemars(with = "Option<schema::Share>")]
+    pub share: Opt,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use agent::spec::{CpuStress, MemoryStress, StressSpec, Workers};
 use agent::spec::{
     DropMode, DropSpec, FaultSpec, FillAmount, FillDiskSpec, KillSpec, LatencySpec, LossSpec,
     PauseSpec, Pick, ProcessSelector, SignalNumber,
@@ -592,6 +593,49 @@ fn duplicate_names() {
             "{PRE}{STEP}  - name: s\n    target: api\n    fault: {{kill: {{process: {{name: x}}}}}}\n"
         ),
         &["12:11: step `s` is defined twice"],
+    );
+}
+
+#[test]
+fn stress_values() {
+    let step = |fault: &str| {
+        format!("{PRE}steps:\n  - name: s\n    target: api\n    duration: 1s\n    fault: {fault}\n")
+    };
+    check(
+        &step("{stress: {}}"),
+        &["12:21: `stress` needs one of `cpu`, `memory`"],
+    );
+    check(
+        &step("{stress: {cpu: {workers: 1}, memory: {size: 1MiB}}}"),
+        &["12:49: `stress` has both `cpu` and `memory`; give one"],
+    );
+    check(
+        &step("{stress: {cpu: {workers: 2, cores: 50%}}}"),
+        &["12:47: `stress.cpu` has both `workers` and `cores`; give one"],
+    );
+    check(
+        &step("{stress: {cpu: {workers: 0, load: 0%}}}"),
+        &[
+            "12:37: workers `0` burn nothing; give 1 or more",
+            "12:46: load `0%` is outside (0%, 100%]",
+        ],
+    );
+    check(
+        &step("{stress: {memory: {share: 120%}}}"),
+        &["12:38: share `120%` is outside 0% to 100%"],
+    );
+    let s = ok(&step("{stress: {cpu: {cores: 50%}}}"));
+    assert_eq!(
+        s.steps[0].faults[0].spec,
+        FaultSpec::Stress(StressSpec::Cpu(CpuStress {
+            workers: Workers::Cores(50.0),
+            load: 100.0
+        }))
+    );
+    let s = ok(&step("{stress: {memory: {size: 512MiB}}}"));
+    assert_eq!(
+        s.steps[0].faults[0].spec,
+        FaultSpec::Stress(StressSpec::Memory(MemoryStress::Size(512 << 20)))
     );
 }
 

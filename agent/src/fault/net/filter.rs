@@ -352,6 +352,7 @@ pub fn inject(
         affected: vec![super::describe(interface, scope)],
         verified,
         detail,
+        undo: None,
     })
 }
 

@@ -267,6 +267,7 @@ pub fn inject_nfqueue(
         affected: vec![describe(interface, scope)],
         verified: diffs.is_empty(),
         detail,
+        undo: None,
     })
 }
 
@@ -478,6 +479,7 @@ pub fn inject_netem(
         affected: vec![describe(interface, scope)],
         verified,
         detail,
+        undo: None,
     })
 }
 

@@ -8,6 +8,7 @@
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
+use agent::spec::{CpuStress, MemoryStress, StressSpec, Workers};
 use agent::spec::{
     DropMode, DropSpec, FaultKind, FaultSpec, FillAmount, FillDiskSpec, KillSpec, LatencySpec,
     LossSpec, NetScope, PauseSpec, PeerSelector, ProcessSelector, Protocol, SignalNumber,
@@ -26,6 +27,7 @@ pub(super) enum Given<'r> {
     Loss(&'r Sp<LossRaw>),
     Drop(&'r Sp<DropRaw>),
     FillDisk(&'r Sp<FillDiskRaw>),
+    Stress(&'r Sp<StressRaw>),
 }
 
 impl Given<'_> {
@@ -37,6 +39,7 @@ impl Given<'_> {
             Given::Loss(_) => FaultKind::Loss,
             Given::Drop(_) => FaultKind::Drop,
             Given::FillDisk(_) => FaultKind::FillDisk,
+            Given::Stress(_) => FaultKind::Stress,
         }
     }
 
@@ -48,6 +51,7 @@ impl Given<'_> {
             Given::Loss(raw) => pos(raw),
             Given::Drop(raw) => pos(raw),
             Given::FillDisk(raw) => pos(raw),
+            Given::Stress(raw) => pos(raw),
         }
     }
 }
@@ -61,6 +65,7 @@ pub(super) fn given(f: &FaultRaw) -> Vec<Given<'_>> {
         loss,
         drop,
         fill_disk,
+        stress,
     } = f;
     [
         kill.as_ref().map(Given::Kill),
@@ -69,6 +74,7 @@ pub(super) fn given(f: &FaultRaw) -> Vec<Given<'_>> {
         loss.as_ref().map(Given::Loss),
         drop.as_ref().map(Given::Drop),
         fill_disk.as_ref().map(Given::FillDisk),
+        stress.as_ref().map(Given::Stress),
     ]
     .into_iter()
     .flatten()
@@ -87,6 +93,7 @@ pub(super) fn given_in_entry(e: &FaultEntryRaw) -> Vec<Given<'_>> {
         loss,
         drop,
         fill_disk,
+        stress,
     } = e;
     [
         kill.as_ref().map(Given::Kill),
@@ -95,6 +102,7 @@ pub(super) fn given_in_entry(e: &FaultEntryRaw) -> Vec<Given<'_>> {
         loss.as_ref().map(Given::Loss),
         drop.as_ref().map(Given::Drop),
         fill_disk.as_ref().map(Given::FillDisk),
+        stress.as_ref().map(Given::Stress),
     ]
     .into_iter()
     .flatten()
@@ -125,6 +133,7 @@ pub(super) fn fault(cx: &mut Cx, mut given: Vec<Given>, at: Pos, what: &str) -> 
             Given::Loss(raw) => loss(cx, raw),
             Given::Drop(raw) => drop(cx, raw),
             Given::FillDisk(raw) => fill_disk(cx, raw),
+            Given::Stress(raw) => stress(cx, raw),
         },
         [first, second, ..] => {
             cx.error(
@@ -266,6 +275,81 @@ fn fill_disk(cx: &mut Cx, raw: &Sp<FillDiskRaw>) -> Option<FaultSpec> {
         path: path?,
         amount: amount?,
     }))
+}
+
+fn stress(cx: &mut Cx, raw: &Sp<StressRaw>) -> Option<FaultSpec> {
+    let s = &raw.value;
+    let positive = |key: &'static str| {
+        move |text: &str| match values::parse_share(text)? {
+            v if v <= 0.0 => Err(format!("{key} `{text}` is outside (0%, 100%]")),
+            v => Ok(v),
+        }
+    };
+    match (&s.cpu, &s.memory) {
+        (None, None) => {
+            cx.error(pos(raw), "`stress` needs one of `cpu`, `memory`");
+            None
+        }
+        (Some(_), Some(memory)) => {
+            cx.error(
+                pos(memory),
+                "`stress` has both `cpu` and `memory`; give one",
+            );
+            None
+        }
+        (Some(cpu), None) => {
+            let c = &cpu.value;
+            let load = cx.opt(&c.load, positive("load")).unwrap_or(100.0);
+            let workers = match (&c.workers, &c.cores) {
+                (None, None) => {
+                    cx.error(pos(cpu), "`stress.cpu` needs one of `workers`, `cores`");
+                    None
+                }
+                (Some(_), Some(cores)) => {
+                    cx.error(
+                        pos(cores),
+                        "`stress.cpu` has both `workers` and `cores`; give one",
+                    );
+                    None
+                }
+                (Some(workers), None) => cx.get(workers, |text| match values::parse_count(text)? {
+                    0 => Err("workers `0` burn nothing; give 1 or more".to_string()),
+                    n => Ok(Workers::Count(n)),
+                }),
+                (None, Some(cores)) => {
+                    cx.get(cores, |text| positive("cores")(text).map(Workers::Cores))
+                }
+            };
+            Some(FaultSpec::Stress(StressSpec::Cpu(CpuStress {
+                workers: workers?,
+                load,
+            })))
+        }
+        (None, Some(memory)) => {
+            let m = &memory.value;
+            let amount = match (&m.size, &m.share) {
+                (None, None) => {
+                    cx.error(pos(memory), "`stress.memory` needs one of `size`, `share`");
+                    None
+                }
+                (Some(_), Some(share)) => {
+                    cx.error(
+                        pos(share),
+                        "`stress.memory` has both `size` and `share`; give one",
+                    );
+                    None
+                }
+                (Some(size), None) => cx.get(size, |text| match values::parse_size(text)? {
+                    0 => Err(format!("size `{text}` holds nothing")),
+                    bytes => Ok(MemoryStress::Size(bytes)),
+                }),
+                (None, Some(share)) => cx.get(share, |text| {
+                    positive("share")(text).map(MemoryStress::Share)
+                }),
+            };
+            Some(FaultSpec::Stress(StressSpec::Memory(amount?)))
+        }
+    }
 }
 
 fn process_of(
