@@ -219,6 +219,7 @@ pub enum FaultSpec {
     Loss(LossSpec),
     Drop(DropSpec),
     FillDisk(FillDiskSpec),
+    Bandwidth(BandwidthSpec),
 }
 
 /// `kill`: a signal to the picked processes.
@@ -268,6 +269,18 @@ pub struct FillDiskSpec {
     pub amount: FillAmount,
 }
 
+/// `bandwidth`: what this host sends to matching peers limited to `rate`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BandwidthSpec {
+    /// Bits per second.
+    pub rate: u64,
+    /// Bytes sent at full speed before the rate applies; `None`: a tenth of a second's worth
+    /// (at least 10 full-size packets).
+    pub burst: Option<u64>,
+    /// Only `to` and `interface` (and `spare_ssh`) apply: what this host sends.
+    pub scope: NetScope,
+}
+
 impl FaultSpec {
     /// The fault kind as the scenario file spells it.
     pub fn kind(&self) -> FaultKind {
@@ -278,6 +291,7 @@ impl FaultSpec {
             FaultSpec::Loss(_) => FaultKind::Loss,
             FaultSpec::Drop(_) => FaultKind::Drop,
             FaultSpec::FillDisk(_) => FaultKind::FillDisk,
+            FaultSpec::Bandwidth(_) => FaultKind::Bandwidth,
         }
     }
 }
@@ -313,6 +327,7 @@ fault_kinds! {
     Loss = "loss",
     Drop = "drop",
     FillDisk = "fill_disk",
+    Bandwidth = "bandwidth",
 }
 
 impl FaultKind {
@@ -332,7 +347,8 @@ impl FaultKind {
             | FaultKind::Latency
             | FaultKind::Loss
             | FaultKind::Drop
-            | FaultKind::FillDisk => true,
+            | FaultKind::FillDisk
+            | FaultKind::Bandwidth => true,
         }
     }
 }
@@ -648,6 +664,15 @@ mod tests {
                 path: "/mnt/x".into(),
                 amount: FillAmount::Usage(90.0),
             }),
+            FaultSpec::Bandwidth(BandwidthSpec {
+                rate: 1_000_000,
+                burst: None,
+                scope: NetScope {
+                    interface: Some("eth0".into()),
+                    spare_ssh: true,
+                    ..NetScope::default()
+                },
+            }),
         ];
         let scope = r#"{"to":null,"from":null,"interface":"eth0","spare_ssh":true}"#;
         let expected = [
@@ -657,6 +682,7 @@ mod tests {
             format!(r#"{{"loss":{{"share":30.0,"scope":{scope}}}}}"#),
             format!(r#"{{"drop":{{"mode":"reject","scope":{scope}}}}}"#),
             r#"{"fill_disk":{"path":"/mnt/x","amount":{"usage":90.0}}}"#.to_string(),
+            format!(r#"{{"bandwidth":{{"rate":1000000,"burst":null,"scope":{scope}}}}}"#),
         ];
         for (spec, expected) in specs.iter().zip(expected) {
             assert_eq!(serde_json::to_string(spec).unwrap(), expected);

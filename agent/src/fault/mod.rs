@@ -1,6 +1,6 @@
 //! The fault executors: one module per kind, each implementing [`Kind`] for its type in
 //! [`crate::spec`] (`kill`, `pause`, `fill_disk`; `net::filter` for `drop` and `loss`,
-//! `net::latency` for `latency`). [`kind_of`] is the one `match` from a [`FaultSpec`] to its kind,
+//! `net::latency` for `latency`, `net::bandwidth` for `bandwidth`). [`kind_of`] is the one `match` from a [`FaultSpec`] to its kind,
 //! so the compiler finds a kind that is not handled.
 //!
 //! Every executor works in three steps: [`plan`] decides exactly what will be done and how to undo
@@ -30,7 +30,7 @@ use crate::error::FaultError;
 use crate::process::{self, ProcessInfo};
 use crate::server::policy::{Policy, Refusal};
 use crate::spec::{
-    DropSpec, FaultKind, FaultSpec, FillDiskSpec, KillSpec, LatencySpec, LossSpec, PauseSpec, Pick,
+    BandwidthSpec, DropSpec, FaultKind, FaultSpec, FillDiskSpec, KillSpec, LatencySpec, LossSpec, PauseSpec, Pick,
     ProcessSelector,
 };
 
@@ -59,6 +59,13 @@ pub enum Undo {
     },
     /// `latency` by netem: delete our root qdisc of `interface`.
     Netem { interface: String },
+    /// `bandwidth`: delete the nftables table `inet <table>` that marks the packets, and our HTB
+    /// root qdisc of `interface`.
+    Bandwidth {
+        table: String,
+        interface: String,
+        handle: u16,
+    },
 }
 
 /// One process a fault acts on, named so that a reused pid is not mistaken for it.
@@ -140,6 +147,7 @@ pub fn kind_of(spec: &FaultSpec) -> &dyn Kind {
         FaultSpec::Loss(loss) => loss,
         FaultSpec::Drop(drop) => drop,
         FaultSpec::FillDisk(fill_disk) => fill_disk,
+        FaultSpec::Bandwidth(bandwidth) => bandwidth,
     }
 }
 
@@ -153,6 +161,7 @@ pub fn support(kind: FaultKind) -> Result<&'static str, &'static str> {
         FaultKind::Loss => LossSpec::support(),
         FaultKind::Drop => DropSpec::support(),
         FaultKind::FillDisk => FillDiskSpec::support(),
+        FaultKind::Bandwidth => BandwidthSpec::support(),
     }
 }
 
@@ -222,6 +231,11 @@ pub fn revert(fault_id: &str, undo: &Undo) -> Result<Undone, FaultError> {
             ..
         } => net::latency::revert_nfqueue(chain, interface, *ipv4, *ipv6),
         Undo::Netem { interface } => net::latency::revert_netem(interface),
+        Undo::Bandwidth {
+            table,
+            interface,
+            handle,
+        } => net::bandwidth::revert(table, interface, *handle),
     }
 }
 

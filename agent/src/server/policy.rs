@@ -14,6 +14,7 @@
 //! ports: [5432, 6379]               # network faults only for these peer ports, which they must list
 //! max_duration: 5m                  # the longest hold of a fault (ms, s, m, h); a hold is required
 //! max_loss: 50%                     # the highest `loss` share
+//! min_rate: 1mbit                   # the lowest `bandwidth` rate (`kbit`, `mbit`, `MB/s`, ...)
 //! command_probes: false             # `command` probes via /v1/probe (default false with a policy)
 //! commands:                         # scenario `action`s via /v1/commands: only these programs,
 //!   allow: [/usr/local/bin/promote.sh]  #   by absolute path (none without this key, or without a policy)
@@ -41,6 +42,8 @@ pub struct Policy {
     ports: Option<Vec<u16>>,
     max_duration: Option<Duration>,
     max_loss: Option<f64>,
+    /// The lowest `bandwidth` rate, in bits per second.
+    min_rate: Option<u64>,
     command_probes: bool,
     /// Programs an `action` may run (`/v1/commands`); empty allows none.
     commands: Vec<PathBuf>,
@@ -69,6 +72,8 @@ struct RawPolicy {
     max_duration: Option<String>,
     #[serde(default)]
     max_loss: Option<Share>,
+    #[serde(default)]
+    min_rate: Option<String>,
     #[serde(default)]
     command_probes: bool,
     #[serde(default)]
@@ -182,6 +187,11 @@ impl Policy {
         {
             return Err(format!("max_loss {loss}% is not between 0% and 100%"));
         }
+        let min_rate = raw
+            .min_rate
+            .as_deref()
+            .map(|r| crate::fault::net::bandwidth::parse_rate(r).map_err(|e| format!("min_rate: {e}")))
+            .transpose()?;
         let commands = raw.commands.map(|c| c.allow).unwrap_or_default();
         if let Some(bad) = commands.iter().find(|p| !p.is_absolute()) {
             return Err(format!(
@@ -198,6 +208,7 @@ impl Policy {
             ports: raw.ports,
             max_duration,
             max_loss,
+            min_rate,
             command_probes: raw.command_probes,
         })
     }
@@ -238,6 +249,12 @@ impl Policy {
         }
         if let Some(l) = self.max_loss {
             parts.push(format!("max_loss {l}%"));
+        }
+        if let Some(r) = self.min_rate {
+            parts.push(format!(
+                "min_rate {}",
+                crate::fault::net::bandwidth::format_rate(r)
+            ));
         }
         parts.push(format!("command_probes {}", self.command_probes));
         if !self.commands.is_empty() {
@@ -305,6 +322,19 @@ impl Policy {
             "running `{program}` is outside the policy's commands.allow {}; add its absolute path there",
             paths_list(&self.commands)
         ))
+    }
+
+    /// Whether a `bandwidth` rate (bits per second) is at least `min_rate`.
+    pub(crate) fn check_rate(&self, rate: u64) -> Result<(), Refusal> {
+        use crate::fault::net::bandwidth::format_rate;
+        match self.min_rate {
+            Some(min) if rate < min => refuse(format!(
+                "bandwidth rate {} is below the policy's min_rate {}",
+                format_rate(rate),
+                format_rate(min)
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// Whether a `loss` share is within `max_loss`.
@@ -570,6 +600,29 @@ max_loss: 50%
         assert!(p.check_fault(&fill("/mnt/chaos2")).is_err());
         assert!(p.check_fault(&fill("/mnt/chaos/../etc")).is_err());
         assert!(p.check_fault(&fill("mnt/chaos")).is_err());
+    }
+
+    #[test]
+    fn bandwidth_rates_have_a_floor() {
+        let p = Policy::parse("min_rate: 1mbit\ninterfaces: [eth0]").unwrap();
+        let bw = |rate| {
+            FaultSpec::Bandwidth(crate::spec::BandwidthSpec {
+                rate,
+                burst: None,
+                scope: NetScope {
+                    interface: Some("eth0".into()),
+                    spare_ssh: true,
+                    ..NetScope::default()
+                },
+            })
+        };
+        assert!(p.check_fault(&bw(1_000_000)).is_ok());
+        assert_eq!(
+            msg(p.check_fault(&bw(500_000))),
+            "bandwidth rate 500kbit is below the policy's min_rate 1mbit"
+        );
+        assert!(p.summary().contains("min_rate 1mbit"));
+        assert!(Policy::parse("min_rate: 1mbps").is_err());
     }
 
     #[test]

@@ -23,6 +23,7 @@
 //! what we receive), so a round trip loses about `share`; `latency` only what we receive (delay at
 //! ingress keeps TCP throughput), so a round trip takes `delay` longer.
 
+pub mod bandwidth;
 pub mod detect;
 pub mod filter;
 pub mod latency;
