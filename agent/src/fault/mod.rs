@@ -30,8 +30,8 @@ use crate::error::FaultError;
 use crate::process::{self, ProcessInfo};
 use crate::server::policy::{Policy, Refusal};
 use crate::spec::{
-    BandwidthSpec, DropSpec, FaultKind, FaultSpec, FillDiskSpec, KillSpec, LatencySpec, LossSpec, PauseSpec, Pick,
-    ProcessSelector,
+    BandwidthSpec, DropSpec, FaultKind, FaultSpec, FillDiskSpec, KillSpec, LatencySpec, LossSpec,
+    PauseSpec, Pick, ProcessSelector,
 };
 
 pub use net::Context;

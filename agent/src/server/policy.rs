@@ -190,7 +190,9 @@ impl Policy {
         let min_rate = raw
             .min_rate
             .as_deref()
-            .map(|r| crate::fault::net::bandwidth::parse_rate(r).map_err(|e| format!("min_rate: {e}")))
+            .map(|r| {
+                crate::fault::net::bandwidth::parse_rate(r).map_err(|e| format!("min_rate: {e}"))
+            })
             .transpose()?;
         let commands = raw.commands.map(|c| c.allow).unwrap_or_default();
         if let Some(bad) = commands.iter().find(|p| !p.is_absolute()) {

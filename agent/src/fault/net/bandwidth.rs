@@ -1,13 +1,15 @@
 //! `bandwidth`: an HTB root qdisc on the interface (handle `<major>:`, the major from the fault's
-//! id) with one class (`<major>:1`) at the rate, which a `fw` filter fills with the packets an
-//! nftables table of the fault (`table inet chaos_<short id>`, an output chain) marks. Unmarked
-//! packets take HTB's direct queue, unshaped: the qdisc has no default class.
+//! id) with one class (`<major>:1`) at the rate. An nftables table of the fault (`table inet
+//! chaos_<short id>`, an output chain) sets the priority of matching packets to that class's id
+//! (`meta priority set <major>:1`), which HTB takes as their class before any filter, so no tc
+//! classifier is needed. Other packets take HTB's direct queue, unshaped: the qdisc has no
+//! default class.
 //!
-//! The marking chain starts with the gate of `drop`/`loss` ([`super::filter`]): a set whose one
+//! The chain starts with the gate of `drop`/`loss` ([`super::filter`]): a set whose one
 //! element (the interface) expires in the kernel at the fault's end plus a margin. Then nothing is
-//! marked any more and the HTB qdisc left behind shapes nothing, even if every process of ours was
+//! classified any more and the HTB qdisc left behind shapes nothing, even if every process of ours was
 //! killed; the agent's next start removes both, from its journal. The exemptions (SSH, the
-//! controller's connection) are accepted before any mark, so they are never shaped.
+//! controller's connection) are accepted before any class is set, so they are never shaped.
 
 use std::fmt;
 
@@ -103,8 +105,7 @@ impl BandwidthSpec {
     }
 }
 
-/// The HTB major handle of a fault (`0xc000` to `0xcfff`, from its id), which is also the mark of
-/// its packets: a second fault on the same interface is refused and its revert leaves the
+/// The HTB major handle of a fault (`0xc000` to `0xcfff`, from its id): a second fault on the same interface is refused and its revert leaves the
 /// first's qdisc alone.
 pub fn handle_of(fault_id: &str) -> u16 {
     let hash = u64::from_str_radix(&super::short_id(fault_id), 16).unwrap_or(0);
@@ -122,7 +123,9 @@ pub fn parse_rate(text: &str) -> Result<u64, String> {
     let (number, unit) = t.split_at(split);
     let unit = unit.trim();
     let value: f64 = number.parse().map_err(|_| {
-        format!("`{text}` is not a rate; write a number and a unit, e.g. `1mbit`, `500kbit`, `10MB/s`")
+        format!(
+            "`{text}` is not a rate; write a number and a unit, e.g. `1mbit`, `500kbit`, `10MB/s`"
+        )
     })?;
     let lower = unit.to_ascii_lowercase();
     let factor: f64 = if let Some(prefix) = lower.strip_suffix("bit") {
@@ -175,7 +178,11 @@ fn unknown_unit(text: &str, unit: &str) -> String {
 /// Bits per second in the largest decimal unit that says it exactly: `1mbit`, `80mbit`,
 /// `1500kbit`, `12345bit`.
 pub fn format_rate(bits: u64) -> String {
-    for (unit, factor) in [("gbit", 1_000_000_000), ("mbit", 1_000_000), ("kbit", 1_000)] {
+    for (unit, factor) in [
+        ("gbit", 1_000_000_000),
+        ("mbit", 1_000_000),
+        ("kbit", 1_000),
+    ] {
         if bits >= factor && bits % factor == 0 {
             return format!("{}{unit}", bits / factor);
         }
@@ -183,8 +190,8 @@ pub fn format_rate(bits: u64) -> String {
     format!("{bits}bit")
 }
 
-/// The rules of the marking chain (hook output): the gate, the exemptions, then the mark.
-pub fn rules(scope: &NetScope, exempt: &[Exempt], mark: u16) -> Result<Vec<String>, FaultError> {
+/// The rules of the chain (hook output): the gate, the exemptions, then the class of the rest.
+pub fn rules(scope: &NetScope, exempt: &[Exempt], handle: u16) -> Result<Vec<String>, FaultError> {
     let mut out = vec!["oifname != @gate return".to_string()];
     if scope.spare_ssh {
         out.push("tcp dport 22 accept".to_string());
@@ -203,21 +210,18 @@ pub fn rules(scope: &NetScope, exempt: &[Exempt], mark: u16) -> Result<Vec<Strin
     };
     for m in matches {
         let prefix = if m.is_empty() { m } else { format!("{m} ") };
-        out.push(format!("{prefix}meta mark set {mark:#x}"));
+        out.push(format!("{prefix}meta priority set {handle:x}:1"));
     }
     Ok(out)
 }
 
-/// The tc commands (after `tc`) that set up the shaper on `interface`.
+/// The tc commands (after `tc`) that set up the shaper on `interface`: the root and its class.
 pub fn tc_commands(interface: &str, handle: u16, rate: u64, burst: u64) -> Vec<String> {
     let h = format!("{handle:x}");
     vec![
         format!("qdisc add dev {interface} root handle {h}: htb"),
         format!(
             "class add dev {interface} parent {h}: classid {h}:1 htb rate {rate}bit ceil {rate}bit burst {burst} cburst {burst} quantum 60000"
-        ),
-        format!(
-            "filter add dev {interface} parent {h}: protocol all prio 1 handle {handle:#x} fw flowid {h}:1"
         ),
     ]
 }
@@ -273,17 +277,8 @@ fn inject(
     if !classes.contains(&format!("class htb {h}:1 ")) {
         diffs.push(format!("no class {h}:1 in `tc class show`"));
     }
-    let filters = run(
-        "tc",
-        &["filter", "show", "dev", interface, "parent", &format!("{h}:")],
-        None,
-    )
-    .unwrap_or_default();
-    if !filters.contains(&format!("handle {handle:#x}")) {
-        diffs.push(format!("no fw filter for mark {handle:#x}"));
-    }
     let mut detail = format!(
-        "{} (burst {burst} B) at egress of {interface}: htb {h}: class {h}:1 fed by mark {handle:#x} from table inet {table} ({} rules, expiring in the kernel {}s from now)",
+        "{} (burst {burst} B) at egress of {interface}: htb {h}: class {h}:1 fed by table inet {table} ({} rules, expiring in the kernel {}s from now)",
         format_rate(spec.rate),
         output.len(),
         timeout.as_secs()
@@ -392,7 +387,9 @@ pub fn revert(table: &str, interface: &str, handle: u16) -> Result<Undone, Fault
     };
     match run("tc", &["qdisc", "show", "dev", interface], None) {
         Err(_) if run("ip", &["link", "show", "dev", interface], None).is_err() => {
-            done.push(format!("interface {interface} is gone, and its qdiscs with it"));
+            done.push(format!(
+                "interface {interface} is gone, and its qdiscs with it"
+            ));
         }
         Err(reason) => problems.push(reason),
         Ok(shown) if !ours(&shown) => done.push(format!("no shaper of ours on {interface}")),
@@ -483,7 +480,7 @@ mod tests {
                 "tcp dport 22 accept",
                 "tcp sport 22 accept",
                 "ip daddr 10.0.0.1 tcp sport 7070 accept",
-                "ip daddr { 10.0.0.20 } meta l4proto tcp th dport { 5201 } meta mark set 0xc123",
+                "ip daddr { 10.0.0.20 } meta l4proto tcp th dport { 5201 } meta priority set c123:1",
             ]
         );
         let all = NetScope {
@@ -492,19 +489,16 @@ mod tests {
         };
         assert_eq!(
             rules(&all, &[], 0xc001).unwrap(),
-            ["oifname != @gate return", "meta mark set 0xc001"]
+            ["oifname != @gate return", "meta priority set c001:1"]
         );
     }
 
     #[test]
-    fn the_shaper_is_one_class_fed_by_the_mark() {
+    fn the_shaper_is_one_class_and_no_default() {
         let tc = tc_commands("eth0", 0xc0de, 1_000_000, 15_140);
         assert_eq!(tc[0], "qdisc add dev eth0 root handle c0de: htb");
         assert!(tc[1].contains("classid c0de:1 htb rate 1000000bit ceil 1000000bit burst 15140"));
-        assert_eq!(
-            tc[2],
-            "filter add dev eth0 parent c0de: protocol all prio 1 handle 0xc0de fw flowid c0de:1"
-        );
+        assert_eq!(tc.len(), 2);
     }
 
     #[test]

@@ -15,7 +15,7 @@ pub struct Host {
     pub nft: Result<(), String>,
     pub netem: Result<(), String>,
     pub nfqueue: Result<(), String>,
-    /// HTB with a `fw` filter (for `bandwidth`).
+    /// HTB, its classes set by nftables' `meta priority` (for `bandwidth`).
     pub htb: Result<(), String>,
 }
 
@@ -107,24 +107,39 @@ fn probe_netem() -> Result<(), String> {
 /// The shaper `bandwidth` sets up, on the loopback of a throwaway namespace.
 const HTB_PROBE: &str = "qdisc add dev lo root handle 1: htb
 class add dev lo parent 1: classid 1:1 htb rate 1mbit ceil 1mbit burst 15140 cburst 15140
-filter add dev lo parent 1: protocol all prio 1 handle 1 fw flowid 1:1
+";
+
+/// The rule that puts packets in the shaper's class.
+const PRIORITY_PROBE: &str = "table inet chaos_probe {
+  chain output { type filter hook output priority filter - 5; policy accept;
+    meta priority set 1:1
+  }
+}
 ";
 
 fn probe_htb() -> Result<(), String> {
     match run("unshare", &["-n", "tc", "-batch", "-"], Some(HTB_PROBE)) {
-        Ok(_) => Ok(()),
-        Err(reason) if reason.contains("`tc` is not installed") || reason.contains("failed to execute tc") => {
+        Ok(_) => match run("unshare", &["-n", "nft", "-f", "-"], Some(PRIORITY_PROBE)) {
+            Ok(_) => Ok(()),
+            Err(reason) => Err(format!(
+                "need nftables' `meta priority set`, which does not work here: {reason}"
+            )),
+        },
+        Err(reason)
+            if reason.contains("`tc` is not installed")
+                || reason.contains("failed to execute tc") =>
+        {
             Err("need tc, which is not installed: `apt-get install iproute2`".to_string())
         }
-        Err(reason) if no_unshare(&reason) => {
-            match run("tc", &["qdisc", "show"], None) {
-                Ok(_) => Ok(()),
-                Err(reason) => Err(format!("cannot probe for htb: {reason}")),
-            }
+        Err(reason) if no_unshare(&reason) => match run("tc", &["qdisc", "show"], None) {
+            Ok(_) => Ok(()),
+            Err(reason) => Err(format!("cannot probe for htb: {reason}")),
+        },
+        Err(reason) if reason.contains("nknown") || reason.contains("No such file") => {
+            Err(format!(
+                "need the kernel's HTB shaper (module sch_htb), which this kernel lacks: {reason}"
+            ))
         }
-        Err(reason) if reason.contains("nknown") || reason.contains("No such file") => Err(format!(
-            "need the kernel's HTB shaper and fw classifier (modules sch_htb, cls_fw), which this kernel lacks: {reason}"
-        )),
         Err(reason) => Err(format!("HTB cannot be used: {reason}")),
     }
 }

@@ -357,7 +357,12 @@ pub fn inject(
 
 /// Whether the table is in place as installed: its chains with their rule counts and the gate
 /// holding the interface. The difference when not.
-pub(super) fn read_back(table: &str, interface: &str, input: usize, output: usize) -> (bool, String) {
+pub(super) fn read_back(
+    table: &str,
+    interface: &str,
+    input: usize,
+    output: usize,
+) -> (bool, String) {
     let json = match run("nft", &["-j", "list", "table", "inet", table], None) {
         Ok(json) => json,
         Err(reason) => return (false, reason),
