@@ -593,6 +593,9 @@ pub struct FaultRaw {
     /// Fill the filesystem holding a directory.
     #[schemars(with = "Option<FillDiskRaw>")]
     pub fill_disk: Option<Sp<FillDiskRaw>>,
+    /// Limit what this host sends to matching peers to a rate.
+    #[schemars(with = "Option<BandwidthRaw>")]
+    pub bandwidth: Option<Sp<BandwidthRaw>>,
 }
 
 /// An entry of `faults:`: its own target and one kind, or an `action`; either may start late.
@@ -627,6 +630,9 @@ pub struct FaultEntryRaw {
     /// Fill the filesystem holding a directory.
     #[schemars(with = "Option<FillDiskRaw>")]
     pub fill_disk: Option<Sp<FillDiskRaw>>,
+    /// Limit what this host sends to matching peers to a rate.
+    #[schemars(with = "Option<BandwidthRaw>")]
+    pub bandwidth: Option<Sp<BandwidthRaw>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -738,6 +744,27 @@ pub struct FillDiskRaw {
     /// Fill until this much is left free.
     #[schemars(with = "Option<schema::Text>")]
     pub leave: Opt,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Bandwidth")]
+pub struct BandwidthRaw {
+    /// The rate, e.g. `1mbit`, `500kbit`, `10MB/s`.
+    #[schemars(with = "Option<schema::Rate>")]
+    pub rate: Opt,
+    /// Bytes sent at full speed before the rate applies, e.g. `32KiB` (default: 0.1 s at the rate).
+    #[schemars(with = "Option<schema::Text>")]
+    pub burst: Opt,
+    /// Traffic this host sends to these peers (default: all it sends).
+    #[schemars(with = "Option<PeerRaw>")]
+    pub to: Option<Sp<PeerRaw>>,
+    /// Where the fault applies (default: the default route's interface).
+    #[schemars(with = "Option<schema::Text>")]
+    pub interface: Opt,
+    /// Leave TCP port 22 alone, both ways (default true).
+    #[schemars(with = "Option<schema::Bool>")]
+    pub spare_ssh: Opt,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -9,8 +9,9 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use agent::spec::{
-    DropMode, DropSpec, FaultKind, FaultSpec, FillAmount, FillDiskSpec, KillSpec, LatencySpec,
-    LossSpec, NetScope, PauseSpec, PeerSelector, ProcessSelector, Protocol, SignalNumber,
+    BandwidthSpec, DropMode, DropSpec, FaultKind, FaultSpec, FillAmount, FillDiskSpec, KillSpec,
+    LatencySpec, LossSpec, NetScope, PauseSpec, PeerSelector, ProcessSelector, Protocol,
+    SignalNumber,
 };
 
 use super::super::raw::*;
@@ -26,6 +27,7 @@ pub(super) enum Given<'r> {
     Loss(&'r Sp<LossRaw>),
     Drop(&'r Sp<DropRaw>),
     FillDisk(&'r Sp<FillDiskRaw>),
+    Bandwidth(&'r Sp<BandwidthRaw>),
 }
 
 impl Given<'_> {
@@ -37,6 +39,7 @@ impl Given<'_> {
             Given::Loss(_) => FaultKind::Loss,
             Given::Drop(_) => FaultKind::Drop,
             Given::FillDisk(_) => FaultKind::FillDisk,
+            Given::Bandwidth(_) => FaultKind::Bandwidth,
         }
     }
 
@@ -48,6 +51,7 @@ impl Given<'_> {
             Given::Loss(raw) => pos(raw),
             Given::Drop(raw) => pos(raw),
             Given::FillDisk(raw) => pos(raw),
+            Given::Bandwidth(raw) => pos(raw),
         }
     }
 }
@@ -61,6 +65,7 @@ pub(super) fn given(f: &FaultRaw) -> Vec<Given<'_>> {
         loss,
         drop,
         fill_disk,
+        bandwidth,
     } = f;
     [
         kill.as_ref().map(Given::Kill),
@@ -69,6 +74,7 @@ pub(super) fn given(f: &FaultRaw) -> Vec<Given<'_>> {
         loss.as_ref().map(Given::Loss),
         drop.as_ref().map(Given::Drop),
         fill_disk.as_ref().map(Given::FillDisk),
+        bandwidth.as_ref().map(Given::Bandwidth),
     ]
     .into_iter()
     .flatten()
@@ -87,6 +93,7 @@ pub(super) fn given_in_entry(e: &FaultEntryRaw) -> Vec<Given<'_>> {
         loss,
         drop,
         fill_disk,
+        bandwidth,
     } = e;
     [
         kill.as_ref().map(Given::Kill),
@@ -95,6 +102,7 @@ pub(super) fn given_in_entry(e: &FaultEntryRaw) -> Vec<Given<'_>> {
         loss.as_ref().map(Given::Loss),
         drop.as_ref().map(Given::Drop),
         fill_disk.as_ref().map(Given::FillDisk),
+        bandwidth.as_ref().map(Given::Bandwidth),
     ]
     .into_iter()
     .flatten()
@@ -125,6 +133,7 @@ pub(super) fn fault(cx: &mut Cx, mut given: Vec<Given>, at: Pos, what: &str) -> 
             Given::Loss(raw) => loss(cx, raw),
             Given::Drop(raw) => drop(cx, raw),
             Given::FillDisk(raw) => fill_disk(cx, raw),
+            Given::Bandwidth(raw) => bandwidth(cx, raw),
         },
         [first, second, ..] => {
             cx.error(
@@ -265,6 +274,32 @@ fn fill_disk(cx: &mut Cx, raw: &Sp<FillDiskRaw>) -> Option<FaultSpec> {
     Some(FaultSpec::FillDisk(FillDiskSpec {
         path: path?,
         amount: amount?,
+    }))
+}
+
+fn bandwidth(cx: &mut Cx, raw: &Sp<BandwidthRaw>) -> Option<FaultSpec> {
+    let b = &raw.value;
+    let before = cx.found.len();
+    let rate = cx.req(
+        &b.rate,
+        pos(raw),
+        "rate",
+        "`bandwidth`",
+        agent::fault::net::bandwidth::parse_rate,
+    );
+    let burst = cx.opt(&b.burst, |s| match values::parse_size(s)? {
+        0 => Err(format!(
+            "burst `{s}` is empty; give at least one packet, e.g. `2KiB`"
+        )),
+        n => Ok(n),
+    });
+    let scope = scope(cx, &b.to, &None, &b.interface, &b.spare_ssh);
+    // A bad `burst` is no spec either, though the others are fine.
+    (cx.found.len() == before).then_some(())?;
+    Some(FaultSpec::Bandwidth(BandwidthSpec {
+        rate: rate?,
+        burst,
+        scope: scope?,
     }))
 }
 
