@@ -571,7 +571,7 @@ fn transfer(ns: &str, to: SocketAddr, bytes: usize) -> f64 {
             .set_read_timeout(Some(Duration::from_secs(20)))
             .unwrap();
         let chunk = vec![7u8; 16 * 1024];
-        let started = std::time::Instant::now();
+        let started = SystemTime::now();
         let mut left = bytes;
         while left > 0 {
             let n = left.min(chunk.len());
@@ -581,7 +581,7 @@ fn transfer(ns: &str, to: SocketAddr, bytes: usize) -> f64 {
         stream.shutdown(std::net::Shutdown::Write).unwrap();
         let mut done = [0u8; 1];
         stream.read_exact(&mut done).unwrap();
-        bytes as f64 * 8.0 / started.elapsed().as_secs_f64()
+        bytes as f64 * 8.0 / started.elapsed().unwrap().as_secs_f64()
     })
 }
 
@@ -668,7 +668,7 @@ fn the_kernel_ends_a_bandwidth_limit_when_no_process_of_ours_is_left() {
     let b_addr = pair.addr_b();
     let sink = Pair::within(&pair.b, move || sink_server(&format!("{b_addr}:0")));
     let dir = state.path().to_path_buf();
-    let started = std::time::Instant::now();
+    let started = SystemTime::now();
     Pair::within(&pair.a, move || {
         let agent = agent_in(&dir);
         let mut req = request("net-bw-expire", bandwidth(RATE, None));
@@ -679,13 +679,13 @@ fn the_kernel_ends_a_bandwidth_limit_when_no_process_of_ours_is_left() {
     let during = transfer(&pair.a, sink, SENT / 4);
     // The gate's element lives the hold plus a margin, rounded up to whole seconds: 2 s.
     let end = Duration::from_millis(2500);
-    thread::sleep(end.saturating_sub(started.elapsed()));
+    thread::sleep(end.saturating_sub(started.elapsed().unwrap()));
     let after = transfer(&pair.a, sink, SENT);
     eprintln!(
         "bandwidth after kernel expiry: {:.2} Mbit/s while held, {:.1} Mbit/s {:?} after injection (hold 1 s)",
         during / 1e6,
         after / 1e6,
-        started.elapsed()
+        started.elapsed().unwrap()
     );
     assert!(during < 1.5 * RATE as f64, "{during}");
     assert!(after > 5.0 * RATE as f64, "{after}");

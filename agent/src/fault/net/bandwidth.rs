@@ -183,7 +183,7 @@ pub fn format_rate(bits: u64) -> String {
         ("mbit", 1_000_000),
         ("kbit", 1_000),
     ] {
-        if bits >= factor && bits % factor == 0 {
+        if bits >= factor && bits.is_multiple_of(factor) {
             return format!("{}{unit}", bits / factor);
         }
     }
