@@ -257,3 +257,34 @@ fn lab_sigkill_agent_during_bandwidth_the_kernel_ends_it_at_its_end_time() {
         || (!lab.has_shaper("h1") && !lab.has_chaos_table("h1")).then_some(()),
     );
 }
+
+#[test]
+fn lab_bandwidth_of_everything_h1_sends_spares_the_controller() {
+    let Some(lab) = Lab::new() else { return };
+    let to_h2 = sink(&lab, "h2");
+    // 2 KB/s with a burst of one packet: a controller's TLS call shaped so would crawl.
+    let yaml = r#"version: 1
+name: lab-bandwidth-everything
+settings: {lease: 2s}
+steps:
+  - name: throttle everything h1 sends
+    target: h1
+    fault: {bandwidth: {rate: 16kbit, burst: 1600}}
+    duration: 3s
+"#;
+    let t = lab.test(yaml);
+    let run = t.spawn_run();
+    wait_applied(&t, "h1", Duration::from_secs(15));
+    let during = transfer(&lab, "h1", to_h2, 4_000);
+    let out = run.wait();
+    out.code(0);
+    let r = out.report();
+    r.verdict("passed", None);
+    println!(
+        "16kbit on everything h1 sends: 4 kB at {:.1} kbit/s; the run took {:?}",
+        during / 1e3,
+        out.elapsed
+    );
+    assert!(during < 32_000.0, "{during}");
+    assert_eq!(r.faults()[0]["verified"], true);
+}
