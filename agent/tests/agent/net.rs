@@ -639,6 +639,17 @@ fn bandwidth_shapes_what_goes_to_the_peer_and_nothing_else() {
     let reverted = Pair::within(&pair.a, move || {
         let reverted = agent.revert("net-bw").unwrap();
         assert_no_shaper();
+        // Idempotent, from the undo data alone: a second revert finds nothing and says so.
+        let spec = bandwidth(RATE, None);
+        let undo = agent::fault::plan("net-bw", &spec, 0).unwrap();
+        let again = agent::fault::revert("net-bw", &undo).unwrap();
+        assert!(again.verified, "{}", again.detail);
+        assert!(again.detail.contains("already gone"), "{}", again.detail);
+        assert!(
+            again.detail.contains("no shaper of ours"),
+            "{}",
+            again.detail
+        );
         reverted
     });
     let after = transfer(&pair.a, shaped, SENT);

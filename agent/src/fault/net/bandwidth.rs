@@ -61,6 +61,7 @@ impl Kind for BandwidthSpec {
 
     fn plan(&self, fault_id: &str, _seed: u64) -> Result<Undo, FaultError> {
         self.check()?;
+        // Resolved again (the check does it too): the plan journals the interface it acts on.
         let interface = check_scope(KIND, &self.scope)?;
         Ok(Undo::Bandwidth {
             table: format!("chaos_{}", super::short_id(fault_id)),
@@ -142,7 +143,7 @@ pub fn parse_rate(text: &str) -> Result<u64, String> {
             "k" | "K" => 1e3,
             "M" => 1e6,
             "G" => 1e9,
-            "KiB" | "Ki" => 1024.0,
+            "Ki" => 1024.0,
             "Mi" => 1024.0 * 1024.0,
             "Gi" => 1024.0 * 1024.0 * 1024.0,
             _ => return Err(unknown_unit(text, unit)),
