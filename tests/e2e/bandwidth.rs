@@ -152,6 +152,13 @@ fn lab_bandwidth_shapes_what_h1_sends_to_h2_and_nothing_else() {
         .find(|l| l.contains("the shaped class carried"))
         .expect("the revert says what the shaped class carried");
     println!("{carried}");
+    // The measured effect in the reports: the rate in the fault's detail, what the shaped class
+    // carried in the timeline.
+    for name in ["report.md", "report.html", "report.json"] {
+        let text = std::fs::read_to_string(out.folder().join(name)).expect(name);
+        assert!(text.contains("the shaped class carried"), "{name}");
+        assert!(text.contains("4mbit (burst 50000 B)"), "{name}");
+    }
     assert!(!lab.has_shaper("h1"), "{}", lab.qdiscs("h1"));
     assert!(!lab.has_chaos_table("h1"), "{}", lab.nft_tables("h1"));
 }
