@@ -220,6 +220,7 @@ pub enum FaultSpec {
     Drop(DropSpec),
     FillDisk(FillDiskSpec),
     Stress(StressSpec),
+    Bandwidth(BandwidthSpec),
 }
 
 /// `kill`: a signal to the picked processes.
@@ -301,6 +302,18 @@ pub enum MemoryStress {
     Share(f64),
 }
 
+/// `bandwidth`: what this host sends to matching peers limited to `rate`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BandwidthSpec {
+    /// Bits per second.
+    pub rate: u64,
+    /// Bytes sent at full speed before the rate applies; `None`: a tenth of a second's worth
+    /// (at least 10 full-size packets).
+    pub burst: Option<u64>,
+    /// Only `to` and `interface` (and `spare_ssh`) apply: what this host sends.
+    pub scope: NetScope,
+}
+
 impl FaultSpec {
     /// The fault kind as the scenario file spells it.
     pub fn kind(&self) -> FaultKind {
@@ -312,6 +325,7 @@ impl FaultSpec {
             FaultSpec::Drop(_) => FaultKind::Drop,
             FaultSpec::FillDisk(_) => FaultKind::FillDisk,
             FaultSpec::Stress(_) => FaultKind::Stress,
+            FaultSpec::Bandwidth(_) => FaultKind::Bandwidth,
         }
     }
 }
@@ -348,6 +362,7 @@ fault_kinds! {
     Drop = "drop",
     FillDisk = "fill_disk",
     Stress = "stress",
+    Bandwidth = "bandwidth",
 }
 
 impl FaultKind {
@@ -368,7 +383,8 @@ impl FaultKind {
             | FaultKind::Loss
             | FaultKind::Drop
             | FaultKind::FillDisk
-            | FaultKind::Stress => true,
+            | FaultKind::Stress
+            | FaultKind::Bandwidth => true,
         }
     }
 }
@@ -689,6 +705,15 @@ mod tests {
                 load: 80.0,
             })),
             FaultSpec::Stress(StressSpec::Memory(MemoryStress::Size(512))),
+            FaultSpec::Bandwidth(BandwidthSpec {
+                rate: 1_000_000,
+                burst: None,
+                scope: NetScope {
+                    interface: Some("eth0".into()),
+                    spare_ssh: true,
+                    ..NetScope::default()
+                },
+            }),
         ];
         let scope = r#"{"to":null,"from":null,"interface":"eth0","spare_ssh":true}"#;
         let expected = [
@@ -700,6 +725,7 @@ mod tests {
             r#"{"fill_disk":{"path":"/mnt/x","amount":{"usage":90.0}}}"#.to_string(),
             r#"{"stress":{"cpu":{"workers":{"cores":50.0},"load":80.0}}}"#.to_string(),
             r#"{"stress":{"memory":{"size":512}}}"#.to_string(),
+            format!(r#"{{"bandwidth":{{"rate":1000000,"burst":null,"scope":{scope}}}}}"#),
         ];
         for (spec, expected) in specs.iter().zip(expected) {
             assert_eq!(serde_json::to_string(spec).unwrap(), expected);

@@ -130,3 +130,28 @@ fn plainly_wrong_values_fail_and_variables_pass() {
         assert!(found.is_empty(), "`{right}` failed the schema: {found:?}");
     }
 }
+
+#[test]
+fn bandwidth_rates_are_checked_by_the_schema() {
+    let validator = validator();
+    let with = |rate: &str| {
+        format!(
+            "version: 1\nname: t\nsteps:\n  - name: s\n    duration: 1s\n    fault: {{bandwidth: {{rate: \"{rate}\"}}}}\n"
+        )
+    };
+    for wrong in ["10", "1mbps", "fast", "10mb/s"] {
+        assert!(
+            !problems(&validator, &with(wrong)).is_empty(),
+            "rate `{wrong}` passed the schema"
+        );
+    }
+    for right in [
+        "1mbit", "500kbit", "2.5Gbit", "10MB/s", "512KiB/s", "${RATE}",
+    ] {
+        let found = problems(&validator, &with(right));
+        assert!(
+            found.is_empty(),
+            "rate `{right}` failed the schema: {found:?}"
+        );
+    }
+}

@@ -23,7 +23,15 @@ use nix::sys::signal::Signal;
 use chaos_tests::lab::{Lab, LabSleeper, sh, try_sh};
 use chaos_tests::support::{Sleeper, Test, Tmpfs, free_port, pattern, proc_state, unique};
 
-const KINDS: [&str; 6] = ["kill", "pause", "latency", "loss", "drop", "fill_disk"];
+const KINDS: [&str; 7] = [
+    "kill",
+    "pause",
+    "latency",
+    "loss",
+    "drop",
+    "fill_disk",
+    "bandwidth",
+];
 
 /// How long a trial's fault is held: long enough that a random kill often lands during it.
 const HOLD: &str = "3s";
@@ -197,12 +205,13 @@ fn fault_yaml(kind: &str, local: bool, lab: &Lab, fill: &Path) -> String {
         "loss" => format!("loss: {{share: 50%{scope}}}"),
         "drop" => format!("drop: {{mode: reject{scope}}}"),
         "fill_disk" => format!("fill_disk: {{path: \"{}\", usage: 90%}}", fill.display()),
+        "bandwidth" => format!("bandwidth: {{rate: 1mbit{scope}}}"),
         other => panic!("no trial for `{other}`"),
     }
 }
 
 /// What of this trial is left on the controller's machine: a stopped victim, a fill file, an nft
-/// table or iptables rule on the lab's interface.
+/// table, iptables rule or root qdisc of ours on the lab's interface.
 fn left_locally(lab: &Lab, tmpfs: &Tmpfs, victim: i32) -> Vec<String> {
     let mut left = Vec::new();
     if proc_state(victim) == Some('T') {
@@ -224,6 +233,13 @@ fn left_locally(lab: &Lab, tmpfs: &Tmpfs, victim: i32) -> Vec<String> {
             table.lines().next().unwrap_or_default()
         ));
     }
+    let qdiscs = try_sh(&["tc", "qdisc", "show", "dev", lab.root_if()]).unwrap_or_default();
+    left.extend(
+        qdiscs
+            .lines()
+            .filter(|l| l.contains("qdisc htb") || l.contains("c4a0:"))
+            .map(|l| format!("tc {l}")),
+    );
     let rules = try_sh(&["iptables", "-S"]).unwrap_or_default();
     left.extend(
         rules

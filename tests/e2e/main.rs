@@ -7,6 +7,7 @@
 //! so they measure time with `std::time::Instant`.
 #![allow(clippy::disallowed_types)]
 
+mod bandwidth;
 mod certs;
 mod commands;
 mod crash_trials;

@@ -10,8 +10,8 @@
 //!
 //! Everything is undone when the `Lab` is dropped, on every path: agents and every process in the
 //! namespaces killed, the namespaces and the root-side veth deleted. Before that, it checks that
-//! no host holds an nft table `chaos_*` or an iptables chain `CHAOS-*`, and fails the test if one
-//! does (unless the test failed already).
+//! no host holds an nft table `chaos_*`, an iptables chain `CHAOS-*` or a root qdisc of ours, and
+//! fails the test if one does (unless the test failed already).
 
 use std::fs::{self, File};
 use std::io::{Read, Write};
@@ -492,6 +492,24 @@ impl Lab {
         sh(&["ip", "netns", "exec", &self.host(host).ns, "iptables", "-S"])
     }
 
+    /// `tc qdisc show` in `host`'s namespace.
+    pub fn qdiscs(&self, host: &str) -> String {
+        sh(&[
+            "ip",
+            "netns",
+            "exec",
+            &self.host(host).ns,
+            "tc",
+            "qdisc",
+            "show",
+        ])
+    }
+
+    /// Whether `host` holds a `bandwidth` shaper (an HTB root qdisc).
+    pub fn has_shaper(&self, host: &str) -> bool {
+        self.qdiscs(host).contains("qdisc htb")
+    }
+
     /// Whether `host` holds an iptables chain of ours (the NFQUEUE rule jumps to it).
     pub fn has_chaos_chain(&self, host: &str) -> bool {
         self.iptables(host).contains("CHAOS-")
@@ -550,7 +568,8 @@ impl Lab {
         ]);
     }
 
-    /// What of ours is left in the host namespaces: nft tables `chaos_*`, iptables chains `CHAOS-*`.
+    /// What of ours is left in the host namespaces: nft tables `chaos_*`, iptables chains `CHAOS-*`,
+    /// root qdiscs (HTB, our prio).
     pub fn leftovers(&self) -> Vec<String> {
         let mut left = Vec::new();
         for h in &self.hosts {
@@ -566,6 +585,15 @@ impl Lab {
             }
             for pid in stress_workers_in(&h.ns) {
                 left.push(format!("{}: stress worker pid {pid}", h.name));
+            }
+            // `bandwidth`'s HTB and `latency`'s prio/netem: no lab host has a qdisc of its own.
+            let qdiscs = try_sh(&["ip", "netns", "exec", &h.ns, "tc", "qdisc", "show"])
+                .unwrap_or_else(|e| e);
+            for l in qdiscs
+                .lines()
+                .filter(|l| l.contains("qdisc htb") || l.contains("c4a0:"))
+            {
+                left.push(format!("{}: {l}", h.name));
             }
         }
         left

@@ -1,6 +1,6 @@
 //! The fault executors: one module per kind, each implementing [`Kind`] for its type in
 //! [`crate::spec`] (`kill`, `pause`, `fill_disk`; `net::filter` for `drop` and `loss`,
-//! `net::latency` for `latency`). [`kind_of`] is the one `match` from a [`FaultSpec`] to its kind,
+//! `net::latency` for `latency`, `net::bandwidth` for `bandwidth`). [`kind_of`] is the one `match` from a [`FaultSpec`] to its kind,
 //! so the compiler finds a kind that is not handled.
 //!
 //! Every executor works in three steps: [`plan`] decides exactly what will be done and how to undo
@@ -31,8 +31,8 @@ use crate::error::FaultError;
 use crate::process::{self, ProcessInfo};
 use crate::server::policy::{Policy, Refusal};
 use crate::spec::{
-    DropSpec, FaultKind, FaultSpec, FillDiskSpec, KillSpec, LatencySpec, LossSpec, PauseSpec, Pick,
-    ProcessSelector, StressSpec,
+    BandwidthSpec, DropSpec, FaultKind, FaultSpec, FillDiskSpec, KillSpec, LatencySpec, LossSpec,
+    PauseSpec, Pick, ProcessSelector, StressSpec,
 };
 
 pub use net::Context;
@@ -66,6 +66,13 @@ pub enum Undo {
         cgroup: Option<PathBuf>,
         #[serde(default)]
         children: Vec<Target>,
+    },
+    /// `bandwidth`: delete the nftables table `inet <table>` that marks the packets, and our HTB
+    /// root qdisc of `interface`.
+    Bandwidth {
+        table: String,
+        interface: String,
+        handle: u16,
     },
 }
 
@@ -152,6 +159,7 @@ pub fn kind_of(spec: &FaultSpec) -> &dyn Kind {
         FaultSpec::Drop(drop) => drop,
         FaultSpec::FillDisk(fill_disk) => fill_disk,
         FaultSpec::Stress(stress) => stress,
+        FaultSpec::Bandwidth(bandwidth) => bandwidth,
     }
 }
 
@@ -166,6 +174,7 @@ pub fn support(kind: FaultKind) -> Result<&'static str, &'static str> {
         FaultKind::Drop => DropSpec::support(),
         FaultKind::FillDisk => FillDiskSpec::support(),
         FaultKind::Stress => StressSpec::support(),
+        FaultKind::Bandwidth => BandwidthSpec::support(),
     }
 }
 
@@ -236,6 +245,11 @@ pub fn revert(fault_id: &str, undo: &Undo) -> Result<Undone, FaultError> {
         } => net::latency::revert_nfqueue(chain, interface, *ipv4, *ipv6),
         Undo::Netem { interface } => net::latency::revert_netem(interface),
         Undo::Stress { cgroup, children } => stress::revert(cgroup.as_deref(), children),
+        Undo::Bandwidth {
+            table,
+            interface,
+            handle,
+        } => net::bandwidth::revert(table, interface, *handle),
     }
 }
 

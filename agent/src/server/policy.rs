@@ -18,6 +18,7 @@
 //!   max_workers: 2                  #   the most CPU workers (`cores` counted in workers here)
 //!   max_memory: 1GiB                #   the most memory held (B, KiB, MiB, GiB, TiB; KB, MB, GB)
 //!   memory_margin: 20%              #   of MemTotal kept available beside it (default and least 10%)
+//! min_rate: 1mbit                   # the lowest `bandwidth` rate (`kbit`, `mbit`, `MB/s`, ...)
 //! command_probes: false             # `command` probes via /v1/probe (default false with a policy)
 //! commands:                         # scenario `action`s via /v1/commands: only these programs,
 //!   allow: [/usr/local/bin/promote.sh]  #   by absolute path (none without this key, or without a policy)
@@ -46,6 +47,8 @@ pub struct Policy {
     max_duration: Option<Duration>,
     max_loss: Option<f64>,
     stress: Stress,
+    /// The lowest `bandwidth` rate, in bits per second.
+    min_rate: Option<u64>,
     command_probes: bool,
     /// Programs an `action` may run (`/v1/commands`); empty allows none.
     commands: Vec<PathBuf>,
@@ -95,6 +98,7 @@ struct RawPolicy {
     max_loss: Option<Share>,
     #[serde(default)]
     stress: Option<RawStress>,
+    min_rate: Option<String>,
     #[serde(default)]
     command_probes: bool,
     #[serde(default)]
@@ -208,6 +212,13 @@ impl Policy {
                     .transpose()?,
             },
         };
+        let min_rate = raw
+            .min_rate
+            .as_deref()
+            .map(|r| {
+                crate::fault::net::bandwidth::parse_rate(r).map_err(|e| format!("min_rate: {e}"))
+            })
+            .transpose()?;
         let commands = raw.commands.map(|c| c.allow).unwrap_or_default();
         if let Some(bad) = commands.iter().find(|p| !p.is_absolute()) {
             return Err(format!(
@@ -225,6 +236,7 @@ impl Policy {
             max_duration,
             max_loss,
             stress,
+            min_rate,
             command_probes: raw.command_probes,
         })
     }
@@ -274,6 +286,12 @@ impl Policy {
         }
         if let Some(m) = self.stress.memory_margin {
             parts.push(format!("stress.memory_margin {m}%"));
+        }
+        if let Some(r) = self.min_rate {
+            parts.push(format!(
+                "min_rate {}",
+                crate::fault::net::bandwidth::format_rate(r)
+            ));
         }
         parts.push(format!("command_probes {}", self.command_probes));
         if !self.commands.is_empty() {
@@ -341,6 +359,19 @@ impl Policy {
             "running `{program}` is outside the policy's commands.allow {}; add its absolute path there",
             paths_list(&self.commands)
         ))
+    }
+
+    /// Whether a `bandwidth` rate (bits per second) is at least `min_rate`.
+    pub(crate) fn check_rate(&self, rate: u64) -> Result<(), Refusal> {
+        use crate::fault::net::bandwidth::format_rate;
+        match self.min_rate {
+            Some(min) if rate < min => refuse(format!(
+                "bandwidth rate {} is below the policy's min_rate {}",
+                format_rate(rate),
+                format_rate(min)
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// Whether a `loss` share is within `max_loss`.
@@ -678,6 +709,29 @@ max_loss: 50%
         assert!(p.check_fault(&fill("/mnt/chaos2")).is_err());
         assert!(p.check_fault(&fill("/mnt/chaos/../etc")).is_err());
         assert!(p.check_fault(&fill("mnt/chaos")).is_err());
+    }
+
+    #[test]
+    fn bandwidth_rates_have_a_floor() {
+        let p = Policy::parse("min_rate: 1mbit\ninterfaces: [eth0]").unwrap();
+        let bw = |rate| {
+            FaultSpec::Bandwidth(crate::spec::BandwidthSpec {
+                rate,
+                burst: None,
+                scope: NetScope {
+                    interface: Some("eth0".into()),
+                    spare_ssh: true,
+                    ..NetScope::default()
+                },
+            })
+        };
+        assert!(p.check_fault(&bw(1_000_000)).is_ok());
+        assert_eq!(
+            msg(p.check_fault(&bw(500_000))),
+            "bandwidth rate 500kbit is below the policy's min_rate 1mbit"
+        );
+        assert!(p.summary().contains("min_rate 1mbit"));
+        assert!(Policy::parse("min_rate: 1mbps").is_err());
     }
 
     #[test]

@@ -384,11 +384,19 @@ fn network_kinds_say_how_or_why_not() {
         by_kind(FaultKind::FillDisk).mechanism.as_deref(),
         Some("fallocate")
     );
-    for kind in [FaultKind::Latency, FaultKind::Loss, FaultKind::Drop] {
+    for kind in [
+        FaultKind::Latency,
+        FaultKind::Loss,
+        FaultKind::Drop,
+        FaultKind::Bandwidth,
+    ] {
         let k = by_kind(kind);
         if k.supported {
             let mechanism = k.mechanism.as_deref().unwrap();
-            assert!(["nft", "netem", "nfqueue"].contains(&mechanism), "{k:?}");
+            assert!(
+                ["nft", "netem", "nfqueue", "htb"].contains(&mechanism),
+                "{k:?}"
+            );
         } else {
             assert!(!k.reason.as_deref().unwrap().is_empty(), "{k:?}");
         }

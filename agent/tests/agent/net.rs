@@ -14,7 +14,8 @@ use std::time::{Duration, SystemTime};
 
 use agent::LocalAgent;
 use agent::spec::{
-    DropMode, DropSpec, Exempt, FaultSpec, LatencySpec, LossSpec, NetScope, PeerSelector, Protocol,
+    BandwidthSpec, DropMode, DropSpec, Exempt, FaultSpec, LatencySpec, LossSpec, NetScope,
+    PeerSelector, Protocol,
 };
 use chaos_tests::ping::{Ping, ping_from};
 use chaos_tests::skip;
@@ -535,5 +536,216 @@ fn capabilities_name_the_mechanism_and_check_refuses_a_missing_interface() {
                 scope: s,
             }))
             .unwrap();
+    });
+}
+
+/// A sink on `addr` in the current thread's namespace: reads each connection to its end, then
+/// answers one byte (so the sender knows every byte arrived).
+fn sink_server(addr: &str) -> SocketAddr {
+    let listener = TcpListener::bind(addr).unwrap();
+    let local = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        for stream in listener.incoming().take(16) {
+            let Ok(mut stream) = stream else { return };
+            thread::spawn(move || {
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(20)));
+                let mut buf = vec![0u8; 64 * 1024];
+                while let Ok(n) = stream.read(&mut buf) {
+                    if n == 0 {
+                        let _ = stream.write_all(b"k");
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    local
+}
+
+/// Sends `bytes` to `to` from namespace `ns` and waits for the sink's answer: the rate in bits
+/// per second.
+fn transfer(ns: &str, to: SocketAddr, bytes: usize) -> f64 {
+    Pair::within(ns, move || {
+        let mut stream = TcpStream::connect_timeout(&to, Duration::from_secs(2)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let chunk = vec![7u8; 16 * 1024];
+        let started = SystemTime::now();
+        let mut left = bytes;
+        while left > 0 {
+            let n = left.min(chunk.len());
+            stream.write_all(&chunk[..n]).unwrap();
+            left -= n;
+        }
+        stream.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut done = [0u8; 1];
+        stream.read_exact(&mut done).unwrap();
+        bytes as f64 * 8.0 / started.elapsed().unwrap().as_secs_f64()
+    })
+}
+
+fn bandwidth(rate: u64, to: Option<PeerSelector>) -> FaultSpec {
+    FaultSpec::Bandwidth(BandwidthSpec {
+        rate,
+        burst: None,
+        scope: NetScope { to, ..scope() },
+    })
+}
+
+/// Nothing of `bandwidth`'s is left in the current namespace: no table, no HTB root.
+fn assert_no_shaper() {
+    assert_clean();
+    let out = Command::new("tc")
+        .args(["qdisc", "show", "dev", "veth0"])
+        .output()
+        .unwrap();
+    let qdiscs = String::from_utf8_lossy(&out.stdout);
+    assert!(!qdiscs.contains("htb"), "{qdiscs}");
+}
+
+const RATE: u64 = 4_000_000;
+const SENT: usize = 1_000_000;
+
+#[test]
+fn bandwidth_shapes_what_goes_to_the_peer_and_nothing_else() {
+    let Some(pair) = Pair::new() else { return };
+    let state = tempfile::tempdir().unwrap();
+    let b_addr = pair.addr_b();
+    let (shaped, other) = Pair::within(&pair.b, move || {
+        (
+            sink_server(&format!("{b_addr}:0")),
+            sink_server(&format!("{b_addr}:0")),
+        )
+    });
+    let bare = transfer(&pair.a, shaped, SENT);
+    let dir = state.path().to_path_buf();
+    let to = PeerSelector {
+        hosts: vec![pair.addr_b()],
+        ports: vec![shaped.port()],
+        protocol: Some(Protocol::Tcp),
+    };
+    let agent = Pair::within(&pair.a, move || {
+        let agent = agent_in(&dir);
+        let applied = agent
+            .inject(request("net-bw", bandwidth(RATE, Some(to))))
+            .unwrap();
+        assert_eq!(applied.mechanism, "htb");
+        assert!(applied.verified, "{}", applied.detail);
+        agent
+    });
+    let during = transfer(&pair.a, shaped, SENT);
+    let unmatched = transfer(&pair.a, other, SENT);
+    let reverted = Pair::within(&pair.a, move || {
+        let reverted = agent.revert("net-bw").unwrap();
+        assert_no_shaper();
+        // Idempotent, from the undo data alone: a second revert finds nothing and says so.
+        let spec = bandwidth(RATE, None);
+        let undo = agent::fault::plan("net-bw", &spec, 0).unwrap();
+        let again = agent::fault::revert("net-bw", &undo).unwrap();
+        assert!(again.verified, "{}", again.detail);
+        assert!(again.detail.contains("already gone"), "{}", again.detail);
+        assert!(
+            again.detail.contains("no shaper of ours"),
+            "{}",
+            again.detail
+        );
+        reverted
+    });
+    let after = transfer(&pair.a, shaped, SENT);
+    eprintln!(
+        "bandwidth 4mbit: bare {:.1} Mbit/s, shaped {:.2} Mbit/s, other port {:.1} Mbit/s, after {:.1} Mbit/s; {}",
+        bare / 1e6,
+        during / 1e6,
+        unmatched / 1e6,
+        after / 1e6,
+        reverted.detail
+    );
+    assert!(reverted.verified);
+    assert!(reverted.detail.contains("the shaped class carried"));
+    let ratio = during / RATE as f64;
+    assert!(
+        (0.8..=1.2).contains(&ratio),
+        "shaped at {ratio:.2} × the rate"
+    );
+    assert!(unmatched > 5.0 * RATE as f64, "{unmatched}");
+    assert!(after > 5.0 * RATE as f64, "{after}");
+}
+
+#[test]
+fn the_kernel_ends_a_bandwidth_limit_when_no_process_of_ours_is_left() {
+    let Some(pair) = Pair::new() else { return };
+    let state = tempfile::tempdir().unwrap();
+    let b_addr = pair.addr_b();
+    let sink = Pair::within(&pair.b, move || sink_server(&format!("{b_addr}:0")));
+    let dir = state.path().to_path_buf();
+    let started = SystemTime::now();
+    Pair::within(&pair.a, move || {
+        let agent = agent_in(&dir);
+        let mut req = request("net-bw-expire", bandwidth(RATE, None));
+        req.hold = Some(Duration::from_secs(1));
+        agent.inject(req).unwrap();
+        agent.abandon(); // as if SIGKILLed: nobody reverts
+    });
+    let during = transfer(&pair.a, sink, SENT / 4);
+    // The gate's element lives the hold plus a margin, rounded up to whole seconds: 2 s.
+    let end = Duration::from_millis(2500);
+    thread::sleep(end.saturating_sub(started.elapsed().unwrap()));
+    let after = transfer(&pair.a, sink, SENT);
+    eprintln!(
+        "bandwidth after kernel expiry: {:.2} Mbit/s while held, {:.1} Mbit/s {:?} after injection (hold 1 s)",
+        during / 1e6,
+        after / 1e6,
+        started.elapsed().unwrap()
+    );
+    assert!(during < 1.5 * RATE as f64, "{during}");
+    assert!(after > 5.0 * RATE as f64, "{after}");
+    let dir = state.path().to_path_buf();
+    Pair::within(&pair.a, move || {
+        let (_agent, recovered) = LocalAgent::open(&dir).unwrap();
+        assert_eq!(recovered.len(), 1);
+        assert!(recovered[0].result.as_ref().unwrap().verified);
+        assert_no_shaper();
+    });
+}
+
+#[test]
+fn bandwidth_is_a_capability_and_refuses_from_and_a_busy_root() {
+    let Some(pair) = Pair::new() else { return };
+    Pair::within(&pair.a, || {
+        let state = tempfile::tempdir().unwrap();
+        let agent = agent_in(state.path());
+        let caps = agent.capabilities();
+        let bw = caps
+            .kinds
+            .iter()
+            .find(|k| k.kind == agent::spec::FaultKind::Bandwidth)
+            .unwrap();
+        assert!(bw.supported, "{bw:?}");
+        assert_eq!(bw.mechanism.as_deref(), Some("htb"));
+        let mut s = scope();
+        s.from = Some(PeerSelector::default());
+        let err = agent
+            .check(&FaultSpec::Bandwidth(BandwidthSpec {
+                rate: RATE,
+                burst: None,
+                scope: s,
+            }))
+            .unwrap_err();
+        assert!(err.to_string().contains("not `from`"), "{err}");
+        // A root qdisc of someone else's is left alone, and the fault refused.
+        let tbf = "qdisc add dev veth0 root tbf rate 1gbit burst 64kb latency 50ms";
+        let tbf: Vec<&str> = tbf.split_whitespace().collect();
+        assert!(Command::new("tc").args(tbf).status().unwrap().success());
+        let err = agent
+            .inject(request("net-bw-busy", bandwidth(RATE, None)))
+            .unwrap_err();
+        assert!(err.to_string().contains("root qdisc of its own"), "{err}");
+        let out = Command::new("tc")
+            .args(["qdisc", "show", "dev", "veth0"])
+            .output()
+            .unwrap();
+        assert!(String::from_utf8_lossy(&out.stdout).contains("tbf"));
+        assert_clean();
     });
 }

@@ -596,6 +596,9 @@ pub struct FaultRaw {
     /// Burn CPU or hold memory in children of the agent.
     #[schemars(with = "Option<StressRaw>")]
     pub stress: Option<Sp<StressRaw>>,
+    /// Limit what this host sends to matching peers to a rate.
+    #[schemars(with = "Option<BandwidthRaw>")]
+    pub bandwidth: Option<Sp<BandwidthRaw>>,
 }
 
 /// An entry of `faults:`: its own target and one kind, or an `action`; either may start late.
@@ -633,6 +636,9 @@ pub struct FaultEntryRaw {
     /// Burn CPU or hold memory in children of the agent.
     #[schemars(with = "Option<StressRaw>")]
     pub stress: Option<Sp<StressRaw>>,
+    /// Limit what this host sends to matching peers to a rate.
+    #[schemars(with = "Option<BandwidthRaw>")]
+    pub bandwidth: Option<Sp<BandwidthRaw>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -783,6 +789,27 @@ pub struct StressMemoryRaw {
     /// A share of the host's MemTotal, e.g. `20%`.
     #[schemars(with = "Option<schema::Share>")]
     pub share: Opt,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Bandwidth")]
+pub struct BandwidthRaw {
+    /// The rate, e.g. `1mbit`, `500kbit`, `10MB/s`.
+    #[schemars(with = "Option<schema::Rate>")]
+    pub rate: Opt,
+    /// Bytes sent at full speed before the rate applies, e.g. `32KiB` (default: 0.1 s at the rate).
+    #[schemars(with = "Option<schema::Text>")]
+    pub burst: Opt,
+    /// Traffic this host sends to these peers (default: all it sends).
+    #[schemars(with = "Option<PeerRaw>")]
+    pub to: Option<Sp<PeerRaw>>,
+    /// Where the fault applies (default: the default route's interface).
+    #[schemars(with = "Option<schema::Text>")]
+    pub interface: Opt,
+    /// Leave TCP port 22 alone, both ways (default true).
+    #[schemars(with = "Option<schema::Bool>")]
+    pub spare_ssh: Opt,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -105,6 +105,17 @@ marker! {
 }
 
 marker! {
+    /// A rate: `1mbit`, `500kbit` (bits), `10MB/s`, `512KiB/s` (bytes).
+    Rate => with_variable(
+        "A rate: a number and a unit, in bits (`bit`, `kbit`, `mbit`, `gbit`) or bytes per second (`B/s`, `kB/s`, `MB/s`, `GB/s`, `KiB/s`, `MiB/s`, `GiB/s`), e.g. `1mbit`, `10MB/s`.",
+        json_schema!({
+            "type": "string",
+            "pattern": r"^\s*[0-9]+(\.[0-9]+)?\s*([kKmMgG]?[bB][iI][tT]|([kKMG]|[KMG]i)?B/s)\s*$"
+        }),
+    )
+}
+
+marker! {
     /// A share in percent: `95%`, `0.5%`.
     Share => with_variable(
         "A share in percent, from 0% to 100%, e.g. `95%` or `0.5%`.",

@@ -3,11 +3,11 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use agent::spec::{CpuStress, MemoryStress, StressSpec, Workers};
 use agent::spec::{
-    DropMode, DropSpec, FaultSpec, FillAmount, FillDiskSpec, KillSpec, LatencySpec, LossSpec,
-    PauseSpec, Pick, ProcessSelector, SignalNumber,
+    BandwidthSpec, DropMode, DropSpec, FaultSpec, FillAmount, FillDiskSpec, KillSpec, LatencySpec,
+    LossSpec, NetScope, PauseSpec, PeerSelector, Pick, ProcessSelector, SignalNumber,
 };
+use agent::spec::{CpuStress, MemoryStress, StressSpec, Workers};
 
 use super::model::{Command, ProbeKind, StatusMatch};
 use super::*;
@@ -704,6 +704,59 @@ fn fault_values() {
             ..
         })
     ));
+}
+
+#[test]
+fn bandwidth_values() {
+    let step = |fault: &str| {
+        format!("{PRE}steps:\n  - name: s\n    target: api\n    duration: 1s\n    fault: {fault}\n")
+    };
+    check(
+        &step("{bandwidth: {rate: 1mbps}}"),
+        &[
+            "12:31: `1mbps` is ambiguous: write bits as `kbit`/`mbit`/`gbit`, bytes as `kB/s`/`MB/s`/`GB/s`",
+        ],
+    );
+    check(
+        &step("{bandwidth: {rate: 10}}"),
+        &["12:31: `10` has no unit; write e.g. `1mbit`, `500kbit` or `10MB/s`"],
+    );
+    check(
+        &step("{bandwidth: {to: {hosts: [10.0.0.2]}}}"),
+        &["12:24: `bandwidth` needs `rate`"],
+    );
+    check(
+        &step("{bandwidth: {rate: 1mbit, burst: 0}}"),
+        &["12:45: burst `0` is empty; give at least one packet, e.g. `2KiB`"],
+    );
+    check(
+        &step("{bandwidth: {rate: 1mbit, from: {hosts: [10.0.0.2]}}}"),
+        &["12:38: unknown key `from`"],
+    );
+    let s = ok(&step(
+        "{bandwidth: {rate: 10MB/s, burst: 64KiB, to: {hosts: [10.0.0.2], ports: [5432]}, interface: eth0}}",
+    ));
+    assert_eq!(
+        s.steps[0].faults[0].spec,
+        FaultSpec::Bandwidth(BandwidthSpec {
+            rate: 80_000_000,
+            burst: Some(64 << 10),
+            scope: NetScope {
+                to: Some(PeerSelector {
+                    hosts: vec!["10.0.0.2".into()],
+                    ports: vec![5432],
+                    protocol: None,
+                }),
+                from: None,
+                interface: Some("eth0".into()),
+                spare_ssh: true,
+            },
+        })
+    );
+    assert_eq!(
+        s.steps[0].faults[0].spec.to_string(),
+        "bandwidth 80mbit (burst 65536 B) to 10.0.0.2 port 5432, on eth0"
+    );
 }
 
 #[test]

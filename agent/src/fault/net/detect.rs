@@ -1,5 +1,5 @@
 //! What this host offers for network faults, found once per process and cached: nftables (for
-//! `drop`/`loss`), netem and NFQUEUE (for `latency`).
+//! `drop`/`loss`), netem and NFQUEUE (for `latency`), HTB (for `bandwidth`).
 //!
 //! The probes that would change the host run in a network namespace of their own
 //! (`unshare -n`), which the kernel throws away when the probe exits: nothing is left on the host
@@ -15,6 +15,8 @@ pub struct Host {
     pub nft: Result<(), String>,
     pub netem: Result<(), String>,
     pub nfqueue: Result<(), String>,
+    /// HTB, its classes set by nftables' `meta priority` (for `bandwidth`).
+    pub htb: Result<(), String>,
 }
 
 static HOST: OnceLock<Host> = OnceLock::new();
@@ -38,10 +40,12 @@ fn probe() -> Host {
     let nft = probe_nft(root);
     let netem = probe_netem();
     let nfqueue = probe_nfqueue(root, netem.as_ref().err());
+    let htb = probe_htb();
     Host {
         nft,
         netem,
         nfqueue,
+        htb,
     }
 }
 
@@ -97,6 +101,46 @@ fn probe_netem() -> Result<(), String> {
             Err("no netem in this kernel (module sch_netem)".to_string())
         }
         Err(reason) => Err(format!("netem cannot be used: {reason}")),
+    }
+}
+
+/// The shaper `bandwidth` sets up, on the loopback of a throwaway namespace.
+const HTB_PROBE: &str = "qdisc add dev lo root handle 1: htb
+class add dev lo parent 1: classid 1:1 htb rate 1mbit ceil 1mbit burst 15140 cburst 15140
+";
+
+/// The rule that puts packets in the shaper's class.
+const PRIORITY_PROBE: &str = "table inet chaos_probe {
+  chain output { type filter hook output priority filter - 5; policy accept;
+    meta priority set 1:1
+  }
+}
+";
+
+fn probe_htb() -> Result<(), String> {
+    match run("unshare", &["-n", "tc", "-batch", "-"], Some(HTB_PROBE)) {
+        Ok(_) => match run("unshare", &["-n", "nft", "-f", "-"], Some(PRIORITY_PROBE)) {
+            Ok(_) => Ok(()),
+            Err(reason) => Err(format!(
+                "need nftables' `meta priority set`, which does not work here: {reason}"
+            )),
+        },
+        Err(reason)
+            if reason.contains("`tc` is not installed")
+                || reason.contains("failed to execute tc") =>
+        {
+            Err("need tc, which is not installed: `apt-get install iproute2`".to_string())
+        }
+        Err(reason) if no_unshare(&reason) => match run("tc", &["qdisc", "show"], None) {
+            Ok(_) => Ok(()),
+            Err(reason) => Err(format!("cannot probe for htb: {reason}")),
+        },
+        Err(reason) if reason.contains("nknown") || reason.contains("No such file") => {
+            Err(format!(
+                "need the kernel's HTB shaper (module sch_htb), which this kernel lacks: {reason}"
+            ))
+        }
+        Err(reason) => Err(format!("HTB cannot be used: {reason}")),
     }
 }
 

@@ -241,7 +241,7 @@ pub fn chains(
 }
 
 /// The match expressions of one selector in one direction, one per address family named.
-fn matches(
+pub(super) fn matches(
     kind: FaultKind,
     sel: &PeerSelector,
     addr: &str,
@@ -358,7 +358,12 @@ pub fn inject(
 
 /// Whether the table is in place as installed: its chains with their rule counts and the gate
 /// holding the interface. The difference when not.
-fn read_back(table: &str, interface: &str, input: usize, output: usize) -> (bool, String) {
+pub(super) fn read_back(
+    table: &str,
+    interface: &str,
+    input: usize,
+    output: usize,
+) -> (bool, String) {
     let json = match run("nft", &["-j", "list", "table", "inet", table], None) {
         Ok(json) => json,
         Err(reason) => return (false, reason),

@@ -1,5 +1,6 @@
 //! Network faults: `drop` and `loss` as one nftables table per fault ([`filter`]), `latency` as
-//! tc netem where the kernel has it, else an NFQUEUE holder at ingress ([`latency`], [`nfqueue`]).
+//! tc netem where the kernel has it, else an NFQUEUE holder at ingress ([`latency`], [`nfqueue`]),
+//! `bandwidth` as an HTB shaper fed by an nftables table per fault ([`bandwidth`]).
 //! [`detect`] says, once per process, which of these mechanisms this host offers.
 //!
 //! Every tool is run as a child process from the calling thread, so a caller that entered another
@@ -21,8 +22,10 @@
 //! Which packets of those each kind acts on: `drop` both directions (established connections are
 //! cut, not only new ones); `loss` only one way, like netem (`to`/neither: what we send, `from`:
 //! what we receive), so a round trip loses about `share`; `latency` only what we receive (delay at
-//! ingress keeps TCP throughput), so a round trip takes `delay` longer.
+//! ingress keeps TCP throughput), so a round trip takes `delay` longer; `bandwidth` only what we
+//! send, and only with `to` (or neither).
 
+pub mod bandwidth;
 pub mod detect;
 pub mod filter;
 pub mod latency;

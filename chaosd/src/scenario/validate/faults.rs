@@ -8,11 +8,12 @@
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use agent::spec::{CpuStress, MemoryStress, StressSpec, Workers};
 use agent::spec::{
-    DropMode, DropSpec, FaultKind, FaultSpec, FillAmount, FillDiskSpec, KillSpec, LatencySpec,
-    LossSpec, NetScope, PauseSpec, PeerSelector, ProcessSelector, Protocol, SignalNumber,
+    BandwidthSpec, DropMode, DropSpec, FaultKind, FaultSpec, FillAmount, FillDiskSpec, KillSpec,
+    LatencySpec, LossSpec, NetScope, PauseSpec, PeerSelector, ProcessSelector, Protocol,
+    SignalNumber,
 };
+use agent::spec::{CpuStress, MemoryStress, StressSpec, Workers};
 
 use super::super::raw::*;
 use super::super::values;
@@ -28,6 +29,7 @@ pub(super) enum Given<'r> {
     Drop(&'r Sp<DropRaw>),
     FillDisk(&'r Sp<FillDiskRaw>),
     Stress(&'r Sp<StressRaw>),
+    Bandwidth(&'r Sp<BandwidthRaw>),
 }
 
 impl Given<'_> {
@@ -40,6 +42,7 @@ impl Given<'_> {
             Given::Drop(_) => FaultKind::Drop,
             Given::FillDisk(_) => FaultKind::FillDisk,
             Given::Stress(_) => FaultKind::Stress,
+            Given::Bandwidth(_) => FaultKind::Bandwidth,
         }
     }
 
@@ -52,6 +55,7 @@ impl Given<'_> {
             Given::Drop(raw) => pos(raw),
             Given::FillDisk(raw) => pos(raw),
             Given::Stress(raw) => pos(raw),
+            Given::Bandwidth(raw) => pos(raw),
         }
     }
 }
@@ -66,6 +70,7 @@ pub(super) fn given(f: &FaultRaw) -> Vec<Given<'_>> {
         drop,
         fill_disk,
         stress,
+        bandwidth,
     } = f;
     [
         kill.as_ref().map(Given::Kill),
@@ -75,6 +80,7 @@ pub(super) fn given(f: &FaultRaw) -> Vec<Given<'_>> {
         drop.as_ref().map(Given::Drop),
         fill_disk.as_ref().map(Given::FillDisk),
         stress.as_ref().map(Given::Stress),
+        bandwidth.as_ref().map(Given::Bandwidth),
     ]
     .into_iter()
     .flatten()
@@ -94,6 +100,7 @@ pub(super) fn given_in_entry(e: &FaultEntryRaw) -> Vec<Given<'_>> {
         drop,
         fill_disk,
         stress,
+        bandwidth,
     } = e;
     [
         kill.as_ref().map(Given::Kill),
@@ -103,6 +110,7 @@ pub(super) fn given_in_entry(e: &FaultEntryRaw) -> Vec<Given<'_>> {
         drop.as_ref().map(Given::Drop),
         fill_disk.as_ref().map(Given::FillDisk),
         stress.as_ref().map(Given::Stress),
+        bandwidth.as_ref().map(Given::Bandwidth),
     ]
     .into_iter()
     .flatten()
@@ -134,6 +142,7 @@ pub(super) fn fault(cx: &mut Cx, mut given: Vec<Given>, at: Pos, what: &str) -> 
             Given::Drop(raw) => drop(cx, raw),
             Given::FillDisk(raw) => fill_disk(cx, raw),
             Given::Stress(raw) => stress(cx, raw),
+            Given::Bandwidth(raw) => bandwidth(cx, raw),
         },
         [first, second, ..] => {
             cx.error(
@@ -350,6 +359,32 @@ fn stress(cx: &mut Cx, raw: &Sp<StressRaw>) -> Option<FaultSpec> {
             Some(FaultSpec::Stress(StressSpec::Memory(amount?)))
         }
     }
+}
+
+fn bandwidth(cx: &mut Cx, raw: &Sp<BandwidthRaw>) -> Option<FaultSpec> {
+    let b = &raw.value;
+    let before = cx.found.len();
+    let rate = cx.req(
+        &b.rate,
+        pos(raw),
+        "rate",
+        "`bandwidth`",
+        agent::fault::net::bandwidth::parse_rate,
+    );
+    let burst = cx.opt(&b.burst, |s| match values::parse_size(s)? {
+        0 => Err(format!(
+            "burst `{s}` is empty; give at least one packet, e.g. `2KiB`"
+        )),
+        n => Ok(n),
+    });
+    let scope = scope(cx, &b.to, &None, &b.interface, &b.spare_ssh);
+    // A bad `burst` is no spec either, though the others are fine.
+    (cx.found.len() == before).then_some(())?;
+    Some(FaultSpec::Bandwidth(BandwidthSpec {
+        rate: rate?,
+        burst,
+        scope: scope?,
+    }))
 }
 
 fn process_of(
