@@ -221,6 +221,8 @@ pub enum FaultSpec {
     FillDisk(FillDiskSpec),
     Stress(StressSpec),
     Bandwidth(BandwidthSpec),
+    Corrupt(CorruptSpec),
+    Duplicate(DuplicateSpec),
 }
 
 /// `kill`: a signal to the picked processes.
@@ -314,6 +316,23 @@ pub struct BandwidthSpec {
     pub scope: NetScope,
 }
 
+/// `corrupt`: a share of the packets sent to matching peers corrupted (one bit flipped at random),
+/// by netem.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CorruptSpec {
+    /// Percent of matching packets corrupted.
+    pub share: f64,
+    pub scope: NetScope,
+}
+
+/// `duplicate`: a share of the packets sent to matching peers sent twice, by netem.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DuplicateSpec {
+    /// Percent of matching packets duplicated.
+    pub share: f64,
+    pub scope: NetScope,
+}
+
 impl FaultSpec {
     /// The fault kind as the scenario file spells it.
     pub fn kind(&self) -> FaultKind {
@@ -326,6 +345,8 @@ impl FaultSpec {
             FaultSpec::FillDisk(_) => FaultKind::FillDisk,
             FaultSpec::Stress(_) => FaultKind::Stress,
             FaultSpec::Bandwidth(_) => FaultKind::Bandwidth,
+            FaultSpec::Corrupt(_) => FaultKind::Corrupt,
+            FaultSpec::Duplicate(_) => FaultKind::Duplicate,
         }
     }
 }
@@ -363,6 +384,8 @@ fault_kinds! {
     FillDisk = "fill_disk",
     Stress = "stress",
     Bandwidth = "bandwidth",
+    Corrupt = "corrupt",
+    Duplicate = "duplicate",
 }
 
 impl FaultKind {
@@ -384,7 +407,9 @@ impl FaultKind {
             | FaultKind::Drop
             | FaultKind::FillDisk
             | FaultKind::Stress
-            | FaultKind::Bandwidth => true,
+            | FaultKind::Bandwidth
+            | FaultKind::Corrupt
+            | FaultKind::Duplicate => true,
         }
     }
 }
@@ -714,6 +739,22 @@ mod tests {
                     ..NetScope::default()
                 },
             }),
+            FaultSpec::Corrupt(CorruptSpec {
+                share: 5.0,
+                scope: NetScope {
+                    interface: Some("eth0".into()),
+                    spare_ssh: true,
+                    ..NetScope::default()
+                },
+            }),
+            FaultSpec::Duplicate(DuplicateSpec {
+                share: 2.5,
+                scope: NetScope {
+                    interface: Some("eth0".into()),
+                    spare_ssh: true,
+                    ..NetScope::default()
+                },
+            }),
         ];
         let scope = r#"{"to":null,"from":null,"interface":"eth0","spare_ssh":true}"#;
         let expected = [
@@ -726,6 +767,8 @@ mod tests {
             r#"{"stress":{"cpu":{"workers":{"cores":50.0},"load":80.0}}}"#.to_string(),
             r#"{"stress":{"memory":{"size":512}}}"#.to_string(),
             format!(r#"{{"bandwidth":{{"rate":1000000,"burst":null,"scope":{scope}}}}}"#),
+            format!(r#"{{"corrupt":{{"share":5.0,"scope":{scope}}}}}"#),
+            format!(r#"{{"duplicate":{{"share":2.5,"scope":{scope}}}}}"#),
         ];
         for (spec, expected) in specs.iter().zip(expected) {
             assert_eq!(serde_json::to_string(spec).unwrap(), expected);

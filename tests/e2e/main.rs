@@ -23,6 +23,7 @@ mod lab;
 mod load;
 mod lost_answers;
 mod monkey;
+mod netem;
 mod signals;
 mod steps;
 mod stress;

@@ -1,6 +1,7 @@
 //! The fault executors: one module per kind, each implementing [`Kind`] for its type in
 //! [`crate::spec`] (`kill`, `pause`, `fill_disk`; `net::filter` for `drop` and `loss`,
-//! `net::latency` for `latency`, `net::bandwidth` for `bandwidth`). [`kind_of`] is the one `match` from a [`FaultSpec`] to its kind,
+//! `net::latency` for `latency`, `net::bandwidth` for `bandwidth`, `net::impair` for `corrupt` and
+//! `duplicate`). [`kind_of`] is the one `match` from a [`FaultSpec`] to its kind,
 //! so the compiler finds a kind that is not handled.
 //!
 //! Every executor works in three steps: [`plan`] decides exactly what will be done and how to undo
@@ -31,8 +32,8 @@ use crate::error::FaultError;
 use crate::process::{self, ProcessInfo};
 use crate::server::policy::{Policy, Refusal};
 use crate::spec::{
-    BandwidthSpec, DropSpec, FaultKind, FaultSpec, FillDiskSpec, KillSpec, LatencySpec, LossSpec,
-    PauseSpec, Pick, ProcessSelector, StressSpec,
+    BandwidthSpec, CorruptSpec, DropSpec, DuplicateSpec, FaultKind, FaultSpec, FillDiskSpec,
+    KillSpec, LatencySpec, LossSpec, PauseSpec, Pick, ProcessSelector, StressSpec,
 };
 
 pub use net::Context;
@@ -74,6 +75,10 @@ pub enum Undo {
         interface: String,
         handle: u16,
     },
+    /// `corrupt` (netem): delete our root qdisc of `interface`.
+    Corrupt { interface: String },
+    /// `duplicate` (netem): delete our root qdisc of `interface`.
+    Duplicate { interface: String },
 }
 
 /// One process a fault acts on, named so that a reused pid is not mistaken for it.
@@ -160,6 +165,8 @@ pub fn kind_of(spec: &FaultSpec) -> &dyn Kind {
         FaultSpec::FillDisk(fill_disk) => fill_disk,
         FaultSpec::Stress(stress) => stress,
         FaultSpec::Bandwidth(bandwidth) => bandwidth,
+        FaultSpec::Corrupt(corrupt) => corrupt,
+        FaultSpec::Duplicate(duplicate) => duplicate,
     }
 }
 
@@ -175,6 +182,8 @@ pub fn support(kind: FaultKind) -> Result<&'static str, &'static str> {
         FaultKind::FillDisk => FillDiskSpec::support(),
         FaultKind::Stress => StressSpec::support(),
         FaultKind::Bandwidth => BandwidthSpec::support(),
+        FaultKind::Corrupt => CorruptSpec::support(),
+        FaultKind::Duplicate => DuplicateSpec::support(),
     }
 }
 
@@ -243,13 +252,15 @@ pub fn revert(fault_id: &str, undo: &Undo) -> Result<Undone, FaultError> {
             ipv6,
             ..
         } => net::latency::revert_nfqueue(chain, interface, *ipv4, *ipv6),
-        Undo::Netem { interface } => net::latency::revert_netem(interface),
+        Undo::Netem { interface } => net::netem::revert(FaultKind::Latency, interface),
         Undo::Stress { cgroup, children } => stress::revert(cgroup.as_deref(), children),
         Undo::Bandwidth {
             table,
             interface,
             handle,
         } => net::bandwidth::revert(table, interface, *handle),
+        Undo::Corrupt { interface } => net::netem::revert(FaultKind::Corrupt, interface),
+        Undo::Duplicate { interface } => net::netem::revert(FaultKind::Duplicate, interface),
     }
 }
 

@@ -735,6 +735,29 @@ max_loss: 50%
     }
 
     #[test]
+    fn corrupt_and_duplicate_take_kinds_interfaces_and_ports_not_max_loss() {
+        use crate::spec::{CorruptSpec, DuplicateSpec};
+        let p = Policy::parse("kinds: [corrupt]\ninterfaces: [eth0]\nmax_loss: 1%").unwrap();
+        let scope = NetScope {
+            interface: Some("eth0".into()),
+            spare_ssh: true,
+            ..NetScope::default()
+        };
+        let corrupt = |share, scope| FaultSpec::Corrupt(CorruptSpec { share, scope });
+        assert!(p.check_fault(&corrupt(50.0, scope.clone())).is_ok());
+        let no_iface = NetScope {
+            interface: None,
+            ..scope.clone()
+        };
+        assert!(msg(p.check_fault(&corrupt(5.0, no_iface))).contains("names no interface"));
+        let duplicate = FaultSpec::Duplicate(DuplicateSpec { share: 5.0, scope });
+        assert_eq!(
+            msg(p.check_fault(&duplicate)),
+            "`duplicate` faults are outside the policy's kinds [corrupt]"
+        );
+    }
+
+    #[test]
     fn kinds_durations_and_loss() {
         let p = Policy::parse(FULL).unwrap();
         let drop = FaultSpec::Drop(DropSpec {

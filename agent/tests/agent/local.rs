@@ -389,6 +389,8 @@ fn network_kinds_say_how_or_why_not() {
         FaultKind::Loss,
         FaultKind::Drop,
         FaultKind::Bandwidth,
+        FaultKind::Corrupt,
+        FaultKind::Duplicate,
     ] {
         let k = by_kind(kind);
         if k.supported {

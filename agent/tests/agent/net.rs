@@ -14,8 +14,8 @@ use std::time::{Duration, SystemTime};
 
 use agent::LocalAgent;
 use agent::spec::{
-    BandwidthSpec, DropMode, DropSpec, Exempt, FaultSpec, LatencySpec, LossSpec, NetScope,
-    PeerSelector, Protocol,
+    BandwidthSpec, CorruptSpec, DropMode, DropSpec, DuplicateSpec, Exempt, FaultKind, FaultSpec,
+    LatencySpec, LossSpec, NetScope, PeerSelector, Protocol,
 };
 use chaos_tests::ping::{Ping, ping_from};
 use chaos_tests::skip;
@@ -536,6 +536,65 @@ fn capabilities_name_the_mechanism_and_check_refuses_a_missing_interface() {
                 scope: s,
             }))
             .unwrap();
+    });
+}
+
+/// Without netem (this project's machines), `corrupt` and `duplicate` are not capabilities, and
+/// preflight and inject refuse them saying why (the module `sch_netem`) and what to do, before
+/// anything is journaled or touched.
+#[test]
+fn corrupt_and_duplicate_are_refused_without_netem_naming_sch_netem_and_leave_nothing() {
+    let Some(pair) = Pair::new() else { return };
+    let b = pair.addr_b();
+    Pair::within(&pair.a, move || {
+        let state = tempfile::tempdir().unwrap();
+        let agent = agent_in(state.path());
+        let caps = agent.capabilities();
+        let of = |kind| caps.kinds.iter().find(|k| k.kind == kind).unwrap();
+        if of(FaultKind::Latency).mechanism.as_deref() == Some("netem") {
+            skip::skip(
+                "has netem",
+                "this kernel has sch_netem, so corrupt and duplicate are not refused here",
+            );
+            return;
+        }
+        let to = Some(PeerSelector {
+            hosts: vec![b],
+            ports: vec![5432],
+            protocol: Some(Protocol::Tcp),
+        });
+        let scope = NetScope { to, ..scope() };
+        let specs = [
+            FaultSpec::Corrupt(CorruptSpec {
+                share: 5.0,
+                scope: scope.clone(),
+            }),
+            FaultSpec::Duplicate(DuplicateSpec { share: 5.0, scope }),
+        ];
+        for spec in specs {
+            let kind = spec.kind();
+            let cap = of(kind);
+            assert!(!cap.supported && cap.mechanism.is_none(), "{cap:?}");
+            let reason = cap.reason.as_deref().unwrap_or_default();
+            for needle in ["sch_netem", "CONFIG_NET_SCH_NETEM", "modprobe sch_netem"] {
+                assert!(reason.contains(needle), "{kind}: no {needle} in {reason}");
+            }
+            let preflight = agent.check(&spec).unwrap_err().to_string();
+            let inject = agent
+                .inject(request(&format!("net-{kind}"), spec))
+                .unwrap_err()
+                .to_string();
+            eprintln!("{kind}: {preflight}");
+            for err in [preflight, inject] {
+                assert!(
+                    err.starts_with(&format!("`{kind}` faults need")) && err.contains("sch_netem"),
+                    "{err}"
+                );
+            }
+            assert!(agent.active().is_empty());
+            assert_eq!(std::fs::read_dir(agent.journal_dir()).unwrap().count(), 0);
+            assert_clean();
+        }
     });
 }
 

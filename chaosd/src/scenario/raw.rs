@@ -599,6 +599,12 @@ pub struct FaultRaw {
     /// Limit what this host sends to matching peers to a rate.
     #[schemars(with = "Option<BandwidthRaw>")]
     pub bandwidth: Option<Sp<BandwidthRaw>>,
+    /// Corrupt a share of the packets sent to matching peers (needs netem).
+    #[schemars(with = "Option<CorruptRaw>")]
+    pub corrupt: Option<Sp<CorruptRaw>>,
+    /// Send a share of the packets sent to matching peers twice (needs netem).
+    #[schemars(with = "Option<DuplicateRaw>")]
+    pub duplicate: Option<Sp<DuplicateRaw>>,
 }
 
 /// An entry of `faults:`: its own target and one kind, or an `action`; either may start late.
@@ -639,6 +645,12 @@ pub struct FaultEntryRaw {
     /// Limit what this host sends to matching peers to a rate.
     #[schemars(with = "Option<BandwidthRaw>")]
     pub bandwidth: Option<Sp<BandwidthRaw>>,
+    /// Corrupt a share of the packets sent to matching peers (needs netem).
+    #[schemars(with = "Option<CorruptRaw>")]
+    pub corrupt: Option<Sp<CorruptRaw>>,
+    /// Send a share of the packets sent to matching peers twice (needs netem).
+    #[schemars(with = "Option<DuplicateRaw>")]
+    pub duplicate: Option<Sp<DuplicateRaw>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -703,6 +715,48 @@ pub struct LossRaw {
     #[schemars(with = "Option<PeerRaw>")]
     pub to: Option<Sp<PeerRaw>>,
     /// Connections these peers open to this host.
+    #[schemars(with = "Option<PeerRaw>")]
+    pub from: Option<Sp<PeerRaw>>,
+    /// Where the fault applies (default: the default route's interface).
+    #[schemars(with = "Option<schema::Text>")]
+    pub interface: Opt,
+    /// Leave TCP port 22 alone, both ways (default true).
+    #[schemars(with = "Option<schema::Bool>")]
+    pub spare_ssh: Opt,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Corrupt")]
+pub struct CorruptRaw {
+    /// The share of matching packets sent with a bit flipped, e.g. `5%`.
+    #[schemars(with = "Option<schema::Share>")]
+    pub share: Opt,
+    /// Packets this host sends to these peers.
+    #[schemars(with = "Option<PeerRaw>")]
+    pub to: Option<Sp<PeerRaw>>,
+    /// This host's replies to these peers.
+    #[schemars(with = "Option<PeerRaw>")]
+    pub from: Option<Sp<PeerRaw>>,
+    /// Where the fault applies (default: the default route's interface).
+    #[schemars(with = "Option<schema::Text>")]
+    pub interface: Opt,
+    /// Leave TCP port 22 alone, both ways (default true).
+    #[schemars(with = "Option<schema::Bool>")]
+    pub spare_ssh: Opt,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Duplicate")]
+pub struct DuplicateRaw {
+    /// The share of matching packets sent twice, e.g. `5%`.
+    #[schemars(with = "Option<schema::Share>")]
+    pub share: Opt,
+    /// Packets this host sends to these peers.
+    #[schemars(with = "Option<PeerRaw>")]
+    pub to: Option<Sp<PeerRaw>>,
+    /// This host's replies to these peers.
     #[schemars(with = "Option<PeerRaw>")]
     pub from: Option<Sp<PeerRaw>>,
     /// Where the fault applies (default: the default route's interface).

@@ -760,6 +760,76 @@ fn bandwidth_values() {
 }
 
 #[test]
+fn corrupt_and_duplicate_values() {
+    use agent::spec::{CorruptSpec, DuplicateSpec, Protocol};
+    let step = |fault: &str| {
+        format!("{PRE}steps:\n  - name: s\n    target: api\n    duration: 1s\n    fault: {fault}\n")
+    };
+    check(
+        &step("{corrupt: {to: {hosts: [10.0.0.2]}}}"),
+        &["12:22: `corrupt` needs `share`"],
+    );
+    check(
+        &step("{duplicate: {share: 0%}}"),
+        &["12:32: share `0%` changes no packet; use more than 0%"],
+    );
+    check(
+        &step("{corrupt: {share: 5}}"),
+        &["12:30: share `5` needs a `%`, e.g. `5%`"],
+    );
+    check(
+        &step("{corrupt: {share: 150%}}"),
+        &["12:30: share `150%` is outside 0% to 100%"],
+    );
+    check(
+        &step("{corrupt: {share: 5%, rate: 1mbit}}"),
+        &["12:34: unknown key `rate`"],
+    );
+    let s = ok(&step(
+        "{corrupt: {share: 5%, to: {hosts: [10.0.0.2], ports: [5432]}, interface: eth0}}",
+    ));
+    assert_eq!(
+        s.steps[0].faults[0].spec,
+        FaultSpec::Corrupt(CorruptSpec {
+            share: 5.0,
+            scope: NetScope {
+                to: Some(PeerSelector {
+                    hosts: vec!["10.0.0.2".into()],
+                    ports: vec![5432],
+                    protocol: None,
+                }),
+                from: None,
+                interface: Some("eth0".into()),
+                spare_ssh: true,
+            },
+        })
+    );
+    assert_eq!(
+        s.steps[0].faults[0].spec.to_string(),
+        "corrupt 5% to 10.0.0.2 port 5432, on eth0"
+    );
+    let s = ok(&step(
+        "{duplicate: {share: 0.5%, from: {ports: [8080], protocol: tcp}, spare_ssh: false}}",
+    ));
+    assert_eq!(
+        s.steps[0].faults[0].spec,
+        FaultSpec::Duplicate(DuplicateSpec {
+            share: 0.5,
+            scope: NetScope {
+                to: None,
+                from: Some(PeerSelector {
+                    hosts: Vec::new(),
+                    ports: vec![8080],
+                    protocol: Some(Protocol::Tcp),
+                }),
+                interface: None,
+                spare_ssh: false,
+            },
+        })
+    );
+}
+
+#[test]
 fn monkey_checks() {
     let monkey = |body: &str| {
         format!("{PRE}monkey:\n  target: api\n  fault: {{kill: {{process: {{name: x}}}}}}\n{body}")

@@ -1,5 +1,6 @@
 //! What this host offers for network faults, found once per process and cached: nftables (for
-//! `drop`/`loss`), netem and NFQUEUE (for `latency`), HTB (for `bandwidth`).
+//! `drop`/`loss`), netem and NFQUEUE (for `latency`; netem alone for `corrupt` and `duplicate`), HTB
+//! (for `bandwidth`).
 //!
 //! The probes that would change the host run in a network namespace of their own
 //! (`unshare -n`), which the kernel throws away when the probe exits: nothing is left on the host

@@ -1,5 +1,6 @@
 //! `latency`: with netem, a `prio` root qdisc on the interface whose fourth band is a netem delay,
-//! and u32 filters sending the matching packets there (exemptions to band 1 first); without it, an
+//! and u32 filters sending the matching packets there (exemptions to band 1 first; the mechanism
+//! is [`netem`](super::netem), shared with `corrupt` and `duplicate`); without it, an
 //! iptables chain of our own (`CHAOS-<short id>`, jumped to from `INPUT` for the interface) that
 //! queues the matching packets to an [`nfqueue`](super::nfqueue) holder.
 //!
@@ -13,7 +14,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use super::{Context, Hosts, check_scope, describe, net_error, nfqueue, protocols, run};
+use super::{Context, Hosts, check_scope, describe, net_error, netem, nfqueue, protocols, run};
 use crate::error::FaultError;
 use crate::fault::{Injected, Kind, Undo, Undone, other_kinds_undo, supported};
 use crate::server::policy::{Policy, Refusal};
@@ -66,9 +67,19 @@ impl Kind for LatencySpec {
                 (*ipv4, *ipv6),
                 ctx,
             ),
-            Undo::Netem { interface } => {
-                inject_netem(self.delay, self.jitter, &self.scope, interface, ctx)
-            }
+            Undo::Netem { interface } => netem::inject(
+                KIND,
+                &self.scope,
+                interface,
+                ctx,
+                &netem_delay(self.delay, self.jitter),
+                &format!(
+                    "{} ms ± {} ms",
+                    self.delay.as_millis(),
+                    self.jitter.as_millis()
+                ),
+                None,
+            ),
             _ => Err(other_kinds_undo(KIND)),
         }
     }
@@ -90,9 +101,14 @@ impl fmt::Display for LatencySpec {
     }
 }
 
-/// The handles of our tc qdiscs: the `prio` root and its netem child.
-pub const PRIO_HANDLE: &str = "c4a0:";
-pub const NETEM_HANDLE: &str = "c4a1:";
+/// netem's words for `delay` ± `jitter`: `delay 200000us 10000us`.
+pub fn netem_delay(delay: Duration, jitter: Duration) -> String {
+    let mut words = format!("delay {}us", delay.as_micros());
+    if !jitter.is_zero() {
+        words.push_str(&format!(" {}us", jitter.as_micros()));
+    }
+    words
+}
 
 /// Our iptables chain for a fault (at most 28 characters).
 pub fn chain_name(fault_id: &str) -> String {
@@ -328,209 +344,6 @@ pub fn revert_nfqueue(
     })
 }
 
-/// The tc commands that set up netem on `interface` (after the `prio` root).
-pub fn netem_filters(scope: &NetScope, exempt: &[Exempt]) -> Result<Vec<String>, FaultError> {
-    let prio = PRIO_HANDLE;
-    let mut filters = Vec::new();
-    if scope.spare_ssh {
-        for (proto, dir) in [
-            ("ip", "dport"),
-            ("ip", "sport"),
-            ("ipv6", "dport"),
-            ("ipv6", "sport"),
-        ] {
-            let m = if proto == "ip" { "ip" } else { "ip6" };
-            filters.push(format!(
-                "parent {prio} protocol {proto} prio 1 u32 match {m} protocol 6 0xff match {m} {dir} 22 0xffff flowid {prio}1"
-            ));
-        }
-    }
-    for e in exempt {
-        let (proto, m, bits) = if e.peer.is_ipv4() {
-            ("ip", "ip", 32)
-        } else {
-            ("ipv6", "ip6", 128)
-        };
-        filters.push(format!(
-            "parent {prio} protocol {proto} prio 1 u32 match {m} dst {}/{bits} match {m} sport {} 0xffff flowid {prio}1",
-            e.peer, e.local_port
-        ));
-    }
-    // Packets sent: to `to` peers (their port is the destination), replies to `from` peers (our
-    // port is the source).
-    let mut selectors: Vec<(&PeerSelector, &str)> = Vec::new();
-    if let Some(to) = &scope.to {
-        selectors.push((to, "dport"));
-    }
-    if let Some(from) = &scope.from {
-        selectors.push((from, "sport"));
-    }
-    if selectors.is_empty() {
-        filters.push(format!(
-            "parent {prio} protocol all prio 2 u32 match u32 0 0 flowid {prio}4"
-        ));
-    }
-    for (sel, dir) in selectors {
-        let hosts = Hosts::parse(KIND, &sel.hosts)?;
-        let mut addrs: Vec<(bool, Option<String>)> = Vec::new();
-        if hosts.is_empty() {
-            addrs.push((false, None));
-            addrs.push((true, None));
-        }
-        addrs.extend(hosts.v4.iter().map(|h| (false, Some(h.clone()))));
-        addrs.extend(hosts.v6.iter().map(|h| (true, Some(h.clone()))));
-        let protos: Vec<Option<u8>> = match protocols(sel) {
-            None => vec![None],
-            Some(p) => p
-                .iter()
-                .map(|p| Some(if *p == "tcp" { 6 } else { 17 }))
-                .collect(),
-        };
-        let ports: Vec<Option<u16>> = if sel.ports.is_empty() {
-            vec![None]
-        } else {
-            sel.ports.iter().copied().map(Some).collect()
-        };
-        for (v6, addr) in &addrs {
-            let (proto, m) = if *v6 { ("ipv6", "ip6") } else { ("ip", "ip") };
-            for p in &protos {
-                for port in &ports {
-                    let mut f = format!("parent {prio} protocol {proto} prio 2 u32");
-                    if let Some(a) = addr {
-                        f.push_str(&format!(" match {m} dst {a}"));
-                    }
-                    if let Some(p) = p {
-                        f.push_str(&format!(" match {m} protocol {p} 0xff"));
-                    }
-                    if let Some(port) = port {
-                        f.push_str(&format!(" match {m} {dir} {port} 0xffff"));
-                    }
-                    if addr.is_none() && p.is_none() && port.is_none() {
-                        f.push_str(&format!(" match {m} protocol 0 0x00"));
-                    }
-                    f.push_str(&format!(" flowid {prio}4"));
-                    filters.push(f);
-                }
-            }
-        }
-    }
-    Ok(filters)
-}
-
-/// netem: refuses an interface whose root qdisc is not the default one, then installs the `prio`
-/// root, the netem band and the filters, and reads them back.
-pub fn inject_netem(
-    delay: Duration,
-    jitter: Duration,
-    scope: &NetScope,
-    interface: &str,
-    ctx: &Context,
-) -> Result<Injected, FaultError> {
-    let shown =
-        run("tc", &["qdisc", "show", "dev", interface], None).map_err(|r| net_error(KIND, r))?;
-    if let Some(root) = shown.lines().find(|l| l.contains(" root ")) {
-        let handle = root.split_whitespace().nth(2).unwrap_or("");
-        if handle != "0:" && handle != PRIO_HANDLE {
-            return Err(net_error(
-                KIND,
-                format!(
-                    "`{interface}` already has a root qdisc of its own (`{}`); it is left alone, so this fault cannot use netem there",
-                    root.trim()
-                ),
-            ));
-        }
-    }
-    let filters = netem_filters(scope, &ctx.exempt)?;
-    let tc = |args: String| {
-        let argv: Vec<&str> = args.split_whitespace().collect();
-        run("tc", &argv, None).map_err(|r| net_error(KIND, format!("failed to set up netem: {r}")))
-    };
-    tc(format!(
-        "qdisc add dev {interface} root handle {PRIO_HANDLE} prio bands 4 priomap 1 2 2 2 1 2 0 0 1 1 1 1 1 1 1 1"
-    ))?;
-    let mut netem = format!(
-        "qdisc add dev {interface} parent {PRIO_HANDLE}4 handle {NETEM_HANDLE} netem limit 100000 delay {}us",
-        delay.as_micros()
-    );
-    if !jitter.is_zero() {
-        netem.push_str(&format!(" {}us", jitter.as_micros()));
-    }
-    tc(netem)?;
-    for f in &filters {
-        tc(format!("filter add dev {interface} {f}"))?;
-    }
-    let shown = run("tc", &["qdisc", "show", "dev", interface], None).unwrap_or_default();
-    let verified = shown.contains(&format!("qdisc prio {PRIO_HANDLE} root"))
-        && shown.contains(&format!("qdisc netem {NETEM_HANDLE}"));
-    let mut detail = format!(
-        "{} ms ± {} ms at egress of {interface}: prio {PRIO_HANDLE} band 4 → netem, {} filters",
-        delay.as_millis(),
-        jitter.as_millis(),
-        filters.len()
-    );
-    if !verified {
-        detail.push_str(&format!(
-            "; read back: `tc qdisc show` gives {}",
-            shown.trim()
-        ));
-    }
-    Ok(Injected {
-        mechanism: "netem".to_string(),
-        affected: vec![describe(interface, scope)],
-        verified,
-        detail,
-        undo: None,
-    })
-}
-
-/// Deletes our root qdisc (only if it is ours) and checks it is gone.
-pub fn revert_netem(interface: &str) -> Result<Undone, FaultError> {
-    let ours = |shown: &str| shown.contains(&format!("qdisc prio {PRIO_HANDLE} root"));
-    let shown = match run("tc", &["qdisc", "show", "dev", interface], None) {
-        Ok(shown) => shown,
-        Err(_) if run("ip", &["link", "show", "dev", interface], None).is_err() => {
-            return Ok(Undone {
-                verified: true,
-                detail: format!("interface {interface} is gone, and its qdiscs with it"),
-            });
-        }
-        Err(reason) => return Err(net_error(KIND, reason)),
-    };
-    if !ours(&shown) {
-        return Ok(Undone {
-            verified: true,
-            detail: format!("no netem of ours on {interface}"),
-        });
-    }
-    let deleted = run(
-        "tc",
-        &[
-            "qdisc",
-            "del",
-            "dev",
-            interface,
-            "root",
-            "handle",
-            PRIO_HANDLE,
-        ],
-        None,
-    );
-    let after = run("tc", &["qdisc", "show", "dev", interface], None).unwrap_or_default();
-    if ours(&after) {
-        return Err(net_error(
-            KIND,
-            format!(
-                "netem is still on {interface}: {}; remove it with `tc qdisc del dev {interface} root`",
-                deleted.err().unwrap_or_default()
-            ),
-        ));
-    }
-    Ok(Undone {
-        verified: true,
-        detail: format!("netem removed from {interface}"),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -581,26 +394,5 @@ mod tests {
         assert_ne!(queue_number("a"), queue_number("b"));
         assert!((1000..65000).contains(&queue_number("a")));
         assert!(chain_name("x").len() <= 28);
-    }
-
-    #[test]
-    fn netem_filters_send_matches_to_band_four_after_exemptions() {
-        let scope = NetScope {
-            to: Some(PeerSelector {
-                hosts: vec!["10.0.0.20".into()],
-                ports: vec![80],
-                protocol: None,
-            }),
-            from: None,
-            interface: None,
-            spare_ssh: true,
-        };
-        let f = netem_filters(&scope, &[]).unwrap();
-        assert_eq!(f.len(), 6);
-        assert!(f[0].contains("prio 1") && f[0].ends_with("flowid c4a0:1"));
-        assert_eq!(
-            f[4],
-            "parent c4a0: protocol ip prio 2 u32 match ip dst 10.0.0.20 match ip protocol 6 0xff match ip dport 80 0xffff flowid c4a0:4"
-        );
     }
 }

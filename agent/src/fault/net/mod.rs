@@ -1,6 +1,7 @@
 //! Network faults: `drop` and `loss` as one nftables table per fault ([`filter`]), `latency` as
 //! tc netem where the kernel has it, else an NFQUEUE holder at ingress ([`latency`], [`nfqueue`]),
-//! `bandwidth` as an HTB shaper fed by an nftables table per fault ([`bandwidth`]).
+//! `bandwidth` as an HTB shaper fed by an nftables table per fault ([`bandwidth`]), `corrupt` and
+//! `duplicate` as netem only ([`impair`]; the netem mechanism, shared with `latency`, is [`netem`]).
 //! [`detect`] says, once per process, which of these mechanisms this host offers.
 //!
 //! Every tool is run as a child process from the calling thread, so a caller that entered another
@@ -23,12 +24,15 @@
 //! cut, not only new ones); `loss` only one way, like netem (`to`/neither: what we send, `from`:
 //! what we receive), so a round trip loses about `share`; `latency` only what we receive (delay at
 //! ingress keeps TCP throughput), so a round trip takes `delay` longer; `bandwidth` only what we
-//! send, and only with `to` (or neither).
+//! send, and only with `to` (or neither); `corrupt` and `duplicate` only what we send (to `to`
+//! peers, replies to `from` peers), like netem.
 
 pub mod bandwidth;
 pub mod detect;
 pub mod filter;
+pub mod impair;
 pub mod latency;
+pub mod netem;
 pub mod nfqueue;
 
 use std::io::Write;

@@ -9,9 +9,9 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use agent::spec::{
-    BandwidthSpec, DropMode, DropSpec, FaultKind, FaultSpec, FillAmount, FillDiskSpec, KillSpec,
-    LatencySpec, LossSpec, NetScope, PauseSpec, PeerSelector, ProcessSelector, Protocol,
-    SignalNumber,
+    BandwidthSpec, CorruptSpec, DropMode, DropSpec, DuplicateSpec, FaultKind, FaultSpec,
+    FillAmount, FillDiskSpec, KillSpec, LatencySpec, LossSpec, NetScope, PauseSpec, PeerSelector,
+    ProcessSelector, Protocol, SignalNumber,
 };
 use agent::spec::{CpuStress, MemoryStress, StressSpec, Workers};
 
@@ -30,6 +30,8 @@ pub(super) enum Given<'r> {
     FillDisk(&'r Sp<FillDiskRaw>),
     Stress(&'r Sp<StressRaw>),
     Bandwidth(&'r Sp<BandwidthRaw>),
+    Corrupt(&'r Sp<CorruptRaw>),
+    Duplicate(&'r Sp<DuplicateRaw>),
 }
 
 impl Given<'_> {
@@ -43,6 +45,8 @@ impl Given<'_> {
             Given::FillDisk(_) => FaultKind::FillDisk,
             Given::Stress(_) => FaultKind::Stress,
             Given::Bandwidth(_) => FaultKind::Bandwidth,
+            Given::Corrupt(_) => FaultKind::Corrupt,
+            Given::Duplicate(_) => FaultKind::Duplicate,
         }
     }
 
@@ -56,6 +60,8 @@ impl Given<'_> {
             Given::FillDisk(raw) => pos(raw),
             Given::Stress(raw) => pos(raw),
             Given::Bandwidth(raw) => pos(raw),
+            Given::Corrupt(raw) => pos(raw),
+            Given::Duplicate(raw) => pos(raw),
         }
     }
 }
@@ -71,6 +77,8 @@ pub(super) fn given(f: &FaultRaw) -> Vec<Given<'_>> {
         fill_disk,
         stress,
         bandwidth,
+        corrupt,
+        duplicate,
     } = f;
     [
         kill.as_ref().map(Given::Kill),
@@ -81,6 +89,8 @@ pub(super) fn given(f: &FaultRaw) -> Vec<Given<'_>> {
         fill_disk.as_ref().map(Given::FillDisk),
         stress.as_ref().map(Given::Stress),
         bandwidth.as_ref().map(Given::Bandwidth),
+        corrupt.as_ref().map(Given::Corrupt),
+        duplicate.as_ref().map(Given::Duplicate),
     ]
     .into_iter()
     .flatten()
@@ -101,6 +111,8 @@ pub(super) fn given_in_entry(e: &FaultEntryRaw) -> Vec<Given<'_>> {
         fill_disk,
         stress,
         bandwidth,
+        corrupt,
+        duplicate,
     } = e;
     [
         kill.as_ref().map(Given::Kill),
@@ -111,6 +123,8 @@ pub(super) fn given_in_entry(e: &FaultEntryRaw) -> Vec<Given<'_>> {
         fill_disk.as_ref().map(Given::FillDisk),
         stress.as_ref().map(Given::Stress),
         bandwidth.as_ref().map(Given::Bandwidth),
+        corrupt.as_ref().map(Given::Corrupt),
+        duplicate.as_ref().map(Given::Duplicate),
     ]
     .into_iter()
     .flatten()
@@ -143,6 +157,8 @@ pub(super) fn fault(cx: &mut Cx, mut given: Vec<Given>, at: Pos, what: &str) -> 
             Given::FillDisk(raw) => fill_disk(cx, raw),
             Given::Stress(raw) => stress(cx, raw),
             Given::Bandwidth(raw) => bandwidth(cx, raw),
+            Given::Corrupt(raw) => corrupt(cx, raw),
+            Given::Duplicate(raw) => duplicate(cx, raw),
         },
         [first, second, ..] => {
             cx.error(
@@ -219,6 +235,40 @@ fn loss(cx: &mut Cx, raw: &Sp<LossRaw>) -> Option<FaultSpec> {
         share: share?,
         scope: scope?,
     }))
+}
+
+fn corrupt(cx: &mut Cx, raw: &Sp<CorruptRaw>) -> Option<FaultSpec> {
+    let c = &raw.value;
+    let share = netem_share(cx, &c.share, pos(raw), FaultKind::Corrupt);
+    let scope = scope(cx, &c.to, &c.from, &c.interface, &c.spare_ssh);
+    Some(FaultSpec::Corrupt(CorruptSpec {
+        share: share?,
+        scope: scope?,
+    }))
+}
+
+fn duplicate(cx: &mut Cx, raw: &Sp<DuplicateRaw>) -> Option<FaultSpec> {
+    let d = &raw.value;
+    let share = netem_share(cx, &d.share, pos(raw), FaultKind::Duplicate);
+    let scope = scope(cx, &d.to, &d.from, &d.interface, &d.spare_ssh);
+    Some(FaultSpec::Duplicate(DuplicateSpec {
+        share: share?,
+        scope: scope?,
+    }))
+}
+
+/// The required `share` of `corrupt` and `duplicate`, more than 0%.
+fn netem_share(cx: &mut Cx, share: &Option<Sp<Scalar>>, at: Pos, kind: FaultKind) -> Option<f64> {
+    cx.req(
+        share,
+        at,
+        "share",
+        &format!("`{kind}`"),
+        |s| match values::parse_share(s)? {
+            v if v <= 0.0 => Err(format!("share `{s}` changes no packet; use more than 0%")),
+            v => Ok(v),
+        },
+    )
 }
 
 fn drop(cx: &mut Cx, raw: &Sp<DropRaw>) -> Option<FaultSpec> {
