@@ -38,7 +38,8 @@ steps:
       - {target: h2, duplicate: {share: 5%}}
     duration: 1s
 "#;
-    let out = lab.test(yaml).run();
+    let t = lab.test(yaml);
+    let out = t.run();
     out.code(5);
     let said = format!("{}{}", out.stdout, out.stderr);
     assert!(

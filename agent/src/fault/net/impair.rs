@@ -106,8 +106,13 @@ fn support() -> Result<&'static str, &'static str> {
 
 /// The reason a host without netem gives (after "`corrupt` faults "), from the probe's.
 pub fn why_not(probe: &str) -> String {
+    let why = if probe.starts_with("no netem in this kernel") {
+        "which this kernel lacks".to_string()
+    } else {
+        format!("which cannot be used here ({probe})")
+    };
     format!(
-        "need the kernel's netem qdisc (module sch_netem), which cannot be used here ({probe}); nothing else can do it, so it is not approximated: use a kernel built with CONFIG_NET_SCH_NETEM (`modprobe sch_netem` where it is a module), then restart the agent"
+        "need the kernel's netem qdisc (module sch_netem), {why}; nothing else corrupts or duplicates packets, so the fault is not approximated: use a kernel built with CONFIG_NET_SCH_NETEM (`modprobe sch_netem` where it is a module), then restart the agent"
     )
 }
 
@@ -233,6 +238,8 @@ mod tests {
     #[test]
     fn without_netem_the_reason_names_the_module_and_what_to_do() {
         let reason = why_not("no netem in this kernel (module sch_netem)");
+        assert!(reason.contains("which this kernel lacks;"), "{reason}");
+        assert!(why_not("netem cannot be used: EPERM").contains("(netem cannot be used: EPERM)"));
         for needle in [
             "sch_netem",
             "CONFIG_NET_SCH_NETEM",
