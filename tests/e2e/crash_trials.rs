@@ -237,7 +237,11 @@ fn left_locally(lab: &Lab, tmpfs: &Tmpfs, victim: i32) -> Vec<String> {
     left.extend(
         qdiscs
             .lines()
-            .filter(|l| l.contains("qdisc htb") || l.contains("c4a0:"))
+            .filter(|l| {
+                ["qdisc htb", "qdisc prio", "qdisc netem"]
+                    .iter()
+                    .any(|q| l.contains(q))
+            })
             .map(|l| format!("tc {l}")),
     );
     let rules = try_sh(&["iptables", "-S"]).unwrap_or_default();

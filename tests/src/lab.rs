@@ -589,10 +589,11 @@ impl Lab {
             // `bandwidth`'s HTB and `latency`'s prio/netem: no lab host has a qdisc of its own.
             let qdiscs = try_sh(&["ip", "netns", "exec", &h.ns, "tc", "qdisc", "show"])
                 .unwrap_or_else(|e| e);
-            for l in qdiscs
-                .lines()
-                .filter(|l| l.contains("qdisc htb") || l.contains("c4a0:"))
-            {
+            for l in qdiscs.lines().filter(|l| {
+                ["qdisc htb", "qdisc prio", "qdisc netem"]
+                    .iter()
+                    .any(|q| l.contains(q))
+            }) {
                 left.push(format!("{}: {l}", h.name));
             }
         }

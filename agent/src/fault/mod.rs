@@ -59,8 +59,12 @@ pub enum Undo {
         ipv4: bool,
         ipv6: bool,
     },
-    /// `latency` by netem: delete our root qdisc of `interface`.
-    Netem { interface: String },
+    /// `latency` by netem: delete our root qdisc of `interface`, the `prio` of major `handle`.
+    Netem {
+        interface: String,
+        #[serde(default = "legacy_netem_handle")]
+        handle: u16,
+    },
     /// `stress`: kill the children (the pids that are still the same processes) and the whole
     /// cgroup, then remove the cgroup. Planned with no children; the injection fills them in.
     Stress {
@@ -75,10 +79,23 @@ pub enum Undo {
         interface: String,
         handle: u16,
     },
-    /// `corrupt` (netem): delete our root qdisc of `interface`.
-    Corrupt { interface: String },
-    /// `duplicate` (netem): delete our root qdisc of `interface`.
-    Duplicate { interface: String },
+    /// `corrupt` (netem): delete our root qdisc of `interface`, the `prio` of major `handle`.
+    Corrupt {
+        interface: String,
+        #[serde(default = "legacy_netem_handle")]
+        handle: u16,
+    },
+    /// `duplicate` (netem): delete our root qdisc of `interface`, the `prio` of major `handle`.
+    Duplicate {
+        interface: String,
+        #[serde(default = "legacy_netem_handle")]
+        handle: u16,
+    },
+}
+
+/// The netem handle of a journal written before handles were per fault.
+fn legacy_netem_handle() -> u16 {
+    net::netem::LEGACY_HANDLE
 }
 
 /// One process a fault acts on, named so that a reused pid is not mistaken for it.
@@ -252,15 +269,21 @@ pub fn revert(fault_id: &str, undo: &Undo) -> Result<Undone, FaultError> {
             ipv6,
             ..
         } => net::latency::revert_nfqueue(chain, interface, *ipv4, *ipv6),
-        Undo::Netem { interface } => net::netem::revert(FaultKind::Latency, interface),
+        Undo::Netem { interface, handle } => {
+            net::netem::revert(FaultKind::Latency, interface, *handle)
+        }
         Undo::Stress { cgroup, children } => stress::revert(cgroup.as_deref(), children),
         Undo::Bandwidth {
             table,
             interface,
             handle,
         } => net::bandwidth::revert(table, interface, *handle),
-        Undo::Corrupt { interface } => net::netem::revert(FaultKind::Corrupt, interface),
-        Undo::Duplicate { interface } => net::netem::revert(FaultKind::Duplicate, interface),
+        Undo::Corrupt { interface, handle } => {
+            net::netem::revert(FaultKind::Corrupt, interface, *handle)
+        }
+        Undo::Duplicate { interface, handle } => {
+            net::netem::revert(FaultKind::Duplicate, interface, *handle)
+        }
     }
 }
 

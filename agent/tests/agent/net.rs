@@ -173,7 +173,10 @@ fn assert_clean() {
     let rules = out(&["iptables", "-S"]);
     assert!(!rules.contains("CHAOS-"), "{rules}");
     let qdiscs = out(&["tc", "qdisc", "show"]);
-    assert!(!qdiscs.contains("c4a0:"), "{qdiscs}");
+    assert!(
+        !qdiscs.contains("qdisc prio") && !qdiscs.contains("qdisc netem"),
+        "{qdiscs}"
+    );
 }
 
 fn scope() -> NetScope {
@@ -805,6 +808,70 @@ fn bandwidth_is_a_capability_and_refuses_from_and_a_busy_root() {
             .output()
             .unwrap();
         assert!(String::from_utf8_lossy(&out.stdout).contains("tbf"));
+        assert_clean();
+    });
+}
+
+/// A netem fault on an interface that already carries another root qdisc (here an HTB with the
+/// very major the fault was planned with: this kernel has neither netem nor `prio`, so another
+/// netem fault's own root cannot be made) is refused without touching it, and the refused fault's
+/// revert leaves that qdisc alone: a fault owns only a `prio` root of its own handle.
+#[test]
+fn a_netem_fault_on_a_busy_root_is_refused_and_its_revert_leaves_that_root_alone() {
+    use agent::fault::net::{Context, netem};
+    use agent::fault::{Undo, revert};
+
+    let Some(pair) = Pair::new() else { return };
+    Pair::within(&pair.a, || {
+        let handle = netem::handle_of("netem-busy-root");
+        let root = format!("qdisc add dev veth0 root handle {handle:x}: htb");
+        let root: Vec<&str> = root.split_whitespace().collect();
+        assert!(Command::new("tc").args(root).status().unwrap().success());
+        let shown = || {
+            let out = Command::new("tc")
+                .args(["qdisc", "show", "dev", "veth0"])
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+
+        let err = netem::inject(
+            FaultKind::Latency,
+            &scope(),
+            "veth0",
+            handle,
+            &Context::default(),
+            "delay 1000us",
+            "1 ms ± 0 ms",
+            None,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("root qdisc of its own"), "{err}");
+        for undo in [
+            Undo::Netem {
+                interface: "veth0".into(),
+                handle,
+            },
+            Undo::Corrupt {
+                interface: "veth0".into(),
+                handle,
+            },
+        ] {
+            let undone = revert("netem-busy-root", &undo).unwrap();
+            assert!(undone.detail.contains("no netem of ours"), "{undone:?}");
+            assert!(
+                shown().contains(&format!("qdisc htb {handle:x}: root")),
+                "{}",
+                shown()
+            );
+        }
+        assert!(
+            Command::new("tc")
+                .args(["qdisc", "del", "dev", "veth0", "root"])
+                .status()
+                .unwrap()
+                .success()
+        );
         assert_clean();
     });
 }

@@ -27,16 +27,26 @@ impl Kind for CorruptSpec {
         check(FaultKind::Corrupt, self.share, &self.scope).map(drop)
     }
 
-    fn plan(&self, _fault_id: &str, _seed: u64) -> Result<Undo, FaultError> {
+    fn plan(&self, fault_id: &str, _seed: u64) -> Result<Undo, FaultError> {
         let interface = check(FaultKind::Corrupt, self.share, &self.scope)?;
-        Ok(Undo::Corrupt { interface })
+        Ok(Undo::Corrupt {
+            interface,
+            handle: netem::handle_of(fault_id),
+        })
     }
 
     fn inject(&self, _fault_id: &str, undo: &Undo, ctx: &Context) -> Result<Injected, FaultError> {
-        let Undo::Corrupt { interface } = undo else {
+        let Undo::Corrupt { interface, handle } = undo else {
             return Err(other_kinds_undo(FaultKind::Corrupt));
         };
-        inject(FaultKind::Corrupt, self.share, &self.scope, interface, ctx)
+        inject(
+            FaultKind::Corrupt,
+            self.share,
+            &self.scope,
+            interface,
+            *handle,
+            ctx,
+        )
     }
 
     fn check_policy(&self, policy: &Policy) -> Result<(), Refusal> {
@@ -59,13 +69,16 @@ impl Kind for DuplicateSpec {
         check(FaultKind::Duplicate, self.share, &self.scope).map(drop)
     }
 
-    fn plan(&self, _fault_id: &str, _seed: u64) -> Result<Undo, FaultError> {
+    fn plan(&self, fault_id: &str, _seed: u64) -> Result<Undo, FaultError> {
         let interface = check(FaultKind::Duplicate, self.share, &self.scope)?;
-        Ok(Undo::Duplicate { interface })
+        Ok(Undo::Duplicate {
+            interface,
+            handle: netem::handle_of(fault_id),
+        })
     }
 
     fn inject(&self, _fault_id: &str, undo: &Undo, ctx: &Context) -> Result<Injected, FaultError> {
-        let Undo::Duplicate { interface } = undo else {
+        let Undo::Duplicate { interface, handle } = undo else {
             return Err(other_kinds_undo(FaultKind::Duplicate));
         };
         inject(
@@ -73,6 +86,7 @@ impl Kind for DuplicateSpec {
             self.share,
             &self.scope,
             interface,
+            *handle,
             ctx,
         )
     }
@@ -135,6 +149,7 @@ fn inject(
     share: f64,
     scope: &NetScope,
     interface: &str,
+    handle: u16,
     ctx: &Context,
 ) -> Result<Injected, FaultError> {
     let (impairment, effect) = impairment(kind, share);
@@ -142,6 +157,7 @@ fn inject(
         kind,
         scope,
         interface,
+        handle,
         ctx,
         &impairment,
         &effect,
@@ -189,8 +205,15 @@ mod tests {
         let (words, effect) = impairment(FaultKind::Corrupt, 5.0);
         assert_eq!(words, "corrupt 5%");
         assert_eq!(effect, "5% of matching packets sent corrupted");
-        let commands =
-            netem::commands(FaultKind::Corrupt, &scope(), &exempt, "eth0", &words).unwrap();
+        let commands = netem::commands(
+            FaultKind::Corrupt,
+            &scope(),
+            &exempt,
+            "eth0",
+            netem::LEGACY_HANDLE,
+            &words,
+        )
+        .unwrap();
         assert_eq!(
             commands,
             [
@@ -220,7 +243,15 @@ mod tests {
             interface: None,
             spare_ssh: false,
         };
-        let commands = netem::commands(FaultKind::Duplicate, &scope, &[], "veth0", &words).unwrap();
+        let commands = netem::commands(
+            FaultKind::Duplicate,
+            &scope,
+            &[],
+            "veth0",
+            netem::LEGACY_HANDLE,
+            &words,
+        )
+        .unwrap();
         assert_eq!(
             commands[1],
             "qdisc add dev veth0 parent c4a0:4 handle c4a1: netem limit 100000 duplicate 2.5%"
@@ -287,7 +318,15 @@ mod tests {
             Duration::from_millis(10),
         );
         assert_eq!(words, "delay 200000us 10000us");
-        let commands = netem::commands(FaultKind::Latency, &scope(), &[], "eth0", &words).unwrap();
+        let commands = netem::commands(
+            FaultKind::Latency,
+            &scope(),
+            &[],
+            "eth0",
+            netem::LEGACY_HANDLE,
+            &words,
+        )
+        .unwrap();
         assert_eq!(
             commands[1],
             "qdisc add dev eth0 parent c4a0:4 handle c4a1: netem limit 100000 delay 200000us 10000us"

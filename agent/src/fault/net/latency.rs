@@ -37,7 +37,10 @@ impl Kind for LatencySpec {
         let mechanism = supported(KIND)?;
         let interface = check_scope(KIND, &self.scope)?;
         if mechanism == "netem" {
-            return Ok(Undo::Netem { interface });
+            return Ok(Undo::Netem {
+                interface,
+                handle: netem::handle_of(fault_id),
+            });
         }
         let (ipv4, ipv6) = families(&self.scope)?;
         Ok(Undo::Nfqueue {
@@ -67,10 +70,11 @@ impl Kind for LatencySpec {
                 (*ipv4, *ipv6),
                 ctx,
             ),
-            Undo::Netem { interface } => netem::inject(
+            Undo::Netem { interface, handle } => netem::inject(
                 KIND,
                 &self.scope,
                 interface,
+                *handle,
                 ctx,
                 &netem_delay(self.delay, self.jitter),
                 &format!(

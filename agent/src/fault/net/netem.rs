@@ -1,6 +1,6 @@
 //! The netem mechanism, shared by `latency` (where the kernel has netem), `corrupt` and
-//! `duplicate`: a `prio` root qdisc of ours on the interface (`c4a0:`) whose fourth band holds a
-//! netem qdisc (`c4a1:`) with the fault's impairment, and u32 filters sending the matching packets
+//! `duplicate`: a `prio` root qdisc of ours on the interface (handle `<major>:`, the major from the
+//! fault's id: [`handle_of`]) whose fourth band holds a netem qdisc with the fault's impairment, and u32 filters sending the matching packets
 //! there, the exemptions (SSH, the controller's connection) to band 1 first. Packets no filter
 //! matches take bands 1 to 3 by their priority, as under the default qdisc. Reverted by deleting
 //! our root qdisc, which takes the band and the filters with it.
@@ -14,16 +14,32 @@
 //! command.
 //!
 //! Only one netem fault at a time per interface: an interface whose root qdisc is not the default
-//! one is left alone and the fault refused.
+//! one (the host's, another netem or `bandwidth` fault's) is left alone and the fault refused, and
+//! the refused fault's revert leaves the other's qdisc alone, since its handle is not ours.
 
 use super::{Context, Hosts, describe, net_error, protocols, run};
 use crate::error::FaultError;
 use crate::fault::{Injected, Undone};
 use crate::spec::{Exempt, FaultKind, NetScope, PeerSelector};
 
-/// The handles of our tc qdiscs: the `prio` root and its netem child.
-pub const PRIO_HANDLE: &str = "c4a0:";
-pub const NETEM_HANDLE: &str = "c4a1:";
+/// The `prio` root's major handle in journals written before handles were per fault.
+pub const LEGACY_HANDLE: u16 = 0xc4a0;
+
+/// The major handle of a fault's `prio` root (`0xd000` to `0xdfff`, from its id); its netem child
+/// is [`netem_handle`]. Distinct from `bandwidth`'s HTB handles (`0xc000` to `0xcfff`).
+pub fn handle_of(fault_id: &str) -> u16 {
+    let hash = u64::from_str_radix(&super::short_id(fault_id), 16).unwrap_or(0);
+    0xd000 | (hash & 0x0fff) as u16
+}
+
+/// The netem child's major handle under the `prio` root `handle`.
+pub fn netem_handle(handle: u16) -> u16 {
+    if handle == LEGACY_HANDLE {
+        LEGACY_HANDLE + 1
+    } else {
+        handle.wrapping_add(0x1000)
+    }
+}
 
 /// The tc filters (after `filter add dev IFACE`) that send matching packets to the netem band,
 /// the exemptions first.
@@ -31,8 +47,9 @@ pub fn filters(
     kind: FaultKind,
     scope: &NetScope,
     exempt: &[Exempt],
+    handle: u16,
 ) -> Result<Vec<String>, FaultError> {
-    let prio = PRIO_HANDLE;
+    let prio = format!("{handle:x}:");
     let mut filters = Vec::new();
     if scope.spare_ssh {
         for (proto, dir) in [
@@ -126,23 +143,26 @@ pub fn commands(
     scope: &NetScope,
     exempt: &[Exempt],
     interface: &str,
+    handle: u16,
     impairment: &str,
 ) -> Result<Vec<String>, FaultError> {
+    let (prio, netem) = (handle, netem_handle(handle));
     let mut commands = vec![
         format!(
-            "qdisc add dev {interface} root handle {PRIO_HANDLE} prio bands 4 priomap 1 2 2 2 1 2 0 0 1 1 1 1 1 1 1 1"
+            "qdisc add dev {interface} root handle {prio:x}: prio bands 4 priomap 1 2 2 2 1 2 0 0 1 1 1 1 1 1 1 1"
         ),
         format!(
-            "qdisc add dev {interface} parent {PRIO_HANDLE}4 handle {NETEM_HANDLE} netem limit 100000 {impairment}"
+            "qdisc add dev {interface} parent {prio:x}:4 handle {netem:x}: netem limit 100000 {impairment}"
         ),
     ];
-    for f in filters(kind, scope, exempt)? {
+    for f in filters(kind, scope, exempt, handle)? {
         commands.push(format!("filter add dev {interface} {f}"));
     }
     Ok(commands)
 }
 
-/// Refuses an interface whose root qdisc is not the default one, then runs [`commands`] and
+/// Refuses an interface whose root qdisc is not the default one (the host's, or another fault's),
+/// then runs [`commands`] and
 /// reads the qdiscs back. `effect` opens the detail (`200 ms ± 0 ms`, `5% of packets
 /// corrupted`); `shows`, when given, is a word the netem qdisc must show for the injection to be
 /// verified (`corrupt`). On error the caller reverts (which removes whatever half was installed).
@@ -150,6 +170,7 @@ pub fn inject(
     kind: FaultKind,
     scope: &NetScope,
     interface: &str,
+    handle: u16,
     ctx: &Context,
     impairment: &str,
     effect: &str,
@@ -157,19 +178,18 @@ pub fn inject(
 ) -> Result<Injected, FaultError> {
     let shown =
         run("tc", &["qdisc", "show", "dev", interface], None).map_err(|r| net_error(kind, r))?;
-    if let Some(root) = shown.lines().find(|l| l.contains(" root ")) {
-        let handle = root.split_whitespace().nth(2).unwrap_or("");
-        if handle != "0:" && handle != PRIO_HANDLE {
+    if let Some(root) = root_line(&shown) {
+        if root.split_whitespace().nth(2) != Some("0:") {
             return Err(net_error(
                 kind,
                 format!(
-                    "`{interface}` already has a root qdisc of its own (`{}`); it is left alone, so this fault cannot use netem there",
+                    "`{interface}` already has a root qdisc of its own (`{}`), another fault's or the host's; it is left alone, so this fault cannot use netem there (one netem, bandwidth or host shaper per interface)",
                     root.trim()
                 ),
             ));
         }
     }
-    let commands = commands(kind, scope, &ctx.exempt, interface, impairment)?;
+    let commands = commands(kind, scope, &ctx.exempt, interface, handle, impairment)?;
     for command in &commands {
         let argv: Vec<&str> = command.split_whitespace().collect();
         run("tc", &argv, None)
@@ -178,11 +198,11 @@ pub fn inject(
     let shown = run("tc", &["qdisc", "show", "dev", interface], None).unwrap_or_default();
     let netem_line = shown
         .lines()
-        .find(|l| l.contains(&format!("qdisc netem {NETEM_HANDLE}")));
-    let verified = shown.contains(&format!("qdisc prio {PRIO_HANDLE} root"))
+        .find(|l| l.contains(&format!("qdisc netem {:x}: ", netem_handle(handle))));
+    let verified = is_ours(&shown, handle)
         && netem_line.is_some_and(|l| shows.is_none_or(|word| l.contains(word)));
     let mut detail = format!(
-        "{effect} at egress of {interface}: prio {PRIO_HANDLE} band 4 → netem, {} filters",
+        "{effect} at egress of {interface}: prio {handle:x}: band 4 → netem, {} filters",
         commands.len() - 2
     );
     if !verified {
@@ -200,9 +220,22 @@ pub fn inject(
     })
 }
 
-/// Deletes our root qdisc (only if it is ours) and checks it is gone.
-pub fn revert(kind: FaultKind, interface: &str) -> Result<Undone, FaultError> {
-    let ours = |shown: &str| shown.contains(&format!("qdisc prio {PRIO_HANDLE} root"));
+fn root_line(shown: &str) -> Option<&str> {
+    shown.lines().find(|l| l.contains(" root "))
+}
+
+/// Whether `tc qdisc show` output `shown` has the `prio` root of handle `handle`: ours, not
+/// another fault's.
+pub fn is_ours(shown: &str, handle: u16) -> bool {
+    let h = format!("{handle:x}:");
+    root_line(shown).is_some_and(|l| {
+        l.starts_with("qdisc prio ") && l.split_whitespace().nth(2) == Some(h.as_str())
+    })
+}
+
+/// Deletes our root qdisc (only if it is ours: the handle `handle`) and checks it is gone.
+pub fn revert(kind: FaultKind, interface: &str, handle: u16) -> Result<Undone, FaultError> {
+    let ours = |shown: &str| is_ours(shown, handle);
     let shown = match run("tc", &["qdisc", "show", "dev", interface], None) {
         Ok(shown) => shown,
         Err(_) if run("ip", &["link", "show", "dev", interface], None).is_err() => {
@@ -228,7 +261,7 @@ pub fn revert(kind: FaultKind, interface: &str) -> Result<Undone, FaultError> {
             interface,
             "root",
             "handle",
-            PRIO_HANDLE,
+            &format!("{handle:x}:"),
         ],
         None,
     );
@@ -264,12 +297,47 @@ mod tests {
             interface: None,
             spare_ssh: true,
         };
-        let f = filters(FaultKind::Latency, &scope, &[]).unwrap();
+        let f = filters(FaultKind::Latency, &scope, &[], 0xd123).unwrap();
         assert_eq!(f.len(), 6);
-        assert!(f[0].contains("prio 1") && f[0].ends_with("flowid c4a0:1"));
+        assert!(f[0].contains("prio 1") && f[0].ends_with("flowid d123:1"));
         assert_eq!(
             f[4],
-            "parent c4a0: protocol ip prio 2 u32 match ip dst 10.0.0.20 match ip protocol 6 0xff match ip dport 80 0xffff flowid c4a0:4"
+            "parent d123: protocol ip prio 2 u32 match ip dst 10.0.0.20 match ip protocol 6 0xff match ip dport 80 0xffff flowid d123:4"
+        );
+    }
+
+    #[test]
+    fn each_fault_has_its_own_handles_and_owns_only_its_root() {
+        let (a, b) = (
+            handle_of("run-1.step-1.fault-0"),
+            handle_of("run-1.step-1.fault-1"),
+        );
+        assert_ne!(a, b);
+        for h in [a, b] {
+            assert_eq!(h & 0xf000, 0xd000);
+            assert_eq!(netem_handle(h) & 0xf000, 0xe000);
+        }
+        assert_eq!(netem_handle(LEGACY_HANDLE), 0xc4a1);
+        let shown = format!(
+            "qdisc prio {a:x}: root refcnt 2 bands 4 priomap 1 2 2 2 1 2 0 0 1 1 1 1 1 1 1 1\nqdisc netem {:x}: parent {a:x}:4 limit 100000 delay 200ms\n",
+            netem_handle(a)
+        );
+        assert!(is_ours(&shown, a));
+        assert!(!is_ours(&shown, b), "another fault's root is not ours");
+        assert!(!is_ours("qdisc noqueue 0: root refcnt 2\n", a));
+        assert!(!is_ours(&format!("qdisc htb {a:x}: root refcnt 2\n"), a));
+    }
+
+    #[test]
+    fn journals_from_before_per_fault_handles_revert_the_old_handle() {
+        let undo: crate::fault::Undo =
+            serde_json::from_str(r#"{"kind":"corrupt","interface":"eth0"}"#).unwrap();
+        assert_eq!(
+            undo,
+            crate::fault::Undo::Corrupt {
+                interface: "eth0".into(),
+                handle: LEGACY_HANDLE
+            }
         );
     }
 }
