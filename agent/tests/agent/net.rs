@@ -838,12 +838,13 @@ fn a_netem_fault_on_a_busy_root_is_refused_and_its_revert_leaves_that_root_alone
         let err = netem::inject(
             FaultKind::Latency,
             &scope(),
-            "veth0",
-            handle,
+            ("veth0", handle),
             &Context::default(),
-            "delay 1000us",
-            "1 ms ± 0 ms",
-            None,
+            netem::Impairment {
+                tc: "delay 1000us",
+                effect: "1 ms ± 0 ms",
+                shows: None,
+            },
         )
         .unwrap_err();
         assert!(err.to_string().contains("root qdisc of its own"), "{err}");

@@ -156,12 +156,13 @@ fn inject(
     netem::inject(
         kind,
         scope,
-        interface,
-        handle,
+        (interface, handle),
         ctx,
-        &impairment,
-        &effect,
-        Some(kind.as_str()),
+        netem::Impairment {
+            tc: &impairment,
+            effect: &effect,
+            shows: Some(kind.as_str()),
+        },
     )
 }
 

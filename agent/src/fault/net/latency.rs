@@ -73,16 +73,17 @@ impl Kind for LatencySpec {
             Undo::Netem { interface, handle } => netem::inject(
                 KIND,
                 &self.scope,
-                interface,
-                *handle,
+                (interface, *handle),
                 ctx,
-                &netem_delay(self.delay, self.jitter),
-                &format!(
-                    "{} ms ± {} ms",
-                    self.delay.as_millis(),
-                    self.jitter.as_millis()
-                ),
-                None,
+                netem::Impairment {
+                    tc: &netem_delay(self.delay, self.jitter),
+                    effect: &format!(
+                        "{} ms ± {} ms",
+                        self.delay.as_millis(),
+                        self.jitter.as_millis()
+                    ),
+                    shows: None,
+                },
             ),
             _ => Err(other_kinds_undo(KIND)),
         }

@@ -161,33 +161,42 @@ pub fn commands(
     Ok(commands)
 }
 
+/// What a netem fault does, in netem's words and the report's.
+#[derive(Debug, Clone, Copy)]
+pub struct Impairment<'a> {
+    /// netem's words: `delay 200000us`, `corrupt 5%`.
+    pub tc: &'a str,
+    /// What opens the detail: `200 ms ± 0 ms`, `5% of packets corrupted`.
+    pub effect: &'a str,
+    /// A word the netem qdisc must show for the injection to be verified (`corrupt`), if any.
+    pub shows: Option<&'a str>,
+}
+
 /// Refuses an interface whose root qdisc is not the default one (the host's, or another fault's),
-/// then runs [`commands`] and
-/// reads the qdiscs back. `effect` opens the detail (`200 ms ± 0 ms`, `5% of packets
-/// corrupted`); `shows`, when given, is a word the netem qdisc must show for the injection to be
-/// verified (`corrupt`). On error the caller reverts (which removes whatever half was installed).
+/// then runs [`commands`] with the `prio` root of major `handle`, and reads the qdiscs back. On
+/// error the caller reverts (which removes whatever half was installed, and only ours).
 pub fn inject(
     kind: FaultKind,
     scope: &NetScope,
-    interface: &str,
-    handle: u16,
+    (interface, handle): (&str, u16),
     ctx: &Context,
-    impairment: &str,
-    effect: &str,
-    shows: Option<&str>,
+    impairment: Impairment<'_>,
 ) -> Result<Injected, FaultError> {
+    let Impairment {
+        tc: impairment,
+        effect,
+        shows,
+    } = impairment;
     let shown =
         run("tc", &["qdisc", "show", "dev", interface], None).map_err(|r| net_error(kind, r))?;
-    if let Some(root) = root_line(&shown) {
-        if root.split_whitespace().nth(2) != Some("0:") {
-            return Err(net_error(
-                kind,
-                format!(
-                    "`{interface}` already has a root qdisc of its own (`{}`), another fault's or the host's; it is left alone, so this fault cannot use netem there (one netem, bandwidth or host shaper per interface)",
-                    root.trim()
-                ),
-            ));
-        }
+    if let Some(root) = root_line(&shown).filter(|l| l.split_whitespace().nth(2) != Some("0:")) {
+        return Err(net_error(
+            kind,
+            format!(
+                "`{interface}` already has a root qdisc of its own (`{}`), another fault's or the host's; it is left alone, so this fault cannot use netem there (one netem, bandwidth or host shaper per interface)",
+                root.trim()
+            ),
+        ));
     }
     let commands = commands(kind, scope, &ctx.exempt, interface, handle, impairment)?;
     for command in &commands {
