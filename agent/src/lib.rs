@@ -5,6 +5,8 @@
 //! # Layout
 //! - [`spec`]: the wire types (what a fault asks for).
 //! - [`process`]: finding processes in `/proc`, and the pid-reuse guard.
+//! - [`container`]: which container a process runs in (its cgroup path), and the container's
+//!   names from the runtimes' state on disk.
 //! - [`fault`]: one module per kind; `plan` → journal → `inject` → `revert`.
 //! - [`journal`]: one synced JSON file per fault, written before the host is touched.
 //! - [`local`]: [`LocalAgent`], the in-process agent (end times, recovery, idempotent reverts).
@@ -22,6 +24,7 @@
 pub mod api;
 pub mod child;
 pub mod client;
+pub mod container;
 pub mod error;
 pub mod fault;
 pub mod http;
