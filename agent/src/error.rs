@@ -37,6 +37,9 @@ pub enum FaultError {
         source: Box<regex::Error>,
     },
 
+    #[error("invalid process selector {selector}: {reason}")]
+    InvalidSelector { selector: String, reason: String },
+
     #[error("cannot scan `/proc`: {source}; the agent needs a mounted procfs")]
     Proc {
         #[source]
@@ -161,6 +164,7 @@ impl FaultError {
             FaultError::PidfileUnreadable { .. } => "pidfile_unreadable",
             FaultError::PidfileGarbled { .. } => "pidfile_garbled",
             FaultError::InvalidPattern { .. } => "invalid_pattern",
+            FaultError::InvalidSelector { .. } => "invalid_selector",
             FaultError::Proc { .. } => "proc",
             FaultError::InvalidSignal { .. } => "invalid_signal",
             FaultError::Signal { .. } => "signal_failed",

@@ -1,5 +1,7 @@
 //! Finding processes in `/proc`: the selector lookup shared by the `kill` and `pause` faults and by
 //! `process` probes, and the pid-reuse guard (`pid` + `start_time`) that every revert relies on.
+//! Each process found carries the container it runs in, if any ([`crate::container`]), so that
+//! reports say which container a fault hit.
 //!
 //! **Invariant:** `find` never returns a zombie, a dead process, a kernel thread, this process or
 //! any of its ancestors, or a process named `chaosctl`, `chaosd` or `chaos-agent`.
@@ -8,8 +10,11 @@ use std::collections::HashSet;
 use std::fs;
 use std::path::Path;
 
+use std::collections::HashMap;
+
 use regex::Regex;
 
+use crate::container::{self, ContainerRef, StateDirs};
 use crate::error::FaultError;
 use crate::spec::ProcessSelector;
 
@@ -33,12 +38,19 @@ pub struct ProcessInfo {
     /// Start time in clock ticks since boot (field 22 of `/proc/PID/stat`): with the pid, it names
     /// one process even after the pid is reused.
     pub start_time: u64,
+    /// The container it runs in: `06bc8a2ad96f (checkout)`, its short id and names; filled in for
+    /// the processes [`find`] returns, `None` on the host.
+    pub container: Option<String>,
 }
 
 impl ProcessInfo {
-    /// `pid 123 (sleep)`, as reports list affected processes.
+    /// `pid 123 (sleep)`, as reports list affected processes; `pid 123 (sleep) in container
+    /// 06bc8a2ad96f (checkout)` in a container.
     pub fn label(&self) -> String {
-        format!("pid {} ({})", self.pid, self.comm)
+        match &self.container {
+            Some(c) => format!("pid {} ({}) in container {c}", self.pid, self.comm),
+            None => format!("pid {} ({})", self.pid, self.comm),
+        }
     }
 
     fn is_gone(&self) -> bool {
@@ -72,26 +84,27 @@ pub fn find_with_protected(
     selector: &ProcessSelector,
 ) -> Result<(Vec<ProcessInfo>, Vec<String>), FaultError> {
     let excluded = own_lineage();
+    let mut containers = Containers::default();
     let candidates = match selector {
         ProcessSelector::Pid(pid) => single(*pid),
         ProcessSelector::Pidfile(path) => single(read_pidfile(path)?),
-        ProcessSelector::Name(name) => scan(|_| true)?
-            .into_iter()
-            .filter(|p| matches_name(p, name))
-            .collect(),
-        ProcessSelector::Pattern(pattern) => {
-            let regex = Regex::new(pattern).map_err(|source| FaultError::InvalidPattern {
-                pattern: pattern.clone(),
-                source: Box::new(source),
-            })?;
-            // Only a process whose command line matches is read further: on a busy host most
-            // are not, and the scan is the cost of every preflight, injection and probe.
-            scan(|cmdline| regex.is_match(&join_cmdline(cmdline)))?
+        _ => {
+            let matcher = Matcher::new(selector)?;
+            // Only a process whose command line passes is read further: on a busy host most
+            // do not, and the scan is the cost of every preflight, injection and probe.
+            scan(|cmdline| matcher.keeps_cmdline(cmdline))?
                 .into_iter()
-                .filter(|p| regex.is_match(&p.cmdline.join(" ")))
+                .filter(|p| matcher.matches(p, &mut containers))
                 .collect()
         }
     };
+    let candidates: Vec<ProcessInfo> = candidates
+        .into_iter()
+        .map(|mut p| {
+            p.container = containers.label_of(p.pid);
+            p
+        })
+        .collect();
     let mut kept = Vec::new();
     // Each reason once, with the processes it protects.
     let mut protected: Vec<(&str, Vec<String>)> = Vec::new();
@@ -130,6 +143,138 @@ fn why_protected(p: &ProcessInfo, lineage: &HashSet<i32>) -> Option<&'static str
         )
     } else {
         None
+    }
+}
+
+/// A selector ready to test processes with: its regex compiled, its glob parsed.
+enum Matcher {
+    Name(String),
+    Pattern(Regex),
+    Cgroup(glob::Pattern),
+    Unit(String),
+    Container(String),
+    All(Vec<Matcher>),
+}
+
+impl Matcher {
+    fn new(selector: &ProcessSelector) -> Result<Matcher, FaultError> {
+        let invalid = |reason: String| FaultError::InvalidSelector {
+            selector: selector.to_string(),
+            reason,
+        };
+        Ok(match selector {
+            ProcessSelector::Name(name) => Matcher::Name(name.clone()),
+            ProcessSelector::Pattern(pattern) => {
+                Matcher::Pattern(Regex::new(pattern).map_err(|source| {
+                    FaultError::InvalidPattern {
+                        pattern: pattern.clone(),
+                        source: Box::new(source),
+                    }
+                })?)
+            }
+            ProcessSelector::Cgroup(text) => Matcher::Cgroup(
+                glob::Pattern::new(text)
+                    .map_err(|err| invalid(format!("`{text}` is not a glob: {err}")))?,
+            ),
+            ProcessSelector::Unit(unit) => Matcher::Unit(unit_name(unit)),
+            ProcessSelector::Container(given) => Matcher::Container(given.clone()),
+            ProcessSelector::All(parts) => {
+                if let Some(reason) = ProcessSelector::combination_error(parts) {
+                    return Err(invalid(reason));
+                }
+                Matcher::All(parts.iter().map(Matcher::new).collect::<Result<_, _>>()?)
+            }
+            ProcessSelector::Pid(_) | ProcessSelector::Pidfile(_) => {
+                return Err(invalid("a pid is not matched, it is read".to_string()));
+            }
+        })
+    }
+
+    /// Whether a process with this raw command line may match: only a pattern can tell yet.
+    fn keeps_cmdline(&self, raw: &[u8]) -> bool {
+        match self {
+            Matcher::Pattern(regex) => regex.is_match(&join_cmdline(raw)),
+            Matcher::All(parts) => parts.iter().all(|m| m.keeps_cmdline(raw)),
+            _ => true,
+        }
+    }
+
+    fn matches(&self, p: &ProcessInfo, containers: &mut Containers) -> bool {
+        match self {
+            Matcher::Name(name) => matches_name(p, name),
+            Matcher::Pattern(regex) => regex.is_match(&p.cmdline.join(" ")),
+            Matcher::Cgroup(glob) => containers
+                .cgroup_of(p.pid)
+                .is_some_and(|path| glob.matches(path)),
+            Matcher::Unit(unit) => containers
+                .cgroup_of(p.pid)
+                .is_some_and(|path| path.split('/').any(|part| part == unit)),
+            Matcher::Container(given) => containers.is_in(p.pid, given),
+            Matcher::All(parts) => parts.iter().all(|m| m.matches(p, containers)),
+        }
+    }
+}
+
+/// `nginx` → `nginx.service`, as systemctl reads a bare unit name.
+fn unit_name(given: &str) -> String {
+    const SUFFIXES: [&str; 6] = [
+        ".service", ".scope", ".slice", ".socket", ".mount", ".timer",
+    ];
+    if SUFFIXES.iter().any(|s| given.ends_with(s)) {
+        given.to_string()
+    } else {
+        format!("{given}.service")
+    }
+}
+
+/// What one lookup learnt about cgroups and containers, so each process's cgroup is read once
+/// and each container's names are looked up once.
+#[derive(Default)]
+struct Containers {
+    dirs: StateDirs,
+    cgroups: HashMap<i32, Option<String>>,
+    names: HashMap<String, Vec<String>>,
+}
+
+impl Containers {
+    fn cgroup_of(&mut self, pid: i32) -> Option<&str> {
+        self.cgroups
+            .entry(pid)
+            .or_insert_with(|| container::cgroup_path(pid))
+            .as_deref()
+    }
+
+    fn container_of(&mut self, pid: i32) -> Option<ContainerRef> {
+        container::from_cgroup_path(self.cgroup_of(pid)?)
+    }
+
+    fn names_of(&mut self, container: &ContainerRef) -> &[String] {
+        let dirs = &self.dirs;
+        self.names
+            .entry(container.id.clone())
+            .or_insert_with(|| container::names_of(container, dirs))
+    }
+
+    /// Whether `pid` runs in the container `given` names: an id prefix, or one of its names.
+    fn is_in(&mut self, pid: i32, given: &str) -> bool {
+        let Some(found) = self.container_of(pid) else {
+            return false;
+        };
+        if container::is_id_prefix(given) && found.id.starts_with(&given.to_ascii_lowercase()) {
+            return true;
+        }
+        self.names_of(&found).iter().any(|name| name == given)
+    }
+
+    /// `06bc8a2ad96f (checkout)` for a process in a container; `None` on the host.
+    fn label_of(&mut self, pid: i32) -> Option<String> {
+        let found = self.container_of(pid)?;
+        let short = found.short_id().to_string();
+        let names = self.names_of(&found);
+        Some(match names.first() {
+            Some(name) => format!("{short} ({name})"),
+            None => format!("{short} ({})", found.runtime.as_str()),
+        })
     }
 }
 
@@ -267,6 +412,7 @@ fn parse_stat(stat: &str) -> Option<(ProcessInfo, u64)> {
             cmdline: Vec::new(),
             state,
             start_time,
+            container: None,
         },
         flags,
     ))

@@ -29,6 +29,71 @@ pub enum ProcessSelector {
     Pid(i32),
     /// A file holding a pid; resolved at each use, so a restarted service is followed.
     Pidfile(PathBuf),
+    /// A glob (`*`, `?`, `[...]`; `*` also crosses `/`) on the process's cgroup path, as
+    /// `/proc/PID/cgroup` shows it ([`crate::container::cgroup_path`]).
+    Cgroup(String),
+    /// The processes of a systemd unit (`nginx.service`; a bare name means `.service`): their
+    /// cgroup path has the unit as a component.
+    Unit(String),
+    /// The processes of a container: an id prefix (12 to 64 hex digits) or a name, as Docker,
+    /// Podman and Kubernetes name containers ([`crate::container`]).
+    Container(String),
+    /// Processes every one of these selects: `name` or `pattern` with any of `cgroup`, `unit`,
+    /// `container`, each at most once (never `pid`, `pidfile` or another `all`).
+    All(Vec<ProcessSelector>),
+}
+
+impl ProcessSelector {
+    /// The selector's key as a scenario writes it.
+    pub fn key(&self) -> &'static str {
+        match self {
+            ProcessSelector::Name(_) => "name",
+            ProcessSelector::Pattern(_) => "pattern",
+            ProcessSelector::Pid(_) => "pid",
+            ProcessSelector::Pidfile(_) => "pidfile",
+            ProcessSelector::Cgroup(_) => "cgroup",
+            ProcessSelector::Unit(_) => "unit",
+            ProcessSelector::Container(_) => "container",
+            ProcessSelector::All(_) => "all",
+        }
+    }
+
+    /// Why `parts` cannot be combined into [`ProcessSelector::All`], if they cannot: the one rule
+    /// the scenario's validation and the agent both apply.
+    pub fn combination_error(parts: &[ProcessSelector]) -> Option<String> {
+        if parts.len() < 2 {
+            return Some("a combined selector needs two keys or more".to_string());
+        }
+        for (i, part) in parts.iter().enumerate() {
+            if matches!(
+                part,
+                ProcessSelector::Pid(_) | ProcessSelector::Pidfile(_) | ProcessSelector::All(_)
+            ) {
+                return Some(format!(
+                    "`{}` names processes alone and does not combine with other keys; give it by itself",
+                    part.key()
+                ));
+            }
+            if parts[..i].iter().any(|p| p.key() == part.key()) {
+                return Some(format!("`{}` is given twice", part.key()));
+            }
+        }
+        let scoped = |p: &ProcessSelector| {
+            matches!(
+                p,
+                ProcessSelector::Cgroup(_)
+                    | ProcessSelector::Unit(_)
+                    | ProcessSelector::Container(_)
+            )
+        };
+        if !parts.iter().any(scoped) {
+            return Some(
+                "`name` and `pattern` do not combine with each other; combine either with `cgroup`, `unit` or `container`"
+                    .to_string(),
+            );
+        }
+        None
+    }
 }
 
 impl fmt::Display for ProcessSelector {
@@ -38,6 +103,18 @@ impl fmt::Display for ProcessSelector {
             ProcessSelector::Pattern(pattern) => write!(f, "pattern `{pattern}`"),
             ProcessSelector::Pid(pid) => write!(f, "pid {pid}"),
             ProcessSelector::Pidfile(path) => write!(f, "pidfile `{}`", path.display()),
+            ProcessSelector::Cgroup(glob) => write!(f, "cgroup `{glob}`"),
+            ProcessSelector::Unit(unit) => write!(f, "unit `{unit}`"),
+            ProcessSelector::Container(container) => write!(f, "container `{container}`"),
+            ProcessSelector::All(parts) => {
+                for (i, part) in parts.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(" and ")?;
+                    }
+                    part.fmt(f)?;
+                }
+                Ok(())
+            }
         }
     }
 }

@@ -10,6 +10,7 @@
 mod bandwidth;
 mod certs;
 mod commands;
+mod containers;
 mod crash_trials;
 mod diff;
 mod drills_http;

@@ -7,6 +7,8 @@
 //!   up after themselves.
 //! - [`lab`] builds hosts in network namespaces on a bridge, a real `chaos-agent` on each, and
 //!   tears them down (checking for leftovers) on every path.
+//! - [`podman`] runs real containers (Podman, a busybox root file system, no image) and removes
+//!   them.
 //! - [`eventually`], the one bounded poll; [`ping`], the one reading of `ping`'s output; [`skip`],
 //!   the one way a test that cannot run here says so (recorded, and a failure in CI).
 //!
@@ -21,6 +23,7 @@
 pub mod bins;
 pub mod lab;
 pub mod ping;
+pub mod podman;
 pub mod skip;
 pub mod support;
 

@@ -107,6 +107,9 @@ pub struct Target {
     /// Already stopped before the fault: `pause` leaves it stopped when reverting.
     #[serde(default)]
     pub was_stopped: bool,
+    /// The container it ran in (`06bc8a2ad96f (checkout)`), for the report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
 }
 
 impl Target {
@@ -116,12 +119,16 @@ impl Target {
             start_time: info.start_time,
             comm: info.comm.clone(),
             was_stopped: is_stopped(info.state),
+            container: info.container.clone(),
         }
     }
 
-    /// `pid 123 (sleep)`.
+    /// `pid 123 (sleep)`; `pid 123 (sleep) in container 06bc8a2ad96f (checkout)`.
     pub fn label(&self) -> String {
-        format!("pid {} ({})", self.pid, self.comm)
+        match &self.container {
+            Some(c) => format!("pid {} ({}) in container {c}", self.pid, self.comm),
+            None => format!("pid {} ({})", self.pid, self.comm),
+        }
     }
 }
 

@@ -5,7 +5,8 @@
 //! # Every key is optional: a key left out sets no limit of its kind (except command_probes).
 //! kinds: [pause, kill, fill_disk]   # fault kinds accepted
 //! processes:                        # kill and pause
-//!   selectors:                      # regexes: a `name`, `pattern` or `pidfile` selector's text
+//!   selectors:                      # regexes: a selector's text (`name`, `pattern`, `pidfile`,
+//!                                   # `cgroup`, `unit`, `container`; any key of a combination)
 //!     - '^chaos-demo( |$)'          #   must match one (unanchored unless you anchor it)
 //!     - '^/run/nginx\.pid$'
 //!   pid: false                      # whether bare `pid: N` selectors are accepted (default false)
@@ -425,9 +426,25 @@ impl Policy {
                     ))
                 };
             }
+            // A combination selects a subset of what each of its keys selects: one key within
+            // the policy is enough.
+            ProcessSelector::All(parts) => {
+                return if parts.iter().any(|part| self.check_selector(part).is_ok()) {
+                    Ok(())
+                } else {
+                    let allowed: Vec<&str> = p.selectors.iter().map(Regex::as_str).collect();
+                    refuse(format!(
+                        "no key of process selector {selector} is within the policy's processes.selectors {}",
+                        list(&allowed)
+                    ))
+                };
+            }
             ProcessSelector::Name(name) => name.clone(),
             ProcessSelector::Pattern(pattern) => pattern.clone(),
             ProcessSelector::Pidfile(path) => path.display().to_string(),
+            ProcessSelector::Cgroup(text)
+            | ProcessSelector::Unit(text)
+            | ProcessSelector::Container(text) => text.clone(),
         };
         if p.selectors.iter().any(|re| re.is_match(&text)) {
             Ok(())
@@ -687,6 +704,29 @@ max_loss: 50%
             "process selector name `sshd` is outside the policy's processes.selectors [^chaos-demo( |$), ^/run/nginx\\.pid$]"
         );
         assert!(msg(p.check_fault(&pause(ProcessSelector::Pid(1)))).contains("processes.pid"));
+        // A container, cgroup or unit is checked by its text; a combination passes when one of
+        // its keys does, since it selects fewer processes than that key alone.
+        assert!(
+            p.check_fault(&pause(ProcessSelector::Container("chaos-demo".into())))
+                .is_ok()
+        );
+        assert!(
+            p.check_fault(&pause(ProcessSelector::Unit("sshd".into())))
+                .is_err()
+        );
+        let narrowed = ProcessSelector::All(vec![
+            ProcessSelector::Name("chaos-demo".into()),
+            ProcessSelector::Container("checkout".into()),
+        ]);
+        assert!(p.check_fault(&pause(narrowed)).is_ok());
+        let outside = ProcessSelector::All(vec![
+            ProcessSelector::Name("sshd".into()),
+            ProcessSelector::Cgroup("*/system.slice/*".into()),
+        ]);
+        assert_eq!(
+            msg(p.check_fault(&pause(outside))),
+            "no key of process selector name `sshd` and cgroup `*/system.slice/*` is within the policy's processes.selectors [^chaos-demo( |$), ^/run/nginx\\.pid$]"
+        );
         let any = Policy::parse("max_loss: 10").unwrap();
         assert!(any.check_fault(&pause(ProcessSelector::Pid(1))).is_ok());
     }

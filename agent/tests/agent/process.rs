@@ -125,3 +125,127 @@ fn nonexistent_pids_match_nothing() {
     assert!(process::read(i32::MAX).is_none());
     assert!(!is_same_process(i32::MAX, 1));
 }
+
+/// A cgroup of the test's own, on the unified hierarchy (where `/proc/PID/cgroup`'s `0::` line
+/// points), shaped like a systemd service's; removed (its processes moved back) on drop.
+struct TestUnit {
+    dir: std::path::PathBuf,
+    name: String,
+}
+
+impl TestUnit {
+    /// `None` (saying why) when not root or there is no writable cgroup v2 hierarchy.
+    fn new(tag: &str) -> Option<TestUnit> {
+        if !chaos_tests::skip::unless_root("it makes a cgroup and moves a process into it") {
+            return None;
+        }
+        let root = ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"]
+            .into_iter()
+            .map(std::path::PathBuf::from)
+            .find(|p| p.join("cgroup.procs").exists() && p.join("cgroup.subtree_control").exists())
+            .expect("a cgroup v2 hierarchy at /sys/fs/cgroup or /sys/fs/cgroup/unified");
+        let name = format!("chaos-test-{tag}-{}.service", std::process::id());
+        let dir = root.join("chaos-test.slice").join(&name);
+        fs::create_dir_all(&dir).unwrap();
+        Some(TestUnit { dir, name })
+    }
+
+    fn adopt(&self, pid: i32) {
+        fs::write(self.dir.join("cgroup.procs"), pid.to_string()).unwrap();
+    }
+}
+
+impl Drop for TestUnit {
+    fn drop(&mut self) {
+        let parent = self
+            .dir
+            .parent()
+            .unwrap()
+            .parent()
+            .unwrap()
+            .join("cgroup.procs");
+        if let Ok(pids) = fs::read_to_string(self.dir.join("cgroup.procs")) {
+            for pid in pids.split_whitespace() {
+                let _ = fs::write(&parent, pid);
+            }
+        }
+        let _ = fs::remove_dir(&self.dir);
+        let _ = fs::remove_dir(self.dir.parent().unwrap());
+    }
+}
+
+#[test]
+fn unit_and_cgroup_selectors_find_the_processes_of_a_cgroup_alone_or_with_a_name() {
+    let Some(unit) = TestUnit::new("unit") else {
+        return;
+    };
+    let (inside, _) = Spawned::sleep();
+    let (outside, _) = Spawned::sleep();
+    unit.adopt(inside.pid);
+    let path = agent::container::cgroup_path(inside.pid).unwrap();
+    assert!(
+        path.ends_with(&format!("/chaos-test.slice/{}", unit.name)),
+        "{path}"
+    );
+
+    assert_eq!(pids(ProcessSelector::Unit(unit.name.clone())), [inside.pid]);
+    let bare = unit.name.trim_end_matches(".service").to_string();
+    assert_eq!(
+        pids(ProcessSelector::Unit(bare)),
+        [inside.pid],
+        "a bare name means .service"
+    );
+    assert_eq!(
+        pids(ProcessSelector::Cgroup(format!("*/{}", unit.name))),
+        [inside.pid]
+    );
+    assert_eq!(
+        pids(ProcessSelector::All(vec![
+            ProcessSelector::Name("sleep".into()),
+            ProcessSelector::Unit(unit.name.clone()),
+        ])),
+        [inside.pid],
+        "the sleep outside the unit is not selected"
+    );
+    assert!(
+        pids(ProcessSelector::All(vec![
+            ProcessSelector::Name("nginx".into()),
+            ProcessSelector::Unit(unit.name.clone()),
+        ]))
+        .is_empty()
+    );
+    assert!(pids(ProcessSelector::Name("sleep".into())).contains(&outside.pid));
+    // Not in a container: the label says nothing more.
+    let found = find(&ProcessSelector::Unit(unit.name.clone())).unwrap();
+    assert_eq!(found[0].container, None);
+    assert_eq!(found[0].label(), format!("pid {} (sleep)", inside.pid));
+}
+
+#[test]
+fn combinations_that_cannot_work_are_refused_with_the_rule() {
+    for (parts, says) in [
+        (
+            vec![ProcessSelector::Pid(1), ProcessSelector::Unit("x".into())],
+            "`pid` names processes alone",
+        ),
+        (
+            vec![
+                ProcessSelector::Name("a".into()),
+                ProcessSelector::Pattern("b".into()),
+            ],
+            "do not combine with each other",
+        ),
+        (
+            vec![
+                ProcessSelector::Unit("a".into()),
+                ProcessSelector::Unit("b".into()),
+            ],
+            "given twice",
+        ),
+    ] {
+        let err = find(&ProcessSelector::All(parts)).unwrap_err();
+        assert!(err.to_string().contains(says), "{err}");
+    }
+    let err = find(&ProcessSelector::Cgroup("[".into())).unwrap_err();
+    assert!(err.to_string().contains("not a glob"), "{err}");
+}

@@ -415,7 +415,8 @@ pub struct CommandRaw {
     pub timeout: Opt,
 }
 
-/// A process selector: exactly one key.
+/// A process selector: one key, or `name`/`pattern` with any of `cgroup`, `unit`, `container`
+/// (all given must match).
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "Process")]
@@ -432,6 +433,16 @@ pub struct ProcessRaw {
     /// The process whose pid this file holds, read at each use.
     #[schemars(with = "Option<schema::Text>")]
     pub pidfile: Opt,
+    /// Processes whose cgroup path (`/proc/PID/cgroup`) matches this glob: `*/docker-3f2a*`.
+    #[schemars(with = "Option<schema::Text>")]
+    pub cgroup: Opt,
+    /// The processes of this systemd unit (`nginx.service`; a bare name means `.service`).
+    #[schemars(with = "Option<schema::Text>")]
+    pub unit: Opt,
+    /// The processes of this container: an id prefix of 12+ hex digits, or a name (Docker,
+    /// Podman, Kubernetes: `name`, `pod/name`, `namespace/pod/name`).
+    #[schemars(with = "Option<schema::Text>")]
+    pub container: Opt,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -455,6 +455,48 @@ fn a_fault_needs_exactly_one_kind() {
         ),
         &["12:44: a process selector has both `name` and `pid`; give one"],
     );
+}
+
+#[test]
+fn process_selectors_combine_a_name_or_pattern_with_a_cgroup_unit_or_container() {
+    let step = |process: &str| {
+        format!(
+            "{PRE}steps:\n  - name: s\n    target: api\n    fault: {{kill: {{process: {process}}}}}\n"
+        )
+    };
+    let s = ok(&step("{container: checkout, name: nginx}"));
+    let FaultSpec::Kill(kill) = &s.steps[0].faults[0].spec else {
+        panic!("not a kill")
+    };
+    assert_eq!(
+        kill.process,
+        ProcessSelector::All(vec![
+            ProcessSelector::Name("nginx".into()),
+            ProcessSelector::Container("checkout".into()),
+        ])
+    );
+    let s = ok(&step("{unit: nginx}"));
+    let FaultSpec::Kill(kill) = &s.steps[0].faults[0].spec else {
+        panic!("not a kill")
+    };
+    assert_eq!(kill.process, ProcessSelector::Unit("nginx".into()));
+    ok(&step(
+        "{cgroup: \"*/docker-3f2a*\", pattern: \"^nginx: worker\"}",
+    ));
+    check(
+        &step("{pid: 3, unit: nginx}"),
+        &[
+            "11:44: a process selector with `pid`, `unit`: `pid` names processes alone and does not combine with other keys; give it by itself",
+        ],
+    );
+    check(
+        &step("{unit: \"no such unit\"}"),
+        &["11:36: `no such unit` is not a systemd unit name (`nginx.service`, `nginx`)"],
+    );
+    check(
+        &step("{cgroup: \"[\"}"),
+        &["11:38: `[` is not a glob: Pattern syntax error near position 0: invalid range pattern"],
+    );
     check(
         &format!(
             "{PRE}steps:\n  - name: s\n    target: api\n    fault: {{kill: {{process: {{pattern: \"a(\"}}}}}}\n"

@@ -419,50 +419,110 @@ pub(super) fn selector(cx: &mut Cx, raw: &Sp<ProcessRaw>) -> Option<ProcessSelec
         ("pattern", p.pattern.as_ref()),
         ("pid", p.pid.as_ref()),
         ("pidfile", p.pidfile.as_ref()),
+        ("cgroup", p.cgroup.as_ref()),
+        ("unit", p.unit.as_ref()),
+        ("container", p.container.as_ref()),
     ]
     .into_iter()
     .filter_map(|(k, v)| Some((k, v?)))
     .collect();
-    let base = cx.base_dir();
     match present.as_slice() {
         [] => {
             cx.report(
                 pos(raw),
                 "a process selector needs one key",
-                Some("give one of `name`, `pattern`, `pid`, `pidfile`".into()),
+                Some(
+                    "give one of `name`, `pattern`, `pid`, `pidfile`, `cgroup`, `unit`, `container`"
+                        .into(),
+                ),
             );
             None
         }
-        [(kind, v)] => match *kind {
-            "name" => cx.get(v, |s| Ok(ProcessSelector::Name(s.to_string()))),
-            "pattern" => cx.get(v, |s| match regex::Regex::new(s) {
-                Ok(_) => Ok(ProcessSelector::Pattern(s.to_string())),
-                Err(err) => {
-                    let detail = err.to_string();
-                    let detail = detail
-                        .lines()
-                        .rev()
-                        .find(|l| !l.trim().is_empty())
-                        .unwrap_or("");
-                    Err(format!(
-                        "`{s}` is not a valid regex: {}",
-                        detail.trim().trim_start_matches("error: ")
-                    ))
-                }
-            }),
-            "pid" => cx.get(v, |s| match s.trim().parse::<i32>() {
-                Ok(pid) if pid > 0 => Ok(ProcessSelector::Pid(pid)),
-                _ => Err(format!("`{s}` is not a pid")),
-            }),
-            _ => cx.get(v, |s| Ok(ProcessSelector::Pidfile(resolve_path(&base, s)))),
-        },
-        [(first, _), (second, v), ..] => {
+        [(key, v)] => selector_key(cx, key, v),
+        [(first, _), (second, v), ..]
+            if !present
+                .iter()
+                .any(|(k, _)| ["cgroup", "unit", "container"].contains(k)) =>
+        {
             cx.error(
                 pos(v),
                 format!("a process selector has both `{first}` and `{second}`; give one"),
             );
             None
         }
+        _ => {
+            let parts: Vec<ProcessSelector> = present
+                .iter()
+                .map(|(key, v)| selector_key(cx, key, v))
+                .collect::<Option<_>>()?;
+            if let Some(reason) = ProcessSelector::combination_error(&parts) {
+                let keys: Vec<String> = present.iter().map(|(k, _)| format!("`{k}`")).collect();
+                cx.report(
+                    pos(present[1].1),
+                    format!("a process selector with {}: {reason}", keys.join(", ")),
+                    Some(
+                        "combine `name` or `pattern` with `cgroup`, `unit` or `container`; `pid` and `pidfile` stand alone"
+                            .into(),
+                    ),
+                );
+                return None;
+            }
+            Some(ProcessSelector::All(parts))
+        }
+    }
+}
+
+/// One key of a process selector.
+fn selector_key(cx: &mut Cx, key: &str, v: &Sp<Scalar>) -> Option<ProcessSelector> {
+    let base = cx.base_dir();
+    match key {
+        "name" => cx.get(v, |s| Ok(ProcessSelector::Name(s.to_string()))),
+        "pattern" => cx.get(v, |s| match regex::Regex::new(s) {
+            Ok(_) => Ok(ProcessSelector::Pattern(s.to_string())),
+            Err(err) => {
+                let detail = err.to_string();
+                let detail = detail
+                    .lines()
+                    .rev()
+                    .find(|l| !l.trim().is_empty())
+                    .unwrap_or("");
+                Err(format!(
+                    "`{s}` is not a valid regex: {}",
+                    detail.trim().trim_start_matches("error: ")
+                ))
+            }
+        }),
+        "pid" => cx.get(v, |s| match s.trim().parse::<i32>() {
+            Ok(pid) if pid > 0 => Ok(ProcessSelector::Pid(pid)),
+            _ => Err(format!("`{s}` is not a pid")),
+        }),
+        "pidfile" => cx.get(v, |s| Ok(ProcessSelector::Pidfile(resolve_path(&base, s)))),
+        "cgroup" => cx.get(v, |s| match glob::Pattern::new(s) {
+            Ok(_) if s.trim().is_empty() => Err("an empty cgroup glob matches nothing".into()),
+            Ok(_) => Ok(ProcessSelector::Cgroup(s.to_string())),
+            Err(err) => Err(format!("`{s}` is not a glob: {err}")),
+        }),
+        "unit" => cx.get(v, |s| {
+            let plain = !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || ":-_.@\\".contains(c));
+            if plain {
+                Ok(ProcessSelector::Unit(s.to_string()))
+            } else {
+                Err(format!(
+                    "`{s}` is not a systemd unit name (`nginx.service`, `nginx`)"
+                ))
+            }
+        }),
+        _ => cx.get(v, |s| {
+            if s.trim().is_empty() || s.contains(char::is_whitespace) {
+                Err(format!(
+                    "`{s}` is not a container id (12 or more hex digits) or name"
+                ))
+            } else {
+                Ok(ProcessSelector::Container(s.to_string()))
+            }
+        }),
     }
 }
 

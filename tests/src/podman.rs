@@ -1,0 +1,167 @@
+//! Real containers for the tests, with Podman from Debian and no image: each container's root file
+//! system is a folder holding `busybox-static` and its applet links, made by the test, so nothing
+//! is pulled from a registry. Containers get no network of their own unless asked (`--network
+//! none`), so no bridge or firewall rule of Podman's is left on the host; each is removed, with
+//! its processes, when dropped.
+
+use std::fs;
+use std::os::unix::fs::symlink;
+use std::path::Path;
+use std::process::Command;
+
+use tempfile::TempDir;
+
+use crate::skip;
+
+/// The busybox applets a container's root file system links.
+const APPLETS: [&str; 8] = ["sh", "sleep", "cat", "httpd", "nc", "dd", "ls", "mkdir"];
+
+/// A root file system of busybox, in a temporary folder of its own.
+pub struct Rootfs {
+    dir: TempDir,
+}
+
+impl Rootfs {
+    pub fn new() -> Rootfs {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let bin = dir.path().join("bin");
+        fs::create_dir_all(&bin).unwrap();
+        fs::copy("/bin/busybox", bin.join("busybox")).expect("copy /bin/busybox");
+        for applet in APPLETS {
+            symlink("busybox", bin.join(applet)).unwrap();
+        }
+        for d in ["tmp", "proc", "sys", "dev", "etc", "data"] {
+            fs::create_dir_all(dir.path().join(d)).unwrap();
+        }
+        Rootfs { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Default for Rootfs {
+    fn default() -> Rootfs {
+        Rootfs::new()
+    }
+}
+
+/// Whether Podman can run containers here: root, `podman`, `runc` and a static busybox. Says why
+/// not (a skip) when it cannot.
+pub fn available() -> bool {
+    skip::unless_root("it runs containers with Podman")
+        && skip::unless_installed(&["podman"], "podman")
+        && skip::unless_installed(&["runc"], "runc")
+        && skip::unless_installed(&["busybox"], "busybox-static")
+        && is_static("/bin/busybox")
+}
+
+/// A busybox linked dynamically (Debian's `busybox` package) cannot run in a root file system
+/// without a libc: `ldd` says whether it is static.
+fn is_static(path: &str) -> bool {
+    let out = Command::new("ldd").arg(path).output();
+    let said = out
+        .map(|o| {
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            )
+        })
+        .unwrap_or_default();
+    if said.contains("not a dynamic executable") || said.contains("statically linked") {
+        return true;
+    }
+    skip::skip(
+        "busybox-static",
+        &format!(
+            "{path} is linked dynamically; install busybox-static (`apt-get install busybox-static`)"
+        ),
+    );
+    false
+}
+
+/// One running container, removed with its processes when dropped.
+pub struct Container {
+    pub name: String,
+    /// The full 64-digit id.
+    pub id: String,
+    /// Its first process, as the host sees it.
+    pub pid: i32,
+    _rootfs: Rootfs,
+}
+
+impl Container {
+    /// Runs `argv` in a new container named `name` (unique per test), with no network, over a
+    /// fresh busybox root file system; `extra` are more `podman run` options (`-v`, ...).
+    pub fn run(name: &str, extra: &[&str], argv: &[&str]) -> Container {
+        let rootfs = Rootfs::new();
+        let root = rootfs.path().display().to_string();
+        let mut args = vec![
+            "--runtime",
+            "runc",
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--network",
+            "none",
+            "--ulimit",
+            "nofile=1024:1024",
+            "--ulimit",
+            "nproc=1024:1024",
+        ];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--rootfs", &root]);
+        args.extend_from_slice(argv);
+        let out = Command::new("podman").args(&args).output().expect("podman");
+        assert!(
+            out.status.success(),
+            "podman {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let pid = inspect(name, "{{.State.Pid}}")
+            .parse()
+            .expect("the container's pid");
+        Container {
+            name: name.to_string(),
+            id,
+            pid,
+            _rootfs: rootfs,
+        }
+    }
+
+    /// `podman inspect -f FORMAT` of this container.
+    pub fn inspect(&self, format: &str) -> String {
+        inspect(&self.name, format)
+    }
+
+    /// Whether the container is still running.
+    pub fn is_running(&self) -> bool {
+        self.inspect("{{.State.Running}}") == "true"
+    }
+
+    /// Stops the container at once (its processes killed), leaving it defined.
+    pub fn kill(&self) {
+        let _ = Command::new("podman").args(["kill", &self.name]).output();
+    }
+}
+
+fn inspect(name: &str, format: &str) -> String {
+    let out = Command::new("podman")
+        .args(["inspect", "-f", format, name])
+        .output()
+        .expect("podman inspect");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        let _ = Command::new("podman")
+            .args(["rm", "-f", "-t", "0", &self.name])
+            .output();
+    }
+}
