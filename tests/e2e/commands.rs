@@ -233,3 +233,49 @@ fn schema_prints_the_checked_in_json_schema() {
     assert_eq!(schema["additionalProperties"], false);
     assert!(schema["properties"]["steps"].is_object());
 }
+
+/// An inventory whose hosts come from a command (`hosts_from`): `plan` shows the hosts it printed,
+/// and a command that fails makes `validate` and `run` fail with its output, injecting nothing.
+#[test]
+fn hosts_from_a_command_make_the_fleet_and_a_failing_one_is_an_error() {
+    let t = Test::new().scenario(
+        r#"version: 1
+name: fleet-from-a-command
+targets:
+  db: {labels: {role: db}}
+steps:
+  - name: kill on every db host
+    target: db
+    fault: {kill: {process: {name: nothing-e2e}}}
+"#,
+    );
+    let script = t.write(
+        "fleet.sh",
+        "#!/bin/sh\nif [ -n \"$FLEET_DOWN\" ]; then echo 'consul: connection refused' >&2; exit 2; fi\n\
+         printf '{\"hosts\": {\"db-1\": {\"agent\": \"https://127.0.0.1:1\", \"labels\": {\"role\": \"db\"}}, \"db-2\": {\"agent\": \"https://127.0.0.1:2\", \"labels\": {\"role\": \"db\"}}}}'\n",
+    );
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let inventory = t.write("inventory.yaml", "hosts_from: {command: [./fleet.sh]}\n");
+    let file = t.scenario_path().display().to_string();
+    let inv = inventory.display().to_string();
+    let out = t.cmd(&["plan", &file, "--inventory", &inv]);
+    out.code(0);
+    assert!(
+        out.stdout.contains("db-1") && out.stdout.contains("db-2"),
+        "{}",
+        out.stdout
+    );
+
+    // The script reads FLEET_DOWN, set on chaosctl and so on its child.
+    let out = std::process::Command::new(chaos_tests::bins::chaosctl())
+        .args(["validate", &file, "--inventory", &inv])
+        .env("FLEET_DOWN", "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("`hosts_from` failed (exit status: 2): consul: connection refused"),
+        "{stderr}"
+    );
+}

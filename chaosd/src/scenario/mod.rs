@@ -9,6 +9,7 @@
 //! is a literal `${` (see [`vars`]).
 
 pub mod error;
+mod hosts_from;
 pub mod lint;
 pub mod model;
 mod raw;
@@ -146,10 +147,17 @@ fn load_bytes_in(
         }
         None => None,
     };
+    let hosts_output = match &inventory {
+        Some(inventory) => {
+            run_hosts_from(&mut srcs, 1, inventory, &opts.vars).map_err(|f| fail(f, &srcs))?
+        }
+        None => None,
+    };
     let input = validate::Input {
         srcs: &srcs,
         file,
         inventory,
+        hosts_output,
         vars: &opts.vars,
         path: abs_path,
         sha256,
@@ -166,12 +174,12 @@ pub fn load_inventory(
 ) -> Result<BTreeMap<String, model::Host>, ScenarioError> {
     let bytes = read_bounded(path)?;
     let text = utf8_text(path, &bytes)?;
-    let srcs = vec![Source {
+    let mut srcs = vec![Source {
         display: path.to_path_buf(),
         text,
         base_dir: folder_of(&absolute(path)),
     }];
-    let fail = |found: Vec<validate::Found>| {
+    let fail = |found: Vec<validate::Found>, srcs: &[Source]| {
         let sources = srcs
             .iter()
             .map(|s| (s.display.clone(), s.text.clone()))
@@ -179,10 +187,56 @@ pub fn load_inventory(
         ScenarioError::new(found, sources)
     };
     let inventory =
-        validate::parse_yaml::<raw::InventoryRaw>(&srcs[0]).map_err(|f| fail(vec![f]))?;
-    let mut hosts = validate::resolve_inventory(&srcs, &inventory, &opts.vars).map_err(fail)?;
+        validate::parse_yaml::<raw::InventoryRaw>(&srcs[0]).map_err(|f| fail(vec![f], &srcs))?;
+    let output =
+        run_hosts_from(&mut srcs, 0, &inventory, &opts.vars).map_err(|f| fail(f, &srcs))?;
+    let mut hosts = validate::resolve_inventory(&srcs, &inventory, output.as_ref(), &opts.vars)
+        .map_err(|f| fail(f, &srcs))?;
     opts.fill_client_cert(hosts.values_mut());
     Ok(hosts)
+}
+
+/// Runs the `hosts_from` command of the inventory `srcs[index]`, if it has one, and parses what
+/// it printed, which is added to `srcs` (its problems point into it).
+fn run_hosts_from(
+    srcs: &mut Vec<Source>,
+    index: usize,
+    inventory: &raw::InventoryRaw,
+    vars: &BTreeMap<String, String>,
+) -> Result<Option<raw::HostsOutputRaw>, Vec<validate::Found>> {
+    let Some(raw) = &inventory.hosts_from else {
+        return Ok(None);
+    };
+    let (command, timeout) = validate::hosts_from_command(srcs, index, raw, vars)?;
+    let dir = srcs[index].base_dir.clone();
+    let text = hosts_from::run(&command, &dir, timeout).map_err(|failure| {
+        vec![validate::hosts_from_problem(
+            srcs,
+            index,
+            raw,
+            failure.message,
+            failure.help,
+        )]
+    })?;
+    let mut display = srcs[index].display.clone().into_os_string();
+    display.push(" (hosts_from output)");
+    srcs.push(Source {
+        display: display.into(),
+        text,
+        base_dir: dir,
+    });
+    let output =
+        validate::parse_yaml::<raw::HostsOutputRaw>(&srcs[srcs.len() - 1]).map_err(|f| vec![f])?;
+    if output.hosts.as_ref().is_none_or(|h| h.0.is_empty()) {
+        return Err(vec![validate::hosts_from_problem(
+            srcs,
+            index,
+            raw,
+            "`hosts_from` printed no hosts".into(),
+            Some("it must print `hosts:` as in an inventory (YAML or JSON); an empty fleet is never assumed".into()),
+        )]);
+    }
+    Ok(Some(output))
 }
 
 /// The most a scenario or inventory file may hold. Real ones are a few KiB; the bound keeps a

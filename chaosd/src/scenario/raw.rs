@@ -205,6 +205,29 @@ pub struct InventoryRaw {
     /// Named selections of hosts.
     #[schemars(with = "Option<BTreeMap<String, TargetRaw>>")]
     pub targets: Option<Entries<Sp<TargetRaw>>>,
+    /// A command that prints more hosts (`hosts:` in YAML or JSON), run at the start of each run.
+    #[schemars(with = "Option<HostsFromRaw>")]
+    pub hosts_from: Option<Sp<HostsFromRaw>>,
+}
+
+/// `hosts_from:` of an inventory: where the fleet's hosts come from.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "HostsFrom")]
+pub struct HostsFromRaw {
+    /// The command: a `/bin/sh -c` string or an argv list, run in the inventory's folder.
+    #[schemars(with = "Option<schema::TextOrList>")]
+    pub command: Option<Sp<ScalarOrList>>,
+    /// How long it may take (default 30s).
+    #[schemars(with = "Option<schema::Duration>")]
+    pub timeout: Opt,
+}
+
+/// What a `hosts_from` command prints: `hosts:` as in an inventory, and nothing else.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostsOutputRaw {
+    pub hosts: Option<Entries<Sp<HostRaw>>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

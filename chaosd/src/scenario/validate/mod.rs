@@ -37,15 +37,76 @@ pub(crate) struct Input<'a> {
     pub srcs: &'a [Source],
     pub file: FileRaw,
     pub inventory: Option<InventoryRaw>,
+    /// What the inventory's `hosts_from` printed (`srcs[2]`).
+    pub hosts_output: Option<HostsOutputRaw>,
     pub vars: &'a BTreeMap<String, String>,
     pub path: PathBuf,
     pub sha256: String,
+}
+
+/// How long a `hosts_from` command may take unless its `timeout` says.
+pub(crate) const HOSTS_FROM_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The command of an inventory's `hosts_from` (the inventory is `srcs[index]`), with its timeout
+/// and the position of `hosts_from` for the problems of running it.
+pub(crate) fn hosts_from_command(
+    srcs: &[Source],
+    index: usize,
+    raw: &Sp<HostsFromRaw>,
+    vars: &BTreeMap<String, String>,
+) -> Result<(model::Command, std::time::Duration), Vec<Found>> {
+    let mut cx = Cx {
+        srcs,
+        cur: index,
+        vars,
+        found: Vec::new(),
+    };
+    let timeout = cx
+        .positive(&raw.value.timeout, "timeout")
+        .unwrap_or(HOSTS_FROM_TIMEOUT);
+    let command = match &raw.value.command {
+        Some(run) => cx.command(run, "`hosts_from`"),
+        None => {
+            cx.report(
+                pos(raw),
+                "`hosts_from` needs a `command`",
+                Some("e.g. `hosts_from: {command: [./hosts-from-consul.sh]}`".into()),
+            );
+            None
+        }
+    };
+    match command {
+        Some(command) if cx.found.is_empty() => Ok((command, timeout)),
+        _ => Err(cx.found),
+    }
+}
+
+/// A problem with running an inventory's `hosts_from` (`srcs[index]`), at `hosts_from`.
+pub(crate) fn hosts_from_problem(
+    srcs: &[Source],
+    index: usize,
+    raw: &Sp<HostsFromRaw>,
+    message: String,
+    help: Option<String>,
+) -> Found {
+    let at = pos(raw);
+    (
+        crate::scenario::error::Problem {
+            file: srcs[index].display.clone(),
+            line: at.line,
+            column: at.column,
+            message,
+            help,
+        },
+        at.width,
+    )
 }
 
 /// The hosts of an inventory file on its own (for `chaosctl agents` and `revert --all`).
 pub(crate) fn resolve_inventory(
     srcs: &[Source],
     inventory: &InventoryRaw,
+    output: Option<&HostsOutputRaw>,
     vars: &BTreeMap<String, String>,
 ) -> Result<BTreeMap<String, Host>, Vec<Found>> {
     let mut cx = Cx {
@@ -55,7 +116,16 @@ pub(crate) fn resolve_inventory(
         found: Vec::new(),
     };
     let mut hosts = BTreeMap::new();
-    for (key, raw) in inventory.hosts.iter().flat_map(|e| e.0.iter()) {
+    let entries = [
+        (0, inventory.hosts.as_ref()),
+        (1, output.and_then(|o| o.hosts.as_ref())),
+    ];
+    for (key, raw, src) in entries.iter().flat_map(|(src, e)| {
+        e.iter()
+            .flat_map(|e| e.0.iter())
+            .map(move |(k, r)| (k, r, *src))
+    }) {
+        cx.cur = src;
         let name = key.value.clone();
         if name == model::LOCAL_HOST {
             cx.report(
@@ -144,12 +214,18 @@ pub(crate) fn resolve(input: Input<'_>) -> Result<Scenario, Vec<Found>> {
         Option<&'r Entries<Sp<HostRaw>>>,
         Option<&'r Entries<Sp<TargetRaw>>>,
     );
-    let sources: [Defs; 2] = [
+    let hosts_output = input.hosts_output;
+    let sources: [Defs; 3] = [
         (0, file.hosts.as_ref(), file.targets.as_ref()),
         (
             1,
             inventory.as_ref().and_then(|i| i.hosts.as_ref()),
             inventory.as_ref().and_then(|i| i.targets.as_ref()),
+        ),
+        (
+            2,
+            hosts_output.as_ref().and_then(|o| o.hosts.as_ref()),
+            None,
         ),
     ];
     for (src, host_entries, target_entries) in sources {
@@ -165,10 +241,16 @@ pub(crate) fn resolve(input: Input<'_>) -> Result<Scenario, Vec<Found>> {
                 continue;
             }
             if let Some(&first) = host_from.get(&name) {
-                let message = if first == src {
-                    format!("host `{name}` is defined twice")
-                } else {
-                    format!("host `{name}` is defined both in the scenario and in the inventory")
+                let message = match (first, src) {
+                    (a, b) if a == b => format!("host `{name}` is defined twice"),
+                    (0, _) => {
+                        format!(
+                            "host `{name}` is defined both in the scenario and in the inventory"
+                        )
+                    }
+                    _ => format!(
+                        "host `{name}` is defined both in the inventory and by its `hosts_from`"
+                    ),
                 };
                 cx.error(pos(key), message);
                 continue;
