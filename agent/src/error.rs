@@ -108,6 +108,9 @@ pub enum FaultError {
     #[error("`{kind}` fault: {reason}")]
     Network { kind: FaultKind, reason: String },
 
+    #[error("`inside:`: {reason}")]
+    Inside { reason: String },
+
     #[error(
         "invalid fault id `{fault_id}`: use 1 to 128 letters, digits, `-`, `_` or `.`, not starting with `.`"
     )]
@@ -178,6 +181,7 @@ impl FaultError {
             FaultError::Unfill { .. } => "unfill_failed",
             FaultError::Unsupported { .. } => "unsupported",
             FaultError::Network { .. } => "network",
+            FaultError::Inside { .. } => "inside",
             FaultError::InvalidFaultId { .. } => "invalid_fault_id",
             FaultError::DuplicateFault { .. } => "duplicate_fault",
             FaultError::UnknownFault { .. } => "unknown_fault",

@@ -157,7 +157,7 @@ struct Table {
 enum Slot {
     Injecting,
     Active(Box<Held>),
-    Reverting(ActiveFault),
+    Reverting(Box<ActiveFault>),
     Reverted(Reverted),
 }
 
@@ -322,7 +322,7 @@ impl LocalAgent {
             .values()
             .filter_map(|slot| match slot {
                 Slot::Active(held) => Some(held.fault.clone()),
-                Slot::Reverting(fault) => Some(fault.clone()),
+                Slot::Reverting(fault) => Some(ActiveFault::clone(fault)),
                 Slot::Injecting | Slot::Reverted(_) => None,
             })
             .collect();
@@ -644,7 +644,7 @@ impl Inner {
                         .unwrap_or_else(PoisonError::into_inner);
                 }
                 Some(Slot::Active(held)) => {
-                    let reverting = Slot::Reverting(held.fault.clone());
+                    let reverting = Slot::Reverting(Box::new(held.fault.clone()));
                     match table.faults.insert(fault_id.to_string(), reverting) {
                         Some(Slot::Active(held)) => break held,
                         _ => unreachable!("the slot was just seen active under the lock"),

@@ -190,6 +190,10 @@ pub struct NetScope {
     pub interface: Option<String>,
     /// Port 22 is left alone unless this is false.
     pub spare_ssh: bool,
+    /// Made inside the network namespaces of these processes (a container's, a pod's), once per
+    /// distinct namespace, instead of the host's ([`crate::fault::inside`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inside: Option<ProcessSelector>,
 }
 
 impl fmt::Display for PeerSelector {
@@ -235,6 +239,9 @@ impl fmt::Display for NetScope {
         }
         if !self.spare_ssh {
             parts.push("SSH not spared".to_string());
+        }
+        if let Some(inside) = &self.inside {
+            parts.push(format!("inside the network namespaces of {inside}"));
         }
         write!(f, " {}", parts.join(", "))
     }
@@ -300,6 +307,45 @@ pub enum FaultSpec {
     Bandwidth(BandwidthSpec),
     Corrupt(CorruptSpec),
     Duplicate(DuplicateSpec),
+}
+
+impl FaultSpec {
+    /// The network scope of a network fault; `None` for the other kinds.
+    pub fn scope(&self) -> Option<&NetScope> {
+        match self {
+            FaultSpec::Latency(s) => Some(&s.scope),
+            FaultSpec::Loss(s) => Some(&s.scope),
+            FaultSpec::Drop(s) => Some(&s.scope),
+            FaultSpec::Bandwidth(s) => Some(&s.scope),
+            FaultSpec::Corrupt(s) => Some(&s.scope),
+            FaultSpec::Duplicate(s) => Some(&s.scope),
+            FaultSpec::Kill(_)
+            | FaultSpec::Pause(_)
+            | FaultSpec::FillDisk(_)
+            | FaultSpec::Stress(_) => None,
+        }
+    }
+
+    /// [`FaultSpec::scope`], to change.
+    pub fn scope_mut(&mut self) -> Option<&mut NetScope> {
+        match self {
+            FaultSpec::Latency(s) => Some(&mut s.scope),
+            FaultSpec::Loss(s) => Some(&mut s.scope),
+            FaultSpec::Drop(s) => Some(&mut s.scope),
+            FaultSpec::Bandwidth(s) => Some(&mut s.scope),
+            FaultSpec::Corrupt(s) => Some(&mut s.scope),
+            FaultSpec::Duplicate(s) => Some(&mut s.scope),
+            FaultSpec::Kill(_)
+            | FaultSpec::Pause(_)
+            | FaultSpec::FillDisk(_)
+            | FaultSpec::Stress(_) => None,
+        }
+    }
+
+    /// The processes in whose namespaces the fault is made (`inside:`), if any.
+    pub fn inside(&self) -> Option<&ProcessSelector> {
+        self.scope().and_then(|scope| scope.inside.as_ref())
+    }
 }
 
 /// `kill`: a signal to the picked processes.
@@ -887,6 +933,7 @@ mod tests {
                 }),
                 interface: Some("eth0".into()),
                 spare_ssh: true,
+                inside: None,
             },
         });
         assert_eq!(

@@ -19,6 +19,7 @@ mod edges;
 mod faults;
 mod impact;
 mod init;
+mod inside;
 mod invalid;
 mod lab;
 mod load;

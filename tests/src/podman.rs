@@ -134,6 +134,48 @@ impl Container {
         }
     }
 
+    /// Its network namespace, by inode.
+    pub fn netns(&self) -> u64 {
+        std::os::unix::fs::MetadataExt::ino(
+            &fs::metadata(format!("/proc/{}/ns/net", self.pid)).expect("the container's netns"),
+        )
+    }
+
+    /// Wires the container (started with no network) to the test's own namespace `observer`: a
+    /// veth pair, `10.77.<subnet>.1` on the observer's side, `10.77.<subnet>.2` (eth0) in the
+    /// container. The pair goes with the container's namespace. Returns the container's address.
+    pub fn wire_to(&self, observer: &str, subnet: u8) -> String {
+        let outer = format!("cv{}x{subnet}", std::process::id() % 100_000);
+        let pid = self.pid.to_string();
+        let (near, far) = (
+            format!("10.77.{subnet}.1/24"),
+            format!("10.77.{subnet}.2/24"),
+        );
+        let run = |args: &[&str]| {
+            let out = Command::new(args[0])
+                .args(&args[1..])
+                .output()
+                .expect(args[0]);
+            assert!(
+                out.status.success(),
+                "{}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        run(&[
+            "ip", "link", "add", &outer, "type", "veth", "peer", "name", "eth0", "netns", &pid,
+        ]);
+        run(&["ip", "link", "set", &outer, "netns", observer]);
+        run(&["ip", "-n", observer, "addr", "add", &near, "dev", &outer]);
+        run(&["ip", "-n", observer, "link", "set", &outer, "up"]);
+        let inside = ["nsenter", "-t", &pid, "-n"];
+        run(&[&inside[..], &["ip", "addr", "add", &far, "dev", "eth0"]].concat());
+        run(&[&inside[..], &["ip", "link", "set", "eth0", "up"]].concat());
+        run(&[&inside[..], &["ip", "link", "set", "lo", "up"]].concat());
+        format!("10.77.{subnet}.2")
+    }
+
     /// `podman inspect -f FORMAT` of this container.
     pub fn inspect(&self, format: &str) -> String {
         inspect(&self.name, format)

@@ -11,6 +11,7 @@
 //! **Invariant:** `plan` does not touch the host; `revert` is idempotent.
 
 pub mod fill_disk;
+pub mod inside;
 pub mod kill;
 pub mod net;
 pub mod pause;
@@ -85,6 +86,8 @@ pub enum Undo {
         #[serde(default = "legacy_netem_handle")]
         handle: u16,
     },
+    /// `inside:`: the kind's own undo data, carried out inside each namespace that still exists.
+    Inside { entries: Vec<inside::InsideEntry> },
     /// `duplicate` (netem): delete our root qdisc of `interface`, the `prio` of major `handle`.
     Duplicate {
         interface: String,
@@ -228,14 +231,21 @@ fn other_kinds_undo(kind: FaultKind) -> FaultError {
     }
 }
 
-/// Preflight: the kind is supported, its selector matches, its path is usable. Touches nothing.
+/// Preflight: the kind is supported, its selector matches, its path is usable (inside each
+/// namespace of `inside:`). Touches nothing.
 pub fn check(spec: &FaultSpec) -> Result<(), FaultError> {
-    kind_of(spec).check()
+    match spec.inside() {
+        Some(selector) => inside::check(spec, selector),
+        None => kind_of(spec).check(),
+    }
 }
 
 /// Decides what an injection of `spec` will do, without touching the host. `seed` draws the picks.
 pub fn plan(fault_id: &str, spec: &FaultSpec, seed: u64) -> Result<Undo, FaultError> {
-    kind_of(spec).plan(fault_id, seed)
+    match spec.inside() {
+        Some(selector) => inside::plan(fault_id, spec, selector, seed),
+        None => kind_of(spec).plan(fault_id, seed),
+    }
 }
 
 /// Carries out a planned injection and verifies it. On error the caller reverts `undo` (which is
@@ -252,7 +262,10 @@ pub fn inject_with(
     undo: &Undo,
     ctx: &Context,
 ) -> Result<Injected, FaultError> {
-    kind_of(spec).inject(fault_id, undo, ctx)
+    match undo {
+        Undo::Inside { entries } => inside::inject(spec, entries, ctx),
+        _ => kind_of(spec).inject(fault_id, undo, ctx),
+    }
 }
 
 impl fmt::Display for FaultSpec {
@@ -291,6 +304,28 @@ pub fn revert(fault_id: &str, undo: &Undo) -> Result<Undone, FaultError> {
         Undo::Duplicate { interface, handle } => {
             net::netem::revert(FaultKind::Duplicate, interface, *handle)
         }
+        Undo::Inside { entries } => inside::revert(entries),
+    }
+}
+
+/// Stops what runs in this process for the injection `undo` describes (the NFQUEUE holder),
+/// without touching the host: for a fault whose namespace has gone, where there is nothing left
+/// to revert but our own threads would go on.
+fn stop_workers(undo: &Undo) {
+    match undo {
+        Undo::Nfqueue { chain, .. } => {
+            net::nfqueue::stop(chain);
+        }
+        Undo::Inside { entries } => entries.iter().for_each(|e| stop_workers(&e.undo)),
+        Undo::Kill { .. }
+        | Undo::Pause { .. }
+        | Undo::FillDisk { .. }
+        | Undo::NetTable { .. }
+        | Undo::Netem { .. }
+        | Undo::Stress { .. }
+        | Undo::Bandwidth { .. }
+        | Undo::Corrupt { .. }
+        | Undo::Duplicate { .. } => {}
     }
 }
 

@@ -10,6 +10,8 @@
 //!     - '^chaos-demo( |$)'          #   must match one (unanchored unless you anchor it)
 //!     - '^/run/nginx\.pid$'
 //!   pid: false                      # whether bare `pid: N` selectors are accepted (default false)
+//! inside:                           # `inside:` of network faults: the same two keys, for the
+//!   selectors: ['^shop/']           #   processes whose namespaces a fault may enter
 //! fill_paths: [/mnt/chaos]          # fill_disk only in these directories or below them
 //! interfaces: [eth0]                # network faults only on these interfaces, which they must name
 //! ports: [5432, 6379]               # network faults only for these peer ports, which they must list
@@ -42,6 +44,8 @@ use crate::spec::{FaultKind, FaultSpec, NetScope, ProbeKind, ProcessSelector};
 pub struct Policy {
     kinds: Option<Vec<FaultKind>>,
     processes: Option<Processes>,
+    /// Which processes' namespaces `inside:` may enter.
+    inside: Option<Processes>,
     fill_paths: Option<Vec<PathBuf>>,
     interfaces: Option<Vec<String>>,
     ports: Option<Vec<u16>>,
@@ -80,6 +84,65 @@ struct Processes {
     pid: bool,
 }
 
+impl Processes {
+    /// Whether `selector` is within these limits, which are the policy's `key` (`processes`,
+    /// `inside`).
+    fn check(&self, key: &str, selector: &ProcessSelector) -> Result<(), Refusal> {
+        let allowed = || {
+            let allowed: Vec<&str> = self.selectors.iter().map(Regex::as_str).collect();
+            list(&allowed)
+        };
+        let text = match selector {
+            ProcessSelector::Pid(pid) => {
+                return if self.pid {
+                    Ok(())
+                } else {
+                    refuse(format!(
+                        "process selector pid {pid} is outside the policy (`{key}.pid` is false)"
+                    ))
+                };
+            }
+            // A combination selects a subset of what each of its keys selects: one key within
+            // the policy is enough.
+            ProcessSelector::All(parts) => {
+                return if parts.iter().any(|part| self.check(key, part).is_ok()) {
+                    Ok(())
+                } else {
+                    refuse(format!(
+                        "no key of process selector {selector} is within the policy's {key}.selectors {}",
+                        allowed()
+                    ))
+                };
+            }
+            ProcessSelector::Name(name) => name.clone(),
+            ProcessSelector::Pattern(pattern) => pattern.clone(),
+            ProcessSelector::Pidfile(path) => path.display().to_string(),
+            ProcessSelector::Cgroup(text)
+            | ProcessSelector::Unit(text)
+            | ProcessSelector::Container(text) => text.clone(),
+        };
+        if self.selectors.iter().any(|re| re.is_match(&text)) {
+            Ok(())
+        } else {
+            refuse(format!(
+                "process selector {selector} is outside the policy's {key}.selectors {}",
+                allowed()
+            ))
+        }
+    }
+
+    fn parse(key: &str, raw: RawProcesses) -> Result<Processes, String> {
+        Ok(Processes {
+            selectors: raw
+                .selectors
+                .iter()
+                .map(|s| Regex::new(s).map_err(|err| format!("{key}.selectors `{s}`: {err}")))
+                .collect::<Result<_, _>>()?,
+            pid: raw.pid,
+        })
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawPolicy {
@@ -87,6 +150,8 @@ struct RawPolicy {
     kinds: Option<Vec<FaultKind>>,
     #[serde(default)]
     processes: Option<RawProcesses>,
+    #[serde(default)]
+    inside: Option<RawProcesses>,
     #[serde(default)]
     fill_paths: Option<Vec<PathBuf>>,
     #[serde(default)]
@@ -171,19 +236,14 @@ impl Policy {
         } else {
             serde_saphyr::from_str(text).map_err(|err| err.to_string())?
         };
-        let processes = match raw.processes {
-            None => None,
-            Some(p) => Some(Processes {
-                selectors: p
-                    .selectors
-                    .iter()
-                    .map(|s| {
-                        Regex::new(s).map_err(|err| format!("processes.selectors `{s}`: {err}"))
-                    })
-                    .collect::<Result<_, _>>()?,
-                pid: p.pid,
-            }),
-        };
+        let processes = raw
+            .processes
+            .map(|p| Processes::parse("processes", p))
+            .transpose()?;
+        let inside = raw
+            .inside
+            .map(|p| Processes::parse("inside", p))
+            .transpose()?;
         if let Some(paths) = &raw.fill_paths
             && let Some(bad) = paths.iter().find(|p| !p.is_absolute())
         {
@@ -231,6 +291,7 @@ impl Policy {
             commands,
             kinds: raw.kinds,
             processes,
+            inside,
             fill_paths: raw.fill_paths,
             interfaces: raw.interfaces,
             ports: raw.ports,
@@ -263,6 +324,10 @@ impl Policy {
                 list(&selectors),
                 p.pid
             ));
+        }
+        if let Some(p) = &self.inside {
+            let selectors: Vec<&str> = p.selectors.iter().map(Regex::as_str).collect();
+            parts.push(format!("inside selectors {}", list(&selectors)));
         }
         if let Some(paths) = &self.fill_paths {
             parts.push(format!("fill_paths {}", paths_list(paths)));
@@ -311,6 +376,9 @@ impl Policy {
                 "`{kind}` faults are outside the policy's kinds {}",
                 list(kinds)
             ));
+        }
+        if let Some(selector) = spec.inside() {
+            self.check_inside(selector)?;
         }
         crate::fault::kind_of(spec).check_policy(self)
     }
@@ -413,47 +481,17 @@ impl Policy {
 
     /// Whether a `kill` or `pause` selector is within `processes`.
     pub(crate) fn check_selector(&self, selector: &ProcessSelector) -> Result<(), Refusal> {
-        let Some(p) = &self.processes else {
-            return Ok(());
-        };
-        let text = match selector {
-            ProcessSelector::Pid(pid) => {
-                return if p.pid {
-                    Ok(())
-                } else {
-                    refuse(format!(
-                        "process selector pid {pid} is outside the policy (`processes.pid` is false)"
-                    ))
-                };
-            }
-            // A combination selects a subset of what each of its keys selects: one key within
-            // the policy is enough.
-            ProcessSelector::All(parts) => {
-                return if parts.iter().any(|part| self.check_selector(part).is_ok()) {
-                    Ok(())
-                } else {
-                    let allowed: Vec<&str> = p.selectors.iter().map(Regex::as_str).collect();
-                    refuse(format!(
-                        "no key of process selector {selector} is within the policy's processes.selectors {}",
-                        list(&allowed)
-                    ))
-                };
-            }
-            ProcessSelector::Name(name) => name.clone(),
-            ProcessSelector::Pattern(pattern) => pattern.clone(),
-            ProcessSelector::Pidfile(path) => path.display().to_string(),
-            ProcessSelector::Cgroup(text)
-            | ProcessSelector::Unit(text)
-            | ProcessSelector::Container(text) => text.clone(),
-        };
-        if p.selectors.iter().any(|re| re.is_match(&text)) {
-            Ok(())
-        } else {
-            let allowed: Vec<&str> = p.selectors.iter().map(Regex::as_str).collect();
-            refuse(format!(
-                "process selector {selector} is outside the policy's processes.selectors {}",
-                list(&allowed)
-            ))
+        match &self.processes {
+            Some(p) => p.check("processes", selector),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether an `inside:` selector is within `inside`.
+    pub(crate) fn check_inside(&self, selector: &ProcessSelector) -> Result<(), Refusal> {
+        match &self.inside {
+            Some(p) => p.check("inside", selector),
+            None => Ok(()),
         }
     }
 
@@ -732,6 +770,35 @@ max_loss: 50%
     }
 
     #[test]
+    fn inside_selectors_limit_whose_namespaces_a_fault_enters() {
+        let p = Policy::parse("inside: {selectors: ['^shop/']}").unwrap();
+        let latency = |inside: &str| {
+            FaultSpec::Latency(crate::spec::LatencySpec {
+                delay: Duration::from_millis(10),
+                jitter: Duration::ZERO,
+                scope: NetScope {
+                    inside: Some(ProcessSelector::Container(inside.into())),
+                    ..NetScope::default()
+                },
+            })
+        };
+        assert!(p.check_fault(&latency("shop/checkout-1/app")).is_ok());
+        assert_eq!(
+            msg(p.check_fault(&latency("billing/api-1/app"))),
+            "process selector container `billing/api-1/app` is outside the policy's inside.selectors [^shop/]"
+        );
+        let host_only = FaultSpec::Latency(crate::spec::LatencySpec {
+            delay: Duration::from_millis(10),
+            jitter: Duration::ZERO,
+            scope: NetScope::default(),
+        });
+        assert!(
+            p.check_fault(&host_only).is_ok(),
+            "no inside: nothing to check"
+        );
+    }
+
+    #[test]
     fn fill_paths_are_prefixes_by_component() {
         let p = Policy::parse(FULL).unwrap();
         let fill = |path: &str| {
@@ -817,6 +884,7 @@ max_loss: 50%
             from: None,
             interface: Some("eth0".into()),
             spare_ssh: true,
+            inside: None,
         };
         let loss = |share, scope: NetScope| FaultSpec::Loss(LossSpec { share, scope });
         assert!(p.check_fault(&loss(50.0, scope.clone())).is_ok());

@@ -185,6 +185,7 @@ fn scope() -> NetScope {
         from: None,
         interface: Some("veth0".into()),
         spare_ssh: true,
+        inside: None,
     }
 }
 

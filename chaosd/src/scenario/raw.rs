@@ -639,6 +639,21 @@ pub struct FaultRaw {
     /// Send a share of the packets sent to matching peers twice (needs netem).
     #[schemars(with = "Option<DuplicateRaw>")]
     pub duplicate: Option<Sp<DuplicateRaw>>,
+    /// Make the fault inside the network namespaces of these processes (a container's), not
+    /// the host's: network kinds only.
+    #[schemars(with = "Option<InsideRaw>")]
+    pub inside: Option<Sp<InsideRaw>>,
+}
+
+/// `inside:` of a network fault: whose network namespaces it is made in.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Inside")]
+pub struct InsideRaw {
+    /// The processes (a container's: `{container: checkout}`) whose namespaces the fault enters,
+    /// once per distinct namespace.
+    #[schemars(with = "Option<ProcessRaw>")]
+    pub process: Option<Sp<ProcessRaw>>,
 }
 
 /// An entry of `faults:`: its own target and one kind, or an `action`; either may start late.
@@ -685,6 +700,10 @@ pub struct FaultEntryRaw {
     /// Send a share of the packets sent to matching peers twice (needs netem).
     #[schemars(with = "Option<DuplicateRaw>")]
     pub duplicate: Option<Sp<DuplicateRaw>>,
+    /// Make the fault inside the network namespaces of these processes (a container's), not
+    /// the host's: network kinds only.
+    #[schemars(with = "Option<InsideRaw>")]
+    pub inside: Option<Sp<InsideRaw>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

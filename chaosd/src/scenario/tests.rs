@@ -792,6 +792,7 @@ fn bandwidth_values() {
                 from: None,
                 interface: Some("eth0".into()),
                 spare_ssh: true,
+                inside: None,
             },
         })
     );
@@ -843,6 +844,7 @@ fn corrupt_and_duplicate_values() {
                 from: None,
                 interface: Some("eth0".into()),
                 spare_ssh: true,
+                inside: None,
             },
         })
     );
@@ -866,6 +868,7 @@ fn corrupt_and_duplicate_values() {
                 }),
                 interface: None,
                 spare_ssh: false,
+                inside: None,
             },
         })
     );

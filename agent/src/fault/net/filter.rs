@@ -499,6 +499,7 @@ mod tests {
             from,
             interface: None,
             spare_ssh: true,
+            inside: None,
         }
     }
 

@@ -194,6 +194,7 @@ mod tests {
             from: None,
             interface: Some("eth0".into()),
             spare_ssh: true,
+            inside: None,
         }
     }
 
@@ -243,6 +244,7 @@ mod tests {
             }),
             interface: None,
             spare_ssh: false,
+            inside: None,
         };
         let commands = netem::commands(
             FaultKind::Duplicate,

@@ -365,6 +365,7 @@ mod tests {
             from: None,
             interface: None,
             spare_ssh: true,
+            inside: None,
         };
         let exempt = [Exempt {
             peer: "10.0.0.1".parse().unwrap(),

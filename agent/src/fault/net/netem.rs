@@ -305,6 +305,7 @@ mod tests {
             from: None,
             interface: None,
             spare_ssh: true,
+            inside: None,
         };
         let f = filters(FaultKind::Latency, &scope, &[], 0xd123).unwrap();
         assert_eq!(f.len(), 6);

@@ -79,6 +79,7 @@ pub(super) fn given(f: &FaultRaw) -> Vec<Given<'_>> {
         bandwidth,
         corrupt,
         duplicate,
+        inside: _,
     } = f;
     [
         kill.as_ref().map(Given::Kill),
@@ -113,6 +114,7 @@ pub(super) fn given_in_entry(e: &FaultEntryRaw) -> Vec<Given<'_>> {
         bandwidth,
         corrupt,
         duplicate,
+        inside: _,
     } = e;
     [
         kill.as_ref().map(Given::Kill),
@@ -131,8 +133,54 @@ pub(super) fn given_in_entry(e: &FaultEntryRaw) -> Vec<Given<'_>> {
     .collect()
 }
 
-/// The fault `given` describes, which must be exactly one kind.
-pub(super) fn fault(cx: &mut Cx, mut given: Vec<Given>, at: Pos, what: &str) -> Option<FaultSpec> {
+/// The fault `given` describes, which must be exactly one kind, made `inside` the namespaces of
+/// some processes if that is given.
+pub(super) fn fault(
+    cx: &mut Cx,
+    given: Vec<Given>,
+    inside: Option<&Sp<InsideRaw>>,
+    at: Pos,
+    what: &str,
+) -> Option<FaultSpec> {
+    let mut spec = one_kind(cx, given, at, what);
+    let Some(raw) = inside else {
+        return spec;
+    };
+    let selector = match &raw.value.process {
+        Some(p) => selector(cx, p),
+        None => {
+            cx.report(
+                pos(raw),
+                "`inside` needs `process`",
+                Some("e.g. `inside: {process: {container: checkout}}`".into()),
+            );
+            None
+        }
+    };
+    match spec.as_mut().map(FaultSpec::scope_mut) {
+        Some(Some(scope)) => {
+            scope.inside = Some(selector?);
+            spec
+        }
+        Some(None) => {
+            cx.report(
+                pos(raw),
+                format!(
+                    "`inside` is for the network kinds; {what} is `{}`",
+                    spec.as_ref().map_or(FaultKind::Kill, FaultSpec::kind)
+                ),
+                Some(
+                    "`inside` takes `latency`, `loss`, `drop`, `bandwidth`, `corrupt`, `duplicate`; a process selector's `container` key reaches a container's processes".into(),
+                ),
+            );
+            None
+        }
+        None => None,
+    }
+}
+
+/// The one kind `given` describes.
+fn one_kind(cx: &mut Cx, mut given: Vec<Given>, at: Pos, what: &str) -> Option<FaultSpec> {
     // The second in the file is the one pointed at.
     given.sort_by_key(|g| {
         let at = g.pos();
@@ -469,6 +517,7 @@ fn scope(
         from,
         interface,
         spare_ssh,
+        inside: None,
     })
 }
 

@@ -30,7 +30,13 @@ pub(super) fn monkey_of(
             cx.error(pos(raw), "`monkey` needs `fault`");
             None
         }
-        Some(f) => fault(cx, faults::given(&f.value), pos(f), "the fault of `monkey`"),
+        Some(f) => fault(
+            cx,
+            faults::given(&f.value),
+            f.value.inside.as_ref(),
+            pos(f),
+            "the fault of `monkey`",
+        ),
     };
     if let Some((_, (hosts, pick), at)) = &target {
         let count = pick.count_of(hosts.len());

@@ -95,6 +95,7 @@ pub(super) fn step(
         let spec = fault(
             cx,
             faults::given(&f.value),
+            f.value.inside.as_ref(),
             pos(f),
             &format!("the fault of {what}"),
         );
@@ -172,6 +173,7 @@ pub(super) fn step(
             let spec = fault(
                 cx,
                 faults::given_in_entry(e),
+                e.inside.as_ref(),
                 pos(entry),
                 &format!("a fault of {what}"),
             );

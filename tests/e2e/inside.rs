@@ -1,0 +1,211 @@
+//! `inside:` against real Podman containers: a network fault made in one container's network
+//! namespace is felt by traffic to that container, not by a second container running the same
+//! program, and leaves nothing behind in the namespace; a container stopped mid-fault makes the
+//! revert say its namespace is gone. Each container is wired by the test to an observer namespace
+//! of its own (a veth pair), from where it is pinged.
+
+use std::process::Command;
+use std::time::Duration;
+
+use chaos_tests::ping::ping_from;
+use chaos_tests::podman::{self, Container};
+use chaos_tests::support::{Sleeper, Test, pattern, read_events, unique};
+
+/// A namespace of the test's own, deleted (with what is in it) when dropped.
+struct Observer(String);
+
+impl Observer {
+    fn new(tag: &str) -> Observer {
+        let name = format!("chaos-obs-{tag}");
+        let ok = Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "ip netns add {name}");
+        Observer(name)
+    }
+}
+
+impl Drop for Observer {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+/// The iptables rules of a container's namespace, as `iptables -S` lists them.
+fn rules_in(c: &Container) -> String {
+    let out = Command::new("nsenter")
+        .args(["-t", &c.pid.to_string(), "-n", "iptables", "-S"])
+        .output()
+        .expect("nsenter");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+const LATENCY: &str = r#"version: 1
+name: latency-inside-a-container
+steps:
+  - name: slow what container a receives
+    target: local
+    fault:
+      latency: {delay: 150ms}
+      inside: {process: {container: "${A}"}}
+    duration: ${HOLD}
+    recover_within: 1s
+"#;
+
+#[test]
+fn latency_inside_one_container_is_felt_there_only_and_leaves_nothing_behind() {
+    if !podman::available() {
+        return;
+    }
+    let tag = unique("inside");
+    let a = Container::run(&format!("{tag}-a"), &[], &["/bin/sleep", "300"]);
+    let b = Container::run(&format!("{tag}-b"), &[], &["/bin/sleep", "300"]);
+    let observer = Observer::new(&tag);
+    let (addr_a, addr_b) = (a.wire_to(&observer.0, 1), b.wire_to(&observer.0, 2));
+    assert!(ping_from(&observer.0, &addr_a, 3, "0.2").avg_ms < 20.0);
+
+    let t = Test::new()
+        .scenario(LATENCY)
+        .var("A", &a.name)
+        .var("HOLD", "3s");
+    let run = t.spawn_run();
+    t.wait_for_event("fault_applied", Duration::from_secs(20));
+    let slow = ping_from(&observer.0, &addr_a, 5, "0.2");
+    let fast = ping_from(&observer.0, &addr_b, 5, "0.2");
+    println!("during: a {:.1} ms, b {:.1} ms", slow.avg_ms, fast.avg_ms);
+    assert!(slow.received >= 4 && slow.min_ms >= 140.0, "{slow:?}");
+    assert!(fast.received == 5 && fast.max_ms < 50.0, "{fast:?}");
+    assert!(rules_in(&a).contains("NFQUEUE"), "{}", rules_in(&a));
+    assert!(!rules_in(&b).contains("NFQUEUE"), "{}", rules_in(&b));
+
+    let out = run.wait();
+    out.code(0);
+    let r = out.report();
+    let fault = &r.step(0)["faults"][0];
+    let affected = fault["affected"].to_string();
+    assert!(
+        affected.contains(&format!(
+            "netns {} (via pid {} (sleep) in container {} ({}))",
+            a.netns(),
+            a.pid,
+            &a.id[..12],
+            a.name
+        )),
+        "{affected}"
+    );
+    assert!(!affected.contains(&b.netns().to_string()), "{affected}");
+    assert_eq!(fault["verified"], true, "{fault}");
+    let after = ping_from(&observer.0, &addr_a, 3, "0.2");
+    assert!(after.received == 3 && after.max_ms < 50.0, "{after:?}");
+    assert!(!rules_in(&a).contains("CHAOS"), "{}", rules_in(&a));
+}
+
+#[test]
+fn a_container_stopped_mid_fault_makes_the_revert_say_its_namespace_is_gone() {
+    if !podman::available() {
+        return;
+    }
+    let tag = unique("inside-gone");
+    let a = Container::run(&format!("{tag}-a"), &[], &["/bin/sleep", "300"]);
+    let observer = Observer::new(&tag);
+    a.wire_to(&observer.0, 1);
+    let netns = a.netns();
+    let t = Test::new()
+        .scenario(LATENCY)
+        .var("A", &a.name)
+        .var("HOLD", "2s");
+    let run = t.spawn_run();
+    t.wait_for_event("fault_applied", Duration::from_secs(20));
+    a.kill();
+    let out = run.wait();
+    out.code(0);
+    let events = read_events(&out.folder().join("events.jsonl"));
+    let reverted = events
+        .iter()
+        .find(|e| e["kind"] == "fault_reverted")
+        .expect("a fault_reverted event")
+        .to_string();
+    assert!(
+        reverted.contains(&format!("netns {netns}")) && reverted.contains("the namespace is gone"),
+        "{reverted}"
+    );
+}
+
+#[test]
+fn inside_refuses_a_process_of_the_hosts_own_namespace_and_non_network_kinds() {
+    if !chaos_tests::skip::unless_root("a latency fault's preflight reads iptables") {
+        return;
+    }
+    let tag = unique("inside-host");
+    let _sleeper = Sleeper::spawn(&tag);
+    let t = Test::new().var("PAT", pattern(&tag)).scenario(
+        r#"version: 1
+name: inside-the-host
+steps:
+  - name: slow the host by mistake
+    target: local
+    fault:
+      latency: {delay: 10ms}
+      inside: {process: {pattern: "${PAT}"}}
+    duration: 1s
+"#,
+    );
+    let out = t.run();
+    out.code(5);
+    let reason = out.report().reason();
+    assert!(
+        reason.contains("own network namespace (the host's)"),
+        "{reason}"
+    );
+
+    let t = Test::new().scenario(
+        r#"version: 1
+name: inside-a-kill
+steps:
+  - name: kill inside
+    target: local
+    fault:
+      kill: {process: {name: nothing-here}}
+      inside: {process: {container: x}}
+"#,
+    );
+    let out = t.cmd(&["validate", &t.scenario_path().display().to_string()]);
+    out.code(2);
+    out.stderr_has("`inside` is for the network kinds; the fault of step `kill inside` is `kill`");
+}
+
+/// SIGKILL of chaosctl (whose built-in agent made the fault) during an `inside:` latency: the
+/// delay stops at once (the queue fails open without its holder), and the next chaosctl command
+/// reverts the fault from the journal inside the container's namespace, where nothing is left.
+#[test]
+fn sigkill_of_chaosctl_during_inside_fails_open_and_the_next_command_cleans_the_namespace() {
+    if !podman::available() {
+        return;
+    }
+    let tag = unique("inside-kill");
+    let a = Container::run(&format!("{tag}-a"), &[], &["/bin/sleep", "300"]);
+    let observer = Observer::new(&tag);
+    let addr = a.wire_to(&observer.0, 1);
+    let t = Test::new()
+        .scenario(LATENCY)
+        .var("A", &a.name)
+        .var("HOLD", "60s");
+    let run = t.spawn_run();
+    t.wait_for_event("fault_applied", Duration::from_secs(20));
+    assert!(ping_from(&observer.0, &addr, 2, "0.2").min_ms >= 140.0);
+    run.signal(nix::sys::signal::Signal::SIGKILL);
+    let out = run.wait();
+    assert_eq!(out.signal, Some(9), "{out:?}");
+    let open = ping_from(&observer.0, &addr, 3, "0.2");
+    assert!(
+        open.received == 3 && open.max_ms < 50.0,
+        "not failing open: {open:?}"
+    );
+    assert!(rules_in(&a).contains("CHAOS"), "{}", rules_in(&a));
+
+    let runs = t.cmd(&["runs"]);
+    runs.code(0);
+    runs.stderr_has("reverted");
+    assert!(!rules_in(&a).contains("CHAOS"), "{}", rules_in(&a));
+}
