@@ -223,6 +223,7 @@ pub enum FaultSpec {
     Bandwidth(BandwidthSpec),
     Corrupt(CorruptSpec),
     Duplicate(DuplicateSpec),
+    Dns(DnsSpec),
 }
 
 /// `kill`: a signal to the picked processes.
@@ -333,6 +334,32 @@ pub struct DuplicateSpec {
     pub scope: NetScope,
 }
 
+/// `dns`: the DNS queries this host sends for matching names answered by the agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DnsSpec {
+    /// Lowercase name globs without a trailing dot (`db.internal`, `*.svc.local`).
+    pub names: Vec<String>,
+    /// The answer they get; `None`: their real answer (late by `delay`).
+    #[serde(default)]
+    pub answer: Option<DnsAnswer>,
+    /// How late the answer comes; `None`: at once.
+    #[serde(default, with = "opt_duration_ms")]
+    pub delay: Option<Duration>,
+}
+
+/// The answer a `dns` fault gives matching queries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DnsAnswer {
+    Nxdomain,
+    Servfail,
+    Refused,
+    /// No answer at all: the client times out.
+    Timeout,
+    /// This address (`A` for IPv4, `AAAA` for IPv6; the other type gets an empty answer).
+    Address(std::net::IpAddr),
+}
+
 impl FaultSpec {
     /// The fault kind as the scenario file spells it.
     pub fn kind(&self) -> FaultKind {
@@ -347,6 +374,7 @@ impl FaultSpec {
             FaultSpec::Bandwidth(_) => FaultKind::Bandwidth,
             FaultSpec::Corrupt(_) => FaultKind::Corrupt,
             FaultSpec::Duplicate(_) => FaultKind::Duplicate,
+            FaultSpec::Dns(_) => FaultKind::Dns,
         }
     }
 }
@@ -386,6 +414,7 @@ fault_kinds! {
     Bandwidth = "bandwidth",
     Corrupt = "corrupt",
     Duplicate = "duplicate",
+    Dns = "dns",
 }
 
 impl FaultKind {
@@ -409,7 +438,8 @@ impl FaultKind {
             | FaultKind::Stress
             | FaultKind::Bandwidth
             | FaultKind::Corrupt
-            | FaultKind::Duplicate => true,
+            | FaultKind::Duplicate
+            | FaultKind::Dns => true,
         }
     }
 }
@@ -755,6 +785,11 @@ mod tests {
                     ..NetScope::default()
                 },
             }),
+            FaultSpec::Dns(DnsSpec {
+                names: vec!["*.svc.local".into()],
+                answer: Some(DnsAnswer::Address("10.9.9.9".parse().unwrap())),
+                delay: Some(Duration::from_millis(300)),
+            }),
         ];
         let scope = r#"{"to":null,"from":null,"interface":"eth0","spare_ssh":true}"#;
         let expected = [
@@ -769,6 +804,8 @@ mod tests {
             format!(r#"{{"bandwidth":{{"rate":1000000,"burst":null,"scope":{scope}}}}}"#),
             format!(r#"{{"corrupt":{{"share":5.0,"scope":{scope}}}}}"#),
             format!(r#"{{"duplicate":{{"share":2.5,"scope":{scope}}}}}"#),
+            r#"{"dns":{"names":["*.svc.local"],"answer":{"address":"10.9.9.9"},"delay":300}}"#
+                .to_string(),
         ];
         for (spec, expected) in specs.iter().zip(expected) {
             assert_eq!(serde_json::to_string(spec).unwrap(), expected);
