@@ -12,6 +12,7 @@ mod certs;
 mod commands;
 mod crash_trials;
 mod diff;
+mod dns;
 mod drills_http;
 mod drills_redis;
 mod edges;
