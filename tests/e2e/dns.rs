@@ -6,6 +6,7 @@
 //! chaosctl dies (the lease), and bad keys refused before anything runs. The lab checks after
 //! each test that no table is left.
 
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -457,4 +458,71 @@ fn dns_keys_are_checked_before_anything_runs() {
         out.code(2);
         out.stderr_has(says);
     }
+}
+
+// ---- the resolver-outage drill ----------------------------------------------------------------
+
+/// Failed requests of probe `probe` in step `step` of a report.
+fn failed_in(report: &serde_json::Value, step: usize, probe: &str) -> (u64, u64) {
+    let i = report["steps"][step]["impact"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|i| i["probe"] == probe)
+        .unwrap_or_else(|| panic!("no impact of `{probe}` in step {step}: {report}"));
+    (
+        i["failed"].as_u64().unwrap_or(0),
+        i["taken"].as_u64().unwrap_or(0),
+    )
+}
+
+#[test]
+fn lab_resolver_outage_drill_the_resolved_once_proxy_keeps_serving() {
+    if !can_run()
+        || !skip::unless_installed(&["/usr/sbin/nginx"], "nginx-light")
+        || !skip::unless_installed(&["/usr/sbin/dnsmasq"], "dnsmasq-base")
+    {
+        return;
+    }
+    let Some(lab) = Lab::with_resolver("h1", "h2") else {
+        return;
+    };
+    let drill = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../scenarios/drills/resolver-outage/drill.yaml");
+    let mut t = lab.test_file(drill);
+    for (role, host) in [("PROXY", "h1"), ("DNS", "h2"), ("BACKEND", "h3")] {
+        t = t
+            .var(&format!("{role}_HOST"), host)
+            .var(&format!("{role}_ADDR"), &lab.host(host).addr)
+            .var(&format!("ON_{role}"), lab.exec_prefix(host));
+    }
+    let sandbox = t.path("sandbox");
+    let t = t.var("DRILL_DIR", sandbox.display());
+    let started = Instant::now();
+    let out = t.run();
+    println!(
+        "resolver-outage drill: the run took {:?}",
+        started.elapsed()
+    );
+    let r = out.report();
+    chaos_tests::support::print_impact(&r.json);
+    out.code(0);
+    r.verdict("passed", None);
+    for (step, what) in [(0, "SERVFAIL"), (1, "no answer")] {
+        let (re_failed, re_taken) = failed_in(&r.json, step, "re-resolving proxy");
+        let (once_failed, once_taken) = failed_in(&r.json, step, "resolved-once proxy");
+        println!(
+            "{what}: re-resolving proxy {re_failed} of {re_taken} requests failed, resolved-once proxy {once_failed} of {once_taken}"
+        );
+        assert!(
+            re_failed >= 10,
+            "{what}: the re-resolving proxy fails with its resolver"
+        );
+        assert_eq!(
+            once_failed, 0,
+            "{what}: the resolved-once proxy keeps serving"
+        );
+        assert!(once_taken >= 30, "{once_taken}");
+    }
+    assert!(!sandbox.exists(), "teardown left the sandbox");
 }

@@ -81,8 +81,13 @@ pub enum Undo {
     /// `duplicate` (netem): delete our root qdisc of `interface`.
     Duplicate { interface: String },
     /// `dns`: stop the gate's renewer and the responder if they run in this process, delete the
-    /// nftables table `inet <table>` of the redirect.
-    Dns { table: String },
+    /// nftables table `inet <table>` of the redirect, and forget the UDP flows to `resolvers`'
+    /// port 53 that it redirected.
+    Dns {
+        table: String,
+        #[serde(default)]
+        resolvers: Vec<std::net::IpAddr>,
+    },
 }
 
 /// One process a fault acts on, named so that a reused pid is not mistaken for it.
@@ -267,7 +272,7 @@ pub fn revert(fault_id: &str, undo: &Undo) -> Result<Undone, FaultError> {
         } => net::bandwidth::revert(table, interface, *handle),
         Undo::Corrupt { interface } => net::netem::revert(FaultKind::Corrupt, interface),
         Undo::Duplicate { interface } => net::netem::revert(FaultKind::Duplicate, interface),
-        Undo::Dns { table } => net::dns::revert(table),
+        Undo::Dns { table, resolvers } => net::dns::revert(table, resolvers),
     }
 }
 

@@ -54,6 +54,7 @@ impl Kind for DnsSpec {
         self.check()?;
         Ok(Undo::Dns {
             table: format!("chaos_{}", super::short_id(fault_id)),
+            resolvers: read_resolvers()?,
         })
     }
 
@@ -63,10 +64,10 @@ impl Kind for DnsSpec {
         undo: &Undo,
         _ctx: &super::Context,
     ) -> Result<Injected, FaultError> {
-        let Undo::Dns { table } = undo else {
+        let Undo::Dns { table, resolvers } = undo else {
             return Err(other_kinds_undo(KIND));
         };
-        inject(self, table)
+        inject(self, table, resolvers)
     }
 
     fn check_policy(&self, policy: &Policy) -> Result<(), Refusal> {
@@ -215,10 +216,9 @@ pub fn script(table: &str, rules: &[String]) -> String {
 
 /// Starts the responder, then the redirect to it, then the gate; reads back the table. On error
 /// the caller reverts (which stops whatever was started).
-fn inject(spec: &DnsSpec, table: &str) -> Result<Injected, FaultError> {
-    let resolvers = read_resolvers()?;
+fn inject(spec: &DnsSpec, table: &str, resolvers: &[IpAddr]) -> Result<Injected, FaultError> {
     // The responder listens before anything is redirected to it.
-    let ports = dns_responder::start(table, &resolvers, Rule::of(spec))
+    let ports = dns_responder::start(table, resolvers, Rule::of(spec))
         .map_err(|r| net_error(KIND, format!("cannot start the responder: {r}")))?;
     let rules = rules(&ports);
     let _ = run("nft", &["delete", "table", "inet", table], None);
@@ -227,6 +227,9 @@ fn inject(spec: &DnsSpec, table: &str) -> Result<Injected, FaultError> {
     })?;
     gate::start(table, DNS_PORT)
         .map_err(|r| net_error(KIND, format!("cannot open the gate: {r}")))?;
+    // A socket that already sent to a resolver (nginx's, a caching daemon's) has a conntrack
+    // entry that NAT never sees again: forgotten, its next query is redirected too.
+    let flushed = forget_flows(resolvers);
 
     let mut diffs = Vec::new();
     match run("nft", &["list", "table", "inet", table], None) {
@@ -266,6 +269,11 @@ fn inject(spec: &DnsSpec, table: &str) -> Result<Injected, FaultError> {
         gate::RENEW_EVERY.as_secs(),
         gate::GATE_TIMEOUT.as_secs()
     );
+    if let Err(reason) = flushed {
+        detail.push_str(&format!(
+            "; sockets that had already queried keep their way until idle ({reason})"
+        ));
+    }
     if !diffs.is_empty() {
         detail.push_str(&format!("; read back: {}", diffs.join(", ")));
     }
@@ -296,9 +304,42 @@ fn answer_and_delay(spec: &DnsSpec) -> String {
     s
 }
 
-/// Stops the gate's renewer and the responder (if they run in this process), deletes the table
-/// and checks it is gone; the detail says what the responder answered.
-pub fn revert(table: &str) -> Result<Undone, FaultError> {
+/// Deletes the conntrack entries of UDP flows to `resolvers`' port 53 (`conntrack -D`), so that
+/// the next packet of each is routed (and NATed, or not) afresh. `Err` with the reason when that
+/// cannot be done here.
+pub fn forget_flows(resolvers: &[IpAddr]) -> Result<(), String> {
+    for r in resolvers {
+        let family = if r.is_ipv4() { "ipv4" } else { "ipv6" };
+        let ip = r.to_string();
+        let args = [
+            "-D",
+            "-f",
+            family,
+            "-p",
+            "udp",
+            "--orig-dst",
+            &ip,
+            "--orig-port-dst",
+            "53",
+        ];
+        match run("conntrack", &args, None) {
+            // Exit 1 with "0 flow entries have been deleted" is fine.
+            Ok(_) => {}
+            Err(reason) if reason.contains("0 flow entries") => {}
+            Err(reason) if reason.contains("not installed") => {
+                return Err(format!("{reason}; apt-get install conntrack"));
+            }
+            Err(reason) => return Err(reason),
+        }
+    }
+    Ok(())
+}
+
+/// Stops the gate's renewer and the responder (if they run in this process), deletes the table,
+/// checks it is gone, and forgets the redirected flows to `resolvers` (a socket that queried
+/// through the redirect would else keep sending to the responder's closed port until idle); the
+/// detail says what the responder answered.
+pub fn revert(table: &str, resolvers: &[IpAddr]) -> Result<Undone, FaultError> {
     let renewals = gate::stop(table);
     let answered = dns_responder::stop(table);
     let deleted = run("nft", &["delete", "table", "inet", table], None);
@@ -345,6 +386,11 @@ pub fn revert(table: &str) -> Result<Undone, FaultError> {
         None => "no responder of it ran in this process (it ended with the agent that injected it)"
             .to_string(),
     });
+    if let Err(reason) = forget_flows(resolvers) {
+        done.push(format!(
+            "sockets that queried through it keep sending to the responder's closed port until idle ({reason})"
+        ));
+    }
     if let Some(g) = renewals
         && g.lapses > 0
     {
