@@ -12,7 +12,9 @@
 //! **Invariant:** the redirect fails open. It matches only while the set `gate` holds port 53,
 //! an element with a 2 s kernel timeout that [`super::gate`] renews every second from this
 //! process: if the agent dies, DNS goes straight to the resolvers again within 2 s, though the
-//! table stays until a revert (the next start's, from the journal) deletes it.
+//! table stays until a revert (the next start's, from the journal) deletes it. A UDP flow that was
+//! redirected before would keep its NAT while its socket keeps querying; with the gate closed its
+//! packets are put in a conntrack zone of their own ([`zone_rules`]), where they are a new flow.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -200,17 +202,62 @@ pub fn rules(ports: &[Ports]) -> Vec<String> {
     out
 }
 
-/// The table's script: the gate set and the `nat` chain at `output` (before `dstnat`'s usual
-/// priority, so a redirect of the host's own is not in the way).
-pub fn script(table: &str, rules: &[String]) -> String {
-    let mut s = format!(
-        "table inet {table} {{\n  {}\n  chain dns_out {{\n    type nat hook output priority -100; policy accept;\n",
-        gate::declaration()
-    );
-    for rule in rules {
-        s.push_str(&format!("    {rule}\n"));
+/// The conntrack zone of the UDP flows to the resolvers while the gate is closed.
+pub const CLOSED_ZONE: u16 = 53053;
+
+/// The rules that move UDP queries to the resolvers, and their answers, into [`CLOSED_ZONE`]
+/// while the gate is closed (the agent died): `(output, prerouting)`, at `raw` priority, before
+/// conntrack. A flow that was redirected while the gate was open keeps its NAT for as long as its
+/// conntrack entry lives, which a socket that keeps querying (nginx's resolver) renews forever;
+/// in another zone its packets make a new entry, which the closed gate leaves unredirected, and
+/// its answers find that entry (a stateful firewall sees them as established).
+pub fn zone_rules(resolvers: &[IpAddr]) -> (Vec<String>, Vec<String>) {
+    let (mut out, mut inbound) = (Vec::new(), Vec::new());
+    for r in resolvers {
+        let family = if r.is_ipv4() { "ip" } else { "ip6" };
+        let query =
+            format!("{family} daddr {r} udp dport 53 udp dport != @gate ct zone set {CLOSED_ZONE}");
+        let answer =
+            format!("{family} saddr {r} udp sport 53 udp sport != @gate ct zone set {CLOSED_ZONE}");
+        out.push(query);
+        // A resolver on this host answers through `output` (where loopback packets get their
+        // conntrack entry); one elsewhere through `prerouting`.
+        out.push(answer.clone());
+        inbound.push(answer);
     }
-    s.push_str("  }\n}\n");
+    (out, inbound)
+}
+
+/// The table's script: the gate set, the `nat` chain at `output` (before `dstnat`'s usual
+/// priority, so a redirect of the host's own is not in the way), and the chains of
+/// [`zone_rules`].
+pub fn script(table: &str, rules: &[String], resolvers: &[IpAddr]) -> String {
+    let chain = |name: &str, head: &str, rules: &[String]| {
+        let mut c = format!("  chain {name} {{\n    {head}\n");
+        for rule in rules {
+            c.push_str(&format!("    {rule}\n"));
+        }
+        c.push_str("  }\n");
+        c
+    };
+    let (zone_out, zone_in) = zone_rules(resolvers);
+    let mut s = format!("table inet {table} {{\n  {}\n", gate::declaration());
+    s.push_str(&chain(
+        "dns_out",
+        "type nat hook output priority -100; policy accept;",
+        rules,
+    ));
+    s.push_str(&chain(
+        "dns_zone_out",
+        "type filter hook output priority raw; policy accept;",
+        &zone_out,
+    ));
+    s.push_str(&chain(
+        "dns_zone_in",
+        "type filter hook prerouting priority raw; policy accept;",
+        &zone_in,
+    ));
+    s.push_str("}\n");
     s
 }
 
@@ -222,7 +269,7 @@ fn inject(spec: &DnsSpec, table: &str, resolvers: &[IpAddr]) -> Result<Injected,
         .map_err(|r| net_error(KIND, format!("cannot start the responder: {r}")))?;
     let rules = rules(&ports);
     let _ = run("nft", &["delete", "table", "inet", table], None);
-    run("nft", &["-f", "-"], Some(&script(table, &rules))).map_err(|reason| {
+    run("nft", &["-f", "-"], Some(&script(table, &rules, resolvers))).map_err(|reason| {
         net_error(KIND, format!("failed to install table `{table}`: {reason}"))
     })?;
     gate::start(table, DNS_PORT)
@@ -461,9 +508,12 @@ mod tests {
                 "ip6 daddr fd00::53 tcp dport @gate redirect to :40004",
             ]
         );
-        let s = script("chaos_ab", &r);
+        let resolvers = [ports[0].resolver, ports[1].resolver];
+        let s = script("chaos_ab", &r, &resolvers);
         assert!(s.starts_with("table inet chaos_ab {\n  set gate { type inet_service; flags timeout; }\n  chain dns_out {\n    type nat hook output priority -100;"));
         assert!(s.contains("    meta mark 0xc4a0d45 return\n    ip daddr 10.0.0.2 udp"));
+        assert!(s.contains("  chain dns_zone_out {\n    type filter hook output priority raw; policy accept;\n    ip daddr 10.0.0.2 udp dport 53 udp dport != @gate ct zone set 53053\n    ip saddr 10.0.0.2 udp sport 53 udp sport != @gate ct zone set 53053\n    ip6 daddr fd00::53 udp dport 53"));
+        assert!(s.contains("  chain dns_zone_in {\n    type filter hook prerouting priority raw; policy accept;\n    ip saddr 10.0.0.2 udp sport 53 udp sport != @gate ct zone set 53053\n    ip6 saddr fd00::53 udp sport 53 udp sport != @gate ct zone set 53053\n  }\n}\n"));
     }
 
     #[test]
