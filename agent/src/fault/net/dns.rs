@@ -385,7 +385,7 @@ pub fn forget_flows(resolvers: &[IpAddr]) -> Result<(), String> {
 /// Stops the gate's renewer and the responder (if they run in this process), deletes the table,
 /// checks it is gone, and forgets the redirected flows to `resolvers` (a socket that queried
 /// through the redirect would else keep sending to the responder's closed port until idle); the
-/// detail says what the responder answered.
+/// detail says how many queries the responder faulted and relayed.
 pub fn revert(table: &str, resolvers: &[IpAddr]) -> Result<Undone, FaultError> {
     let renewals = gate::stop(table);
     let answered = dns_responder::stop(table);
@@ -419,7 +419,7 @@ pub fn revert(table: &str, resolvers: &[IpAddr]) -> Result<Undone, FaultError> {
     done.push(match answered {
         Some(s) => {
             let mut text = format!(
-                "the responder answered {} queries by the fault and relayed {} to the resolver",
+                "the responder faulted {} queries for matching names and relayed {} others to the resolver",
                 s.faulted, s.passed
             );
             if s.upstream_failed > 0 {
