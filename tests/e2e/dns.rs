@@ -246,27 +246,27 @@ steps:
   - name: nxdomain
     target: h1
     fault: {dns: {names: [db.internal], answer: nxdomain}}
-    duration: 5s
+    duration: 6s
   - name: servfail
     target: h1
     fault: {dns: {names: ["*.internal"], answer: servfail}}
-    duration: 3s
+    duration: 4s
   - name: refused
     target: h1
     fault: {dns: {names: ["*.internal"], answer: refused}}
-    duration: 3s
+    duration: 4s
   - name: address
     target: h1
     fault: {dns: {names: [DB.Internal.], answer: {address: 10.7.7.7}}}
-    duration: 3s
+    duration: 4s
   - name: late
     target: h1
     fault: {dns: {names: [db.internal], delay: 600ms}}
-    duration: 5s
+    duration: 6s
   - name: unanswered
     target: h1
     fault: {dns: {names: [db.internal], answer: timeout}}
-    duration: 4s
+    duration: 5s
 "#;
     let t = lab.test(yaml);
     let run = t.spawn_run();
@@ -317,9 +317,9 @@ steps:
     for late in [&late_udp, &late_tcp] {
         assert_eq!(late.answers, [DB], "the real answer, late: {}", late.output);
         let ms = late.query_ms.expect("dig's query time");
-        assert!((580..900).contains(&ms), "600ms late: {ms} ms");
+        assert!((580..1200).contains(&ms), "600ms late: {ms} ms");
     }
-    assert!(prompt.query_ms.unwrap_or(999) < 200, "{}", prompt.output);
+    assert!(prompt.query_ms.unwrap_or(999) < 400, "{}", prompt.output);
 
     wait_nth_applied(&t, 6, Duration::from_secs(15));
     let silent = dig(&lab, &["+time=1", "db.internal"]);
