@@ -388,8 +388,9 @@ pub fn forget_flows(resolvers: &[IpAddr]) -> Result<(), String> {
 /// detail says how many queries the responder faulted and relayed.
 pub fn revert(table: &str, resolvers: &[IpAddr]) -> Result<Undone, FaultError> {
     let renewals = gate::stop(table);
-    let answered = dns_responder::stop(table);
+    // The redirect goes first, so that no query is sent to a responder that has stopped.
     let deleted = run("nft", &["delete", "table", "inet", table], None);
+    let answered = dns_responder::stop(table);
     let mut done = Vec::new();
     match run("nft", &["list", "tables"], None) {
         Ok(listed)
