@@ -307,6 +307,7 @@ pub enum FaultSpec {
     Bandwidth(BandwidthSpec),
     Corrupt(CorruptSpec),
     Duplicate(DuplicateSpec),
+    Dns(DnsSpec),
 }
 
 impl FaultSpec {
@@ -322,7 +323,8 @@ impl FaultSpec {
             FaultSpec::Kill(_)
             | FaultSpec::Pause(_)
             | FaultSpec::FillDisk(_)
-            | FaultSpec::Stress(_) => None,
+            | FaultSpec::Stress(_)
+            | FaultSpec::Dns(_) => None,
         }
     }
 
@@ -338,7 +340,8 @@ impl FaultSpec {
             FaultSpec::Kill(_)
             | FaultSpec::Pause(_)
             | FaultSpec::FillDisk(_)
-            | FaultSpec::Stress(_) => None,
+            | FaultSpec::Stress(_)
+            | FaultSpec::Dns(_) => None,
         }
     }
 
@@ -456,6 +459,32 @@ pub struct DuplicateSpec {
     pub scope: NetScope,
 }
 
+/// `dns`: the DNS queries this host sends for matching names answered by the agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DnsSpec {
+    /// Lowercase name globs without a trailing dot (`db.internal`, `*.svc.local`).
+    pub names: Vec<String>,
+    /// The answer they get; `None`: their real answer (late by `delay`).
+    #[serde(default)]
+    pub answer: Option<DnsAnswer>,
+    /// How late the answer comes; `None`: at once.
+    #[serde(default, with = "opt_duration_ms")]
+    pub delay: Option<Duration>,
+}
+
+/// The answer a `dns` fault gives matching queries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DnsAnswer {
+    Nxdomain,
+    Servfail,
+    Refused,
+    /// No answer at all: the client times out.
+    Timeout,
+    /// This address (`A` for IPv4, `AAAA` for IPv6; the other type gets an empty answer).
+    Address(std::net::IpAddr),
+}
+
 impl FaultSpec {
     /// The fault kind as the scenario file spells it.
     pub fn kind(&self) -> FaultKind {
@@ -470,6 +499,7 @@ impl FaultSpec {
             FaultSpec::Bandwidth(_) => FaultKind::Bandwidth,
             FaultSpec::Corrupt(_) => FaultKind::Corrupt,
             FaultSpec::Duplicate(_) => FaultKind::Duplicate,
+            FaultSpec::Dns(_) => FaultKind::Dns,
         }
     }
 }
@@ -509,6 +539,7 @@ fault_kinds! {
     Bandwidth = "bandwidth",
     Corrupt = "corrupt",
     Duplicate = "duplicate",
+    Dns = "dns",
 }
 
 impl FaultKind {
@@ -532,7 +563,8 @@ impl FaultKind {
             | FaultKind::Stress
             | FaultKind::Bandwidth
             | FaultKind::Corrupt
-            | FaultKind::Duplicate => true,
+            | FaultKind::Duplicate
+            | FaultKind::Dns => true,
         }
     }
 }
@@ -878,6 +910,11 @@ mod tests {
                     ..NetScope::default()
                 },
             }),
+            FaultSpec::Dns(DnsSpec {
+                names: vec!["*.svc.local".into()],
+                answer: Some(DnsAnswer::Address("10.9.9.9".parse().unwrap())),
+                delay: Some(Duration::from_millis(300)),
+            }),
         ];
         let scope = r#"{"to":null,"from":null,"interface":"eth0","spare_ssh":true}"#;
         let expected = [
@@ -892,6 +929,8 @@ mod tests {
             format!(r#"{{"bandwidth":{{"rate":1000000,"burst":null,"scope":{scope}}}}}"#),
             format!(r#"{{"corrupt":{{"share":5.0,"scope":{scope}}}}}"#),
             format!(r#"{{"duplicate":{{"share":2.5,"scope":{scope}}}}}"#),
+            r#"{"dns":{"names":["*.svc.local"],"answer":{"address":"10.9.9.9"},"delay":300}}"#
+                .to_string(),
         ];
         for (spec, expected) in specs.iter().zip(expected) {
             assert_eq!(serde_json::to_string(spec).unwrap(), expected);

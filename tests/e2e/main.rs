@@ -13,6 +13,7 @@ mod commands;
 mod containers;
 mod crash_trials;
 mod diff;
+mod dns;
 mod drills_http;
 mod drills_redis;
 mod edges;

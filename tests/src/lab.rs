@@ -10,8 +10,9 @@
 //!
 //! Everything is undone when the `Lab` is dropped, on every path: agents and every process in the
 //! namespaces killed, the namespaces and the root-side veth deleted. Before that, it checks that
-//! no host holds an nft table `chaos_*`, an iptables chain `CHAOS-*` or a root qdisc of ours, and
-//! fails the test if one does (unless the test failed already).
+//! no host holds an nft table `chaos_*`, an iptables chain `CHAOS-*`, a root qdisc of ours or a
+//! socket of an agent besides its API's (a `dns` responder's), and fails the test if one does
+//! (unless the test failed already).
 
 use std::fs::{self, File};
 use std::io::{Read, Write};
@@ -158,15 +159,23 @@ static NEXT_LAB: AtomicU32 = AtomicU32::new(0);
 impl Lab {
     /// Three hosts, no policy. `None` (having said why) when it cannot be built here.
     pub fn new() -> Option<Lab> {
-        Lab::build(3, &[])
+        Lab::build(3, &[], &[])
+    }
+
+    /// Three hosts, no policy; `client` resolves names through a DNS server on `server`'s address
+    /// (which the test starts there): its `/etc/netns/NS/resolv.conf`, which `ip netns exec`
+    /// mounts over `/etc/resolv.conf` for the agent and every command run in it, is written
+    /// before the agents start (timeout 1 s, one attempt) and removed with the lab.
+    pub fn with_resolver(client: &str, server: &str) -> Option<Lab> {
+        Lab::build(3, &[], &[(client, server)])
     }
 
     /// Three hosts; `policies` are (host, policy YAML) for the agents that get a `--policy`.
     pub fn with_policies(policies: &[(&str, &str)]) -> Option<Lab> {
-        Lab::build(3, policies)
+        Lab::build(3, policies, &[])
     }
 
-    fn build(hosts: usize, policies: &[(&str, &str)]) -> Option<Lab> {
+    fn build(hosts: usize, policies: &[(&str, &str)], resolvers: &[(&str, &str)]) -> Option<Lab> {
         if !can_build() {
             return None;
         }
@@ -215,6 +224,15 @@ impl Lab {
         lab.wire();
         lab.credentials();
         lab.write_inventory();
+        for (client, server) in resolvers {
+            let dir = Path::new("/etc/netns").join(&lab.host(client).ns);
+            fs::create_dir_all(&dir).expect("/etc/netns/NS");
+            let conf = format!(
+                "nameserver {}\noptions timeout:1 attempts:1\n",
+                lab.host(server).addr
+            );
+            fs::write(dir.join("resolv.conf"), conf).expect("resolv.conf");
+        }
         for i in 0..lab.hosts.len() {
             lab.start_agent_at(i, &agent);
         }
@@ -586,6 +604,9 @@ impl Lab {
             for pid in stress_workers_in(&h.ns) {
                 left.push(format!("{}: stress worker pid {pid}", h.name));
             }
+            for socket in agent_sockets_in(&h.ns) {
+                left.push(format!("{}: a socket of the agent: {socket}", h.name));
+            }
             // `bandwidth`'s HTB and `latency`'s prio/netem: no lab host has a qdisc of its own.
             let qdiscs = try_sh(&["ip", "netns", "exec", &h.ns, "tc", "qdisc", "show"])
                 .unwrap_or_else(|e| e);
@@ -598,6 +619,12 @@ impl Lab {
             }
         }
         left
+    }
+
+    /// The sockets the agent of `host` listens on besides its API (a `dns` responder's), as `ss`
+    /// lists them.
+    pub fn agent_sockets(&self, host: &str) -> Vec<String> {
+        agent_sockets_in(&self.host(host).ns)
     }
 
     /// The `stress` workers (`chaos-stress` processes that have not exited) in `host`'s namespace.
@@ -641,6 +668,7 @@ impl Drop for Lab {
         let left = self.leftovers();
         for ns in self.namespaces() {
             let _ = try_sh(&["ip", "netns", "del", &ns]);
+            let _ = fs::remove_dir_all(Path::new("/etc/netns").join(&ns));
         }
         let _ = try_sh(&["ip", "link", "del", &self.root_if]);
         let listed = try_sh(&["ip", "netns", "list"]).unwrap_or_default();
@@ -659,6 +687,17 @@ impl Drop for Lab {
             );
         }
     }
+}
+
+/// The listening (TCP) and bound (UDP) sockets of `chaos-agent` processes in `ns` besides the
+/// API's port.
+fn agent_sockets_in(ns: &str) -> Vec<String> {
+    let listed = try_sh(&["ip", "netns", "exec", ns, "ss", "-H", "-lnptu"]).unwrap_or_else(|e| e);
+    listed
+        .lines()
+        .filter(|l| l.contains("\"chaos-agent\"") && !l.contains(&format!(":{AGENT_PORT} ")))
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect()
 }
 
 /// A subnet 10.254.N.0/24 no other lab of this process uses, nor any root-namespace address.

@@ -1,7 +1,7 @@
 //! The fault executors: one module per kind, each implementing [`Kind`] for its type in
 //! [`crate::spec`] (`kill`, `pause`, `fill_disk`; `net::filter` for `drop` and `loss`,
 //! `net::latency` for `latency`, `net::bandwidth` for `bandwidth`, `net::impair` for `corrupt` and
-//! `duplicate`). [`kind_of`] is the one `match` from a [`FaultSpec`] to its kind,
+//! `duplicate`, `net::dns` for `dns`). [`kind_of`] is the one `match` from a [`FaultSpec`] to its kind,
 //! so the compiler finds a kind that is not handled.
 //!
 //! Every executor works in three steps: [`plan`] decides exactly what will be done and how to undo
@@ -32,6 +32,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::FaultError;
 use crate::process::{self, ProcessInfo};
 use crate::server::policy::{Policy, Refusal};
+use crate::spec::DnsSpec;
 use crate::spec::{
     BandwidthSpec, CorruptSpec, DropSpec, DuplicateSpec, FaultKind, FaultSpec, FillDiskSpec,
     KillSpec, LatencySpec, LossSpec, PauseSpec, Pick, ProcessSelector, StressSpec,
@@ -93,6 +94,14 @@ pub enum Undo {
         interface: String,
         #[serde(default = "legacy_netem_handle")]
         handle: u16,
+    },
+    /// `dns`: stop the gate's renewer and the responder if they run in this process, delete the
+    /// nftables table `inet <table>` of the redirect, and forget the UDP flows to `resolvers`'
+    /// port 53 that it redirected.
+    Dns {
+        table: String,
+        #[serde(default)]
+        resolvers: Vec<std::net::IpAddr>,
     },
 }
 
@@ -194,6 +203,7 @@ pub fn kind_of(spec: &FaultSpec) -> &dyn Kind {
         FaultSpec::Bandwidth(bandwidth) => bandwidth,
         FaultSpec::Corrupt(corrupt) => corrupt,
         FaultSpec::Duplicate(duplicate) => duplicate,
+        FaultSpec::Dns(dns) => dns,
     }
 }
 
@@ -211,6 +221,7 @@ pub fn support(kind: FaultKind) -> Result<&'static str, &'static str> {
         FaultKind::Bandwidth => BandwidthSpec::support(),
         FaultKind::Corrupt => CorruptSpec::support(),
         FaultKind::Duplicate => DuplicateSpec::support(),
+        FaultKind::Dns => DnsSpec::support(),
     }
 }
 
@@ -305,6 +316,7 @@ pub fn revert(fault_id: &str, undo: &Undo) -> Result<Undone, FaultError> {
             net::netem::revert(FaultKind::Duplicate, interface, *handle)
         }
         Undo::Inside { entries } => inside::revert(entries),
+        Undo::Dns { table, resolvers } => net::dns::revert(table, resolvers),
     }
 }
 
@@ -317,6 +329,10 @@ fn stop_workers(undo: &Undo) {
             net::nfqueue::stop(chain);
         }
         Undo::Inside { entries } => entries.iter().for_each(|e| stop_workers(&e.undo)),
+        Undo::Dns { table, .. } => {
+            net::gate::stop(table);
+            net::dns_responder::stop(table);
+        }
         Undo::Kill { .. }
         | Undo::Pause { .. }
         | Undo::FillDisk { .. }

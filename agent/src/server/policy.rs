@@ -22,6 +22,9 @@
 //!   max_memory: 1GiB                #   the most memory held (B, KiB, MiB, GiB, TiB; KB, MB, GB)
 //!   memory_margin: 20%              #   of MemTotal kept available beside it (default and least 10%)
 //! min_rate: 1mbit                   # the lowest `bandwidth` rate (`kbit`, `mbit`, `MB/s`, ...)
+//! dns:                              # dns faults
+//!   names: ['*.internal']           #   each name or glob of a fault must fall under one of these
+//!   max_delay: 2s                   #   the longest `delay`
 //! command_probes: false             # `command` probes via /v1/probe (default false with a policy)
 //! commands:                         # scenario `action`s via /v1/commands: only these programs,
 //!   allow: [/usr/local/bin/promote.sh]  #   by absolute path (none without this key, or without a policy)
@@ -54,6 +57,7 @@ pub struct Policy {
     stress: Stress,
     /// The lowest `bandwidth` rate, in bits per second.
     min_rate: Option<u64>,
+    dns: Dns,
     command_probes: bool,
     /// Programs an `action` may run (`/v1/commands`); empty allows none.
     commands: Vec<PathBuf>,
@@ -76,6 +80,23 @@ struct RawStress {
     max_memory: Option<String>,
     #[serde(default)]
     memory_margin: Option<Share>,
+}
+
+/// The `dns` key's limits.
+#[derive(Debug, Clone, Default)]
+struct Dns {
+    /// Globs (lowercase) that every name or glob of a fault must fall under.
+    names: Option<Vec<String>>,
+    max_delay: Option<Duration>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDns {
+    #[serde(default)]
+    names: Option<Vec<String>>,
+    #[serde(default)]
+    max_delay: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -165,6 +186,8 @@ struct RawPolicy {
     #[serde(default)]
     stress: Option<RawStress>,
     min_rate: Option<String>,
+    #[serde(default)]
+    dns: Option<RawDns>,
     #[serde(default)]
     command_probes: bool,
     #[serde(default)]
@@ -280,6 +303,28 @@ impl Policy {
                 crate::fault::net::bandwidth::parse_rate(r).map_err(|e| format!("min_rate: {e}"))
             })
             .transpose()?;
+        let dns = match raw.dns {
+            None => Dns::default(),
+            Some(d) => Dns {
+                names: d
+                    .names
+                    .map(|names| {
+                        names
+                            .iter()
+                            .map(|n| {
+                                crate::fault::net::dns::parse_name_glob(n)
+                                    .map_err(|e| format!("dns.names: {e}"))
+                            })
+                            .collect::<Result<Vec<_>, _>>()
+                    })
+                    .transpose()?,
+                max_delay: d
+                    .max_delay
+                    .as_deref()
+                    .map(|t| parse_duration(t).map_err(|e| format!("dns.max_delay `{t}`: {e}")))
+                    .transpose()?,
+            },
+        };
         let commands = raw.commands.map(|c| c.allow).unwrap_or_default();
         if let Some(bad) = commands.iter().find(|p| !p.is_absolute()) {
             return Err(format!(
@@ -299,6 +344,7 @@ impl Policy {
             max_loss,
             stress,
             min_rate,
+            dns,
             command_probes: raw.command_probes,
         })
     }
@@ -358,6 +404,12 @@ impl Policy {
                 "min_rate {}",
                 crate::fault::net::bandwidth::format_rate(r)
             ));
+        }
+        if let Some(n) = &self.dns.names {
+            parts.push(format!("dns.names {}", list(n)));
+        }
+        if let Some(d) = self.dns.max_delay {
+            parts.push(format!("dns.max_delay {}ms", d.as_millis()));
         }
         parts.push(format!("command_probes {}", self.command_probes));
         if !self.commands.is_empty() {
@@ -438,6 +490,31 @@ impl Policy {
                 "bandwidth rate {} is below the policy's min_rate {}",
                 format_rate(rate),
                 format_rate(min)
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether a `dns` fault's names fall under `dns.names` (a glob of the fault under a glob of
+    /// the policy: `*.svc.internal` under `*.internal`) and its delay within `dns.max_delay`.
+    pub(crate) fn check_dns(&self, spec: &crate::spec::DnsSpec) -> Result<(), Refusal> {
+        use crate::fault::net::dns_responder::glob_match;
+        if let Some(allowed) = &self.dns.names
+            && let Some(out) = spec
+                .names
+                .iter()
+                .find(|n| !allowed.iter().any(|a| glob_match(a, n)))
+        {
+            return refuse(format!(
+                "dns name `{out}` is outside the policy's dns.names {}",
+                list(allowed)
+            ));
+        }
+        match (self.dns.max_delay, spec.delay) {
+            (Some(max), Some(delay)) if delay > max => refuse(format!(
+                "dns delay {}ms is above the policy's dns.max_delay {}ms",
+                delay.as_millis(),
+                max.as_millis()
             )),
             _ => Ok(()),
         }
@@ -839,6 +916,38 @@ max_loss: 50%
         );
         assert!(p.summary().contains("min_rate 1mbit"));
         assert!(Policy::parse("min_rate: 1mbps").is_err());
+    }
+
+    #[test]
+    fn dns_names_fall_under_the_policys_globs_and_delays_under_its_max() {
+        let p =
+            Policy::parse("dns: {names: ['*.internal', 'api.svc.local'], max_delay: 2s}").unwrap();
+        let dns = |names: &[&str], delay: Option<u64>| {
+            FaultSpec::Dns(crate::spec::DnsSpec {
+                names: names.iter().map(|n| n.to_string()).collect(),
+                answer: Some(crate::spec::DnsAnswer::Nxdomain),
+                delay: delay.map(Duration::from_millis),
+            })
+        };
+        assert!(
+            p.check_fault(&dns(&["db.internal", "*.svc.internal"], Some(2000)))
+                .is_ok()
+        );
+        assert!(p.check_fault(&dns(&["api.svc.local"], None)).is_ok());
+        assert_eq!(
+            msg(p.check_fault(&dns(&["db.internal", "*.svc.local"], None))),
+            "dns name `*.svc.local` is outside the policy's dns.names [*.internal, api.svc.local]"
+        );
+        assert_eq!(
+            msg(p.check_fault(&dns(&["db.internal"], Some(2001)))),
+            "dns delay 2001ms is above the policy's dns.max_delay 2000ms"
+        );
+        assert!(
+            p.summary()
+                .contains("dns.names [*.internal, api.svc.local]; dns.max_delay 2000ms")
+        );
+        assert!(Policy::parse("dns: {names: ['bad name']}").is_err());
+        assert!(Policy::parse("dns: {max_dealy: 2s}").is_err());
     }
 
     #[test]

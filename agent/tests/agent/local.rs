@@ -403,6 +403,11 @@ fn network_kinds_say_how_or_why_not() {
             assert!(!k.reason.as_deref().unwrap().is_empty(), "{k:?}");
         }
     }
+    let dns = by_kind(FaultKind::Dns);
+    assert!(
+        dns.mechanism.as_deref() == Some("nft redirect") || dns.reason.is_some(),
+        "{dns:?}"
+    );
     assert!(
         by_kind(FaultKind::Stress)
             .mechanism

@@ -60,6 +60,11 @@ impl Run {
                 }
                 Ok(reverted) if reverted.verified => {
                     record.reverted_at = Some(reverted.reverted_at);
+                    // What the revert measured (what a `dns` responder answered, what a shaper
+                    // carried) joins the fault's detail, which every report format shows.
+                    if !reverted.detail.is_empty() {
+                        record.detail = format!("{}; reverted: {}", record.detail, reverted.detail);
+                    }
                     self.event(
                         "fault_reverted",
                         format!("reverted {fault} on {host}: {}", reverted.detail),

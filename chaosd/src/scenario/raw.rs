@@ -639,6 +639,9 @@ pub struct FaultRaw {
     /// Send a share of the packets sent to matching peers twice (needs netem).
     #[schemars(with = "Option<DuplicateRaw>")]
     pub duplicate: Option<Sp<DuplicateRaw>>,
+    /// Answer this host's DNS queries for matching names with an error, an address, or late.
+    #[schemars(with = "Option<DnsRaw>")]
+    pub dns: Option<Sp<DnsRaw>>,
     /// Make the fault inside the network namespaces of these processes (a container's), not
     /// the host's: network kinds only.
     #[schemars(with = "Option<InsideRaw>")]
@@ -700,6 +703,9 @@ pub struct FaultEntryRaw {
     /// Send a share of the packets sent to matching peers twice (needs netem).
     #[schemars(with = "Option<DuplicateRaw>")]
     pub duplicate: Option<Sp<DuplicateRaw>>,
+    /// Answer this host's DNS queries for matching names with an error, an address, or late.
+    #[schemars(with = "Option<DnsRaw>")]
+    pub dns: Option<Sp<DnsRaw>>,
     /// Make the fault inside the network namespaces of these processes (a container's), not
     /// the host's: network kinds only.
     #[schemars(with = "Option<InsideRaw>")]
@@ -917,6 +923,59 @@ pub struct BandwidthRaw {
     /// Leave TCP port 22 alone, both ways (default true).
     #[schemars(with = "Option<schema::Bool>")]
     pub spare_ssh: Opt,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Dns")]
+pub struct DnsRaw {
+    /// Names or globs (`*` for any run of characters) whose queries the fault answers, e.g. `db.internal`, `*.svc.local`.
+    #[schemars(with = "Option<Vec<schema::Text>>")]
+    pub names: Option<Vec<Sp<Scalar>>>,
+    /// `nxdomain`, `servfail`, `refused`, `timeout` (no answer) or `{address: A}` (default: the real answer, late by `delay`).
+    #[schemars(with = "Option<schema::DnsAnswer>")]
+    pub answer: Option<Sp<DnsAnswerRaw>>,
+    /// How late the answer comes: the fault's `answer`, or alone the real one.
+    #[schemars(with = "Option<schema::Duration>")]
+    pub delay: Opt,
+}
+
+/// A `dns` answer: a word (`nxdomain`), or `{address: A}`.
+#[derive(Debug, Clone)]
+pub enum DnsAnswerRaw {
+    Word(String),
+    Address(Sp<Scalar>),
+}
+
+impl<'de> Deserialize<'de> for DnsAnswerRaw {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = DnsAnswerRaw;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("`nxdomain`, `servfail`, `refused`, `timeout` or `{address: A}`")
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<DnsAnswerRaw, E> {
+                Ok(DnsAnswerRaw::Word(v.to_string()))
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<DnsAnswerRaw, A::Error> {
+                let mut address = None;
+                while let Some(key) = map.next_key::<String>()? {
+                    if key != "address" || address.is_some() {
+                        return Err(de::Error::unknown_field(&key, &["address"]));
+                    }
+                    address = Some(map.next_value()?);
+                }
+                address
+                    .map(DnsAnswerRaw::Address)
+                    .ok_or_else(|| de::Error::missing_field("address"))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -116,6 +116,23 @@ marker! {
 }
 
 marker! {
+    /// A `dns` answer: a word, or `{address: A}`.
+    DnsAnswer => json_schema!({
+        "description": "`nxdomain`, `servfail`, `refused`, `timeout` (no answer), or `{address: A}` (an IPv4 or IPv6 address).",
+        "anyOf": [
+            { "type": "string", "enum": ["nxdomain", "servfail", "refused", "timeout"] },
+            { "type": "string", "pattern": VARIABLE },
+            {
+                "type": "object",
+                "properties": { "address": { "type": "string" } },
+                "required": ["address"],
+                "additionalProperties": false
+            }
+        ]
+    })
+}
+
+marker! {
     /// A share in percent: `95%`, `0.5%`.
     Share => with_variable(
         "A share in percent, from 0% to 100%, e.g. `95%` or `0.5%`.",

@@ -1362,3 +1362,71 @@ fn a_file_over_the_size_limit_is_refused_before_it_is_parsed() {
     let err = load_text(&deep).unwrap_err();
     assert!(err.to_string().contains("recursion limit"), "{err}");
 }
+
+#[test]
+fn dns_values() {
+    use agent::spec::{DnsAnswer, DnsSpec};
+    let step = |fault: &str| {
+        format!("{PRE}steps:\n  - name: s\n    target: api\n    duration: 1s\n    fault: {fault}\n")
+    };
+    check(
+        &step("{dns: {answer: nxdomain}}"),
+        &[
+            "12:18: `dns` needs `names`: the names or globs whose queries it answers, e.g. `[db.internal, \"*.svc.local\"]`",
+        ],
+    );
+    check(
+        &step("{dns: {names: [], answer: nxdomain}}"),
+        &["12:18: `dns.names` is empty; name at least one, e.g. `[db.internal]`"],
+    );
+    check(
+        &step("{dns: {names: [db.internal]}}"),
+        &["12:18: `dns` needs an `answer`, a `delay`, or both"],
+    );
+    check(
+        &step("{dns: {names: [db internal], answer: nxdomain}}"),
+        &[
+            "12:27: `db internal` has ` `: a name or glob holds letters, digits, `-`, `_`, `.` and `*`",
+        ],
+    );
+    check(
+        &step("{dns: {names: [db.internal], answer: nxdomian}}"),
+        &[
+            "12:49: `nxdomian` is not a DNS answer; give `nxdomain`, `servfail`, `refused`, `timeout` or `{address: A}`",
+        ],
+    );
+    check(
+        &step("{dns: {names: [db.internal], answer: {address: 10.9.9}}}"),
+        &["12:59: `10.9.9` is not an IPv4 or IPv6 address"],
+    );
+    check(
+        &step("{dns: {names: [db.internal], delay: 2m}}"),
+        &["12:48: delay `2m` is outside 1ms to 60s"],
+    );
+    check(
+        &step("{dns: {names: [db.internal], answer: {adress: 10.9.9.9}}}"),
+        &["12:50: unknown key `adress`"],
+    );
+    let s = ok(&step(
+        "{dns: {names: [DB.internal., \"*.svc.local\"], answer: nxdomain, delay: 300ms}}",
+    ));
+    assert_eq!(
+        s.steps[0].faults[0].spec,
+        FaultSpec::Dns(DnsSpec {
+            names: vec!["db.internal".into(), "*.svc.local".into()],
+            answer: Some(DnsAnswer::Nxdomain),
+            delay: Some(std::time::Duration::from_millis(300)),
+        })
+    );
+    assert_eq!(
+        s.steps[0].faults[0].spec.to_string(),
+        "dns nxdomain 300ms late for db.internal, *.svc.local"
+    );
+    let s = ok(&step(
+        "{dns: {names: [db.internal], answer: {address: \"fd00::9\"}}}",
+    ));
+    assert_eq!(
+        s.steps[0].faults[0].spec.to_string(),
+        "dns address fd00::9 for db.internal"
+    );
+}

@@ -2,7 +2,8 @@
 //! tc netem where the kernel has it, else an NFQUEUE holder at ingress ([`latency`], [`nfqueue`]),
 //! `bandwidth` as an HTB shaper fed by an nftables table per fault ([`bandwidth`]), `corrupt` and
 //! `duplicate` as netem only ([`impair`]; the netem mechanism, shared with `latency`, is [`netem`]).
-//! The kinds that redirect traffic to this process fail open through [`gate`].
+//! `dns` redirects the host's DNS queries to a responder in this process ([`dns`],
+//! [`dns_responder`]). The kinds that redirect traffic to this process fail open through [`gate`].
 //! [`detect`] says, once per process, which of these mechanisms this host offers.
 //!
 //! Every tool is run as a child process from the calling thread, so a caller that entered another
@@ -30,6 +31,8 @@
 
 pub mod bandwidth;
 pub mod detect;
+pub mod dns;
+pub mod dns_responder;
 pub mod filter;
 pub mod gate;
 pub mod impair;

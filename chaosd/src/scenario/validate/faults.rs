@@ -32,6 +32,7 @@ pub(super) enum Given<'r> {
     Bandwidth(&'r Sp<BandwidthRaw>),
     Corrupt(&'r Sp<CorruptRaw>),
     Duplicate(&'r Sp<DuplicateRaw>),
+    Dns(&'r Sp<DnsRaw>),
 }
 
 impl Given<'_> {
@@ -47,6 +48,7 @@ impl Given<'_> {
             Given::Bandwidth(_) => FaultKind::Bandwidth,
             Given::Corrupt(_) => FaultKind::Corrupt,
             Given::Duplicate(_) => FaultKind::Duplicate,
+            Given::Dns(_) => FaultKind::Dns,
         }
     }
 
@@ -62,6 +64,7 @@ impl Given<'_> {
             Given::Bandwidth(raw) => pos(raw),
             Given::Corrupt(raw) => pos(raw),
             Given::Duplicate(raw) => pos(raw),
+            Given::Dns(raw) => pos(raw),
         }
     }
 }
@@ -79,6 +82,7 @@ pub(super) fn given(f: &FaultRaw) -> Vec<Given<'_>> {
         bandwidth,
         corrupt,
         duplicate,
+        dns,
         inside: _,
     } = f;
     [
@@ -92,6 +96,7 @@ pub(super) fn given(f: &FaultRaw) -> Vec<Given<'_>> {
         bandwidth.as_ref().map(Given::Bandwidth),
         corrupt.as_ref().map(Given::Corrupt),
         duplicate.as_ref().map(Given::Duplicate),
+        dns.as_ref().map(Given::Dns),
     ]
     .into_iter()
     .flatten()
@@ -114,6 +119,7 @@ pub(super) fn given_in_entry(e: &FaultEntryRaw) -> Vec<Given<'_>> {
         bandwidth,
         corrupt,
         duplicate,
+        dns,
         inside: _,
     } = e;
     [
@@ -127,6 +133,7 @@ pub(super) fn given_in_entry(e: &FaultEntryRaw) -> Vec<Given<'_>> {
         bandwidth.as_ref().map(Given::Bandwidth),
         corrupt.as_ref().map(Given::Corrupt),
         duplicate.as_ref().map(Given::Duplicate),
+        dns.as_ref().map(Given::Dns),
     ]
     .into_iter()
     .flatten()
@@ -207,6 +214,7 @@ fn one_kind(cx: &mut Cx, mut given: Vec<Given>, at: Pos, what: &str) -> Option<F
             Given::Bandwidth(raw) => bandwidth(cx, raw),
             Given::Corrupt(raw) => corrupt(cx, raw),
             Given::Duplicate(raw) => duplicate(cx, raw),
+            Given::Dns(raw) => dns(cx, raw),
         },
         [first, second, ..] => {
             cx.error(
@@ -482,6 +490,79 @@ fn bandwidth(cx: &mut Cx, raw: &Sp<BandwidthRaw>) -> Option<FaultSpec> {
         rate: rate?,
         burst,
         scope: scope?,
+    }))
+}
+
+/// `dns`: names (required, not empty), an `answer` and/or a `delay`. Both together are a late
+/// answer (a late `nxdomain`).
+fn dns(cx: &mut Cx, raw: &Sp<DnsRaw>) -> Option<FaultSpec> {
+    use agent::fault::net::dns::{MAX_DELAY, parse_name_glob};
+    use agent::spec::{DnsAnswer, DnsSpec};
+    let d = &raw.value;
+    let before = cx.found.len();
+    let mut names = Vec::new();
+    match &d.names {
+        None => cx.error(
+            pos(raw),
+            "`dns` needs `names`: the names or globs whose queries it answers, e.g. `[db.internal, \"*.svc.local\"]`",
+        ),
+        Some(list) if list.is_empty() => cx.error(
+            pos(raw),
+            "`dns.names` is empty; name at least one, e.g. `[db.internal]`",
+        ),
+        Some(list) => {
+            for name in list {
+                if let Some(n) = cx.get(name, parse_name_glob) {
+                    names.push(n);
+                }
+            }
+        }
+    }
+    let answer = d.answer.as_ref().and_then(|a| match &a.value {
+        DnsAnswerRaw::Word(word) => {
+            let text = cx.subst(word, &a.referenced)?;
+            let parsed = match text.trim().to_ascii_lowercase().as_str() {
+                "nxdomain" => Ok(DnsAnswer::Nxdomain),
+                "servfail" => Ok(DnsAnswer::Servfail),
+                "refused" => Ok(DnsAnswer::Refused),
+                "timeout" => Ok(DnsAnswer::Timeout),
+                _ => Err(format!(
+                    "`{text}` is not a DNS answer; give `nxdomain`, `servfail`, `refused`, `timeout` or `{{address: A}}`"
+                )),
+            };
+            parsed.map_err(|message| cx.error(pos(a), message)).ok()
+        }
+        DnsAnswerRaw::Address(address) => cx.get(address, |text| {
+            text.trim()
+                .parse::<IpAddr>()
+                .map(DnsAnswer::Address)
+                .map_err(|_| format!("`{text}` is not an IPv4 or IPv6 address"))
+        }),
+    });
+    let delay = cx.opt(&d.delay, |text| {
+        let delay = values::parse_scenario_duration(text)?;
+        if delay.is_zero() || delay > MAX_DELAY {
+            return Err(format!(
+                "delay `{text}` is outside 1ms to {}s",
+                MAX_DELAY.as_secs()
+            ));
+        }
+        Ok(delay)
+    });
+    if d.answer.is_none() && d.delay.is_none() {
+        cx.report(
+            pos(raw),
+            "`dns` needs an `answer`, a `delay`, or both",
+            Some(
+                "e.g. `answer: nxdomain`, or `delay: 300ms` for the real answers late".to_string(),
+            ),
+        );
+    }
+    (cx.found.len() == before).then_some(())?;
+    Some(FaultSpec::Dns(DnsSpec {
+        names,
+        answer,
+        delay,
     }))
 }
 
