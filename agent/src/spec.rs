@@ -223,6 +223,7 @@ pub enum FaultSpec {
     Bandwidth(BandwidthSpec),
     Corrupt(CorruptSpec),
     Duplicate(DuplicateSpec),
+    Http(HttpSpec),
 }
 
 /// `kill`: a signal to the picked processes.
@@ -333,6 +334,36 @@ pub struct DuplicateSpec {
     pub scope: NetScope,
 }
 
+/// `http`: requests arriving for a server's `port` pass through the agent, which aborts or delays
+/// a share of those matching `paths` and `methods`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HttpSpec {
+    /// The TCP port a plain HTTP/1.1 server listens on, on this host.
+    pub port: u16,
+    pub action: HttpAction,
+    /// Percent of matching requests hit (drawn per request from the fault's seed).
+    pub share: f64,
+    /// Path prefixes (`/api`); empty: every path.
+    #[serde(default)]
+    pub paths: Vec<String>,
+    /// Methods, upper case; empty: every method.
+    #[serde(default)]
+    pub methods: Vec<String>,
+}
+
+/// What an `http` fault does to a request it hits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HttpAction {
+    /// Answered at once with this status, never reaching the server.
+    Abort { status: u16 },
+    /// Passed to the server this much later.
+    Delay {
+        #[serde(with = "duration_ms")]
+        delay: Duration,
+    },
+}
+
 impl FaultSpec {
     /// The fault kind as the scenario file spells it.
     pub fn kind(&self) -> FaultKind {
@@ -347,6 +378,7 @@ impl FaultSpec {
             FaultSpec::Bandwidth(_) => FaultKind::Bandwidth,
             FaultSpec::Corrupt(_) => FaultKind::Corrupt,
             FaultSpec::Duplicate(_) => FaultKind::Duplicate,
+            FaultSpec::Http(_) => FaultKind::Http,
         }
     }
 }
@@ -386,6 +418,7 @@ fault_kinds! {
     Bandwidth = "bandwidth",
     Corrupt = "corrupt",
     Duplicate = "duplicate",
+    Http = "http",
 }
 
 impl FaultKind {
@@ -409,7 +442,8 @@ impl FaultKind {
             | FaultKind::Stress
             | FaultKind::Bandwidth
             | FaultKind::Corrupt
-            | FaultKind::Duplicate => true,
+            | FaultKind::Duplicate
+            | FaultKind::Http => true,
         }
     }
 }
@@ -755,6 +789,22 @@ mod tests {
                     ..NetScope::default()
                 },
             }),
+            FaultSpec::Http(HttpSpec {
+                port: 8080,
+                action: HttpAction::Abort { status: 503 },
+                share: 30.0,
+                paths: vec!["/api".into()],
+                methods: vec!["GET".into()],
+            }),
+            FaultSpec::Http(HttpSpec {
+                port: 80,
+                action: HttpAction::Delay {
+                    delay: Duration::from_millis(200),
+                },
+                share: 100.0,
+                paths: Vec::new(),
+                methods: Vec::new(),
+            }),
         ];
         let scope = r#"{"to":null,"from":null,"interface":"eth0","spare_ssh":true}"#;
         let expected = [
@@ -769,6 +819,8 @@ mod tests {
             format!(r#"{{"bandwidth":{{"rate":1000000,"burst":null,"scope":{scope}}}}}"#),
             format!(r#"{{"corrupt":{{"share":5.0,"scope":{scope}}}}}"#),
             format!(r#"{{"duplicate":{{"share":2.5,"scope":{scope}}}}}"#),
+            r#"{"http":{"port":8080,"action":{"abort":{"status":503}},"share":30.0,"paths":["/api"],"methods":["GET"]}}"#.to_string(),
+            r#"{"http":{"port":80,"action":{"delay":{"delay":200}},"share":100.0,"paths":[],"methods":[]}}"#.to_string(),
         ];
         for (spec, expected) in specs.iter().zip(expected) {
             assert_eq!(serde_json::to_string(spec).unwrap(), expected);

@@ -1,7 +1,7 @@
 //! The fault executors: one module per kind, each implementing [`Kind`] for its type in
 //! [`crate::spec`] (`kill`, `pause`, `fill_disk`; `net::filter` for `drop` and `loss`,
 //! `net::latency` for `latency`, `net::bandwidth` for `bandwidth`, `net::impair` for `corrupt` and
-//! `duplicate`). [`kind_of`] is the one `match` from a [`FaultSpec`] to its kind,
+//! `duplicate`; `net::http` for `http`). [`kind_of`] is the one `match` from a [`FaultSpec`] to its kind,
 //! so the compiler finds a kind that is not handled.
 //!
 //! Every executor works in three steps: [`plan`] decides exactly what will be done and how to undo
@@ -31,6 +31,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::FaultError;
 use crate::process::{self, ProcessInfo};
 use crate::server::policy::{Policy, Refusal};
+use crate::spec::HttpSpec;
 use crate::spec::{
     BandwidthSpec, CorruptSpec, DropSpec, DuplicateSpec, FaultKind, FaultSpec, FillDiskSpec,
     KillSpec, LatencySpec, LossSpec, PauseSpec, Pick, ProcessSelector, StressSpec,
@@ -79,6 +80,9 @@ pub enum Undo {
     Corrupt { interface: String },
     /// `duplicate` (netem): delete our root qdisc of `interface`.
     Duplicate { interface: String },
+    /// `http`: stop the gate's renewer, delete the redirect table `inet <table>`, stop the proxy
+    /// if it runs in this process. `seed` draws the requests hit.
+    Http { table: String, port: u16, seed: u64 },
 }
 
 /// One process a fault acts on, named so that a reused pid is not mistaken for it.
@@ -167,6 +171,7 @@ pub fn kind_of(spec: &FaultSpec) -> &dyn Kind {
         FaultSpec::Bandwidth(bandwidth) => bandwidth,
         FaultSpec::Corrupt(corrupt) => corrupt,
         FaultSpec::Duplicate(duplicate) => duplicate,
+        FaultSpec::Http(http) => http,
     }
 }
 
@@ -184,6 +189,7 @@ pub fn support(kind: FaultKind) -> Result<&'static str, &'static str> {
         FaultKind::Bandwidth => BandwidthSpec::support(),
         FaultKind::Corrupt => CorruptSpec::support(),
         FaultKind::Duplicate => DuplicateSpec::support(),
+        FaultKind::Http => HttpSpec::support(),
     }
 }
 
@@ -261,6 +267,7 @@ pub fn revert(fault_id: &str, undo: &Undo) -> Result<Undone, FaultError> {
         } => net::bandwidth::revert(table, interface, *handle),
         Undo::Corrupt { interface } => net::netem::revert(FaultKind::Corrupt, interface),
         Undo::Duplicate { interface } => net::netem::revert(FaultKind::Duplicate, interface),
+        Undo::Http { table, port, .. } => net::http::revert(table, *port),
     }
 }
 

@@ -19,6 +19,9 @@
 //!   max_memory: 1GiB                #   the most memory held (B, KiB, MiB, GiB, TiB; KB, MB, GB)
 //!   memory_margin: 20%              #   of MemTotal kept available beside it (default and least 10%)
 //! min_rate: 1mbit                   # the lowest `bandwidth` rate (`kbit`, `mbit`, `MB/s`, ...)
+//! http:                             # http faults
+//!   ports: [8080]                   #   only for these server ports
+//!   max_delay: 2s                   #   the longest `delay`
 //! command_probes: false             # `command` probes via /v1/probe (default false with a policy)
 //! commands:                         # scenario `action`s via /v1/commands: only these programs,
 //!   allow: [/usr/local/bin/promote.sh]  #   by absolute path (none without this key, or without a policy)
@@ -49,6 +52,7 @@ pub struct Policy {
     stress: Stress,
     /// The lowest `bandwidth` rate, in bits per second.
     min_rate: Option<u64>,
+    http: Http,
     command_probes: bool,
     /// Programs an `action` may run (`/v1/commands`); empty allows none.
     commands: Vec<PathBuf>,
@@ -71,6 +75,22 @@ struct RawStress {
     max_memory: Option<String>,
     #[serde(default)]
     memory_margin: Option<Share>,
+}
+
+/// The `http` key's limits.
+#[derive(Debug, Clone, Default)]
+struct Http {
+    ports: Option<Vec<u16>>,
+    max_delay: Option<Duration>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    #[serde(default)]
+    ports: Option<Vec<u16>>,
+    #[serde(default)]
+    max_delay: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -99,6 +119,8 @@ struct RawPolicy {
     #[serde(default)]
     stress: Option<RawStress>,
     min_rate: Option<String>,
+    #[serde(default)]
+    http: Option<RawHttp>,
     #[serde(default)]
     command_probes: bool,
     #[serde(default)]
@@ -219,6 +241,17 @@ impl Policy {
                 crate::fault::net::bandwidth::parse_rate(r).map_err(|e| format!("min_rate: {e}"))
             })
             .transpose()?;
+        let http = match raw.http {
+            None => Http::default(),
+            Some(h) => Http {
+                ports: h.ports,
+                max_delay: h
+                    .max_delay
+                    .as_deref()
+                    .map(|d| parse_duration(d).map_err(|e| format!("http.max_delay `{d}`: {e}")))
+                    .transpose()?,
+            },
+        };
         let commands = raw.commands.map(|c| c.allow).unwrap_or_default();
         if let Some(bad) = commands.iter().find(|p| !p.is_absolute()) {
             return Err(format!(
@@ -237,6 +270,7 @@ impl Policy {
             max_loss,
             stress,
             min_rate,
+            http,
             command_probes: raw.command_probes,
         })
     }
@@ -292,6 +326,12 @@ impl Policy {
                 "min_rate {}",
                 crate::fault::net::bandwidth::format_rate(r)
             ));
+        }
+        if let Some(p) = &self.http.ports {
+            parts.push(format!("http.ports {}", list(p)));
+        }
+        if let Some(d) = self.http.max_delay {
+            parts.push(format!("http.max_delay {}ms", d.as_millis()));
         }
         parts.push(format!("command_probes {}", self.command_probes));
         if !self.commands.is_empty() {
@@ -372,6 +412,30 @@ impl Policy {
             )),
             _ => Ok(()),
         }
+    }
+
+    /// Whether an `http` fault's port is in `http.ports` and its delay within `http.max_delay`.
+    pub(crate) fn check_http(&self, spec: &crate::spec::HttpSpec) -> Result<(), Refusal> {
+        if let Some(ports) = &self.http.ports
+            && !ports.contains(&spec.port)
+        {
+            return refuse(format!(
+                "http port {} is outside the policy's http.ports {}",
+                spec.port,
+                list(ports)
+            ));
+        }
+        if let (Some(max), crate::spec::HttpAction::Delay { delay }) =
+            (self.http.max_delay, spec.action)
+            && delay > max
+        {
+            return refuse(format!(
+                "http delay {}ms is above the policy's http.max_delay {}ms",
+                delay.as_millis(),
+                max.as_millis()
+            ));
+        }
+        Ok(())
     }
 
     /// Whether a `loss` share is within `max_loss`.
@@ -755,6 +819,39 @@ max_loss: 50%
             msg(p.check_fault(&duplicate)),
             "`duplicate` faults are outside the policy's kinds [corrupt]"
         );
+    }
+
+    #[test]
+    fn http_faults_are_held_to_their_ports_and_delay() {
+        use crate::spec::{HttpAction, HttpSpec};
+        let p = Policy::parse("http: {ports: [8080], max_delay: 1s}").unwrap();
+        let http = |port, action| {
+            FaultSpec::Http(HttpSpec {
+                port,
+                action,
+                share: 100.0,
+                paths: Vec::new(),
+                methods: Vec::new(),
+            })
+        };
+        let delay = |ms| HttpAction::Delay {
+            delay: Duration::from_millis(ms),
+        };
+        assert!(p.check_fault(&http(8080, delay(1000))).is_ok());
+        assert!(
+            p.check_fault(&http(8080, HttpAction::Abort { status: 503 }))
+                .is_ok()
+        );
+        assert_eq!(
+            msg(p.check_fault(&http(80, delay(10)))),
+            "http port 80 is outside the policy's http.ports [8080]"
+        );
+        assert_eq!(
+            msg(p.check_fault(&http(8080, delay(1500)))),
+            "http delay 1500ms is above the policy's http.max_delay 1000ms"
+        );
+        assert!(p.summary().contains("http.ports [8080]"));
+        assert!(Policy::parse("http: {port: 80}").is_err());
     }
 
     #[test]

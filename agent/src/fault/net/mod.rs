@@ -2,7 +2,8 @@
 //! tc netem where the kernel has it, else an NFQUEUE holder at ingress ([`latency`], [`nfqueue`]),
 //! `bandwidth` as an HTB shaper fed by an nftables table per fault ([`bandwidth`]), `corrupt` and
 //! `duplicate` as netem only ([`impair`]; the netem mechanism, shared with `latency`, is [`netem`]).
-//! The kinds that redirect traffic to this process fail open through [`gate`].
+//! The kinds that redirect traffic to this process fail open through [`gate`]; `http` redirects
+//! a server's port to an HTTP proxy in the agent ([`http`], [`proxy`]).
 //! [`detect`] says, once per process, which of these mechanisms this host offers.
 //!
 //! Every tool is run as a child process from the calling thread, so a caller that entered another
@@ -32,10 +33,12 @@ pub mod bandwidth;
 pub mod detect;
 pub mod filter;
 pub mod gate;
+pub mod http;
 pub mod impair;
 pub mod latency;
 pub mod netem;
 pub mod nfqueue;
+pub mod proxy;
 
 use std::io::Write;
 use std::net::IpAddr;
