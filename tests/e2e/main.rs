@@ -16,6 +16,7 @@ mod drills_http;
 mod drills_redis;
 mod edges;
 mod faults;
+mod http_fault;
 mod impact;
 mod init;
 mod invalid;
