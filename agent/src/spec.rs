@@ -308,6 +308,7 @@ pub enum FaultSpec {
     Corrupt(CorruptSpec),
     Duplicate(DuplicateSpec),
     Dns(DnsSpec),
+    Http(HttpSpec),
 }
 
 impl FaultSpec {
@@ -324,7 +325,8 @@ impl FaultSpec {
             | FaultSpec::Pause(_)
             | FaultSpec::FillDisk(_)
             | FaultSpec::Stress(_)
-            | FaultSpec::Dns(_) => None,
+            | FaultSpec::Dns(_)
+            | FaultSpec::Http(_) => None,
         }
     }
 
@@ -341,7 +343,8 @@ impl FaultSpec {
             | FaultSpec::Pause(_)
             | FaultSpec::FillDisk(_)
             | FaultSpec::Stress(_)
-            | FaultSpec::Dns(_) => None,
+            | FaultSpec::Dns(_)
+            | FaultSpec::Http(_) => None,
         }
     }
 
@@ -485,6 +488,36 @@ pub enum DnsAnswer {
     Address(std::net::IpAddr),
 }
 
+/// `http`: requests arriving for a server's `port` pass through the agent, which aborts or delays
+/// a share of those matching `paths` and `methods`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HttpSpec {
+    /// The TCP port a plain HTTP/1.1 server listens on, on this host.
+    pub port: u16,
+    pub action: HttpAction,
+    /// Percent of matching requests hit (drawn per request from the fault's seed).
+    pub share: f64,
+    /// Path prefixes (`/api`); empty: every path.
+    #[serde(default)]
+    pub paths: Vec<String>,
+    /// Methods, upper case; empty: every method.
+    #[serde(default)]
+    pub methods: Vec<String>,
+}
+
+/// What an `http` fault does to a request it hits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HttpAction {
+    /// Answered at once with this status, never reaching the server.
+    Abort { status: u16 },
+    /// Passed to the server this much later.
+    Delay {
+        #[serde(with = "duration_ms")]
+        delay: Duration,
+    },
+}
+
 impl FaultSpec {
     /// The fault kind as the scenario file spells it.
     pub fn kind(&self) -> FaultKind {
@@ -500,6 +533,7 @@ impl FaultSpec {
             FaultSpec::Corrupt(_) => FaultKind::Corrupt,
             FaultSpec::Duplicate(_) => FaultKind::Duplicate,
             FaultSpec::Dns(_) => FaultKind::Dns,
+            FaultSpec::Http(_) => FaultKind::Http,
         }
     }
 }
@@ -540,6 +574,7 @@ fault_kinds! {
     Corrupt = "corrupt",
     Duplicate = "duplicate",
     Dns = "dns",
+    Http = "http",
 }
 
 impl FaultKind {
@@ -564,7 +599,8 @@ impl FaultKind {
             | FaultKind::Bandwidth
             | FaultKind::Corrupt
             | FaultKind::Duplicate
-            | FaultKind::Dns => true,
+            | FaultKind::Dns
+            | FaultKind::Http => true,
         }
     }
 }
@@ -915,6 +951,22 @@ mod tests {
                 answer: Some(DnsAnswer::Address("10.9.9.9".parse().unwrap())),
                 delay: Some(Duration::from_millis(300)),
             }),
+            FaultSpec::Http(HttpSpec {
+                port: 8080,
+                action: HttpAction::Abort { status: 503 },
+                share: 30.0,
+                paths: vec!["/api".into()],
+                methods: vec!["GET".into()],
+            }),
+            FaultSpec::Http(HttpSpec {
+                port: 80,
+                action: HttpAction::Delay {
+                    delay: Duration::from_millis(200),
+                },
+                share: 100.0,
+                paths: Vec::new(),
+                methods: Vec::new(),
+            }),
         ];
         let scope = r#"{"to":null,"from":null,"interface":"eth0","spare_ssh":true}"#;
         let expected = [
@@ -931,6 +983,8 @@ mod tests {
             format!(r#"{{"duplicate":{{"share":2.5,"scope":{scope}}}}}"#),
             r#"{"dns":{"names":["*.svc.local"],"answer":{"address":"10.9.9.9"},"delay":300}}"#
                 .to_string(),
+            r#"{"http":{"port":8080,"action":{"abort":{"status":503}},"share":30.0,"paths":["/api"],"methods":["GET"]}}"#.to_string(),
+            r#"{"http":{"port":80,"action":{"delay":{"delay":200}},"share":100.0,"paths":[],"methods":[]}}"#.to_string(),
         ];
         for (spec, expected) in specs.iter().zip(expected) {
             assert_eq!(serde_json::to_string(spec).unwrap(), expected);

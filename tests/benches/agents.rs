@@ -21,10 +21,17 @@
 //! and a 200 MB TCP transfer from h2 into h1 (the delayed direction: the NFQUEUE holder delays
 //! ingress) under `latency: 0ms`, against no fault.
 //!
-//!     scripts/bench [--agents N] [--rounds R] [--no-net] [--keep] [--agent-state DIR] [--tiny]
+//! Part 4 (root; nginx): the cost of the `http` fault's proxy when it hits nothing. nginx on h1
+//! answers `GET /` (3 bytes) on one port; h2 sends requests to it directly, then through the proxy
+//! of `http: {abort: {status: 503}, share: 0%}` held on h1: the latency of sequential requests on
+//! one kept-alive connection (p50/p99 of N, default 5000), and the throughput of 4 kept-alive
+//! connections in parallel (requests/s over 3 s, at most 200k requests). Printed: the added p50
+//! and p99 and the throughput's ratio (goals: p50 +0.3 ms or less, ratio at least 80 %).
 //!
-//! `--tiny` (what CI runs, so that the benchmark cannot rot) is 3 agents, one round, 1 s idle
-//! windows, 5 pings and 20 MB. Everything it starts (agents, sleeps, chaosctl, the lab) is
+//!     scripts/bench [--agents N] [--rounds R] [--no-net] [--http-only] [--keep] [--agent-state DIR] [--tiny]
+//!
+//! `--http-only` runs part 4 alone. `--tiny` (what CI runs, so that the benchmark cannot rot) is 3
+//! agents, one round, 1 s idle windows, 5 pings, 20 MB, 200 requests and 0.5 s of throughput. Everything it starts (agents, sleeps, chaosctl, the lab) is
 //! stopped or deleted at its end, whatever happens. Traffic goes only to 127.0.0.1 and to the
 //! lab's own namespaces. Benchmark only: never used by the tests.
 #![allow(clippy::disallowed_types)]
@@ -62,6 +69,12 @@ struct Args {
     transfer: usize,
     /// How long a latency fault holds while it is pinged through.
     hold: &'static str,
+    /// Part 4 only.
+    http_only: bool,
+    /// Sequential requests per latency figure of part 4.
+    http_requests: usize,
+    /// How long part 4's throughput is measured.
+    http_window: Duration,
 }
 
 impl Args {
@@ -76,6 +89,9 @@ impl Args {
             pings: 20,
             transfer: 200 * 1000 * 1000,
             hold: "8s",
+            http_only: false,
+            http_requests: 5000,
+            http_window: Duration::from_secs(3),
         };
         let mut it = std::env::args().skip(1);
         while let Some(arg) = it.next() {
@@ -86,6 +102,7 @@ impl Args {
                 "--agents" => args.agents = value("--agents")?.parse()?,
                 "--rounds" => args.rounds = value("--rounds")?.parse()?,
                 "--no-net" => args.net = false,
+                "--http-only" => args.http_only = true,
                 "--keep" => args.keep = true,
                 "--agent-state" => args.agent_state = Some(value("--agent-state")?.into()),
                 "--tiny" => {
@@ -95,10 +112,12 @@ impl Args {
                     args.pings = 5;
                     args.transfer = 20 * 1000 * 1000;
                     args.hold = "3s";
+                    args.http_requests = 200;
+                    args.http_window = Duration::from_millis(500);
                 }
                 other => bail!(
-                    "unknown argument `{other}`; use --agents N, --rounds R, --no-net, --keep, \
-                     --agent-state DIR, --tiny"
+                    "unknown argument `{other}`; use --agents N, --rounds R, --no-net, \
+                     --http-only, --keep, --agent-state DIR, --tiny"
                 ),
             }
         }
@@ -127,6 +146,14 @@ fn bench(args: &Args) -> anyhow::Result<()> {
         bins::chaosctl().display()
     );
     let mut rows = Vec::new();
+    if args.http_only {
+        match Lab::new() {
+            Some(lab) => http_proxy(args, &lab, work.path(), &mut rows)?,
+            None => rows.push(row("http proxy", "skipped: no lab here (see above)", "")),
+        }
+        table(&rows);
+        return Ok(());
+    }
     many_agents(args, work.path(), &mut rows)?;
     if !args.net {
         rows.push(row(
@@ -136,6 +163,7 @@ fn bench(args: &Args) -> anyhow::Result<()> {
         ));
     } else if let Some(lab) = Lab::new() {
         network(args, &lab, &mut rows)?;
+        http_proxy(args, &lab, work.path(), &mut rows)?;
     } else {
         rows.push(row(
             "latency precision, throughput",
@@ -927,6 +955,200 @@ fn transfer(lab: &Lab, bytes: usize) -> anyhow::Result<f64> {
             .map_err(|_| anyhow::anyhow!("the receiver panicked"))??;
         Ok(got as f64 / 1e6 / took.as_secs_f64())
     })
+}
+
+// ---- part 4: the http fault's proxy at share 0% ------------------------------------------------
+
+const NGINX: &str = "/usr/sbin/nginx";
+
+/// nginx on h1 (`GET /` answers `ok`), direct against through the proxy of an `http` fault that
+/// hits nothing.
+fn http_proxy(args: &Args, lab: &Lab, work: &Path, rows: &mut Vec<Row>) -> anyhow::Result<()> {
+    if !Path::new(NGINX).exists() {
+        rows.push(row(
+            "http proxy at share 0%",
+            "skipped: no nginx (apt-get install nginx-light)",
+            "",
+        ));
+        return Ok(());
+    }
+    let port: u16 = 18_180;
+    let dir = work.join("nginx");
+    fs::create_dir_all(dir.join("tmp"))?;
+    let d = dir.display();
+    fs::write(
+        dir.join("nginx.conf"),
+        format!(
+            "daemon off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
+             events {{ worker_connections 1024; }}\nhttp {{\n  access_log off;\n  \
+             client_body_temp_path {d}/tmp/body;\n  proxy_temp_path {d}/tmp/proxy;\n  \
+             keepalive_requests 1000000;\n  server {{\n    listen {port};\n    \
+             location = / {{ return 200 \"ok\\n\"; }}\n  }}\n}}\n"
+        ),
+    )?;
+    let _nginx = Owned(
+        Command::new("ip")
+            .args(["netns", "exec", &lab.host("h1").ns, NGINX, "-p"])
+            .arg(&dir)
+            .arg("-e")
+            .arg(dir.join("error.log"))
+            .arg("-c")
+            .arg(dir.join("nginx.conf"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?,
+    );
+    let to: std::net::SocketAddr = format!("{}:{port}", lab.host("h1").addr).parse()?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while lab.within("h2", move || Http1::new(to).get().is_err()) {
+        if Instant::now() > deadline {
+            bail!("nginx does not answer on h1");
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    let measure = |lab: &Lab| -> anyhow::Result<(Vec<f64>, f64)> {
+        let n = args.http_requests;
+        let window = args.http_window;
+        let latencies = lab.within("h2", move || -> std::io::Result<Vec<f64>> {
+            let mut c = Http1::new(to);
+            for _ in 0..n.min(100) {
+                c.get()?; // warm up
+            }
+            (0..n)
+                .map(|_| {
+                    let started = Instant::now();
+                    c.get().map(|()| ms(started.elapsed()))
+                })
+                .collect()
+        })?;
+        let rate = lab.within("h2", move || -> std::io::Result<f64> {
+            let started = Instant::now();
+            let workers: Vec<_> = (0..4)
+                .map(|_| {
+                    thread::spawn(move || -> std::io::Result<u64> {
+                        let mut c = Http1::new(to);
+                        let mut done = 0u64;
+                        while started.elapsed() < window && done < 50_000 {
+                            c.get()?;
+                            done += 1;
+                        }
+                        Ok(done)
+                    })
+                })
+                .collect();
+            let mut total = 0;
+            for w in workers {
+                total += w
+                    .join()
+                    .map_err(|_| std::io::Error::other("a worker panicked"))??;
+            }
+            Ok(total as f64 / started.elapsed().as_secs_f64())
+        })?;
+        Ok((latencies, rate))
+    };
+    let (direct, direct_rate) = measure(lab)?;
+    let yaml = format!(
+        "version: 1\nname: http-share-0\nsettings: {{lease: 5s}}\nsteps:\n  - name: proxy everything, hit nothing\n    \
+         target: h1\n    fault: {{http: {{port: {port}, abort: {{status: 503}}, share: 0%}}}}\n    duration: 120s\n"
+    );
+    let test = lab.test(&yaml);
+    let running = test.spawn_run();
+    chaos_tests::lab::wait_applied(&test, "h1", Duration::from_secs(30));
+    let through = measure(lab);
+    running.signal(Signal::SIGINT);
+    let out = running.wait();
+    let (proxied, proxied_rate) = through?;
+    let passed = events_of(&test)
+        .iter()
+        .filter(|e| e["kind"] == "fault_reverted")
+        .filter_map(|e| e["message"].as_str())
+        .find_map(|m| m.split("the proxy passed ").nth(1).map(str::to_string))
+        .unwrap_or_else(|| "?".into());
+    let (d50, d99) = (percentile(&direct, 0.5), percentile(&direct, 0.99));
+    let (p50, p99) = (percentile(&proxied, 0.5), percentile(&proxied, 0.99));
+    rows.push(row(
+        &format!("http GET direct, p50 / p99 of {}", direct.len()),
+        &format!("{d50:.3} / {d99:.3} ms"),
+        "",
+    ));
+    rows.push(row(
+        "http GET through the proxy at share 0%, p50 / p99",
+        &format!(
+            "{p50:.3} / {p99:.3} ms (added {:+.3} / {:+.3} ms; exit {:?})",
+            p50 - d50,
+            p99 - d99,
+            out.code
+        ),
+        "p50 +0.3 ms or less",
+    ));
+    rows.push(row(
+        "http throughput, 4 kept-alive connections: direct / proxied",
+        &format!(
+            "{direct_rate:.0} / {proxied_rate:.0} requests/s ({:.0}%)",
+            proxied_rate / direct_rate * 100.0
+        ),
+        "80% or more",
+    ));
+    rows.push(row("http proxy's own count", passed.trim(), ""));
+    rows.push(row(
+        "tables and proxies of ours left in the lab's hosts",
+        &lab.leftovers().len().to_string(),
+        "0",
+    ));
+    Ok(())
+}
+
+/// A minimal keep-alive HTTP/1.1 client of `GET /` (answers with a Content-Length).
+struct Http1 {
+    to: std::net::SocketAddr,
+    conn: Option<std::io::BufReader<TcpStream>>,
+}
+
+impl Http1 {
+    fn new(to: std::net::SocketAddr) -> Http1 {
+        Http1 { to, conn: None }
+    }
+
+    fn get(&mut self) -> std::io::Result<()> {
+        use std::io::BufRead;
+        if self.conn.is_none() {
+            let s = TcpStream::connect_timeout(&self.to, Duration::from_secs(2))?;
+            s.set_nodelay(true)?;
+            s.set_read_timeout(Some(Duration::from_secs(5)))?;
+            self.conn = Some(std::io::BufReader::new(s));
+        }
+        let conn = self.conn.as_mut().expect("connected");
+        let result = (|| {
+            conn.get_mut()
+                .write_all(b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n")?;
+            let mut line = String::new();
+            let mut length = 0usize;
+            conn.read_line(&mut line)?;
+            if !line.starts_with("HTTP/1.1 200") {
+                return Err(std::io::Error::other(format!("answered {line:?}")));
+            }
+            loop {
+                line.clear();
+                if conn.read_line(&mut line)? == 0 {
+                    return Err(std::io::ErrorKind::UnexpectedEof.into());
+                }
+                let l = line.trim_end().to_ascii_lowercase();
+                if l.is_empty() {
+                    break;
+                }
+                if let Some(v) = l.strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0u8; length];
+            conn.read_exact(&mut body)
+        })();
+        if result.is_err() {
+            self.conn = None;
+        }
+        result
+    }
 }
 
 // ---- the table --------------------------------------------------------------------------------

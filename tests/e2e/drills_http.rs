@@ -442,3 +442,77 @@ fn the_http_drills_validate_even_where_the_servers_are_not_installed() {
         test.cmd(&["validate", &path]).code(0).stdout_has(": ok");
     }
 }
+
+// ---- HTTP 503s and retries: the `http` fault ---------------------------------------------------
+
+/// What the `http` fault's proxy did, from the revert's detail: (aborted, requests).
+fn proxy_counts(t: &Test) -> (u64, u64) {
+    let events = std::fs::read_to_string(t.run_folder().join("events.jsonl")).expect("events");
+    let said = events
+        .lines()
+        .find_map(|l| l.split("the proxy passed ").nth(1))
+        .unwrap_or_else(|| panic!("no proxy figures in:\n{events}"))
+        .to_string();
+    let number_before = |word: &str| -> u64 {
+        said.split(word)
+            .next()
+            .and_then(|s| {
+                s.trim_end()
+                    .rsplit(|c: char| !c.is_ascii_digit())
+                    .next()
+                    .and_then(|n| n.parse().ok())
+            })
+            .unwrap_or(0)
+    };
+    println!("  the proxy passed {said}");
+    (number_before(" aborted"), number_before(" requests"))
+}
+
+#[test]
+fn lab_http_503_with_retry_on_503_passes_with_no_failed_request() {
+    if !have_or_skip(HAPROXY, "haproxy") {
+        return;
+    }
+    let Some(lab) = Lab::new() else { return };
+    let run = run_in_lab(&lab, "http-503-retries/drill.yaml", "HAPROXY", HAPROXY, &[]);
+    run.out.code(0);
+    let r = run.out.report();
+    r.verdict("passed", None);
+    assert_eq!(fault_host(&r), "h2");
+    let samples = load_samples(&r.json, "users get answers");
+    assert_eq!(failed(&samples), 0, "{samples:#?}");
+    // The fault did hit: about half of backend a's share of the requests.
+    let (aborted, requests) = proxy_counts(&run.t);
+    assert!(
+        aborted >= 10 && aborted < requests,
+        "{aborted} of {requests} aborted"
+    );
+    run.assert_cleaned_up();
+}
+
+#[test]
+fn lab_http_503_without_retry_on_503_deviates_with_the_aborted_requests_failed() {
+    if !have_or_skip(HAPROXY, "haproxy") {
+        return;
+    }
+    let Some(lab) = Lab::new() else { return };
+    let run = run_in_lab(
+        &lab,
+        "http-503-retries/drill-no-retries.yaml",
+        "HAPROXY",
+        HAPROXY,
+        &[],
+    );
+    run.out.code(1);
+    let r = run.out.report();
+    assert_eq!(r.json["verdict"], "deviated", "{}", r.reason());
+    let samples = load_samples(&r.json, "users get answers");
+    let n = failed(&samples);
+    let (aborted, requests) = proxy_counts(&run.t);
+    // Every request the fault aborted reached a user as a 503: a quarter of the ~100 sent in 5 s.
+    assert!((10..=50).contains(&n), "{n} failed requests: {samples:#?}");
+    assert_eq!(n, aborted, "{n} failed, {aborted} aborted of {requests}");
+    let bad = samples.iter().find(|s| !s.ok).expect("a failing sample");
+    assert!(bad.reason.contains("status 503"), "{}", bad.reason);
+    run.assert_cleaned_up();
+}

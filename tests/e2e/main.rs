@@ -18,6 +18,7 @@ mod drills_http;
 mod drills_redis;
 mod edges;
 mod faults;
+mod http_fault;
 mod impact;
 mod init;
 mod inside;

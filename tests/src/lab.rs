@@ -10,9 +10,10 @@
 //!
 //! Everything is undone when the `Lab` is dropped, on every path: agents and every process in the
 //! namespaces killed, the namespaces and the root-side veth deleted. Before that, it checks that
-//! no host holds an nft table `chaos_*`, an iptables chain `CHAOS-*`, a root qdisc of ours or a
-//! socket of an agent besides its API's (a `dns` responder's), and fails the test if one does
-//! (unless the test failed already).
+//! no host holds an nft table `chaos_*` (a `dns` or `http` redirect's too), an iptables chain
+//! `CHAOS-*`, a root qdisc of ours, a socket of an agent besides its API's (a `dns` responder's)
+//! or a listening one (an `http` proxy), and fails the test if one does (unless the test failed
+//! already).
 
 use std::fs::{self, File};
 use std::io::{Read, Write};
@@ -130,6 +131,21 @@ impl LabHost {
     }
 
     /// The agent's audit log, one JSON value per line.
+    /// The sockets the agent listens on beside its API port (an `http` fault's proxy), from
+    /// `ss` in the host's namespace; empty when the agent is not running.
+    pub fn extra_listeners(&self) -> Vec<String> {
+        let Some(pid) = self.agent.as_ref().map(Child::id) else {
+            return Vec::new();
+        };
+        let out = try_sh(&["ip", "netns", "exec", &self.ns, "ss", "-ltnpH"]).unwrap_or_default();
+        out.lines()
+            .filter(|l| {
+                l.contains(&format!("pid={pid},")) && !l.contains(&format!(":{AGENT_PORT} "))
+            })
+            .map(str::to_string)
+            .collect()
+    }
+
     pub fn audit(&self) -> Vec<Value> {
         read_events(&self.state.join("audit.jsonl"))
     }
@@ -606,6 +622,10 @@ impl Lab {
             }
             for socket in agent_sockets_in(&h.ns) {
                 left.push(format!("{}: a socket of the agent: {socket}", h.name));
+            }
+            // An `http` fault's proxy: the agent listening on a port beside its own.
+            for l in h.extra_listeners() {
+                left.push(format!("{}: the agent still listens: {l}", h.name));
             }
             // `bandwidth`'s HTB and `latency`'s prio/netem: no lab host has a qdisc of its own.
             let qdiscs = try_sh(&["ip", "netns", "exec", &h.ns, "tc", "qdisc", "show"])

@@ -1,7 +1,7 @@
 //! The fault executors: one module per kind, each implementing [`Kind`] for its type in
 //! [`crate::spec`] (`kill`, `pause`, `fill_disk`; `net::filter` for `drop` and `loss`,
 //! `net::latency` for `latency`, `net::bandwidth` for `bandwidth`, `net::impair` for `corrupt` and
-//! `duplicate`, `net::dns` for `dns`). [`kind_of`] is the one `match` from a [`FaultSpec`] to its kind,
+//! `duplicate`, `net::dns` for `dns`, `net::http` for `http`). [`kind_of`] is the one `match` from a [`FaultSpec`] to its kind,
 //! so the compiler finds a kind that is not handled.
 //!
 //! Every executor works in three steps: [`plan`] decides exactly what will be done and how to undo
@@ -33,6 +33,7 @@ use crate::error::FaultError;
 use crate::process::{self, ProcessInfo};
 use crate::server::policy::{Policy, Refusal};
 use crate::spec::DnsSpec;
+use crate::spec::HttpSpec;
 use crate::spec::{
     BandwidthSpec, CorruptSpec, DropSpec, DuplicateSpec, FaultKind, FaultSpec, FillDiskSpec,
     KillSpec, LatencySpec, LossSpec, PauseSpec, Pick, ProcessSelector, StressSpec,
@@ -103,6 +104,9 @@ pub enum Undo {
         #[serde(default)]
         resolvers: Vec<std::net::IpAddr>,
     },
+    /// `http`: stop the gate's renewer, delete the redirect table `inet <table>`, stop the proxy
+    /// if it runs in this process. `seed` draws the requests hit.
+    Http { table: String, port: u16, seed: u64 },
 }
 
 /// The netem handle of a journal written before handles were per fault.
@@ -204,6 +208,7 @@ pub fn kind_of(spec: &FaultSpec) -> &dyn Kind {
         FaultSpec::Corrupt(corrupt) => corrupt,
         FaultSpec::Duplicate(duplicate) => duplicate,
         FaultSpec::Dns(dns) => dns,
+        FaultSpec::Http(http) => http,
     }
 }
 
@@ -222,6 +227,7 @@ pub fn support(kind: FaultKind) -> Result<&'static str, &'static str> {
         FaultKind::Corrupt => CorruptSpec::support(),
         FaultKind::Duplicate => DuplicateSpec::support(),
         FaultKind::Dns => DnsSpec::support(),
+        FaultKind::Http => HttpSpec::support(),
     }
 }
 
@@ -317,6 +323,7 @@ pub fn revert(fault_id: &str, undo: &Undo) -> Result<Undone, FaultError> {
         }
         Undo::Inside { entries } => inside::revert(entries),
         Undo::Dns { table, resolvers } => net::dns::revert(table, resolvers),
+        Undo::Http { table, port, .. } => net::http::revert(table, *port),
     }
 }
 
@@ -332,6 +339,10 @@ fn stop_workers(undo: &Undo) {
         Undo::Dns { table, .. } => {
             net::gate::stop(table);
             net::dns_responder::stop(table);
+        }
+        Undo::Http { table, .. } => {
+            net::gate::stop(table);
+            net::proxy::stop(table);
         }
         Undo::Kill { .. }
         | Undo::Pause { .. }

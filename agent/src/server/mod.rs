@@ -218,6 +218,7 @@ pub async fn run(
             "no --policy file: every fault and probe this agent can do is allowed to token holders"
         ),
     }
+    crate::fault::net::http::note_own_port(local.port());
     let state = Arc::new(State {
         agent,
         token,

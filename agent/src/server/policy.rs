@@ -25,6 +25,9 @@
 //! dns:                              # dns faults
 //!   names: ['*.internal']           #   each name or glob of a fault must fall under one of these
 //!   max_delay: 2s                   #   the longest `delay`
+//! http:                             # http faults
+//!   ports: [8080]                   #   only for these server ports
+//!   max_delay: 2s                   #   the longest `delay`
 //! command_probes: false             # `command` probes via /v1/probe (default false with a policy)
 //! commands:                         # scenario `action`s via /v1/commands: only these programs,
 //!   allow: [/usr/local/bin/promote.sh]  #   by absolute path (none without this key, or without a policy)
@@ -58,6 +61,7 @@ pub struct Policy {
     /// The lowest `bandwidth` rate, in bits per second.
     min_rate: Option<u64>,
     dns: Dns,
+    http: Http,
     command_probes: bool,
     /// Programs an `action` may run (`/v1/commands`); empty allows none.
     commands: Vec<PathBuf>,
@@ -90,11 +94,27 @@ struct Dns {
     max_delay: Option<Duration>,
 }
 
+/// The `http` key's limits.
+#[derive(Debug, Clone, Default)]
+struct Http {
+    ports: Option<Vec<u16>>,
+    max_delay: Option<Duration>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawDns {
     #[serde(default)]
     names: Option<Vec<String>>,
+    #[serde(default)]
+    max_delay: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    #[serde(default)]
+    ports: Option<Vec<u16>>,
     #[serde(default)]
     max_delay: Option<String>,
 }
@@ -188,6 +208,7 @@ struct RawPolicy {
     min_rate: Option<String>,
     #[serde(default)]
     dns: Option<RawDns>,
+    http: Option<RawHttp>,
     #[serde(default)]
     command_probes: bool,
     #[serde(default)]
@@ -325,6 +346,17 @@ impl Policy {
                     .transpose()?,
             },
         };
+        let http = match raw.http {
+            None => Http::default(),
+            Some(h) => Http {
+                ports: h.ports,
+                max_delay: h
+                    .max_delay
+                    .as_deref()
+                    .map(|d| parse_duration(d).map_err(|e| format!("http.max_delay `{d}`: {e}")))
+                    .transpose()?,
+            },
+        };
         let commands = raw.commands.map(|c| c.allow).unwrap_or_default();
         if let Some(bad) = commands.iter().find(|p| !p.is_absolute()) {
             return Err(format!(
@@ -345,6 +377,7 @@ impl Policy {
             stress,
             min_rate,
             dns,
+            http,
             command_probes: raw.command_probes,
         })
     }
@@ -410,6 +443,12 @@ impl Policy {
         }
         if let Some(d) = self.dns.max_delay {
             parts.push(format!("dns.max_delay {}ms", d.as_millis()));
+        }
+        if let Some(p) = &self.http.ports {
+            parts.push(format!("http.ports {}", list(p)));
+        }
+        if let Some(d) = self.http.max_delay {
+            parts.push(format!("http.max_delay {}ms", d.as_millis()));
         }
         parts.push(format!("command_probes {}", self.command_probes));
         if !self.commands.is_empty() {
@@ -518,6 +557,30 @@ impl Policy {
             )),
             _ => Ok(()),
         }
+    }
+
+    /// Whether an `http` fault's port is in `http.ports` and its delay within `http.max_delay`.
+    pub(crate) fn check_http(&self, spec: &crate::spec::HttpSpec) -> Result<(), Refusal> {
+        if let Some(ports) = &self.http.ports
+            && !ports.contains(&spec.port)
+        {
+            return refuse(format!(
+                "http port {} is outside the policy's http.ports {}",
+                spec.port,
+                list(ports)
+            ));
+        }
+        if let (Some(max), crate::spec::HttpAction::Delay { delay }) =
+            (self.http.max_delay, spec.action)
+            && delay > max
+        {
+            return refuse(format!(
+                "http delay {}ms is above the policy's http.max_delay {}ms",
+                delay.as_millis(),
+                max.as_millis()
+            ));
+        }
+        Ok(())
     }
 
     /// Whether a `loss` share is within `max_loss`.
@@ -971,6 +1034,39 @@ max_loss: 50%
             msg(p.check_fault(&duplicate)),
             "`duplicate` faults are outside the policy's kinds [corrupt]"
         );
+    }
+
+    #[test]
+    fn http_faults_are_held_to_their_ports_and_delay() {
+        use crate::spec::{HttpAction, HttpSpec};
+        let p = Policy::parse("http: {ports: [8080], max_delay: 1s}").unwrap();
+        let http = |port, action| {
+            FaultSpec::Http(HttpSpec {
+                port,
+                action,
+                share: 100.0,
+                paths: Vec::new(),
+                methods: Vec::new(),
+            })
+        };
+        let delay = |ms| HttpAction::Delay {
+            delay: Duration::from_millis(ms),
+        };
+        assert!(p.check_fault(&http(8080, delay(1000))).is_ok());
+        assert!(
+            p.check_fault(&http(8080, HttpAction::Abort { status: 503 }))
+                .is_ok()
+        );
+        assert_eq!(
+            msg(p.check_fault(&http(80, delay(10)))),
+            "http port 80 is outside the policy's http.ports [8080]"
+        );
+        assert_eq!(
+            msg(p.check_fault(&http(8080, delay(1500)))),
+            "http delay 1500ms is above the policy's http.max_delay 1000ms"
+        );
+        assert!(p.summary().contains("http.ports [8080]"));
+        assert!(Policy::parse("http: {port: 80}").is_err());
     }
 
     #[test]

@@ -391,12 +391,13 @@ fn network_kinds_say_how_or_why_not() {
         FaultKind::Bandwidth,
         FaultKind::Corrupt,
         FaultKind::Duplicate,
+        FaultKind::Http,
     ] {
         let k = by_kind(kind);
         if k.supported {
             let mechanism = k.mechanism.as_deref().unwrap();
             assert!(
-                ["nft", "netem", "nfqueue", "htb"].contains(&mechanism),
+                ["nft", "netem", "nfqueue", "htb", "proxy"].contains(&mechanism),
                 "{k:?}"
             );
         } else {

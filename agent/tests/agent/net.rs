@@ -877,3 +877,131 @@ fn a_netem_fault_on_a_busy_root_is_refused_and_its_revert_leaves_that_root_alone
         assert_clean();
     });
 }
+
+/// A plain HTTP/1.1 server on `addr` in the current thread's namespace: `200 ok` to every
+/// request, keep-alive, for a minute.
+fn http_server(addr: &str) -> SocketAddr {
+    let listener = TcpListener::bind(addr).unwrap();
+    let local = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        for stream in listener.incoming().take(64) {
+            let Ok(stream) = stream else { return };
+            thread::spawn(move || {
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(60)));
+                let mut reader = std::io::BufReader::new(stream);
+                loop {
+                    let mut line = String::new();
+                    match std::io::BufRead::read_line(&mut reader, &mut line) {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) if line == "\r\n" => {
+                            if reader
+                                .get_mut()
+                                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n")
+                                .is_err()
+                            {
+                                return;
+                            }
+                        }
+                        Ok(_) => {}
+                    }
+                }
+            });
+        }
+    });
+    local
+}
+
+/// `GET /` to `to` on a new connection: the status line.
+fn status_of(to: SocketAddr) -> String {
+    let mut s = TcpStream::connect_timeout(&to, Duration::from_secs(1)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    answer.lines().next().unwrap_or_default().to_string()
+}
+
+#[test]
+fn http_aborts_through_the_agents_proxy_then_the_server_answers_again() {
+    use agent::spec::{HttpAction, HttpSpec};
+    let Some(pair) = Pair::new() else { return };
+    let state = tempfile::tempdir().unwrap();
+    let dir = state.path().to_path_buf();
+    let a_addr = pair.addr_a();
+    let (agent, to) = Pair::within(&pair.a, move || {
+        let to = http_server(&format!("{a_addr}:0"));
+        let agent = agent_in(&dir);
+        let http = FaultSpec::Http(HttpSpec {
+            port: to.port(),
+            action: HttpAction::Abort { status: 503 },
+            share: 100.0,
+            paths: Vec::new(),
+            methods: Vec::new(),
+        });
+        agent.check(&http).unwrap();
+        // Never the port the controller reaches the agent on.
+        let mut own = request("net-http-own", http.clone());
+        own.exempt = vec![Exempt {
+            peer: "10.0.0.1".parse().unwrap(),
+            local_port: to.port(),
+        }];
+        let refused = agent.inject(own).unwrap_err().to_string();
+        assert!(refused.contains("never redirects it"), "{refused}");
+        assert_clean();
+        let applied = agent.inject(request("net-http", http)).unwrap();
+        assert!(applied.verified, "{}", applied.detail);
+        assert_eq!(applied.mechanism, "proxy");
+        // From this host too.
+        assert_eq!(status_of(to), "HTTP/1.1 503 Service Unavailable");
+        (agent, to)
+    });
+    assert_eq!(
+        Pair::within(&pair.b, move || status_of(to)),
+        "HTTP/1.1 503 Service Unavailable"
+    );
+    Pair::within(&pair.a, move || {
+        let reverted = agent.revert("net-http").unwrap();
+        assert!(
+            reverted.detail.contains("2 requests: 2 aborted, 0 passed"),
+            "{}",
+            reverted.detail
+        );
+        assert_clean();
+        assert_eq!(status_of(to), "HTTP/1.1 200 OK");
+    });
+    assert_eq!(
+        Pair::within(&pair.b, move || status_of(to)),
+        "HTTP/1.1 200 OK"
+    );
+}
+
+#[test]
+fn http_is_refused_where_nothing_listens_and_on_ssh() {
+    use agent::spec::{HttpAction, HttpSpec};
+    let Some(pair) = Pair::new() else { return };
+    let state = tempfile::tempdir().unwrap();
+    let dir = state.path().to_path_buf();
+    Pair::within(&pair.a, move || {
+        let agent = agent_in(&dir);
+        let http = |port| {
+            FaultSpec::Http(HttpSpec {
+                port,
+                action: HttpAction::Delay {
+                    delay: Duration::from_millis(10),
+                },
+                share: 100.0,
+                paths: Vec::new(),
+                methods: Vec::new(),
+            })
+        };
+        let nobody = agent.check(&http(18_999)).unwrap_err().to_string();
+        assert!(
+            nobody.contains("nothing listens on TCP port 18999"),
+            "{nobody}"
+        );
+        let ssh = agent.check(&http(22)).unwrap_err().to_string();
+        assert!(ssh.contains("SSH"), "{ssh}");
+        assert_clean();
+    });
+}

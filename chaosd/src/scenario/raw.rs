@@ -642,6 +642,9 @@ pub struct FaultRaw {
     /// Answer this host's DNS queries for matching names with an error, an address, or late.
     #[schemars(with = "Option<DnsRaw>")]
     pub dns: Option<Sp<DnsRaw>>,
+    /// Abort or delay a share of the HTTP/1.1 requests arriving for a server's port.
+    #[schemars(with = "Option<HttpFaultRaw>")]
+    pub http: Option<Sp<HttpFaultRaw>>,
     /// Make the fault inside the network namespaces of these processes (a container's), not
     /// the host's: network kinds only.
     #[schemars(with = "Option<InsideRaw>")]
@@ -706,6 +709,9 @@ pub struct FaultEntryRaw {
     /// Answer this host's DNS queries for matching names with an error, an address, or late.
     #[schemars(with = "Option<DnsRaw>")]
     pub dns: Option<Sp<DnsRaw>>,
+    /// Abort or delay a share of the HTTP/1.1 requests arriving for a server's port.
+    #[schemars(with = "Option<HttpFaultRaw>")]
+    pub http: Option<Sp<HttpFaultRaw>>,
     /// Make the fault inside the network namespaces of these processes (a container's), not
     /// the host's: network kinds only.
     #[schemars(with = "Option<InsideRaw>")]
@@ -824,6 +830,41 @@ pub struct DuplicateRaw {
     /// Leave TCP port 22 alone, both ways (default true).
     #[schemars(with = "Option<schema::Bool>")]
     pub spare_ssh: Opt,
+}
+
+/// `http`: requests for a server's port pass through the agent.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "HttpFault")]
+pub struct HttpFaultRaw {
+    /// The port a plain HTTP/1.1 server listens on, on the target host.
+    #[schemars(with = "Option<schema::Count>")]
+    pub port: Opt,
+    /// Answer the requests hit at once with a status, e.g. `{status: 503}` (or give `delay`).
+    #[schemars(with = "Option<HttpAbortRaw>")]
+    pub abort: Option<Sp<HttpAbortRaw>>,
+    /// Pass the requests hit on to the server this much later, e.g. `200ms` (or give `abort`).
+    #[schemars(with = "Option<schema::Duration>")]
+    pub delay: Opt,
+    /// The share of matching requests hit, drawn from the run's seed (default 100%).
+    #[schemars(with = "Option<schema::Share>")]
+    pub share: Opt,
+    /// Only requests whose path starts with one of these, e.g. `[/api]` (default: every path).
+    #[schemars(with = "Option<Vec<schema::Text>>")]
+    pub paths: Option<Vec<Sp<Scalar>>>,
+    /// Only requests with one of these methods, e.g. `[GET, POST]` (default: every method).
+    #[schemars(with = "Option<Vec<schema::Text>>")]
+    pub methods: Option<Vec<Sp<Scalar>>>,
+}
+
+/// `http`'s `abort`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "HttpAbort")]
+pub struct HttpAbortRaw {
+    /// The status answered, 200 to 599, e.g. `503`.
+    #[schemars(with = "Option<schema::Count>")]
+    pub status: Opt,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -803,6 +803,72 @@ fn bandwidth_values() {
 }
 
 #[test]
+fn http_values() {
+    use agent::spec::{HttpAction, HttpSpec};
+    let step = |fault: &str| {
+        format!("{PRE}steps:\n  - name: s\n    target: api\n    duration: 1s\n    fault: {fault}\n")
+    };
+    check(
+        &step("{http: {abort: {status: 503}}}"),
+        &["12:19: `http` needs `port`"],
+    );
+    check(
+        &step("{http: {port: 8080}}"),
+        &["12:19: `http` needs one of `abort: {status: 503}` or `delay: 200ms`"],
+    );
+    check(
+        &step("{http: {port: 8080, abort: {status: 503}, delay: 1s}}"),
+        &[
+            "12:19: `http` has both `abort` and `delay`; give exactly one (a hit request is either answered at once or passed on late)",
+        ],
+    );
+    check(
+        &step("{http: {port: 22, delay: 1s}}"),
+        &[
+            "12:26: port 22 is SSH's: an `http` fault never redirects it; give the HTTP server's port",
+        ],
+    );
+    check(
+        &step("{http: {port: 8080, abort: {status: 99}}}"),
+        &["12:48: status `99` is not an HTTP status from 200 to 599, e.g. `503`"],
+    );
+    check(
+        &step("{http: {port: 8080, delay: 1s, paths: [api], methods: [\"GE T\"], share: 130%}}"),
+        &[
+            "12:51: path `api` does not start with `/`; paths are prefixes such as `/api`",
+            "12:67: `GE T` is not an HTTP method such as `GET`",
+            "12:83: share `130%` is outside 0% to 100%",
+        ],
+    );
+    check(
+        &step("{http: {port: 8080, abort: {}}}"),
+        &["12:39: `abort` needs `status`"],
+    );
+    let s = ok(&step(
+        "{http: {port: 8080, abort: {status: 503}, share: 30%, paths: [/api], methods: [get, POST]}}",
+    ));
+    assert_eq!(
+        s.steps[0].faults[0].spec,
+        FaultSpec::Http(HttpSpec {
+            port: 8080,
+            action: HttpAction::Abort { status: 503 },
+            share: 30.0,
+            paths: vec!["/api".into()],
+            methods: vec!["GET".into(), "POST".into()],
+        })
+    );
+    assert_eq!(
+        s.steps[0].faults[0].spec.to_string(),
+        "http port 8080: abort 503 for 30% of GET, POST requests to /api"
+    );
+    let s = ok(&step("{http: {port: 80, delay: 200ms}}"));
+    assert_eq!(
+        s.steps[0].faults[0].spec.to_string(),
+        "http port 80: delay 200ms for 100% of requests"
+    );
+}
+
+#[test]
 fn corrupt_and_duplicate_values() {
     use agent::spec::{CorruptSpec, DuplicateSpec, Protocol};
     let step = |fault: &str| {

@@ -4,6 +4,7 @@
 //! `duplicate` as netem only ([`impair`]; the netem mechanism, shared with `latency`, is [`netem`]).
 //! `dns` redirects the host's DNS queries to a responder in this process ([`dns`],
 //! [`dns_responder`]). The kinds that redirect traffic to this process fail open through [`gate`].
+//! `http` redirects a server's port to an HTTP proxy in the agent ([`http`], [`proxy`]).
 //! [`detect`] says, once per process, which of these mechanisms this host offers.
 //!
 //! Every tool is run as a child process from the calling thread, so a caller that entered another
@@ -35,10 +36,12 @@ pub mod dns;
 pub mod dns_responder;
 pub mod filter;
 pub mod gate;
+pub mod http;
 pub mod impair;
 pub mod latency;
 pub mod netem;
 pub mod nfqueue;
+pub mod proxy;
 
 use std::io::Write;
 use std::net::IpAddr;

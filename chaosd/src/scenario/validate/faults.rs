@@ -14,6 +14,7 @@ use agent::spec::{
     ProcessSelector, Protocol, SignalNumber,
 };
 use agent::spec::{CpuStress, MemoryStress, StressSpec, Workers};
+use agent::spec::{HttpAction, HttpSpec};
 
 use super::super::raw::*;
 use super::super::values;
@@ -30,6 +31,7 @@ pub(super) enum Given<'r> {
     FillDisk(&'r Sp<FillDiskRaw>),
     Stress(&'r Sp<StressRaw>),
     Bandwidth(&'r Sp<BandwidthRaw>),
+    Http(&'r Sp<HttpFaultRaw>),
     Corrupt(&'r Sp<CorruptRaw>),
     Duplicate(&'r Sp<DuplicateRaw>),
     Dns(&'r Sp<DnsRaw>),
@@ -46,6 +48,7 @@ impl Given<'_> {
             Given::FillDisk(_) => FaultKind::FillDisk,
             Given::Stress(_) => FaultKind::Stress,
             Given::Bandwidth(_) => FaultKind::Bandwidth,
+            Given::Http(_) => FaultKind::Http,
             Given::Corrupt(_) => FaultKind::Corrupt,
             Given::Duplicate(_) => FaultKind::Duplicate,
             Given::Dns(_) => FaultKind::Dns,
@@ -62,6 +65,7 @@ impl Given<'_> {
             Given::FillDisk(raw) => pos(raw),
             Given::Stress(raw) => pos(raw),
             Given::Bandwidth(raw) => pos(raw),
+            Given::Http(raw) => pos(raw),
             Given::Corrupt(raw) => pos(raw),
             Given::Duplicate(raw) => pos(raw),
             Given::Dns(raw) => pos(raw),
@@ -83,6 +87,7 @@ pub(super) fn given(f: &FaultRaw) -> Vec<Given<'_>> {
         corrupt,
         duplicate,
         dns,
+        http,
         inside: _,
     } = f;
     [
@@ -97,6 +102,7 @@ pub(super) fn given(f: &FaultRaw) -> Vec<Given<'_>> {
         corrupt.as_ref().map(Given::Corrupt),
         duplicate.as_ref().map(Given::Duplicate),
         dns.as_ref().map(Given::Dns),
+        http.as_ref().map(Given::Http),
     ]
     .into_iter()
     .flatten()
@@ -120,6 +126,7 @@ pub(super) fn given_in_entry(e: &FaultEntryRaw) -> Vec<Given<'_>> {
         corrupt,
         duplicate,
         dns,
+        http,
         inside: _,
     } = e;
     [
@@ -134,6 +141,7 @@ pub(super) fn given_in_entry(e: &FaultEntryRaw) -> Vec<Given<'_>> {
         corrupt.as_ref().map(Given::Corrupt),
         duplicate.as_ref().map(Given::Duplicate),
         dns.as_ref().map(Given::Dns),
+        http.as_ref().map(Given::Http),
     ]
     .into_iter()
     .flatten()
@@ -212,6 +220,7 @@ fn one_kind(cx: &mut Cx, mut given: Vec<Given>, at: Pos, what: &str) -> Option<F
             Given::FillDisk(raw) => fill_disk(cx, raw),
             Given::Stress(raw) => stress(cx, raw),
             Given::Bandwidth(raw) => bandwidth(cx, raw),
+            Given::Http(raw) => http(cx, raw),
             Given::Corrupt(raw) => corrupt(cx, raw),
             Given::Duplicate(raw) => duplicate(cx, raw),
             Given::Dns(raw) => dns(cx, raw),
@@ -563,6 +572,95 @@ fn dns(cx: &mut Cx, raw: &Sp<DnsRaw>) -> Option<FaultSpec> {
         names,
         answer,
         delay,
+    }))
+}
+
+fn http(cx: &mut Cx, raw: &Sp<HttpFaultRaw>) -> Option<FaultSpec> {
+    let h = &raw.value;
+    let before = cx.found.len();
+    let port = cx.req(&h.port, pos(raw), "port", "`http`", |s| {
+        match s.trim().parse::<u16>() {
+            Ok(22) => Err(
+                "port 22 is SSH's: an `http` fault never redirects it; give the HTTP server's port"
+                    .to_string(),
+            ),
+            Ok(port) if port > 0 => Ok(port),
+            _ => Err(format!("`{s}` is not a port (1 to 65535)")),
+        }
+    });
+    let action = match (&h.abort, &h.delay) {
+        (Some(abort), None) => {
+            let status = cx.req(
+                &abort.value.status,
+                pos(abort),
+                "status",
+                "`abort`",
+                |s| match s.trim().parse::<u16>() {
+                    Ok(code) if (200..=599).contains(&code) => Ok(code),
+                    _ => Err(format!(
+                        "status `{s}` is not an HTTP status from 200 to 599, e.g. `503`"
+                    )),
+                },
+            );
+            status.map(|status| HttpAction::Abort { status })
+        }
+        (None, Some(_)) => cx
+            .positive(&h.delay, "delay")
+            .map(|delay| HttpAction::Delay { delay }),
+        (Some(_), Some(_)) => {
+            cx.error(
+                pos(raw),
+                "`http` has both `abort` and `delay`; give exactly one (a hit request is either answered at once or passed on late)",
+            );
+            None
+        }
+        (None, None) => {
+            cx.error(
+                pos(raw),
+                "`http` needs one of `abort: {status: 503}` or `delay: 200ms`",
+            );
+            None
+        }
+    };
+    let share = cx.opt(&h.share, values::parse_share).unwrap_or(100.0);
+    let paths: Vec<String> = h
+        .paths
+        .iter()
+        .flatten()
+        .filter_map(|p| {
+            cx.get(p, |s| match s.trim() {
+                t if t.starts_with('/') => Ok(t.to_string()),
+                t => Err(format!(
+                    "path `{t}` does not start with `/`; paths are prefixes such as `/api`"
+                )),
+            })
+        })
+        .collect();
+    let methods: Vec<String> = h
+        .methods
+        .iter()
+        .flatten()
+        .filter_map(|m| {
+            cx.get(m, |s| {
+                let t = s.trim().to_ascii_uppercase();
+                if !t.is_empty()
+                    && t.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                {
+                    Ok(t)
+                } else {
+                    Err(format!("`{s}` is not an HTTP method such as `GET`"))
+                }
+            })
+        })
+        .collect();
+    (cx.found.len() == before).then_some(())?;
+    Some(FaultSpec::Http(HttpSpec {
+        port: port?,
+        action: action?,
+        share,
+        paths,
+        methods,
     }))
 }
 
