@@ -1,7 +1,7 @@
 #!/bin/sh
 # The HAProxy drill's sandbox: a fresh config in a folder of its own (Debian's
 # /etc/haproxy and its service are not used).
-#   sandbox.sh up DIR PROXY BACKEND_A BACKEND_B redispatch|no-redispatch|retry-503|no-retry-503 [HAPROXY]
+#   sandbox.sh up DIR PROXY BACKEND_A BACKEND_B redispatch|no-redispatch [HAPROXY]
 #   sandbox.sh down DIR
 # PROXY is where HAProxy listens, ADDR:PORT (a bare PORT means 127.0.0.1:PORT); BACKEND_A and
 # BACKEND_B are the servers' ADDR:PORT.
@@ -9,20 +9,10 @@ set -eu
 case "${1:-}" in
 up)
   dir=$2 proxy=$3 backend_a=$4 backend_b=$5 mode=$6 haproxy=${7:-haproxy}
-  # HAProxy retries only failed connections by default (`retry-on conn-failure`); retry-503
-  # also retries a request whose answer was a 503, on another server (`option redispatch 1`:
-  # every retry is redispatched). The 503 modes open a server connection per request
-  # (`http-reuse never`, `option http-server-close`), so that each request is a new connection,
-  # which an `http` fault sees (it sees only connections opened after it began).
-  retry_on="retry-on conn-failure" reuse=""
-  per_request="http-reuse never
-    option http-server-close"
   case "$mode" in
   redispatch) redispatch="option redispatch" ;;
   no-redispatch) redispatch="no option redispatch" ;;
-  retry-503) redispatch="option redispatch 1" retry_on="retry-on conn-failure empty-response 503" reuse=$per_request ;;
-  no-retry-503) redispatch="option redispatch 1" reuse=$per_request ;;
-  *) echo "sandbox.sh: mode must be redispatch, no-redispatch, retry-503 or no-retry-503, not $mode" >&2; exit 2 ;;
+  *) echo "sandbox.sh: mode must be redispatch or no-redispatch, not $mode" >&2; exit 2 ;;
   esac
   case "$proxy" in
   *:*) ;;
@@ -44,8 +34,6 @@ defaults
     # another server, without it every retry goes to the same (dead) one.
     retries 3
     $redispatch
-    $retry_on
-    $reuse
 
 frontend web
     bind $proxy
@@ -63,7 +51,7 @@ down)
   rm -rf "$2"
   ;;
 *)
-  echo "usage: sandbox.sh up DIR PROXY BACKEND_A BACKEND_B redispatch|no-redispatch|retry-503|no-retry-503 | down DIR" >&2
+  echo "usage: sandbox.sh up DIR PROXY BACKEND_A BACKEND_B redispatch|no-redispatch | down DIR" >&2
   exit 2
   ;;
 esac
