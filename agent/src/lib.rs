@@ -5,6 +5,7 @@
 //! # Layout
 //! - [`spec`]: the wire types (what a fault asks for).
 //! - [`process`]: finding processes in `/proc`, and the pid-reuse guard.
+//! - [`mounts`]: where a path a container's process sees is on the host.
 //! - [`container`]: which container a process runs in (its cgroup path), and the container's
 //!   names from the runtimes' state on disk.
 //! - [`fault`]: one module per kind; `plan` → journal → `inject` → `revert`.
@@ -30,6 +31,7 @@ pub mod fault;
 pub mod http;
 pub mod journal;
 pub mod local;
+pub mod mounts;
 pub mod probe;
 pub mod process;
 pub mod recovered;

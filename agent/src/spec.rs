@@ -348,8 +348,17 @@ impl FaultSpec {
         }
     }
 
-    /// The processes in whose namespaces the fault is made (`inside:`), if any.
+    /// The processes in whose namespaces the fault is made (`inside:`), if any: a network
+    /// fault's, or the processes whose view of a `fill_disk`'s path is meant.
     pub fn inside(&self) -> Option<&ProcessSelector> {
+        match self {
+            FaultSpec::FillDisk(fill) => fill.inside.as_ref(),
+            _ => self.netns_inside(),
+        }
+    }
+
+    /// The processes whose network namespaces a network fault is made in, if any.
+    pub fn netns_inside(&self) -> Option<&ProcessSelector> {
         self.scope().and_then(|scope| scope.inside.as_ref())
     }
 }
@@ -397,8 +406,13 @@ pub struct DropSpec {
 /// `fill_disk`: the filesystem holding `path` filled by one file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FillDiskSpec {
+    /// The directory, as the host sees it, or as the `inside` processes see it.
     pub path: PathBuf,
     pub amount: FillAmount,
+    /// Fill `path` as these processes see it (a container's volume): the agent finds the host's
+    /// path of it, which it fills and journals.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inside: Option<ProcessSelector>,
 }
 
 /// `stress`: CPU burnt, or memory held resident, by children of the agent.
@@ -915,6 +929,7 @@ mod tests {
             FaultSpec::FillDisk(FillDiskSpec {
                 path: "/mnt/x".into(),
                 amount: FillAmount::Usage(90.0),
+                inside: None,
             }),
             FaultSpec::Stress(StressSpec::Cpu(CpuStress {
                 workers: Workers::Cores(50.0),

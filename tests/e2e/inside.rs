@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use chaos_tests::ping::ping_from;
 use chaos_tests::podman::{self, Container};
-use chaos_tests::support::{Sleeper, Test, pattern, read_events, unique};
+use chaos_tests::support::{Sleeper, Test, Tmpfs, pattern, read_events, unique};
 
 /// A namespace of the test's own, deleted (with what is in it) when dropped.
 struct Observer(String);
@@ -172,7 +172,7 @@ steps:
     );
     let out = t.cmd(&["validate", &t.scenario_path().display().to_string()]);
     out.code(2);
-    out.stderr_has("`inside` is for the network kinds; the fault of step `kill inside` is `kill`");
+    out.stderr_has("`inside` is for the network kinds and `fill_disk`; the fault of step `kill inside` is `kill`");
 }
 
 /// SIGKILL of chaosctl (whose built-in agent made the fault) during an `inside:` latency: the
@@ -208,4 +208,53 @@ fn sigkill_of_chaosctl_during_inside_fails_open_and_the_next_command_cleans_the_
     runs.code(0);
     runs.stderr_has("reverted");
     assert!(!rules_in(&a).contains("CHAOS"), "{}", rules_in(&a));
+}
+
+const FILL: &str = r#"version: 1
+name: fill-inside-a-container
+steps:
+  - name: fill the volume of container a
+    target: local
+    fault:
+      fill_disk: {path: /data, usage: 80%}
+      inside: {process: {container: "${A}"}}
+    duration: 3s
+    recover_within: 1s
+"#;
+
+/// `fill_disk` with `inside:` fills the path as the container sees it (its volume, a tmpfs the
+/// test mounted), journals the fill file as the host sees it, and deletes it at the end even
+/// though the container was stopped meanwhile: a pod restarted on that volume finds it as before.
+#[test]
+fn a_fill_inside_a_containers_volume_fills_it_and_is_deleted_after_the_container_is_gone() {
+    if !podman::available() {
+        return;
+    }
+    let tag = unique("inside-fill");
+    let volume = Tmpfs::mount(64);
+    let mount = format!("{}:/data", volume.dir.display());
+    let a = Container::run(&format!("{tag}-a"), &["-v", &mount], &["/bin/sleep", "300"]);
+    let before = volume.usage_percent();
+    let t = Test::new().scenario(FILL).var("A", &a.name);
+    let run = t.spawn_run();
+    t.wait_for_event("fault_applied", Duration::from_secs(20));
+    let during = volume.usage_percent();
+    let files = volume.fill_files();
+    println!("volume {before:.1}% used before, {during:.1}% during: {files:?}");
+    assert!((78.0..=82.0).contains(&during), "{during}% used");
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert!(
+        !std::path::Path::new("/data").join(&files[0]).exists(),
+        "the host's own /data was filled"
+    );
+    a.kill();
+    let out = run.wait();
+    out.code(0);
+    assert!(volume.fill_files().is_empty(), "{:?}", volume.fill_files());
+    let report = out.report();
+    let affected = report.step(0)["faults"][0]["affected"].to_string();
+    assert!(
+        affected.contains(&volume.dir.display().to_string()),
+        "{affected}"
+    );
 }

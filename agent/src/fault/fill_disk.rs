@@ -17,28 +17,49 @@ use crate::error::FaultError;
 use crate::server::policy::{Policy, Refusal};
 use crate::spec::{FaultKind, FillAmount, FillDiskSpec};
 
+impl FillDiskSpec {
+    /// The directory to fill as the host sees it: `path`, or with `inside:` where `path` of
+    /// those processes is on the host ([`super::inside::host_path`]).
+    fn host_dir(&self) -> Result<PathBuf, FaultError> {
+        match &self.inside {
+            None => Ok(self.path.clone()),
+            Some(selector) => super::inside::host_path(selector, &self.path),
+        }
+    }
+}
+
 impl Kind for FillDiskSpec {
     fn support() -> Result<&'static str, &'static str> {
         Ok("fallocate")
     }
 
     fn check(&self) -> Result<(), FaultError> {
-        bytes_to_add(&self.path, self.amount).map(drop)
+        bytes_to_add(&self.host_dir()?, self.amount).map(drop)
     }
 
     fn plan(&self, fault_id: &str, _seed: u64) -> Result<Undo, FaultError> {
-        plan(fault_id, &self.path, self.amount)
+        plan(fault_id, &self.host_dir()?, self.amount)
     }
 
     fn inject(&self, _fault_id: &str, undo: &Undo, _ctx: &Context) -> Result<Injected, FaultError> {
         let Undo::FillDisk { file, bytes } = undo else {
             return Err(other_kinds_undo(FaultKind::FillDisk));
         };
-        inject(&self.path, self.amount, file, *bytes)
+        // The planned file's folder: the host's view of the path, found once at plan time.
+        let dir = file.parent().unwrap_or(&self.path);
+        inject(dir, self.amount, file, *bytes)
     }
 
+    /// With `inside:`, the host's path is what `fill_paths` must allow (when it can be found; else
+    /// the plan fails anyway).
     fn check_policy(&self, policy: &Policy) -> Result<(), Refusal> {
-        policy.check_fill_path(&self.path)
+        match &self.inside {
+            None => policy.check_fill_path(&self.path),
+            Some(_) => match self.host_dir() {
+                Ok(host) => policy.check_fill_path(&host),
+                Err(_) => Ok(()),
+            },
+        }
     }
 }
 
@@ -49,7 +70,11 @@ impl fmt::Display for FillDiskSpec {
             FillAmount::Size(b) => format!("with {b} bytes"),
             FillAmount::Leave(b) => format!("leaving {b} bytes free"),
         };
-        write!(f, "fill_disk {} {amount}", self.path.display())
+        write!(f, "fill_disk {} {amount}", self.path.display())?;
+        if let Some(inside) = &self.inside {
+            write!(f, ", as {inside} sees it")?;
+        }
+        Ok(())
     }
 }
 

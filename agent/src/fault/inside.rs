@@ -88,6 +88,51 @@ fn namespaces(selector: &ProcessSelector) -> Result<BTreeMap<u64, Target>, Fault
     Ok(found)
 }
 
+/// The host's path of directory `path` as `selector`'s processes see it (`fill_disk` with
+/// `inside:`): through their mount namespaces, which must all lead to one directory and not be
+/// the agent's own.
+pub fn host_path(
+    selector: &ProcessSelector,
+    path: &std::path::Path,
+) -> Result<std::path::PathBuf, FaultError> {
+    let own = fs::metadata("/proc/self/ns/mnt").ok().map(|m| m.ino());
+    let mut found: BTreeMap<std::path::PathBuf, String> = BTreeMap::new();
+    for p in matching(selector)? {
+        let mnt = fs::metadata(format!("/proc/{}/ns/mnt", p.pid))
+            .ok()
+            .map(|m| m.ino());
+        if mnt.is_some() && mnt == own {
+            return Err(FaultError::Inside {
+                reason: format!(
+                    "{} matches `inside:` {selector} but sees the host's own files (its mount namespace is the agent's); fill the host's path without `inside:`, or narrow the selector to the container",
+                    p.label()
+                ),
+            });
+        }
+        let host = crate::mounts::host_path(p.pid, path).map_err(|reason| FaultError::Inside {
+            reason: format!("for {}: {reason}", p.label()),
+        })?;
+        found.entry(host).or_insert_with(|| p.label());
+    }
+    let mut paths = found.into_iter();
+    match (paths.next(), paths.next()) {
+        (Some((host, _)), None) => Ok(host),
+        (Some(first), Some(second)) => Err(FaultError::Inside {
+            reason: format!(
+                "`{}` is a different directory for different processes of {selector} (`{}` for {}, `{}` for {}); narrow the selector to one container",
+                path.display(),
+                first.0.display(),
+                first.1,
+                second.0.display(),
+                second.1
+            ),
+        }),
+        (None, _) => Err(FaultError::NoProcessMatches {
+            selector: selector.to_string(),
+        }),
+    }
+}
+
 /// Preflight: the selector finds namespaces other than the host's, and the kind's own check
 /// passes inside each of them.
 pub fn check(spec: &FaultSpec, selector: &ProcessSelector) -> Result<(), FaultError> {

@@ -251,7 +251,7 @@ fn other_kinds_undo(kind: FaultKind) -> FaultError {
 /// Preflight: the kind is supported, its selector matches, its path is usable (inside each
 /// namespace of `inside:`). Touches nothing.
 pub fn check(spec: &FaultSpec) -> Result<(), FaultError> {
-    match spec.inside() {
+    match spec.netns_inside() {
         Some(selector) => inside::check(spec, selector),
         None => kind_of(spec).check(),
     }
@@ -259,7 +259,7 @@ pub fn check(spec: &FaultSpec) -> Result<(), FaultError> {
 
 /// Decides what an injection of `spec` will do, without touching the host. `seed` draws the picks.
 pub fn plan(fault_id: &str, spec: &FaultSpec, seed: u64) -> Result<Undo, FaultError> {
-    match spec.inside() {
+    match spec.netns_inside() {
         Some(selector) => inside::plan(fault_id, spec, selector, seed),
         None => kind_of(spec).plan(fault_id, seed),
     }

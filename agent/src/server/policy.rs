@@ -945,6 +945,7 @@ max_loss: 50%
             FaultSpec::FillDisk(FillDiskSpec {
                 path: path.into(),
                 amount: FillAmount::Size(1),
+                inside: None,
             })
         };
         assert!(p.check_fault(&fill("/mnt/chaos")).is_ok());

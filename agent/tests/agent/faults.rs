@@ -132,6 +132,7 @@ fn fill_disk_to_a_usage_a_size_and_a_leave_then_revert() {
                 FaultSpec::FillDisk(FillDiskSpec {
                     path: tmpfs.path().to_path_buf(),
                     amount,
+                    inside: None,
                 }),
             ))
             .unwrap();
@@ -187,6 +188,7 @@ fn fill_disk_to_full_usage_reaches_100_percent() {
     let spec = FaultSpec::FillDisk(FillDiskSpec {
         path: tmpfs.path().to_path_buf(),
         amount: FillAmount::Usage(100.0),
+        inside: None,
     });
     let applied = agent.inject(request("fill-full", spec)).unwrap();
     assert!(applied.verified, "{}", applied.detail);
@@ -207,6 +209,7 @@ fn an_overfill_is_refused_and_leaves_nothing() {
             FaultSpec::FillDisk(FillDiskSpec {
                 path: tmpfs.path().to_path_buf(),
                 amount,
+                inside: None,
             }),
         ))
     };
@@ -244,6 +247,7 @@ fn fill_disk_needs_an_existing_directory() {
     let spec = FaultSpec::FillDisk(FillDiskSpec {
         path: file.path().to_path_buf(),
         amount: FillAmount::Size(MIB),
+        inside: None,
     });
     let err = agent.check(&spec).unwrap_err();
     assert_eq!(
@@ -269,6 +273,7 @@ fn a_fill_left_by_a_crash_is_deleted_at_the_next_open() {
         FaultSpec::FillDisk(FillDiskSpec {
             path: tmpfs.path().to_path_buf(),
             amount: FillAmount::Size(8 * MIB),
+            inside: None,
         }),
     );
     req.hold = Some(Duration::from_secs(3600));

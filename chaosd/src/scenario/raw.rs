@@ -646,7 +646,7 @@ pub struct FaultRaw {
     #[schemars(with = "Option<HttpFaultRaw>")]
     pub http: Option<Sp<HttpFaultRaw>>,
     /// Make the fault inside the network namespaces of these processes (a container's), not
-    /// the host's: network kinds only.
+    /// the host's (network kinds), or fill `fill_disk`'s path as they see it.
     #[schemars(with = "Option<InsideRaw>")]
     pub inside: Option<Sp<InsideRaw>>,
 }
@@ -713,7 +713,7 @@ pub struct FaultEntryRaw {
     #[schemars(with = "Option<HttpFaultRaw>")]
     pub http: Option<Sp<HttpFaultRaw>>,
     /// Make the fault inside the network namespaces of these processes (a container's), not
-    /// the host's: network kinds only.
+    /// the host's (network kinds), or fill `fill_disk`'s path as they see it.
     #[schemars(with = "Option<InsideRaw>")]
     pub inside: Option<Sp<InsideRaw>>,
 }

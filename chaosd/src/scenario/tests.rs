@@ -139,7 +139,8 @@ fn the_whole_file_of_the_spec_loads() {
         s.steps[1].faults[1].spec,
         FaultSpec::FillDisk(FillDiskSpec {
             path: "/var/log".into(),
-            amount: FillAmount::Usage(95.0)
+            amount: FillAmount::Usage(95.0),
+            inside: None,
         })
     );
     let FaultSpec::Drop(DropSpec { mode, scope }) = &s.steps[2].faults[0].spec else {
@@ -715,7 +716,8 @@ fn fault_values() {
         s.steps[0].faults[0].spec,
         FaultSpec::FillDisk(FillDiskSpec {
             path: "/data".into(),
-            amount: FillAmount::Leave(64 << 20)
+            amount: FillAmount::Leave(64 << 20),
+            inside: None,
         })
     );
     let s = ok(&step(

@@ -172,6 +172,10 @@ pub(super) fn fault(
             None
         }
     };
+    if let Some(FaultSpec::FillDisk(fill)) = spec.as_mut() {
+        fill.inside = Some(selector?);
+        return spec;
+    }
     match spec.as_mut().map(FaultSpec::scope_mut) {
         Some(Some(scope)) => {
             scope.inside = Some(selector?);
@@ -181,11 +185,11 @@ pub(super) fn fault(
             cx.report(
                 pos(raw),
                 format!(
-                    "`inside` is for the network kinds; {what} is `{}`",
+                    "`inside` is for the network kinds and `fill_disk`; {what} is `{}`",
                     spec.as_ref().map_or(FaultKind::Kill, FaultSpec::kind)
                 ),
                 Some(
-                    "`inside` takes `latency`, `loss`, `drop`, `bandwidth`, `corrupt`, `duplicate`; a process selector's `container` key reaches a container's processes".into(),
+                    "`inside` takes `latency`, `loss`, `drop`, `bandwidth`, `corrupt`, `duplicate` and `fill_disk`; a process selector's `container` key reaches a container's processes".into(),
                 ),
             );
             None
@@ -398,6 +402,7 @@ fn fill_disk(cx: &mut Cx, raw: &Sp<FillDiskRaw>) -> Option<FaultSpec> {
     Some(FaultSpec::FillDisk(FillDiskSpec {
         path: path?,
         amount: amount?,
+        inside: None,
     }))
 }
 
