@@ -21,6 +21,7 @@
 //! kubelet links each container's log as `/var/log/containers/<pod>_<namespace>_<name>-<id>.log`,
 //! whatever the runtime. A container whose name is found nowhere has only its id.
 
+use std::collections::HashMap;
 use std::fs;
 use std::path::Path;
 
@@ -195,20 +196,52 @@ impl Default for StateDirs {
     }
 }
 
-/// The names a container is known by, from the runtimes' state on disk: Docker's and Podman's
-/// names, and on a Kubernetes node `<name>`, `<pod>/<name>` and `<namespace>/<pod>/<name>`.
-/// Empty when none is found (the container is then selected by its id only).
+/// The names containers are known by, from the runtimes' state on disk, each file read at most
+/// once (a lookup among a hundred containers must not parse Podman's state a hundred times).
+#[derive(Debug, Default)]
+pub struct Names {
+    dirs: StateDirs,
+    /// Podman's `containers.json`, by id; read on first use.
+    podman: Option<HashMap<String, Vec<String>>>,
+    /// The kubelet's log links, by id; listed on first use.
+    kubelet: Option<HashMap<String, Vec<String>>>,
+}
+
+impl Names {
+    pub fn new(dirs: StateDirs) -> Names {
+        Names {
+            dirs,
+            podman: None,
+            kubelet: None,
+        }
+    }
+
+    /// The names `container` is known by: Docker's and Podman's names, and on a Kubernetes node
+    /// `<name>`, `<pod>/<name>` and `<namespace>/<pod>/<name>`. Empty when none is found (the
+    /// container is then selected by its id only).
+    pub fn of(&mut self, container: &ContainerRef) -> Vec<String> {
+        let mut names = Vec::new();
+        match container.runtime {
+            Runtime::Docker => names.extend(docker_name(&self.dirs.docker, &container.id)),
+            Runtime::Podman => {
+                let file = &self.dirs.podman;
+                let index = self.podman.get_or_insert_with(|| podman_index(file));
+                names.extend(index.get(&container.id).cloned().unwrap_or_default());
+            }
+            _ => {}
+        }
+        if container.pod_uid.is_some() || container.runtime != Runtime::Podman {
+            let dir = &self.dirs.kubelet_logs;
+            let index = self.kubelet.get_or_insert_with(|| kubelet_index(dir));
+            names.extend(index.get(&container.id).cloned().unwrap_or_default());
+        }
+        names
+    }
+}
+
+/// [`Names::of`] for one container, reading what it needs.
 pub fn names_of(container: &ContainerRef, dirs: &StateDirs) -> Vec<String> {
-    let mut names = Vec::new();
-    match container.runtime {
-        Runtime::Docker => names.extend(docker_name(&dirs.docker, &container.id)),
-        Runtime::Podman => names.extend(podman_names(&dirs.podman, &container.id)),
-        _ => {}
-    }
-    if container.pod_uid.is_some() || container.runtime != Runtime::Podman {
-        names.extend(kubelet_names(&dirs.kubelet_logs, &container.id));
-    }
-    names
+    Names::new(dirs.clone()).of(container)
 }
 
 fn docker_name(dir: &Path, id: &str) -> Option<String> {
@@ -218,46 +251,61 @@ fn docker_name(dir: &Path, id: &str) -> Option<String> {
     Some(name.trim_start_matches('/').to_string())
 }
 
-fn podman_names(file: &Path, id: &str) -> Vec<String> {
+/// Podman's names of every container, by id.
+fn podman_index(file: &Path) -> HashMap<String, Vec<String>> {
     let Ok(text) = fs::read_to_string(file) else {
-        return Vec::new();
+        return HashMap::new();
     };
     let Ok(serde_json::Value::Array(containers)) = serde_json::from_str(&text) else {
-        return Vec::new();
+        return HashMap::new();
     };
     containers
         .iter()
-        .find(|c| c.get("id").and_then(|v| v.as_str()) == Some(id))
-        .and_then(|c| c.get("names")?.as_array().cloned())
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|n| n.as_str().map(str::to_string))
+        .filter_map(|c| {
+            let id = c.get("id")?.as_str()?.to_string();
+            let names = c
+                .get("names")?
+                .as_array()?
+                .iter()
+                .filter_map(|n| n.as_str().map(str::to_string))
+                .collect();
+            Some((id, names))
+        })
         .collect()
 }
 
-/// From the kubelet's log links: `<pod>_<namespace>_<name>-<id>.log`.
-fn kubelet_names(dir: &Path, id: &str) -> Vec<String> {
-    let suffix = format!("-{id}.log");
+/// From the kubelet's log links, `<pod>_<namespace>_<name>-<id>.log`: each container's names, by
+/// id.
+fn kubelet_index(dir: &Path) -> HashMap<String, Vec<String>> {
     let Ok(entries) = fs::read_dir(dir) else {
-        return Vec::new();
+        return HashMap::new();
     };
+    let mut index = HashMap::new();
     for entry in entries.flatten() {
         let file = entry.file_name();
-        let Some(file) = file.to_str() else { continue };
-        let Some(head) = file.strip_suffix(&suffix) else {
+        let Some(head) = file.to_str().and_then(|f| f.strip_suffix(".log")) else {
             continue;
         };
+        let Some((head, id)) = head.rsplit_once('-') else {
+            continue;
+        };
+        if !is_full_id(id) {
+            continue;
+        }
         let mut parts = head.splitn(3, '_');
         if let (Some(pod), Some(namespace), Some(name)) = (parts.next(), parts.next(), parts.next())
         {
-            return vec![
-                name.to_string(),
-                format!("{pod}/{name}"),
-                format!("{namespace}/{pod}/{name}"),
-            ];
+            index.insert(
+                id.to_string(),
+                vec![
+                    name.to_string(),
+                    format!("{pod}/{name}"),
+                    format!("{namespace}/{pod}/{name}"),
+                ],
+            );
         }
     }
-    Vec::new()
+    index
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 
 use regex::Regex;
 
-use crate::container::{self, ContainerRef, StateDirs};
+use crate::container::{self, ContainerRef, Names};
 use crate::error::FaultError;
 use crate::spec::ProcessSelector;
 
@@ -231,9 +231,10 @@ fn unit_name(given: &str) -> String {
 /// and each container's names are looked up once.
 #[derive(Default)]
 struct Containers {
-    dirs: StateDirs,
     cgroups: HashMap<i32, Option<String>>,
+    /// Each container's names, by id.
     names: HashMap<String, Vec<String>>,
+    state: Names,
 }
 
 impl Containers {
@@ -249,10 +250,10 @@ impl Containers {
     }
 
     fn names_of(&mut self, container: &ContainerRef) -> &[String] {
-        let dirs = &self.dirs;
+        let state = &mut self.state;
         self.names
             .entry(container.id.clone())
-            .or_insert_with(|| container::names_of(container, dirs))
+            .or_insert_with(|| state.of(container))
     }
 
     /// Whether `pid` runs in the container `given` names: an id prefix, or one of its names.

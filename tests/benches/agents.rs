@@ -28,13 +28,19 @@
 //! connections in parallel (requests/s over 3 s, at most 200k requests). Printed: the added p50
 //! and p99 and the throughput's ratio (goals: p50 +0.3 ms or less, ratio at least 80 %).
 //!
-//!     scripts/bench [--agents N] [--rounds R] [--no-net] [--http-only] [--keep] [--agent-state DIR] [--tiny]
+//! Part 5 (root; Podman): what containers cost: resolving a `container` selector among N
+//! containers, and the added apply time of `inside:` ([`containers`]).
 //!
-//! `--http-only` runs part 4 alone. `--tiny` (what CI runs, so that the benchmark cannot rot) is 3
+//!     scripts/bench [--agents N] [--rounds R] [--no-net] [--http-only] [--containers N]
+//!                   [--containers-only] [--keep] [--agent-state DIR] [--tiny]
+//!
+//! `--http-only` runs part 4 alone, `--containers-only` part 5. `--tiny` (what CI runs, so that the benchmark cannot rot) is 3
 //! agents, one round, 1 s idle windows, 5 pings, 20 MB, 200 requests and 0.5 s of throughput. Everything it starts (agents, sleeps, chaosctl, the lab) is
 //! stopped or deleted at its end, whatever happens. Traffic goes only to 127.0.0.1 and to the
 //! lab's own namespaces. Benchmark only: never used by the tests.
 #![allow(clippy::disallowed_types)]
+
+mod containers;
 
 use std::fs;
 use std::io::{Read, Write};
@@ -75,6 +81,10 @@ struct Args {
     http_requests: usize,
     /// How long part 4's throughput is measured.
     http_window: Duration,
+    /// Part 5's fleet of containers.
+    containers: usize,
+    /// Part 5 only.
+    containers_only: bool,
 }
 
 impl Args {
@@ -92,6 +102,8 @@ impl Args {
             http_only: false,
             http_requests: 5000,
             http_window: Duration::from_secs(3),
+            containers: 100,
+            containers_only: false,
         };
         let mut it = std::env::args().skip(1);
         while let Some(arg) = it.next() {
@@ -103,6 +115,8 @@ impl Args {
                 "--rounds" => args.rounds = value("--rounds")?.parse()?,
                 "--no-net" => args.net = false,
                 "--http-only" => args.http_only = true,
+                "--containers" => args.containers = value("--containers")?.parse()?,
+                "--containers-only" => args.containers_only = true,
                 "--keep" => args.keep = true,
                 "--agent-state" => args.agent_state = Some(value("--agent-state")?.into()),
                 "--tiny" => {
@@ -114,10 +128,11 @@ impl Args {
                     args.hold = "3s";
                     args.http_requests = 200;
                     args.http_window = Duration::from_millis(500);
+                    args.containers = 3;
                 }
                 other => bail!(
                     "unknown argument `{other}`; use --agents N, --rounds R, --no-net, \
-                     --http-only, --keep, --agent-state DIR, --tiny"
+                     --http-only, --containers N, --containers-only, --keep, --agent-state DIR, --tiny"
                 ),
             }
         }
@@ -154,6 +169,11 @@ fn bench(args: &Args) -> anyhow::Result<()> {
         table(&rows);
         return Ok(());
     }
+    if args.containers_only {
+        containers::containers(args.containers, args.rounds, &mut rows)?;
+        table(&rows);
+        return Ok(());
+    }
     many_agents(args, work.path(), &mut rows)?;
     if !args.net {
         rows.push(row(
@@ -171,6 +191,7 @@ fn bench(args: &Args) -> anyhow::Result<()> {
             "",
         ));
     }
+    containers::containers(args.containers, args.rounds, &mut rows)?;
     println!("load at the end {}", loadavg());
     table(&rows);
     if args.keep {
