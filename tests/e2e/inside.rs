@@ -7,6 +7,7 @@
 use std::process::Command;
 use std::time::Duration;
 
+use chaos_tests::lab::{Lab, wait_applied};
 use chaos_tests::ping::ping_from;
 use chaos_tests::podman::{self, Container};
 use chaos_tests::support::{Sleeper, Test, Tmpfs, pattern, read_events, unique};
@@ -256,5 +257,54 @@ fn a_fill_inside_a_containers_volume_fills_it_and_is_deleted_after_the_container
     assert!(
         affected.contains(&volume.dir.display().to_string()),
         "{affected}"
+    );
+}
+
+/// SIGKILL of a remote `chaos-agent` (a lab host's, in the host PID namespace like a DaemonSet's)
+/// during an `inside:` latency: the delay stops at once (the queue fails open), and the agent's
+/// restart reverts the fault from its journal inside the container's namespace.
+#[test]
+fn lab_sigkill_of_the_agent_during_inside_its_restart_cleans_the_namespace() {
+    if !podman::available() {
+        return;
+    }
+    let Some(mut lab) = Lab::new() else { return };
+    let tag = unique("inside-agent");
+    let a = Container::run(&format!("{tag}-a"), &[], &["/bin/sleep", "300"]);
+    let observer = Observer::new(&tag);
+    let addr = a.wire_to(&observer.0, 1);
+    let t = lab
+        .test(
+            r#"version: 1
+name: lab-latency-inside
+settings: {lease: 60s}
+steps:
+  - name: slow what container a receives, from h1's agent
+    target: h1
+    fault:
+      latency: {delay: 150ms}
+      inside: {process: {container: "${A}"}}
+    duration: 60s
+"#,
+        )
+        .var("A", &a.name);
+    let run = t.spawn_run();
+    wait_applied(&t, "h1", Duration::from_secs(20));
+    assert!(ping_from(&observer.0, &addr, 2, "0.2").min_ms >= 140.0);
+    lab.kill_agent("h1");
+    let open = ping_from(&observer.0, &addr, 3, "0.2");
+    assert!(
+        open.received == 3 && open.max_ms < 50.0,
+        "not failing open: {open:?}"
+    );
+    assert!(rules_in(&a).contains("CHAOS"), "{}", rules_in(&a));
+    run.signal(nix::sys::signal::Signal::SIGINT);
+    let _ = run.wait();
+
+    lab.restart_agent("h1");
+    chaos_tests::eventually(
+        Duration::from_secs(10),
+        "the restarted agent cleans the container's namespace",
+        || (!rules_in(&a).contains("CHAOS")).then_some(()),
     );
 }
