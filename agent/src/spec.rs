@@ -359,7 +359,10 @@ impl FaultSpec {
 
     /// The processes whose network namespaces a network fault is made in, if any.
     pub fn netns_inside(&self) -> Option<&ProcessSelector> {
-        self.scope().and_then(|scope| scope.inside.as_ref())
+        match self {
+            FaultSpec::Http(http) => http.inside.as_ref(),
+            _ => self.scope().and_then(|scope| scope.inside.as_ref()),
+        }
     }
 }
 
@@ -517,6 +520,10 @@ pub struct HttpSpec {
     /// Methods, upper case; empty: every method.
     #[serde(default)]
     pub methods: Vec<String>,
+    /// Made inside the network namespaces of these processes (a container's server), once per
+    /// namespace ([`crate::fault::inside`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inside: Option<ProcessSelector>,
 }
 
 /// What an `http` fault does to a request it hits.
@@ -972,6 +979,7 @@ mod tests {
                 share: 30.0,
                 paths: vec!["/api".into()],
                 methods: vec!["GET".into()],
+                inside: None,
             }),
             FaultSpec::Http(HttpSpec {
                 port: 80,
@@ -981,6 +989,7 @@ mod tests {
                 share: 100.0,
                 paths: Vec::new(),
                 methods: Vec::new(),
+                inside: None,
             }),
         ];
         let scope = r#"{"to":null,"from":null,"interface":"eth0","spare_ssh":true}"#;

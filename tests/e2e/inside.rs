@@ -173,7 +173,7 @@ steps:
     );
     let out = t.cmd(&["validate", &t.scenario_path().display().to_string()]);
     out.code(2);
-    out.stderr_has("`inside` is for the network kinds and `fill_disk`; the fault of step `kill inside` is `kill`");
+    out.stderr_has("`inside` is for the network kinds (not `dns` yet) and `fill_disk`; the fault of step `kill inside` is `kill`");
 }
 
 /// SIGKILL of chaosctl (whose built-in agent made the fault) during an `inside:` latency: the
@@ -307,4 +307,70 @@ steps:
         "the restarted agent cleans the container's namespace",
         || (!rules_in(&a).contains("CHAOS")).then_some(()),
     );
+}
+
+/// `http` with `inside:`: the redirect and the agent's proxy are made in the container's network
+/// namespace, so requests to the container's own HTTP server (busybox httpd) are aborted, while
+/// the same server program in a second container answers.
+#[test]
+fn http_inside_one_container_aborts_its_requests_only() {
+    if !podman::available() {
+        return;
+    }
+    let tag = unique("inside-http");
+    let serve = ["/bin/httpd", "-f", "-p", "8080", "-h", "/"];
+    let a = Container::run(&format!("{tag}-a"), &[], &serve);
+    let b = Container::run(&format!("{tag}-b"), &[], &serve);
+    let observer = Observer::new(&tag);
+    let (addr_a, addr_b) = (a.wire_to(&observer.0, 1), b.wire_to(&observer.0, 2));
+    let status = |addr: &str| {
+        let out = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &observer.0,
+                "curl",
+                "-s",
+                "-o",
+                "/dev/null",
+            ])
+            .args(["-w", "%{http_code}", "--max-time", "3"])
+            .arg(format!("http://{addr}:8080/bin/"))
+            .output()
+            .expect("curl");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    chaos_tests::eventually(Duration::from_secs(5), "httpd answers in a", || {
+        (status(&addr_a) != "000").then_some(())
+    });
+    let before = status(&addr_a);
+    let t = Test::new()
+        .scenario(
+            r#"version: 1
+name: http-inside-a-container
+steps:
+  - name: abort what container a's server is asked
+    target: local
+    fault:
+      http: {port: 8080, abort: {status: 503}}
+      inside: {process: {container: "${A}", name: httpd}}
+    duration: 3s
+    recover_within: 1s
+"#,
+        )
+        .var("A", &a.name);
+    let run = t.spawn_run();
+    t.wait_for_event("fault_applied", Duration::from_secs(20));
+    let (during_a, during_b) = (status(&addr_a), status(&addr_b));
+    println!("a {before} before, {during_a} during; b {during_b}");
+    assert_eq!(during_a, "503");
+    assert_eq!(during_b, before, "the other container's server was touched");
+    let out = run.wait();
+    out.code(0);
+    assert_eq!(status(&addr_a), before);
+    let nft = Command::new("nsenter")
+        .args(["-t", &a.pid.to_string(), "-n", "nft", "list", "tables"])
+        .output()
+        .expect("nft");
+    assert!(!String::from_utf8_lossy(&nft.stdout).contains("chaos_"));
 }

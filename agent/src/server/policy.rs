@@ -1048,6 +1048,7 @@ max_loss: 50%
                 share: 100.0,
                 paths: Vec::new(),
                 methods: Vec::new(),
+                inside: None,
             })
         };
         let delay = |ms| HttpAction::Delay {

@@ -938,6 +938,7 @@ fn http_aborts_through_the_agents_proxy_then_the_server_answers_again() {
             share: 100.0,
             paths: Vec::new(),
             methods: Vec::new(),
+            inside: None,
         });
         agent.check(&http).unwrap();
         // Never the port the controller reaches the agent on.
@@ -993,6 +994,7 @@ fn http_is_refused_where_nothing_listens_and_on_ssh() {
                 share: 100.0,
                 paths: Vec::new(),
                 methods: Vec::new(),
+                inside: None,
             })
         };
         let nobody = agent.check(&http(18_999)).unwrap_err().to_string();

@@ -857,6 +857,7 @@ fn http_values() {
             share: 30.0,
             paths: vec!["/api".into()],
             methods: vec!["GET".into(), "POST".into()],
+            inside: None,
         })
     );
     assert_eq!(

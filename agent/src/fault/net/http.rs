@@ -123,6 +123,9 @@ impl fmt::Display for HttpSpec {
         if !self.paths.is_empty() {
             write!(f, " to {}", self.paths.join(", "))?;
         }
+        if let Some(inside) = &self.inside {
+            write!(f, ", inside the network namespaces of {inside}")?;
+        }
         Ok(())
     }
 }
@@ -462,6 +465,7 @@ mod tests {
             share: 30.0,
             paths: vec!["/api".into()],
             methods: vec!["GET".into()],
+            inside: None,
         }
     }
 

@@ -172,9 +172,16 @@ pub(super) fn fault(
             None
         }
     };
-    if let Some(FaultSpec::FillDisk(fill)) = spec.as_mut() {
-        fill.inside = Some(selector?);
-        return spec;
+    match spec.as_mut() {
+        Some(FaultSpec::FillDisk(fill)) => {
+            fill.inside = Some(selector?);
+            return spec;
+        }
+        Some(FaultSpec::Http(http)) => {
+            http.inside = Some(selector?);
+            return spec;
+        }
+        _ => {}
     }
     match spec.as_mut().map(FaultSpec::scope_mut) {
         Some(Some(scope)) => {
@@ -185,11 +192,11 @@ pub(super) fn fault(
             cx.report(
                 pos(raw),
                 format!(
-                    "`inside` is for the network kinds and `fill_disk`; {what} is `{}`",
+                    "`inside` is for the network kinds (not `dns` yet) and `fill_disk`; {what} is `{}`",
                     spec.as_ref().map_or(FaultKind::Kill, FaultSpec::kind)
                 ),
                 Some(
-                    "`inside` takes `latency`, `loss`, `drop`, `bandwidth`, `corrupt`, `duplicate` and `fill_disk`; a process selector's `container` key reaches a container's processes".into(),
+                    "`inside` takes `latency`, `loss`, `drop`, `bandwidth`, `corrupt`, `duplicate`, `http` and `fill_disk`; a process selector's `container` key reaches a container's processes".into(),
                 ),
             );
             None
@@ -666,6 +673,7 @@ fn http(cx: &mut Cx, raw: &Sp<HttpFaultRaw>) -> Option<FaultSpec> {
         share,
         paths,
         methods,
+        inside: None,
     }))
 }
 
