@@ -361,6 +361,7 @@ impl FaultSpec {
     pub fn netns_inside(&self) -> Option<&ProcessSelector> {
         match self {
             FaultSpec::Http(http) => http.inside.as_ref(),
+            FaultSpec::Dns(dns) => dns.inside.as_ref(),
             _ => self.scope().and_then(|scope| scope.inside.as_ref()),
         }
     }
@@ -490,6 +491,10 @@ pub struct DnsSpec {
     /// How late the answer comes; `None`: at once.
     #[serde(default, with = "opt_duration_ms")]
     pub delay: Option<Duration>,
+    /// Made inside the network namespaces of these processes (a container's queries, to the
+    /// resolvers of its own `/etc/resolv.conf`), once per namespace ([`crate::fault::inside`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inside: Option<ProcessSelector>,
 }
 
 /// The answer a `dns` fault gives matching queries.
@@ -972,6 +977,7 @@ mod tests {
                 names: vec!["*.svc.local".into()],
                 answer: Some(DnsAnswer::Address("10.9.9.9".parse().unwrap())),
                 delay: Some(Duration::from_millis(300)),
+                inside: None,
             }),
             FaultSpec::Http(HttpSpec {
                 port: 8080,

@@ -173,7 +173,7 @@ steps:
     );
     let out = t.cmd(&["validate", &t.scenario_path().display().to_string()]);
     out.code(2);
-    out.stderr_has("`inside` is for the network kinds (not `dns` yet) and `fill_disk`; the fault of step `kill inside` is `kill`");
+    out.stderr_has("`inside` is for the network kinds and `fill_disk`; the fault of step `kill inside` is `kill`");
 }
 
 /// SIGKILL of chaosctl (whose built-in agent made the fault) during an `inside:` latency: the
@@ -368,6 +368,103 @@ steps:
     let out = run.wait();
     out.code(0);
     assert_eq!(status(&addr_a), before);
+    let nft = Command::new("nsenter")
+        .args(["-t", &a.pid.to_string(), "-n", "nft", "list", "tables"])
+        .output()
+        .expect("nft");
+    assert!(!String::from_utf8_lossy(&nft.stdout).contains("chaos_"));
+}
+
+/// A dnsmasq in the observer's namespace, answering `db.internal` on the given addresses; killed
+/// when dropped.
+struct Dnsmasq(std::process::Child);
+
+impl Dnsmasq {
+    fn start(observer: &Observer, listen: &[&str], pidfile: &std::path::Path) -> Dnsmasq {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &observer.0, "dnsmasq", "--no-daemon"]);
+        for addr in listen {
+            cmd.arg(format!("--listen-address={addr}"));
+        }
+        cmd.args(["--bind-interfaces", "--no-resolv", "--no-hosts"])
+            .arg("--address=/db.internal/10.9.9.9")
+            .arg(format!("--pid-file={}", pidfile.display()))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        Dnsmasq(cmd.spawn().expect("dnsmasq"))
+    }
+}
+
+impl Drop for Dnsmasq {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `dns` with `inside:`: the redirect and the responder are in one container's network
+/// namespace, and its resolvers come from that container's own resolv.conf: its queries get the
+/// fault's answer, a second container's the real one.
+#[test]
+fn dns_inside_one_container_answers_its_queries_only() {
+    if !podman::available() || !chaos_tests::skip::unless_installed(&["dnsmasq"], "dnsmasq-base") {
+        return;
+    }
+    let tag = unique("inside-dns");
+    let resolv = |n: u8| format!("nameserver 10.77.{n}.1\n");
+    let (ra, rb) = (resolv(1), resolv(2));
+    let sleep = ["/bin/sleep", "300"];
+    let a = Container::run_with_files(
+        &format!("{tag}-a"),
+        &[],
+        &sleep,
+        &[("etc/resolv.conf", &ra)],
+    );
+    let b = Container::run_with_files(
+        &format!("{tag}-b"),
+        &[],
+        &sleep,
+        &[("etc/resolv.conf", &rb)],
+    );
+    let observer = Observer::new(&tag);
+    a.wire_to(&observer.0, 1);
+    b.wire_to(&observer.0, 2);
+    let work = tempfile::tempdir().unwrap();
+    let _dnsmasq = Dnsmasq::start(
+        &observer,
+        &["10.77.1.1", "10.77.2.1"],
+        &work.path().join("pid"),
+    );
+    let lookup = |c: &Container| c.exec(&["nslookup", "db.internal"]);
+    chaos_tests::eventually(
+        Duration::from_secs(10),
+        "dnsmasq answers container a",
+        || lookup(&a).contains("10.9.9.9").then_some(()),
+    );
+    let t = Test::new()
+        .scenario(
+            r#"version: 1
+name: dns-inside-a-container
+steps:
+  - name: db.internal does not exist for container a
+    target: local
+    fault:
+      dns: {names: [db.internal], answer: nxdomain}
+      inside: {process: {container: "${A}"}}
+    duration: 3s
+    recover_within: 1s
+"#,
+        )
+        .var("A", &a.name);
+    let run = t.spawn_run();
+    t.wait_for_event("fault_applied", Duration::from_secs(20));
+    let (during_a, during_b) = (lookup(&a), lookup(&b));
+    println!("during: a {during_a:?}, b {during_b:?}");
+    assert!(during_a.contains("NXDOMAIN"), "{during_a}");
+    assert!(during_b.contains("10.9.9.9"), "{during_b}");
+    let out = run.wait();
+    out.code(0);
+    assert!(lookup(&a).contains("10.9.9.9"), "{}", lookup(&a));
     let nft = Command::new("nsenter")
         .args(["-t", &a.pid.to_string(), "-n", "nft", "list", "tables"])
         .output()

@@ -14,7 +14,9 @@ use tempfile::TempDir;
 use crate::skip;
 
 /// The busybox applets a container's root file system links.
-const APPLETS: [&str; 8] = ["sh", "sleep", "cat", "httpd", "nc", "dd", "ls", "mkdir"];
+const APPLETS: [&str; 9] = [
+    "sh", "sleep", "cat", "httpd", "nc", "dd", "ls", "mkdir", "nslookup",
+];
 
 /// A root file system of busybox, in a temporary folder of its own.
 pub struct Rootfs {
@@ -96,7 +98,21 @@ impl Container {
     /// Runs `argv` in a new container named `name` (unique per test), with no network, over a
     /// fresh busybox root file system; `extra` are more `podman run` options (`-v`, ...).
     pub fn run(name: &str, extra: &[&str], argv: &[&str]) -> Container {
+        Container::run_with_files(name, extra, argv, &[])
+    }
+
+    /// [`Container::run`], with `files` (a path in the root file system, its text) written
+    /// first: `etc/resolv.conf`, ...
+    pub fn run_with_files(
+        name: &str,
+        extra: &[&str],
+        argv: &[&str],
+        files: &[(&str, &str)],
+    ) -> Container {
         let rootfs = Rootfs::new();
+        for (path, text) in files {
+            fs::write(rootfs.path().join(path), text).expect("a file of the root file system");
+        }
         let root = rootfs.path().display().to_string();
         let mut args = vec![
             "--runtime",
@@ -174,6 +190,20 @@ impl Container {
         run(&[&inside[..], &["ip", "link", "set", "eth0", "up"]].concat());
         run(&[&inside[..], &["ip", "link", "set", "lo", "up"]].concat());
         format!("10.77.{subnet}.2")
+    }
+
+    /// `podman exec` of `argv` in this container: its standard output and error.
+    pub fn exec(&self, argv: &[&str]) -> String {
+        let out = Command::new("podman")
+            .args(["exec", &self.name])
+            .args(argv)
+            .output()
+            .expect("podman exec");
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
     }
 
     /// `podman inspect -f FORMAT` of this container.

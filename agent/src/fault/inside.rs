@@ -49,6 +49,22 @@ impl InsideEntry {
     }
 }
 
+thread_local! {
+    /// On a thread that entered a namespace: the root of the files of the process it went
+    /// through (`/proc/PID/root`), so a kind that reads configuration (`dns`: resolv.conf)
+    /// reads the container's.
+    static FILES_ROOT: std::cell::RefCell<Option<std::path::PathBuf>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Where the calling thread reads configuration files from: `/`, or on a thread that entered a
+/// namespace, the root of the process it went through.
+pub fn files_root() -> std::path::PathBuf {
+    FILES_ROOT
+        .with(|root| root.borrow().clone())
+        .unwrap_or_else(|| "/".into())
+}
+
 /// The network namespace of `pid`, by inode.
 pub fn netns_of(pid: i32) -> Option<u64> {
     fs::metadata(format!("/proc/{pid}/ns/net"))
@@ -212,8 +228,8 @@ pub fn revert(entries: &[InsideEntry]) -> Result<Undone, FaultError> {
                     "{label}: the namespace is gone (no process is left in it), and the fault's rules went with it"
                 ));
             }
-            Some(file) => {
-                let undone = on_thread(file, || super::revert(&entry.fault_id, &entry.undo));
+            Some(entered) => {
+                let undone = on_thread(entered, || super::revert(&entry.fault_id, &entry.undo));
                 match undone {
                     Ok(Ok(undone)) => {
                         verified &= undone.verified;
@@ -248,7 +264,7 @@ fn within<T: Send>(
     via: &Target,
     f: impl FnOnce() -> T + Send,
 ) -> Result<T, FaultError> {
-    let Some(file) = enter(netns, via) else {
+    let Some(entered) = enter(netns, via) else {
         return Err(FaultError::Inside {
             reason: format!(
                 "network namespace {netns} (found through {}) is gone: no process is left in it",
@@ -256,16 +272,16 @@ fn within<T: Send>(
             ),
         });
     };
-    on_thread(file, f)
+    on_thread(entered, f)
 }
 
 /// `/proc/PID/ns/net` of a process still in namespace `netns`: `via` if it is still the same
 /// process there, else the first process found in it.
-fn enter(netns: u64, via: &Target) -> Option<File> {
+fn enter(netns: u64, via: &Target) -> Option<(File, i32)> {
     let open = |pid: i32| {
         let file = File::open(format!("/proc/{pid}/ns/net")).ok()?;
         // Checked on the open file, so a process that moved or exited meanwhile does not count.
-        (file.metadata().ok()?.ino() == netns).then_some(file)
+        (file.metadata().ok()?.ino() == netns).then_some((file, pid))
     };
     if crate::process::is_same_process(via.pid, via.start_time)
         && let Some(file) = open(via.pid)
@@ -278,13 +294,19 @@ fn enter(netns: u64, via: &Target) -> Option<File> {
         .find_map(open)
 }
 
-/// Runs `f` on a new thread that first enters the network namespace `file` refers to; the thread
+/// Runs `f` on a new thread that first enters the network namespace of `entered` (its
+/// `/proc/PID/ns/net`, opened, and the pid) and reads files from that process's root; the thread
 /// ends with `f`.
-fn on_thread<T: Send>(file: File, f: impl FnOnce() -> T + Send) -> Result<T, FaultError> {
+fn on_thread<T: Send>(
+    (file, pid): (File, i32),
+    f: impl FnOnce() -> T + Send,
+) -> Result<T, FaultError> {
     thread::scope(|scope| {
         thread::Builder::new()
             .name("chaos-inside".into())
             .spawn_scoped(scope, move || {
+                FILES_ROOT
+                    .with(|root| *root.borrow_mut() = Some(format!("/proc/{pid}/root").into()));
                 setns(&file, CloneFlags::CLONE_NEWNET).map_err(|errno| FaultError::Inside {
                     reason: format!(
                         "cannot enter the network namespace: {errno}{}",

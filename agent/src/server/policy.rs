@@ -991,6 +991,7 @@ max_loss: 50%
                 names: names.iter().map(|n| n.to_string()).collect(),
                 answer: Some(crate::spec::DnsAnswer::Nxdomain),
                 delay: delay.map(Duration::from_millis),
+                inside: None,
             })
         };
         assert!(

@@ -1485,6 +1485,7 @@ fn dns_values() {
             names: vec!["db.internal".into(), "*.svc.local".into()],
             answer: Some(DnsAnswer::Nxdomain),
             delay: Some(std::time::Duration::from_millis(300)),
+            inside: None,
         })
     );
     assert_eq!(

@@ -87,7 +87,11 @@ impl fmt::Display for DnsSpec {
         if let Some(delay) = self.delay {
             write!(f, " {}ms late", delay.as_millis())?;
         }
-        write!(f, " for {}", self.names.join(", "))
+        write!(f, " for {}", self.names.join(", "))?;
+        if let Some(inside) = &self.inside {
+            write!(f, ", inside the network namespaces of {inside}")?;
+        }
+        Ok(())
     }
 }
 
@@ -170,15 +174,20 @@ pub fn resolvers_of(text: &str) -> Vec<IpAddr> {
     out
 }
 
-/// The resolvers this process's view of [`RESOLV_CONF`] names; an error when there are none.
+/// The resolvers this process's view of [`RESOLV_CONF`] names (with `inside:`, the view of the
+/// process the namespace was entered through: [`crate::fault::inside::files_root`]); an error
+/// when there are none.
 pub fn read_resolvers() -> Result<Vec<IpAddr>, FaultError> {
-    let text = std::fs::read_to_string(RESOLV_CONF)
-        .map_err(|err| net_error(KIND, format!("cannot read {RESOLV_CONF}: {err}")))?;
+    let root = crate::fault::inside::files_root();
+    let file = root.join(RESOLV_CONF.trim_start_matches('/'));
+    let shown = file.display();
+    let text = std::fs::read_to_string(&file)
+        .map_err(|err| net_error(KIND, format!("cannot read {shown}: {err}")))?;
     let found = resolvers_of(&text);
     if found.is_empty() {
         return Err(net_error(
             KIND,
-            format!("{RESOLV_CONF} names no nameserver, so there are no queries to redirect"),
+            format!("{shown} names no nameserver, so there are no queries to redirect"),
         ));
     }
     Ok(found)
@@ -468,6 +477,7 @@ mod tests {
             names: names.iter().map(|n| n.to_string()).collect(),
             answer,
             delay: delay.map(Duration::from_millis),
+            inside: None,
         }
     }
 

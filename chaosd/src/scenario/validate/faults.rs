@@ -181,6 +181,10 @@ pub(super) fn fault(
             http.inside = Some(selector?);
             return spec;
         }
+        Some(FaultSpec::Dns(dns)) => {
+            dns.inside = Some(selector?);
+            return spec;
+        }
         _ => {}
     }
     match spec.as_mut().map(FaultSpec::scope_mut) {
@@ -192,11 +196,11 @@ pub(super) fn fault(
             cx.report(
                 pos(raw),
                 format!(
-                    "`inside` is for the network kinds (not `dns` yet) and `fill_disk`; {what} is `{}`",
+                    "`inside` is for the network kinds and `fill_disk`; {what} is `{}`",
                     spec.as_ref().map_or(FaultKind::Kill, FaultSpec::kind)
                 ),
                 Some(
-                    "`inside` takes `latency`, `loss`, `drop`, `bandwidth`, `corrupt`, `duplicate`, `http` and `fill_disk`; a process selector's `container` key reaches a container's processes".into(),
+                    "`inside` takes `latency`, `loss`, `drop`, `bandwidth`, `corrupt`, `duplicate`, `dns`, `http` and `fill_disk`; a process selector's `container` key reaches a container's processes".into(),
                 ),
             );
             None
@@ -584,6 +588,7 @@ fn dns(cx: &mut Cx, raw: &Sp<DnsRaw>) -> Option<FaultSpec> {
         names,
         answer,
         delay,
+        inside: None,
     }))
 }
 
