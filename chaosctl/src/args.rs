@@ -64,6 +64,17 @@ pub enum Command {
     /// Code's YAML extension): unknown keys, misplaced sections and plainly wrong values are
     /// marked as you type. `validate` still judges values, names and limits.
     Schema,
+    /// Print a completion script for a shell: `source <(chaosctl completions bash)`, or save it
+    /// where the shell loads completions (bash: /etc/bash_completion.d/chaosctl; zsh: a
+    /// `_chaosctl` file in $fpath; fish: ~/.config/fish/completions/chaosctl.fish).
+    Completions {
+        /// The shell.
+        #[arg(value_enum, value_name = "SHELL")]
+        shell: CompletionShell,
+    },
+    /// Print chaosctl's man page (roff, section 1), made from the same definitions as `--help`:
+    /// `chaosctl man > chaosctl.1; man ./chaosctl.1`.
+    Man,
     /// Show what a run would do: hosts, picks, steps, timings. Injects nothing.
     Plan {
         /// The scenario file.
@@ -425,4 +436,12 @@ mod tests {
         assert!(parse_key_value("a").is_err());
         assert!(parse_key_value("=b").is_err());
     }
+}
+
+/// The shells `completions` writes for.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
 }

@@ -279,3 +279,58 @@ steps:
         "{stderr}"
     );
 }
+
+/// The subcommands `chaosctl --help` lists.
+fn subcommands(help: &str) -> Vec<String> {
+    help.lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        // A command's name is indented by two; its wrapped description by more.
+        .filter(|l| !l.starts_with("   "))
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .filter(|c| c != "help")
+        .collect()
+}
+
+/// Completions and the man page come from the same definitions as `--help`: every subcommand
+/// it lists is completed and documented, and bash parses the script.
+#[test]
+fn completions_and_the_man_page_know_every_subcommand() {
+    let t = Test::new();
+    let help = t.cmd(&["--help"]);
+    help.code(0);
+    let commands = subcommands(&help.stdout);
+    assert!(commands.len() >= 15, "{commands:?}");
+    for shell in ["bash", "zsh", "fish"] {
+        let out = t.cmd(&["completions", shell]);
+        out.code(0);
+        for c in &commands {
+            assert!(out.stdout.contains(c.as_str()), "{shell} lacks `{c}`");
+        }
+    }
+    let bash = t.cmd(&["completions", "bash"]).stdout;
+    let script = t.write("chaosctl.bash", &bash);
+    let parsed = std::process::Command::new("bash")
+        .arg("-n")
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert!(
+        parsed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&parsed.stderr)
+    );
+    t.cmd(&["completions", "tcsh"]).code(2);
+
+    let man = t.cmd(&["man"]);
+    man.code(0);
+    assert!(
+        man.stdout.contains(".TH chaosctl 1"),
+        "{}",
+        &man.stdout[..200]
+    );
+    for c in &commands {
+        assert!(man.stdout.contains(c.as_str()), "the man page lacks `{c}`");
+    }
+}

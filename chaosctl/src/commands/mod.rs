@@ -97,6 +97,27 @@ async fn local(command: Command, state_dir: Option<std::path::PathBuf>) -> Resul
             out!("{}", chaosd::scenario::schema::scenario_schema_json());
             Ok(EXIT_OK)
         }
+        Command::Completions { shell } => {
+            let shell = match shell {
+                crate::args::CompletionShell::Bash => clap_complete::Shell::Bash,
+                crate::args::CompletionShell::Zsh => clap_complete::Shell::Zsh,
+                crate::args::CompletionShell::Fish => clap_complete::Shell::Fish,
+            };
+            let mut command = <crate::args::Args as clap::CommandFactory>::command();
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut command, "chaosctl", &mut script);
+            out!("{}", String::from_utf8_lossy(&script));
+            Ok(EXIT_OK)
+        }
+        Command::Man => {
+            let command = <crate::args::Args as clap::CommandFactory>::command();
+            let mut page = Vec::new();
+            clap_mangen::Man::new(command)
+                .render(&mut page)
+                .map_err(|err| anyhow::anyhow!("cannot write the man page: {err}"))?;
+            out!("{}", String::from_utf8_lossy(&page));
+            Ok(EXIT_OK)
+        }
         Command::Init {
             url,
             process,
