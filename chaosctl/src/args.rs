@@ -72,9 +72,13 @@ pub enum Command {
         #[arg(value_enum, value_name = "SHELL")]
         shell: CompletionShell,
     },
-    /// Print chaosctl's man page (roff, section 1), made from the same definitions as `--help`:
-    /// `chaosctl man > chaosctl.1; man ./chaosctl.1`.
-    Man,
+    /// Print a man page (roff), made from the same definitions as `--help`: chaosctl's
+    /// (section 1), or chaosd's or chaos-agent's (section 8): `chaosctl man chaosd > chaosd.8`.
+    Man {
+        /// Whose page.
+        #[arg(value_enum, default_value = "chaosctl", value_name = "PROGRAM")]
+        program: ManPage,
+    },
     /// Show what a run would do: hosts, picks, steps, timings. Injects nothing.
     Plan {
         /// The scenario file.
@@ -444,4 +448,13 @@ pub enum CompletionShell {
     Bash,
     Zsh,
     Fish,
+}
+
+/// The programs `man` writes a page for.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ManPage {
+    Chaosctl,
+    Chaosd,
+    #[value(name = "chaos-agent")]
+    ChaosAgent,
 }

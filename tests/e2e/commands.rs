@@ -333,4 +333,35 @@ fn completions_and_the_man_page_know_every_subcommand() {
     for c in &commands {
         assert!(man.stdout.contains(c.as_str()), "the man page lacks `{c}`");
     }
+    // The daemons' pages, from their own definitions: each flag their `--help` shows.
+    for (program, binary) in [
+        ("chaosd", chaos_tests::bins::chaosd()),
+        ("chaos-agent", chaos_tests::bins::chaos_agent()),
+    ] {
+        let page = t.cmd(&["man", program]);
+        page.code(0);
+        assert!(
+            page.stdout.contains(&format!(".TH {program} 8")),
+            "{}",
+            page.stdout
+        );
+        let help = std::process::Command::new(binary)
+            .arg("--help")
+            .output()
+            .unwrap();
+        let help = String::from_utf8_lossy(&help.stdout).into_owned();
+        let flags: Vec<&str> = help
+            .split_whitespace()
+            .filter(|w| w.starts_with("--") && w.len() > 3)
+            .map(|w| w.trim_end_matches(|c: char| !c.is_ascii_alphanumeric()))
+            .collect();
+        assert!(flags.len() >= 2, "{help}");
+        for flag in flags {
+            let roff = flag.replace('-', "\\-");
+            assert!(
+                page.stdout.contains(&roff) || page.stdout.contains(flag),
+                "the {program} page lacks {flag}"
+            );
+        }
+    }
 }

@@ -109,10 +109,16 @@ async fn local(command: Command, state_dir: Option<std::path::PathBuf>) -> Resul
             out!("{}", String::from_utf8_lossy(&script));
             Ok(EXIT_OK)
         }
-        Command::Man => {
-            let command = <crate::args::Args as clap::CommandFactory>::command();
+        Command::Man { program } => {
+            use clap::CommandFactory;
+            let (command, section) = match program {
+                crate::args::ManPage::Chaosctl => (crate::args::Args::command(), "1"),
+                crate::args::ManPage::Chaosd => (chaosd::service::Args::command(), "8"),
+                crate::args::ManPage::ChaosAgent => (agent::server::Args::command(), "8"),
+            };
             let mut page = Vec::new();
             clap_mangen::Man::new(command)
+                .section(section)
                 .render(&mut page)
                 .map_err(|err| anyhow::anyhow!("cannot write the man page: {err}"))?;
             out!("{}", String::from_utf8_lossy(&page));
