@@ -14,7 +14,7 @@
 //! | `chaosd_scheduled_runs_total` | counter | `outcome` (`submitted`, `refused`) |
 
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 use agent::http::metrics::{CounterVec, HistogramVec, Text};
 
@@ -48,6 +48,11 @@ pub struct Metrics {
     pub reverts: CounterVec,
     pub webhooks: CounterVec,
     pub scheduled: CounterVec,
+    /// Whether this instance fires schedules: always alone on SQLite, the leader's on
+    /// PostgreSQL.
+    leader: AtomicBool,
+    /// This instance's `node:` name, once configured.
+    node: OnceLock<String>,
 }
 
 /// The process's metrics.
@@ -66,7 +71,18 @@ impl Metrics {
             reverts: CounterVec::default(),
             webhooks: CounterVec::default(),
             scheduled: CounterVec::default(),
+            leader: AtomicBool::new(true),
+            node: OnceLock::new(),
         }
+    }
+
+    /// Names this instance (`node:`), for `chaosd_leader`.
+    pub fn set_node(&self, node: &str) {
+        let _ = self.node.set(node.to_string());
+    }
+
+    pub fn set_leader(&self, leader: bool) {
+        self.leader.store(leader, Ordering::Relaxed);
     }
 
     /// A run's report was recorded: its verdict and every probe sample. A `load` burst adds its
@@ -156,6 +172,17 @@ impl Metrics {
             &["outcome"],
             &self.scheduled,
             &[&["submitted"], &["refused"]],
+        );
+        t.gauge_labelled(
+            "chaosd_leader",
+            "1 while this instance fires the schedules (the leader, or the only instance).",
+            &["node"],
+            &[self.node.get().cloned().unwrap_or_default()],
+            if self.leader.load(Ordering::Relaxed) {
+                1.0
+            } else {
+                0.0
+            },
         );
         t.finish()
     }

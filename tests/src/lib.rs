@@ -9,6 +9,7 @@
 //!   tears them down (checking for leftovers) on every path.
 //! - [`podman`] runs real containers (Podman, a busybox root file system, no image) and removes
 //!   them.
+//! - [`postgres`] runs a PostgreSQL server of the test's own (`initdb` in a temporary folder).
 //! - [`eventually`], the one bounded poll; [`ping`], the one reading of `ping`'s output; [`skip`],
 //!   the one way a test that cannot run here says so (recorded, and a failure in CI).
 //!
@@ -24,6 +25,7 @@ pub mod bins;
 pub mod lab;
 pub mod ping;
 pub mod podman;
+pub mod postgres;
 pub mod skip;
 pub mod support;
 

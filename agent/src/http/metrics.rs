@@ -153,6 +153,19 @@ impl Text {
         self.sample(name, &[], &[], &fmt_f64(value));
     }
 
+    /// A gauge with one series of labels.
+    pub fn gauge_labelled(
+        &mut self,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+        values: &[String],
+        value: f64,
+    ) {
+        self.head(name, "gauge", help);
+        self.sample(name, labels, values, &fmt_f64(value));
+    }
+
     /// A counter family; `name` ends in `_total`. `always` label values are written as 0 when
     /// never counted, so a scrape shows the family's series from the start.
     pub fn counter(

@@ -10,7 +10,6 @@
 //! recorded as the schedule's `last_error` and counted, and the schedule goes on.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use chrono::{DateTime, Utc};
@@ -25,7 +24,14 @@ use crate::monkey::Clock;
 use crate::scenario::model::Scenario;
 use crate::service::api::{SubmitRequest, SubmitResponse};
 use crate::service::error::ServiceError;
-use crate::store::{RunStore, ScheduleRecord};
+use crate::store::{ScheduleRecord, Store};
+
+/// How often a follower looks whether it leads now, and a leader on a shared store looks for
+/// schedules added elsewhere.
+pub const FOLLOWER_TICK: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// How far back a new leader fires a due time that its predecessor may have missed.
+pub const TAKEOVER_WINDOW: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The label every scheduled run carries.
 pub const LABEL: &str = "schedule";
@@ -38,7 +44,7 @@ pub trait Runner: Send + Sync {
 }
 
 pub struct Scheduler {
-    store: Mutex<RunStore>,
+    store: Store,
     runner: Arc<dyn Runner>,
     clock: Arc<dyn Clock>,
     /// Where each schedule's next due time is counted from.
@@ -48,13 +54,12 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
-    /// Opens the schedules kept in `state_dir`'s history.
+    /// Opens the schedules kept in the store.
     pub fn open(
-        state_dir: &Path,
+        store: Store,
         runner: Arc<dyn Runner>,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Arc<Scheduler>> {
-        let store = RunStore::open(state_dir)?;
         let now = clock.now();
         let cursors = store
             .schedules()?
@@ -62,7 +67,7 @@ impl Scheduler {
             .map(|s| (s.id, now))
             .collect();
         Ok(Arc::new(Scheduler {
-            store: Mutex::new(store),
+            store,
             runner,
             clock,
             cursors: Mutex::new(cursors),
@@ -70,8 +75,8 @@ impl Scheduler {
         }))
     }
 
-    fn store(&self) -> MutexGuard<'_, RunStore> {
-        self.store.lock().unwrap_or_else(PoisonError::into_inner)
+    fn store(&self) -> &Store {
+        &self.store
     }
 
     fn cursors(&self) -> MutexGuard<'_, HashMap<String, DateTime<Utc>>> {
@@ -185,18 +190,42 @@ impl Scheduler {
         })
     }
 
-    /// Starts scheduled runs until `stop`.
+    /// Starts scheduled runs until `stop`. Where several instances share the store, only the
+    /// leader fires; the others look again every [`FOLLOWER_TICK`], and so does the leader, for
+    /// schedules added through another instance.
     pub async fn run(self: Arc<Self>, stop: CancellationToken) {
         let mut changed = self.changed.subscribe();
+        let shared = self.store.cluster().is_some();
+        let mut leading = !shared;
         loop {
             changed.borrow_and_update();
             let now = self.clock.now();
+            if !self.store.is_leader() {
+                leading = false;
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(FOLLOWER_TICK) => continue,
+                }
+            }
+            if !leading {
+                leading = true;
+                if let Err(err) = self.take_over(now) {
+                    warn!(error = %format!("{err:#}"), "cannot read the schedules to take over");
+                }
+            }
             let next = match self.fire_due(now) {
                 Ok(next) => next,
                 Err(err) => {
                     warn!(error = %format!("{err:#}"), "cannot read the schedules; trying again in a minute");
                     Some(now + chrono::Duration::minutes(1))
                 }
+            };
+            // Shared: wake up at least every tick to notice lost leadership and new schedules.
+            let next = if shared {
+                let cap = now + chrono::Duration::from_std(FOLLOWER_TICK).unwrap_or_default();
+                Some(next.map_or(cap, |n| n.min(cap)))
+            } else {
+                next
             };
             match next {
                 Some(at) => tokio::select! {
@@ -210,6 +239,22 @@ impl Scheduler {
                 },
             }
         }
+    }
+
+    /// Becoming the leader: each schedule's cursor from its last due time (which the old
+    /// leader recorded), so that a due time during the takeover still fires (once: the claim
+    /// in the store refuses a due time fired already); but no further back than
+    /// [`TAKEOVER_WINDOW`], so that due times while every instance was down start nothing.
+    fn take_over(&self, now: DateTime<Utc>) -> anyhow::Result<()> {
+        let oldest = now - chrono::Duration::from_std(TAKEOVER_WINDOW).unwrap_or_default();
+        let records = self.store().schedules()?;
+        let mut cursors = self.cursors();
+        for r in records {
+            let last = r.last_due.unwrap_or(r.created_at);
+            cursors.insert(r.id, last.max(oldest).min(now));
+        }
+        info!("leading: schedules fire from this instance");
+        Ok(())
     }
 
     /// Starts a run for every schedule due at `now`; the earliest next due time after that.
@@ -243,6 +288,21 @@ impl Scheduler {
     }
 
     fn start(&self, r: &ScheduleRecord, due: DateTime<Utc>) {
+        // Fenced: a leader that lost the database since the loop looked fires nothing.
+        if !self.store.is_leader() {
+            return;
+        }
+        match self.store.claim_due(&r.id, due) {
+            Ok(true) => {}
+            Ok(false) => {
+                info!(schedule = r.id, due = %due, "due time fired by another instance already");
+                return;
+            }
+            Err(err) => {
+                warn!(schedule = r.id, due = %due, error = %format!("{err:#}"), "cannot claim the due time; not fired");
+                return;
+            }
+        }
         let mut labels: BTreeMap<String, String> = r.labels.clone();
         labels.insert(LABEL.to_string(), r.id.clone());
         let req = SubmitRequest {
@@ -295,6 +355,7 @@ fn new_schedule_id(now: DateTime<Utc>) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
     use std::time::Duration;
 
     use super::*;
@@ -366,7 +427,12 @@ steps:
     async fn submits_at_each_due_time_skipping_blackouts_and_survives_a_restart() {
         // Saturday 2026-03-28 12:00Z; Berlin moves to summer time the next night.
         let (state, fake, clock) = setup("2026-03-28T12:00:00Z");
-        let scheduler = Scheduler::open(state.path(), fake.clone(), clock.clone()).unwrap();
+        let scheduler = Scheduler::open(
+            Store::sqlite(state.path()).unwrap(),
+            fake.clone(),
+            clock.clone(),
+        )
+        .unwrap();
         // The scenario's own schedule, and a freeze over the second Tuesday.
         let created = scheduler
             .add(CreateSchedule {
@@ -412,7 +478,12 @@ steps:
         task.await.unwrap();
         drop(scheduler);
         tokio::time::sleep(Duration::from_secs(7 * 24 * 3600)).await; // 04-18 -> 04-25, down
-        let scheduler = Scheduler::open(state.path(), fake.clone(), clock.clone()).unwrap();
+        let scheduler = Scheduler::open(
+            Store::sqlite(state.path()).unwrap(),
+            fake.clone(),
+            clock.clone(),
+        )
+        .unwrap();
         let stop = CancellationToken::new();
         let task = tokio::spawn(scheduler.clone().run(stop.clone()));
         tokio::time::sleep(Duration::from_secs(7 * 24 * 3600)).await;
@@ -450,7 +521,7 @@ steps:
     #[tokio::test(start_paused = true)]
     async fn refusals() {
         let (state, fake, clock) = setup("2026-03-28T12:00:00Z");
-        let scheduler = Scheduler::open(state.path(), fake, clock).unwrap();
+        let scheduler = Scheduler::open(Store::sqlite(state.path()).unwrap(), fake, clock).unwrap();
         let no_schedule = SCENARIO.replace(
             "schedule: {cron: \"0 10 * * TUE\", timezone: Europe/Berlin}\n",
             "",

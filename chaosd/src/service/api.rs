@@ -353,6 +353,16 @@ pub struct ServiceStatus {
     #[serde(default)]
     pub running: Vec<String>,
     pub allow_local: bool,
+    /// This instance's name (`node:`, default the host name).
+    #[serde(default)]
+    pub node: String,
+    /// Whether this instance fires the schedules: the only instance on SQLite, the leader of
+    /// those sharing a PostgreSQL store.
+    #[serde(default)]
+    pub leader: bool,
+    /// `sqlite` or `postgresql`.
+    #[serde(default)]
+    pub store: String,
 }
 
 /// `GET /v1/agents`.

@@ -82,6 +82,11 @@ pub struct ConfigFile {
     /// The address people reach chaosd at (`https://chaosd.example:7410`), for links to run
     /// pages in webhooks; none without it.
     pub public_url: Option<String>,
+    /// Where the history, schedules and halt switch live: `postgresql://USER@HOST/DB`, shared
+    /// by every instance that names it; absent, SQLite in `state_dir`.
+    pub store: Option<String>,
+    /// This instance's name among those sharing a store (default: the host name).
+    pub node: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -136,6 +141,9 @@ pub struct Config {
     pub webhooks: Vec<Webhook>,
     /// Without a trailing `/`; links in webhooks.
     pub public_url: Option<String>,
+    /// `Some(url)`: PostgreSQL, shared with other instances; `None`: SQLite in `state_dir`.
+    pub store: Option<String>,
+    pub node: String,
 }
 
 impl std::fmt::Debug for Config {
@@ -150,6 +158,14 @@ impl std::fmt::Debug for Config {
             .field("inventory", &self.inventory)
             .field("webhooks", &self.webhooks)
             .field("public_url", &self.public_url)
+            .field(
+                "store",
+                &self
+                    .store
+                    .as_deref()
+                    .map(crate::store::postgres::without_password),
+            )
+            .field("node", &self.node)
             .finish_non_exhaustive()
     }
 }
@@ -346,7 +362,38 @@ pub fn resolve(path: &Path, text: &str) -> Result<Config, ConfigError> {
             });
         }
     };
+    let store = match &file.store {
+        None => None,
+        Some(url) if url.starts_with("postgresql://") || url.starts_with("postgres://") => {
+            Some(url.clone())
+        }
+        Some(url) => {
+            return Err(ConfigError::Invalid {
+                path: owner(),
+                message: format!(
+                    "`store: {}` is not a PostgreSQL URL; write `postgresql://USER@HOST/DATABASE`, or leave `store` out for SQLite in `state_dir`",
+                    crate::store::postgres::without_password(url)
+                ),
+            });
+        }
+    };
+    let node = match &file.node {
+        Some(node) if node.trim().is_empty() => {
+            return Err(ConfigError::Invalid {
+                path: owner(),
+                message: "`node:` is empty; name this instance, or leave it out for the host name"
+                    .into(),
+            });
+        }
+        Some(node) => node.clone(),
+        None => nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .unwrap_or_else(|| "chaosd".to_string()),
+    };
     Ok(Config {
+        store,
+        node,
         public_url,
         listen,
         token,

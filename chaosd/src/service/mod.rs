@@ -92,6 +92,8 @@ pub async fn run(
         inventory,
         webhooks,
         public_url,
+        store,
+        node,
     } = config;
     let csrf = web::Csrf::new(public_url.as_deref());
     let audit = agent::http::audit::AuditLog::open(&state_dir).map_err(|e| {
@@ -107,8 +109,22 @@ pub async fn run(
         allow_local,
         inventory: inventory.clone(),
         client_cert: client_cert.clone(),
+        node: node.clone(),
     };
-    let runs = tokio::task::spawn_blocking(move || Runs::open(runs_config))
+    crate::metrics::global().set_node(&node);
+    let store = {
+        let state_dir = state_dir.clone();
+        let node = node.clone();
+        tokio::task::spawn_blocking(move || match &store {
+            Some(url) => crate::store::Store::postgres(url, &node),
+            None => crate::store::Store::sqlite(&state_dir),
+        })
+        .await
+        .map_err(|e| RunError::Open(anyhow::anyhow!("opening the store panicked: {e}")))?
+        .map_err(|e| RunError::Open(e.into()))?
+    };
+    let runs_store = store.clone();
+    let runs = tokio::task::spawn_blocking(move || Runs::open(runs_config, runs_store))
         .await
         .map_err(|e| RunError::Open(anyhow::anyhow!("opening the state panicked: {e}")))?
         .map_err(RunError::Open)?;
@@ -117,10 +133,10 @@ pub async fn run(
     runs.set_notifier(Arc::clone(&notifier));
     let scheduler = {
         let runner = Arc::new(runs::ScheduledRuns(Arc::clone(&runs)));
-        let state_dir = state_dir.clone();
+        let store = store.clone();
         tokio::task::spawn_blocking(move || {
             crate::schedule::scheduler::Scheduler::open(
-                &state_dir,
+                store,
                 runner,
                 Arc::new(crate::monkey::SystemClock),
             )
@@ -131,6 +147,7 @@ pub async fn run(
     };
     let stop_scheduler = tokio_util::sync::CancellationToken::new();
     let scheduler_task = tokio::spawn(Arc::clone(&scheduler).run(stop_scheduler.clone()));
+    let halt_task = tokio::spawn(Arc::clone(&runs).follow_halt(stop_scheduler.clone()));
     let state = Arc::new(State {
         token: Arc::new(token),
         client_cert,
@@ -174,6 +191,7 @@ pub async fn run(
     info!("shutting down: no new connections; aborting the running runs");
     stop_scheduler.cancel();
     let _ = scheduler_task.await;
+    let _ = halt_task.await;
     runs.shutdown().await;
     notifier.drain(DRAIN).await;
     connections.drain(DRAIN).await;

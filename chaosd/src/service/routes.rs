@@ -217,6 +217,9 @@ fn status(state: &Arc<State>) -> Answer {
             halted_since: halt.map(|h| h.since),
             running: state.runs.running(),
             allow_local: state.runs.allow_local(),
+            node: state.runs.node().to_string(),
+            leader: state.runs.store().is_leader(),
+            store: state.runs.store().kind().to_string(),
         },
     ))
 }

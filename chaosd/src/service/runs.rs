@@ -1,7 +1,9 @@
 //! The run manager: runs submitted through the API go through the very engine `chaosctl run`
 //! uses ([`crate::engine::run`]), each as a tokio task, concurrently. It keeps each running run's
 //! events and live status for `GET /v1/runs/{id}` and the event stream, records every run in the
-//! history ([`RunStore`], `runs.db`), writes each report folder, and holds the halt switch.
+//! history ([`Store`]: `runs.db`, or PostgreSQL shared with other instances), writes each report
+//! folder, and holds the halt switch (a file in the state directory, or a row in PostgreSQL that
+//! every instance follows: [`Runs::follow_halt`]).
 //!
 //! A submitted scenario is saved as `STATE_DIR/runs/RUN_ID/FILE`; that folder is its `base_dir`,
 //! so its relative paths resolve there (and commands run there), never on the client's machine.
@@ -36,7 +38,7 @@ use crate::report::model::{Cause, Event, Report};
 use crate::report::writer::ReportDir;
 use crate::scenario::model::{LOCAL_HOST, Scenario};
 use crate::scenario::{LoadOptions, load_text_in};
-use crate::store::{RunStore, new_run_id};
+use crate::store::{Store, new_run_id};
 
 /// The file in the state directory whose presence means "halted".
 pub const HALT_FILE: &str = "halted";
@@ -53,6 +55,8 @@ pub struct RunsConfig {
     pub inventory: Option<PathBuf>,
     /// chaosd's client certificate and key for agents whose host names none.
     pub client_cert: Option<(PathBuf, PathBuf)>,
+    /// This instance's name (`node:`).
+    pub node: String,
 }
 
 /// The persisted halt switch.
@@ -65,7 +69,7 @@ pub struct Runs {
     config: RunsConfig,
     /// The built-in agent for `local`, its journal in the state directory.
     agent: LocalAgent,
-    store: Mutex<RunStore>,
+    store: Store,
     /// Runs going on, by id; a run leaves once its end is recorded.
     active: Mutex<HashMap<String, Arc<LiveRun>>>,
     /// `Some` while halted; mirrored in `STATE_DIR/halted`.
@@ -194,9 +198,10 @@ pub enum Found {
 }
 
 impl Runs {
-    /// Opens the local agent (reverting what a dead chaosd left in its journal), the history
-    /// (marking the runs of a dead chaosd `interrupted`) and the halt switch.
-    pub fn open(config: RunsConfig) -> anyhow::Result<Runs> {
+    /// Opens the local agent (reverting what a dead chaosd left in its journal) and reads the
+    /// halt switch; `store` is the history, opened (and the runs of a dead chaosd marked
+    /// `interrupted`) by the caller.
+    pub fn open(config: RunsConfig, store: Store) -> anyhow::Result<Runs> {
         use anyhow::Context;
         let (agent, recovered) = LocalAgent::open(&config.state_dir).with_context(|| {
             format!(
@@ -212,21 +217,23 @@ impl Runs {
                     error = %err, "cannot revert a fault an earlier chaosd left; fix it by hand"),
             }
         }
-        let store = RunStore::open(&config.state_dir)?;
         for run in store.interrupted_on_open() {
             warn!(
                 run,
                 "run was cut short (chaosd ended without finishing it); marked interrupted"
             );
         }
-        let halt = read_halt(&config.state_dir);
+        let halt = match &store {
+            Store::Postgres { store, .. } => store.halted()?.map(|since| Halt { since }),
+            Store::Sqlite(_) => read_halt(&config.state_dir),
+        };
         if let Some(h) = &halt {
             warn!(since = %h.since, "chaosd is halted: new runs are refused until POST /v1/resume");
         }
         Ok(Runs {
             config,
             agent,
-            store: Mutex::new(store),
+            store,
             active: Mutex::new(HashMap::new()),
             halt: Mutex::new(halt),
             tracker: TaskTracker::new(),
@@ -239,8 +246,13 @@ impl Runs {
         self.config.allow_local
     }
 
-    fn store(&self) -> MutexGuard<'_, RunStore> {
-        self.store.lock().unwrap_or_else(PoisonError::into_inner)
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// This instance's name.
+    pub fn node(&self) -> &str {
+        &self.config.node
     }
 
     fn active(&self) -> MutexGuard<'_, HashMap<String, Arc<LiveRun>>> {
@@ -315,7 +327,7 @@ impl Runs {
                     since: h.since.to_rfc3339(),
                 });
             }
-            self.store().begin(
+            let halted_elsewhere = self.store().begin(
                 &run_id,
                 &scenario.name,
                 &scenario.path.display().to_string(),
@@ -323,7 +335,23 @@ impl Runs {
                 &req.labels,
                 req.dry_run,
                 &report_path,
-            )?;
+            );
+            let halted_elsewhere = match halted_elsewhere {
+                Ok(halted) => halted,
+                Err(err) => {
+                    let _ = std::fs::remove_dir_all(&folder);
+                    let _ = std::fs::remove_dir_all(report_dir.path());
+                    return Err(err.into());
+                }
+            };
+            if let Some(since) = halted_elsewhere {
+                // Halted through another instance, and this one has not read it yet.
+                let _ = std::fs::remove_dir_all(&folder);
+                let _ = std::fs::remove_dir_all(report_dir.path());
+                return Err(ServiceError::Halted {
+                    since: since.to_rfc3339(),
+                });
+            }
             self.active().insert(run_id.clone(), Arc::clone(&live));
         }
         info!(
@@ -572,9 +600,8 @@ impl Runs {
         {
             let mut halt = self.halt_state();
             if halt.is_none() {
-                let h = Halt { since: Utc::now() };
-                write_halt(&self.config.state_dir, Some(&h))?;
-                *halt = Some(h);
+                let h = self.persist_halt(Some(Halt { since: Utc::now() }))?;
+                *halt = h;
                 warn!("halted: every run aborted, new runs refused until POST /v1/resume");
                 self.notifier().send(
                     &["halted"],
@@ -599,7 +626,7 @@ impl Runs {
 
     pub fn resume(&self) -> Result<(), ServiceError> {
         let mut halt = self.halt_state();
-        write_halt(&self.config.state_dir, None)?;
+        self.persist_halt(None)?;
         if halt.take().is_some() {
             info!("resumed: new runs are accepted again");
             self.notifier().send(
@@ -608,6 +635,73 @@ impl Runs {
             );
         }
         Ok(())
+    }
+
+    /// Writes the halt switch where every instance reads it: the state directory's file, or
+    /// PostgreSQL (where another instance may have set it first: its time is kept).
+    fn persist_halt(&self, halt: Option<Halt>) -> Result<Option<Halt>, ServiceError> {
+        match &self.store {
+            Store::Sqlite(_) => {
+                write_halt(&self.config.state_dir, halt.as_ref())?;
+                Ok(halt)
+            }
+            Store::Postgres { store, cluster } => {
+                let halt = match halt {
+                    Some(h) => Some(Halt {
+                        since: store.set_halt(h.since)?,
+                    }),
+                    None => {
+                        store.clear_halt()?;
+                        None
+                    }
+                };
+                cluster.halt_changed(halt.as_ref().map(|h| h.since));
+                Ok(halt)
+            }
+        }
+    }
+
+    /// Follows the halt switch that other instances set and clear in PostgreSQL: aborts this
+    /// instance's runs within a tick of a halt anywhere, and accepts runs again after a resume.
+    /// Returns when `stop` is cancelled; does nothing on SQLite.
+    pub async fn follow_halt(self: Arc<Self>, stop: tokio_util::sync::CancellationToken) {
+        let Some(cluster) = self.store.cluster() else {
+            return;
+        };
+        let mut watch = cluster.halt_watch();
+        loop {
+            let seen = *watch.borrow_and_update();
+            match seen {
+                Some(since) => {
+                    let newly = {
+                        let mut halt = self.halt_state();
+                        let newly = halt.is_none();
+                        if newly {
+                            *halt = Some(Halt { since });
+                        }
+                        newly
+                    };
+                    if newly {
+                        warn!(
+                            "halted through another instance: every run aborted, new runs refused until resumed"
+                        );
+                    }
+                    for live in self.active().values() {
+                        live.abort
+                            .abort(Cause::Api, "chaosd was halted (through another instance)");
+                    }
+                }
+                None => {
+                    if self.halt_state().take().is_some() {
+                        info!("resumed through another instance: new runs are accepted again");
+                    }
+                }
+            }
+            tokio::select! {
+                () = stop.cancelled() => return,
+                changed = watch.changed() => if changed.is_err() { return },
+            }
+        }
     }
 
     /// At shutdown: refuses new runs, aborts the running ones and waits until each has reverted
@@ -899,13 +993,17 @@ steps:
     #[tokio::test]
     async fn runs_answer_finds_the_run_and_says_409_when_nothing_waits() {
         let dir = tempfile::tempdir().unwrap();
-        let runs = Runs::open(RunsConfig {
-            state_dir: dir.path().join("state"),
-            report_dir: dir.path().join("reports"),
-            allow_local: false,
-            inventory: None,
-            client_cert: None,
-        })
+        let runs = Runs::open(
+            RunsConfig {
+                state_dir: dir.path().join("state"),
+                report_dir: dir.path().join("reports"),
+                allow_local: false,
+                inventory: None,
+                client_cert: None,
+                node: "test".into(),
+            },
+            Store::sqlite(&dir.path().join("state")).unwrap(),
+        )
         .unwrap();
         let live = live("run-1");
         runs.active().insert("run-1".into(), Arc::clone(&live));

@@ -62,6 +62,9 @@ pub enum StoreError {
         #[source]
         source: serde_json::Error,
     },
+    /// The PostgreSQL store failed: what was being done, and the server's or driver's words.
+    #[error("{context}: {detail}")]
+    Postgres { context: String, detail: String },
     #[error(transparent)]
     Sqlite(#[from] rusqlite::Error),
     #[error(transparent)]

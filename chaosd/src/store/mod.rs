@@ -23,8 +23,14 @@ pub use self::error::StoreError;
 pub use self::schedules::ScheduleRecord;
 use crate::report::model::{Cause, Report, Verdict};
 
+mod backend;
 mod error;
+pub mod postgres;
 mod schedules;
+#[cfg(test)]
+mod suite;
+
+pub use self::backend::Store;
 
 /// The database file inside the state directory.
 pub const DB_FILE: &str = "runs.db";
@@ -155,7 +161,7 @@ fn parse_ts(s: &str) -> rusqlite::Result<DateTime<Utc>> {
         })
 }
 
-fn parse_cause(s: &str) -> Option<Cause> {
+pub(crate) fn parse_cause(s: &str) -> Option<Cause> {
     serde_json::from_value(serde_json::Value::String(s.to_string())).ok()
 }
 
@@ -556,45 +562,63 @@ impl RunStore {
                     break;
                 }
             }
-            match matches.len() {
-                0 => None,
-                1 => matches.pop(),
-                n => {
-                    let names: Vec<String> = matches
-                        .iter()
-                        .take(10)
-                        .map(|(r, _)| format!("`{}`", r.run_id))
-                        .collect();
-                    let more = if n > 10 { ", ..." } else { "" };
-                    return Err(StoreError::Ambiguous {
-                        id: id_or_prefix.to_string(),
-                        candidates: format!("{}{more}", names.join(", ")),
-                    });
-                }
-            }
+            return one_run(id_or_prefix, matches)?
+                .map(|(record, json)| stored_report(record, json))
+                .transpose();
         };
-        let Some((record, json)) = found else {
-            return Ok(None);
-        };
-        let mut report = json
-            .map(|j| serde_json::from_str::<Report>(&j))
+        found
+            .map(|(record, json)| stored_report(record, json))
             .transpose()
-            .with_context(|| {
-                format!(
-                    "the stored report of run `{}` cannot be read",
-                    record.run_id
-                )
-            })?;
-        if report.is_none()
-            && record.verdict == Some(Verdict::Interrupted)
-            && let Some(dir) = record.report_dir.as_deref()
-        {
-            // Marked by an older build, which kept no report: what its events say.
-            let events = crate::interrupted::read_events(Path::new(dir));
-            report = Some(crate::interrupted::report(&record, events));
-        }
-        Ok(Some((record, report)))
     }
+}
+
+/// The one run that a prefix found, or `Ambiguous` naming the candidates (ten at most; `found`
+/// holds at most eleven).
+pub(crate) fn one_run<T>(
+    id_or_prefix: &str,
+    mut found: Vec<(RunRecord, T)>,
+) -> Result<Option<(RunRecord, T)>, StoreError> {
+    match found.len() {
+        0 | 1 => Ok(found.pop()),
+        n => {
+            let names: Vec<String> = found
+                .iter()
+                .take(10)
+                .map(|(r, _)| format!("`{}`", r.run_id))
+                .collect();
+            let more = if n > 10 { ", ..." } else { "" };
+            Err(StoreError::Ambiguous {
+                id: id_or_prefix.to_string(),
+                candidates: format!("{}{more}", names.join(", ")),
+            })
+        }
+    }
+}
+
+/// A run with its stored report parsed; an interrupted run that has none gets the one its
+/// events make.
+pub(crate) fn stored_report(
+    record: RunRecord,
+    json: Option<String>,
+) -> Result<(RunRecord, Option<Report>), StoreError> {
+    let mut report = json
+        .map(|j| serde_json::from_str::<Report>(&j))
+        .transpose()
+        .with_context(|| {
+            format!(
+                "the stored report of run `{}` cannot be read",
+                record.run_id
+            )
+        })?;
+    if report.is_none()
+        && record.verdict == Some(Verdict::Interrupted)
+        && let Some(dir) = record.report_dir.as_deref()
+    {
+        // Marked by an older build, which kept no report: what its events say.
+        let events = crate::interrupted::read_events(Path::new(dir));
+        report = Some(crate::interrupted::report(&record, events));
+    }
+    Ok((record, report))
 }
 
 #[cfg(test)]
