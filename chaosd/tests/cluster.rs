@@ -353,9 +353,11 @@ fn postgresql_restarted_under_a_running_chaosd_loses_nothing_recorded() {
         let out = pg.psql(&format!("SELECT verdict FROM runs WHERE run_id = '{id}'"));
         (out == "passed").then_some(())
     });
-    eventually(Duration::from_secs(10), "the earlier run's end is there", || {
-        (a.verdict(&earlier) != "running").then_some(())
-    });
+    eventually(
+        Duration::from_secs(10),
+        "the earlier run's end is there",
+        || (a.verdict(&earlier) != "running").then_some(()),
+    );
     assert_eq!(a.verdict(&id), "passed");
     let again = eventually(Duration::from_secs(10), "runs are accepted again", || {
         let r = a.submit(QUICK);
@@ -365,4 +367,32 @@ fn postgresql_restarted_under_a_running_chaosd_loses_nothing_recorded() {
         (a.verdict(&again) != "running").then_some(())
     });
     assert!(a.status()["leader"] == true, "{}", a.log());
+}
+
+#[test]
+fn a_leader_that_cannot_reach_the_database_stops_leading_within_5s() {
+    let Some(pg) = Postgres::start_or_skip() else {
+        return;
+    };
+    let a = Instance::start(&pg, "fenced");
+    eventually(Duration::from_secs(10), "the instance leads", || {
+        (a.status()["leader"] == true).then_some(())
+    });
+    // Nothing answers, and every connection stays open: as a partition looks.
+    pg.signal_all(nix::sys::signal::Signal::SIGSTOP);
+    let frozen = Instant::now();
+    let fenced = eventually(Duration::from_secs(10), "the leader stops leading", || {
+        (a.status()["leader"] == false).then(|| frozen.elapsed())
+    });
+    eprintln!("fenced after {fenced:?}");
+    assert!(
+        fenced <= Duration::from_secs(5),
+        "still leading {fenced:?} after the database went away"
+    );
+    pg.signal_all(nix::sys::signal::Signal::SIGCONT);
+    eventually(
+        Duration::from_secs(15),
+        "it leads again once the database is back",
+        || (a.status()["leader"] == true).then_some(()),
+    );
 }

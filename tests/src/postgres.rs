@@ -129,6 +129,39 @@ impl Postgres {
         );
     }
 
+    /// Stops (SIGSTOP) or continues (SIGCONT) the server and every backend of it, as a
+    /// partition would look from its clients: connections stay open and nothing answers.
+    pub fn signal_all(&self, signal: nix::sys::signal::Signal) {
+        let pid_file =
+            std::fs::read_to_string(self.data().join("postmaster.pid")).expect("postmaster.pid");
+        let postmaster: i32 = pid_file
+            .lines()
+            .next()
+            .and_then(|l| l.trim().parse().ok())
+            .expect("a pid");
+        let mut pids = vec![postmaster];
+        for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+            let ppid = stat
+                .rfind(')')
+                .and_then(|i| stat[i + 1..].split_whitespace().nth(1))
+                .and_then(|p| p.parse::<i32>().ok());
+            if ppid == Some(postmaster) {
+                pids.push(pid);
+            }
+        }
+        for pid in pids {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal);
+        }
+    }
+
     /// The URL chaosd's `store:` takes.
     pub fn url(&self) -> String {
         format!("postgresql://postgres@127.0.0.1:{}/postgres", self.port)
@@ -178,6 +211,8 @@ fn as_postgres(cmd: &mut Command) -> String {
 
 impl Drop for Postgres {
     fn drop(&mut self) {
+        // A frozen server cannot stop.
+        self.signal_all(nix::sys::signal::Signal::SIGCONT);
         let _ = Command::new("runuser")
             .args(["-u", "postgres", "--"])
             .arg(self.bin.join("pg_ctl"))

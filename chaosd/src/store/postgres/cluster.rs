@@ -110,8 +110,11 @@ pub fn start(store: &PgStore, halted: Option<DateTime<Utc>>) -> Arc<Cluster> {
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticker.tick().await;
-            beat(&conn, &looping, &instance).await;
-            lead(&conn, &looping, &mut lock).await;
+            // Side by side: a heartbeat stuck on a dead database must not delay the fence.
+            tokio::join!(
+                beat(&conn, &looping, &instance),
+                lead(&conn, &looping, &mut lock)
+            );
             if looping.is_leader() {
                 mark_dead_instances(&conn, &instance).await;
             }

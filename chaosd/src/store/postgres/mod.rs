@@ -191,7 +191,16 @@ impl PgStore {
             .unwrap_or(Err(DbError::Timeout));
             let _ = tx.send(result);
         });
-        let result = rx.recv().unwrap_or(Err(DbError::Gone));
+        // Waiting blocks this thread. On a tokio worker, tell tokio first, so that the worker's
+        // other tasks (the API's connections among them) move to another thread meanwhile: a
+        // database that does not answer must not stall what does not need it.
+        let wait = || rx.recv().unwrap_or(Err(DbError::Gone));
+        let result = match tokio::runtime::Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(wait)
+            }
+            _ => wait(),
+        };
         result.map_err(|e| e.into_store_error(context(), self.conn.shown()))
     }
 
