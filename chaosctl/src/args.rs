@@ -17,7 +17,8 @@ pub struct Args {
     pub state_dir: Option<PathBuf>,
 
     /// A chaosd server to send `run`, `runs`, `report`, `diff`, `abort`, `halt` and `resume` to; without
-    /// it chaosctl does them here.
+    /// it chaosctl does them here. Several instances sharing a store: URLs separated by commas,
+    /// the first that answers is used.
     #[arg(long, global = true, env = "CHAOSD_URL", value_name = "URL")]
     pub server: Option<String>,
 

@@ -320,6 +320,31 @@ fn a_halt_through_one_instance_aborts_and_refuses_runs_on_the_other() {
     eventually(Duration::from_secs(10), "b sees a's run end", || {
         (b.verdict(&id) != "running").then_some(())
     });
+
+    // `chaosctl --server` with several URLs uses the first that answers.
+    let dead = format!("http://127.0.0.1:{}", chaos_tests::support::free_port());
+    let ctl = |servers: &str| {
+        Command::new(chaos_tests::bins::chaosctl())
+            .args(["--server", servers, "runs", "--output", "json"])
+            .env("CHAOSD_TOKEN", TOKEN)
+            .env_remove("CHAOSD_URL")
+            .output()
+            .expect("chaosctl")
+    };
+    let out = ctl(&format!("{dead}, http://127.0.0.1:{}", b.port));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&id));
+    let out = ctl(&format!("{dead},{dead}/"));
+    assert_eq!(out.status.code(), Some(5));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("none answered") && err.contains(&dead),
+        "{err}"
+    );
 }
 
 #[test]

@@ -63,7 +63,7 @@ pub async fn remote(
     format: DiffFormat,
     output: Option<&Path>,
 ) -> Result<u8, Failure> {
-    let client = server.client()?;
+    let client = server.client().await?;
     let mut reports = Vec::with_capacity(2);
     for (side, id) in ["A", "B"].into_iter().zip(runs) {
         let text = match client.report(id, "json").await {

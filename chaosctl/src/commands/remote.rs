@@ -22,7 +22,9 @@ use crate::output;
 
 /// `--server`, `--token-file`, `--ca-file` as given.
 pub struct Server {
-    url: String,
+    /// One URL, or several chaosd instances sharing a store (comma-separated): the first that
+    /// answers is used.
+    urls: Vec<String>,
     token_file: Option<PathBuf>,
     ca_file: Option<PathBuf>,
 }
@@ -30,15 +32,25 @@ pub struct Server {
 impl Server {
     /// `None` without `--server` (nor `CHAOSD_URL`).
     pub fn from_args(args: &Args) -> Option<Server> {
-        let url = args.server.clone().filter(|u| !u.trim().is_empty())?;
+        let urls: Vec<String> = args
+            .server
+            .as_deref()?
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(str::to_string)
+            .collect();
+        if urls.is_empty() {
+            return None;
+        }
         Some(Server {
-            url,
+            urls,
             token_file: args.token_file.clone(),
             ca_file: args.ca_file.clone(),
         })
     }
 
-    pub(super) fn client(&self) -> Result<ServiceClient, Failure> {
+    pub(super) async fn client(&self) -> Result<ServiceClient, Failure> {
         let token = match &self.token_file {
             // The first token: the file may list the next ones while chaosd's token rotates.
             Some(path) => std::fs::read_to_string(path)
@@ -55,12 +67,16 @@ impl Server {
             None => std::env::var(TOKEN_ENV).map_err(|_| {
                 Failure::Invalid(anyhow!(
                     "chaosctl: no token for {}: pass --token-file F or set {TOKEN_ENV}",
-                    self.url
+                    self.urls.join(", ")
                 ))
             })?,
         };
-        ServiceClient::new(&self.url, &token, self.ca_file.as_deref())
-            .map_err(|e| Failure::Invalid(anyhow!("chaosctl: {e}")))
+        ServiceClient::first_answering(&self.urls, &token, self.ca_file.as_deref())
+            .await
+            .map_err(|e| match e {
+                ClientError::Setup(_) => Failure::Invalid(anyhow!("chaosctl: {e}")),
+                other => Failure::Failed(anyhow!("chaosctl: {other}")),
+            })
     }
 }
 
@@ -79,7 +95,7 @@ pub(super) fn failure(err: ClientError) -> Failure {
 }
 
 pub async fn dispatch(command: Command, server: Server) -> Result<u8, Failure> {
-    let client = server.client()?;
+    let client = server.client().await?;
     match command {
         Command::Run(args) => run(&client, args).await,
         Command::Monkey(args) => monkey(&client, args).await,

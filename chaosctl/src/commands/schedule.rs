@@ -17,7 +17,7 @@ pub async fn run(action: ScheduleAction, server: Option<Server>) -> Result<u8, F
             "chaosctl: schedules live on a chaosd server, which starts their runs: pass --server URL or set CHAOSD_URL"
         )));
     };
-    let client = server.client()?;
+    let client = server.client().await?;
     match action {
         ScheduleAction::Add {
             file,

@@ -23,6 +23,9 @@ pub const URL_ENV: &str = "CHAOSD_URL";
 /// The environment variable with the token, when no `--token-file` is given.
 pub const TOKEN_ENV: &str = "CHAOSD_TOKEN";
 
+/// How long `first_answering` waits for each instance.
+pub const PICK_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// How long one call (not the event stream) may take.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -101,6 +104,35 @@ impl ServiceClient {
 
     pub fn url(&self) -> &str {
         self.api.url()
+    }
+
+    /// Of several chaosd instances sharing one store, the first in `urls` that answers (any
+    /// HTTP answer counts: a refusal is the caller's to see), each given [`PICK_TIMEOUT`]. When
+    /// none answers, the error names each and why.
+    pub async fn first_answering(
+        urls: &[String],
+        token: &str,
+        ca_file: Option<&Path>,
+    ) -> Result<ServiceClient, ClientError> {
+        let mut reasons = Vec::new();
+        for url in urls {
+            let client = ServiceClient::new(url, token, ca_file)?;
+            if urls.len() == 1 {
+                return Ok(client);
+            }
+            match tokio::time::timeout(PICK_TIMEOUT, client.status()).await {
+                Ok(Ok(_) | Err(ClientError::Refused { .. })) => return Ok(client),
+                Ok(Err(err)) => reasons.push(format!("{url}: {err}")),
+                Err(_) => reasons.push(format!(
+                    "{url}: no answer within {} s",
+                    PICK_TIMEOUT.as_secs()
+                )),
+            }
+        }
+        Err(ClientError::Unreachable {
+            url: urls.join(", "),
+            reason: format!("none answered ({})", reasons.join("; ")),
+        })
     }
 
     pub async fn status(&self) -> Result<ServiceStatus, ClientError> {
