@@ -71,8 +71,11 @@ fn scenario(name: &str, tag: &str, guardrail: bool) -> String {
     } else {
         String::new()
     };
+    // With a guardrail, the pause is held long enough for a loaded machine's guardrail command
+    // to see it (the breach ends the run at once); a 1 s hold could end before a slow sample.
+    let hold = if guardrail { "20s" } else { "1s" };
     format!(
-        "version: 1\nname: {name}\n{guard}steps:\n  - name: pause the sleeper\n    target: local\n    fault: {{pause: {{process: {{pattern: \"^{tag}\"}}}}}}\n    duration: 1s\n    recover_within: 1s\n"
+        "version: 1\nname: {name}\n{guard}steps:\n  - name: pause the sleeper\n    target: local\n    fault: {{pause: {{process: {{pattern: \"^{tag}\"}}}}}}\n    duration: {hold}\n    recover_within: 1s\n"
     )
 }
 
