@@ -1356,9 +1356,13 @@ fn sigkill_mid_run_leaves_it_interrupted_and_the_journal_reverts_the_pause() {
     let id = d.submit(&pause_yaml(&sleeper.pattern, "60s"));
     sleeper.wait_state('T', "the sleeper paused");
     // The process stops as the pause is made, a moment before the run records it: wait for the
-    // hold (the fault is in the run's events by then), as an operator would see it.
-    eventually(Duration::from_secs(10), "the run holds the pause", || {
-        d.run(&id)["live"]["fault_left_ms"].is_u64()
+    // record (`fault_applied` in events.jsonl), as the rebuilt report reads it. The live status's
+    // hold countdown starts as the injection starts, so it does not say the record is there.
+    let events = d.path("reports").join(&id).join("events.jsonl");
+    eventually(Duration::from_secs(10), "the run records the pause", || {
+        std::fs::read_to_string(&events)
+            .ok()
+            .filter(|e| e.contains("\"fault_applied\""))
     });
     let pid = d.pid();
     d.sigkill();
