@@ -1,6 +1,6 @@
 //! The journal: one JSON file per fault in `<state_dir>/journal/`, written and synced before the
 //! fault touches the host and removed once it is reverted, so whoever starts next can undo what a
-//! dead process left behind.
+//! dead process left behind. A fault with nothing to undo (`Undo::needs_journal`) has no entry.
 //!
 //! **Invariant:** an entry is only ever replaced atomically (temp file, fsync, rename, directory
 //! fsync); a reader sees the old entry or the new one, never half of one.

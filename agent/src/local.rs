@@ -490,7 +490,10 @@ impl Inner {
             end_at: None,
             owner: self.owner,
         };
-        if let Err(err) = self.journal.write(&entry) {
+        // A fault with nothing to undo (a signal sent) leaves recovery nothing to do: it is not
+        // journaled, and costs no synced write.
+        let journaled = entry.undo.needs_journal();
+        if journaled && let Err(err) = self.journal.write(&entry) {
             return Err(self.forget(&fault_id, err));
         }
 
@@ -535,7 +538,7 @@ impl Inner {
         entry.state = EntryState::Applied;
         entry.applied_at = Some(applied_at);
         entry.end_at = end_at;
-        if let Err(err) = self.journal.update(&entry) {
+        if journaled && let Err(err) = self.journal.update(&entry) {
             // The planned entry, synced before the injection, already holds the undo data (for
             // `stress`, the cgroup; its workers die with this process): recovery works without
             // this update, so it does not wait for the disk.

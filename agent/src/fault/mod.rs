@@ -109,6 +109,14 @@ pub enum Undo {
     Http { table: String, port: u16, seed: u64 },
 }
 
+impl Undo {
+    /// Whether recovery would have anything to do: a fault whose undo does nothing (signals
+    /// sent) is not journaled.
+    pub fn needs_journal(&self) -> bool {
+        !matches!(self, Undo::Kill { .. })
+    }
+}
+
 /// The netem handle of a journal written before handles were per fault.
 fn legacy_netem_handle() -> u16 {
     net::netem::LEGACY_HANDLE
