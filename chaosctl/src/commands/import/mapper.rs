@@ -1057,3 +1057,332 @@ fn json_inner(text: &str) -> String {
     let quoted = serde_json::to_string(text).expect("a string serializes");
     quoted[1..quoted.len() - 1].to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use serde_json::json;
+
+    use super::*;
+
+    fn mapper() -> Mapper {
+        let configuration = serde_json::from_value(json!({
+            "base": "http://127.0.0.1:8080",
+            "word": "a b&c",
+        }))
+        .unwrap();
+        let secrets = serde_json::from_value(json!({"s": {"token": "hunter2"}})).unwrap();
+        Mapper {
+            names: Names::new(&configuration, &secrets),
+            used: BTreeSet::new(),
+            required: BTreeSet::new(),
+            unmapped: Vec::new(),
+            skipped_scopes: Default::default(),
+        }
+    }
+
+    fn check_http(tolerance: Value, expected: Result<(&[&str], Option<&str>), &str>) {
+        let got = mapper().http_tolerance(&tolerance);
+        match (got, expected) {
+            (Ok((status, body, _)), Ok((want_status, want_body))) => {
+                assert_eq!(status, want_status, "{tolerance}");
+                assert_eq!(body.as_deref(), want_body, "{tolerance}");
+            }
+            (Err(err), Err(fragment)) => assert!(err.contains(fragment), "{tolerance}: {err}"),
+            (got, want) => panic!("{tolerance}: got {got:?}, want {want:?}"),
+        }
+    }
+
+    #[test]
+    fn http_tolerances_become_statuses_and_a_body_regex() {
+        check_http(json!(200), Ok((&["200"], None)));
+        check_http(json!([200, 201]), Ok((&["200", "201"], None)));
+        // Two codes are two allowed statuses, not a range: Chaos Toolkit looks the status up.
+        check_http(json!([200, 204]), Ok((&["200", "204"], None)));
+        check_http(
+            json!({"type": "range", "range": [200, 299], "target": "status"}),
+            Ok((&["2xx"], None)),
+        );
+        check_http(
+            json!({"type": "range", "range": [200.5, 203], "target": "status"}),
+            Ok((&["201", "202", "203"], None)),
+        );
+        check_http(
+            json!({"type": "range", "range": [190, 301], "target": "status"}),
+            Ok((
+                &[
+                    "190", "191", "192", "193", "194", "195", "196", "197", "198", "199", "2xx",
+                    "300", "301",
+                ],
+                None,
+            )),
+        );
+        check_http(
+            json!({"type": "regex", "pattern": "ok ${word}", "target": "body"}),
+            Ok((&[], Some("ok ${word:-a b&c}"))),
+        );
+        check_http(json!(700), Err("not a list of HTTP statuses"));
+        check_http(json!(true), Err("compares the whole http answer"));
+        check_http(
+            json!({"type": "range", "range": [1, 5], "target": "body"}),
+            Err("a `range` over `body`"),
+        );
+        check_http(
+            json!({"type": "regex", "pattern": "x", "target": "headers"}),
+            Err("a `regex` over `headers`"),
+        );
+        check_http(
+            json!({"type": "regex", "pattern": "(?<=a)b", "target": "body"}),
+            Err("no look-around"),
+        );
+        check_http(
+            json!({"type": "jsonpath", "path": "$.a", "target": "body"}),
+            Err("not JSON paths"),
+        );
+        check_http(
+            json!({"type": "probe", "name": "t", "provider": {"type": "python", "module": "m", "func": "f"}}),
+            Err("a probe (python provider: module `m`, function `f`)"),
+        );
+    }
+
+    #[test]
+    fn process_tolerances_become_an_exit_code_and_a_stdout_regex() {
+        let check = |tolerance: Value, expected: Result<(i64, Option<&str>), &str>| {
+            let got = mapper().process_tolerance(&tolerance);
+            match (got, expected) {
+                (Ok((exit, stdout, _)), Ok((want_exit, want_stdout))) => {
+                    assert_eq!(
+                        (exit, stdout.as_deref()),
+                        (want_exit, want_stdout),
+                        "{tolerance}"
+                    )
+                }
+                (Err(err), Err(fragment)) => {
+                    assert!(err.contains(fragment), "{tolerance}: {err}")
+                }
+                (got, want) => panic!("{tolerance}: got {got:?}, want {want:?}"),
+            }
+        };
+        check(json!(0), Ok((0, None)));
+        check(json!([3]), Ok((3, None)));
+        check(
+            json!({"type": "range", "range": [1, 1], "target": "status"}),
+            Ok((1, None)),
+        );
+        check(
+            json!({"type": "regex", "pattern": "^up", "target": "stdout"}),
+            Ok((0, Some("^up"))),
+        );
+        check(json!([0, 1]), Err("several exit codes"));
+        check(
+            json!({"type": "range", "range": [0, 2], "target": "status"}),
+            Err("several exit codes"),
+        );
+        check(
+            json!({"type": "regex", "pattern": "x", "target": "stderr"}),
+            Err("a `regex` over `stderr`"),
+        );
+        check(json!("ok"), Err("compares the whole result"));
+    }
+
+    #[test]
+    fn command_lines_are_built_as_chaos_toolkit_builds_them() {
+        let check = |provider: Value, expected: Run| {
+            let p: Provider = serde_json::from_value(provider.clone()).unwrap();
+            let (run, _) = mapper().command(&p).unwrap();
+            assert_eq!(run, expected, "{provider}");
+        };
+        let argv = |words: &[&str]| Run::Argv(words.iter().map(|w| w.to_string()).collect());
+        check(json!({"type": "process", "path": "true"}), argv(&["true"]));
+        check(
+            json!({"type": "process", "path": "grep", "arguments": "-q ${word} f"}),
+            Run::Shell("grep -q ${word:-a b&c} f".into()),
+        );
+        check(
+            json!({"type": "process", "path": "ls", "arguments": ["-l", "", null, 3, true]}),
+            argv(&["ls", "-l", "3", "True"]),
+        );
+        check(
+            json!({"type": "process", "path": "kubectl", "arguments": {"--namespace": "x", "--all": ""}}),
+            argv(&["kubectl", "--all", "--namespace", "x"]),
+        );
+        check(
+            json!({"type": "process", "path": "/opt/${x}/run"}),
+            argv(&["/opt/$${x}/run"]),
+        );
+        let p: Provider = serde_json::from_value(
+            json!({"type": "process", "path": "x", "arguments": [["nested"]]}),
+        )
+        .unwrap();
+        assert!(
+            mapper()
+                .command(&p)
+                .unwrap_err()
+                .contains("a list or mapping")
+        );
+    }
+
+    #[test]
+    fn http_arguments_become_a_query_or_a_body() {
+        let request = |provider: Value| {
+            let p: Provider = serde_json::from_value(provider).unwrap();
+            mapper().http_request(&p).unwrap().0
+        };
+        let get = request(
+            json!({"type": "http", "url": "${base}/a?x=1", "arguments": {"q": "${word}", "n": 2}}),
+        );
+        assert_eq!(
+            get.url,
+            "${base:-http://127.0.0.1:8080}/a?x=1&n=2&q=${word:-a+b%26c}"
+        );
+        assert_eq!(get.body, None);
+        let json = request(json!({
+            "type": "http", "url": "http://h/e", "method": "post",
+            "headers": {"Content-Type": "application/json"},
+            "arguments": {"name": "say \"${word}\"", "n": [1, true]}
+        }));
+        assert_eq!(json.method, "POST");
+        assert_eq!(
+            json.body.as_deref(),
+            Some(r#"{"n": [1, true], "name": "say \"${word:-a b&c}\""}"#)
+        );
+        let form = request(
+            json!({"type": "http", "url": "http://h/e", "method": "PUT", "arguments": {"k": "v w"}, "timeout": [1, 2.5]}),
+        );
+        assert_eq!(form.body.as_deref(), Some("k=v+w"));
+        assert!(form.headers.contains(&(
+            "Content-Type".into(),
+            "application/x-www-form-urlencoded".into()
+        )));
+        assert_eq!(form.timeout, Duration::from_millis(3500));
+        let p: Provider = serde_json::from_value(
+            json!({"type": "http", "url": "https://h/", "verify_tls": false}),
+        )
+        .unwrap();
+        assert!(
+            mapper()
+                .http_request(&p)
+                .unwrap_err()
+                .contains("verify_tls")
+        );
+    }
+
+    fn experiment(value: Value) -> Experiment {
+        serde_json::from_value(value).unwrap()
+    }
+
+    #[test]
+    fn refs_resolve_and_experiments_chaos_toolkit_refuses_are_refused() {
+        let action =
+            json!({"type": "action", "name": "a", "provider": {"type": "process", "path": "true"}});
+        let imported = map(&experiment(json!({"method": [action, {"ref": "a"}]})), "x").unwrap();
+        let names: Vec<&str> = imported
+            .steps
+            .iter()
+            .filter_map(|s| match s {
+                Item::Mapped(s) => Some(s.name.as_str()),
+                Item::Skipped(_) => None,
+            })
+            .collect();
+        assert_eq!(names, ["a", "a (2)"]);
+        assert_eq!(imported.name, "x");
+        for (bad, fragment) in [
+            (json!({"method": [{"ref": "nope"}]}), "refers to `nope`"),
+            (
+                json!({"method": [{"type": "action", "name": "a"}]}),
+                "method[0] has no `provider`",
+            ),
+            (
+                json!({"rollbacks": [{"type": "step", "name": "a", "provider": {"type": "process", "path": "x"}}]}),
+                "rollbacks[0] has type `step`",
+            ),
+        ] {
+            let err = map(&experiment(bad.clone()), "x").unwrap_err();
+            assert!(err.contains(fragment), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_method_with_nothing_to_import_becomes_a_step_a_person_does() {
+        let imported = map(
+            &experiment(json!({
+                "title": "t",
+                "method": [{"type": "action", "name": "kill-it", "provider": {"type": "python", "module": "m", "func": "f"}}]
+            })),
+            "x",
+        )
+        .unwrap();
+        let text = super::super::render::scenario(&imported, "e.json");
+        let s = chaosd::scenario::load_str(Path::new("i.yaml"), &text, &Default::default())
+            .unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert_eq!(s.steps.len(), 1);
+        assert!(text.contains("manual: {prompt: \"Do by hand what was not imported (method action `kill-it`), then confirm\"}"), "{text}");
+        assert_eq!(imported.unmapped.len(), 1);
+        assert_eq!(
+            imported.unmapped[0].to_string(),
+            format!(
+                "method action `kill-it` (python provider: module `m`, function `f`): {PYTHON}"
+            )
+        );
+    }
+
+    /// The fixtures, written as Chaos Toolkit's documentation writes experiments: what maps
+    /// validates, what does not is listed, and no secret's value is in the file.
+    #[test]
+    fn the_fixtures_map_validate_and_keep_secrets_out() {
+        let fixtures = [
+            (
+                "service-health.json",
+                include_str!("../../../../tests/fixtures/chaostoolkit/service-health.json"),
+                vec![
+                    "control `tracing`",
+                    "hypothesis probe `all-pods-running`",
+                    "method action `terminate-service-pods`",
+                    "rollback action `scale-service-back`",
+                ],
+                vec![("SERVICE_TOKEN", "t")],
+                "not-a-real-password-3f9a",
+            ),
+            (
+                "dns-failover.yaml",
+                include_str!("../../../../tests/fixtures/chaostoolkit/dns-failover.yaml"),
+                vec![
+                    "configuration `current_leader`",
+                    "hypothesis probe `leader-is-known`",
+                    "hypothesis probe `exit-code-in-range`",
+                    "hypothesis probe `leader-is-stable`",
+                    "method action `flood-the-resolver`",
+                    "method action `tell-the-api`",
+                    "method probe `api-during-outage`",
+                ],
+                vec![("api_key", "k")],
+                "secret/data/api",
+            ),
+        ];
+        for (file, text, unmapped, vars, secret) in fixtures {
+            let e = super::super::chaostoolkit::parse(Path::new(file), text).unwrap();
+            let imported = map(&e, "x").unwrap();
+            let whats: Vec<&str> = imported.unmapped.iter().map(|u| u.what.as_str()).collect();
+            assert_eq!(whats, unmapped, "{file}");
+            let scenario = super::super::render::scenario(&imported, file);
+            assert!(!scenario.contains(secret), "{file}:\n{scenario}");
+            let opts = chaosd::scenario::LoadOptions {
+                vars: vars
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                ..Default::default()
+            };
+            let s = chaosd::scenario::load_str(Path::new("i.yaml"), &scenario, &opts)
+                .unwrap_or_else(|e| panic!("{file}: {e}\n{scenario}"));
+            assert!(!s.steps.is_empty() && !s.steady_state.is_empty(), "{file}");
+            for u in &imported.unmapped {
+                assert!(
+                    scenario.contains(&format!("# Not imported: {u}.")) || u.what.starts_with("co"),
+                    "{file}: {u}"
+                );
+            }
+        }
+    }
+}
