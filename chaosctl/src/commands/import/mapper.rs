@@ -367,20 +367,15 @@ struct Mapper {
 }
 
 impl Mapper {
-    /// Translates a string Chaos Toolkit substitutes into, recording the names it uses.
-    fn translate(&mut self, text: &str) -> Result<Translated, String> {
-        let t = self.names.translate(text)?;
-        Ok(t)
-    }
-
     /// Records what a mapped piece uses: only what ends in the file counts.
     fn keep(&mut self, t: &Translated) {
         self.used.extend(t.used.iter().cloned());
         self.required.extend(t.required().map(str::to_string));
     }
 
+    /// A string Chaos Toolkit substitutes into, in the scenario's syntax.
     fn text(&mut self, text: &str, escape: impl Fn(&str) -> String) -> Result<String, String> {
-        let t = self.translate(text)?;
+        let t = self.names.translate(text)?;
         self.keep(&t);
         Ok(t.render(escape))
     }
@@ -762,10 +757,7 @@ impl Mapper {
     }
 
     /// An http probe's tolerance as statuses and a body regex.
-    fn http_tolerance(
-        &mut self,
-        tolerance: &Value,
-    ) -> Result<(Vec<String>, Option<String>, Vec<String>), String> {
+    fn http_tolerance(&mut self, tolerance: &Value) -> Result<HttpExpectation, String> {
         let statuses = |codes: &[Value]| -> Result<Vec<String>, String> {
             let mut out = Vec::new();
             for code in codes {
@@ -876,7 +868,7 @@ impl Mapper {
             .get("pattern")
             .and_then(Value::as_str)
             .ok_or("a `regex` tolerance without a `pattern`")?;
-        let translated = self.translate(pattern)?;
+        let translated = self.names.translate(pattern)?;
         if let Err(err) = agent::spec::Pattern::new(&translated.with_defaults()) {
             let detail = err.to_string();
             let detail = detail
@@ -949,6 +941,9 @@ impl Mapper {
     }
 }
 
+/// An http probe's statuses and body regex, and notes on what differs.
+type HttpExpectation = (Vec<String>, Option<String>, Vec<String>);
+
 /// A pause, as a step or teardown entry that sleeps.
 struct Pause {
     name: String,
@@ -999,7 +994,7 @@ fn seconds(v: Option<&Value>) -> Result<Option<Duration>, String> {
     };
     match total {
         Some(s) if s.is_finite() && s > 0.0 => Ok(Some(Duration::from_secs_f64(s))),
-        Some(s) if s == 0.0 => Ok(None),
+        Some(0.0) => Ok(None),
         _ => Err(format!(
             "its timeout `{}` is not a number of seconds",
             v.map(Value::to_string).unwrap_or_default()

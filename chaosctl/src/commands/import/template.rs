@@ -120,9 +120,9 @@ impl Names {
                     }
                     _ => (None, 0),
                 }
-            } else if after.starts_with('$') {
+            } else if let Some(after_escape) = after.strip_prefix('$') {
                 push_text(&mut segments, "$");
-                rest = &after[1..];
+                rest = after_escape;
                 continue;
             } else {
                 let len = after
