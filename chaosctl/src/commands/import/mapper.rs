@@ -178,8 +178,14 @@ pub fn map(experiment: &Experiment, fallback_name: &str) -> Result<Imported, Str
             }
             None => return Err(format!("{at} has no `type` (`probe` or `action`)")),
         }
-        if a.provider.is_none() {
-            return Err(format!("{at} has no `provider`"));
+        match &a.provider {
+            None => return Err(format!("{at} has no `provider`")),
+            Some(p) if p.kind.is_empty() => {
+                return Err(format!(
+                    "{at} has a provider without `type` (`http`, `process` or `python`)"
+                ));
+            }
+            Some(_) => {}
         }
         Ok(a)
     };
@@ -215,12 +221,19 @@ pub fn map(experiment: &Experiment, fallback_name: &str) -> Result<Imported, Str
         let what = format!("hypothesis probe `{name}`");
         m.activity_controls(&a, &what);
         let item = match m.probe(&a) {
-            Ok((kind, notes)) => Item::Mapped(Probe {
-                name: probe_names.unique(&literal(&name)),
-                source: format!("Chaos Toolkit's {what}"),
-                kind,
-                notes,
-            }),
+            Ok((kind, mut notes)) => {
+                if a.pauses.is_some() {
+                    notes.push(
+                        "its `pauses` are not kept: the hypothesis is sampled without a gap".into(),
+                    );
+                }
+                Item::Mapped(Probe {
+                    name: probe_names.unique(&literal(&name)),
+                    source: format!("Chaos Toolkit's {what}"),
+                    kind,
+                    notes,
+                })
+            }
             Err(reason) => Item::Skipped(m.skip(what, &a, reason)),
         };
         steady_state.push(item);
@@ -508,13 +521,19 @@ impl Mapper {
         match p.kind.as_str() {
             "process" => {
                 let (run, timeout) = self.command(p)?;
-                let notes = match timeout {
-                    Some(t) => vec![format!(
+                let mut notes = Vec::new();
+                if let Some(t) = timeout {
+                    notes.push(format!(
                         "Chaos Toolkit's timeout ({}) is not kept: a teardown command runs to its end",
                         chaosd::scenario::format_duration(t)
-                    )],
-                    None => Vec::new(),
-                };
+                    ));
+                }
+                if a.background {
+                    notes.push(
+                        "it ran in the background in Chaos Toolkit; teardown commands run in order"
+                            .into(),
+                    );
+                }
                 Ok((run, notes))
             }
             "http" => Err(http_action()),
