@@ -61,6 +61,13 @@ pub enum Command {
         #[arg(long, requires = "output")]
         force: bool,
     },
+    /// Turn another tool's experiment into a scenario: what maps becomes probes, steps and
+    /// teardown; what does not is listed in the file's comments and on stderr, with exit 5 unless
+    /// --partial. The scenario is checked as `validate` would before it is written.
+    Import {
+        #[command(subcommand)]
+        from: ImportFrom,
+    },
     /// Print the JSON Schema of the scenario format, for editors (yaml-language-server, VS
     /// Code's YAML extension): unknown keys, misplaced sections and plainly wrong values are
     /// marked as you type. `validate` still judges values, names and limits.
@@ -192,6 +199,28 @@ pub enum Command {
     Certs {
         #[command(subcommand)]
         action: CertsAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImportFrom {
+    /// A Chaos Toolkit experiment (JSON, or YAML): the hypothesis's http and process probes
+    /// with their tolerances, the method's process actions as steps, the rollbacks as teardown,
+    /// configuration and secrets as `${NAME}` variables (no secret's value is written).
+    Chaostoolkit {
+        /// The experiment file (`experiment.json`, `experiment.yaml`).
+        #[arg(value_name = "EXPERIMENT")]
+        file: PathBuf,
+        /// Write to this file instead of standard output.
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Overwrite the -o file if it exists.
+        #[arg(long, requires = "output")]
+        force: bool,
+        /// Exit 0 even when parts of the experiment were not imported (they are listed either
+        /// way).
+        #[arg(long)]
+        partial: bool,
     },
 }
 

@@ -20,6 +20,7 @@ mod edges;
 mod faults;
 mod http_fault;
 mod impact;
+mod import;
 mod init;
 mod inside;
 mod invalid;

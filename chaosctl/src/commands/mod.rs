@@ -5,6 +5,7 @@ mod agents;
 pub mod answer;
 mod certs;
 mod diff;
+mod import;
 mod init;
 mod monkey;
 mod plan;
@@ -130,6 +131,15 @@ async fn local(command: Command, state_dir: Option<std::path::PathBuf>) -> Resul
             output,
             force,
         } => init::run(&url, &process, output.as_deref(), force),
+        Command::Import {
+            from:
+                crate::args::ImportFrom::Chaostoolkit {
+                    file,
+                    output,
+                    force,
+                    partial,
+                },
+        } => import::chaostoolkit(&file, output.as_deref(), force, partial),
         Command::Plan {
             file,
             load,
