@@ -1429,9 +1429,11 @@ async fn client_ca_requires_a_client_certificate_except_for_healthz() {
         "refusals for a missing certificate are audited: {lines:#?}"
     );
     // The log line may reach stderr a moment after the audit line.
-    eventually_async(Duration::from_secs(5), "the refusal in the agent's log", || {
-        binary.stderr().iter().any(|l| l.contains(words))
-    })
+    eventually_async(
+        Duration::from_secs(5),
+        "the refusal in the agent's log",
+        || binary.stderr().iter().any(|l| l.contains(words)),
+    )
     .await;
 
     binary.signal(nix::sys::signal::Signal::SIGTERM);

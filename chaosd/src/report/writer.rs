@@ -4,6 +4,12 @@
 //!
 //! **Invariant:** a reader never sees a half-written report file or a missing `latest` link: both
 //! are replaced by `rename(2)`.
+//!
+//! Durability costs two syncs per run: `report.json`'s data, and the folder once every file is
+//! renamed into it. `report.json` is the record (the history keeps a copy too); the other files
+//! are renderings of it, and `events.jsonl` is superseded by it, so they are not synced one by
+//! one: after a power cut they may be empty, and `chaosctl report RUN --format md|html|junit`
+//! renders them again. `latest` is a convenience and is not synced either.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -83,26 +89,26 @@ impl ReportDir {
     /// file and a rename, then points REPORT_DIR/latest at this folder (a relative symlink
     /// `latest -> RUN_ID`, replaced atomically: a temp symlink renamed over it).
     pub fn write_report(&mut self, report: &Report) -> io::Result<()> {
-        // Whatever was appended is made durable with the report.
-        self.events.sync_data()?;
-
         let mut json = serde_json::to_vec_pretty(report)?;
         json.push(b'\n');
-        self.write_atomic(JSON_FILE, &json)?;
-        self.write_atomic(MARKDOWN_FILE, markdown::render(report).as_bytes())?;
-        self.write_atomic(HTML_FILE, html::render(report).as_bytes())?;
-        self.write_atomic(JUNIT_FILE, junit::render(report).as_bytes())?;
+        // The record is synced; its renderings are not (see the module's comment).
+        self.write_atomic(JSON_FILE, &json, true)?;
+        self.write_atomic(MARKDOWN_FILE, markdown::render(report).as_bytes(), false)?;
+        self.write_atomic(HTML_FILE, html::render(report).as_bytes(), false)?;
+        self.write_atomic(JUNIT_FILE, junit::render(report).as_bytes(), false)?;
         sync_dir(&self.dir);
         self.point_latest()
     }
 
-    fn write_atomic(&self, name: &str, bytes: &[u8]) -> io::Result<()> {
+    fn write_atomic(&self, name: &str, bytes: &[u8], sync: bool) -> io::Result<()> {
         let path = self.dir.join(name);
         let tmp = self.dir.join(format!(".{name}.tmp-{}", std::process::id()));
         let result = (|| {
             let mut f = File::create(&tmp)?;
             f.write_all(bytes)?;
-            f.sync_all()?;
+            if sync {
+                f.sync_data()?;
+            }
             fs::rename(&tmp, &path)
         })();
         if result.is_err() {
@@ -131,7 +137,6 @@ impl ReportDir {
                 &latest,
             ));
         }
-        sync_dir(&self.root);
         Ok(())
     }
 }
