@@ -97,7 +97,11 @@ fn our_own_process_and_its_ancestors_never_match() {
     // A child of ours is not our ancestor and must match; CI may run where nothing else lives.
     let (child, _) = Spawned::sleep();
     let everything = pids(ProcessSelector::Pattern("".into()));
-    assert!(everything.contains(&child.pid), "our child {} did not match", child.pid);
+    assert!(
+        everything.contains(&child.pid),
+        "our child {} did not match",
+        child.pid
+    );
     for pid in &lineage {
         assert!(!everything.contains(pid), "ancestor {pid} matched");
         assert!(
