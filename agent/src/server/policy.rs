@@ -840,6 +840,22 @@ max_loss: 50%
         assert!(p.summary().contains("fill_paths [/mnt/chaos]"));
     }
 
+    /// The Debian package installs it as /etc/chaos-agent/policy.yaml, where the unit reads it:
+    /// an agent must start with it, and it must stay as narrow as it says.
+    #[test]
+    fn the_packaged_example_policy_parses_and_is_narrow() {
+        let p = Policy::parse(include_str!("../../policy.example.yaml")).unwrap();
+        assert_eq!(p.max_duration, Some(Duration::from_secs(600)));
+        assert!(!p.command_probes);
+        assert!(p.summary().contains("fill_paths [/mnt/chaos]"));
+        assert!(msg(p.check_command("/bin/true")).contains("it allows no commands"));
+        let demo = ProcessSelector::Name("chaos-demo".into());
+        assert!(p.check_fault(&pause(demo)).is_ok());
+        let sshd = ProcessSelector::Name("sshd".into());
+        assert!(msg(p.check_fault(&pause(sshd))).contains("outside the policy"));
+        assert!(msg(p.check_fault(&pause(ProcessSelector::Pid(1)))).contains("processes.pid"));
+    }
+
     #[test]
     fn unknown_keys_and_bad_values_are_refused() {
         assert!(
