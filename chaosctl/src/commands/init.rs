@@ -3,10 +3,9 @@
 //! hypothesis, one step that kills one of those processes, and objectives. Its comments say what
 //! each key means and what to try next, so that a first game day starts from a file that works.
 
-use std::io::Write as _;
 use std::path::Path;
 
-use anyhow::{Context, anyhow};
+use anyhow::anyhow;
 
 use super::{EXIT_OK, Failure};
 
@@ -28,30 +27,7 @@ pub fn run(url: &str, process: &str, output: Option<&Path>, force: bool) -> Resu
         out!("{text}");
         return Ok(EXIT_OK);
     };
-    let mut open = std::fs::OpenOptions::new();
-    open.write(true);
-    if force {
-        open.create(true).truncate(true);
-    } else {
-        // Refused by the kernel when the file exists, so no check-then-write race either.
-        open.create_new(true);
-    }
-    let mut f = match open.open(path) {
-        Ok(f) => f,
-        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
-            return Err(Failure::Invalid(anyhow!(
-                "chaosctl: `{}` exists; pass --force to overwrite it, or -o another file",
-                path.display()
-            )));
-        }
-        Err(err) => {
-            return Err(Failure::Failed(
-                anyhow!(err).context(format!("cannot write `{}`", path.display())),
-            ));
-        }
-    };
-    f.write_all(text.as_bytes())
-        .with_context(|| format!("cannot write `{}`", path.display()))?;
+    super::write_new(path, &text, force)?;
     errln!(
         "chaosctl: wrote {file}; read its comments, then: `chaosctl validate {file}`, \
          `chaosctl plan {file}`, `chaosctl run {file}`"

@@ -197,3 +197,33 @@ pub fn load_scenario(
     chaosd::scenario::load(file, &load_options(load))
         .map_err(|err| Failure::Invalid(anyhow::anyhow!("{err}")))
 }
+
+/// Writes `text` to `path`, which must not exist unless `force`.
+pub(crate) fn write_new(path: &std::path::Path, text: &str, force: bool) -> Result<(), Failure> {
+    let mut open = std::fs::OpenOptions::new();
+    open.write(true);
+    if force {
+        open.create(true).truncate(true);
+    } else {
+        // Refused by the kernel when the file exists, so no check-then-write race either.
+        open.create_new(true);
+    }
+    let mut f = match open.open(path) {
+        Ok(f) => f,
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
+            return Err(Failure::Invalid(anyhow::anyhow!(
+                "chaosctl: `{}` exists; pass --force to overwrite it, or -o another file",
+                path.display()
+            )));
+        }
+        Err(err) => {
+            return Err(Failure::Failed(
+                anyhow::anyhow!(err).context(format!("cannot write `{}`", path.display())),
+            ));
+        }
+    };
+    std::io::Write::write_all(&mut f, text.as_bytes()).map_err(|err| {
+        anyhow::anyhow!(err).context(format!("cannot write `{}`", path.display()))
+    })?;
+    Ok(())
+}

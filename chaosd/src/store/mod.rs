@@ -661,110 +661,7 @@ mod tests {
         }
     }
 
-    #[test]
-    fn begin_finish_list_get() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = RunStore::open(dir.path()).unwrap();
-        assert!(store.interrupted_on_open().is_empty());
-        assert!(store.list(10).unwrap().is_empty());
-        assert!(store.get("latest").unwrap().is_none());
-
-        begin(&store, "20250314-aaa111", 0);
-        begin(&store, "20250314-aab222", 1000);
-        begin(&store, "20250314-bbb333", 2000);
-
-        let running = store.get("20250314-bbb").unwrap().unwrap();
-        assert_eq!(running.0.verdict, None);
-        assert_eq!(running.0.ended_at, None);
-        assert!(running.1.is_none());
-        assert_eq!(running.0.labels, labels());
-
-        let mut report = sample_report();
-        report.run_id = "20250314-aab222".into();
-        report.started_at = at(1000);
-        store
-            .finish(&report, "/tmp/reports/20250314-aab222")
-            .unwrap();
-
-        let list = store.list(10).unwrap();
-        let ids: Vec<&str> = list.iter().map(|r| r.run_id.as_str()).collect();
-        assert_eq!(
-            ids,
-            ["20250314-bbb333", "20250314-aab222", "20250314-aaa111"]
-        );
-        assert_eq!(store.list(1).unwrap().len(), 1);
-
-        let (rec, rep) = store.get("20250314-aab").unwrap().unwrap();
-        assert_eq!(rec.verdict, Some(Verdict::Deviated));
-        assert_eq!(rec.cause, Some(Cause::Hypothesis));
-        assert_eq!(rec.exit_code, Some(6));
-        assert_eq!(rec.ended_at, Some(report.ended_at));
-        assert_eq!(rec.started_at, at(1000));
-        assert_eq!(
-            rec.report_dir.as_deref(),
-            Some("/tmp/reports/20250314-aab222")
-        );
-        // `begin`'s scenario and labels are kept.
-        assert_eq!(rec.scenario_path, "scenarios/c.yaml");
-        let rep = rep.unwrap();
-        assert_eq!(rep.run_id, report.run_id);
-        assert_eq!(rep.steps.len(), 2);
-        assert_eq!(rep.faults_left.len(), 1);
-
-        // Exact ids, `latest`, unknown ids.
-        assert_eq!(
-            store.get("20250314-aaa111").unwrap().unwrap().0.run_id,
-            "20250314-aaa111"
-        );
-        assert_eq!(
-            store.get("latest").unwrap().unwrap().0.run_id,
-            "20250314-bbb333"
-        );
-        assert!(store.get("nope").unwrap().is_none());
-        assert!(store.get("").is_err());
-
-        // An ambiguous prefix names the candidates.
-        let err = store.get("20250314-aa").unwrap_err().to_string();
-        assert!(
-            err.contains("`20250314-aaa111`") && err.contains("`20250314-aab222`"),
-            "{err}"
-        );
-        assert!(!err.contains("bbb333"), "{err}");
-
-        // The random suffix, whole or a prefix of it; ambiguous ones name the candidates.
-        assert_eq!(
-            store.get("aab222").unwrap().unwrap().0.run_id,
-            "20250314-aab222"
-        );
-        assert_eq!(
-            store.get("bbb").unwrap().unwrap().0.run_id,
-            "20250314-bbb333"
-        );
-        let err = store.get("aa").unwrap_err().to_string();
-        assert!(
-            err.contains("`20250314-aaa111`") && err.contains("`20250314-aab222`"),
-            "{err}"
-        );
-
-        // Prefixes are literal: `%` and `_` are not patterns.
-        assert!(store.get("2025031%").unwrap().is_none());
-        assert!(store.get("20250314_").unwrap().is_none());
-
-        // The same id twice is refused.
-        let err = store
-            .begin(
-                "20250314-aaa111",
-                "x",
-                "x",
-                at(0),
-                &BTreeMap::new(),
-                false,
-                "r",
-            )
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("already"), "{err}");
-    }
+    // What both stores do is tested once for both in `suite`; here, what only SQLite does.
 
     #[test]
     fn survives_reopen_and_marks_dead_controllers_interrupted() {
@@ -858,21 +755,6 @@ mod tests {
         let rec = again.get("dead").unwrap().unwrap().0;
         assert_eq!(rec.verdict, Some(Verdict::Passed));
         assert_eq!(rec.exit_code, Some(0));
-    }
-
-    #[test]
-    fn finish_without_begin_records_the_whole_run() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = RunStore::open(dir.path()).unwrap();
-        let report = sample_report();
-        store.finish(&report, "reports/x").unwrap();
-        let (rec, rep) = store.get("latest").unwrap().unwrap();
-        assert_eq!(rec.run_id, report.run_id);
-        assert_eq!(rec.scenario, "checkout-failover");
-        assert_eq!(rec.scenario_path, report.scenario.path);
-        assert_eq!(rec.labels, report.labels);
-        assert_eq!(rec.started_at, report.started_at);
-        assert_eq!(rep.unwrap().seed, report.seed);
     }
 
     #[test]

@@ -140,58 +140,8 @@ mod tests {
     use rusqlite::Connection;
 
     use super::*;
-    use crate::schedule::Blackout;
+    use crate::store::suite::schedule as sample;
     use crate::store::{DB_FILE, migrate};
-
-    fn sample(id: &str, created_s: i64) -> ScheduleRecord {
-        ScheduleRecord {
-            id: id.into(),
-            scenario: "checkout".into(),
-            file: Some("checkout.yaml".into()),
-            scenario_text: "version: 1\n".into(),
-            cron: "0 10 * * TUE".into(),
-            timezone: Some("Europe/Berlin".into()),
-            vars: BTreeMap::from([("PORT".into(), "8080".into())]),
-            labels: BTreeMap::from([("team".into(), "payments".into())]),
-            blackouts: vec![Blackout::Recurring {
-                days: vec!["sat".into()],
-                hours: None,
-                timezone: None,
-            }],
-            created_at: DateTime::from_timestamp(created_s, 0).unwrap(),
-            last_due: None,
-            last_run_id: None,
-            last_error: None,
-        }
-    }
-
-    #[test]
-    fn schedules_survive_a_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        {
-            let store = RunStore::open(dir.path()).unwrap();
-            store.add_schedule(&sample("b", 2000)).unwrap();
-            store.add_schedule(&sample("a", 1000)).unwrap();
-            assert!(store.add_schedule(&sample("a", 1000)).is_err());
-            let due = DateTime::from_timestamp(5000, 0).unwrap();
-            store.schedule_fired("a", due, Some("run-1"), None).unwrap();
-            store
-                .schedule_fired("a", due, None, Some("halted"))
-                .unwrap();
-        }
-        let store = RunStore::open(dir.path()).unwrap();
-        let all = store.schedules().unwrap();
-        assert_eq!(all.len(), 2);
-        assert_eq!(all[0].id, "a");
-        assert_eq!(all[0].last_run_id.as_deref(), Some("run-1"));
-        assert_eq!(all[0].last_error.as_deref(), Some("halted"));
-        let mut want = sample("b", 2000);
-        want.id = "b".into();
-        assert_eq!(all[1], want);
-        assert!(store.remove_schedule("a").unwrap());
-        assert!(!store.remove_schedule("a").unwrap());
-        assert_eq!(store.schedules().unwrap().len(), 1);
-    }
 
     #[test]
     fn a_version_1_history_gains_the_schedules_table() {

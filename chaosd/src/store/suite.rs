@@ -135,7 +135,7 @@ fn begin_finish_list_get() {
     });
 }
 
-fn schedule(id: &str, created_s: i64) -> ScheduleRecord {
+pub(super) fn schedule(id: &str, created_s: i64) -> ScheduleRecord {
     ScheduleRecord {
         id: id.into(),
         scenario: "checkout".into(),

@@ -13,10 +13,9 @@ mod mapper;
 mod render;
 mod template;
 
-use std::io::Write as _;
 use std::path::Path;
 
-use anyhow::{Context, anyhow};
+use anyhow::anyhow;
 
 use super::{EXIT_FAILED, EXIT_OK, Failure};
 
@@ -39,7 +38,7 @@ pub fn chaostoolkit(
 
     match output {
         None => out!("{scenario}"),
-        Some(path) => write_new(path, &scenario, force)?,
+        Some(path) => super::write_new(path, &scenario, force)?,
     }
     for unmapped in &imported.unmapped {
         errln!("chaosctl: not imported: {unmapped}");
@@ -117,33 +116,4 @@ fn check(
     Err(Failure::Failed(anyhow!(
         "the scenario the import made does not validate (a bug; please report it with the experiment):\n{err}"
     )))
-}
-
-/// Writes `text` to `path`, which must not exist unless `force`.
-fn write_new(path: &Path, text: &str, force: bool) -> Result<(), Failure> {
-    let mut open = std::fs::OpenOptions::new();
-    open.write(true);
-    if force {
-        open.create(true).truncate(true);
-    } else {
-        // Refused by the kernel when the file exists, so no check-then-write race either.
-        open.create_new(true);
-    }
-    let mut f = match open.open(path) {
-        Ok(f) => f,
-        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
-            return Err(Failure::Invalid(anyhow!(
-                "chaosctl: `{}` exists; pass --force to overwrite it, or -o another file",
-                path.display()
-            )));
-        }
-        Err(err) => {
-            return Err(Failure::Failed(
-                anyhow!(err).context(format!("cannot write `{}`", path.display())),
-            ));
-        }
-    };
-    f.write_all(text.as_bytes())
-        .with_context(|| format!("cannot write `{}`", path.display()))?;
-    Ok(())
 }
