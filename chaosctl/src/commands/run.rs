@@ -163,6 +163,15 @@ where
         &report_path.display().to_string(),
     )?;
 
+    // A collector named by the standard variables gets the run's trace at the end; a URL that
+    // is not one turns the export off with a word, never the game day.
+    let trace_to = match chaosd::otel::Destination::from_env() {
+        Ok(destination) => destination,
+        Err(why) => {
+            errln!("chaosctl: not exporting the run's trace: {why}");
+            None
+        }
+    };
     let abort = Abort::new();
     listen_for_signals(abort.clone())?;
     let observer: Arc<dyn engine::live::Observer> = Arc::from(output::observer(options.output));
@@ -185,7 +194,16 @@ where
         watch.abort();
     }
     drop(observer);
-    let report = result.report;
+    let report = Arc::new(result.report);
+    // The export runs while the report is written and recorded, and is waited for (at most
+    // `otel::DEADLINE`) only before the last line.
+    let export = trace_to.map(|destination| {
+        let report = Arc::clone(&report);
+        tokio::spawn(async move {
+            let sent = chaosd::otel::export(&destination, SERVICE, &report).await;
+            (destination, sent)
+        })
+    });
     let mut report_dir = result.report_dir;
     let written = report_dir.write_report(&report);
     let stored = store.finish(&report, &report_path.display().to_string());
@@ -201,11 +219,22 @@ where
     if let Err(err) = stored {
         errln!("chaosctl: could not record the run in the history: {err:#}");
     }
+    if let Some(export) = export
+        && let Ok((destination, Err(why))) = export.await
+    {
+        errln!(
+            "chaosctl: could not export the run's trace to {}: {why}; the run and its report are unaffected",
+            destination.url
+        );
+    }
     if options.output == Output::Text {
         outln!("{}", report_path.display());
     }
     Ok(code)
 }
+
+/// The `service.name` of the traces local runs export.
+const SERVICE: chaosd::otel::Service = chaosd::otel::Service("chaosctl");
 
 /// Asks on the terminal; anything but y/yes is a no.
 pub async fn confirm(question: &str) -> bool {

@@ -34,7 +34,7 @@ use std::time::Duration;
 
 use agent::http::auth::Token;
 use tokio::net::TcpListener;
-use tracing::info;
+use tracing::{info, warn};
 
 pub use config::{Args, Config, ConfigError, EXIT_CONFIG};
 
@@ -92,7 +92,22 @@ pub async fn run(
         inventory,
         webhooks,
         public_url,
+        otlp,
     } = config;
+    // `otlp:` wins; without it the standard variables decide, as for chaosctl. A variable that
+    // is not a URL turns the export off with a warning: traces never keep chaosd from serving.
+    let trace_to = otlp.or_else(|| {
+        crate::otel::Destination::from_env().unwrap_or_else(|why| {
+            warn!("not exporting runs as traces: {why}");
+            None
+        })
+    });
+    if let Some(destination) = &trace_to {
+        info!(
+            url = destination.url,
+            "exporting each run as a trace over OTLP"
+        );
+    }
     let csrf = web::Csrf::new(public_url.as_deref());
     let audit = agent::http::audit::AuditLog::open(&state_dir).map_err(|e| {
         RunError::Open(anyhow::anyhow!(
@@ -107,6 +122,7 @@ pub async fn run(
         allow_local,
         inventory: inventory.clone(),
         client_cert: client_cert.clone(),
+        trace_to,
     };
     let runs = tokio::task::spawn_blocking(move || Runs::open(runs_config))
         .await

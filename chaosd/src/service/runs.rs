@@ -22,7 +22,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::api::{
     LiveView, QuestionView, RunSummary, RunView, StreamLine, SubmitRequest, SubmitResponse,
@@ -37,6 +37,9 @@ use crate::report::writer::ReportDir;
 use crate::scenario::model::{LOCAL_HOST, Scenario};
 use crate::scenario::{LoadOptions, load_text_in};
 use crate::store::{RunStore, new_run_id};
+
+/// The `service.name` of the traces chaosd exports.
+const SERVICE: crate::otel::Service = crate::otel::Service("chaosd");
 
 /// The file in the state directory whose presence means "halted".
 pub const HALT_FILE: &str = "halted";
@@ -53,6 +56,8 @@ pub struct RunsConfig {
     pub inventory: Option<PathBuf>,
     /// chaosd's client certificate and key for agents whose host names none.
     pub client_cert: Option<(PathBuf, PathBuf)>,
+    /// The collector each run's trace is exported to when it ends ([`crate::otel`]).
+    pub trace_to: Option<crate::otel::Destination>,
 }
 
 /// The persisted halt switch.
@@ -390,6 +395,20 @@ impl Runs {
             }
             crate::metrics::global().run_finished(&report);
             info!(run = report.run_id, verdict = %report.verdict, exit_code = report.exit_code(), "run ended");
+            if let Some(destination) = runs.config.trace_to.clone() {
+                // A task of its own, tracked so that shutdown waits for it (at most
+                // `otel::DEADLINE`): the run leaves `active` without waiting for the collector.
+                let report = Arc::clone(&report);
+                runs.tracker.spawn(async move {
+                    match crate::otel::export(&destination, SERVICE, &report).await {
+                        Ok(spans) => debug!(run = report.run_id, spans,
+                            trace_id = %crate::otel::spans::trace_id(&report.run_id),
+                            "run exported as a trace"),
+                        Err(why) => warn!(run = report.run_id, url = destination.url, error = why,
+                            "could not export the run's trace; the run and its report are unaffected"),
+                    }
+                });
+            }
             live.bump();
             runs.active().remove(&live.run_id);
         });
@@ -905,6 +924,7 @@ steps:
             allow_local: false,
             inventory: None,
             client_cert: None,
+            trace_to: None,
         })
         .unwrap();
         let live = live("run-1");
