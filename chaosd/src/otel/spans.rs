@@ -74,22 +74,36 @@ pub fn spans(report: &Report, scope: &InstrumentationScope) -> Vec<SpanData> {
     out
 }
 
+/// One span before its ids and the run's attribute are added.
+struct Shape {
+    /// Where it is in the run (`run`, `step/0`, `step/0/fault/1`): its id comes from it.
+    path: String,
+    parent: Option<String>,
+    name: String,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    attributes: Vec<KeyValue>,
+    events: Vec<Event>,
+    status: Status,
+}
+
 struct Trace<'a> {
     report: &'a Report,
     scope: &'a InstrumentationScope,
 }
 
 impl Trace<'_> {
-    fn span(
-        &self,
-        path: &str,
-        parent: Option<&str>,
-        name: String,
-        (start, end): (DateTime<Utc>, DateTime<Utc>),
-        mut attributes: Vec<KeyValue>,
-        events: Vec<Event>,
-        status: Status,
-    ) -> SpanData {
+    fn span(&self, shape: Shape) -> SpanData {
+        let Shape {
+            path,
+            parent,
+            name,
+            start,
+            end,
+            mut attributes,
+            events,
+            status,
+        } = shape;
         let run_id = &self.report.run_id;
         attributes.insert(0, KeyValue::new(RUN_ID, run_id.clone()));
         let mut span_events = SpanEvents::default();
@@ -97,12 +111,12 @@ impl Trace<'_> {
         SpanData {
             span_context: SpanContext::new(
                 trace_id(run_id),
-                span_id(run_id, path),
+                span_id(run_id, &path),
                 TraceFlags::SAMPLED,
                 false,
                 TraceState::NONE,
             ),
-            parent_span_id: parent.map_or(SpanId::INVALID, |p| span_id(run_id, p)),
+            parent_span_id: parent.map_or(SpanId::INVALID, |p| span_id(run_id, &p)),
             parent_span_is_remote: false,
             span_kind: SpanKind::Internal,
             name: Cow::Owned(name),
@@ -174,15 +188,16 @@ impl Trace<'_> {
         } else {
             Status::error(format!("{}: {}", r.verdict, r.reason))
         };
-        self.span(
-            "run",
-            None,
-            format!("run {}", r.scenario.name),
-            (r.started_at, r.ended_at),
+        self.span(Shape {
+            path: "run".into(),
+            parent: None,
+            name: format!("run {}", r.scenario.name),
+            start: r.started_at,
+            end: r.ended_at,
             attributes,
             events,
             status,
-        )
+        })
     }
 
     /// The step a breach names, when that step has a span.
@@ -241,15 +256,16 @@ impl Trace<'_> {
                 Status::error(summary)
             }
         };
-        self.span(
-            path,
-            Some("run"),
-            format!("step {}", step.name),
-            (start, end),
+        self.span(Shape {
+            path: path.into(),
+            parent: Some("run".into()),
+            name: format!("step {}", step.name),
+            start,
+            end,
             attributes,
             events,
             status,
-        )
+        })
     }
 
     fn check(&self, check: &CheckReport, when: &str, step_path: &str) -> SpanData {
@@ -282,15 +298,16 @@ impl Trace<'_> {
         } else {
             Status::error(check.reason.clone())
         };
-        self.span(
-            &format!("{step_path}/check/{when}"),
-            Some(step_path),
-            format!("check {when}"),
-            (check.started_at, check.decided_at),
+        self.span(Shape {
+            path: format!("{step_path}/check/{when}"),
+            parent: Some(step_path.into()),
+            name: format!("check {when}"),
+            start: check.started_at,
+            end: check.decided_at,
             attributes,
             events,
             status,
-        )
+        })
     }
 
     /// A fault's window on its host: from its injection to its revert. One never reverted (left
@@ -325,15 +342,16 @@ impl Trace<'_> {
             Some(error) => Status::error(error.clone()),
             None => Status::Unset,
         };
-        self.span(
-            &format!("{step_path}/fault/{i}"),
-            Some(step_path),
-            format!("fault {} on {}", fault.kind, fault.host),
-            (start, end),
+        self.span(Shape {
+            path: format!("{step_path}/fault/{i}"),
+            parent: Some(step_path.into()),
+            name: format!("fault {} on {}", fault.kind, fault.host),
+            start,
+            end,
             attributes,
-            Vec::new(),
+            events: Vec::new(),
             status,
-        )
+        })
     }
 }
 
