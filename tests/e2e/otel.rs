@@ -168,11 +168,14 @@ fn a_run_is_exported_as_one_trace_with_a_span_per_step_fault_and_check() {
         );
         assert!(fault.end_time_unix_nano - fault.start_time_unix_nano >= 900_000_000);
     }
-    for when in ["before", "after"] {
+    // The before-check comes before the step's first injection, the after-check after its
+    // last revert.
+    for (when, parent) in [("before", &run.span_id), ("after", &step.span_id)] {
         let check = named(&format!("check {when}"));
         assert_eq!(check.len(), 1, "check {when}");
-        assert_eq!(check[0].parent_span_id, step.span_id);
+        assert_eq!(&check[0].parent_span_id, parent, "check {when}");
         assert_eq!(attrs(&check[0].attributes)["chaos.check.held"], "true");
+        assert_eq!(attrs(&check[0].attributes)["chaos.step"], "pause both");
     }
     assert_eq!(
         spans.len(),

@@ -3,10 +3,11 @@
 //!
 //! ```text
 //! run <scenario>                       started_at .. ended_at; events: breach, fault_left, verdict
+//! ├── check before                     started_at .. decided_at; events: probe
 //! ├── step <name>                      started_at .. ended_at; events: breach, verdict
-//! │   ├── check before                 started_at .. decided_at; events: probe
 //! │   ├── fault <kind> on <host>       applied_at .. reverted_at (one per fault and host)
 //! │   └── check after                  started_at .. decided_at; events: probe
+//! └── step <name> ...                  (its before-check is the previous after-check)
 //! ```
 //!
 //! Ids are derived from the run id (SHA-256): the trace id of a run can be computed from the run
@@ -51,24 +52,30 @@ fn span_id(run_id: &str, path: &str) -> SpanId {
 pub fn spans(report: &Report, scope: &InstrumentationScope) -> Vec<SpanData> {
     let trace = Trace { report, scope };
     let mut out = vec![trace.run()];
+    let mut previous_after: Option<&CheckReport> = None;
     for step in &report.steps {
+        let step_path = format!("step/{}", step.index);
+        // A before-check comes before its step's first injection, so it is the run's child. After
+        // the first step it is the previous step's after-check, already a span.
+        if let Some(before) = &step.before
+            && !previous_after.is_some_and(|after| same_check(after, before))
+        {
+            out.push(trace.check(before, "before", step, &step_path, "run"));
+        }
+        previous_after = step.after.as_ref();
         // A step that never started (a dry run, or an earlier step ended the run) has no times.
         let (Some(start), Some(end)) = (step.started_at, step.ended_at) else {
             continue;
         };
-        let step_path = format!("step/{}", step.index);
         out.push(trace.step(step, &step_path, start, end));
-        let checks = [("before", &step.before), ("after", &step.after)];
-        for (when, check) in checks {
-            if let Some(check) = check {
-                out.push(trace.check(check, when, &step_path));
-            }
-        }
         for (i, fault) in step.faults.iter().enumerate() {
             if fault.skipped {
                 continue;
             }
             out.push(trace.fault(fault, i, &step_path, start, end));
+        }
+        if let Some(after) = &step.after {
+            out.push(trace.check(after, "after", step, &step_path, &step_path));
         }
     }
     out
@@ -268,9 +275,17 @@ impl Trace<'_> {
         })
     }
 
-    fn check(&self, check: &CheckReport, when: &str, step_path: &str) -> SpanData {
+    fn check(
+        &self,
+        check: &CheckReport,
+        when: &str,
+        step: &StepReport,
+        step_path: &str,
+        parent: &str,
+    ) -> SpanData {
         let attributes = vec![
             KeyValue::new("chaos.check", when.to_string()),
+            KeyValue::new("chaos.step", step.name.clone()),
             KeyValue::new("chaos.check.held", check.held),
             KeyValue::new("chaos.reason", check.reason.clone()),
         ];
@@ -300,7 +315,7 @@ impl Trace<'_> {
         };
         self.span(Shape {
             path: format!("{step_path}/check/{when}"),
-            parent: Some(step_path.into()),
+            parent: Some(parent.into()),
             name: format!("check {when}"),
             start: check.started_at,
             end: check.decided_at,
@@ -353,6 +368,11 @@ impl Trace<'_> {
             status,
         })
     }
+}
+
+/// Whether two checks are one: a step's before-check is the previous step's after-check.
+fn same_check(a: &CheckReport, b: &CheckReport) -> bool {
+    a.started_at == b.started_at && a.decided_at == b.decided_at
 }
 
 fn breach(b: &Breach) -> Event {
@@ -424,15 +444,15 @@ mod tests {
             names(&spans),
             [
                 "run checkout-failover",
-                "step kill-api",
                 "check before",
-                "check after",
+                "step kill-api",
                 "fault latency on api-1",
                 "fault latency on api-2",
-                "step slow <db> & \"cache\"",
-                "check before",
                 "check after",
+                // Its before-check is the first step's after-check: not a span twice.
+                "step slow <db> & \"cache\"",
                 "fault latency on db-1",
+                "check after",
             ]
         );
         let trace = trace_id(&report.run_id);
@@ -442,9 +462,11 @@ mod tests {
         assert_eq!(ids.len(), spans.len(), "span ids are unique");
         let run = &spans[0];
         assert_eq!(run.parent_span_id, SpanId::INVALID);
+        // The before-check comes before the step's first injection: the run's child.
+        assert_eq!(spans[1].parent_span_id, run.span_context.span_id());
         let step = named(&spans, "step kill-api");
         assert_eq!(step.parent_span_id, run.span_context.span_id());
-        for child in &spans[2..6] {
+        for child in &spans[3..6] {
             assert_eq!(child.parent_span_id, step.span_context.span_id());
         }
         assert!(
@@ -520,6 +542,23 @@ mod tests {
         assert!(!names(&spans).iter().any(|n| n.contains("db-1")));
         // Its breach then belongs to the run.
         assert!(spans[0].events.iter().any(|e| e.name == "breach"));
+    }
+
+    #[test]
+    fn a_run_that_was_not_steady_shows_the_failed_before_check() {
+        let mut report = sample_report();
+        report.verdict = Verdict::NotSteady;
+        report.steps.truncate(1);
+        let step = &mut report.steps[0];
+        step.status = StepStatus::Skipped;
+        (step.started_at, step.ended_at, step.after) = (None, None, None);
+        step.faults.clear();
+        let before = step.before.as_mut().unwrap();
+        before.held = false;
+        let spans = spans(&report, &scope());
+        assert_eq!(names(&spans), ["run checkout-failover", "check before"]);
+        assert!(matches!(spans[1].status, Status::Error { .. }));
+        assert_eq!(attr(&spans[1], "chaos.step"), Some(&"kill-api".into()));
     }
 
     #[test]
