@@ -34,6 +34,8 @@ steps:
 
 /// A test of that scenario on two fresh sleepers, and the sleepers (kept alive by the caller).
 fn paused_run() -> (Test, Vec<Sleeper>) {
+    // Built first: a build of minutes must not outlast the sleepers (`sleep 300`).
+    chaos_tests::bins::chaosctl();
     let (a, b) = (unique("otel-a"), unique("otel-b"));
     let sleepers = vec![Sleeper::spawn(&a), Sleeper::spawn(&b)];
     let t = Test::new()
