@@ -194,16 +194,7 @@ where
         watch.abort();
     }
     drop(observer);
-    let report = Arc::new(result.report);
-    // The export runs while the report is written and recorded, and is waited for (at most
-    // `otel::DEADLINE`) only before the last line.
-    let export = trace_to.map(|destination| {
-        let report = Arc::clone(&report);
-        tokio::spawn(async move {
-            let sent = chaosd::otel::export(&destination, SERVICE, &report).await;
-            (destination, sent)
-        })
-    });
+    let report = result.report;
     let mut report_dir = result.report_dir;
     let written = report_dir.write_report(&report);
     let stored = store.finish(&report, &report_path.display().to_string());
@@ -219,8 +210,10 @@ where
     if let Err(err) = stored {
         errln!("chaosctl: could not record the run in the history: {err:#}");
     }
-    if let Some(export) = export
-        && let Ok((destination, Err(why))) = export.await
+    // Once the report is written, recorded and summed up: at most `otel::DEADLINE` before the
+    // last line, and nothing it does changes the exit code.
+    if let Some(destination) = trace_to
+        && let Err(why) = chaosd::otel::export(&destination, SERVICE, &report).await
     {
         errln!(
             "chaosctl: could not export the run's trace to {}: {why}; the run and its report are unaffected",
