@@ -20,6 +20,7 @@ use serde_json::{Value, json};
 mod common;
 
 use chaos_tests::eventually;
+use chaos_tests::otlp::{Answers, Collector};
 use common::{Reply, request, request_with, webhook_server};
 
 const CHAOSD: &str = env!("CARGO_BIN_EXE_chaosd");
@@ -184,6 +185,10 @@ impl Chaosd {
             .arg("--config")
             .arg(self.path("chaosd.yaml"))
             .env("CHAOS_LOG", "info")
+            // Traces go only where a test's `otlp:` says.
+            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+            .env_remove("OTEL_EXPORTER_OTLP_HEADERS")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -861,6 +866,72 @@ fn webhooks_say_how_the_run_ended_and_link_its_report() {
     assert_eq!(end["verdict"], "passed");
     let start = got.iter().find(|v| v["event"] == "run_started").unwrap();
     assert_eq!(start["report_url"], url.as_str());
+}
+
+#[test]
+fn otlp_in_the_configuration_exports_each_run_as_a_trace() {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::{KeyValue, any_value};
+    use prost::Message;
+
+    let collector = Collector::start(Answers::Ok);
+    let d = Chaosd::start_with_config(
+        true,
+        &format!(
+            "otlp:\n  endpoint: {}\n  headers: {{x-api-key: k1}}\n",
+            collector.endpoint()
+        ),
+    );
+    assert!(
+        d.log().contains("exporting each run as a trace over OTLP"),
+        "{}",
+        d.log()
+    );
+    let sleeper = Sleeper::spawn("otlp");
+    let id = d.submit(&pause_yaml(&sleeper.pattern, "300ms"));
+    assert_eq!(d.wait_verdict(&id)["run"]["verdict"], "passed");
+    let post = eventually(Duration::from_secs(10), "the run's trace", || {
+        collector.received().into_iter().next()
+    });
+    assert_eq!(post.path, "/v1/traces");
+    assert_eq!(post.header("x-api-key"), Some("k1"));
+    let request = ExportTraceServiceRequest::decode(post.body.as_slice()).expect("OTLP protobuf");
+    let string = |kvs: &[KeyValue], key: &str| {
+        kvs.iter()
+            .find(|kv| kv.key == key)
+            .and_then(|kv| kv.value.as_ref()?.value.clone())
+            .and_then(|v| match v {
+                any_value::Value::StringValue(s) => Some(s),
+                _ => None,
+            })
+    };
+    let resource = &request.resource_spans[0];
+    let service = string(
+        &resource.resource.as_ref().unwrap().attributes,
+        "service.name",
+    );
+    assert_eq!(service.as_deref(), Some("chaosd"));
+    let spans: Vec<_> = resource.scope_spans.iter().flat_map(|s| &s.spans).collect();
+    let run = spans
+        .iter()
+        .find(|s| s.name == "run pause-sleeper")
+        .expect("the run's span");
+    assert_eq!(string(&run.attributes, "chaos.run_id"), Some(id.clone()));
+    assert!(run.events.iter().any(|e| e.name == "verdict"));
+    let fault = spans
+        .iter()
+        .find(|s| s.name == "fault pause on local")
+        .expect("the fault's span");
+    assert_eq!(
+        string(&fault.attributes, "chaos.fault.kind").as_deref(),
+        Some("pause")
+    );
+    let step = spans
+        .iter()
+        .find(|s| s.name == "step pause the sleeper")
+        .unwrap();
+    assert_eq!(fault.parent_span_id, step.span_id);
+    assert_eq!(step.parent_span_id, run.span_id);
 }
 
 #[test]

@@ -29,6 +29,7 @@ mod load;
 mod lost_answers;
 mod monkey;
 mod netem;
+mod otel;
 mod signals;
 mod steps;
 mod stress;

@@ -7,6 +7,7 @@
 //!   up after themselves.
 //! - [`lab`] builds hosts in network namespaces on a bridge, a real `chaos-agent` on each, and
 //!   tears them down (checking for leftovers) on every path.
+//! - [`otlp`] is a stand-in OpenTelemetry collector that keeps what it is sent (or never answers).
 //! - [`podman`] runs real containers (Podman, a busybox root file system, no image) and removes
 //!   them.
 //! - [`postgres`] runs a PostgreSQL server of the test's own (`initdb` in a temporary folder).
@@ -23,6 +24,7 @@
 
 pub mod bins;
 pub mod lab;
+pub mod otlp;
 pub mod ping;
 pub mod podman;
 pub mod postgres;

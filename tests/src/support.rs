@@ -43,6 +43,8 @@ pub struct Test {
     scenario: Option<PathBuf>,
     vars: Vec<(String, String)>,
     args: Vec<String>,
+    /// Environment variables every command gets.
+    env: Vec<(String, String)>,
     serial: AtomicU32,
 }
 
@@ -63,6 +65,7 @@ impl Test {
             scenario: None,
             vars: Vec::new(),
             args: Vec::new(),
+            env: Vec::new(),
             serial: AtomicU32::new(0),
         }
     }
@@ -89,6 +92,12 @@ impl Test {
     /// An extra argument for `run`.
     pub fn arg(mut self, arg: impl ToString) -> Test {
         self.args.push(arg.to_string());
+        self
+    }
+
+    /// An environment variable for every command of the test.
+    pub fn env(mut self, name: &str, value: impl ToString) -> Test {
+        self.env.push((name.to_string(), value.to_string()));
         self
     }
 
@@ -149,6 +158,13 @@ impl Test {
             .env_remove("CHAOS_REPORT_DIR")
             .env_remove("CHAOS_STATE_DIR")
             .env_remove("CHAOSD_URL")
+            // A collector of the machine's own never gets a test's traces, unless a test says so.
+            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+            .env_remove("OTEL_EXPORTER_OTLP_HEADERS")
+            .env_remove("OTEL_EXPORTER_OTLP_TRACES_HEADERS")
+            .env_remove("OTEL_SDK_DISABLED")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(fs::File::create(&stdout).expect("stdout file"))
             .stderr(fs::File::create(&stderr).expect("stderr file"));

@@ -163,6 +163,15 @@ where
         &report_path.display().to_string(),
     )?;
 
+    // A collector named by the standard variables gets the run's trace at the end; a URL that
+    // is not one turns the export off with a word, never the game day.
+    let trace_to = match chaosd::otel::Destination::from_env() {
+        Ok(destination) => destination,
+        Err(why) => {
+            errln!("chaosctl: not exporting the run's trace: {why}");
+            None
+        }
+    };
     let abort = Abort::new();
     listen_for_signals(abort.clone())?;
     let observer: Arc<dyn engine::live::Observer> = Arc::from(output::observer(options.output));
@@ -201,11 +210,24 @@ where
     if let Err(err) = stored {
         errln!("chaosctl: could not record the run in the history: {err:#}");
     }
+    // Once the report is written, recorded and summed up: at most `otel::DEADLINE` before the
+    // last line, and nothing it does changes the exit code.
+    if let Some(destination) = trace_to
+        && let Err(why) = chaosd::otel::export(&destination, SERVICE, &report).await
+    {
+        errln!(
+            "chaosctl: could not export the run's trace to {}: {why}; the run and its report are unaffected",
+            destination.url
+        );
+    }
     if options.output == Output::Text {
         outln!("{}", report_path.display());
     }
     Ok(code)
 }
+
+/// The `service.name` of the traces local runs export.
+const SERVICE: chaosd::otel::Service = chaosd::otel::Service("chaosctl");
 
 /// Asks on the terminal; anything but y/yes is a no.
 pub async fn confirm(question: &str) -> bool {

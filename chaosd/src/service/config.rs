@@ -87,6 +87,19 @@ pub struct ConfigFile {
     pub store: Option<String>,
     /// This instance's name among those sharing a store (default: the host name).
     pub node: Option<String>,
+    /// An OpenTelemetry collector to export each run to as a trace (see `crate::otel`); without
+    /// it, the standard `OTEL_EXPORTER_OTLP_*` variables decide.
+    pub otlp: Option<OtlpFile>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OtlpFile {
+    /// The collector's OTLP/HTTP base URL (`http://collector:4318`); traces go to `/v1/traces`.
+    pub endpoint: String,
+    /// Extra request headers (an API key, say).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -144,6 +157,8 @@ pub struct Config {
     /// `Some(url)`: PostgreSQL, shared with other instances; `None`: SQLite in `state_dir`.
     pub store: Option<String>,
     pub node: String,
+    /// Where runs' traces go, from `otlp:`; `None`: the standard variables decide at start.
+    pub otlp: Option<crate::otel::Destination>,
 }
 
 impl std::fmt::Debug for Config {
@@ -166,6 +181,7 @@ impl std::fmt::Debug for Config {
                     .map(crate::store::postgres::without_password),
             )
             .field("node", &self.node)
+            .field("otlp", &self.otlp.as_ref().map(|d| &d.url))
             .finish_non_exhaustive()
     }
 }
@@ -391,10 +407,22 @@ pub fn resolve(path: &Path, text: &str) -> Result<Config, ConfigError> {
             .and_then(|h| h.into_string().ok())
             .unwrap_or_else(|| "chaosd".to_string()),
     };
+    let otlp = match &file.otlp {
+        None => None,
+        Some(otlp) => Some(
+            crate::otel::Destination::configured(&otlp.endpoint, otlp.headers.clone()).map_err(
+                |why| ConfigError::Invalid {
+                    path: owner(),
+                    message: format!("`otlp: {{endpoint: {}}}`: {why}", otlp.endpoint),
+                },
+            )?,
+        ),
+    };
     Ok(Config {
         store,
         node,
         public_url,
+        otlp,
         listen,
         token,
         token_file,
@@ -475,12 +503,33 @@ mod tests {
                 "token_file: token\nwebhooks: [{url: 'http://x', method: PUT}]\n",
                 "method",
             ),
+            (
+                "token_file: token\notlp: {endpoint: 'collector:4318'}\n",
+                "`otlp: {endpoint: collector:4318}`: not an http:// or https:// URL",
+            ),
+            (
+                "token_file: token\notlp: {endpoint: 'http://c:4318', headers: {'a b': x}}\n",
+                "header `a b` is not a valid header name",
+            ),
+            ("token_file: token\notlp: {url: 'http://c:4318'}\n", "url"),
         ];
         for (yaml, needle) in cases {
             let (_dir, result) = with_token(yaml);
             let err = result.err().unwrap_or_else(|| panic!("accepted {yaml:?}"));
             assert!(err.to_string().contains(needle), "{yaml:?}: {err}");
         }
+    }
+
+    #[test]
+    fn otlp_names_the_collector_and_its_headers() {
+        let (_dir, config) = with_token(
+            "token_file: token\notlp:\n  endpoint: http://127.0.0.1:4318\n  headers: {x-api-key: k1}\n",
+        );
+        let otlp = config.unwrap().otlp.unwrap();
+        assert_eq!(otlp.url, "http://127.0.0.1:4318/v1/traces");
+        assert_eq!(otlp.headers["x-api-key"], "k1");
+        let (_dir, config) = with_token("token_file: token\n");
+        assert!(config.unwrap().otlp.is_none());
     }
 
     #[test]

@@ -34,7 +34,7 @@ use std::time::Duration;
 
 use agent::http::auth::Token;
 use tokio::net::TcpListener;
-use tracing::info;
+use tracing::{info, warn};
 
 pub use config::{Args, Config, ConfigError, EXIT_CONFIG};
 
@@ -94,7 +94,22 @@ pub async fn run(
         public_url,
         store,
         node,
+        otlp,
     } = config;
+    // `otlp:` wins; without it the standard variables decide, as for chaosctl. A variable that
+    // is not a URL turns the export off with a warning: traces never keep chaosd from serving.
+    let trace_to = otlp.or_else(|| {
+        crate::otel::Destination::from_env().unwrap_or_else(|why| {
+            warn!("not exporting runs as traces: {why}");
+            None
+        })
+    });
+    if let Some(destination) = &trace_to {
+        info!(
+            url = destination.url,
+            "exporting each run as a trace over OTLP"
+        );
+    }
     let csrf = web::Csrf::new(public_url.as_deref());
     let audit = agent::http::audit::AuditLog::open(&state_dir).map_err(|e| {
         RunError::Open(anyhow::anyhow!(
@@ -110,6 +125,7 @@ pub async fn run(
         inventory: inventory.clone(),
         client_cert: client_cert.clone(),
         node: node.clone(),
+        trace_to,
     };
     crate::metrics::global().set_node(&node);
     let store = {

@@ -24,7 +24,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::api::{
     LiveView, QuestionView, RunSummary, RunView, StreamLine, SubmitRequest, SubmitResponse,
@@ -39,6 +39,9 @@ use crate::report::writer::ReportDir;
 use crate::scenario::model::{LOCAL_HOST, Scenario};
 use crate::scenario::{LoadOptions, load_text_in};
 use crate::store::{Store, new_run_id};
+
+/// The `service.name` of the traces chaosd exports.
+const SERVICE: crate::otel::Service = crate::otel::Service("chaosd");
 
 /// The file in the state directory whose presence means "halted".
 pub const HALT_FILE: &str = "halted";
@@ -57,6 +60,8 @@ pub struct RunsConfig {
     pub client_cert: Option<(PathBuf, PathBuf)>,
     /// This instance's name (`node:`).
     pub node: String,
+    /// The collector each run's trace is exported to when it ends ([`crate::otel`]).
+    pub trace_to: Option<crate::otel::Destination>,
 }
 
 /// The persisted halt switch.
@@ -418,6 +423,20 @@ impl Runs {
             }
             crate::metrics::global().run_finished(&report);
             info!(run = report.run_id, verdict = %report.verdict, exit_code = report.exit_code(), "run ended");
+            if let Some(destination) = runs.config.trace_to.clone() {
+                // A task of its own, tracked so that shutdown waits for it (at most
+                // `otel::DEADLINE`): the run leaves `active` without waiting for the collector.
+                let report = Arc::clone(&report);
+                runs.tracker.spawn(async move {
+                    match crate::otel::export(&destination, SERVICE, &report).await {
+                        Ok(spans) => debug!(run = report.run_id, spans,
+                            trace_id = %crate::otel::spans::trace_id(&report.run_id),
+                            "run exported as a trace"),
+                        Err(why) => warn!(run = report.run_id, url = destination.url, error = why,
+                            "could not export the run's trace; the run and its report are unaffected"),
+                    }
+                });
+            }
             live.bump();
             runs.active().remove(&live.run_id);
         });
@@ -1001,6 +1020,7 @@ steps:
                 inventory: None,
                 client_cert: None,
                 node: "test".into(),
+                trace_to: None,
             },
             Store::sqlite(&dir.path().join("state")).unwrap(),
         )
