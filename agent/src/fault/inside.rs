@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Context, Injected, Target, Undo, Undone, kind_of, matching};
 use crate::error::FaultError;
+use crate::process;
 use crate::spec::{FaultSpec, ProcessSelector};
 
 /// One namespace an `inside:` fault is made in.
@@ -82,7 +83,7 @@ fn own_netns() -> Option<u64> {
 fn namespaces(selector: &ProcessSelector) -> Result<BTreeMap<u64, Target>, FaultError> {
     let own = own_netns();
     let mut found = BTreeMap::new();
-    for p in matching(selector)? {
+    for p in process::with_containers(matching(selector)?) {
         let Some(netns) = netns_of(p.pid) else {
             continue; // exited while being looked at
         };
@@ -113,7 +114,7 @@ pub fn host_path(
 ) -> Result<std::path::PathBuf, FaultError> {
     let own = fs::metadata("/proc/self/ns/mnt").ok().map(|m| m.ino());
     let mut found: BTreeMap<std::path::PathBuf, String> = BTreeMap::new();
-    for p in matching(selector)? {
+    for p in process::with_containers(matching(selector)?) {
         let mnt = fs::metadata(format!("/proc/{}/ns/mnt", p.pid))
             .ok()
             .map(|m| m.ino());

@@ -362,7 +362,7 @@ fn matching(selector: &ProcessSelector) -> Result<Vec<ProcessInfo>, FaultError> 
     if found.is_empty() && !protected.is_empty() {
         return Err(FaultError::OnlyProtected {
             selector: selector.to_string(),
-            which: protected.join("; "),
+            which: process::protected_reasons(protected).join("; "),
         });
     }
     if found.is_empty() {
@@ -379,8 +379,10 @@ fn pick_targets(
     seed: u64,
 ) -> Result<Vec<Target>, FaultError> {
     let found = matching(selector)?;
-    Ok(pick_from(&found, pick, seed)
-        .into_iter()
+    let picked = pick_from(&found, pick, seed).into_iter().cloned().collect();
+    // Only the picks are named in the report: only their containers are looked up.
+    Ok(process::with_containers(picked)
+        .iter()
         .map(Target::from_info)
         .collect())
 }
