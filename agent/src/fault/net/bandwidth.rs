@@ -361,25 +361,9 @@ pub fn parse_carried(out: &str) -> Option<Carried> {
 pub fn revert(table: &str, interface: &str, handle: u16) -> Result<Undone, FaultError> {
     let mut problems = Vec::new();
     let mut done = Vec::new();
-    let deleted = run("nft", &["delete", "table", "inet", table], None);
-    match run("nft", &["list", "tables"], None) {
-        Ok(listed)
-            if listed
-                .lines()
-                .any(|l| l.split_whitespace().last() == Some(table)) =>
-        {
-            problems.push(format!(
-                "table inet `{table}` is still in place: {}; delete it with `nft delete table inet {table}`",
-                deleted.err().unwrap_or_default()
-            ));
-        }
-        Ok(_) => done.push(match deleted {
-            Ok(_) => format!("table inet {table} deleted"),
-            Err(_) => format!("table inet {table} was already gone"),
-        }),
-        Err(reason) => problems.push(format!(
-            "cannot list nft tables to check that `{table}` is gone: {reason}"
-        )),
+    match filter::delete_table(table) {
+        Ok(deleted) => done.push(deleted.to_string()),
+        Err(reason) => problems.push(reason),
     }
     let h = format!("{handle:x}:");
     let ours = |shown: &str| {

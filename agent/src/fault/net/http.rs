@@ -22,6 +22,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
+use super::filter::{self, TableDeleted};
 use super::{Context, gate, net_error, proxy, run};
 use crate::error::FaultError;
 use crate::fault::{Injected, Kind, Undo, Undone, other_kinds_undo, supported};
@@ -411,27 +412,14 @@ fn gate_holds(listed: &str, port: u16) -> bool {
 /// did and checks the table is gone.
 pub fn revert(table: &str, port: u16) -> Result<Undone, FaultError> {
     let renewals = gate::stop(table);
-    let deleted = run("nft", &["delete", "table", "inet", table], None);
     let mut done = Vec::new();
     let mut problems = Vec::new();
-    match run("nft", &["list", "tables"], None) {
-        Ok(listed)
-            if listed
-                .lines()
-                .any(|l| l.split_whitespace().last() == Some(table)) =>
-        {
-            problems.push(format!(
-                "table inet `{table}` is still in place: {}; delete it with `nft delete table inet {table}`",
-                deleted.err().unwrap_or_default()
-            ));
-        }
-        Ok(_) => done.push(match deleted {
-            Ok(_) => format!("the redirect of tcp port {port} (table inet {table}) deleted"),
-            Err(_) => format!("table inet {table} was already gone"),
-        }),
-        Err(reason) => problems.push(format!(
-            "cannot list nft tables to check that `{table}` is gone: {reason}"
+    match filter::delete_table(table) {
+        Ok(TableDeleted::Now(_)) => done.push(format!(
+            "the redirect of tcp port {port} (table inet {table}) deleted"
         )),
+        Ok(gone) => done.push(gone.to_string()),
+        Err(reason) => problems.push(reason),
     }
     match proxy::stop(table) {
         Some(stats) => done.push(format!("the proxy passed {}", stats.summary())),
