@@ -21,6 +21,12 @@ pub trait Worker {
 /// The workers of one kind alive in this process, by key.
 pub struct Registry<T>(Mutex<BTreeMap<String, T>>);
 
+impl<T: Worker> Default for Registry<T> {
+    fn default() -> Registry<T> {
+        Registry::new()
+    }
+}
+
 impl<T: Worker> Registry<T> {
     pub const fn new() -> Registry<T> {
         Registry(Mutex::new(BTreeMap::new()))
