@@ -25,7 +25,7 @@ use std::thread;
 use nix::sched::{CloneFlags, setns};
 use serde::{Deserialize, Serialize};
 
-use super::{Context, Injected, Target, Undo, Undone, kind_of, matching};
+use super::{Context, Injected, Resolved, Target, Undo, Undone, kind_of, matching};
 use crate::error::FaultError;
 use crate::process;
 use crate::spec::{FaultSpec, ProcessSelector};
@@ -153,8 +153,9 @@ pub fn host_path(
 /// Preflight: the selector finds namespaces other than the host's, and the kind's own check
 /// passes inside each of them.
 pub fn check(spec: &FaultSpec, selector: &ProcessSelector) -> Result<(), FaultError> {
+    // The kinds that go into a namespace have nothing to resolve ([`super::Kind::resolve`]).
     for (netns, via) in namespaces(selector)? {
-        within(netns, &via, || kind_of(spec).check())??;
+        within(netns, &via, || kind_of(spec).check(&Resolved::default()))??;
     }
     Ok(())
 }
@@ -169,7 +170,9 @@ pub fn plan(
     let mut entries = Vec::new();
     for (netns, via) in namespaces(selector)? {
         let id = format!("{fault_id}-ns{netns}");
-        let undo = within(netns, &via, || kind_of(spec).plan(&id, seed))??;
+        let undo = within(netns, &via, || {
+            kind_of(spec).plan(&id, seed, &Resolved::default())
+        })??;
         entries.push(InsideEntry {
             netns,
             via,

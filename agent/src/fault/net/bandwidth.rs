@@ -15,7 +15,7 @@ use std::fmt;
 
 use super::{Context, check_scope, describe, filter, net_error, run};
 use crate::error::FaultError;
-use crate::fault::{Injected, Kind, Undo, Undone, other_kinds_undo, supported};
+use crate::fault::{Injected, Kind, Resolved, Undo, Undone, other_kinds_undo, supported};
 use crate::server::policy::{Policy, Refusal};
 use crate::spec::{BandwidthSpec, Exempt, FaultKind, NetScope};
 
@@ -37,7 +37,7 @@ impl Kind for BandwidthSpec {
         }
     }
 
-    fn check(&self) -> Result<(), FaultError> {
+    fn check(&self, _at: &Resolved) -> Result<(), FaultError> {
         supported(KIND)?;
         if self.scope.from.is_some() {
             return Err(net_error(
@@ -59,8 +59,8 @@ impl Kind for BandwidthSpec {
         check_scope(KIND, &self.scope).map(drop)
     }
 
-    fn plan(&self, fault_id: &str, _seed: u64) -> Result<Undo, FaultError> {
-        self.check()?;
+    fn plan(&self, fault_id: &str, _seed: u64, at: &Resolved) -> Result<Undo, FaultError> {
+        self.check(at)?;
         // Resolved again (the check does it too): the plan journals the interface it acts on.
         let interface = check_scope(KIND, &self.scope)?;
         Ok(Undo::Bandwidth {
@@ -82,7 +82,7 @@ impl Kind for BandwidthSpec {
         inject(self, table, interface, *handle, ctx)
     }
 
-    fn check_policy(&self, policy: &Policy) -> Result<(), Refusal> {
+    fn check_policy(&self, policy: &Policy, _at: &Resolved) -> Result<(), Refusal> {
         policy.check_scope(KIND, &self.scope)?;
         policy.check_rate(self.rate)
     }

@@ -22,7 +22,7 @@ use std::net::IpAddr;
 use super::dns_responder::{self, Ports, Rule};
 use super::{filter, gate, net_error, run};
 use crate::error::FaultError;
-use crate::fault::{Injected, Kind, Undo, Undone, other_kinds_undo, supported};
+use crate::fault::{Injected, Kind, Resolved, Undo, Undone, other_kinds_undo, supported};
 use crate::server::policy::{Policy, Refusal};
 use crate::spec::{DnsAnswer, DnsSpec, FaultKind};
 
@@ -46,14 +46,14 @@ impl Kind for DnsSpec {
         }
     }
 
-    fn check(&self) -> Result<(), FaultError> {
+    fn check(&self, _at: &Resolved) -> Result<(), FaultError> {
         supported(KIND)?;
         check_keys(self).map_err(|r| net_error(KIND, r))?;
         read_resolvers().map(drop)
     }
 
-    fn plan(&self, fault_id: &str, _seed: u64) -> Result<Undo, FaultError> {
-        self.check()?;
+    fn plan(&self, fault_id: &str, _seed: u64, at: &Resolved) -> Result<Undo, FaultError> {
+        self.check(at)?;
         Ok(Undo::Dns {
             table: format!("chaos_{}", super::short_id(fault_id)),
             resolvers: read_resolvers()?,
@@ -72,7 +72,7 @@ impl Kind for DnsSpec {
         inject(self, table, resolvers)
     }
 
-    fn check_policy(&self, policy: &Policy) -> Result<(), Refusal> {
+    fn check_policy(&self, policy: &Policy, _at: &Resolved) -> Result<(), Refusal> {
         policy.check_dns(self)
     }
 }

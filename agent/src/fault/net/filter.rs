@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use super::{Context, Hosts, check_scope, net_error, protocols, run};
 use crate::error::FaultError;
-use crate::fault::{Injected, Kind, Undo, Undone, other_kinds_undo, supported};
+use crate::fault::{Injected, Kind, Resolved, Undo, Undone, other_kinds_undo, supported};
 use crate::server::policy::{Policy, Refusal};
 use crate::spec::{DropMode, DropSpec, Exempt, FaultKind, LossSpec, NetScope, PeerSelector};
 
@@ -21,12 +21,12 @@ impl Kind for DropSpec {
         nft()
     }
 
-    fn check(&self) -> Result<(), FaultError> {
+    fn check(&self, _at: &Resolved) -> Result<(), FaultError> {
         supported(FaultKind::Drop)?;
         check_scope(FaultKind::Drop, &self.scope).map(drop)
     }
 
-    fn plan(&self, fault_id: &str, _seed: u64) -> Result<Undo, FaultError> {
+    fn plan(&self, fault_id: &str, _seed: u64, _at: &Resolved) -> Result<Undo, FaultError> {
         plan(FaultKind::Drop, fault_id, &self.scope)
     }
 
@@ -43,7 +43,7 @@ impl Kind for DropSpec {
         )
     }
 
-    fn check_policy(&self, policy: &Policy) -> Result<(), Refusal> {
+    fn check_policy(&self, policy: &Policy, _at: &Resolved) -> Result<(), Refusal> {
         policy.check_scope(FaultKind::Drop, &self.scope)
     }
 }
@@ -63,7 +63,7 @@ impl Kind for LossSpec {
         nft()
     }
 
-    fn check(&self) -> Result<(), FaultError> {
+    fn check(&self, _at: &Resolved) -> Result<(), FaultError> {
         supported(FaultKind::Loss)?;
         let share = self.share;
         if !(0.0..=100.0).contains(&share) {
@@ -75,7 +75,7 @@ impl Kind for LossSpec {
         check_scope(FaultKind::Loss, &self.scope).map(drop)
     }
 
-    fn plan(&self, fault_id: &str, _seed: u64) -> Result<Undo, FaultError> {
+    fn plan(&self, fault_id: &str, _seed: u64, _at: &Resolved) -> Result<Undo, FaultError> {
         plan(FaultKind::Loss, fault_id, &self.scope)
     }
 
@@ -92,7 +92,7 @@ impl Kind for LossSpec {
         )
     }
 
-    fn check_policy(&self, policy: &Policy) -> Result<(), Refusal> {
+    fn check_policy(&self, policy: &Policy, _at: &Resolved) -> Result<(), Refusal> {
         policy.check_loss_share(self.share)?;
         policy.check_scope(FaultKind::Loss, &self.scope)
     }

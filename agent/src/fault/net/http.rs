@@ -25,7 +25,7 @@ use std::time::Duration;
 use super::filter::{self, TableDeleted};
 use super::{Context, gate, net_error, proxy, run};
 use crate::error::FaultError;
-use crate::fault::{Injected, Kind, Undo, Undone, other_kinds_undo, supported};
+use crate::fault::{Injected, Kind, Resolved, Undo, Undone, other_kinds_undo, supported};
 use crate::server::policy::{Policy, Refusal};
 use crate::spec::{FaultKind, HttpAction, HttpSpec, MAX_HOLD};
 
@@ -61,7 +61,7 @@ impl Kind for HttpSpec {
         }
     }
 
-    fn check(&self) -> Result<(), FaultError> {
+    fn check(&self, _at: &Resolved) -> Result<(), FaultError> {
         supported(KIND)?;
         self.check_values()?;
         let listening = listeners(self.port);
@@ -77,7 +77,7 @@ impl Kind for HttpSpec {
         probe_http(self.port, *addr)
     }
 
-    fn plan(&self, fault_id: &str, seed: u64) -> Result<Undo, FaultError> {
+    fn plan(&self, fault_id: &str, seed: u64, _at: &Resolved) -> Result<Undo, FaultError> {
         supported(KIND)?;
         self.check_values()?;
         Ok(Undo::Http {
@@ -103,7 +103,7 @@ impl Kind for HttpSpec {
         inject(self, table, *port, *seed)
     }
 
-    fn check_policy(&self, policy: &Policy) -> Result<(), Refusal> {
+    fn check_policy(&self, policy: &Policy, _at: &Resolved) -> Result<(), Refusal> {
         policy.check_http(self)
     }
 }
@@ -508,7 +508,9 @@ mod tests {
         if HttpSpec::support().is_err() {
             return;
         }
-        let undo = spec(8080).plan("run-1.step-1.fault-0", 42).unwrap();
+        let undo = spec(8080)
+            .plan("run-1.step-1.fault-0", 42, &Resolved::default())
+            .unwrap();
         assert_eq!(
             undo,
             Undo::Http {
