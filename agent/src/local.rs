@@ -45,6 +45,10 @@ pub struct InjectRequest {
     pub hold: Option<Duration>,
     /// Connections network faults must never touch: the controller's, to this agent.
     pub exempt: Vec<Exempt>,
+    /// What the caller found the fault to mean on this host for its policy check
+    /// ([`fault::resolve`]), so that the plan acts on what the policy allowed; `None`: resolved
+    /// when planned.
+    pub resolved: Option<fault::Resolved>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -271,6 +275,11 @@ impl LocalAgent {
         fault::check(spec)
     }
 
+    /// [`LocalAgent::check`] of `spec` as the caller resolved it for its policy check.
+    pub fn check_at(&self, spec: &FaultSpec, at: &fault::Resolved) -> Result<(), FaultError> {
+        fault::check_at(spec, at)
+    }
+
     /// Plans the fault, journals it, injects it and reads the host back. With `hold`, the agent
     /// reverts it on its own at `applied_at + hold` unless it was reverted before.
     /// A hold over [`MAX_HOLD`] is refused before anything is journaled. A panic while injecting
@@ -474,8 +483,13 @@ impl Inner {
             seed,
             hold,
             exempt,
+            resolved,
         } = req;
-        let undo = match fault::plan(&fault_id, &spec, seed) {
+        let planned = match resolved {
+            Some(at) => fault::plan_at(&fault_id, &spec, seed, &at),
+            None => fault::plan(&fault_id, &spec, seed),
+        };
+        let undo = match planned {
             Ok(undo) => undo,
             Err(err) => return Err(self.forget(&fault_id, err)),
         };
@@ -912,6 +926,7 @@ mod tests {
                     seed: 1,
                     hold: Some(Duration::from_secs(60)),
                     exempt: Vec::new(),
+                    resolved: None,
                 })
                 .unwrap_err();
             let after_inject = state_of(pid);

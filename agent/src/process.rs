@@ -1,7 +1,8 @@
 //! Finding processes in `/proc`: the selector lookup shared by the `kill` and `pause` faults and by
 //! `process` probes, and the pid-reuse guard (`pid` + `start_time`) that every revert relies on.
-//! Each process found carries the container it runs in, if any ([`crate::container`]), so that
-//! reports say which container a fault hit.
+//! A fault's targets are labelled with the container they run in, if any ([`with_containers`],
+//! through [`crate::container`]), so that reports say which container a fault hit; a lookup alone
+//! (a `process` probe's sample) reads no container's names.
 //!
 //! **Invariant:** `find` never returns a zombie, a dead process, a kernel thread, this process or
 //! any of its ancestors, or a process named `chaosctl`, `chaosd` or `chaos-agent`.
@@ -38,8 +39,8 @@ pub struct ProcessInfo {
     /// Start time in clock ticks since boot (field 22 of `/proc/PID/stat`): with the pid, it names
     /// one process even after the pid is reused.
     pub start_time: u64,
-    /// The container it runs in: `06bc8a2ad96f (checkout)`, its short id and names; filled in for
-    /// the processes [`find`] returns, `None` on the host.
+    /// The container it runs in: `06bc8a2ad96f (checkout)`, its short id and names; filled in by
+    /// [`with_containers`] where a report names the process, `None` on the host and until then.
     pub container: Option<String>,
 }
 
@@ -77,19 +78,26 @@ pub fn find(selector: &ProcessSelector) -> Result<Vec<ProcessInfo>, FaultError> 
     Ok(find_with_protected(selector)?.0)
 }
 
-/// Like [`find`], and also the processes the selector matched that are protected, each with
-/// why (`pid 1 (systemd): the host's init ...`, one line per reason), so that a selector matching only those can say
-/// so instead of "no process matches".
+/// A process a selector matched that is never a fault's target, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Protected {
+    pub process: ProcessInfo,
+    pub why: &'static str,
+}
+
+/// Like [`find`], and also the processes the selector matched that are protected, each with why,
+/// so that a selector matching only those can say so ([`protected_reasons`]) instead of "no
+/// process matches".
 pub fn find_with_protected(
     selector: &ProcessSelector,
-) -> Result<(Vec<ProcessInfo>, Vec<String>), FaultError> {
+) -> Result<(Vec<ProcessInfo>, Vec<Protected>), FaultError> {
     let excluded = own_lineage();
-    let mut containers = Containers::default();
     let candidates = match selector {
         ProcessSelector::Pid(pid) => single(*pid),
         ProcessSelector::Pidfile(path) => single(read_pidfile(path)?),
         _ => {
             let matcher = Matcher::new(selector)?;
+            let mut containers = Containers::default();
             // Only a process whose command line passes is read further: on a busy host most
             // do not, and the scan is the cost of every preflight, injection and probe.
             scan(|cmdline| matcher.keeps_cmdline(cmdline))?
@@ -98,30 +106,47 @@ pub fn find_with_protected(
                 .collect()
         }
     };
-    let candidates: Vec<ProcessInfo> = candidates
+    let mut kept = Vec::new();
+    let mut protected = Vec::new();
+    for p in candidates {
+        match why_protected(&p, &excluded) {
+            None => kept.push(p),
+            Some(why) => protected.push(Protected { process: p, why }),
+        }
+    }
+    Ok((kept, protected))
+}
+
+/// `processes`, each labelled with the container it runs in ([`ProcessInfo::container`]): each
+/// cgroup read once, each container's names looked up once.
+pub fn with_containers(processes: Vec<ProcessInfo>) -> Vec<ProcessInfo> {
+    let mut containers = Containers::default();
+    processes
         .into_iter()
         .map(|mut p| {
             p.container = containers.label_of(p.pid);
             p
         })
-        .collect();
-    let mut kept = Vec::new();
+        .collect()
+}
+
+/// `pid 1 (systemd): the host's init ...`: one line per reason, with the processes (and their
+/// containers) it protects.
+pub fn protected_reasons(protected: Vec<Protected>) -> Vec<String> {
+    let (processes, whys): (Vec<ProcessInfo>, Vec<&str>) =
+        protected.into_iter().map(|p| (p.process, p.why)).unzip();
     // Each reason once, with the processes it protects.
-    let mut protected: Vec<(&str, Vec<String>)> = Vec::new();
-    for p in candidates {
-        match why_protected(&p, &excluded) {
-            None => kept.push(p),
-            Some(why) => match protected.iter_mut().find(|(w, _)| *w == why) {
-                Some((_, labels)) => labels.push(p.label()),
-                None => protected.push((why, vec![p.label()])),
-            },
+    let mut grouped: Vec<(&str, Vec<String>)> = Vec::new();
+    for (p, why) in with_containers(processes).into_iter().zip(whys) {
+        match grouped.iter_mut().find(|(w, _)| *w == why) {
+            Some((_, labels)) => labels.push(p.label()),
+            None => grouped.push((why, vec![p.label()])),
         }
     }
-    let protected = protected
+    grouped
         .into_iter()
         .map(|(why, labels)| format!("{}: {why}", labels.join(", ")))
-        .collect();
-    Ok((kept, protected))
+        .collect()
 }
 
 /// Why `p` is never a fault's target, or `None` when it may be one.

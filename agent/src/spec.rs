@@ -58,6 +58,21 @@ impl ProcessSelector {
         }
     }
 
+    /// Whether it selects by cgroup (`cgroup`, `unit` or `container`, alone or combined): what a
+    /// process is found in then matters as much as the process.
+    pub fn is_scoped(&self) -> bool {
+        match self {
+            ProcessSelector::Cgroup(_)
+            | ProcessSelector::Unit(_)
+            | ProcessSelector::Container(_) => true,
+            ProcessSelector::All(parts) => parts.iter().any(ProcessSelector::is_scoped),
+            ProcessSelector::Name(_)
+            | ProcessSelector::Pattern(_)
+            | ProcessSelector::Pid(_)
+            | ProcessSelector::Pidfile(_) => false,
+        }
+    }
+
     /// Why `parts` cannot be combined into [`ProcessSelector::All`], if they cannot: the one rule
     /// the scenario's validation and the agent both apply.
     pub fn combination_error(parts: &[ProcessSelector]) -> Option<String> {
@@ -78,15 +93,7 @@ impl ProcessSelector {
                 return Some(format!("`{}` is given twice", part.key()));
             }
         }
-        let scoped = |p: &ProcessSelector| {
-            matches!(
-                p,
-                ProcessSelector::Cgroup(_)
-                    | ProcessSelector::Unit(_)
-                    | ProcessSelector::Container(_)
-            )
-        };
-        if !parts.iter().any(scoped) {
+        if !parts.iter().any(ProcessSelector::is_scoped) {
             return Some(
                 "`name` and `pattern` do not combine with each other; combine either with `cgroup`, `unit` or `container`"
                     .to_string(),
@@ -354,6 +361,24 @@ impl FaultSpec {
         match self {
             FaultSpec::FillDisk(fill) => fill.inside.as_ref(),
             _ => self.netns_inside(),
+        }
+    }
+
+    /// The processes a `kill` or `pause` acts on; `None` for the other kinds.
+    pub fn processes(&self) -> Option<&ProcessSelector> {
+        match self {
+            FaultSpec::Kill(kill) => Some(&kill.process),
+            FaultSpec::Pause(pause) => Some(&pause.process),
+            FaultSpec::Latency(_)
+            | FaultSpec::Loss(_)
+            | FaultSpec::Drop(_)
+            | FaultSpec::FillDisk(_)
+            | FaultSpec::Stress(_)
+            | FaultSpec::Bandwidth(_)
+            | FaultSpec::Corrupt(_)
+            | FaultSpec::Duplicate(_)
+            | FaultSpec::Dns(_)
+            | FaultSpec::Http(_) => None,
         }
     }
 

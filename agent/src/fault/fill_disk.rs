@@ -12,18 +12,24 @@ use nix::errno::Errno;
 use nix::fcntl::{FallocateFlags, fallocate};
 use nix::sys::statvfs::statvfs;
 
-use super::{Context, Injected, Kind, Undo, Undone, other_kinds_undo};
+use super::{Context, Injected, Kind, Resolved, Undo, Undone, other_kinds_undo};
 use crate::error::FaultError;
 use crate::server::policy::{Policy, Refusal};
 use crate::spec::{FaultKind, FillAmount, FillDiskSpec};
 
 impl FillDiskSpec {
     /// The directory to fill as the host sees it: `path`, or with `inside:` where `path` of
-    /// those processes is on the host ([`super::inside::host_path`]).
-    fn host_dir(&self) -> Result<PathBuf, FaultError> {
-        match &self.inside {
-            None => Ok(self.path.clone()),
-            Some(selector) => super::inside::host_path(selector, &self.path),
+    /// those processes is on the host, as [`Kind::resolve`] found it for this request.
+    fn host_dir<'a>(&'a self, at: &'a Resolved) -> Result<&'a Path, FaultError> {
+        match (&self.inside, &at.fill_dir) {
+            (None, _) => Ok(&self.path),
+            (Some(_), Some(dir)) => Ok(dir),
+            (Some(selector), None) => Err(FaultError::Inside {
+                reason: format!(
+                    "where `{}` of {selector} is on this host was not looked up before use",
+                    self.path.display()
+                ),
+            }),
         }
     }
 }
@@ -33,12 +39,23 @@ impl Kind for FillDiskSpec {
         Ok("fallocate")
     }
 
-    fn check(&self) -> Result<(), FaultError> {
-        bytes_to_add(&self.host_dir()?, self.amount).map(drop)
+    /// With `inside:`, where `path` of those processes is on the host
+    /// ([`super::inside::host_path`]): the directory the policy must allow and the plan fills.
+    fn resolve(&self) -> Result<Resolved, FaultError> {
+        Ok(Resolved {
+            fill_dir: match &self.inside {
+                None => None,
+                Some(selector) => Some(super::inside::host_path(selector, &self.path)?),
+            },
+        })
     }
 
-    fn plan(&self, fault_id: &str, _seed: u64) -> Result<Undo, FaultError> {
-        plan(fault_id, &self.host_dir()?, self.amount)
+    fn check(&self, at: &Resolved) -> Result<(), FaultError> {
+        bytes_to_add(self.host_dir(at)?, self.amount).map(drop)
+    }
+
+    fn plan(&self, fault_id: &str, _seed: u64, at: &Resolved) -> Result<Undo, FaultError> {
+        plan(fault_id, self.host_dir(at)?, self.amount)
     }
 
     fn inject(&self, _fault_id: &str, undo: &Undo, _ctx: &Context) -> Result<Injected, FaultError> {
@@ -50,15 +67,12 @@ impl Kind for FillDiskSpec {
         inject(dir, self.amount, file, *bytes)
     }
 
-    /// With `inside:`, the host's path is what `fill_paths` must allow (when it can be found; else
+    /// With `inside:`, the host's path is what `fill_paths` must allow (when it was found; else
     /// the plan fails anyway).
-    fn check_policy(&self, policy: &Policy) -> Result<(), Refusal> {
-        match &self.inside {
-            None => policy.check_fill_path(&self.path),
-            Some(_) => match self.host_dir() {
-                Ok(host) => policy.check_fill_path(&host),
-                Err(_) => Ok(()),
-            },
+    fn check_policy(&self, policy: &Policy, at: &Resolved) -> Result<(), Refusal> {
+        match self.host_dir(at) {
+            Ok(dir) => policy.check_fill_path(dir),
+            Err(_) => Ok(()),
         }
     }
 }
@@ -349,6 +363,36 @@ pub fn human(bytes: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::spec::ProcessSelector;
+
+    #[test]
+    fn with_inside_the_policy_and_the_plan_both_take_the_directory_resolved_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = FillDiskSpec {
+            path: "/data".into(),
+            amount: FillAmount::Size(1),
+            inside: Some(ProcessSelector::Container("checkout".into())),
+        };
+        let at = Resolved {
+            fill_dir: Some(dir.path().to_path_buf()),
+        };
+        let allowed = format!("fill_paths: [{}]\n", dir.path().display());
+        let policy = Policy::parse(&allowed).unwrap();
+        assert!(spec.check_policy(&policy, &at).is_ok());
+        let elsewhere = Policy::parse("fill_paths: [/mnt/chaos-elsewhere]\n").unwrap();
+        let refusal = spec.check_policy(&elsewhere, &at).unwrap_err().0;
+        assert!(
+            refusal.contains(&dir.path().display().to_string()),
+            "{refusal}"
+        );
+        let Undo::FillDisk { file, .. } = spec.plan("f1", 0, &at).unwrap() else {
+            panic!("a fill plans a fill");
+        };
+        assert_eq!(file.parent(), Some(dir.path()));
+        // Not looked up: refused rather than taken for the host's own `/data`.
+        let err = spec.plan("f1", 0, &Resolved::default()).unwrap_err();
+        assert!(err.to_string().contains("was not looked up"), "{err}");
+    }
 
     #[test]
     fn sizes_read_like_df() {

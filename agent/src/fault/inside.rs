@@ -25,8 +25,9 @@ use std::thread;
 use nix::sched::{CloneFlags, setns};
 use serde::{Deserialize, Serialize};
 
-use super::{Context, Injected, Target, Undo, Undone, kind_of, matching};
+use super::{Context, Injected, Resolved, Target, Undo, Undone, kind_of, matching};
 use crate::error::FaultError;
+use crate::process;
 use crate::spec::{FaultSpec, ProcessSelector};
 
 /// One namespace an `inside:` fault is made in.
@@ -82,7 +83,7 @@ fn own_netns() -> Option<u64> {
 fn namespaces(selector: &ProcessSelector) -> Result<BTreeMap<u64, Target>, FaultError> {
     let own = own_netns();
     let mut found = BTreeMap::new();
-    for p in matching(selector)? {
+    for p in process::with_containers(matching(selector)?) {
         let Some(netns) = netns_of(p.pid) else {
             continue; // exited while being looked at
         };
@@ -113,7 +114,7 @@ pub fn host_path(
 ) -> Result<std::path::PathBuf, FaultError> {
     let own = fs::metadata("/proc/self/ns/mnt").ok().map(|m| m.ino());
     let mut found: BTreeMap<std::path::PathBuf, String> = BTreeMap::new();
-    for p in matching(selector)? {
+    for p in process::with_containers(matching(selector)?) {
         let mnt = fs::metadata(format!("/proc/{}/ns/mnt", p.pid))
             .ok()
             .map(|m| m.ino());
@@ -152,8 +153,9 @@ pub fn host_path(
 /// Preflight: the selector finds namespaces other than the host's, and the kind's own check
 /// passes inside each of them.
 pub fn check(spec: &FaultSpec, selector: &ProcessSelector) -> Result<(), FaultError> {
+    // The kinds that go into a namespace have nothing to resolve ([`super::Kind::resolve`]).
     for (netns, via) in namespaces(selector)? {
-        within(netns, &via, || kind_of(spec).check())??;
+        within(netns, &via, || kind_of(spec).check(&Resolved::default()))??;
     }
     Ok(())
 }
@@ -168,7 +170,9 @@ pub fn plan(
     let mut entries = Vec::new();
     for (netns, via) in namespaces(selector)? {
         let id = format!("{fault_id}-ns{netns}");
-        let undo = within(netns, &via, || kind_of(spec).plan(&id, seed))??;
+        let undo = within(netns, &via, || {
+            kind_of(spec).plan(&id, seed, &Resolved::default())
+        })??;
         entries.push(InsideEntry {
             netns,
             via,

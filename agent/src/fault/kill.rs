@@ -6,8 +6,8 @@ use std::fmt;
 use nix::sys::signal::Signal;
 
 use super::{
-    Context, Injected, Kind, Target, Undo, Undone, matching, other_kinds_undo, pick_targets, poll,
-    send,
+    Context, Injected, Kind, Resolved, Target, Undo, Undone, matching, other_kinds_undo,
+    pick_targets, poll, send,
 };
 use crate::error::FaultError;
 use crate::process;
@@ -19,12 +19,12 @@ impl Kind for KillSpec {
         Ok("signal")
     }
 
-    fn check(&self) -> Result<(), FaultError> {
+    fn check(&self, _at: &Resolved) -> Result<(), FaultError> {
         signal_of(self.signal)?;
         matching(&self.process).map(drop)
     }
 
-    fn plan(&self, _fault_id: &str, seed: u64) -> Result<Undo, FaultError> {
+    fn plan(&self, _fault_id: &str, seed: u64, _at: &Resolved) -> Result<Undo, FaultError> {
         signal_of(self.signal)?;
         Ok(Undo::Kill {
             processes: pick_targets(&self.process, self.pick, seed)?,
@@ -38,7 +38,7 @@ impl Kind for KillSpec {
         inject(&self.process, self.signal, processes)
     }
 
-    fn check_policy(&self, policy: &Policy) -> Result<(), Refusal> {
+    fn check_policy(&self, policy: &Policy, _at: &Resolved) -> Result<(), Refusal> {
         policy.check_selector(&self.process)
     }
 }

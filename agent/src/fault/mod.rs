@@ -185,13 +185,20 @@ pub trait Kind: fmt::Display {
     where
         Self: Sized;
 
+    /// What this fault means on this host now, where that takes a lookup: found once for a
+    /// request ([`resolve`]) and handed to its policy check and its preflight check or plan, so
+    /// each sees the same. Nothing to find for most kinds.
+    fn resolve(&self) -> Result<Resolved, FaultError> {
+        Ok(Resolved::default())
+    }
+
     /// Preflight: the kind is supported, its selector matches, its path is usable. Touches
     /// nothing.
-    fn check(&self) -> Result<(), FaultError>;
+    fn check(&self, at: &Resolved) -> Result<(), FaultError>;
 
     /// Decides what an injection will do, and how to undo it, without touching the host. `seed`
     /// draws the picks.
-    fn plan(&self, fault_id: &str, seed: u64) -> Result<Undo, FaultError>;
+    fn plan(&self, fault_id: &str, seed: u64, at: &Resolved) -> Result<Undo, FaultError>;
 
     /// Carries out the injection `plan` gave `undo` for, and reads the host back to verify it.
     /// Undo data of another kind is refused ([`other_kinds_undo`]).
@@ -199,7 +206,22 @@ pub trait Kind: fmt::Display {
 
     /// Whether `chaos-agent`'s policy allows this fault; its kind is checked before, by
     /// [`Policy::check_fault`].
-    fn check_policy(&self, policy: &Policy) -> Result<(), Refusal>;
+    fn check_policy(&self, policy: &Policy, at: &Resolved) -> Result<(), Refusal>;
+}
+
+/// What a fault means on this host at one moment, found by [`resolve`] once for a request: the
+/// policy allows, and the plan acts on, the very same thing. Today the directory a `fill_disk`
+/// with `inside:` fills, as the host sees it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Resolved {
+    /// `fill_disk` with `inside:`: the host's path of its processes' `path`.
+    pub(crate) fill_dir: Option<PathBuf>,
+}
+
+/// Looks up what `spec` means on this host now ([`Kind::resolve`]); reads `/proc` only for a
+/// fault that needs it.
+pub fn resolve(spec: &FaultSpec) -> Result<Resolved, FaultError> {
+    kind_of(spec).resolve()
 }
 
 /// The kind of `spec`, which does the work.
@@ -259,17 +281,32 @@ fn other_kinds_undo(kind: FaultKind) -> FaultError {
 /// Preflight: the kind is supported, its selector matches, its path is usable (inside each
 /// namespace of `inside:`). Touches nothing.
 pub fn check(spec: &FaultSpec) -> Result<(), FaultError> {
+    check_at(spec, &resolve(spec)?)
+}
+
+/// [`check`] of `spec` as the caller resolved it, `at` (for its policy check too).
+pub fn check_at(spec: &FaultSpec, at: &Resolved) -> Result<(), FaultError> {
     match spec.netns_inside() {
         Some(selector) => inside::check(spec, selector),
-        None => kind_of(spec).check(),
+        None => kind_of(spec).check(at),
     }
 }
 
 /// Decides what an injection of `spec` will do, without touching the host. `seed` draws the picks.
 pub fn plan(fault_id: &str, spec: &FaultSpec, seed: u64) -> Result<Undo, FaultError> {
+    plan_at(fault_id, spec, seed, &resolve(spec)?)
+}
+
+/// [`plan`] of `spec` as the caller resolved it, `at` (for its policy check too).
+pub fn plan_at(
+    fault_id: &str,
+    spec: &FaultSpec,
+    seed: u64,
+    at: &Resolved,
+) -> Result<Undo, FaultError> {
     match spec.netns_inside() {
         Some(selector) => inside::plan(fault_id, spec, selector, seed),
-        None => kind_of(spec).plan(fault_id, seed),
+        None => kind_of(spec).plan(fault_id, seed, at),
     }
 }
 
@@ -370,7 +407,7 @@ fn matching(selector: &ProcessSelector) -> Result<Vec<ProcessInfo>, FaultError> 
     if found.is_empty() && !protected.is_empty() {
         return Err(FaultError::OnlyProtected {
             selector: selector.to_string(),
-            which: protected.join("; "),
+            which: process::protected_reasons(protected).join("; "),
         });
     }
     if found.is_empty() {
@@ -387,8 +424,10 @@ fn pick_targets(
     seed: u64,
 ) -> Result<Vec<Target>, FaultError> {
     let found = matching(selector)?;
-    Ok(pick_from(&found, pick, seed)
-        .into_iter()
+    let picked = pick_from(&found, pick, seed).into_iter().cloned().collect();
+    // Only the picks are named in the report: only their containers are looked up.
+    Ok(process::with_containers(picked)
+        .iter()
         .map(Target::from_info)
         .collect())
 }

@@ -14,8 +14,8 @@ use nix::sys::signal::Signal;
 
 use super::kill::count;
 use super::{
-    Context, Injected, Kind, Target, Undo, Undone, is_stopped, matching, other_kinds_undo,
-    pick_targets, poll, send,
+    Context, Injected, Kind, Resolved, Target, Undo, Undone, is_stopped, matching,
+    other_kinds_undo, pick_targets, poll, send,
 };
 use crate::error::FaultError;
 use crate::process;
@@ -27,11 +27,11 @@ impl Kind for PauseSpec {
         Ok("signal")
     }
 
-    fn check(&self) -> Result<(), FaultError> {
+    fn check(&self, _at: &Resolved) -> Result<(), FaultError> {
         matching(&self.process).map(drop)
     }
 
-    fn plan(&self, _fault_id: &str, seed: u64) -> Result<Undo, FaultError> {
+    fn plan(&self, _fault_id: &str, seed: u64, _at: &Resolved) -> Result<Undo, FaultError> {
         Ok(Undo::Pause {
             processes: plan(pick_targets(&self.process, self.pick, seed)?),
         })
@@ -44,7 +44,7 @@ impl Kind for PauseSpec {
         inject(fault_id, &self.process, processes)
     }
 
-    fn check_policy(&self, policy: &Policy) -> Result<(), Refusal> {
+    fn check_policy(&self, policy: &Policy, _at: &Resolved) -> Result<(), Refusal> {
         policy.check_selector(&self.process)
     }
 }

@@ -41,7 +41,9 @@ use nix::sys::signal::Signal;
 use nix::unistd::{SysconfVar, sysconf};
 
 use super::fill_disk::human;
-use super::{Context, Injected, Kind, Target, Undo, Undone, other_kinds_undo, poll, send};
+use super::{
+    Context, Injected, Kind, Resolved, Target, Undo, Undone, other_kinds_undo, poll, send,
+};
 use crate::error::FaultError;
 use crate::process;
 use crate::server::policy::{Policy, Refusal};
@@ -70,15 +72,15 @@ impl Kind for StressSpec {
         })
     }
 
-    fn check(&self) -> Result<(), FaultError> {
+    fn check(&self, _at: &Resolved) -> Result<(), FaultError> {
         match self {
             StressSpec::Cpu(cpu) => resolve_workers(cpu).map(drop),
             StressSpec::Memory(memory) => memory_bytes(*memory, DEFAULT_MEMORY_MARGIN).map(drop),
         }
     }
 
-    fn plan(&self, fault_id: &str, _seed: u64) -> Result<Undo, FaultError> {
-        self.check()?;
+    fn plan(&self, fault_id: &str, _seed: u64, at: &Resolved) -> Result<Undo, FaultError> {
+        self.check(at)?;
         Ok(Undo::Stress {
             cgroup: cgroup_root().map(|root| root.join(format!("chaos-stress-{fault_id}"))),
             children: Vec::new(),
@@ -92,7 +94,7 @@ impl Kind for StressSpec {
         inject(self, cgroup.as_deref(), ctx.hold.unwrap_or(WITHOUT_HOLD))
     }
 
-    fn check_policy(&self, policy: &Policy) -> Result<(), Refusal> {
+    fn check_policy(&self, policy: &Policy, _at: &Resolved) -> Result<(), Refusal> {
         match self {
             StressSpec::Cpu(cpu) => match resolve_workers(cpu) {
                 Ok(workers) => policy.check_stress_workers(workers),
@@ -889,7 +891,8 @@ mod tests {
             workers: Workers::Count(1),
             load: 50.0,
         });
-        let Undo::Stress { cgroup, children } = spec.plan("f-1", 0).unwrap() else {
+        let Undo::Stress { cgroup, children } = spec.plan("f-1", 0, &Resolved::default()).unwrap()
+        else {
             panic!("a stress plan gives stress undo data")
         };
         assert!(children.is_empty());

@@ -43,6 +43,7 @@ use std::time::Duration;
 use regex::Regex;
 use serde::Deserialize;
 
+use crate::fault::Resolved;
 use crate::spec::{FaultKind, FaultSpec, NetScope, ProbeKind, ProcessSelector};
 
 /// The policy, checked and compiled.
@@ -457,8 +458,17 @@ impl Policy {
         parts.join("; ")
     }
 
-    /// Whether `spec` is inside the policy (the hold is checked by [`Policy::check_hold`]).
+    /// Whether `spec` is inside the policy (the hold is checked by [`Policy::check_hold`]), as it
+    /// resolves on this host now ([`crate::fault::resolve`]; when it cannot be, the plan fails
+    /// anyway).
     pub fn check_fault(&self, spec: &FaultSpec) -> Result<(), Refusal> {
+        let at = crate::fault::resolve(spec).unwrap_or_default();
+        self.check_fault_at(spec, &at)
+    }
+
+    /// [`Policy::check_fault`] of `spec` as the caller resolved it, `at`: the same `at` then goes
+    /// to the check or the plan, so what the policy allowed is what is done.
+    pub fn check_fault_at(&self, spec: &FaultSpec, at: &Resolved) -> Result<(), Refusal> {
         let kind = spec.kind();
         if let Some(kinds) = &self.kinds
             && !kinds.contains(&kind)
@@ -471,7 +481,7 @@ impl Policy {
         if let Some(selector) = spec.inside() {
             self.check_inside(selector)?;
         }
-        crate::fault::kind_of(spec).check_policy(self)
+        crate::fault::kind_of(spec).check_policy(self, at)
     }
 
     /// Whether a hold (`None`: until reverted) is within `max_duration`.

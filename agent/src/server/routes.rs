@@ -18,17 +18,20 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde::de::DeserializeOwned;
 
 use super::error::{ServerError, fault_api_error, json_response};
+use super::policy::{Policy, Refusal};
 use super::{State, blocking, revert_response};
 use crate::api::{
-    self, ApplyRequest, ApplyResponse, ApplyResult, FaultsResponse, Health, LeaseRequest,
-    LeaseResponse, PreflightRequest, PreflightResponse, ProbeRequest, ProbeResponse,
+    self, ApplyRequest, ApplyResponse, ApplyResult, FaultOrder, FaultsResponse, Health,
+    LeaseRequest, LeaseResponse, PreflightRequest, PreflightResponse, ProbeRequest, ProbeResponse,
     RevertAllResponse,
 };
+use crate::error::FaultError;
+use crate::fault::{self, Resolved};
 use crate::http::audit::{Record, outcome_of};
 use crate::http::body::BodyError;
 use crate::http::segments_under;
 use crate::local::InjectRequest;
-use crate::spec::{Exempt, MAX_HOLD};
+use crate::spec::{Exempt, FaultSpec, MAX_HOLD};
 
 type Answer = Result<Response<Full<Bytes>>, ServerError>;
 
@@ -285,6 +288,38 @@ fn check_stopping(state: &State) -> Result<(), ServerError> {
     }
 }
 
+/// What each fault means on this host now ([`fault::resolve`]): looked up once, off the async
+/// workers (it may read `/proc`), for both the policy check and the check or plan after it.
+async fn resolve_all<T: Send + 'static>(
+    items: Vec<T>,
+    spec_of: fn(&T) -> &FaultSpec,
+) -> Result<Vec<(T, Result<Resolved, FaultError>)>, ServerError> {
+    blocking(move || {
+        items
+            .into_iter()
+            .map(|item| {
+                let at = fault::resolve(spec_of(&item));
+                (item, at)
+            })
+            .collect()
+    })
+    .await
+    .ok_or_else(|| ServerError::Internal("looking up the faults panicked".to_string()))
+}
+
+/// The policy's word on `spec` as it was resolved; one that could not be is checked without what
+/// was not found (it fails its check or its plan anyway, saying why).
+fn check_policy(
+    policy: &Policy,
+    spec: &FaultSpec,
+    at: &Result<Resolved, FaultError>,
+) -> Result<(), Refusal> {
+    match at {
+        Ok(at) => policy.check_fault_at(spec, at),
+        Err(_) => policy.check_fault_at(spec, &Resolved::default()),
+    }
+}
+
 async fn preflight(
     state: &Arc<State>,
     run: &str,
@@ -292,11 +327,11 @@ async fn preflight(
     record: &mut Record,
 ) -> Answer {
     check_stopping(state)?;
+    let faults = resolve_all(body.faults, |spec: &FaultSpec| spec).await?;
     if let Some(policy) = &state.policy {
-        let refusals: Vec<String> = body
-            .faults
+        let refusals: Vec<String> = faults
             .iter()
-            .filter_map(|spec| policy.check_fault(spec).err())
+            .filter_map(|(spec, at)| check_policy(policy, spec, at).err())
             .map(|r| r.0)
             .collect();
         if !refusals.is_empty() {
@@ -307,9 +342,12 @@ async fn preflight(
     check_holder(state, run)?;
     let agent = state.agent.clone();
     let problems = blocking(move || {
-        body.faults
-            .iter()
-            .filter_map(|spec| agent.check(spec).err().map(|err| format!("{spec}: {err}")))
+        faults
+            .into_iter()
+            .filter_map(|(spec, at)| {
+                let checked = at.and_then(|at| agent.check_at(&spec, &at));
+                checked.err().map(|err| format!("{spec}: {err}"))
+            })
             .collect::<Vec<String>>()
     })
     .await
@@ -344,13 +382,12 @@ async fn apply(
             )));
         }
     }
+    let orders = resolve_all(body.faults, |order: &FaultOrder| &order.spec).await?;
     if let Some(policy) = &state.policy {
-        let refusals: Vec<String> = body
-            .faults
+        let refusals: Vec<String> = orders
             .iter()
-            .filter_map(|order| {
-                policy
-                    .check_fault(&order.spec)
+            .filter_map(|(order, at)| {
+                check_policy(policy, &order.spec, at)
                     .and_then(|()| policy.check_hold(order.hold_ms.map(Duration::from_millis)))
                     .err()
                     .map(|r| format!("fault `{}`: {r}", order.fault_id))
@@ -371,23 +408,27 @@ async fn apply(
         peer: peer.ip().to_canonical(),
         local_port: state.listen_port,
     }];
-    for order in &body.faults {
+    for (order, _) in &orders {
         state.remember_owner(&order.fault_id, run);
     }
     let agent = state.agent.clone();
     let run_id = run.to_string();
     let results = blocking(move || {
-        body.faults
+        orders
             .into_iter()
-            .map(|order| {
+            .map(|(order, at)| {
                 let fault_id = order.fault_id.clone();
-                let result = agent.inject(InjectRequest {
-                    run_id: run_id.clone(),
-                    fault_id: order.fault_id,
-                    spec: order.spec,
-                    seed: order.seed,
-                    hold: order.hold_ms.map(Duration::from_millis),
-                    exempt: exempt.clone(),
+                // Not found now: nothing to plan, and nothing the policy could have checked.
+                let result = at.and_then(|at| {
+                    agent.inject(InjectRequest {
+                        run_id: run_id.clone(),
+                        fault_id: order.fault_id,
+                        spec: order.spec,
+                        seed: order.seed,
+                        hold: order.hold_ms.map(Duration::from_millis),
+                        exempt: exempt.clone(),
+                        resolved: Some(at),
+                    })
                 });
                 match result {
                     Ok(applied) => ApplyResult {

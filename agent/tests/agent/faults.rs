@@ -28,6 +28,7 @@ pub fn request(fault_id: &str, spec: FaultSpec) -> InjectRequest {
         seed: 42,
         hold: None,
         exempt: Vec::new(),
+        resolved: None,
     }
 }
 

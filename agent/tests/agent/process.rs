@@ -144,6 +144,11 @@ struct TestUnit {
 impl TestUnit {
     /// `None` (saying why) when not root or there is no writable cgroup v2 hierarchy.
     fn new(tag: &str) -> Option<TestUnit> {
+        TestUnit::named(format!("chaos-test-{tag}-{}.service", std::process::id()))
+    }
+
+    /// A cgroup named `name` under `chaos-test.slice`.
+    fn named(name: String) -> Option<TestUnit> {
         if !chaos_tests::skip::unless_root("it makes a cgroup and moves a process into it") {
             return None;
         }
@@ -152,7 +157,6 @@ impl TestUnit {
             .map(std::path::PathBuf::from)
             .find(|p| p.join("cgroup.procs").exists() && p.join("cgroup.subtree_control").exists())
             .expect("a cgroup v2 hierarchy at /sys/fs/cgroup or /sys/fs/cgroup/unified");
-        let name = format!("chaos-test-{tag}-{}.service", std::process::id());
         let dir = root.join("chaos-test.slice").join(&name);
         fs::create_dir_all(&dir).unwrap();
         Some(TestUnit { dir, name })
@@ -227,6 +231,32 @@ fn unit_and_cgroup_selectors_find_the_processes_of_a_cgroup_alone_or_with_a_name
     let found = find(&ProcessSelector::Unit(unit.name.clone())).unwrap();
     assert_eq!(found[0].container, None);
     assert_eq!(found[0].label(), format!("pid {} (sleep)", inside.pid));
+}
+
+#[test]
+fn a_lookup_leaves_containers_alone_until_a_report_asks_for_them() {
+    // A cgroup shaped like Docker's scope of a container (no Docker state here, so no name).
+    let id = format!("{:064x}", std::process::id());
+    let Some(scope) = TestUnit::named(format!("docker-{id}.scope")) else {
+        return;
+    };
+    let (inside, _) = Spawned::sleep();
+    scope.adopt(inside.pid);
+    let found = find(&ProcessSelector::Cgroup(format!("*/docker-{id}.scope"))).unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(
+        found[0].container, None,
+        "a lookup alone names no container"
+    );
+    let labelled = process::with_containers(found);
+    assert_eq!(
+        labelled[0].label(),
+        format!(
+            "pid {} (sleep) in container {} (docker)",
+            inside.pid,
+            &id[..12]
+        )
+    );
 }
 
 #[test]

@@ -1,5 +1,9 @@
 //! `chaosctl plan FILE`: what a run would do, with every pick drawn from the seed. Injects nothing.
 //! For a monkey file: the monkey, and the next few faults it would draw if started now.
+//! Where a fault's processes are found by container, cgroup or unit, or it goes `inside:` them,
+//! the processes the built-in `local` agent would find now ([`processes`]).
+
+mod processes;
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -10,6 +14,7 @@ use chaosd::scenario::format_duration;
 use chaosd::scenario::model::{Monkey, Scenario};
 use chrono::{DateTime, Utc};
 
+pub use self::processes::LocalHost;
 use super::{EXIT_OK, Failure, load_scenario};
 use crate::args::{LoadArgs, Output};
 
@@ -49,10 +54,10 @@ pub fn run(file: &Path, load: &LoadArgs, seed: Option<u64>, output: Output) -> R
         errln!("{}: warning: {warning}", file.display());
     }
     match output {
-        Output::Text => out!("{}", render(&scenario, &plan, origin)),
+        Output::Text => out!("{}", render(&scenario, &plan, origin, LocalHost::Here)),
         Output::Json => outln!(
             "{}",
-            serde_json::to_string_pretty(&to_json(&scenario, &plan, origin))
+            serde_json::to_string_pretty(&to_json(&scenario, &plan, origin, LocalHost::Here))
                 .expect("plan serializes")
         ),
     }
@@ -80,7 +85,7 @@ fn seed_note(origin: SeedOrigin, seed: u64, scenario: &Scenario) -> String {
 }
 
 /// The plan as people read it.
-pub fn render(scenario: &Scenario, plan: &Plan, origin: SeedOrigin) -> String {
+pub fn render(scenario: &Scenario, plan: &Plan, origin: SeedOrigin, local: LocalHost) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -210,6 +215,10 @@ pub fn render(scenario: &Scenario, plan: &Plan, origin: SeedOrigin) -> String {
                     f.hosts.join(", "),
                     late(f.start_after)
                 );
+                if let Some(selector) = processes::selector_of(&f.spec) {
+                    let found = processes::on_hosts(scenario, &f.hosts, selector, local);
+                    out.push_str(&processes::render(&found, "       "));
+                }
             }
             for a in &step.actions {
                 let _ = writeln!(
@@ -330,7 +339,12 @@ fn render_monkey(
     }
 }
 
-fn to_json(scenario: &Scenario, plan: &Plan, origin: SeedOrigin) -> serde_json::Value {
+fn to_json(
+    scenario: &Scenario,
+    plan: &Plan,
+    origin: SeedOrigin,
+    local: LocalHost,
+) -> serde_json::Value {
     let time = plan.time(scenario);
     let now = Utc::now();
     let monkey = scenario.monkey.as_ref().map(|m| {
@@ -379,6 +393,9 @@ fn to_json(scenario: &Scenario, plan: &Plan, origin: SeedOrigin) -> serde_json::
                 "fault": f.spec.to_string(),
                 "spec": f.spec,
                 "start_after_ms": f.start_after.as_millis() as u64,
+                "processes": processes::selector_of(&f.spec).map(|selector| {
+                    processes::to_json(&processes::on_hosts(scenario, &f.hosts, selector, local))
+                }),
             })).collect::<Vec<_>>(),
             "actions": s.action.iter().chain(&s.actions).map(|a| serde_json::json!({
                 "run": a.run.to_string(),

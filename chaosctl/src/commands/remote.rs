@@ -194,7 +194,10 @@ async fn run(client: &ServiceClient, args: RunArgs) -> Result<u8, Failure> {
             let chosen = chaosd::engine::plan::choose_seed(args.seed, &scenario);
             request.seed = Some(chosen);
             let plan = chaosd::engine::plan::Plan::resolve(&scenario, chosen);
-            err!("{}", super::plan::render(&scenario, &plan, origin));
+            err!(
+                "{}",
+                super::plan::render(&scenario, &plan, origin, super::plan::LocalHost::OnServer)
+            );
         }
         if !confirm(&format!("\nRun this on {}? [y/N] ", client.url())).await {
             errln!("chaosctl: not submitted; nothing was injected");

@@ -19,7 +19,7 @@ use chaosd::store::RunStore;
 use chrono::Utc;
 use tokio::signal::unix::{SignalKind, signal};
 
-use super::plan::{SeedOrigin, render};
+use super::plan::{LocalHost, SeedOrigin, render};
 use super::{EXIT_OK, Failure, load_scenario};
 use crate::args::{LaunchArgs, LoadArgs, Output, RunArgs};
 use crate::{output, state};
@@ -30,7 +30,7 @@ pub async fn run(args: RunArgs, state_dir: Option<&Path>) -> Result<u8, Failure>
     let plan = Plan::resolve(&scenario, seed);
     let injects = plan.steps.iter().any(|s| !s.faults.is_empty());
     if injects && !args.launch.yes && !args.dry_run && std::io::stdin().is_terminal() {
-        err!("{}", render(&scenario, &plan, origin));
+        err!("{}", render(&scenario, &plan, origin, LocalHost::Here));
         if !confirm("\nInject these faults? [y/N] ").await {
             errln!("chaosctl: not started; nothing was injected");
             return Ok(EXIT_OK);

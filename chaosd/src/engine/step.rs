@@ -341,6 +341,7 @@ impl Run {
                 // A late fault is held until the step's end, like the others.
                 hold: Some(step.duration.saturating_sub(planned.start_after)),
                 exempt: Vec::new(),
+                resolved: None,
             };
             let hosts = self.hosts.clone();
             let host = record.host.clone();

@@ -15,7 +15,7 @@ use std::fmt;
 
 use super::{Context, check_scope, describe, filter, net_error, run};
 use crate::error::FaultError;
-use crate::fault::{Injected, Kind, Undo, Undone, other_kinds_undo, supported};
+use crate::fault::{Injected, Kind, Resolved, Undo, Undone, other_kinds_undo, supported};
 use crate::server::policy::{Policy, Refusal};
 use crate::spec::{BandwidthSpec, Exempt, FaultKind, NetScope};
 
@@ -37,7 +37,7 @@ impl Kind for BandwidthSpec {
         }
     }
 
-    fn check(&self) -> Result<(), FaultError> {
+    fn check(&self, _at: &Resolved) -> Result<(), FaultError> {
         supported(KIND)?;
         if self.scope.from.is_some() {
             return Err(net_error(
@@ -59,8 +59,8 @@ impl Kind for BandwidthSpec {
         check_scope(KIND, &self.scope).map(drop)
     }
 
-    fn plan(&self, fault_id: &str, _seed: u64) -> Result<Undo, FaultError> {
-        self.check()?;
+    fn plan(&self, fault_id: &str, _seed: u64, at: &Resolved) -> Result<Undo, FaultError> {
+        self.check(at)?;
         // Resolved again (the check does it too): the plan journals the interface it acts on.
         let interface = check_scope(KIND, &self.scope)?;
         Ok(Undo::Bandwidth {
@@ -82,7 +82,7 @@ impl Kind for BandwidthSpec {
         inject(self, table, interface, *handle, ctx)
     }
 
-    fn check_policy(&self, policy: &Policy) -> Result<(), Refusal> {
+    fn check_policy(&self, policy: &Policy, _at: &Resolved) -> Result<(), Refusal> {
         policy.check_scope(KIND, &self.scope)?;
         policy.check_rate(self.rate)
     }
@@ -361,25 +361,9 @@ pub fn parse_carried(out: &str) -> Option<Carried> {
 pub fn revert(table: &str, interface: &str, handle: u16) -> Result<Undone, FaultError> {
     let mut problems = Vec::new();
     let mut done = Vec::new();
-    let deleted = run("nft", &["delete", "table", "inet", table], None);
-    match run("nft", &["list", "tables"], None) {
-        Ok(listed)
-            if listed
-                .lines()
-                .any(|l| l.split_whitespace().last() == Some(table)) =>
-        {
-            problems.push(format!(
-                "table inet `{table}` is still in place: {}; delete it with `nft delete table inet {table}`",
-                deleted.err().unwrap_or_default()
-            ));
-        }
-        Ok(_) => done.push(match deleted {
-            Ok(_) => format!("table inet {table} deleted"),
-            Err(_) => format!("table inet {table} was already gone"),
-        }),
-        Err(reason) => problems.push(format!(
-            "cannot list nft tables to check that `{table}` is gone: {reason}"
-        )),
+    match filter::delete_table(table) {
+        Ok(deleted) => done.push(deleted.to_string()),
+        Err(reason) => problems.push(reason),
     }
     let h = format!("{handle:x}:");
     let ours = |shown: &str| {

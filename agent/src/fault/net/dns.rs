@@ -20,9 +20,9 @@ use std::fmt;
 use std::net::IpAddr;
 
 use super::dns_responder::{self, Ports, Rule};
-use super::{gate, net_error, run};
+use super::{filter, gate, net_error, run};
 use crate::error::FaultError;
-use crate::fault::{Injected, Kind, Undo, Undone, other_kinds_undo, supported};
+use crate::fault::{Injected, Kind, Resolved, Undo, Undone, other_kinds_undo, supported};
 use crate::server::policy::{Policy, Refusal};
 use crate::spec::{DnsAnswer, DnsSpec, FaultKind};
 
@@ -46,14 +46,14 @@ impl Kind for DnsSpec {
         }
     }
 
-    fn check(&self) -> Result<(), FaultError> {
+    fn check(&self, _at: &Resolved) -> Result<(), FaultError> {
         supported(KIND)?;
         check_keys(self).map_err(|r| net_error(KIND, r))?;
         read_resolvers().map(drop)
     }
 
-    fn plan(&self, fault_id: &str, _seed: u64) -> Result<Undo, FaultError> {
-        self.check()?;
+    fn plan(&self, fault_id: &str, _seed: u64, at: &Resolved) -> Result<Undo, FaultError> {
+        self.check(at)?;
         Ok(Undo::Dns {
             table: format!("chaos_{}", super::short_id(fault_id)),
             resolvers: read_resolvers()?,
@@ -72,7 +72,7 @@ impl Kind for DnsSpec {
         inject(self, table, resolvers)
     }
 
-    fn check_policy(&self, policy: &Policy) -> Result<(), Refusal> {
+    fn check_policy(&self, policy: &Policy, _at: &Resolved) -> Result<(), Refusal> {
         policy.check_dns(self)
     }
 }
@@ -398,34 +398,13 @@ pub fn forget_flows(resolvers: &[IpAddr]) -> Result<(), String> {
 pub fn revert(table: &str, resolvers: &[IpAddr]) -> Result<Undone, FaultError> {
     let renewals = gate::stop(table);
     // The redirect goes first, so that no query is sent to a responder that has stopped.
-    let deleted = run("nft", &["delete", "table", "inet", table], None);
+    let deleted = filter::delete_table(table);
     let answered = dns_responder::stop(table);
-    let mut done = Vec::new();
-    match run("nft", &["list", "tables"], None) {
-        Ok(listed)
-            if listed
-                .lines()
-                .any(|l| l.split_whitespace().last() == Some(table)) =>
-        {
-            return Err(net_error(
-                KIND,
-                format!(
-                    "table inet `{table}` is still in place: {}; delete it with `nft delete table inet {table}`",
-                    deleted.err().unwrap_or_default()
-                ),
-            ));
-        }
-        Ok(_) => done.push(match deleted {
-            Ok(_) => format!("table inet {table} deleted"),
-            Err(_) => format!("table inet {table} was already gone"),
-        }),
-        Err(reason) => {
-            return Err(net_error(
-                KIND,
-                format!("cannot list nft tables to check that `{table}` is gone: {reason}"),
-            ));
-        }
-    }
+    let mut done = vec![
+        deleted
+            .map_err(|reason| net_error(KIND, reason))?
+            .to_string(),
+    ];
     done.push(match answered {
         Some(s) => {
             let mut text = format!(

@@ -16,12 +16,11 @@
 // The responder is real OS threads on the real clock, which tokio's paused clock has no say over.
 #![allow(clippy::disallowed_types)]
 
-use std::collections::HashMap;
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::{AsFd, OwnedFd};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -31,6 +30,7 @@ use hickory_proto::rr::{RData, Record, RecordType};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
+use super::registry::{Registry, Worker};
 use crate::spec::{DnsAnswer, DnsSpec};
 
 /// The mark (`SO_MARK`) of the responder's own sockets to the resolvers: the redirect returns
@@ -54,7 +54,7 @@ const MAX_IN_FLIGHT: usize = 512;
 const SLICE: Duration = Duration::from_millis(100);
 
 /// Responders alive in this process, by the nft table of their fault.
-static RESPONDERS: Mutex<Option<HashMap<String, Responder>>> = Mutex::new(None);
+static RESPONDERS: Registry<Responder> = Registry::new();
 
 /// What a matching query gets, and when.
 #[derive(Debug, Clone, PartialEq)]
@@ -251,6 +251,26 @@ struct Responder {
     shared: Arc<Shared>,
 }
 
+impl Worker for Responder {
+    type Stats = Stats;
+
+    fn is_finished(&self) -> bool {
+        self.poller.is_finished()
+    }
+
+    /// Waits (about a second at most) for its query threads to end, which closes its sockets.
+    fn stop(self) -> Option<Stats> {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        let _ = nix::unistd::write(&self.wake, b"x");
+        let _ = self.poller.join();
+        let deadline = Instant::now() + SLICE * 10;
+        while self.shared.in_flight.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(5));
+        }
+        Some(self.shared.counters.stats())
+    }
+}
+
 struct Listener {
     resolver: IpAddr,
     udp: Arc<UdpSocket>,
@@ -298,9 +318,8 @@ pub fn start(table: &str, resolvers: &[IpAddr], rule: Rule) -> Result<Vec<Ports>
         .name("chaos-dns".to_string())
         .spawn(move || serve(&listeners, &wake_read, &for_poller))
         .map_err(|err| format!("cannot start the responder's thread: {err}"))?;
-    let mut responders = RESPONDERS.lock().unwrap_or_else(PoisonError::into_inner);
-    responders.get_or_insert_with(HashMap::new).insert(
-        table.to_string(),
+    RESPONDERS.insert(
+        table,
         Responder {
             wake: wake_write,
             poller,
@@ -312,29 +331,13 @@ pub fn start(table: &str, resolvers: &[IpAddr], rule: Rule) -> Result<Vec<Ports>
 
 /// Whether the responder of `table` runs in this process.
 pub fn is_running(table: &str) -> bool {
-    let responders = RESPONDERS.lock().unwrap_or_else(PoisonError::into_inner);
-    responders
-        .as_ref()
-        .and_then(|r| r.get(table))
-        .is_some_and(|r| !r.poller.is_finished())
+    RESPONDERS.is_running(table)
 }
 
 /// Stops the responder of `table` and waits (about a second at most) for its query threads to
 /// end, which closes its sockets; its counts, or `None` when none runs here.
 pub fn stop(table: &str) -> Option<Stats> {
-    let responder = RESPONDERS
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .as_mut()
-        .and_then(|r| r.remove(table))?;
-    responder.shared.stop.store(true, Ordering::SeqCst);
-    let _ = nix::unistd::write(&responder.wake, b"x");
-    let _ = responder.poller.join();
-    let deadline = Instant::now() + SLICE * 10;
-    while responder.shared.in_flight.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
-        thread::sleep(Duration::from_millis(5));
-    }
-    Some(responder.shared.counters.stats())
+    RESPONDERS.stop(table)
 }
 
 /// The poller: waits for queries and connections until woken through `wake`.

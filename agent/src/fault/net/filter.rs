@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use super::{Context, Hosts, check_scope, net_error, protocols, run};
 use crate::error::FaultError;
-use crate::fault::{Injected, Kind, Undo, Undone, other_kinds_undo, supported};
+use crate::fault::{Injected, Kind, Resolved, Undo, Undone, other_kinds_undo, supported};
 use crate::server::policy::{Policy, Refusal};
 use crate::spec::{DropMode, DropSpec, Exempt, FaultKind, LossSpec, NetScope, PeerSelector};
 
@@ -21,12 +21,12 @@ impl Kind for DropSpec {
         nft()
     }
 
-    fn check(&self) -> Result<(), FaultError> {
+    fn check(&self, _at: &Resolved) -> Result<(), FaultError> {
         supported(FaultKind::Drop)?;
         check_scope(FaultKind::Drop, &self.scope).map(drop)
     }
 
-    fn plan(&self, fault_id: &str, _seed: u64) -> Result<Undo, FaultError> {
+    fn plan(&self, fault_id: &str, _seed: u64, _at: &Resolved) -> Result<Undo, FaultError> {
         plan(FaultKind::Drop, fault_id, &self.scope)
     }
 
@@ -43,7 +43,7 @@ impl Kind for DropSpec {
         )
     }
 
-    fn check_policy(&self, policy: &Policy) -> Result<(), Refusal> {
+    fn check_policy(&self, policy: &Policy, _at: &Resolved) -> Result<(), Refusal> {
         policy.check_scope(FaultKind::Drop, &self.scope)
     }
 }
@@ -63,7 +63,7 @@ impl Kind for LossSpec {
         nft()
     }
 
-    fn check(&self) -> Result<(), FaultError> {
+    fn check(&self, _at: &Resolved) -> Result<(), FaultError> {
         supported(FaultKind::Loss)?;
         let share = self.share;
         if !(0.0..=100.0).contains(&share) {
@@ -75,7 +75,7 @@ impl Kind for LossSpec {
         check_scope(FaultKind::Loss, &self.scope).map(drop)
     }
 
-    fn plan(&self, fault_id: &str, _seed: u64) -> Result<Undo, FaultError> {
+    fn plan(&self, fault_id: &str, _seed: u64, _at: &Resolved) -> Result<Undo, FaultError> {
         plan(FaultKind::Loss, fault_id, &self.scope)
     }
 
@@ -92,7 +92,7 @@ impl Kind for LossSpec {
         )
     }
 
-    fn check_policy(&self, policy: &Policy) -> Result<(), Refusal> {
+    fn check_policy(&self, policy: &Policy, _at: &Resolved) -> Result<(), Refusal> {
         policy.check_loss_share(self.share)?;
         policy.check_scope(FaultKind::Loss, &self.scope)
     }
@@ -462,29 +462,54 @@ fn kill_sockets(scope: &NetScope, interface: &str, exempt: &[Exempt]) -> Result<
 
 /// Deletes the table (gone already is fine) and checks that `nft list tables` no longer shows it.
 pub fn revert(table: &str) -> Result<Undone, FaultError> {
-    let deleted = run("nft", &["delete", "table", "inet", table], None);
-    let listed = run("nft", &["list", "tables"], None).map_err(|reason| FaultError::Network {
+    let deleted = delete_table(table).map_err(|reason| FaultError::Network {
         kind: FaultKind::Drop,
-        reason: format!("cannot list nft tables to check that `{table}` is gone: {reason}"),
+        reason,
     })?;
-    let still = listed
-        .lines()
-        .any(|l| l.split_whitespace().last() == Some(table));
-    if still {
-        return Err(FaultError::Network {
-            kind: FaultKind::Drop,
-            reason: format!(
-                "table inet `{table}` is still in place: {}; delete it with `nft delete table inet {table}`",
-                deleted.err().unwrap_or_default()
-            ),
-        });
-    }
     Ok(Undone {
         verified: true,
-        detail: match deleted {
-            Ok(_) => format!("table inet {table} deleted"),
-            Err(_) => format!("table inet {table} was already gone"),
-        },
+        detail: deleted.to_string(),
+    })
+}
+
+/// What [`delete_table`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TableDeleted {
+    /// The table was there and is gone now.
+    Now(String),
+    /// The table was gone already (a revert ran before, or the namespace went with it).
+    Already(String),
+}
+
+impl fmt::Display for TableDeleted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TableDeleted::Now(table) => write!(f, "table inet {table} deleted"),
+            TableDeleted::Already(table) => write!(f, "table inet {table} was already gone"),
+        }
+    }
+}
+
+/// Deletes nftables table `inet <table>`, the whole of a fault's rules (gone already is fine), and
+/// checks that `nft list tables` no longer shows it: every kind built on a table of its own
+/// reverts through this. The error says what is left and how to remove it by hand.
+pub fn delete_table(table: &str) -> Result<TableDeleted, String> {
+    let deleted = run("nft", &["delete", "table", "inet", table], None);
+    let listed = run("nft", &["list", "tables"], None).map_err(|reason| {
+        format!("cannot list nft tables to check that `{table}` is gone: {reason}")
+    })?;
+    if listed
+        .lines()
+        .any(|l| l.split_whitespace().last() == Some(table))
+    {
+        return Err(format!(
+            "table inet `{table}` is still in place: {}; delete it with `nft delete table inet {table}`",
+            deleted.err().unwrap_or_default()
+        ));
+    }
+    Ok(match deleted {
+        Ok(_) => TableDeleted::Now(table.to_string()),
+        Err(_) => TableDeleted::Already(table.to_string()),
     })
 }
 

@@ -16,12 +16,11 @@
 // The renewer is a real OS thread on the real clock, which tokio's paused clock has no say over.
 #![allow(clippy::disallowed_types)]
 
-use std::collections::HashMap;
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
-use std::sync::{Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use super::registry::{Registry, Worker};
 use super::run;
 
 /// How often the gate's element is renewed.
@@ -31,11 +30,24 @@ pub const RENEW_EVERY: Duration = Duration::from_secs(1);
 pub const GATE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Renewers alive in this process, by the table they renew (unique per fault).
-static RENEWERS: Mutex<Option<HashMap<String, Renewer>>> = Mutex::new(None);
+static RENEWERS: Registry<Renewer> = Registry::new();
 
 struct Renewer {
     stop: Sender<()>,
     thread: JoinHandle<Stats>,
+}
+
+impl Worker for Renewer {
+    type Stats = Stats;
+
+    fn is_finished(&self) -> bool {
+        self.thread.is_finished()
+    }
+
+    fn stop(self) -> Option<Stats> {
+        let _ = self.stop.send(());
+        self.thread.join().ok()
+    }
 }
 
 /// What a renewer did, for the revert's detail.
@@ -72,32 +84,19 @@ pub fn start(table: &str, port: u16) -> Result<(), String> {
         .name(format!("chaos-gate-{port}"))
         .spawn(move || renew(&owned, port, &stopped))
         .map_err(|err| format!("cannot start the thread that renews the gate: {err}"))?;
-    let mut renewers = RENEWERS.lock().unwrap_or_else(PoisonError::into_inner);
-    renewers
-        .get_or_insert_with(HashMap::new)
-        .insert(table.to_string(), Renewer { stop, thread });
+    RENEWERS.insert(table, Renewer { stop, thread });
     Ok(())
 }
 
 /// Whether a renewer of `table` runs in this process.
 pub fn is_running(table: &str) -> bool {
-    let renewers = RENEWERS.lock().unwrap_or_else(PoisonError::into_inner);
-    renewers
-        .as_ref()
-        .and_then(|r| r.get(table))
-        .is_some_and(|r| !r.thread.is_finished())
+    RENEWERS.is_running(table)
 }
 
 /// Stops renewing the gate of `table`; `None` when no renewer of it runs here. The element then
 /// expires on its own; a revert deletes the table anyway.
 pub fn stop(table: &str) -> Option<Stats> {
-    let renewer = RENEWERS
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .as_mut()
-        .and_then(|r| r.remove(table))?;
-    let _ = renewer.stop.send(());
-    renewer.thread.join().ok()
+    RENEWERS.stop(table)
 }
 
 fn open(table: &str, port: u16) -> Result<(), String> {

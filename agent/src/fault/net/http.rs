@@ -22,9 +22,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
+use super::filter::{self, TableDeleted};
 use super::{Context, gate, net_error, proxy, run};
 use crate::error::FaultError;
-use crate::fault::{Injected, Kind, Undo, Undone, other_kinds_undo, supported};
+use crate::fault::{Injected, Kind, Resolved, Undo, Undone, other_kinds_undo, supported};
 use crate::server::policy::{Policy, Refusal};
 use crate::spec::{FaultKind, HttpAction, HttpSpec, MAX_HOLD};
 
@@ -60,7 +61,7 @@ impl Kind for HttpSpec {
         }
     }
 
-    fn check(&self) -> Result<(), FaultError> {
+    fn check(&self, _at: &Resolved) -> Result<(), FaultError> {
         supported(KIND)?;
         self.check_values()?;
         let listening = listeners(self.port);
@@ -76,7 +77,7 @@ impl Kind for HttpSpec {
         probe_http(self.port, *addr)
     }
 
-    fn plan(&self, fault_id: &str, seed: u64) -> Result<Undo, FaultError> {
+    fn plan(&self, fault_id: &str, seed: u64, _at: &Resolved) -> Result<Undo, FaultError> {
         supported(KIND)?;
         self.check_values()?;
         Ok(Undo::Http {
@@ -102,7 +103,7 @@ impl Kind for HttpSpec {
         inject(self, table, *port, *seed)
     }
 
-    fn check_policy(&self, policy: &Policy) -> Result<(), Refusal> {
+    fn check_policy(&self, policy: &Policy, _at: &Resolved) -> Result<(), Refusal> {
         policy.check_http(self)
     }
 }
@@ -411,27 +412,14 @@ fn gate_holds(listed: &str, port: u16) -> bool {
 /// did and checks the table is gone.
 pub fn revert(table: &str, port: u16) -> Result<Undone, FaultError> {
     let renewals = gate::stop(table);
-    let deleted = run("nft", &["delete", "table", "inet", table], None);
     let mut done = Vec::new();
     let mut problems = Vec::new();
-    match run("nft", &["list", "tables"], None) {
-        Ok(listed)
-            if listed
-                .lines()
-                .any(|l| l.split_whitespace().last() == Some(table)) =>
-        {
-            problems.push(format!(
-                "table inet `{table}` is still in place: {}; delete it with `nft delete table inet {table}`",
-                deleted.err().unwrap_or_default()
-            ));
-        }
-        Ok(_) => done.push(match deleted {
-            Ok(_) => format!("the redirect of tcp port {port} (table inet {table}) deleted"),
-            Err(_) => format!("table inet {table} was already gone"),
-        }),
-        Err(reason) => problems.push(format!(
-            "cannot list nft tables to check that `{table}` is gone: {reason}"
+    match filter::delete_table(table) {
+        Ok(TableDeleted::Now(_)) => done.push(format!(
+            "the redirect of tcp port {port} (table inet {table}) deleted"
         )),
+        Ok(gone) => done.push(gone.to_string()),
+        Err(reason) => problems.push(reason),
     }
     match proxy::stop(table) {
         Some(stats) => done.push(format!("the proxy passed {}", stats.summary())),
@@ -520,7 +508,9 @@ mod tests {
         if HttpSpec::support().is_err() {
             return;
         }
-        let undo = spec(8080).plan("run-1.step-1.fault-0", 42).unwrap();
+        let undo = spec(8080)
+            .plan("run-1.step-1.fault-0", 42, &Resolved::default())
+            .unwrap();
         assert_eq!(
             undo,
             Undo::Http {

@@ -14,7 +14,7 @@ use std::sync::OnceLock;
 
 use super::{Context, check_scope, net_error, netem};
 use crate::error::FaultError;
-use crate::fault::{Injected, Kind, Undo, other_kinds_undo, supported};
+use crate::fault::{Injected, Kind, Resolved, Undo, other_kinds_undo, supported};
 use crate::server::policy::{Policy, Refusal};
 use crate::spec::{CorruptSpec, DuplicateSpec, FaultKind, NetScope};
 
@@ -23,11 +23,11 @@ impl Kind for CorruptSpec {
         support()
     }
 
-    fn check(&self) -> Result<(), FaultError> {
+    fn check(&self, _at: &Resolved) -> Result<(), FaultError> {
         check(FaultKind::Corrupt, self.share, &self.scope).map(drop)
     }
 
-    fn plan(&self, fault_id: &str, _seed: u64) -> Result<Undo, FaultError> {
+    fn plan(&self, fault_id: &str, _seed: u64, _at: &Resolved) -> Result<Undo, FaultError> {
         let interface = check(FaultKind::Corrupt, self.share, &self.scope)?;
         Ok(Undo::Corrupt {
             interface,
@@ -49,7 +49,7 @@ impl Kind for CorruptSpec {
         )
     }
 
-    fn check_policy(&self, policy: &Policy) -> Result<(), Refusal> {
+    fn check_policy(&self, policy: &Policy, _at: &Resolved) -> Result<(), Refusal> {
         policy.check_scope(FaultKind::Corrupt, &self.scope)
     }
 }
@@ -65,11 +65,11 @@ impl Kind for DuplicateSpec {
         support()
     }
 
-    fn check(&self) -> Result<(), FaultError> {
+    fn check(&self, _at: &Resolved) -> Result<(), FaultError> {
         check(FaultKind::Duplicate, self.share, &self.scope).map(drop)
     }
 
-    fn plan(&self, fault_id: &str, _seed: u64) -> Result<Undo, FaultError> {
+    fn plan(&self, fault_id: &str, _seed: u64, _at: &Resolved) -> Result<Undo, FaultError> {
         let interface = check(FaultKind::Duplicate, self.share, &self.scope)?;
         Ok(Undo::Duplicate {
             interface,
@@ -91,7 +91,7 @@ impl Kind for DuplicateSpec {
         )
     }
 
-    fn check_policy(&self, policy: &Policy) -> Result<(), Refusal> {
+    fn check_policy(&self, policy: &Policy, _at: &Resolved) -> Result<(), Refusal> {
         policy.check_scope(FaultKind::Duplicate, &self.scope)
     }
 }

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use super::{Context, Hosts, check_scope, describe, net_error, netem, nfqueue, protocols, run};
 use crate::error::FaultError;
-use crate::fault::{Injected, Kind, Undo, Undone, other_kinds_undo, supported};
+use crate::fault::{Injected, Kind, Resolved, Undo, Undone, other_kinds_undo, supported};
 use crate::server::policy::{Policy, Refusal};
 use crate::spec::{Exempt, FaultKind, LatencySpec, NetScope, PeerSelector};
 
@@ -28,12 +28,12 @@ impl Kind for LatencySpec {
         super::detect::latency(super::detect::host())
     }
 
-    fn check(&self) -> Result<(), FaultError> {
+    fn check(&self, _at: &Resolved) -> Result<(), FaultError> {
         supported(KIND)?;
         check_scope(KIND, &self.scope).map(drop)
     }
 
-    fn plan(&self, fault_id: &str, _seed: u64) -> Result<Undo, FaultError> {
+    fn plan(&self, fault_id: &str, _seed: u64, _at: &Resolved) -> Result<Undo, FaultError> {
         let mechanism = supported(KIND)?;
         let interface = check_scope(KIND, &self.scope)?;
         if mechanism == "netem" {
@@ -89,7 +89,7 @@ impl Kind for LatencySpec {
         }
     }
 
-    fn check_policy(&self, policy: &Policy) -> Result<(), Refusal> {
+    fn check_policy(&self, policy: &Policy, _at: &Resolved) -> Result<(), Refusal> {
         policy.check_scope(KIND, &self.scope)
     }
 }

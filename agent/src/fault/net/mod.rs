@@ -42,6 +42,7 @@ pub mod latency;
 pub mod netem;
 pub mod nfqueue;
 pub mod proxy;
+pub mod registry;
 
 use std::io::Write;
 use std::net::IpAddr;

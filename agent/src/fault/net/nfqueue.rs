@@ -19,9 +19,8 @@
 #![allow(clippy::disallowed_types)]
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::sync::{Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -33,6 +32,7 @@ use nix::sys::socket::{
 };
 use rand::Rng;
 
+use super::registry::{Registry, Worker};
 use crate::spec::MAX_HOLD;
 
 /// Packets the kernel keeps queued for us at most (beyond that it accepts them: fail open).
@@ -61,12 +61,25 @@ const NLMSG_HDRLEN: usize = 16;
 const NFGENMSG_LEN: usize = 4;
 
 /// Holders alive in this process, by the iptables chain that feeds them (unique per fault).
-static HOLDERS: Mutex<Option<HashMap<String, Holder>>> = Mutex::new(None);
+static HOLDERS: Registry<Holder> = Registry::new();
 
 /// A running holder: its thread and the pipe that wakes it to stop.
 pub struct Holder {
     stop: OwnedFd,
     thread: JoinHandle<Stats>,
+}
+
+impl Worker for Holder {
+    type Stats = Stats;
+
+    fn is_finished(&self) -> bool {
+        self.thread.is_finished()
+    }
+
+    fn stop(self) -> Option<Stats> {
+        let _ = nix::unistd::write(&self.stop, b"x");
+        self.thread.join().ok()
+    }
 }
 
 /// What a holder did, for the revert's detail.
@@ -86,9 +99,8 @@ pub fn start(key: &str, queue: u16, delay: Duration, jitter: Duration) -> Result
         .name(format!("chaos-nfq-{queue}"))
         .spawn(move || hold(&socket, &wake_read, queue, delay, jitter))
         .map_err(|err| format!("cannot start the holding thread: {err}"))?;
-    let mut holders = HOLDERS.lock().unwrap_or_else(PoisonError::into_inner);
-    holders.get_or_insert_with(HashMap::new).insert(
-        key.to_string(),
+    HOLDERS.insert(
+        key,
         Holder {
             stop: wake_write,
             thread,
@@ -99,22 +111,12 @@ pub fn start(key: &str, queue: u16, delay: Duration, jitter: Duration) -> Result
 
 /// Whether a holder registered under `key` runs in this process.
 pub fn is_running(key: &str) -> bool {
-    let holders = HOLDERS.lock().unwrap_or_else(PoisonError::into_inner);
-    holders
-        .as_ref()
-        .and_then(|h| h.get(key))
-        .is_some_and(|h| !h.thread.is_finished())
+    HOLDERS.is_running(key)
 }
 
 /// Stops the holder registered under `key` (accepting what it holds); `None` when none runs here.
 pub fn stop(key: &str) -> Option<Stats> {
-    let holder = HOLDERS
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .as_mut()
-        .and_then(|h| h.remove(key))?;
-    let _ = nix::unistd::write(&holder.stop, b"x");
-    holder.thread.join().ok()
+    HOLDERS.stop(key)
 }
 
 /// Opens a netfilter netlink socket and configures queue `queue`: bound, metadata only, GSO

@@ -15,7 +15,6 @@
 // The proxy's thread is a real OS thread on the real clock.
 #![allow(clippy::disallowed_types)]
 
-use std::collections::HashMap;
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsFd, AsRawFd};
@@ -41,6 +40,7 @@ use rand_chacha::ChaCha8Rng;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio_util::sync::CancellationToken;
 
+use super::registry::{Registry, Worker};
 use crate::spec::HttpAction;
 
 /// The socket mark of the proxy's own connections to servers: the fault's table returns on it
@@ -191,12 +191,26 @@ struct Shared {
 }
 
 /// Proxies alive in this process, by their fault's table.
-static PROXIES: Mutex<Option<HashMap<String, Proxy>>> = Mutex::new(None);
+static PROXIES: Registry<Proxy> = Registry::new();
 
 struct Proxy {
     cancel: CancellationToken,
     thread: JoinHandle<()>,
     shared: Arc<Shared>,
+}
+
+impl Worker for Proxy {
+    type Stats = Stats;
+
+    fn is_finished(&self) -> bool {
+        self.thread.is_finished()
+    }
+
+    fn stop(self) -> Option<Stats> {
+        self.cancel.cancel();
+        let _ = self.thread.join();
+        Some(self.shared.counters.stats())
+    }
 }
 
 /// Listens (in the calling thread's network namespace) on a port the kernel picks, on every IPv4
@@ -233,42 +247,26 @@ pub fn start(key: &str, rules: Rules) -> Result<(u16, bool), String> {
             runtime.block_on(serve(v4, v6, thread_shared, thread_cancel));
         })
         .map_err(|err| format!("cannot start the proxy's thread: {err}"))?;
-    PROXIES
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .get_or_insert_with(HashMap::new)
-        .insert(
-            key.to_string(),
-            Proxy {
-                cancel,
-                thread,
-                shared,
-            },
-        );
+    PROXIES.insert(
+        key,
+        Proxy {
+            cancel,
+            thread,
+            shared,
+        },
+    );
     Ok((port, ipv6))
 }
 
 /// Whether the proxy of `key` runs in this process.
 pub fn is_running(key: &str) -> bool {
-    PROXIES
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .as_ref()
-        .and_then(|p| p.get(key))
-        .is_some_and(|p| !p.thread.is_finished())
+    PROXIES.is_running(key)
 }
 
 /// Stops the proxy of `key`: no new connection is accepted, open ones finish the request under
 /// way (within [`GRACE`]) and are closed. What it did; `None` when none runs here.
 pub fn stop(key: &str) -> Option<Stats> {
-    let proxy = PROXIES
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .as_mut()
-        .and_then(|p| p.remove(key))?;
-    proxy.cancel.cancel();
-    let _ = proxy.thread.join();
-    Some(proxy.shared.counters.stats())
+    PROXIES.stop(key)
 }
 
 fn listener_v4() -> io::Result<std::net::TcpListener> {
