@@ -11,7 +11,9 @@ use chaos_tests::eventually;
 use chaos_tests::support::{Output, Test, assert_none_left, pattern, unique};
 
 /// A supervisor (setup, in the background) keeps one `TAG sleep` running; the hypothesis is that
-/// one runs while `ok.flag` exists; the monkey kills it every 300 ms on average.
+/// one runs while `ok.flag` exists; the monkey kills it every 300 ms on average. Half of a 300 ms
+/// window must pass: on a loaded machine the supervisor's restart after a kill can outlast a
+/// sample or two, and a stricter hypothesis would skip every fault.
 fn monkey_yaml() -> &'static str {
     r#"version: 1
 name: monkey-sleepers
@@ -24,7 +26,8 @@ steady_state:
   - name: sleeper up and flag there
     command: {run: "test -f ok.flag && pgrep -f '^${TAG}' >/dev/null"}
     every: 50ms
-    window: 100ms
+    window: 300ms
+    tolerance: 50%
 settings: {recover_within: 3s}
 monkey:
   target: local
