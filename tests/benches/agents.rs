@@ -889,12 +889,9 @@ impl Fleet {
     }
 }
 
-/// The scale table: each fleet size's figures against the goals, and what one more agent costs
-/// chaosctl (the slope between the smallest and the largest fleet).
+/// The scale table: each fleet size's figures against the goals, and, with several sizes, what
+/// one more agent costs chaosctl (the slope between the smallest and the largest fleet).
 fn scale_rows(fleets: &[Fleet], rows: &mut Vec<Row>) {
-    if fleets.len() < 2 {
-        return;
-    }
     for f in fleets {
         let n = f.n;
         let per_agent = |v: Option<f64>| v.map(|v| v / n as f64);
@@ -942,7 +939,12 @@ fn scale_rows(fleets: &[Fleet], rows: &mut Vec<Row>) {
             "0",
         ));
     }
-    let (small, large) = (&fleets[0], &fleets[fleets.len() - 1]);
+    let (Some(small), Some(large)) = (fleets.first(), fleets.last()) else {
+        return;
+    };
+    if large.n <= small.n {
+        return;
+    }
     let added = large.n.saturating_sub(small.n) as f64;
     let slope = |get: fn(&Fleet) -> Option<f64>| Some((get(large)? - get(small)?) / added);
     rows.push(row(
