@@ -4,10 +4,12 @@
 //! Connections are kept open between calls, so after preflight a step's injection costs one
 //! request per host and no handshake.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use hyper::Method;
+use hyper::header::HeaderValue;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -17,7 +19,7 @@ use crate::api::{
     RevertResponse,
 };
 use crate::http::auth::first_token;
-use crate::http::client::{CallError, JsonClient, bearer, https_client_with};
+use crate::http::client::{CallError, HttpsClient, JsonClient, bearer, https_client_with};
 use crate::http::tls::ClientContext;
 use crate::spec::{FaultSpec, ProbeKind};
 
@@ -107,15 +109,35 @@ impl std::fmt::Debug for AgentClient {
     }
 }
 
-impl AgentClient {
-    /// Reads the token and the CA; no network yet.
-    pub fn new(target: &AgentTarget) -> Result<AgentClient, ClientError> {
+/// The clients of a fleet of agents: hosts that trust agents the same way (the same `ca_file`,
+/// client certificate and key) share one HTTP client, and so one TLS setup (the CA, or the
+/// system's few hundred roots, read once rather than once per host), one cache of TLS sessions
+/// and one pool of kept-open connections (one per agent). Hosts naming the same token file read
+/// it once. What it keeps grows with the ways of trust and token files, not with the hosts.
+#[derive(Default)]
+pub struct AgentClients {
+    /// (`ca_file`, `cert_file`, `key_file`) → the client, or why it cannot be made.
+    http: HashMap<Trust, Result<HttpsClient, String>>,
+    /// Token file (`None`: [`TOKEN_ENV`]) → its `Authorization` header, or why there is none.
+    tokens: HashMap<Option<PathBuf>, Result<HeaderValue, String>>,
+}
+
+type Trust = (Option<PathBuf>, Option<PathBuf>, Option<PathBuf>);
+
+impl AgentClients {
+    /// The client of `target`'s agent: reads its token and CA unless an earlier host had the
+    /// same; no network yet.
+    pub fn client(&mut self, target: &AgentTarget) -> Result<AgentClient, ClientError> {
         let setup = |reason: String| ClientError::Setup {
             host: target.host.clone(),
             reason,
         };
-        let token = read_token(target.token_file.as_deref()).map_err(setup)?;
-        let token = bearer(&token).map_err(setup)?;
+        let token = self
+            .tokens
+            .entry(target.token_file.clone())
+            .or_insert_with(|| read_token(target.token_file.as_deref()).and_then(|t| bearer(&t)))
+            .clone()
+            .map_err(setup)?;
         let identity = match (&target.cert_file, &target.key_file) {
             (Some(cert), Some(key)) => Some((cert.as_path(), key.as_path())),
             (None, None) => None,
@@ -130,7 +152,17 @@ impl AgentClient {
                 ));
             }
         };
-        let client = https_client_with(target.ca_file.as_deref(), identity).map_err(setup)?;
+        let trust = (
+            target.ca_file.clone(),
+            target.cert_file.clone(),
+            target.key_file.clone(),
+        );
+        let client = self
+            .http
+            .entry(trust)
+            .or_insert_with(|| https_client_with(target.ca_file.as_deref(), identity))
+            .clone()
+            .map_err(setup)?;
         let tls = ClientContext::for_url(
             &target.url,
             target.ca_file.as_deref(),
@@ -141,6 +173,13 @@ impl AgentClient {
             host: target.host.clone(),
             api,
         })
+    }
+}
+
+impl AgentClient {
+    /// Reads the token and the CA; no network yet. For many hosts, [`AgentClients`] shares them.
+    pub fn new(target: &AgentTarget) -> Result<AgentClient, ClientError> {
+        AgentClients::default().client(target)
     }
 
     pub fn host(&self) -> &str {
@@ -314,5 +353,73 @@ fn read_token(token_file: Option<&Path>) -> Result<String, String> {
             }
             Ok(token)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(host: &str, token_file: &Path, ca_file: Option<&Path>) -> AgentTarget {
+        AgentTarget {
+            host: host.to_string(),
+            url: "http://127.0.0.1:7411".to_string(),
+            token_file: Some(token_file.to_path_buf()),
+            ca_file: ca_file.map(Path::to_path_buf),
+            cert_file: None,
+            key_file: None,
+        }
+    }
+
+    #[test]
+    fn hosts_naming_one_token_file_share_one_reading_of_it_and_one_http_client() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, "s3cret\n").unwrap();
+        let mut clients = AgentClients::default();
+        clients.client(&target("h1", &token, None)).expect("h1");
+        std::fs::remove_file(&token).unwrap();
+        // The file is gone: the second host can only have the first one's reading of it.
+        let h2 = clients.client(&target("h2", &token, None)).expect("h2");
+        assert_eq!(h2.host(), "h2");
+        assert_eq!((clients.tokens.len(), clients.http.len()), (1, 1));
+        // Anyone else reads it afresh, and the error names the host.
+        let err = AgentClients::default()
+            .client(&target("h3", &token, None))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`h3`") && err.contains("cannot read the token file"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn hosts_trusting_another_ca_get_their_own_client_and_their_own_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, "s3cret\n").unwrap();
+        let missing_ca = dir.path().join("no-such-ca.pem");
+        let mut clients = AgentClients::default();
+        clients.client(&target("h1", &token, None)).expect("h1");
+        let err = clients
+            .client(&target("h2", &token, Some(&missing_ca)))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`h2`") && err.contains("cannot read the CA file"),
+            "{err}"
+        );
+        // The same CA again: the same error, for that host, without reading the file again.
+        let err = clients
+            .client(&target("h3", &token, Some(&missing_ca)))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`h3`") && err.contains("cannot read the CA file"),
+            "{err}"
+        );
+        clients.client(&target("h4", &token, None)).expect("h4");
+        assert_eq!(clients.http.len(), 2);
     }
 }

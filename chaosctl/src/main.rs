@@ -24,6 +24,10 @@ fn main() -> ExitCode {
         // Colour codes only on a terminal: journald, files and pipes get plain text.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    // A run keeps a connection to every agent it talks to, at once.
+    if let Err(err) = chaosd::open_files::raise() {
+        tracing::warn!("{err}; runs with many agents may fail with \"Too many open files\"");
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -6,6 +6,7 @@ pub mod engine;
 pub mod interrupted;
 pub mod metrics;
 pub mod monkey;
+pub mod open_files;
 pub mod otel;
 pub mod report;
 pub mod scenario;

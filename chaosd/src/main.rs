@@ -26,6 +26,10 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    // A connection to every agent a run talks to, at once.
+    if let Err(err) = chaosd::open_files::raise() {
+        tracing::warn!("{err}; runs with many agents may fail with \"Too many open files\"");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -3,7 +3,13 @@
 //!
 //! Part 1, on 127.0.0.1: N agents (default 100; own ports and state directories, one shared
 //! token), each host with a `sleep 7000<i>` process of its own. One scenario, one step holding N
-//! pause faults at once (one per host), no steady-state probe, `--yes`. Measured per round:
+//! pause faults at once (one per host, its sleep by pid), no steady-state probe, `--yes`.
+//! `--agents 10,100,300` measures each size in turn (parts 1 and 2 only) and ends with the scale
+//! table (docs/scale.md): per size, chaosctl's launch to the first `fault_applied`, the apply
+//! spread, SIGINT to all clean, chaosctl's CPU time and peak RSS (/proc, sampled every 5 ms) in
+//! total and per agent, an agent's CPU for its one fault; and what one more agent costs chaosctl.
+//! The soft limit of open files is raised to the hard one (chaosctl holds a connection per
+//! agent). Measured per round:
 //!   (a) apply: from the step's start (`step_started` in events.jsonl) to the last
 //!       `fault_applied`, and the spread of the agents' `applied_at` (report.json) over hosts:
 //!       p50/p99/max minus the first;
@@ -31,7 +37,7 @@
 //! Part 5 (root; Podman): what containers cost: resolving a `container` selector among N
 //! containers, and the added apply time of `inside:` ([`containers`]).
 //!
-//!     scripts/bench [--agents N] [--rounds R] [--no-net] [--http-only] [--containers N]
+//!     scripts/bench [--agents N[,N...]] [--rounds R] [--no-net] [--http-only] [--containers N]
 //!                   [--containers-only] [--keep] [--agent-state DIR] [--tiny]
 //!
 //! `--http-only` runs part 4 alone, `--containers-only` part 5. `--tiny` (what CI runs, so that the benchmark cannot rot) is 3
@@ -62,7 +68,8 @@ use nix::sys::signal::Signal;
 use serde_json::Value;
 
 struct Args {
-    agents: usize,
+    /// Fleet sizes of part 1, each measured on its own (`--agents 10,100,300`).
+    agents: Vec<usize>,
     rounds: usize,
     net: bool,
     keep: bool,
@@ -90,7 +97,7 @@ struct Args {
 impl Args {
     fn parse() -> anyhow::Result<Args> {
         let mut args = Args {
-            agents: 100,
+            agents: vec![100],
             rounds: 2,
             net: true,
             keep: false,
@@ -111,7 +118,7 @@ impl Args {
             match arg.as_str() {
                 // What `cargo bench` passes to a bench without libtest's harness.
                 "--bench" => {}
-                "--agents" => args.agents = value("--agents")?.parse()?,
+                "--agents" => args.agents = sizes(&value("--agents")?)?,
                 "--rounds" => args.rounds = value("--rounds")?.parse()?,
                 "--no-net" => args.net = false,
                 "--http-only" => args.http_only = true,
@@ -120,7 +127,7 @@ impl Args {
                 "--keep" => args.keep = true,
                 "--agent-state" => args.agent_state = Some(value("--agent-state")?.into()),
                 "--tiny" => {
-                    args.agents = 3;
+                    args.agents = vec![3];
                     args.rounds = 1;
                     args.idle = Duration::from_secs(1);
                     args.pings = 5;
@@ -131,13 +138,23 @@ impl Args {
                     args.containers = 3;
                 }
                 other => bail!(
-                    "unknown argument `{other}`; use --agents N, --rounds R, --no-net, \
+                    "unknown argument `{other}`; use --agents N[,N...], --rounds R, --no-net, \
                      --http-only, --containers N, --containers-only, --keep, --agent-state DIR, --tiny"
                 ),
             }
         }
         Ok(args)
     }
+}
+
+/// `10,100,300`: fleet sizes, each at least 1.
+fn sizes(list: &str) -> anyhow::Result<Vec<usize>> {
+    list.split(',')
+        .map(|n| match n.trim().parse::<usize>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => bail!("--agents takes fleet sizes like `100` or `10,100,300`, not `{list}`"),
+        })
+        .collect()
 }
 
 fn main() -> ExitCode {
@@ -174,8 +191,15 @@ fn bench(args: &Args) -> anyhow::Result<()> {
         table(&rows);
         return Ok(());
     }
-    many_agents(args, work.path(), &mut rows)?;
-    if !args.net {
+    let mut fleets = Vec::new();
+    for &n in &args.agents {
+        fleets.push(many_agents(args, n, work.path(), &mut rows)?);
+    }
+    scale_rows(&fleets, &mut rows);
+    if fleets.len() > 1 {
+        // A scale run: the network, the proxy and containers do not depend on the fleet's size.
+        rows.push(row("parts 3 to 5", "skipped: several fleet sizes", ""));
+    } else if !args.net {
         rows.push(row(
             "latency precision, throughput",
             "skipped: --no-net",
@@ -191,7 +215,9 @@ fn bench(args: &Args) -> anyhow::Result<()> {
             "",
         ));
     }
-    containers::containers(args.containers, args.rounds, &mut rows)?;
+    if fleets.len() == 1 {
+        containers::containers(args.containers, args.rounds, &mut rows)?;
+    }
     println!("load at the end {}", loadavg());
     table(&rows);
     if args.keep {
@@ -235,8 +261,8 @@ impl Drop for Agent {
     }
 }
 
-fn many_agents(args: &Args, work: &Path, rows: &mut Vec<Row>) -> anyhow::Result<()> {
-    let n = args.agents;
+fn many_agents(args: &Args, n: usize, work: &Path, rows: &mut Vec<Row>) -> anyhow::Result<Fleet> {
+    raise_fd_limit(n)?;
     let token = work.join("token");
     fs::write(&token, format!("bench-token-{}\n", std::process::id()))?;
     fs::set_permissions(&token, fs::Permissions::from_mode(0o600))?;
@@ -285,12 +311,13 @@ fn many_agents(args: &Args, work: &Path, rows: &mut Vec<Row>) -> anyhow::Result<
         let load = loadavg();
         // (a) a whole run: apply, hold 2 s, revert.
         let cpu0 = cpu_ms(&apids);
-        let mut run = BenchRun::start(&many_scenario(&urls, &token, "2s", "10s"));
+        let mut run = BenchRun::start(&many_scenario(&urls, &spids, &token, "2s", "10s"));
         run.wait_events("fault_applied", n, Duration::from_secs(60))?;
         let rc = run.finish();
         let agent_cpu = (cpu_ms(&apids) - cpu0) / n as f64;
         let evs = run.events();
         let a = RoundA {
+            controller: run.usage(),
             apply: apply_figures(&run, &evs),
             spread: spread(&run.report()),
             rc,
@@ -302,7 +329,7 @@ fn many_agents(args: &Args, work: &Path, rows: &mut Vec<Row>) -> anyhow::Result<
         };
 
         // (b) SIGINT during the hold.
-        let mut run = BenchRun::start(&many_scenario(&urls, &token, "60s", "10s"));
+        let mut run = BenchRun::start(&many_scenario(&urls, &spids, &token, "60s", "10s"));
         run.wait_events("fault_applied", n, Duration::from_secs(60))?;
         wait_states(&spids, true, Duration::from_secs(5));
         thread::sleep(Duration::from_millis(300));
@@ -326,7 +353,7 @@ fn many_agents(args: &Args, work: &Path, rows: &mut Vec<Row>) -> anyhow::Result<
         };
 
         // (c) SIGKILL during the hold, lease 1 s: the agents revert on their own.
-        let mut run = BenchRun::start(&many_scenario(&urls, &token, "60s", "1s"));
+        let mut run = BenchRun::start(&many_scenario(&urls, &spids, &token, "60s", "1s"));
         let evs = run.wait_events("fault_applied", n, Duration::from_secs(60))?;
         let last_applied = at(&evs, "fault_applied", last);
         wait_states(&spids, true, Duration::from_secs(5));
@@ -376,6 +403,7 @@ fn many_agents(args: &Args, work: &Path, rows: &mut Vec<Row>) -> anyhow::Result<
     }
 
     rounds_rows(n, &rounds, rows);
+    let fleet = Fleet::of(n, &rounds, failed);
     for (label, fig) in [
         ("before the runs", idle_before),
         ("after the runs", idle_after),
@@ -399,6 +427,24 @@ fn many_agents(args: &Args, work: &Path, rows: &mut Vec<Row>) -> anyhow::Result<
         &failed.to_string(),
         "0",
     ));
+    Ok(fleet)
+}
+
+/// Raises this process's soft limit of open files to its hard limit, which the agents and
+/// chaosctl inherit: chaosctl holds a connection to every agent, on top of its own files.
+fn raise_fd_limit(agents: usize) -> anyhow::Result<()> {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
+    let needed = agents as u64 + 256;
+    if soft < needed {
+        if hard < needed {
+            bail!(
+                "{agents} agents need about {needed} open files and the hard limit is {hard}; \
+                 raise it (ulimit -Hn, or LimitNOFILE= in systemd) and run again"
+            );
+        }
+        setrlimit(Resource::RLIMIT_NOFILE, hard, hard)?;
+    }
     Ok(())
 }
 
@@ -449,7 +495,11 @@ fn healthz(port: u16) -> bool {
         && answer.starts_with("HTTP/1.1 200")
 }
 
-fn many_scenario(urls: &[&str], token: &Path, hold: &str, lease: &str) -> String {
+/// One pause per host, of that host's sleep by `pid`: a `name` or `pattern` selector makes every
+/// agent read the command line of every process on the machine, and on this machine that is the
+/// whole fleet's (N agents, N sleeps): work per agent that grows with the fleet, which no real
+/// fleet has.
+fn many_scenario(urls: &[&str], pids: &[i32], token: &Path, hold: &str, lease: &str) -> String {
     let mut yaml = String::from("version: 1\nname: many-agents\nhosts:\n");
     for (i, url) in urls.iter().enumerate() {
         yaml.push_str(&format!(
@@ -458,9 +508,9 @@ fn many_scenario(urls: &[&str], token: &Path, hold: &str, lease: &str) -> String
         ));
     }
     yaml.push_str("steps:\n  - name: pause one sleep on every host\n    faults:\n");
-    for i in 0..urls.len() {
+    for (i, pid) in pids.iter().enumerate() {
         yaml.push_str(&format!(
-            "      - {{target: h{i:03}, pause: {{process: {{pattern: \"^sleep 7000{i}$\"}}}}}}\n"
+            "      - {{target: h{i:03}, pause: {{process: {{pid: {pid}}}}}}}\n"
         ));
     }
     yaml.push_str(&format!(
@@ -476,18 +526,29 @@ struct BenchRun {
     /// Seconds since the epoch.
     launched: f64,
     running: Option<Running>,
+    /// chaosctl's CPU time and peak memory, watched until it ends.
+    watch: Option<thread::JoinHandle<Usage>>,
+    usage: Option<Usage>,
 }
 
 impl BenchRun {
     fn start(yaml: &str) -> BenchRun {
         let test = Test::new().scenario(yaml).arg("--output").arg("json");
         let launched = now();
-        let running = Some(test.spawn_run());
+        let running = test.spawn_run();
+        let pid = running.pid().as_raw();
         BenchRun {
             test,
             launched,
-            running,
+            running: Some(running),
+            watch: Some(thread::spawn(move || Usage::watch(pid))),
+            usage: None,
         }
+    }
+
+    /// chaosctl's CPU time and peak memory over the whole run (after [`BenchRun::finish`]).
+    fn usage(&self) -> Option<Usage> {
+        self.usage
     }
 
     fn signal(&self, signal: Signal) {
@@ -496,7 +557,9 @@ impl BenchRun {
 
     /// Waits (bounded) for chaosctl to end: its exit code.
     fn finish(&mut self) -> Option<i32> {
-        self.running.take().expect("running").wait().code
+        let code = self.running.take().expect("running").wait().code;
+        self.usage = self.watch.take().and_then(|w| w.join().ok());
+        code
     }
 
     fn events(&self) -> Vec<Value> {
@@ -531,9 +594,53 @@ impl BenchRun {
             if !failed.is_empty() {
                 bail!("the run ended early: {}", failed.join("; "));
             }
-            thread::sleep(Duration::from_millis(2));
+            // Not more often: reading a fleet's events takes CPU that chaosctl is measured on.
+            thread::sleep(Duration::from_millis(20));
         }
         bail!("no {count} `{kind}` events within {within:?}")
+    }
+}
+
+/// What a process used: CPU time (user and system, its ended threads included) and peak
+/// resident memory (VmHWM).
+#[derive(Clone, Copy)]
+struct Usage {
+    cpu_ms: f64,
+    peak_kib: f64,
+}
+
+impl Usage {
+    /// Samples `pid` every 5 ms until it has ended: the last CPU time read (a zombie still
+    /// shows its final one, until chaosctl's harness reaps it) and the last VmHWM (a zombie has
+    /// none; the high-water mark only grows, so the last live one is at most 5 ms old).
+    fn watch(pid: i32) -> Usage {
+        let tick = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+            .ok()
+            .flatten()
+            .unwrap_or(100) as f64;
+        let mut usage = Usage {
+            cpu_ms: f64::NAN,
+            peak_kib: f64::NAN,
+        };
+        while let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) {
+            // After the command's `(name)`: state is field 3, utime and stime 14 and 15.
+            let Some(fields) = stat.rsplit_once(')').map(|(_, rest)| rest) else {
+                break;
+            };
+            let fields: Vec<&str> = fields.split_whitespace().collect();
+            let ticks = |i: usize| fields.get(i - 3)?.parse::<f64>().ok();
+            if let (Some(user), Some(system)) = (ticks(14), ticks(15)) {
+                usage.cpu_ms = (user + system) / tick * 1000.0;
+            }
+            if fields.first() == Some(&"Z") {
+                break;
+            }
+            if let Some(kib) = status_kib(pid, "VmHWM:") {
+                usage.peak_kib = kib;
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+        usage
     }
 }
 
@@ -600,6 +707,8 @@ struct Apply {
     launch: Option<f64>,
     /// `run_started` → `preflight_passed`.
     preflight: Option<f64>,
+    /// chaosctl launched → first `fault_applied`: what a user waits for the first fault.
+    first_injection: Option<f64>,
 }
 
 fn apply_figures(run: &BenchRun, evs: &[Value]) -> Apply {
@@ -612,6 +721,7 @@ fn apply_figures(run: &BenchRun, evs: &[Value]) -> Apply {
             at(evs, "run_started", first),
             at(evs, "preflight_passed", first),
         ),
+        first_injection: ms_between(Some(run.launched), at(evs, "fault_applied", first)),
     }
 }
 
@@ -671,8 +781,13 @@ fn cpu_ms(pids: &[i32]) -> f64 {
 }
 
 fn rss_kib(pid: i32) -> Option<f64> {
+    status_kib(pid, "VmRSS:")
+}
+
+/// A `kB` line of /proc/PID/status (`VmRSS:`, `VmHWM:`).
+fn status_kib(pid: i32, key: &str) -> Option<f64> {
     let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let line = status.lines().find(|l| l.starts_with(key))?;
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
@@ -705,6 +820,8 @@ fn idle_figures(pids: &[i32], window: Duration) -> Idle {
 }
 
 struct RoundA {
+    /// chaosctl over the whole run.
+    controller: Option<Usage>,
     apply: Apply,
     spread: Option<(f64, f64, f64)>,
     rc: Option<i32>,
@@ -727,6 +844,125 @@ struct RoundC {
     apply: Apply,
     clean: Option<f64>,
     applied_to_clean: Option<f64>,
+}
+
+/// One fleet size's figures for the scale table: medians over the rounds.
+struct Fleet {
+    n: usize,
+    first_injection: Option<f64>,
+    /// Max `applied_at` minus min, runs (a) and (b).
+    spread: Option<f64>,
+    /// SIGINT → every sleep out of T, run (b).
+    abort_clean: Option<f64>,
+    /// chaosctl's CPU time and peak RSS over run (a).
+    controller_cpu_ms: Option<f64>,
+    controller_peak_kib: Option<f64>,
+    /// One agent's CPU for run (a), which gives it one fault: preflight, apply, lease, revert.
+    agent_cpu_ms: Option<f64>,
+    failed: usize,
+}
+
+impl Fleet {
+    fn of(n: usize, rounds: &[(RoundA, RoundB, RoundC)], failed: usize) -> Fleet {
+        let median = |values: Vec<Option<f64>>| {
+            let values: Vec<f64> = values.into_iter().flatten().collect();
+            (!values.is_empty()).then(|| percentile(&values, 0.5))
+        };
+        let of_a =
+            |get: fn(&RoundA) -> Option<f64>| median(rounds.iter().map(|r| get(&r.0)).collect());
+        Fleet {
+            n,
+            first_injection: of_a(|a| a.apply.first_injection),
+            spread: median(
+                rounds
+                    .iter()
+                    .flat_map(|(a, b, _)| [a.spread, b.spread])
+                    .map(|s| s.map(|(_, _, max)| max))
+                    .collect(),
+            ),
+            abort_clean: median(rounds.iter().map(|r| r.1.clean).collect()),
+            controller_cpu_ms: of_a(|a| a.controller.map(|u| u.cpu_ms)),
+            controller_peak_kib: of_a(|a| a.controller.map(|u| u.peak_kib)),
+            agent_cpu_ms: of_a(|a| Some(a.agent_cpu)),
+            failed,
+        }
+    }
+}
+
+/// The scale table: each fleet size's figures against the goals, and, with several sizes, what
+/// one more agent costs chaosctl (the slope between the smallest and the largest fleet).
+fn scale_rows(fleets: &[Fleet], rows: &mut Vec<Row>) {
+    for f in fleets {
+        let n = f.n;
+        let per_agent = |v: Option<f64>| v.map(|v| v / n as f64);
+        rows.push(row(
+            &format!("scale {n}: chaosctl launch → first fault_applied"),
+            &format!("{} ms", fmt(f.first_injection, 0)),
+            "< 2000 ms at 300",
+        ));
+        rows.push(row(
+            &format!("scale {n}: apply spread, last − first applied_at"),
+            &format!("{} ms", fmt(f.spread, 1)),
+            "< 1 ms per agent (100: 100 ms, 300: 300 ms)",
+        ));
+        rows.push(row(
+            &format!("scale {n}: SIGINT → all clean"),
+            &format!("{} ms", fmt(f.abort_clean, 0)),
+            "< 100 ms",
+        ));
+        rows.push(row(
+            &format!("scale {n}: chaosctl CPU for the run, total / per agent"),
+            &format!(
+                "{} / {} ms",
+                fmt(f.controller_cpu_ms, 0),
+                fmt(per_agent(f.controller_cpu_ms), 2)
+            ),
+            "",
+        ));
+        rows.push(row(
+            &format!("scale {n}: chaosctl peak RSS, total / per agent"),
+            &format!(
+                "{} MiB / {} KiB",
+                fmt(f.controller_peak_kib.map(|k| k / 1024.0), 1),
+                fmt(per_agent(f.controller_peak_kib), 0)
+            ),
+            "",
+        ));
+        rows.push(row(
+            &format!("scale {n}: an agent's CPU per fault (preflight to revert)"),
+            &format!("{} ms", fmt(f.agent_cpu_ms, 2)),
+            "",
+        ));
+        rows.push(row(
+            &format!("scale {n}: agent requests audited as failed"),
+            &f.failed.to_string(),
+            "0",
+        ));
+    }
+    let (Some(small), Some(large)) = (fleets.first(), fleets.last()) else {
+        return;
+    };
+    if large.n <= small.n {
+        return;
+    }
+    let added = large.n.saturating_sub(small.n) as f64;
+    let slope = |get: fn(&Fleet) -> Option<f64>| Some((get(large)? - get(small)?) / added);
+    rows.push(row(
+        &format!(
+            "scale: chaosctl per added agent, {} → {}: peak RSS",
+            small.n, large.n
+        ),
+        &format!("{} KiB", fmt(slope(|f| f.controller_peak_kib), 1)),
+        "< 64 KiB",
+    ));
+    rows.push(row(
+        &format!(
+            "scale: chaosctl per added agent, {} → {}: CPU",
+            small.n, large.n
+        ),
+        &format!("{} ms", fmt(slope(|f| f.controller_cpu_ms), 2)),
+        "",
+    ));
 }
 
 fn rounds_rows(n: usize, rounds: &[(RoundA, RoundB, RoundC)], rows: &mut Vec<Row>) {

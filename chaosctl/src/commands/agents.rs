@@ -2,7 +2,7 @@
 //! fault kind whether the host can do it and whether the agent's policy allows it.
 
 use agent::api::Health;
-use agent::client::{AgentClient, AgentTarget};
+use agent::client::{AgentClients, AgentTarget};
 use chaosd::scenario::model::Host;
 
 use super::{EXIT_FAILED, EXIT_OK, Failure, load_options};
@@ -10,13 +10,17 @@ use crate::args::{LoadArgs, Output};
 
 pub async fn run(load: &LoadArgs, output: Output) -> Result<u8, Failure> {
     let hosts = inventory_hosts(load)?;
-    let checks = hosts.iter().map(|host| async move {
-        let client = AgentClient::new(&target(host));
-        let health = match &client {
-            Ok(client) => client.health().await.map_err(|e| e.to_string()),
-            Err(err) => Err(err.to_string()),
-        };
-        (host, health)
+    // One client for the hosts that trust their agents alike: the CA is read once, not per host.
+    let mut clients = AgentClients::default();
+    let checks = hosts.iter().map(|host| {
+        let client = clients.client(&target(host));
+        async move {
+            let health = match &client {
+                Ok(client) => client.health().await.map_err(|e| e.to_string()),
+                Err(err) => Err(err.to_string()),
+            };
+            (host, health)
+        }
     });
     let results = futures::future::join_all(checks).await;
     let mut unhealthy = 0;

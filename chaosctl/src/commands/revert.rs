@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use agent::client::AgentClient;
+use agent::client::AgentClients;
 
 use super::agents::{inventory_hosts, target};
 use super::{EXIT_FAILED, EXIT_OK, Failure};
@@ -15,12 +15,16 @@ pub async fn run(state_dir: Option<&Path>, load: &LoadArgs) -> Result<u8, Failur
     let mut reverted = 0;
     if load.inventory.is_some() {
         let hosts = inventory_hosts(load)?;
-        let calls = hosts.iter().map(|host| async move {
-            let answer = match AgentClient::new(&target(host)) {
-                Ok(client) => client.revert_all().await.map_err(|e| e.to_string()),
-                Err(err) => Err(err.to_string()),
-            };
-            (host, answer)
+        let mut clients = AgentClients::default();
+        let calls = hosts.iter().map(|host| {
+            let client = clients.client(&target(host));
+            async move {
+                let answer = match client {
+                    Ok(client) => client.revert_all().await.map_err(|e| e.to_string()),
+                    Err(err) => Err(err.to_string()),
+                };
+                (host, answer)
+            }
         });
         for (host, answer) in futures::future::join_all(calls).await {
             match answer {

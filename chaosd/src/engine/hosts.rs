@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agent::api::{ApplyRequest, FaultOrder};
-use agent::client::{AgentClient, AgentTarget, ClientError};
+use agent::client::{AgentClient, AgentClients, AgentTarget, ClientError};
 use agent::local::{Applied, InjectRequest, LocalAgent, Reverted};
 use agent::probe::SampleOutcome;
 use agent::spec::{FaultSpec, ProbeKind};
@@ -59,7 +59,10 @@ pub struct Hosts {
 
 impl Hosts {
     /// Prepares a client for every host with an agent (reading tokens and CAs, no network yet).
+    /// Hosts that trust their agents the same way share one client: its TLS setup is made once
+    /// for the fleet, and its pool keeps one connection per agent for the whole run.
     pub fn new(local: LocalAgent, scenario: &Scenario, run_id: &str) -> Hosts {
+        let mut clients = AgentClients::default();
         let remote = scenario
             .hosts
             .values()
@@ -73,7 +76,7 @@ impl Hosts {
                     cert_file: host.cert_file.clone(),
                     key_file: host.key_file.clone(),
                 };
-                Some((host.name.clone(), AgentClient::new(&target)))
+                Some((host.name.clone(), clients.client(&target)))
             })
             .collect();
         Hosts {
