@@ -14,7 +14,7 @@
 //! | `chaosd_scheduled_runs_total` | counter | `outcome` (`submitted`, `refused`) |
 
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use agent::http::metrics::{CounterVec, HistogramVec, Text};
 
@@ -48,11 +48,6 @@ pub struct Metrics {
     pub reverts: CounterVec,
     pub webhooks: CounterVec,
     pub scheduled: CounterVec,
-    /// Whether this instance fires schedules: always alone on SQLite, the leader's on
-    /// PostgreSQL.
-    leader: AtomicBool,
-    /// This instance's `node:` name, once configured.
-    node: OnceLock<String>,
 }
 
 /// The process's metrics.
@@ -71,18 +66,7 @@ impl Metrics {
             reverts: CounterVec::default(),
             webhooks: CounterVec::default(),
             scheduled: CounterVec::default(),
-            leader: AtomicBool::new(true),
-            node: OnceLock::new(),
         }
-    }
-
-    /// Names this instance (`node:`), for `chaosd_leader`.
-    pub fn set_node(&self, node: &str) {
-        let _ = self.node.set(node.to_string());
-    }
-
-    pub fn set_leader(&self, leader: bool) {
-        self.leader.store(leader, Ordering::Relaxed);
     }
 
     /// A run's report was recorded: its verdict and every probe sample. A `load` burst adds its
@@ -117,8 +101,9 @@ impl Metrics {
         self.lease_renewals.inc(&[if ok { "ok" } else { "failed" }]);
     }
 
-    /// The text for `GET /metrics`; `active_runs` is read at scrape time.
-    pub fn render(&self, active_runs: usize) -> String {
+    /// The text for `GET /metrics`; `active_runs` and `instance` (this instance's `node:` name
+    /// and whether it fires the schedules now) are read at scrape time.
+    pub fn render(&self, active_runs: usize, instance: (&str, bool)) -> String {
         let mut t = Text::new();
         let verdicts: Vec<[&str; 1]> = VERDICTS.iter().map(|v| [v.as_str()]).collect();
         let verdicts: Vec<&[&str]> = verdicts.iter().map(|v| v.as_slice()).collect();
@@ -177,12 +162,8 @@ impl Metrics {
             "chaosd_leader",
             "1 while this instance fires the schedules (the leader, or the only instance).",
             &["node"],
-            &[self.node.get().cloned().unwrap_or_default()],
-            if self.leader.load(Ordering::Relaxed) {
-                1.0
-            } else {
-                0.0
-            },
+            &[instance.0.to_string()],
+            if instance.1 { 1.0 } else { 0.0 },
         );
         t.finish()
     }
@@ -249,7 +230,7 @@ mod tests {
         // A metrics set of its own: the process's is shared with other tests.
         let m = Metrics::new();
         m.run_finished(&sample_report());
-        let text = m.render(0);
+        let text = m.render(0, ("test", true));
         let bucket = |le: &str| {
             let line = format!(
                 "chaosd_probe_sample_latency_seconds_bucket{{role=\"steady_state\",le=\"{le}\"}} "
@@ -281,7 +262,7 @@ mod tests {
 
     #[test]
     fn renders_every_family() {
-        let text = global().render(2);
+        let text = global().render(2, ("test", true));
         for needle in [
             "chaosd_runs_total{verdict=\"passed\"}",
             "chaosd_runs_active 2",

@@ -127,7 +127,6 @@ pub async fn run(
         node: node.clone(),
         trace_to,
     };
-    crate::metrics::global().set_node(&node);
     let store = {
         let state_dir = state_dir.clone();
         let node = node.clone();

@@ -229,7 +229,10 @@ impl Runs {
             );
         }
         let halt = match &store {
-            Store::Postgres { store, .. } => store.halted()?.map(|since| Halt { since }),
+            // Read once, by `Store::postgres` as it started the cluster.
+            Store::Postgres { cluster, .. } => {
+                (*cluster.halt_watch().borrow()).map(|since| Halt { since })
+            }
             Store::Sqlite(_) => read_halt(&config.state_dir),
         };
         if let Some(h) = &halt {

@@ -186,7 +186,10 @@ pub async fn handle(
         if !state.token.admits(bearer) {
             return Err(ServiceError::Unauthorized);
         }
-        let text = crate::metrics::global().render(state.runs.running().len());
+        let text = crate::metrics::global().render(
+            state.runs.running().len(),
+            (state.runs.node(), state.runs.store().is_leader()),
+        );
         return Ok(full_response(
             StatusCode::OK,
             crate::metrics::CONTENT_TYPE,

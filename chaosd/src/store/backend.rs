@@ -43,7 +43,6 @@ impl Store {
     /// leadership, halt switch).
     pub fn postgres(url: &str, node: &str) -> Result<Store, StoreError> {
         let store = PgStore::open(url, node)?;
-        crate::metrics::global().set_leader(false);
         let halted = store.halted()?;
         let cluster = cluster::start(&store, halted);
         Ok(Store::Postgres {

@@ -90,7 +90,6 @@ impl Cluster {
             );
         }
         *self.lock_ok.lock().unwrap_or_else(PoisonError::into_inner) = None;
-        crate::metrics::global().set_leader(false);
     }
 }
 
@@ -196,7 +195,6 @@ async fn lead(conn: &Connector, cluster: &Cluster, lock: &mut Option<Client>) {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
             cluster.leader.store(true, Ordering::SeqCst);
-            crate::metrics::global().set_leader(true);
             info!(
                 node = cluster.node,
                 "leading: this instance fires the schedules"
