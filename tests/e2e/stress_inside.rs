@@ -238,3 +238,55 @@ steps:
     let reason = out.report().reason();
     assert!(reason.contains("own cgroup (the host's)"), "{reason}");
 }
+
+/// Where the cgroup2 hierarchy is mounted here.
+fn cgroup2_mount() -> Option<std::path::PathBuf> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    mountinfo.lines().find_map(|line| {
+        let (left, right) = line.split_once(" - ")?;
+        right
+            .starts_with("cgroup2 ")
+            .then(|| left.split_whitespace().nth(4).map(Into::into))?
+    })
+}
+
+/// chaosctl started in a cgroup of the test's own under a private cgroup namespace (`unshare
+/// -C`), as an agent in a Kubernetes pod is: `/proc/PID/cgroup` and the hierarchy's mount read
+/// relative to it (`/..`), and the workers still go below the container's cgroup on the host.
+#[test]
+fn stress_inside_works_from_a_private_cgroup_namespace() {
+    if !podman::available() || !chaos_tests::skip::unless_installed(&["unshare"], "util-linux") {
+        return;
+    }
+    let tag = unique("stress-cgns");
+    let a = Container::run(&format!("{tag}-a"), &[], &["/bin/sleep", "300"]);
+    let own = cgroup2_mount().expect("a cgroup2 hierarchy").join(&tag);
+    std::fs::create_dir(&own).unwrap();
+    let t = Test::new()
+        .scenario(CPU)
+        .var("A", &a.name)
+        .var("HOLD", "2s");
+    let mut args = vec![
+        chaos_tests::bins::chaosctl().display().to_string(),
+        "--state-dir".to_string(),
+        t.state_dir().display().to_string(),
+    ];
+    args.extend(t.run_args());
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(r#"echo $$ > "$0/cgroup.procs" && exec unshare -C "$@""#)
+        .arg(&own)
+        .args(&args)
+        .output()
+        .expect("sh");
+    let _ = std::fs::remove_dir(&own);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    let report = chaos_tests::support::Report::read(&t.run_folder());
+    let fault = &report.step(0)["faults"][0];
+    let detail = fault["detail"].to_string();
+    let below = a.cgroup_dir("cgroup2").unwrap().join("chaos-stress-");
+    assert!(detail.contains(&below.display().to_string()), "{detail}");
+    assert_eq!(fault["verified"], true, "{fault}");
+    assert!(a.stress_cgroups().is_empty(), "{:?}", a.stress_cgroups());
+}

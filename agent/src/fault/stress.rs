@@ -45,6 +45,7 @@ use super::{
     Context, Injected, Kind, Resolved, Target, Undo, Undone, other_kinds_undo, poll, send,
     stress_inside,
 };
+use crate::cgroups;
 use crate::error::FaultError;
 use crate::process;
 use crate::server::policy::{Policy, Refusal};
@@ -286,31 +287,14 @@ pub(super) fn memory_bytes_of(
 // ---- cgroups ----
 
 /// Where this process's children get their cgroups: its own cgroup in the cgroup2 hierarchy,
-/// when there is one and it is writable.
+/// when there is one and it is writable. Read as the host has it ([`cgroups::host_view`]), so an
+/// agent in a private cgroup namespace (a Kubernetes pod's) finds its directory in the host's
+/// hierarchy that it mounts.
 fn cgroup_root() -> Option<PathBuf> {
-    let mountinfo = fs::read_to_string("/proc/self/mountinfo").ok()?;
-    let own = fs::read_to_string("/proc/self/cgroup").ok()?;
-    let dir = own_cgroup2_dir(&mountinfo, &own)?;
+    let own = cgroups::host_view(|| cgroups::dirs_of(std::process::id() as i32)).ok()?;
+    let dir = own.into_iter().find(|d| d.hierarchy == "cgroup2")?.path;
     let writable = nix::unistd::access(&dir, nix::unistd::AccessFlags::W_OK).is_ok();
     (dir.join("cgroup.procs").exists() && writable).then_some(dir)
-}
-
-/// This process's cgroup directory in the cgroup2 hierarchy, from `/proc/self/mountinfo` and
-/// `/proc/self/cgroup`: pure v2 (`/sys/fs/cgroup`), the hybrid's `/sys/fs/cgroup/unified`, or a
-/// container's mount of a part of the hierarchy (its root field). `None` without a cgroup2 mount
-/// or a `0::` line (cgroup v1 only).
-fn own_cgroup2_dir(mountinfo: &str, own: &str) -> Option<PathBuf> {
-    let path = own.lines().find_map(|line| line.strip_prefix("0::"))?;
-    mountinfo.lines().find_map(|line| {
-        let (left, right) = line.split_once(" - ")?;
-        if right.split_whitespace().next()? != "cgroup2" {
-            return None;
-        }
-        let fields: Vec<&str> = left.split_whitespace().collect();
-        let (root, mount) = (fields.get(3)?, fields.get(4)?);
-        let rel = Path::new(path).strip_prefix(root).ok()?;
-        Some(Path::new(mount).join(rel))
-    })
 }
 
 fn cgroup_pids(cgroup: &Path) -> Vec<i32> {
@@ -924,30 +908,6 @@ mod tests {
         assert!(msg.contains("at most 3 GiB"), "{msg}");
         assert!(memory_bytes_of(MemoryStress::Share(50.0), 10.0, mem).is_err());
         assert!(memory_bytes_of(MemoryStress::Size(0), 10.0, mem).is_err());
-    }
-
-    #[test]
-    fn the_cgroup2_directory_on_hybrid_pure_and_container_hosts() {
-        let hybrid = "41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n";
-        assert_eq!(
-            own_cgroup2_dir(hybrid, "4:memory:/x\n0::/\n"),
-            Some(PathBuf::from("/sys/fs/cgroup/unified"))
-        );
-        let pure = "30 24 0:26 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n";
-        assert_eq!(
-            own_cgroup2_dir(pure, "0::/system.slice/chaos-agent.service\n"),
-            Some(PathBuf::from(
-                "/sys/fs/cgroup/system.slice/chaos-agent.service"
-            ))
-        );
-        let container = "9 8 0:26 /kubepods/pod1 /sys/fs/cgroup ro - cgroup2 cgroup2 rw\n";
-        assert_eq!(
-            own_cgroup2_dir(container, "0::/kubepods/pod1/c1\n"),
-            Some(PathBuf::from("/sys/fs/cgroup/c1"))
-        );
-        let v1 = "25 24 0:22 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n";
-        assert_eq!(own_cgroup2_dir(v1, "4:memory:/x\n"), None);
-        assert_eq!(own_cgroup2_dir(pure, "4:memory:/x\n"), None);
     }
 
     #[test]

@@ -112,7 +112,7 @@ pub fn find(selector: &ProcessSelector) -> Result<Vec<TargetCgroup>, FaultError>
             }
             let key = dirs.iter().map(|d| d.path.clone()).collect();
             found.entry(key).or_insert_with(|| TargetCgroup {
-                path: crate::container::cgroup_path_in(&text).unwrap_or_default(),
+                path: label_of(&text, &dirs),
                 via: Target::from_info(&p),
                 dirs,
             });
@@ -124,6 +124,21 @@ pub fn find(selector: &ProcessSelector) -> Result<Vec<TargetCgroup>, FaultError>
         }
         Ok(found.into_values().collect())
     })
+}
+
+/// How a target cgroup is named in reports: its path as `/proc/PID/cgroup` shows it, or where
+/// that reads relative to a private cgroup namespace (`/../..`), its cgroup2 (else first)
+/// directory on the host.
+fn label_of(proc_cgroup: &str, dirs: &[CgroupDir]) -> String {
+    match crate::container::cgroup_path_in(proc_cgroup) {
+        Some(path) if !path.split('/').any(|part| part == "..") => path,
+        _ => dirs
+            .iter()
+            .find(|d| d.hierarchy == "cgroup2")
+            .or(dirs.first())
+            .map(|d| d.path.display().to_string())
+            .unwrap_or_default(),
+    }
 }
 
 /// The first of a target's directories that is the agent's own in that hierarchy, or holds it.
@@ -478,7 +493,7 @@ mod tests {
         );
         fs::write(v2.join("memory.max"), "max\n").unwrap();
         fs::write(v2.join("cpu.max"), "max 100000\n").unwrap();
-        assert_eq!(limits(&[v2.clone()]), Limits::default());
+        assert_eq!(limits(std::slice::from_ref(&v2)), Limits::default());
         fs::write(v2.join("memory.max"), "33554432\n").unwrap();
         fs::write(v2.join("memory.current"), "0\n").unwrap();
         fs::write(v2.join("cpu.max"), "150000 100000\n").unwrap();

@@ -962,6 +962,14 @@ max_loss: 50%
             p.check_fault(&host_only).is_ok(),
             "no inside: nothing to check"
         );
+        let stress = FaultSpec::Stress(crate::spec::StressSpec {
+            work: crate::spec::StressWork::Memory(crate::spec::MemoryStress::Size(1 << 20)),
+            inside: Some(ProcessSelector::Container("billing/api-1/app".into())),
+        });
+        assert_eq!(
+            msg(p.check_fault(&stress)),
+            "process selector container `billing/api-1/app` is outside the policy's inside.selectors [^shop/]"
+        );
     }
 
     #[test]
