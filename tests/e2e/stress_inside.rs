@@ -76,6 +76,36 @@ fn stress_cpu_inside_one_container_is_counted_in_its_cgroup_only() {
     assert!(a.stress_cgroups().is_empty(), "{:?}", a.stress_cgroups());
 }
 
+/// A container with a CPU quota of half a core: two workers inside it are held to that quota,
+/// which the report names.
+#[test]
+fn stress_cpu_inside_a_container_is_bounded_by_its_cpu_quota() {
+    if !podman::available() {
+        return;
+    }
+    let tag = unique("stress-quota");
+    let a = Container::run(
+        &format!("{tag}-a"),
+        &["--cpus", "0.5"],
+        &["/bin/sleep", "300"],
+    );
+    let t = Test::new()
+        .scenario(&CPU.replace("workers: 1", "workers: 2"))
+        .var("A", &a.name)
+        .var("HOLD", "3s");
+    let before = a.cpu_seconds();
+    let start = Instant::now();
+    let out = t.run();
+    out.code(0);
+    let (used, elapsed) = (a.cpu_seconds() - before, start.elapsed().as_secs_f64());
+    println!("2 workers under a 0.5 CPU quota: {used:.2} CPU s in {elapsed:.1} s");
+    assert!(used > 0.3, "{used:.2} s");
+    assert!(used <= 0.5 * elapsed + 0.3, "{used:.2} s in {elapsed:.1} s");
+    let detail = out.report().step(0)["faults"][0]["detail"].to_string();
+    assert!(detail.contains("its limits: 0.50 CPUs"), "{detail}");
+    assert!(a.stress_cgroups().is_empty(), "{:?}", a.stress_cgroups());
+}
+
 const MEMORY: &str = r#"version: 1
 name: stress-memory-inside-a-container
 steps:
