@@ -29,11 +29,23 @@ fn stress_cpu_inside_one_container_is_counted_in_its_cgroup_only() {
     let tag = unique("stress-in");
     let a = Container::run(&format!("{tag}-a"), &[], &["/bin/sleep", "300"]);
     let b = Container::run(&format!("{tag}-b"), &[], &["/bin/sleep", "300"]);
-    let (a0, b0) = (a.cpu_seconds(), b.cpu_seconds());
     let t = Test::new()
         .scenario(CPU)
         .var("A", &a.name)
         .var("HOLD", "3s");
+    let var = format!("A={}", a.name);
+    let file = t.scenario_path().display().to_string();
+    let plan = t.cmd(&["plan", &file, "--var", &var, "--var", "HOLD=3s"]);
+    plan.code(0);
+    let cgroup = a.cgroup_dir("cgroup2").unwrap();
+    plan.stdout_has(&format!(
+        "pid {} (sleep) in container {} ({}), cgroup /",
+        a.pid,
+        &a.id[..12],
+        a.name
+    ));
+    plan.stdout_has(&cgroup.file_name().unwrap().to_string_lossy());
+    let (a0, b0) = (a.cpu_seconds(), b.cpu_seconds());
     let run = t.spawn_run();
     t.wait_for_event("fault_applied", Duration::from_secs(20));
     let ours = a.stress_cgroups();

@@ -147,10 +147,13 @@ pub(super) fn cgroup_name(fault_id: &str) -> String {
 
 impl fmt::Display for StressSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.work.fmt(f)?;
-        match &self.inside {
-            Some(selector) => write!(f, ", inside the cgroups of {selector}"),
-            None => Ok(()),
+        match (&self.work, &self.inside) {
+            (_, None) => self.work.fmt(f),
+            (StressWork::Memory(MemoryStress::Share(p)), Some(selector)) => write!(
+                f,
+                "stress memory: {p}% of the memory limit (of MemTotal without one) resident, inside the cgroups of {selector}"
+            ),
+            (work, Some(selector)) => write!(f, "{work}, inside the cgroups of {selector}"),
         }
     }
 }

@@ -240,15 +240,14 @@ fn bytes_in(
         return memory_bytes_of(memory, margin, host);
     };
     let bytes = match memory {
-        MemoryStress::Share(p) if p > 0.0 && p <= 100.0 => (limit as f64 * p / 100.0) as u64,
-        other => memory_bytes_of(
-            other,
-            0.0,
-            MemInfo {
-                total: u64::MAX,
-                available: u64::MAX,
-            },
-        )?,
+        MemoryStress::Size(0) => return Err(refuse("a size of 0 bytes holds nothing")),
+        MemoryStress::Size(bytes) => bytes,
+        MemoryStress::Share(p) if !(p > 0.0 && p <= 100.0) => {
+            return Err(refuse(format!(
+                "a share of {p}% of {label}'s memory limit is not above 0% and at most 100%"
+            )));
+        }
+        MemoryStress::Share(p) => (limit as f64 * p / 100.0) as u64,
     };
     let keep = (limit as f64 * margin / 100.0) as u64;
     let headroom = limit.saturating_sub(usage).saturating_sub(keep);
