@@ -100,16 +100,19 @@ pub fn find(selector: &ProcessSelector) -> Result<Vec<TargetCgroup>, FaultError>
                     reason: "no cgroup hierarchy is mounted here (cgroup2, or v1 `cpu`, `cpuacct`, `memory`, `cpuset`): mount /sys/fs/cgroup".to_string(),
                 });
             }
-            if let Some(shared) = holds_own(&dirs, &own) {
-                return Err(FaultError::Inside {
-                    reason: format!(
-                        "{} matches `inside:` {selector} but is in this agent's own cgroup (the host's): its {} cgroup `{}` holds the agent; stress the host without `inside:`, or narrow the selector to the container",
-                        p.label(),
-                        shared.hierarchy,
-                        shared.path.display()
-                    ),
-                });
-            }
+            let dirs = match below_host(dirs, &own) {
+                Ok(dirs) => dirs,
+                Err(shared) => {
+                    return Err(FaultError::Inside {
+                        reason: format!(
+                            "{} matches `inside:` {selector} but is in this agent's own cgroup (the host's): its {} cgroup `{}` holds the agent; stress the host without `inside:`, or narrow the selector to the container",
+                            p.label(),
+                            shared.hierarchy,
+                            shared.path.display()
+                        ),
+                    });
+                }
+            };
             let key = dirs.iter().map(|d| d.path.clone()).collect();
             found.entry(key).or_insert_with(|| TargetCgroup {
                 path: label_of(&text, &dirs),
@@ -141,12 +144,24 @@ fn label_of(proc_cgroup: &str, dirs: &[CgroupDir]) -> String {
     }
 }
 
-/// The first of a target's directories that is the agent's own in that hierarchy, or holds it.
-fn holds_own<'a>(target: &'a [CgroupDir], own: &[CgroupDir]) -> Option<&'a CgroupDir> {
-    target.iter().find(|t| {
+/// A target's directories below which the workers go: those that neither are the agent's own
+/// in their hierarchy nor hold it (a v1 hierarchy the target was left at the root of, as systemd
+/// leaves services in `cpuset`, adds nothing there). Refused, with the directory that shows it, when
+/// the target is the host: its cgroup2 directory holds the agent's, or every one does.
+fn below_host(target: Vec<CgroupDir>, own: &[CgroupDir]) -> Result<Vec<CgroupDir>, CgroupDir> {
+    let holds = |t: &CgroupDir| {
         own.iter()
             .any(|o| o.hierarchy == t.hierarchy && o.path.starts_with(&t.path))
-    })
+    };
+    if let Some(v2) = target.iter().find(|t| t.hierarchy == "cgroup2" && holds(t)) {
+        return Err(v2.clone());
+    }
+    let first = target.first().cloned();
+    let kept: Vec<CgroupDir> = target.into_iter().filter(|t| !holds(t)).collect();
+    match first {
+        Some(first) if kept.is_empty() => Err(first),
+        _ => Ok(kept),
+    }
 }
 
 /// The limits of a cgroup that `stress` sizes itself by.
@@ -589,10 +604,26 @@ mod tests {
             "/sys/fs/cgroup/system.slice/chaos-agent.service",
         )];
         let container = [dir("cgroup2", "/sys/fs/cgroup/libpod_parent/libpod-1")];
-        assert!(holds_own(&root, &own).is_some());
-        assert!(holds_own(&same, &own).is_some());
-        assert!(holds_own(&container, &own).is_none());
-        let other_hierarchy = [dir("memory", "/sys/fs/cgroup")];
-        assert!(holds_own(&other_hierarchy, &own).is_none());
+        assert!(below_host(root.to_vec(), &own).is_err());
+        assert!(below_host(same.to_vec(), &own).is_err());
+        assert_eq!(below_host(container.to_vec(), &own), Ok(container.to_vec()));
+        // A v1 host: the agent's cgroups, and a service systemd left at the cpuset root.
+        let own = [
+            dir("cpu", "/sys/fs/cgroup/cpu/system.slice/chaos-agent.service"),
+            dir("cpuset", "/sys/fs/cgroup/cpuset"),
+        ];
+        let service = [
+            dir("cpu", "/sys/fs/cgroup/cpu/system.slice/nginx.service"),
+            dir("cpuset", "/sys/fs/cgroup/cpuset"),
+        ];
+        assert_eq!(
+            below_host(service.to_vec(), &own),
+            Ok(service[..1].to_vec())
+        );
+        let host = [
+            dir("cpu", "/sys/fs/cgroup/cpu"),
+            dir("cpuset", "/sys/fs/cgroup/cpuset"),
+        ];
+        assert_eq!(below_host(host.to_vec(), &own), Err(host[0].clone()));
     }
 }
