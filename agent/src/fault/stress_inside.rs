@@ -80,16 +80,16 @@ pub fn find(selector: &ProcessSelector) -> Result<Vec<TargetCgroup>, FaultError>
             cgroups::dirs_of(std::process::id() as i32).map_err(|reason| FaultError::Inside {
                 reason: format!("cannot find this agent's own cgroups: {reason}"),
             })?;
+        let mountinfo = fs::read_to_string("/proc/thread-self/mountinfo").map_err(|err| {
+            FaultError::Inside {
+                reason: format!("cannot read /proc/thread-self/mountinfo: {err}"),
+            }
+        })?;
         let mut found: BTreeMap<Vec<PathBuf>, TargetCgroup> = BTreeMap::new();
         for p in process::with_containers(matching(selector)?) {
             let Ok(text) = fs::read_to_string(format!("/proc/{}/cgroup", p.pid)) else {
                 continue; // exited while being looked at
             };
-            let mountinfo = fs::read_to_string("/proc/thread-self/mountinfo").map_err(|err| {
-                FaultError::Inside {
-                    reason: format!("cannot read /proc/thread-self/mountinfo: {err}"),
-                }
-            })?;
             let dirs = cgroups::dirs_in(&mountinfo, &text, p.pid).map_err(|reason| {
                 FaultError::Inside {
                     reason: format!("for {}: {reason}", p.label()),
@@ -478,6 +478,50 @@ mod tests {
     use crate::spec::CpuStress;
 
     const MIB: u64 = 1 << 20;
+
+    #[test]
+    fn the_plan_names_our_directory_below_each_hierarchy_and_journals_the_way_in() {
+        let via = Target {
+            pid: 812,
+            start_time: 42,
+            comm: "sleep".into(),
+            was_stopped: false,
+            container: Some("2e13011c2712 (a)".into()),
+        };
+        let target = TargetCgroup {
+            path: "/libpod_parent/libpod-2e13".into(),
+            via: via.clone(),
+            dirs: vec![
+                CgroupDir {
+                    hierarchy: "memory".into(),
+                    path: "/sys/fs/cgroup/memory/libpod_parent/libpod-2e13".into(),
+                },
+                CgroupDir {
+                    hierarchy: "cgroup2".into(),
+                    path: "/sys/fs/cgroup/unified/libpod_parent/libpod-2e13".into(),
+                },
+            ],
+        };
+        let undo = plan("f-1", &[target]);
+        let Undo::StressInside { entries } = &undo else {
+            panic!("a stress inside plans cgroup entries")
+        };
+        assert_eq!(
+            entries[0].dirs,
+            [
+                PathBuf::from("/sys/fs/cgroup/memory/libpod_parent/libpod-2e13/chaos-stress-f-1"),
+                PathBuf::from("/sys/fs/cgroup/unified/libpod_parent/libpod-2e13/chaos-stress-f-1"),
+            ]
+        );
+        assert_eq!(
+            entries[0].label(),
+            "cgroup /libpod_parent/libpod-2e13 (via pid 812 (sleep) in container 2e13011c2712 (a))"
+        );
+        // What a restarted agent reads back from the journal.
+        let json = serde_json::to_string(&undo).unwrap();
+        assert!(json.contains(r#""kind":"stress_inside""#), "{json}");
+        assert_eq!(serde_json::from_str::<Undo>(&json).unwrap(), undo);
+    }
 
     #[test]
     fn cpu_quotas_and_cpusets_are_read_in_thousandths() {
