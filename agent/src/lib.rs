@@ -6,6 +6,7 @@
 //! - [`spec`]: the wire types (what a fault asks for).
 //! - [`process`]: finding processes in `/proc`, and the pid-reuse guard.
 //! - [`mounts`]: where a path a container's process sees is on the host.
+//! - [`cgroups`]: where a process's cgroups are on the host, in each hierarchy that limits it.
 //! - [`container`]: which container a process runs in (its cgroup path), and the container's
 //!   names from the runtimes' state on disk.
 //! - [`fault`]: one module per kind; `plan` → journal → `inject` → `revert`.
@@ -23,6 +24,7 @@
 //! **Architecture Invariant:** the agent never injects a fault it has not journaled.
 
 pub mod api;
+pub mod cgroups;
 pub mod child;
 pub mod client;
 pub mod container;

@@ -360,6 +360,7 @@ impl FaultSpec {
     pub fn inside(&self) -> Option<&ProcessSelector> {
         match self {
             FaultSpec::FillDisk(fill) => fill.inside.as_ref(),
+            FaultSpec::Stress(stress) => stress.inside.as_ref(),
             _ => self.netns_inside(),
         }
     }
@@ -444,10 +445,29 @@ pub struct FillDiskSpec {
     pub inside: Option<ProcessSelector>,
 }
 
-/// `stress`: CPU burnt, or memory held resident, by children of the agent.
+/// `stress`: CPU burnt, or memory held resident, by children of the agent; with `inside`, in a
+/// cgroup of their own below each cgroup of these processes (a container's), so its limits apply.
+/// On the wire the work's key (`cpu` or `memory`) sits beside `inside`, which is left out when
+/// absent: a stress without it serializes as it always has.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StressSpec {
+    #[serde(flatten)]
+    pub work: StressWork,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inside: Option<ProcessSelector>,
+}
+
+impl StressSpec {
+    /// A stress of the agent's host (no `inside`).
+    pub fn on_host(work: StressWork) -> StressSpec {
+        StressSpec { work, inside: None }
+    }
+}
+
+/// What a `stress` does: burn CPU or hold memory.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum StressSpec {
+pub enum StressWork {
     Cpu(CpuStress),
     Memory(MemoryStress),
 }
@@ -968,11 +988,17 @@ mod tests {
                 amount: FillAmount::Usage(90.0),
                 inside: None,
             }),
-            FaultSpec::Stress(StressSpec::Cpu(CpuStress {
+            FaultSpec::Stress(StressSpec::on_host(StressWork::Cpu(CpuStress {
                 workers: Workers::Cores(50.0),
                 load: 80.0,
-            })),
-            FaultSpec::Stress(StressSpec::Memory(MemoryStress::Size(512))),
+            }))),
+            FaultSpec::Stress(StressSpec::on_host(StressWork::Memory(MemoryStress::Size(
+                512,
+            )))),
+            FaultSpec::Stress(StressSpec {
+                work: StressWork::Memory(MemoryStress::Share(20.0)),
+                inside: Some(ProcessSelector::Container("checkout".into())),
+            }),
             FaultSpec::Bandwidth(BandwidthSpec {
                 rate: 1_000_000,
                 burst: None,
@@ -1033,6 +1059,7 @@ mod tests {
             r#"{"fill_disk":{"path":"/mnt/x","amount":{"usage":90.0}}}"#.to_string(),
             r#"{"stress":{"cpu":{"workers":{"cores":50.0},"load":80.0}}}"#.to_string(),
             r#"{"stress":{"memory":{"size":512}}}"#.to_string(),
+            r#"{"stress":{"memory":{"share":20.0},"inside":{"container":"checkout"}}}"#.to_string(),
             format!(r#"{{"bandwidth":{{"rate":1000000,"burst":null,"scope":{scope}}}}}"#),
             format!(r#"{{"corrupt":{{"share":5.0,"scope":{scope}}}}}"#),
             format!(r#"{{"duplicate":{{"share":2.5,"scope":{scope}}}}}"#),

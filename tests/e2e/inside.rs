@@ -173,7 +173,7 @@ steps:
     );
     let out = t.cmd(&["validate", &t.scenario_path().display().to_string()]);
     out.code(2);
-    out.stderr_has("`inside` is for the network kinds and `fill_disk`; the fault of step `kill inside` is `kill`");
+    out.stderr_has("`inside` is for the network kinds, `stress` and `fill_disk`; the fault of step `kill inside` is `kill`");
 }
 
 /// SIGKILL of chaosctl (whose built-in agent made the fault) during an `inside:` latency: the

@@ -216,6 +216,82 @@ impl Container {
         self.inspect("{{.State.Running}}") == "true"
     }
 
+    /// Its cgroup's directory in hierarchy `which` (`cgroup2`, or a v1 controller: `cpuacct`,
+    /// `memory`), from its `/proc/PID/cgroup` and this process's mounts; `None` when that
+    /// hierarchy is not mounted.
+    pub fn cgroup_dir(&self, which: &str) -> Option<std::path::PathBuf> {
+        let cgroup = fs::read_to_string(format!("/proc/{}/cgroup", self.pid)).ok()?;
+        let mountinfo = fs::read_to_string("/proc/self/mountinfo").ok()?;
+        let v2 = which == "cgroup2";
+        let path = cgroup.lines().find_map(|line| {
+            let mut f = line.splitn(3, ':');
+            let (_, controllers, path) = (f.next()?, f.next()?, f.next()?);
+            let here = if v2 {
+                controllers.is_empty()
+            } else {
+                controllers.split(',').any(|c| c == which)
+            };
+            here.then(|| path.trim_start_matches('/').to_string())
+        })?;
+        let mount = mountinfo.lines().find_map(|line| {
+            let (left, right) = line.split_once(" - ")?;
+            let right: Vec<&str> = right.split_whitespace().collect();
+            let here = match right.first() {
+                Some(&"cgroup2") => v2,
+                Some(&"cgroup") => !v2 && right.get(2)?.split(',').any(|o| o == which),
+                _ => false,
+            };
+            here.then(|| left.split_whitespace().nth(4).map(str::to_string))?
+        })?;
+        Some(std::path::Path::new(&mount).join(path))
+    }
+
+    /// Our `chaos-stress-*` directories below its cgroup, in every hierarchy.
+    pub fn stress_cgroups(&self) -> Vec<std::path::PathBuf> {
+        ["cgroup2", "cpu", "cpuacct", "memory", "cpuset"]
+            .iter()
+            .filter_map(|h| self.cgroup_dir(h))
+            .flat_map(|dir| fs::read_dir(dir).into_iter().flatten().flatten())
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("chaos-stress-"))
+            })
+            .collect()
+    }
+
+    /// The CPU time its cgroup has used, in seconds: v1 `cpuacct.usage`, else cgroup2's
+    /// `cpu.stat`.
+    pub fn cpu_seconds(&self) -> f64 {
+        if let Some(dir) = self.cgroup_dir("cpuacct")
+            && let Ok(ns) = fs::read_to_string(dir.join("cpuacct.usage"))
+        {
+            return ns.trim().parse::<f64>().unwrap_or(0.0) / 1e9;
+        }
+        let stat = self
+            .cgroup_dir("cgroup2")
+            .and_then(|dir| fs::read_to_string(dir.join("cpu.stat")).ok())
+            .unwrap_or_default();
+        stat.lines()
+            .find_map(|l| l.strip_prefix("usage_usec "))
+            .and_then(|us| us.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+            / 1e6
+    }
+
+    /// The memory its cgroup uses, in bytes: v1 `memory.usage_in_bytes`, else cgroup2's
+    /// `memory.current`.
+    pub fn memory_bytes(&self) -> u64 {
+        let read = |which: &str, file: &str| {
+            self.cgroup_dir(which)
+                .and_then(|dir| fs::read_to_string(dir.join(file)).ok())
+                .and_then(|t| t.trim().parse::<u64>().ok())
+        };
+        read("memory", "memory.usage_in_bytes")
+            .or_else(|| read("cgroup2", "memory.current"))
+            .unwrap_or(0)
+    }
+
     /// Stops the container at once (its processes killed), leaving it defined.
     pub fn kill(&self) {
         let _ = Command::new("podman").args(["kill", &self.name]).output();

@@ -47,6 +47,7 @@ impl Kind for FillDiskSpec {
                 None => None,
                 Some(selector) => Some(super::inside::host_path(selector, &self.path)?),
             },
+            ..Resolved::default()
         })
     }
 
@@ -375,6 +376,7 @@ mod tests {
         };
         let at = Resolved {
             fill_dir: Some(dir.path().to_path_buf()),
+            ..Resolved::default()
         };
         let allowed = format!("fill_paths: [{}]\n", dir.path().display());
         let policy = Policy::parse(&allowed).unwrap();

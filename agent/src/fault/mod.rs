@@ -16,6 +16,7 @@ pub mod kill;
 pub mod net;
 pub mod pause;
 pub mod stress;
+pub mod stress_inside;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -74,6 +75,11 @@ pub enum Undo {
         cgroup: Option<PathBuf>,
         #[serde(default)]
         children: Vec<Target>,
+    },
+    /// `stress` with `inside:`: in each target cgroup, kill the children and every process in our
+    /// directories below it, then remove them.
+    StressInside {
+        entries: Vec<stress_inside::CgroupEntry>,
     },
     /// `bandwidth`: delete the nftables table `inet <table>` that marks the packets, and our HTB
     /// root qdisc of `interface`.
@@ -216,6 +222,8 @@ pub trait Kind: fmt::Display {
 pub struct Resolved {
     /// `fill_disk` with `inside:`: the host's path of its processes' `path`.
     pub(crate) fill_dir: Option<PathBuf>,
+    /// `stress` with `inside:`: the cgroups its workers go below.
+    pub(crate) stress_cgroups: Vec<stress_inside::TargetCgroup>,
 }
 
 /// Looks up what `spec` means on this host now ([`Kind::resolve`]); reads `/proc` only for a
@@ -355,6 +363,7 @@ pub fn revert(fault_id: &str, undo: &Undo) -> Result<Undone, FaultError> {
             net::netem::revert(FaultKind::Latency, interface, *handle)
         }
         Undo::Stress { cgroup, children } => stress::revert(cgroup.as_deref(), children),
+        Undo::StressInside { entries } => Ok(stress_inside::revert(entries)),
         Undo::Bandwidth {
             table,
             interface,
@@ -395,6 +404,7 @@ fn stop_workers(undo: &Undo) {
         | Undo::NetTable { .. }
         | Undo::Netem { .. }
         | Undo::Stress { .. }
+        | Undo::StressInside { .. }
         | Undo::Bandwidth { .. }
         | Undo::Corrupt { .. }
         | Undo::Duplicate { .. } => {}

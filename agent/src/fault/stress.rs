@@ -43,11 +43,13 @@ use nix::unistd::{SysconfVar, sysconf};
 use super::fill_disk::human;
 use super::{
     Context, Injected, Kind, Resolved, Target, Undo, Undone, other_kinds_undo, poll, send,
+    stress_inside,
 };
+use crate::cgroups;
 use crate::error::FaultError;
 use crate::process;
 use crate::server::policy::{Policy, Refusal};
-use crate::spec::{CpuStress, FaultKind, MemoryStress, StressSpec, Workers};
+use crate::spec::{CpuStress, FaultKind, MemoryStress, StressSpec, StressWork, Workers};
 
 /// The share of MemTotal a memory fault leaves available, unless the policy asks for more.
 pub const DEFAULT_MEMORY_MARGIN: f64 = 10.0;
@@ -72,51 +74,94 @@ impl Kind for StressSpec {
         })
     }
 
-    fn check(&self, _at: &Resolved) -> Result<(), FaultError> {
-        match self {
-            StressSpec::Cpu(cpu) => resolve_workers(cpu).map(drop),
-            StressSpec::Memory(memory) => memory_bytes(*memory, DEFAULT_MEMORY_MARGIN).map(drop),
+    fn resolve(&self) -> Result<Resolved, FaultError> {
+        match &self.inside {
+            Some(selector) => Ok(Resolved {
+                stress_cgroups: stress_inside::find(selector)?,
+                ..Resolved::default()
+            }),
+            None => Ok(Resolved::default()),
+        }
+    }
+
+    fn check(&self, at: &Resolved) -> Result<(), FaultError> {
+        if self.inside.is_some() {
+            return stress_inside::check(&self.work, &at.stress_cgroups);
+        }
+        match &self.work {
+            StressWork::Cpu(cpu) => resolve_workers(cpu).map(drop),
+            StressWork::Memory(memory) => memory_bytes(*memory, DEFAULT_MEMORY_MARGIN).map(drop),
         }
     }
 
     fn plan(&self, fault_id: &str, _seed: u64, at: &Resolved) -> Result<Undo, FaultError> {
         self.check(at)?;
+        if self.inside.is_some() {
+            return Ok(stress_inside::plan(fault_id, &at.stress_cgroups));
+        }
         Ok(Undo::Stress {
-            cgroup: cgroup_root().map(|root| root.join(format!("chaos-stress-{fault_id}"))),
+            cgroup: cgroup_root().map(|root| root.join(cgroup_name(fault_id))),
             children: Vec::new(),
         })
     }
 
     fn inject(&self, _fault_id: &str, undo: &Undo, ctx: &Context) -> Result<Injected, FaultError> {
-        let Undo::Stress { cgroup, .. } = undo else {
-            return Err(other_kinds_undo(FaultKind::Stress));
-        };
-        inject(self, cgroup.as_deref(), ctx.hold.unwrap_or(WITHOUT_HOLD))
+        let hold = ctx.hold.unwrap_or(WITHOUT_HOLD);
+        match undo {
+            Undo::Stress { cgroup, .. } => inject(&self.work, cgroup.as_deref(), hold),
+            Undo::StressInside { entries } => stress_inside::inject(&self.work, entries, hold),
+            _ => Err(other_kinds_undo(FaultKind::Stress)),
+        }
     }
 
-    fn check_policy(&self, policy: &Policy, _at: &Resolved) -> Result<(), Refusal> {
-        match self {
-            StressSpec::Cpu(cpu) => match resolve_workers(cpu) {
-                Ok(workers) => policy.check_stress_workers(workers),
-                Err(err) => Err(Refusal(err.to_string())),
-            },
-            StressSpec::Memory(memory) => {
-                let margin = policy
-                    .stress_memory_margin()
-                    .unwrap_or(DEFAULT_MEMORY_MARGIN);
-                match memory_bytes(*memory, margin.max(DEFAULT_MEMORY_MARGIN)) {
-                    Ok(bytes) => policy.check_stress_memory(bytes),
-                    Err(err) => Err(Refusal(err.to_string())),
-                }
+    fn check_policy(&self, policy: &Policy, at: &Resolved) -> Result<(), Refusal> {
+        let margin = policy
+            .stress_memory_margin()
+            .unwrap_or(DEFAULT_MEMORY_MARGIN)
+            .max(DEFAULT_MEMORY_MARGIN);
+        let refusal = |err: FaultError| Refusal(err.to_string());
+        if self.inside.is_some() {
+            // Each cgroup gets its own workers: the policy's limits are on the sum.
+            let (workers, bytes) =
+                stress_inside::totals(&self.work, &at.stress_cgroups, margin).map_err(refusal)?;
+            return match &self.work {
+                StressWork::Cpu(_) => policy.check_stress_workers(workers),
+                StressWork::Memory(_) => policy.check_stress_memory(bytes),
+            };
+        }
+        match &self.work {
+            StressWork::Cpu(cpu) => {
+                policy.check_stress_workers(resolve_workers(cpu).map_err(refusal)?)
+            }
+            StressWork::Memory(memory) => {
+                policy.check_stress_memory(memory_bytes(*memory, margin).map_err(refusal)?)
             }
         }
     }
 }
 
+/// The name of a fault's cgroup directory, in every hierarchy it is made in.
+pub(super) fn cgroup_name(fault_id: &str) -> String {
+    format!("chaos-stress-{fault_id}")
+}
+
 impl fmt::Display for StressSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.work, &self.inside) {
+            (_, None) => self.work.fmt(f),
+            (StressWork::Memory(MemoryStress::Share(p)), Some(selector)) => write!(
+                f,
+                "stress memory: {p}% of the memory limit (of MemTotal without one) resident, inside the cgroups of {selector}"
+            ),
+            (work, Some(selector)) => write!(f, "{work}, inside the cgroups of {selector}"),
+        }
+    }
+}
+
+impl fmt::Display for StressWork {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            StressSpec::Cpu(CpuStress { workers, load }) => {
+            StressWork::Cpu(CpuStress { workers, load }) => {
                 let workers = match workers {
                     Workers::Count(1) => "1 worker".to_string(),
                     Workers::Count(n) => format!("{n} workers"),
@@ -124,23 +169,23 @@ impl fmt::Display for StressSpec {
                 };
                 write!(f, "stress cpu: {workers} at {load}% load")
             }
-            StressSpec::Memory(MemoryStress::Size(bytes)) => {
+            StressWork::Memory(MemoryStress::Size(bytes)) => {
                 write!(f, "stress memory: {} resident", human(*bytes))
             }
-            StressSpec::Memory(MemoryStress::Share(p)) => {
+            StressWork::Memory(MemoryStress::Share(p)) => {
                 write!(f, "stress memory: {p}% of MemTotal resident")
             }
         }
     }
 }
 
-fn refuse(reason: impl Into<String>) -> FaultError {
+pub(super) fn refuse(reason: impl Into<String>) -> FaultError {
     FaultError::WouldOverload {
         reason: reason.into(),
     }
 }
 
-fn failed(reason: impl Into<String>) -> FaultError {
+pub(super) fn failed(reason: impl Into<String>) -> FaultError {
     FaultError::Stress {
         reason: reason.into(),
     }
@@ -165,7 +210,7 @@ pub fn resolve_workers(cpu: &CpuStress) -> Result<u32, FaultError> {
     workers_for(cpu.workers, online_cpus())
 }
 
-fn workers_for(workers: Workers, online: u32) -> Result<u32, FaultError> {
+pub(super) fn workers_for(workers: Workers, online: u32) -> Result<u32, FaultError> {
     match workers {
         Workers::Count(0) => Err(refuse("0 workers burn nothing")),
         Workers::Count(n) if n > online * MAX_WORKERS_PER_CPU => Err(refuse(format!(
@@ -212,7 +257,11 @@ pub fn memory_bytes(memory: MemoryStress, margin: f64) -> Result<u64, FaultError
     memory_bytes_of(memory, margin, meminfo()?)
 }
 
-fn memory_bytes_of(memory: MemoryStress, margin: f64, mem: MemInfo) -> Result<u64, FaultError> {
+pub(super) fn memory_bytes_of(
+    memory: MemoryStress,
+    margin: f64,
+    mem: MemInfo,
+) -> Result<u64, FaultError> {
     let bytes = match memory {
         MemoryStress::Size(0) => return Err(refuse("a size of 0 bytes holds nothing")),
         MemoryStress::Size(bytes) => bytes,
@@ -241,58 +290,48 @@ fn memory_bytes_of(memory: MemoryStress, margin: f64, mem: MemInfo) -> Result<u6
 // ---- cgroups ----
 
 /// Where this process's children get their cgroups: its own cgroup in the cgroup2 hierarchy,
-/// when there is one and it is writable.
+/// when there is one and it is writable. Read as the host has it ([`cgroups::host_view`]), so an
+/// agent in a private cgroup namespace (a Kubernetes pod's) finds its directory in the host's
+/// hierarchy that it mounts.
 fn cgroup_root() -> Option<PathBuf> {
-    let mountinfo = fs::read_to_string("/proc/self/mountinfo").ok()?;
-    let own = fs::read_to_string("/proc/self/cgroup").ok()?;
-    let dir = own_cgroup2_dir(&mountinfo, &own)?;
+    let own = cgroups::host_view(|| cgroups::dirs_of(std::process::id() as i32)).ok()?;
+    let dir = own.into_iter().find(|d| d.hierarchy == "cgroup2")?.path;
     let writable = nix::unistd::access(&dir, nix::unistd::AccessFlags::W_OK).is_ok();
     (dir.join("cgroup.procs").exists() && writable).then_some(dir)
 }
 
-/// This process's cgroup directory in the cgroup2 hierarchy, from `/proc/self/mountinfo` and
-/// `/proc/self/cgroup`: pure v2 (`/sys/fs/cgroup`), the hybrid's `/sys/fs/cgroup/unified`, or a
-/// container's mount of a part of the hierarchy (its root field). `None` without a cgroup2 mount
-/// or a `0::` line (cgroup v1 only).
-fn own_cgroup2_dir(mountinfo: &str, own: &str) -> Option<PathBuf> {
-    let path = own.lines().find_map(|line| line.strip_prefix("0::"))?;
-    mountinfo.lines().find_map(|line| {
-        let (left, right) = line.split_once(" - ")?;
-        if right.split_whitespace().next()? != "cgroup2" {
-            return None;
-        }
-        let fields: Vec<&str> = left.split_whitespace().collect();
-        let (root, mount) = (fields.get(3)?, fields.get(4)?);
-        let rel = Path::new(path).strip_prefix(root).ok()?;
-        Some(Path::new(mount).join(rel))
-    })
-}
-
 fn cgroup_pids(cgroup: &Path) -> Vec<i32> {
-    fs::read_to_string(cgroup.join("cgroup.procs"))
-        .map(|text| text.lines().filter_map(|l| l.trim().parse().ok()).collect())
-        .unwrap_or_default()
+    crate::cgroups::procs(cgroup)
 }
 
 // ---- the injection ----
 
-fn inject(
-    spec: &StressSpec,
-    cgroup: Option<&Path>,
-    hold: Duration,
-) -> Result<Injected, FaultError> {
-    let (work, count) = match spec {
-        StressSpec::Cpu(cpu) => {
-            let busy = PERIOD.mul_f64(cpu.load / 100.0);
-            (Work::Cpu { busy }, resolve_workers(cpu)?)
-        }
-        StressSpec::Memory(memory) => (
+/// What `work` needs on this host: its kind of work and how many workers.
+fn host_work(work: &StressWork) -> Result<(Work, u32), FaultError> {
+    Ok(match work {
+        StressWork::Cpu(cpu) => (cpu_work(cpu), resolve_workers(cpu)?),
+        StressWork::Memory(memory) => (
             Work::Memory {
                 bytes: memory_bytes(*memory, DEFAULT_MEMORY_MARGIN)?,
             },
             1,
         ),
-    };
+    })
+}
+
+pub(super) fn cpu_work(cpu: &CpuStress) -> Work {
+    Work::Cpu {
+        busy: PERIOD.mul_f64(cpu.load / 100.0),
+        load: cpu.load,
+    }
+}
+
+fn inject(
+    work: &StressWork,
+    cgroup: Option<&Path>,
+    hold: Duration,
+) -> Result<Injected, FaultError> {
+    let (work, count) = host_work(work)?;
     let mut notes = Vec::new();
     let cgroup = match cgroup {
         Some(dir) => match fs::create_dir(dir) {
@@ -311,65 +350,13 @@ fn inject(
             None
         }
     };
-    let job = Job {
-        work,
-        count,
-        lifetime: hold,
-        cgroup_procs: cgroup.map(|dir| dir.join("cgroup.procs")),
-    };
-    let pids = spawn(job)?;
-    let children: Vec<Target> = pids
-        .iter()
-        .filter_map(|&pid| process::read(pid))
-        .map(|info| Target::from_info(&info))
-        .collect();
+    let dirs: Vec<PathBuf> = cgroup.map(Path::to_path_buf).into_iter().collect();
+    let ran = start(work, count, &dirs, hold)?;
     let undo = Undo::Stress {
         cgroup: cgroup.map(Path::to_path_buf),
-        children: children.clone(),
+        children: ran.children.clone(),
     };
-    if children.len() != pids.len() {
-        return Ok(Injected {
-            mechanism: mechanism(cgroup),
-            affected: children.iter().map(Target::label).collect(),
-            verified: false,
-            detail: format!(
-                "started {} children, but only {} were running right after",
-                pids.len(),
-                children.len()
-            ),
-            undo: Some(undo),
-        });
-    }
-    let in_cgroup = match cgroup {
-        Some(dir) => {
-            let dir = dir.to_path_buf();
-            let pids = pids.clone();
-            poll(100, || {
-                let grouped = cgroup_pids(&dir);
-                pids.iter().all(|pid| grouped.contains(pid))
-            })
-        }
-        None => true,
-    };
-    if !in_cgroup {
-        notes.push("not every child joined the cgroup".into());
-    }
-    let (effect, effective) = match spec {
-        StressSpec::Cpu(cpu) => measure_cpu(&children, count, cpu.load),
-        StressSpec::Memory(_) => {
-            let Work::Memory { bytes } = work else {
-                unreachable!("a memory stress plans memory work")
-            };
-            measure_memory(&children, bytes)
-        }
-    };
-    let alive = children
-        .iter()
-        .all(|c| process::is_same_process(c.pid, c.start_time));
-    if !alive {
-        notes.push("a child exited early".into());
-    }
-    let mut detail = effect;
+    let mut detail = ran.detail;
     if let Some(dir) = cgroup {
         detail.push_str(&format!("; cgroup `{}`", dir.display()));
     }
@@ -382,10 +369,75 @@ fn inject(
     }
     Ok(Injected {
         mechanism: mechanism(cgroup),
-        affected: children.iter().map(Target::label).collect(),
-        verified: alive && in_cgroup && effective,
+        affected: ran.children.iter().map(Target::label).collect(),
+        verified: ran.verified,
         detail,
         undo: Some(undo),
+    })
+}
+
+/// What a batch of workers did, read back.
+pub(super) struct Ran {
+    pub children: Vec<Target>,
+    pub verified: bool,
+    /// The measured effect, and what went wrong.
+    pub detail: String,
+}
+
+/// Starts `count` workers doing `work` for `hold`, each in every cgroup directory of `dirs`
+/// (made by the caller), and reads back that they joined them and their effect.
+pub(super) fn start(
+    work: Work,
+    count: u32,
+    dirs: &[PathBuf],
+    hold: Duration,
+) -> Result<Ran, FaultError> {
+    let job = Job {
+        work,
+        count,
+        lifetime: hold,
+        cgroup_procs: dirs.iter().map(|dir| dir.join("cgroup.procs")).collect(),
+    };
+    let pids = spawn(job)?;
+    let children: Vec<Target> = pids
+        .iter()
+        .filter_map(|&pid| process::read(pid))
+        .map(|info| Target::from_info(&info))
+        .collect();
+    if children.len() != pids.len() {
+        return Ok(Ran {
+            detail: format!(
+                "started {} children, but only {} were running right after",
+                pids.len(),
+                children.len()
+            ),
+            children,
+            verified: false,
+        });
+    }
+    let in_cgroups = poll(100, || {
+        dirs.iter().all(|dir| {
+            let grouped = cgroup_pids(dir);
+            pids.iter().all(|pid| grouped.contains(pid))
+        })
+    });
+    let (mut detail, effective) = match work {
+        Work::Cpu { load, .. } => measure_cpu(&children, count, load),
+        Work::Memory { bytes } => measure_memory(&children, bytes),
+    };
+    if !in_cgroups {
+        detail.push_str("; not every child joined its cgroups");
+    }
+    let alive = children
+        .iter()
+        .all(|c| process::is_same_process(c.pid, c.start_time));
+    if !alive {
+        detail.push_str("; a child exited early");
+    }
+    Ok(Ran {
+        children,
+        verified: alive && in_cgroups && effective,
+        detail,
     })
 }
 
@@ -469,12 +521,19 @@ fn measure_memory(children: &[Target], bytes: u64) -> (String, bool) {
 // ---- the revert ----
 
 pub(super) fn revert(cgroup: Option<&Path>, children: &[Target]) -> Result<Undone, FaultError> {
-    let cgroup = cgroup.filter(|dir| dir.exists());
+    let dirs: Vec<PathBuf> = cgroup.map(Path::to_path_buf).into_iter().collect();
+    Ok(revert_in(&dirs, children))
+}
+
+/// Kills the workers (every process in `dirs`, and each of `children` that is still the same
+/// process), waits until they are gone and removes `dirs`.
+pub(super) fn revert_in(dirs: &[PathBuf], children: &[Target]) -> Undone {
+    let dirs: Vec<&PathBuf> = dirs.iter().filter(|dir| dir.exists()).collect();
     let running = children
         .iter()
         .filter(|c| process::is_same_process(c.pid, c.start_time))
         .count();
-    if let Some(dir) = cgroup {
+    for dir in &dirs {
         let kill = dir.join("cgroup.kill");
         if !(kill.exists() && fs::write(&kill, "1").is_ok()) {
             for pid in cgroup_pids(dir) {
@@ -483,13 +542,14 @@ pub(super) fn revert(cgroup: Option<&Path>, children: &[Target]) -> Result<Undon
         }
     }
     for child in children {
-        send(child, Signal::SIGKILL)?;
+        // A child that is no longer ours to signal has exited: the poll below says so.
+        let _ = send(child, Signal::SIGKILL);
     }
     let gone = || {
         children
             .iter()
             .all(|c| !process::is_same_process(c.pid, c.start_time))
-            && cgroup.is_none_or(|dir| cgroup_pids(dir).is_empty())
+            && dirs.iter().all(|dir| cgroup_pids(dir).is_empty())
     };
     let all_gone = poll(300, gone);
     let mut detail = match children.len() {
@@ -498,33 +558,34 @@ pub(super) fn revert(cgroup: Option<&Path>, children: &[Target]) -> Result<Undon
         n => format!("killed {running} of {n} children"),
     };
     let mut removed = true;
-    if let Some(dir) = cgroup {
-        removed = poll(100, || match fs::remove_dir(dir) {
+    for dir in &dirs {
+        let gone = poll(100, || match fs::remove_dir(dir) {
             Ok(()) => true,
             Err(err) => err.kind() == std::io::ErrorKind::NotFound,
         });
-        if removed {
+        if gone {
             detail.push_str(&format!("; removed cgroup `{}`", dir.display()));
         } else {
             detail.push_str(&format!("; cgroup `{}` is still there", dir.display()));
         }
+        removed &= gone;
     }
     if all_gone {
         detail.push_str("; none is running");
     } else {
         detail.push_str("; some are still running");
     }
-    Ok(Undone {
+    Undone {
         verified: all_gone && removed,
         detail,
-    })
+    }
 }
 
 // ---- the spawner thread and the children ----
 
 #[derive(Debug, Clone, Copy)]
-enum Work {
-    Cpu { busy: Duration },
+pub(super) enum Work {
+    Cpu { busy: Duration, load: f64 },
     Memory { bytes: u64 },
 }
 
@@ -532,7 +593,8 @@ struct Job {
     work: Work,
     count: u32,
     lifetime: Duration,
-    cgroup_procs: Option<PathBuf>,
+    /// The `cgroup.procs` file of each cgroup a child joins.
+    cgroup_procs: Vec<PathBuf>,
 }
 
 type Reply = Result<Vec<i32>, String>;
@@ -600,7 +662,7 @@ fn spawn(job: Job) -> Result<Vec<i32>, FaultError> {
 struct ChildPlan {
     work: Work,
     deadline: libc::timespec,
-    cgroup_procs: Option<CString>,
+    cgroup_procs: Vec<CString>,
     parent: libc::pid_t,
     page: usize,
 }
@@ -622,13 +684,14 @@ fn fork_all(job: &Job) -> Reply {
             tv_sec: end.as_secs() as libc::time_t,
             tv_nsec: end.subsec_nanos() as libc::c_long,
         },
-        cgroup_procs: match &job.cgroup_procs {
-            Some(path) => Some(
+        cgroup_procs: job
+            .cgroup_procs
+            .iter()
+            .map(|path| {
                 CString::new(path.as_os_str().as_encoded_bytes())
-                    .map_err(|_| "a cgroup path with a NUL byte".to_string())?,
-            ),
-            None => None,
-        },
+                    .map_err(|_| "a cgroup path with a NUL byte".to_string())
+            })
+            .collect::<Result<_, _>>()?,
         parent: std::process::id() as libc::pid_t,
         page: match sysconf(SysconfVar::PAGE_SIZE) {
             Ok(Some(p)) if p > 0 => p as usize,
@@ -701,11 +764,12 @@ fn child_main(plan: &ChildPlan) -> ! {
         }
         libc::prctl(libc::PR_SET_NAME, c"chaos-stress".as_ptr(), 0, 0, 0);
         write_file(c"/proc/self/oom_score_adj", b"1000");
-        if let Some(procs) = &plan.cgroup_procs {
+        // Reading the Vec prepared before the fork allocates nothing.
+        for procs in plan.cgroup_procs.iter() {
             write_file(procs, b"0");
         }
         match plan.work {
-            Work::Cpu { busy } => burn(busy, &plan.deadline),
+            Work::Cpu { busy, .. } => burn(busy, &plan.deadline),
             Work::Memory { bytes } => hold(bytes as usize, plan.page, &plan.deadline),
         }
         libc::_exit(0)
@@ -850,30 +914,6 @@ mod tests {
     }
 
     #[test]
-    fn the_cgroup2_directory_on_hybrid_pure_and_container_hosts() {
-        let hybrid = "41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n";
-        assert_eq!(
-            own_cgroup2_dir(hybrid, "4:memory:/x\n0::/\n"),
-            Some(PathBuf::from("/sys/fs/cgroup/unified"))
-        );
-        let pure = "30 24 0:26 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n";
-        assert_eq!(
-            own_cgroup2_dir(pure, "0::/system.slice/chaos-agent.service\n"),
-            Some(PathBuf::from(
-                "/sys/fs/cgroup/system.slice/chaos-agent.service"
-            ))
-        );
-        let container = "9 8 0:26 /kubepods/pod1 /sys/fs/cgroup ro - cgroup2 cgroup2 rw\n";
-        assert_eq!(
-            own_cgroup2_dir(container, "0::/kubepods/pod1/c1\n"),
-            Some(PathBuf::from("/sys/fs/cgroup/c1"))
-        );
-        let v1 = "25 24 0:22 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n";
-        assert_eq!(own_cgroup2_dir(v1, "4:memory:/x\n"), None);
-        assert_eq!(own_cgroup2_dir(pure, "4:memory:/x\n"), None);
-    }
-
-    #[test]
     fn meminfo_is_read_in_bytes() {
         let text = "MemTotal:       24683784 kB\nMemFree: 1 kB\nMemAvailable:   23816856 kB\n";
         assert_eq!(
@@ -887,10 +927,10 @@ mod tests {
 
     #[test]
     fn the_plan_names_the_cgroup_after_the_fault_and_starts_no_child() {
-        let spec = StressSpec::Cpu(CpuStress {
+        let spec = StressSpec::on_host(StressWork::Cpu(CpuStress {
             workers: Workers::Count(1),
             load: 50.0,
-        });
+        }));
         let Undo::Stress { cgroup, children } = spec.plan("f-1", 0, &Resolved::default()).unwrap()
         else {
             panic!("a stress plan gives stress undo data")

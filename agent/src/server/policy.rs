@@ -962,6 +962,14 @@ max_loss: 50%
             p.check_fault(&host_only).is_ok(),
             "no inside: nothing to check"
         );
+        let stress = FaultSpec::Stress(crate::spec::StressSpec {
+            work: crate::spec::StressWork::Memory(crate::spec::MemoryStress::Size(1 << 20)),
+            inside: Some(ProcessSelector::Container("billing/api-1/app".into())),
+        });
+        assert_eq!(
+            msg(p.check_fault(&stress)),
+            "process selector container `billing/api-1/app` is outside the policy's inside.selectors [^shop/]"
+        );
     }
 
     #[test]
@@ -1139,18 +1147,22 @@ max_loss: 50%
 
     #[test]
     fn stress_workers_memory_and_margin() {
-        use crate::spec::{CpuStress, MemoryStress, StressSpec, Workers};
+        use crate::spec::{CpuStress, MemoryStress, StressSpec, StressWork, Workers};
         let p = Policy::parse("stress: {max_workers: 2, max_memory: 64MiB, memory_margin: 20%}")
             .unwrap();
         let cpu = |n| {
-            FaultSpec::Stress(StressSpec::Cpu(CpuStress {
+            FaultSpec::Stress(StressSpec::on_host(StressWork::Cpu(CpuStress {
                 workers: Workers::Count(n),
                 load: 100.0,
-            }))
+            })))
         };
         assert!(p.check_fault(&cpu(2)).is_ok());
         assert!(msg(p.check_fault(&cpu(3))).contains("stress.max_workers 2"));
-        let memory = |bytes| FaultSpec::Stress(StressSpec::Memory(MemoryStress::Size(bytes)));
+        let memory = |bytes| {
+            FaultSpec::Stress(StressSpec::on_host(StressWork::Memory(MemoryStress::Size(
+                bytes,
+            ))))
+        };
         assert!(p.check_fault(&memory(64 << 20)).is_ok());
         assert!(msg(p.check_fault(&memory(65 << 20))).contains("stress.max_memory"));
         assert_eq!(p.stress_memory_margin(), Some(20.0));

@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use agent::fault::stress;
-use agent::spec::{CpuStress, FaultSpec, MemoryStress, StressSpec, Workers};
+use agent::spec::{CpuStress, FaultSpec, MemoryStress, StressSpec, StressWork, Workers};
 use agent::{Applied, FaultError, LocalAgent};
 use chaos_tests::eventually;
 
@@ -17,10 +17,10 @@ use crate::faults::{agent, request};
 const MIB: u64 = 1024 * 1024;
 
 fn cpu(workers: u32, load: f64) -> FaultSpec {
-    FaultSpec::Stress(StressSpec::Cpu(CpuStress {
+    FaultSpec::Stress(StressSpec::on_host(StressWork::Cpu(CpuStress {
         workers: Workers::Count(workers),
         load,
-    }))
+    })))
 }
 
 /// The pids in `affected` (`pid 123 (chaos-stress)`).
@@ -100,7 +100,9 @@ fn cpu_workers_burn_their_load_and_the_revert_kills_them() {
 #[test]
 fn memory_is_held_resident_then_given_back() {
     let (agent, _state) = agent();
-    let spec = FaultSpec::Stress(StressSpec::Memory(MemoryStress::Size(64 * MIB)));
+    let spec = FaultSpec::Stress(StressSpec::on_host(StressWork::Memory(MemoryStress::Size(
+        64 * MIB,
+    ))));
     let applied = agent.inject(request("stress-mem", spec)).unwrap();
     println!("{applied:#?}");
     assert!(applied.verified, "{applied:?}");
@@ -157,13 +159,17 @@ fn workers_end_by_themselves_at_the_end_time() {
 fn memory_beyond_what_is_available_is_refused_at_preflight() {
     let (agent, _state) = agent();
     let mem = stress::meminfo().unwrap();
-    let spec = FaultSpec::Stress(StressSpec::Memory(MemoryStress::Size(mem.available)));
+    let spec = FaultSpec::Stress(StressSpec::on_host(StressWork::Memory(MemoryStress::Size(
+        mem.available,
+    ))));
     let err = agent.check(&spec).unwrap_err();
     println!("{err}");
     assert!(matches!(err, FaultError::WouldOverload { .. }), "{err}");
     assert!(err.to_string().contains("MemAvailable"), "{err}");
     assert!(agent.inject(request("stress-too-much", spec)).is_err());
     assert_eq!(std::fs::read_dir(agent.journal_dir()).unwrap().count(), 0);
-    let share = FaultSpec::Stress(StressSpec::Memory(MemoryStress::Share(100.0)));
+    let share = FaultSpec::Stress(StressSpec::on_host(StressWork::Memory(
+        MemoryStress::Share(100.0),
+    )));
     assert!(agent.check(&share).is_err());
 }

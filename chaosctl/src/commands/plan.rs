@@ -216,7 +216,7 @@ pub fn render(scenario: &Scenario, plan: &Plan, origin: SeedOrigin, local: Local
                     late(f.start_after)
                 );
                 if let Some(selector) = processes::selector_of(&f.spec) {
-                    let found = processes::on_hosts(scenario, &f.hosts, selector, local);
+                    let found = processes::on_hosts(scenario, &f.hosts, &f.spec, selector, local);
                     out.push_str(&processes::render(&found, "       "));
                 }
             }
@@ -394,7 +394,7 @@ fn to_json(
                 "spec": f.spec,
                 "start_after_ms": f.start_after.as_millis() as u64,
                 "processes": processes::selector_of(&f.spec).map(|selector| {
-                    processes::to_json(&processes::on_hosts(scenario, &f.hosts, selector, local))
+                    processes::to_json(&processes::on_hosts(scenario, &f.hosts, &f.spec, selector, local))
                 }),
             })).collect::<Vec<_>>(),
             "actions": s.action.iter().chain(&s.actions).map(|a| serde_json::json!({

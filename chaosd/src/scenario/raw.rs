@@ -646,18 +646,19 @@ pub struct FaultRaw {
     #[schemars(with = "Option<HttpFaultRaw>")]
     pub http: Option<Sp<HttpFaultRaw>>,
     /// Make the fault inside the network namespaces of these processes (a container's), not
-    /// the host's (network kinds), or fill `fill_disk`'s path as they see it.
+    /// the host's (network kinds), run `stress`'s workers below their cgroups, or fill
+    /// `fill_disk`'s path as they see it.
     #[schemars(with = "Option<InsideRaw>")]
     pub inside: Option<Sp<InsideRaw>>,
 }
 
-/// `inside:` of a network fault: whose network namespaces it is made in.
+/// `inside:` of a fault: whose network namespaces it is made in (whose cgroups, for `stress`).
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "Inside")]
 pub struct InsideRaw {
-    /// The processes (a container's: `{container: checkout}`) whose namespaces the fault enters,
-    /// once per distinct namespace.
+    /// The processes (a container's: `{container: checkout}`) whose namespaces (or cgroups) the
+    /// fault enters, once per distinct namespace (or cgroup).
     #[schemars(with = "Option<ProcessRaw>")]
     pub process: Option<Sp<ProcessRaw>>,
 }
@@ -713,7 +714,8 @@ pub struct FaultEntryRaw {
     #[schemars(with = "Option<HttpFaultRaw>")]
     pub http: Option<Sp<HttpFaultRaw>>,
     /// Make the fault inside the network namespaces of these processes (a container's), not
-    /// the host's (network kinds), or fill `fill_disk`'s path as they see it.
+    /// the host's (network kinds), run `stress`'s workers below their cgroups, or fill
+    /// `fill_disk`'s path as they see it.
     #[schemars(with = "Option<InsideRaw>")]
     pub inside: Option<Sp<InsideRaw>>,
 }

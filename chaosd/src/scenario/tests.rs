@@ -7,7 +7,7 @@ use agent::spec::{
     BandwidthSpec, DropMode, DropSpec, FaultSpec, FillAmount, FillDiskSpec, KillSpec, LatencySpec,
     LossSpec, NetScope, PauseSpec, PeerSelector, Pick, ProcessSelector, SignalNumber,
 };
-use agent::spec::{CpuStress, MemoryStress, StressSpec, Workers};
+use agent::spec::{CpuStress, MemoryStress, StressSpec, StressWork, Workers};
 
 use super::model::{Command, ProbeKind, StatusMatch};
 use super::*;
@@ -670,15 +670,27 @@ fn stress_values() {
     let s = ok(&step("{stress: {cpu: {cores: 50%}}}"));
     assert_eq!(
         s.steps[0].faults[0].spec,
-        FaultSpec::Stress(StressSpec::Cpu(CpuStress {
+        FaultSpec::Stress(StressSpec::on_host(StressWork::Cpu(CpuStress {
             workers: Workers::Cores(50.0),
             load: 100.0
-        }))
+        })))
     );
     let s = ok(&step("{stress: {memory: {size: 512MiB}}}"));
     assert_eq!(
         s.steps[0].faults[0].spec,
-        FaultSpec::Stress(StressSpec::Memory(MemoryStress::Size(512 << 20)))
+        FaultSpec::Stress(StressSpec::on_host(StressWork::Memory(MemoryStress::Size(
+            512 << 20
+        ))))
+    );
+    let s = ok(&step(
+        "{stress: {memory: {share: 50%}}, inside: {process: {container: checkout}}}",
+    ));
+    assert_eq!(
+        s.steps[0].faults[0].spec,
+        FaultSpec::Stress(StressSpec {
+            work: StressWork::Memory(MemoryStress::Share(50.0)),
+            inside: Some(ProcessSelector::Container("checkout".into())),
+        })
     );
 }
 

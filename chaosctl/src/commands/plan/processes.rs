@@ -4,7 +4,7 @@
 //! they are read from this machine's `/proc` now, through the agent's own lookup, and labelled with
 //! their containers as reports label them; another host's agent finds its own at run time.
 
-use agent::process::{self, ProcessInfo};
+use agent::process;
 use agent::spec::{FaultSpec, ProcessSelector};
 use chaosd::scenario::model::Scenario;
 
@@ -35,20 +35,23 @@ pub fn selector_of(spec: &FaultSpec) -> Option<&ProcessSelector> {
         .or_else(|| spec.processes().filter(|s| s.is_scoped()))
 }
 
-/// For each of `hosts`, what `selector` finds there.
+/// For each of `hosts`, what `spec`'s `selector` finds there; for a `stress` with `inside:`, each
+/// process with its cgroup, below which the workers go.
 pub fn on_hosts(
     scenario: &Scenario,
     hosts: &[String],
+    spec: &FaultSpec,
     selector: &ProcessSelector,
     local: LocalHost,
 ) -> Vec<(String, Found)> {
+    let cgroups = matches!(spec, FaultSpec::Stress(_));
     hosts
         .iter()
         .map(|host| {
             let here = local == LocalHost::Here
                 && scenario.hosts.get(host).is_some_and(|h| h.agent.is_none());
             let found = if here {
-                Found::Local(find(selector))
+                Found::Local(find(selector, cgroups))
             } else {
                 Found::Remote
             };
@@ -57,11 +60,16 @@ pub fn on_hosts(
         .collect()
 }
 
-fn find(selector: &ProcessSelector) -> Result<Vec<String>, String> {
+fn find(selector: &ProcessSelector, cgroups: bool) -> Result<Vec<String>, String> {
     let found = process::find(selector).map_err(|err| err.to_string())?;
     Ok(process::with_containers(found)
         .iter()
-        .map(ProcessInfo::label)
+        .map(
+            |p| match cgroups.then(|| agent::container::cgroup_path(p.pid)) {
+                Some(Some(cgroup)) => format!("{}, cgroup {cgroup}", p.label()),
+                _ => p.label(),
+            },
+        )
         .collect())
 }
 

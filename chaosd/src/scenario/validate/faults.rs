@@ -13,7 +13,7 @@ use agent::spec::{
     FillAmount, FillDiskSpec, KillSpec, LatencySpec, LossSpec, NetScope, PauseSpec, PeerSelector,
     ProcessSelector, Protocol, SignalNumber,
 };
-use agent::spec::{CpuStress, MemoryStress, StressSpec, Workers};
+use agent::spec::{CpuStress, MemoryStress, StressSpec, StressWork, Workers};
 use agent::spec::{HttpAction, HttpSpec};
 
 use super::super::raw::*;
@@ -185,6 +185,10 @@ pub(super) fn fault(
             dns.inside = Some(selector?);
             return spec;
         }
+        Some(FaultSpec::Stress(stress)) => {
+            stress.inside = Some(selector?);
+            return spec;
+        }
         _ => {}
     }
     match spec.as_mut().map(FaultSpec::scope_mut) {
@@ -196,11 +200,11 @@ pub(super) fn fault(
             cx.report(
                 pos(raw),
                 format!(
-                    "`inside` is for the network kinds and `fill_disk`; {what} is `{}`",
+                    "`inside` is for the network kinds, `stress` and `fill_disk`; {what} is `{}`",
                     spec.as_ref().map_or(FaultKind::Kill, FaultSpec::kind)
                 ),
                 Some(
-                    "`inside` takes `latency`, `loss`, `drop`, `bandwidth`, `corrupt`, `duplicate`, `dns`, `http` and `fill_disk`; a process selector's `container` key reaches a container's processes".into(),
+                    "`inside` takes `latency`, `loss`, `drop`, `bandwidth`, `corrupt`, `duplicate`, `dns`, `http`, `stress` and `fill_disk`; a process selector's `container` key reaches a container's processes".into(),
                 ),
             );
             None
@@ -460,10 +464,12 @@ fn stress(cx: &mut Cx, raw: &Sp<StressRaw>) -> Option<FaultSpec> {
                     cx.get(cores, |text| positive("cores")(text).map(Workers::Cores))
                 }
             };
-            Some(FaultSpec::Stress(StressSpec::Cpu(CpuStress {
-                workers: workers?,
-                load,
-            })))
+            Some(FaultSpec::Stress(StressSpec::on_host(StressWork::Cpu(
+                CpuStress {
+                    workers: workers?,
+                    load,
+                },
+            ))))
         }
         (None, Some(memory)) => {
             let m = &memory.value;
@@ -487,7 +493,9 @@ fn stress(cx: &mut Cx, raw: &Sp<StressRaw>) -> Option<FaultSpec> {
                     positive("share")(text).map(MemoryStress::Share)
                 }),
             };
-            Some(FaultSpec::Stress(StressSpec::Memory(amount?)))
+            Some(FaultSpec::Stress(StressSpec::on_host(StressWork::Memory(
+                amount?,
+            ))))
         }
     }
 }
