@@ -4,8 +4,9 @@
 //! Connections are kept open between calls, so after preflight a step's injection costs one
 //! request per host and no handshake.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hyper::Method;
@@ -114,15 +115,106 @@ impl std::fmt::Debug for AgentClient {
 /// system's few hundred roots, read once rather than once per host), one cache of TLS sessions
 /// and one pool of kept-open connections (one per agent). Hosts naming the same token file read
 /// it once. What it keeps grows with the ways of trust and token files, not with the hosts.
+///
+/// One is made per run; a long-lived controller makes it from its [`KeptClients`], so that the
+/// run reuses the HTTP clients (connections, TLS sessions) of the runs before it.
 #[derive(Default)]
 pub struct AgentClients {
     /// (`ca_file`, `cert_file`, `key_file`) → the client, or why it cannot be made.
     http: HashMap<Trust, Result<HttpsClient, String>>,
     /// Token file (`None`: [`TOKEN_ENV`]) → its `Authorization` header, or why there is none.
     tokens: HashMap<Option<PathBuf>, Result<HeaderValue, String>>,
+    /// Where a client is looked for before one is made, and kept after.
+    kept: Option<KeptClients>,
 }
 
 type Trust = (Option<PathBuf>, Option<PathBuf>, Option<PathBuf>);
+
+/// How many HTTP clients (ways of trusting agents) a controller keeps between runs; the least
+/// recently used goes first.
+pub const KEPT_CLIENTS: usize = 8;
+
+/// The HTTP clients a long-lived controller (chaosd) keeps from run to run, so that a run does
+/// not handshake anew with every agent: it reuses the connections the last runs left open (each
+/// closed after 90 s idle) and resumes TLS sessions from the client's cache (4,096 agents per
+/// client). Bounded: at most [`KEPT_CLIENTS`] clients, each holding what its fleet's agents
+/// need, whatever fleets come and go over time.
+///
+/// A client is kept for the contents of its trust files, not only their names: a CA, a client
+/// certificate or a key replaced on disk makes a new client at the next run. Tokens are never
+/// kept: each run reads them again, so a rotated token is used from the next run on.
+#[derive(Default, Clone)]
+pub struct KeptClients {
+    /// Most recently used last.
+    clients: Arc<Mutex<VecDeque<(KeptKey, HttpsClient)>>>,
+}
+
+/// The trust files' names and what they held when the client was made.
+type KeptKey = (Trust, Vec<u8>);
+
+impl KeptClients {
+    /// The clients of one run: tokens read afresh, HTTP clients from here where they can be.
+    pub fn for_run(&self) -> AgentClients {
+        AgentClients {
+            kept: Some(self.clone()),
+            ..AgentClients::default()
+        }
+    }
+
+    /// How many clients are kept.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The client kept for `trust` if its files still hold what they held, else a new one
+    /// (kept when it could be made).
+    fn client(
+        &self,
+        trust: &Trust,
+        make: impl FnOnce() -> Result<HttpsClient, String>,
+    ) -> Result<HttpsClient, String> {
+        let key = (trust.clone(), trust_contents(trust));
+        let mut kept = self.lock();
+        if let Some(at) = kept.iter().position(|(k, _)| *k == key) {
+            let entry = kept.remove(at).expect("found above");
+            let client = entry.1.clone();
+            kept.push_back(entry);
+            return Ok(client);
+        }
+        drop(kept);
+        let client = make()?;
+        let mut kept = self.lock();
+        // Files of this trust that held something else: that client is not used again.
+        kept.retain(|(k, _)| k.0 != key.0);
+        kept.push_back((key, client.clone()));
+        while kept.len() > KEPT_CLIENTS {
+            kept.pop_front();
+        }
+        Ok(client)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<(KeptKey, HttpsClient)>> {
+        self.clients.lock().expect("kept clients lock")
+    }
+}
+
+/// The bytes of a trust's files, one after the other (a file that cannot be read adds nothing:
+/// making the client then fails and says why).
+fn trust_contents(trust: &Trust) -> Vec<u8> {
+    let (ca, cert, key) = trust;
+    let mut contents = Vec::new();
+    for path in [ca, cert, key].into_iter().flatten() {
+        if let Ok(bytes) = std::fs::read(path) {
+            contents.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+            contents.extend_from_slice(&bytes);
+        }
+    }
+    contents
+}
 
 impl AgentClients {
     /// The client of `target`'s agent: reads its token and CA unless an earlier host had the
@@ -157,10 +249,17 @@ impl AgentClients {
             target.cert_file.clone(),
             target.key_file.clone(),
         );
+        let kept = &self.kept;
         let client = self
             .http
-            .entry(trust)
-            .or_insert_with(|| https_client_with(target.ca_file.as_deref(), identity))
+            .entry(trust.clone())
+            .or_insert_with(|| {
+                let make = || https_client_with(target.ca_file.as_deref(), identity);
+                match kept {
+                    Some(kept) => kept.client(&trust, make),
+                    None => make(),
+                }
+            })
             .clone()
             .map_err(setup)?;
         let tls = ClientContext::for_url(
@@ -421,5 +520,75 @@ mod tests {
         );
         clients.client(&target("h4", &token, None)).expect("h4");
         assert_eq!(clients.http.len(), 2);
+    }
+}
+
+#[cfg(test)]
+mod kept_tests {
+    use super::*;
+    use std::cell::Cell;
+
+    fn plain() -> Result<HttpsClient, String> {
+        crate::http::client::https_client(None)
+    }
+
+    #[test]
+    fn a_kept_client_serves_the_next_runs_until_its_ca_file_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, "first").unwrap();
+        let trust: Trust = (Some(ca.clone()), None, None);
+        let kept = KeptClients::default();
+        let made = Cell::new(0);
+        let make = || {
+            made.set(made.get() + 1);
+            plain()
+        };
+        kept.client(&trust, make).unwrap();
+        kept.client(&trust, make).unwrap();
+        assert_eq!((made.get(), kept.len()), (1, 1), "the second run reuses it");
+        std::fs::write(&ca, "rotated").unwrap();
+        kept.client(&trust, make).unwrap();
+        assert_eq!(
+            (made.get(), kept.len()),
+            (2, 1),
+            "a new CA, a new client, and the old one is let go"
+        );
+    }
+
+    #[test]
+    fn at_most_kept_clients_are_kept_and_failures_never() {
+        let dir = tempfile::tempdir().unwrap();
+        let kept = KeptClients::default();
+        for i in 0..KEPT_CLIENTS + 3 {
+            let trust: Trust = (Some(dir.path().join(format!("ca-{i}.pem"))), None, None);
+            kept.client(&trust, plain).unwrap();
+        }
+        assert_eq!(kept.len(), KEPT_CLIENTS);
+        let broken: Trust = (Some(dir.path().join("broken.pem")), None, None);
+        let err = kept.client(&broken, || Err("no such CA".to_string()));
+        assert_eq!(err.unwrap_err(), "no such CA");
+        assert_eq!(kept.len(), KEPT_CLIENTS);
+    }
+
+    #[test]
+    fn each_run_reads_its_tokens_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, "first\n").unwrap();
+        let target = AgentTarget {
+            host: "h1".into(),
+            url: "http://127.0.0.1:7411".into(),
+            token_file: Some(token.clone()),
+            ca_file: None,
+            cert_file: None,
+            key_file: None,
+        };
+        let kept = KeptClients::default();
+        kept.for_run().client(&target).expect("first run");
+        std::fs::remove_file(&token).unwrap();
+        let err = kept.for_run().client(&target).unwrap_err().to_string();
+        assert!(err.contains("cannot read the token file"), "{err}");
+        assert_eq!(kept.len(), 1, "the HTTP client is kept all the same");
     }
 }

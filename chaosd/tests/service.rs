@@ -819,6 +819,31 @@ fn a_run_id_may_be_its_random_suffix() {
 }
 
 #[test]
+fn a_second_run_reuses_the_connections_of_the_first() {
+    let fleet = chaos_tests::fake_agent::FakeFleet::start(4, Duration::from_millis(5));
+    let d = Chaosd::start(false);
+    let token = d.path("agent.token");
+    std::fs::write(&token, "reuse-token-0123456789\n").unwrap();
+    let yaml = format!(
+        "version: 1\nname: reuse\nhosts:\n{}targets:\n  fleet: {{hosts: [h1, h2, h3, h4]}}\nsteps:\n  - name: pause\n    target: fleet\n    fault: {{pause: {{process: {{name: reuse-nothing}}}}}}\n    duration: 200ms\n",
+        fleet.hosts_yaml(&token)
+    );
+    let first = d.submit(&yaml);
+    assert_eq!(d.wait_verdict(&first)["run"]["verdict"], "passed");
+    let opened = fleet.connections();
+    assert!(
+        (4..8).contains(&opened),
+        "{opened} connections for 4 agents"
+    );
+    let second = d.submit(&yaml);
+    assert_eq!(d.wait_verdict(&second)["run"]["verdict"], "passed");
+    assert_eq!(fleet.calls_of("apply").len(), 8);
+    // Every call of the second run went over a connection the first one left open: no new
+    // connection, so no TLS handshake either.
+    assert_eq!(fleet.connections(), opened, "the second run connected anew");
+}
+
+#[test]
 fn chaosd_logs_carry_no_colour_codes_off_a_terminal() {
     let d = Chaosd::start(true);
     let sleeper = Sleeper::spawn("plainlog");

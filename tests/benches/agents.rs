@@ -38,9 +38,10 @@
 //! containers, and the added apply time of `inside:` ([`containers`]).
 //!
 //!     scripts/bench [--agents N[,N...]] [--rounds R] [--no-net] [--http-only] [--containers N]
-//!                   [--containers-only] [--keep] [--agent-state DIR] [--tiny]
+//!                   [--containers-only] [--keep] [--agent-state DIR] [--max-in-flight N] [--tiny]
 //!
-//! `--http-only` runs part 4 alone, `--containers-only` part 5. `--tiny` (what CI runs, so that the benchmark cannot rot) is 3
+//! `--http-only` runs part 4 alone, `--containers-only` part 5. `--max-in-flight N` sets part 1's
+//! `settings.max_in_flight` (the run's limit on calls to agents in flight; docs/scale.md). `--tiny` (what CI runs, so that the benchmark cannot rot) is 3
 //! agents, one round, 1 s idle windows, 5 pings, 20 MB, 200 requests and 0.5 s of throughput. Everything it starts (agents, sleeps, chaosctl, the lab) is
 //! stopped or deleted at its end, whatever happens. Traffic goes only to 127.0.0.1 and to the
 //! lab's own namespaces. Benchmark only: never used by the tests.
@@ -92,6 +93,9 @@ struct Args {
     containers: usize,
     /// Part 5 only.
     containers_only: bool,
+    /// Part 1's `settings.max_in_flight` (none: the default), to see what the limit on calls in
+    /// flight does to the curve.
+    max_in_flight: Option<usize>,
 }
 
 impl Args {
@@ -111,6 +115,7 @@ impl Args {
             http_window: Duration::from_secs(3),
             containers: 100,
             containers_only: false,
+            max_in_flight: None,
         };
         let mut it = std::env::args().skip(1);
         while let Some(arg) = it.next() {
@@ -126,6 +131,9 @@ impl Args {
                 "--containers-only" => args.containers_only = true,
                 "--keep" => args.keep = true,
                 "--agent-state" => args.agent_state = Some(value("--agent-state")?.into()),
+                "--max-in-flight" => {
+                    args.max_in_flight = Some(value("--max-in-flight")?.parse()?);
+                }
                 "--tiny" => {
                     args.agents = vec![3];
                     args.rounds = 1;
@@ -139,7 +147,8 @@ impl Args {
                 }
                 other => bail!(
                     "unknown argument `{other}`; use --agents N[,N...], --rounds R, --no-net, \
-                     --http-only, --containers N, --containers-only, --keep, --agent-state DIR, --tiny"
+                     --http-only, --containers N, --containers-only, --keep, --agent-state DIR, \
+                     --max-in-flight N, --tiny"
                 ),
             }
         }
@@ -311,7 +320,14 @@ fn many_agents(args: &Args, n: usize, work: &Path, rows: &mut Vec<Row>) -> anyho
         let load = loadavg();
         // (a) a whole run: apply, hold 2 s, revert.
         let cpu0 = cpu_ms(&apids);
-        let mut run = BenchRun::start(&many_scenario(&urls, &spids, &token, "2s", "10s"));
+        let mut run = BenchRun::start(&many_scenario(
+            &urls,
+            &spids,
+            &token,
+            "2s",
+            "10s",
+            args.max_in_flight,
+        ));
         run.wait_events("fault_applied", n, Duration::from_secs(60))?;
         let rc = run.finish();
         let agent_cpu = (cpu_ms(&apids) - cpu0) / n as f64;
@@ -329,7 +345,14 @@ fn many_agents(args: &Args, n: usize, work: &Path, rows: &mut Vec<Row>) -> anyho
         };
 
         // (b) SIGINT during the hold.
-        let mut run = BenchRun::start(&many_scenario(&urls, &spids, &token, "60s", "10s"));
+        let mut run = BenchRun::start(&many_scenario(
+            &urls,
+            &spids,
+            &token,
+            "60s",
+            "10s",
+            args.max_in_flight,
+        ));
         run.wait_events("fault_applied", n, Duration::from_secs(60))?;
         wait_states(&spids, true, Duration::from_secs(5));
         thread::sleep(Duration::from_millis(300));
@@ -353,7 +376,14 @@ fn many_agents(args: &Args, n: usize, work: &Path, rows: &mut Vec<Row>) -> anyho
         };
 
         // (c) SIGKILL during the hold, lease 1 s: the agents revert on their own.
-        let mut run = BenchRun::start(&many_scenario(&urls, &spids, &token, "60s", "1s"));
+        let mut run = BenchRun::start(&many_scenario(
+            &urls,
+            &spids,
+            &token,
+            "60s",
+            "1s",
+            args.max_in_flight,
+        ));
         let evs = run.wait_events("fault_applied", n, Duration::from_secs(60))?;
         let last_applied = at(&evs, "fault_applied", last);
         wait_states(&spids, true, Duration::from_secs(5));
@@ -499,7 +529,14 @@ fn healthz(port: u16) -> bool {
 /// agent read the command line of every process on the machine, and on this machine that is the
 /// whole fleet's (N agents, N sleeps): work per agent that grows with the fleet, which no real
 /// fleet has.
-fn many_scenario(urls: &[&str], pids: &[i32], token: &Path, hold: &str, lease: &str) -> String {
+fn many_scenario(
+    urls: &[&str],
+    pids: &[i32],
+    token: &Path,
+    hold: &str,
+    lease: &str,
+    max_in_flight: Option<usize>,
+) -> String {
     let mut yaml = String::from("version: 1\nname: many-agents\nhosts:\n");
     for (i, url) in urls.iter().enumerate() {
         yaml.push_str(&format!(
@@ -517,6 +554,9 @@ fn many_scenario(urls: &[&str], pids: &[i32], token: &Path, hold: &str, lease: &
         "    duration: {hold}\n    recover_within: 5s\nsettings:\n  max_hosts: {}\n  lease: {lease}\n",
         urls.len()
     ));
+    if let Some(n) = max_in_flight {
+        yaml.push_str(&format!("  max_in_flight: {n}\n"));
+    }
     yaml
 }
 

@@ -17,6 +17,7 @@ mod dns;
 mod drills_http;
 mod drills_redis;
 mod edges;
+mod fanout;
 mod faults;
 mod http_fault;
 mod impact;

@@ -7,6 +7,8 @@
 //!   up after themselves.
 //! - [`lab`] builds hosts in network namespaces on a bridge, a real `chaos-agent` on each, and
 //!   tears them down (checking for leftovers) on every path.
+//! - [`fake_agent`] is a stand-in fleet of agents that answer after a delay and record every
+//!   call (how many the controller had in flight at once).
 //! - [`otlp`] is a stand-in OpenTelemetry collector that keeps what it is sent (or never answers).
 //! - [`podman`] runs real containers (Podman, a busybox root file system, no image) and removes
 //!   them.
@@ -23,6 +25,7 @@
 #![allow(clippy::disallowed_types)]
 
 pub mod bins;
+pub mod fake_agent;
 pub mod lab;
 pub mod otlp;
 pub mod ping;

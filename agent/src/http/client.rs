@@ -304,7 +304,7 @@ fn tls_config(
         .map_err(|e| format!("cannot set up TLS: {e}"))?
         .with_root_certificates(roots);
     let Some((cert, key)) = identity else {
-        return Ok(builder.with_no_client_auth());
+        return Ok(resuming(builder.with_no_client_auth()));
     };
     let chain = read_certs(cert).map_err(|e| {
         format!(
@@ -324,13 +324,26 @@ fn tls_config(
             key.display()
         )
     })?;
-    builder.with_client_auth_cert(chain, private).map_err(|e| {
-        format!(
-            "the client certificate `{}` and key `{}` do not go together: {e}",
-            cert.display(),
-            key.display()
-        )
-    })
+    builder
+        .with_client_auth_cert(chain, private)
+        .map(resuming)
+        .map_err(|e| {
+            format!(
+                "the client certificate `{}` and key `{}` do not go together: {e}",
+                cert.display(),
+                key.display()
+            )
+        })
+}
+
+/// Servers whose TLS sessions one client remembers, to resume them on a new connection rather
+/// than handshake in full. One client serves a whole fleet of agents (and chaosd keeps it from
+/// run to run); rustls's default cache holds 256 tickets, 8 per server: 32 servers.
+pub const RESUMED_SERVERS: usize = 4096;
+
+fn resuming(mut config: rustls::ClientConfig) -> rustls::ClientConfig {
+    config.resumption = rustls::client::Resumption::in_memory_sessions(8 * RESUMED_SERVERS);
+    config
 }
 
 #[cfg(test)]

@@ -1,5 +1,7 @@
 //! The agents a run talks to, by host name: `local` is the in-process agent; every host with an
-//! `agent:` URL is a `chaos-agent` reached over HTTPS with its token.
+//! `agent:` URL is a `chaos-agent` reached over HTTPS with its token. Every call to a remote
+//! agent waits for a slot of the run's [`CallLimit`] (`settings.max_in_flight`): reverts and
+//! lease renewals as urgent calls, the rest as normal ones.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -10,7 +12,9 @@ use agent::client::{AgentClient, AgentClients, AgentTarget, ClientError};
 use agent::local::{Applied, InjectRequest, LocalAgent, Reverted};
 use agent::probe::SampleOutcome;
 use agent::spec::{FaultSpec, ProbeKind};
+use tokio_util::sync::CancellationToken;
 
+use super::limit::{CallLimit, Permit, Priority};
 use crate::scenario::model::{LOCAL_HOST, Scenario};
 
 /// Why a revert did not happen.
@@ -53,6 +57,8 @@ impl InjectFailure {
 pub struct Hosts {
     local: LocalAgent,
     remote: Arc<BTreeMap<String, Result<AgentClient, ClientError>>>,
+    /// The run's calls to remote agents in flight, shared by every clone (every fan-out).
+    limit: Arc<CallLimit>,
     run_id: String,
     lease: Duration,
 }
@@ -62,7 +68,17 @@ impl Hosts {
     /// Hosts that trust their agents the same way share one client: its TLS setup is made once
     /// for the fleet, and its pool keeps one connection per agent for the whole run.
     pub fn new(local: LocalAgent, scenario: &Scenario, run_id: &str) -> Hosts {
-        let mut clients = AgentClients::default();
+        Hosts::with_clients(local, scenario, run_id, &mut AgentClients::default())
+    }
+
+    /// Like [`Hosts::new`], with clients kept from earlier runs (chaosd keeps them for the
+    /// process, so that a run reuses the connections and TLS sessions of the one before).
+    pub fn with_clients(
+        local: LocalAgent,
+        scenario: &Scenario,
+        run_id: &str,
+        clients: &mut AgentClients,
+    ) -> Hosts {
         let remote = scenario
             .hosts
             .values()
@@ -82,9 +98,15 @@ impl Hosts {
         Hosts {
             local,
             remote: Arc::new(remote),
+            limit: CallLimit::new(scenario.settings.max_in_flight),
             run_id: run_id.to_string(),
             lease: scenario.settings.lease,
         }
+    }
+
+    /// The run's limit on calls in flight.
+    pub fn limit(&self) -> &Arc<CallLimit> {
+        &self.limit
     }
 
     pub fn lease(&self) -> Duration {
@@ -102,6 +124,11 @@ impl Hosts {
             Some(Err(err)) => Err(err.to_string()),
             None => Err(format!("host `{host}` has no agent")),
         }
+    }
+
+    /// A slot of the run's limit for one call; held until the call's answer is read.
+    async fn slot(&self, priority: Priority) -> Permit {
+        self.limit.acquire(priority).await
     }
 
     /// Preflight for one host: its agent answers, accepts our token, can do each of these faults
@@ -124,6 +151,7 @@ impl Hosts {
             };
         }
         let client = self.client(host).map_err(|e| vec![e])?;
+        let _slot = self.slot(Priority::Normal).await;
         if faults.is_empty() {
             return client
                 .health()
@@ -138,29 +166,54 @@ impl Hosts {
         }
     }
 
-    /// Injects one fault on `host`. Its failure says whether the fault may be in place anyway.
-    pub async fn inject(&self, host: &str, req: InjectRequest) -> Result<Applied, InjectFailure> {
-        if host == LOCAL_HOST {
-            let agent = self.local.clone();
-            let fault_id = req.fault_id.clone();
-            let injected = tokio::task::spawn_blocking(move || {
-                let result = agent.inject(req);
-                // A failed injection whose cleanup failed too stays active in the agent.
-                let held = result.is_err() && agent.active().iter().any(|f| f.fault_id == fault_id);
-                (result, held)
-            })
-            .await;
-            return match injected {
-                Ok((Ok(applied), _)) => Ok(applied),
-                Ok((Err(err), held)) => Err(InjectFailure {
-                    message: err.to_string(),
-                    maybe_applied: held,
-                }),
-                Err(err) => Err(InjectFailure::unknown(format!(
-                    "the agent task failed: {err}"
-                ))),
-            };
+    /// Injects one fault on `host` once the run's limit lets the call start. Its failure says
+    /// whether the fault may be in place anyway. `None`: `stop` came first (an abort, another
+    /// fault of the batch failed), so nothing was sent and the fault is not in place.
+    pub async fn inject(
+        &self,
+        host: &str,
+        req: InjectRequest,
+        stop: &CancellationToken,
+    ) -> Option<Result<Applied, InjectFailure>> {
+        if stop.is_cancelled() {
+            return None;
         }
+        if host != LOCAL_HOST {
+            let slot = tokio::select! {
+                biased;
+                () = stop.cancelled() => return None,
+                slot = self.slot(Priority::Normal) => slot,
+            };
+            let applied = self.apply_remote(host, req).await;
+            drop(slot);
+            return Some(applied);
+        }
+        Some(self.inject_local(req).await)
+    }
+
+    async fn inject_local(&self, req: InjectRequest) -> Result<Applied, InjectFailure> {
+        let agent = self.local.clone();
+        let fault_id = req.fault_id.clone();
+        let injected = tokio::task::spawn_blocking(move || {
+            let result = agent.inject(req);
+            // A failed injection whose cleanup failed too stays active in the agent.
+            let held = result.is_err() && agent.active().iter().any(|f| f.fault_id == fault_id);
+            (result, held)
+        })
+        .await;
+        match injected {
+            Ok((Ok(applied), _)) => Ok(applied),
+            Ok((Err(err), held)) => Err(InjectFailure {
+                message: err.to_string(),
+                maybe_applied: held,
+            }),
+            Err(err) => Err(InjectFailure::unknown(format!(
+                "the agent task failed: {err}"
+            ))),
+        }
+    }
+
+    async fn apply_remote(&self, host: &str, req: InjectRequest) -> Result<Applied, InjectFailure> {
         let client = self.client(host).map_err(InjectFailure::refused)?;
         let order = ApplyRequest {
             faults: vec![FaultOrder {
@@ -215,6 +268,7 @@ impl Hosts {
             unreachable: false,
             unknown: false,
         })?;
+        let _slot = self.slot(Priority::Urgent).await;
         match client.revert(&self.run_id, fault_id).await {
             Ok(answer) => match (answer.reverted, answer.error) {
                 (Some(reverted), _) => Ok(reverted),
@@ -235,7 +289,10 @@ impl Hosts {
     /// Tells a host's agent we are still here. Errors mean the agent may revert on its own.
     pub async fn renew(&self, host: &str) -> Result<(), ClientError> {
         match self.remote.get(host) {
-            Some(Ok(client)) => client.renew(&self.run_id, self.lease).await.map(|_| ()),
+            Some(Ok(client)) => {
+                let _slot = self.slot(Priority::Urgent).await;
+                client.renew(&self.run_id, self.lease).await.map(|_| ())
+            }
             Some(Err(err)) => Err(err.clone()),
             None => Ok(()),
         }
@@ -255,6 +312,7 @@ impl Hosts {
             return Ok(agent::child::run_bounded(run, cwd, timeout).await.into());
         }
         let client = self.client(host)?;
+        let _slot = self.slot(Priority::Normal).await;
         client
             .command(&self.run_id, run, timeout)
             .await
@@ -273,6 +331,7 @@ impl Hosts {
             return Ok(());
         }
         let client = self.client(host)?;
+        let _slot = self.slot(Priority::Normal).await;
         client
             .command_allowed(&self.run_id, run, timeout)
             .await
@@ -284,10 +343,17 @@ impl Hosts {
         if host == LOCAL_HOST {
             return agent::probe::sample(kind).await;
         }
-        let started = tokio::time::Instant::now();
         let answer = match self.client(host) {
-            Ok(client) => client.probe(kind).await.map_err(|e| e.to_string()),
-            Err(err) => Err(err),
+            Ok(client) => {
+                let _slot = self.slot(Priority::Normal).await;
+                // Timed from its start, not from its wait for a slot.
+                let started = tokio::time::Instant::now();
+                client
+                    .probe(kind)
+                    .await
+                    .map_err(|e| (e.to_string(), started.elapsed()))
+            }
+            Err(err) => Err((err, Duration::ZERO)),
         };
         match answer {
             Ok(answer) => SampleOutcome {
@@ -296,9 +362,9 @@ impl Hosts {
                 reason: answer.reason,
                 load: answer.load,
             },
-            Err(reason) => SampleOutcome {
+            Err((reason, latency)) => SampleOutcome {
                 ok: false,
-                latency: started.elapsed(),
+                latency,
                 reason: format!("no sample from {host}: {reason}"),
                 load: None,
             },

@@ -22,6 +22,7 @@ pub mod hosts;
 pub mod hypothesis;
 pub mod impact;
 pub mod lease;
+pub mod limit;
 pub mod live;
 pub mod monitor;
 pub mod plan;
@@ -133,6 +134,11 @@ impl Abort {
 
     pub async fn aborted(&self) {
         self.token.cancelled().await;
+    }
+
+    /// A token cancelled by the abort, which its holder may also cancel on its own.
+    pub(crate) fn child_token(&self) -> CancellationToken {
+        self.token.child_token()
     }
 
     fn reason(&self) -> (Cause, String) {

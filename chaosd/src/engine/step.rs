@@ -322,13 +322,17 @@ impl Run {
         Some(fault_end)
     }
 
-    /// Injects the faults of these slots of the current step, all at once; returns what failed.
+    /// Injects the faults of these slots of the current step, all at once as far as the run's
+    /// limit of calls in flight allows; returns what failed. Once the run is aborted or one of
+    /// them failed, those still waiting for a slot are not sent (their records say so): the
+    /// run is ending, and each would only be one more fault to revert.
     async fn inject_slots(
         &mut self,
         step: &PlannedStep,
         step_idx: usize,
         slots: &[usize],
     ) -> Vec<String> {
+        let stop = self.abort.child_token();
         let mut injections = tokio::task::JoinSet::new();
         for &slot in slots {
             let record = &self.record.steps[step_idx].faults[slot];
@@ -343,14 +347,38 @@ impl Run {
                 exempt: Vec::new(),
                 resolved: None,
             };
-            let hosts = self.hosts.clone();
+            let (hosts, stop) = (self.hosts.clone(), stop.clone());
             let host = record.host.clone();
-            injections.spawn(async move { (slot, hosts.inject(&host, req).await) });
+            injections.spawn(async move { (slot, hosts.inject(&host, req, &stop).await) });
         }
         let mut failures = Vec::new();
         while let Some(joined) = injections.join_next().await {
             let Ok((slot, result)) = joined else { continue };
             let record = &mut self.record.steps[step_idx].faults[slot];
+            let Some(result) = result else {
+                record.skipped = true;
+                record.detail = if self.abort.is_aborted() {
+                    "not injected: the run was aborted before its call could start"
+                } else {
+                    "not injected: another fault of the step failed before its call could start"
+                }
+                .to_string();
+                let (host, fault_id, fault) = (
+                    record.host.clone(),
+                    record.fault_id.clone(),
+                    record.fault.clone(),
+                );
+                let detail = record.detail.clone();
+                self.event(
+                    "fault_skipped",
+                    format!("{fault} on {host} {detail}"),
+                    serde_json::json!({"fault_id": fault_id, "host": host}),
+                );
+                continue;
+            };
+            if result.is_err() {
+                stop.cancel();
+            }
             match result {
                 Ok(applied) => {
                     record.applied_at = Some(applied.applied_at);

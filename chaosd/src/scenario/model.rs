@@ -257,6 +257,8 @@ pub struct Settings {
     pub lease: Duration,
     pub max_duration: Duration,
     pub max_hosts: usize,
+    /// Calls to remote agents in flight at once (`engine::limit`).
+    pub max_in_flight: usize,
 }
 
 impl Default for Settings {
@@ -269,6 +271,9 @@ impl Default for Settings {
             lease: Duration::from_secs(10),
             max_duration: Duration::from_secs(3600),
             max_hosts: 10,
+            // No step on up to 384 hosts waits (new work gets three quarters), and far below
+            // the descriptors and handshakes at once that hurt a controller (docs/scale.md).
+            max_in_flight: 512,
         }
     }
 }

@@ -1073,6 +1073,10 @@ pub struct SettingsRaw {
     /// No step may fault more hosts than this (10).
     #[schemars(with = "Option<schema::Count>")]
     pub max_hosts: Opt,
+    /// The most calls to remote agents the run has in flight at once (512); reverts and lease
+    /// renewals go first.
+    #[schemars(with = "Option<schema::Count>")]
+    pub max_in_flight: Opt,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -624,6 +624,17 @@ fn max_hosts_counts_distinct_picked_hosts() {
 }
 
 #[test]
+fn max_in_flight_is_a_count_of_at_least_one() {
+    assert_eq!(ok(&format!("{PRE}{STEP}")).settings.max_in_flight, 512);
+    let s = ok(&format!("{PRE}settings: {{max_in_flight: 32}}\n{STEP}"));
+    assert_eq!(s.settings.max_in_flight, 32);
+    check(
+        &format!("{PRE}settings: {{max_in_flight: 0}}\n{STEP}"),
+        &["8:27: `max_in_flight` must be at least 1"],
+    );
+}
+
+#[test]
 fn duplicate_names() {
     check(
         &format!(

@@ -84,6 +84,9 @@ pub struct Runs {
     stopping: AtomicBool,
     /// Webhooks for run start, breach and end ([`crate::webhook`]); none until set.
     notifier: std::sync::OnceLock<Arc<crate::webhook::Notifier>>,
+    /// The agents' HTTP clients, kept from run to run: a run reuses the connections and TLS
+    /// sessions of those before it instead of handshaking anew with every agent (bounded).
+    clients: agent::client::KeptClients,
 }
 
 /// A running run as the API sees it: its abort switch, its events so far, its status.
@@ -247,6 +250,7 @@ impl Runs {
             tracker: TaskTracker::new(),
             stopping: AtomicBool::new(false),
             notifier: std::sync::OnceLock::new(),
+            clients: agent::client::KeptClients::default(),
         })
     }
 
@@ -371,7 +375,12 @@ impl Runs {
         );
         let mut spec = RunSpec::new(run_id.clone(), seed, req.labels.clone(), req.dry_run);
         spec.answers = Arc::clone(&live.answers);
-        let hosts = Hosts::new(self.agent.clone(), &scenario, &run_id);
+        let hosts = Hosts::with_clients(
+            self.agent.clone(),
+            &scenario,
+            &run_id,
+            &mut self.clients.for_run(),
+        );
         let run_for = req.run_for_ms;
         let runs = Arc::clone(self);
         self.tracker.spawn(async move {

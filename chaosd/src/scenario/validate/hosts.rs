@@ -38,6 +38,14 @@ pub(super) fn settings(cx: &mut Cx, raw: Option<&Sp<SettingsRaw>>) -> Settings {
     }) {
         settings.max_hosts = n;
     }
+    if let Some(n) = cx.opt(&raw.max_in_flight, |s| {
+        match values::parse_count::<usize>(s)? {
+            0 => Err("`max_in_flight` must be at least 1".into()),
+            n => Ok(n),
+        }
+    }) {
+        settings.max_in_flight = n;
+    }
     settings
 }
 
