@@ -844,6 +844,32 @@ fn a_second_run_reuses_the_connections_of_the_first() {
 }
 
 #[test]
+fn asking_for_the_agents_reuses_the_runs_kept_connections() {
+    let fleet = chaos_tests::fake_agent::FakeFleet::start(3, Duration::from_millis(1));
+    let dir = tempfile::Builder::new()
+        .prefix("chaosd-views-")
+        .tempdir()
+        .unwrap();
+    let token = dir.path().join("agent.token");
+    std::fs::write(&token, "views-token-0123456789\n").unwrap();
+    let inventory = dir.path().join("inventory.yaml");
+    std::fs::write(&inventory, format!("hosts:\n{}", fleet.hosts_yaml(&token))).unwrap();
+    let d = Chaosd::start_with_config(false, &format!("inventory: {}\n", inventory.display()));
+    assert_eq!(agent_views(&d).len(), 3);
+    let opened = fleet.connections();
+    assert!(
+        (3..6).contains(&opened),
+        "{opened} connections for 3 agents"
+    );
+    assert_eq!(agent_views(&d).len(), 3);
+    assert_eq!(
+        fleet.connections(),
+        opened,
+        "`GET /v1/agents` connected anew"
+    );
+}
+
+#[test]
 fn chaosd_logs_carry_no_colour_codes_off_a_terminal() {
     let d = Chaosd::start(true);
     let sleeper = Sleeper::spawn("plainlog");

@@ -349,6 +349,8 @@ async fn agents(state: &Arc<State>) -> Answer {
     };
     let hosts = crate::scenario::load_inventory(inventory, &state.load_options())
         .map_err(|err| ServiceError::Internal(format!("the inventory is wrong now: {err}")))?;
+    // The runs' kept clients: asking every agent reuses their connections and TLS sessions.
+    let mut clients = state.runs.agent_clients();
     let asks: Vec<_> = hosts
         .into_values()
         .filter_map(|host| {
@@ -361,8 +363,9 @@ async fn agents(state: &Arc<State>) -> Answer {
                 cert_file: host.cert_file.clone(),
                 key_file: host.key_file.clone(),
             };
+            let client = clients.client(&target);
             Some(tokio::spawn(async move {
-                let health = match agent::client::AgentClient::new(&target) {
+                let health = match client {
                     Ok(client) => client.health().await.map_err(|e| e.to_string()),
                     Err(err) => Err(err.to_string()),
                 };

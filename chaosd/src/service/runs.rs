@@ -206,6 +206,12 @@ pub enum Found {
 }
 
 impl Runs {
+    /// The agents' clients for one round of calls (a run, or `GET /v1/agents`): the kept
+    /// connections and TLS sessions, tokens read afresh.
+    pub fn agent_clients(&self) -> agent::client::AgentClients {
+        self.clients.for_run()
+    }
+
     /// Opens the local agent (reverting what a dead chaosd left in its journal) and reads the
     /// halt switch; `store` is the history, opened (and the runs of a dead chaosd marked
     /// `interrupted`) by the caller.
@@ -379,7 +385,7 @@ impl Runs {
             self.agent.clone(),
             &scenario,
             &run_id,
-            &mut self.clients.for_run(),
+            &mut self.agent_clients(),
         );
         let run_for = req.run_for_ms;
         let runs = Arc::clone(self);
