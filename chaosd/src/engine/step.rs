@@ -322,14 +322,15 @@ impl Run {
         Some(fault_end)
     }
 
-    /// Injects the faults of these slots of the current step, all at once; returns what failed.
+    /// Injects the faults of these slots of the current step, all at once (one batch per host);
+    /// returns what failed.
     async fn inject_slots(
         &mut self,
         step: &PlannedStep,
         step_idx: usize,
         slots: &[usize],
     ) -> Vec<String> {
-        let mut injections = tokio::task::JoinSet::new();
+        let mut by_host: BTreeMap<String, Vec<(usize, InjectRequest)>> = BTreeMap::new();
         for &slot in slots {
             let record = &self.record.steps[step_idx].faults[slot];
             let planned = &step.faults[fault_index(step, &record.fault_id)];
@@ -343,13 +344,28 @@ impl Run {
                 exempt: Vec::new(),
                 resolved: None,
             };
+            by_host
+                .entry(record.host.clone())
+                .or_default()
+                .push((slot, req));
+        }
+        let mut injections = tokio::task::JoinSet::new();
+        for (host, batch) in by_host {
             let hosts = self.hosts.clone();
-            let host = record.host.clone();
-            injections.spawn(async move { (slot, hosts.inject(&host, req).await) });
+            injections.spawn(async move {
+                let (slots, reqs): (Vec<usize>, Vec<InjectRequest>) = batch.into_iter().unzip();
+                let results = hosts.inject_batch(&host, reqs).await;
+                slots.into_iter().zip(results).collect::<Vec<_>>()
+            });
+        }
+        let mut outcomes = Vec::new();
+        while let Some(joined) = injections.join_next().await {
+            if let Ok(done) = joined {
+                outcomes.extend(done);
+            }
         }
         let mut failures = Vec::new();
-        while let Some(joined) = injections.join_next().await {
-            let Ok((slot, result)) = joined else { continue };
+        for (slot, result) in outcomes {
             let record = &mut self.record.steps[step_idx].faults[slot];
             match result {
                 Ok(applied) => {
