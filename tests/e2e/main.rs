@@ -33,4 +33,5 @@ mod otel;
 mod signals;
 mod steps;
 mod stress;
+mod syncs;
 mod verdicts;
