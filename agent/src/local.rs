@@ -138,7 +138,14 @@ impl std::fmt::Debug for LocalAgent {
 /// Owns the end-time thread; its drop stops the agent.
 struct Handle {
     inner: Arc<Inner>,
-    timer: Mutex<Option<JoinHandle<()>>>,
+    /// Started with the first fault that has an end time: a run of instant faults (a `kill`)
+    /// never needs it. `None` once stopped.
+    timer: Mutex<Option<Timer>>,
+}
+
+enum Timer {
+    NotStarted,
+    Running(JoinHandle<()>),
 }
 
 struct Inner {
@@ -211,24 +218,9 @@ impl LocalAgent {
             .into_iter()
             .filter_map(|loaded| inner.recover(loaded, false))
             .collect();
-        let for_thread = Arc::clone(&inner);
-        let timer = match thread::Builder::new()
-            .name("chaos-agent-timer".to_string())
-            .spawn(move || for_thread.run_timer())
-        {
-            Ok(timer) => timer,
-            Err(source) => {
-                lock(&LIVE).remove(&owner.instance);
-                return Err(FaultError::Journal {
-                    path: inner.journal.dir().to_path_buf(),
-                    action: "start the end-time thread",
-                    source,
-                });
-            }
-        };
         let handle = Arc::new(Handle {
             inner,
-            timer: Mutex::new(Some(timer)),
+            timer: Mutex::new(Some(Timer::NotStarted)),
         });
         Ok((LocalAgent { handle }, recovered))
     }
@@ -306,6 +298,13 @@ impl LocalAgent {
     /// (its plan, or its injection) does not stop the others.
     pub fn inject_batch(&self, reqs: Vec<InjectRequest>) -> Vec<Result<Applied, FaultError>> {
         let inner = &self.handle.inner;
+        // Before anything is injected: a fault with an end time is never left without the
+        // thread that reverts it then.
+        if reqs.iter().any(|r| r.hold.is_some())
+            && let Err(err) = self.handle.start_timer()
+        {
+            return reqs.iter().map(|_| Err(batch_error(&err))).collect();
+        }
         let mut results: Vec<Option<Result<Applied, FaultError>>> = Vec::new();
         let mut planned = Vec::new();
         for req in reqs {
@@ -332,7 +331,7 @@ impl LocalAgent {
         for (at, plan) in planned {
             let fault_id = plan.entry.fault_id.clone();
             let result = match &unjournaled {
-                Some(err) if plan.journaled => Err(inner.forget(&fault_id, not_journaled(err))),
+                Some(err) if plan.journaled => Err(inner.forget(&fault_id, batch_error(err))),
                 _ => panic::catch_unwind(AssertUnwindSafe(|| inner.inject_planned(plan)))
                     .unwrap_or_else(|panic| {
                         Err(inner.undo_panicked(&fault_id, panic_message(&*panic)))
@@ -402,10 +401,29 @@ impl LocalAgent {
 }
 
 impl Handle {
+    /// Starts the end-time thread unless it runs (or was stopped).
+    fn start_timer(&self) -> Result<(), FaultError> {
+        let mut timer = lock(&self.timer);
+        if !matches!(*timer, Some(Timer::NotStarted)) {
+            return Ok(());
+        }
+        let inner = Arc::clone(&self.inner);
+        let running = thread::Builder::new()
+            .name("chaos-agent-timer".to_string())
+            .spawn(move || inner.run_timer())
+            .map_err(|source| FaultError::Journal {
+                path: self.inner.journal.dir().to_path_buf(),
+                action: "start the end-time thread",
+                source,
+            })?;
+        *timer = Some(Timer::Running(running));
+        Ok(())
+    }
+
     fn stop_timer(&self) {
         lock(&self.inner.table).stopping = true;
         self.inner.changed.notify_all();
-        if let Some(timer) = lock(&self.timer).take() {
+        if let Some(Timer::Running(timer)) = lock(&self.timer).take() {
             let _ = timer.join();
         }
     }
@@ -880,8 +898,9 @@ fn already_reverted(reverted: &Reverted) -> Reverted {
     }
 }
 
-/// The error of each fault of a batch whose journal write failed (nothing of it was injected).
-fn not_journaled(err: &FaultError) -> FaultError {
+/// The error each fault of a batch gets when the batch as a whole failed (its journal write, or
+/// the end-time thread it needs): nothing of it was injected.
+fn batch_error(err: &FaultError) -> FaultError {
     match err {
         FaultError::Journal {
             path,
