@@ -138,7 +138,7 @@ impl std::fmt::Debug for LocalAgent {
 /// Owns the end-time thread; its drop stops the agent.
 struct Handle {
     inner: Arc<Inner>,
-    /// Started with the first fault that has an end time: a run of instant faults (a `kill`)
+    /// Started with the first fault held until an end time: a run of instant faults (a `kill`)
     /// never needs it. `None` once stopped.
     timer: Mutex<Option<Timer>>,
 }
@@ -298,9 +298,11 @@ impl LocalAgent {
     /// (its plan, or its injection) does not stop the others.
     pub fn inject_batch(&self, reqs: Vec<InjectRequest>) -> Vec<Result<Applied, FaultError>> {
         let inner = &self.handle.inner;
-        // Before anything is injected: a fault with an end time is never left without the
-        // thread that reverts it then.
-        if reqs.iter().any(|r| r.hold.is_some())
+        // Before anything is injected: a fault held until an end time is never left without the
+        // thread that reverts it then. An instant one (a `kill`) has nothing to revert then.
+        if reqs
+            .iter()
+            .any(|r| r.hold.is_some() && r.spec.kind().holds())
             && let Err(err) = self.handle.start_timer()
         {
             return reqs.iter().map(|_| Err(batch_error(&err))).collect();
