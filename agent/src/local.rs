@@ -138,7 +138,14 @@ impl std::fmt::Debug for LocalAgent {
 /// Owns the end-time thread; its drop stops the agent.
 struct Handle {
     inner: Arc<Inner>,
-    timer: Mutex<Option<JoinHandle<()>>>,
+    /// Started with the first fault held until an end time: a run of instant faults (a `kill`)
+    /// never needs it. `None` once stopped.
+    timer: Mutex<Option<Timer>>,
+}
+
+enum Timer {
+    NotStarted,
+    Running(JoinHandle<()>),
 }
 
 struct Inner {
@@ -173,6 +180,15 @@ struct Held {
     failures: u32,
 }
 
+/// A fault planned and not injected yet: its entry, and what the injection needs.
+struct Planned {
+    entry: Entry,
+    /// Whether it has anything to undo, so a journal entry.
+    journaled: bool,
+    hold: Option<Duration>,
+    exempt: Vec<Exempt>,
+}
+
 impl LocalAgent {
     /// Opens (creating) the journal under `state_dir` and reverts every fault an earlier process
     /// left there; returns what it reverted (the caller tells the user). Entries held by an agent
@@ -202,24 +218,9 @@ impl LocalAgent {
             .into_iter()
             .filter_map(|loaded| inner.recover(loaded, false))
             .collect();
-        let for_thread = Arc::clone(&inner);
-        let timer = match thread::Builder::new()
-            .name("chaos-agent-timer".to_string())
-            .spawn(move || for_thread.run_timer())
-        {
-            Ok(timer) => timer,
-            Err(source) => {
-                lock(&LIVE).remove(&owner.instance);
-                return Err(FaultError::Journal {
-                    path: inner.journal.dir().to_path_buf(),
-                    action: "start the end-time thread",
-                    source,
-                });
-            }
-        };
         let handle = Arc::new(Handle {
             inner,
-            timer: Mutex::new(Some(timer)),
+            timer: Mutex::new(Some(Timer::NotStarted)),
         });
         Ok((LocalAgent { handle }, recovered))
     }
@@ -286,23 +287,64 @@ impl LocalAgent {
     /// does not escape: whatever the journal holds of the fault is reverted and the panic comes
     /// back as [`FaultError::Panicked`], so no slot is left `Injecting` for reverts to wait on.
     pub fn inject(&self, req: InjectRequest) -> Result<Applied, FaultError> {
-        validate_fault_id(&req.fault_id)?;
-        check_hold(&req.fault_id, req.hold)?;
-        {
-            let mut table = lock(&self.handle.inner.table);
-            if table.faults.contains_key(&req.fault_id) {
-                return Err(FaultError::DuplicateFault {
-                    fault_id: req.fault_id,
-                });
-            }
-            table.faults.insert(req.fault_id.clone(), Slot::Injecting);
-        }
-        let fault_id = req.fault_id.clone();
+        self.inject_batch(vec![req])
+            .pop()
+            .expect("one result per request")
+    }
+
+    /// [`LocalAgent::inject`] of several faults at once (a step's faults on this host): each is
+    /// planned, then all those with something to undo are journaled by one synced write, then
+    /// each is injected in turn. One result per request, in their order; a fault that fails
+    /// (its plan, or its injection) does not stop the others.
+    pub fn inject_batch(&self, reqs: Vec<InjectRequest>) -> Vec<Result<Applied, FaultError>> {
         let inner = &self.handle.inner;
-        match panic::catch_unwind(AssertUnwindSafe(|| inner.inject(req))) {
-            Ok(result) => result,
-            Err(panic) => Err(inner.undo_panicked(&fault_id, panic_message(&*panic))),
+        // Before anything is injected: a fault held until an end time is never left without the
+        // thread that reverts it then. An instant one (a `kill`) has nothing to revert then.
+        if reqs
+            .iter()
+            .any(|r| r.hold.is_some() && r.spec.kind().holds())
+            && let Err(err) = self.handle.start_timer()
+        {
+            return reqs.iter().map(|_| Err(batch_error(&err))).collect();
         }
+        let mut results: Vec<Option<Result<Applied, FaultError>>> = Vec::new();
+        let mut planned = Vec::new();
+        for req in reqs {
+            let fault_id = req.fault_id.clone();
+            let plan = inner.reserve(&req).and_then(|()| {
+                panic::catch_unwind(AssertUnwindSafe(|| inner.plan(req))).unwrap_or_else(|panic| {
+                    Err(inner.undo_panicked(&fault_id, panic_message(&*panic)))
+                })
+            });
+            match plan {
+                Ok(plan) => {
+                    planned.push((results.len(), plan));
+                    results.push(None);
+                }
+                Err(err) => results.push(Some(Err(err))),
+            }
+        }
+        let journaled: Vec<Entry> = planned
+            .iter()
+            .filter(|(_, plan)| plan.journaled)
+            .map(|(_, plan)| plan.entry.clone())
+            .collect();
+        let unjournaled = inner.journal.write_batch(&journaled).err();
+        for (at, plan) in planned {
+            let fault_id = plan.entry.fault_id.clone();
+            let result = match &unjournaled {
+                Some(err) if plan.journaled => Err(inner.forget(&fault_id, batch_error(err))),
+                _ => panic::catch_unwind(AssertUnwindSafe(|| inner.inject_planned(plan)))
+                    .unwrap_or_else(|panic| {
+                        Err(inner.undo_panicked(&fault_id, panic_message(&*panic)))
+                    }),
+            };
+            results[at] = Some(result);
+        }
+        results
+            .into_iter()
+            .map(|r| r.expect("every request has its result"))
+            .collect()
     }
 
     /// Reverts one fault. Idempotent: a fault already reverted (by anyone) gives that earlier
@@ -361,10 +403,29 @@ impl LocalAgent {
 }
 
 impl Handle {
+    /// Starts the end-time thread unless it runs (or was stopped).
+    fn start_timer(&self) -> Result<(), FaultError> {
+        let mut timer = lock(&self.timer);
+        if !matches!(*timer, Some(Timer::NotStarted)) {
+            return Ok(());
+        }
+        let inner = Arc::clone(&self.inner);
+        let running = thread::Builder::new()
+            .name("chaos-agent-timer".to_string())
+            .spawn(move || inner.run_timer())
+            .map_err(|source| FaultError::Journal {
+                path: self.inner.journal.dir().to_path_buf(),
+                action: "start the end-time thread",
+                source,
+            })?;
+        *timer = Some(Timer::Running(running));
+        Ok(())
+    }
+
     fn stop_timer(&self) {
         lock(&self.inner.table).stopping = true;
         self.inner.changed.notify_all();
-        if let Some(timer) = lock(&self.timer).take() {
+        if let Some(Timer::Running(timer)) = lock(&self.timer).take() {
             let _ = timer.join();
         }
     }
@@ -474,8 +535,22 @@ impl Inner {
         }
     }
 
-    /// The body of `LocalAgent::inject`, once the id is reserved with `Slot::Injecting`.
-    fn inject(&self, req: InjectRequest) -> Result<Applied, FaultError> {
+    /// Checks a request and reserves its id with `Slot::Injecting`.
+    fn reserve(&self, req: &InjectRequest) -> Result<(), FaultError> {
+        validate_fault_id(&req.fault_id)?;
+        check_hold(&req.fault_id, req.hold)?;
+        let mut table = lock(&self.table);
+        if table.faults.contains_key(&req.fault_id) {
+            return Err(FaultError::DuplicateFault {
+                fault_id: req.fault_id.clone(),
+            });
+        }
+        table.faults.insert(req.fault_id.clone(), Slot::Injecting);
+        Ok(())
+    }
+
+    /// Plans a reserved fault: its journal entry, not written yet.
+    fn plan(&self, req: InjectRequest) -> Result<Planned, FaultError> {
         let InjectRequest {
             run_id,
             fault_id,
@@ -493,24 +568,36 @@ impl Inner {
             Ok(undo) => undo,
             Err(err) => return Err(self.forget(&fault_id, err)),
         };
-        let mut entry = Entry {
-            run_id,
-            fault_id: fault_id.clone(),
-            spec,
-            undo,
-            state: EntryState::Planned,
-            created_at: Utc::now(),
-            applied_at: None,
-            end_at: None,
-            owner: self.owner,
-        };
         // A fault with nothing to undo (a signal sent) leaves recovery nothing to do: it is not
         // journaled, and costs no synced write.
-        let journaled = entry.undo.needs_journal();
-        if journaled && let Err(err) = self.journal.write(&entry) {
-            return Err(self.forget(&fault_id, err));
-        }
+        let journaled = undo.needs_journal();
+        Ok(Planned {
+            entry: Entry {
+                run_id,
+                fault_id,
+                spec,
+                undo,
+                state: EntryState::Planned,
+                created_at: Utc::now(),
+                applied_at: None,
+                end_at: None,
+                owner: self.owner,
+            },
+            journaled,
+            hold,
+            exempt,
+        })
+    }
 
+    /// Injects a planned fault whose entry (if it needs one) the journal holds, synced.
+    fn inject_planned(&self, planned: Planned) -> Result<Applied, FaultError> {
+        let Planned {
+            mut entry,
+            journaled,
+            hold,
+            exempt,
+        } = planned;
+        let fault_id = entry.fault_id.clone();
         let ctx = fault::Context { hold, exempt };
         let injected = match fault::inject_with(&fault_id, &entry.spec, &entry.undo, &ctx) {
             Ok(injected) => injected,
@@ -810,6 +897,27 @@ fn already_reverted(reverted: &Reverted) -> Reverted {
             reverted.detail
         ),
         ..reverted.clone()
+    }
+}
+
+/// The error each fault of a batch gets when the batch as a whole failed (its journal write, or
+/// the end-time thread it needs): nothing of it was injected.
+fn batch_error(err: &FaultError) -> FaultError {
+    match err {
+        FaultError::Journal {
+            path,
+            action,
+            source,
+        } => FaultError::Journal {
+            path: path.clone(),
+            action,
+            source: std::io::Error::new(source.kind(), source.to_string()),
+        },
+        other => FaultError::Journal {
+            path: std::path::PathBuf::new(),
+            action: "write the entry",
+            source: std::io::Error::other(other.to_string()),
+        },
     }
 }
 

@@ -171,6 +171,31 @@ fn why_protected(p: &ProcessInfo, lineage: &HashSet<i32>) -> Option<&'static str
     }
 }
 
+/// How many compiled patterns [`compiled`] keeps: more than a scenario names, few enough that a
+/// long-lived agent given ever new patterns stays small.
+const COMPILED_KEPT: usize = 64;
+
+/// The regex of a `pattern:` selector, compiled once per process. Compiling one costs more than
+/// reading the command line of every process on a small host (about half a millisecond for
+/// `^sleep 1000$`: `.` is any Unicode character), and a run needs each pattern at validation, at
+/// preflight and at every injection.
+pub fn compiled(pattern: &str) -> Result<Regex, regex::Error> {
+    static KEPT: std::sync::Mutex<Option<HashMap<String, Regex>>> = std::sync::Mutex::new(None);
+    let mut kept = KEPT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let kept = kept.get_or_insert_with(HashMap::new);
+    if let Some(regex) = kept.get(pattern) {
+        return Ok(regex.clone());
+    }
+    let regex = Regex::new(pattern)?;
+    if kept.len() >= COMPILED_KEPT {
+        kept.clear();
+    }
+    kept.insert(pattern.to_string(), regex.clone());
+    Ok(regex)
+}
+
 /// A selector ready to test processes with: its regex compiled, its glob parsed.
 enum Matcher {
     Name(String),
@@ -190,7 +215,7 @@ impl Matcher {
         Ok(match selector {
             ProcessSelector::Name(name) => Matcher::Name(name.clone()),
             ProcessSelector::Pattern(pattern) => {
-                Matcher::Pattern(Regex::new(pattern).map_err(|source| {
+                Matcher::Pattern(compiled(pattern).map_err(|source| {
                     FaultError::InvalidPattern {
                         pattern: pattern.clone(),
                         source: Box::new(source),
@@ -335,13 +360,47 @@ fn scan(keep: impl Fn(&[u8]) -> bool) -> Result<Vec<ProcessInfo>, FaultError> {
         .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
         .collect();
     pids.sort_unstable();
-    Ok(pids
-        .into_iter()
-        .filter(|pid| fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|raw| keep(&raw)))
-        .filter_map(read_with_flags)
-        .filter(|(info, flags)| is_candidate(info, *flags))
-        .map(|(info, _)| info)
-        .collect())
+    // One buffer for the whole scan: it reads a file or two of every process on the host.
+    let mut buf = Vec::with_capacity(PROC_READ);
+    let mut found = Vec::new();
+    for pid in pids {
+        if read_proc(&format!("/proc/{pid}/cmdline"), &mut buf).is_err() || !keep(&buf) {
+            continue;
+        }
+        let cmdline = split_cmdline(&buf);
+        let Some((mut info, flags)) = read_stat(pid, &mut buf) else {
+            continue;
+        };
+        info.cmdline = cmdline;
+        if is_candidate(&info, flags) {
+            found.push(info);
+        }
+    }
+    Ok(found)
+}
+
+/// What [`read_proc`] asks for at once: more than a process's `stat` or usual command line.
+const PROC_READ: usize = 4096;
+
+/// Reads a `/proc` file into `buf` (replacing what it held) in as few system calls as it takes:
+/// `fs::read` would also `stat` it for a size hint (`/proc` says 0) and probe with a small read
+/// first, and a scan does this for every process on the host.
+fn read_proc(path: &str, buf: &mut Vec<u8>) -> std::io::Result<()> {
+    use std::io::Read;
+    buf.clear();
+    let mut file = fs::File::open(path)?;
+    loop {
+        let start = buf.len();
+        buf.resize(start + PROC_READ, 0);
+        let read = file.read(&mut buf[start..]);
+        buf.truncate(start + *read.as_ref().unwrap_or(&0));
+        match read {
+            Ok(0) => return Ok(()),
+            Ok(_) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(err),
+        }
+    }
 }
 
 fn is_candidate(info: &ProcessInfo, flags: u64) -> bool {
@@ -390,15 +449,19 @@ fn tgid(pid: i32) -> Option<i32> {
 }
 
 fn read_with_flags(pid: i32) -> Option<(ProcessInfo, u64)> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let (mut info, flags) = parse_stat(&stat)?;
-    if info.pid != pid {
-        return None;
-    }
-    if let Ok(raw) = fs::read(format!("/proc/{pid}/cmdline")) {
-        info.cmdline = split_cmdline(&raw);
+    let mut buf = Vec::with_capacity(PROC_READ);
+    let (mut info, flags) = read_stat(pid, &mut buf)?;
+    if read_proc(&format!("/proc/{pid}/cmdline"), &mut buf).is_ok() {
+        info.cmdline = split_cmdline(&buf);
     }
     Some((info, flags))
+}
+
+/// `/proc/PID/stat`, read into `buf`; `None` when it is gone or not that process.
+fn read_stat(pid: i32, buf: &mut Vec<u8>) -> Option<(ProcessInfo, u64)> {
+    read_proc(&format!("/proc/{pid}/stat"), buf).ok()?;
+    let (info, flags) = parse_stat(std::str::from_utf8(buf).ok()?)?;
+    (info.pid == pid).then_some((info, flags))
 }
 
 /// `/proc/PID/cmdline`'s NUL-separated arguments.

@@ -35,4 +35,5 @@ mod signals;
 mod steps;
 mod stress;
 mod stress_inside;
+mod syncs;
 mod verdicts;

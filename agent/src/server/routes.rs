@@ -414,13 +414,20 @@ async fn apply(
     let agent = state.agent.clone();
     let run_id = run.to_string();
     let results = blocking(move || {
-        orders
-            .into_iter()
-            .map(|(order, at)| {
-                let fault_id = order.fault_id.clone();
-                // Not found now: nothing to plan, and nothing the policy could have checked.
-                let result = at.and_then(|at| {
-                    agent.inject(InjectRequest {
+        // One batch: the faults with something to undo are journaled by one synced write.
+        let mut results: Vec<ApplyResult> = Vec::with_capacity(orders.len());
+        let mut batch = Vec::new();
+        let mut in_batch = Vec::new();
+        for (order, at) in orders {
+            match at {
+                Ok(at) => {
+                    in_batch.push(results.len());
+                    results.push(ApplyResult {
+                        fault_id: order.fault_id.clone(),
+                        applied: None,
+                        error: None,
+                    });
+                    batch.push(InjectRequest {
                         run_id: run_id.clone(),
                         fault_id: order.fault_id,
                         spec: order.spec,
@@ -428,22 +435,23 @@ async fn apply(
                         hold: order.hold_ms.map(Duration::from_millis),
                         exempt: exempt.clone(),
                         resolved: Some(at),
-                    })
-                });
-                match result {
-                    Ok(applied) => ApplyResult {
-                        fault_id,
-                        applied: Some(applied),
-                        error: None,
-                    },
-                    Err(err) => ApplyResult {
-                        fault_id,
-                        applied: None,
-                        error: Some(fault_api_error(&err)),
-                    },
+                    });
                 }
-            })
-            .collect::<Vec<_>>()
+                // Not found now: nothing to plan, and nothing the policy could have checked.
+                Err(err) => results.push(ApplyResult {
+                    fault_id: order.fault_id,
+                    applied: None,
+                    error: Some(fault_api_error(&err)),
+                }),
+            }
+        }
+        for (at, result) in in_batch.into_iter().zip(agent.inject_batch(batch)) {
+            match result {
+                Ok(applied) => results[at].applied = Some(applied),
+                Err(err) => results[at].error = Some(fault_api_error(&err)),
+            }
+        }
+        results
     })
     .await
     .ok_or_else(|| ServerError::Internal("an injection panicked".to_string()))?;

@@ -180,6 +180,110 @@ fn a_pause_left_by_a_crash_is_reverted_at_the_next_open() {
     assert_eq!(second.revert("crashed").unwrap().by, RevertedBy::Recovery);
 }
 
+/// The journal's files, by name.
+fn journal_files(agent: &LocalAgent) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(agent.journal_dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_batch_is_journaled_in_one_file_before_any_of_it_is_injected() {
+    let (agent, _state) = agent();
+    let sleeps: Vec<Spawned> = (0..3).map(|_| Spawned::sleep().0).collect();
+    let mut reqs: Vec<_> = sleeps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| request(&format!("b-{i}"), pause(s.pid)))
+        .collect();
+    // A kill has nothing to undo, and a fault that matches nothing is never planned: neither is
+    // in the batch, and neither stops the others.
+    reqs.insert(1, request("gone", pause(i32::MAX - 7)));
+    let results = agent.inject_batch(reqs);
+    assert_eq!(results.len(), 4);
+    assert!(results[1].is_err(), "{:?}", results[1]);
+    assert!(
+        results.iter().enumerate().all(|(i, r)| i == 1 || r.is_ok()),
+        "{results:?}"
+    );
+    assert!(sleeps.iter().all(stopped));
+
+    // One synced file for the three, then each one's `applied` marker in a file of its own.
+    assert_eq!(
+        journal_files(&agent),
+        ["b-0.json", "b-1.json", "b-2.json", "batch+b-0.json"]
+    );
+    let batch: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(agent.journal_dir().join("batch+b-0.json")).unwrap(),
+    )
+    .unwrap();
+    let ids: Vec<&str> = batch
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["fault_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["b-0", "b-1", "b-2"]);
+    assert!(
+        batch
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["state"] == "planned")
+    );
+
+    agent.revert("b-1").unwrap();
+    assert_eq!(
+        journal_files(&agent),
+        ["b-0.json", "b-2.json", "batch+b-0.json"],
+        "the batch stays while it holds faults in place"
+    );
+    agent.revert("b-0").unwrap();
+    agent.revert("b-2").unwrap();
+    assert!(journal_files(&agent).is_empty());
+    assert!(sleeps.iter().all(|s| !stopped(s)));
+}
+
+#[test]
+fn a_batch_left_by_a_crash_is_reverted_at_the_next_open() {
+    let state = tempfile::tempdir().unwrap();
+    let sleeps: Vec<Spawned> = (0..3).map(|_| Spawned::sleep().0).collect();
+    let (first, _) = LocalAgent::open(state.path()).unwrap();
+    let reqs = sleeps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| request(&format!("c-{i}"), pause(s.pid)))
+        .collect();
+    assert!(first.inject_batch(reqs).iter().all(Result::is_ok));
+    // One of them reverted before the crash: the batch still names it, and a start reverts it
+    // again, harmlessly.
+    first.revert("c-0").unwrap();
+    // The `applied` marker of one is unreadable (a crash mid-write): its batch entry stands in.
+    std::fs::write(first.journal_dir().join("c-2.json"), "{ torn").unwrap();
+    first.abandon();
+    assert!(stopped(&sleeps[1]) && stopped(&sleeps[2]));
+
+    let (second, recovered) = LocalAgent::open(state.path()).unwrap();
+    let mut ids: Vec<&str> = recovered.iter().map(|r| r.fault_id.as_str()).collect();
+    ids.sort();
+    assert_eq!(ids, ["c-0", "c-1", "c-2"]);
+    for r in &recovered {
+        let reverted = r.result.as_ref().unwrap();
+        assert!(reverted.verified, "{}", reverted.detail);
+    }
+    eventually(Duration::from_secs(5), "every sleep to run again", || {
+        sleeps.iter().all(|s| s.state() == Some('S'))
+    });
+    assert!(
+        journal_files(&second).is_empty(),
+        "{:?}",
+        journal_files(&second)
+    );
+}
+
 #[test]
 fn faults_of_a_live_agent_are_not_recovered_by_another() {
     let state = tempfile::tempdir().unwrap();

@@ -166,88 +166,108 @@ impl Hosts {
         }
     }
 
-    /// Injects one fault on `host` once the run's limit lets the call start. Its failure says
-    /// whether the fault may be in place anyway. `None`: `stop` came first (an abort, another
-    /// fault of the batch failed), so nothing was sent and the fault is not in place.
-    pub async fn inject(
+    /// Injects faults on `host` as one batch (one request to its agent, which journals them with
+    /// one synced write) once the run's limit lets the call start. One result per request, in
+    /// their order; a failure says whether the fault may be in place anyway. `None`: `stop` came
+    /// first (an abort, another batch of the step failed), so nothing was sent and none of them
+    /// is in place.
+    pub async fn inject_batch(
         &self,
         host: &str,
-        req: InjectRequest,
+        reqs: Vec<InjectRequest>,
         stop: &CancellationToken,
-    ) -> Option<Result<Applied, InjectFailure>> {
+    ) -> Option<Vec<Result<Applied, InjectFailure>>> {
         if stop.is_cancelled() {
             return None;
         }
-        if host != LOCAL_HOST {
-            let slot = tokio::select! {
-                biased;
-                () = stop.cancelled() => return None,
-                slot = self.slot(Priority::Normal) => slot,
-            };
-            let applied = self.apply_remote(host, req).await;
-            drop(slot);
-            return Some(applied);
+        if host == LOCAL_HOST {
+            return Some(self.inject_local(reqs).await);
         }
-        Some(self.inject_local(req).await)
+        let slot = tokio::select! {
+            biased;
+            () = stop.cancelled() => return None,
+            slot = self.slot(Priority::Normal) => slot,
+        };
+        let applied = self.apply_remote(host, reqs).await;
+        drop(slot);
+        Some(applied)
     }
 
-    async fn inject_local(&self, req: InjectRequest) -> Result<Applied, InjectFailure> {
+    async fn inject_local(&self, reqs: Vec<InjectRequest>) -> Vec<Result<Applied, InjectFailure>> {
         let agent = self.local.clone();
-        let fault_id = req.fault_id.clone();
+        let count = reqs.len();
         let injected = tokio::task::spawn_blocking(move || {
-            let result = agent.inject(req);
+            let ids: Vec<String> = reqs.iter().map(|r| r.fault_id.clone()).collect();
+            let results = agent.inject_batch(reqs);
             // A failed injection whose cleanup failed too stays active in the agent.
-            let held = result.is_err() && agent.active().iter().any(|f| f.fault_id == fault_id);
-            (result, held)
+            let active = agent.active();
+            results
+                .into_iter()
+                .zip(ids)
+                .map(|(result, id)| {
+                    result.map_err(|err| InjectFailure {
+                        message: err.to_string(),
+                        maybe_applied: active.iter().any(|f| f.fault_id == id),
+                    })
+                })
+                .collect::<Vec<_>>()
         })
         .await;
-        match injected {
-            Ok((Ok(applied), _)) => Ok(applied),
-            Ok((Err(err), held)) => Err(InjectFailure {
-                message: err.to_string(),
-                maybe_applied: held,
-            }),
-            Err(err) => Err(InjectFailure::unknown(format!(
-                "the agent task failed: {err}"
-            ))),
-        }
+        injected.unwrap_or_else(|err| {
+            let failure = InjectFailure::unknown(format!("the agent task failed: {err}"));
+            vec![Err(failure); count]
+        })
     }
 
-    async fn apply_remote(&self, host: &str, req: InjectRequest) -> Result<Applied, InjectFailure> {
-        let client = self.client(host).map_err(InjectFailure::refused)?;
+    async fn apply_remote(
+        &self,
+        host: &str,
+        reqs: Vec<InjectRequest>,
+    ) -> Vec<Result<Applied, InjectFailure>> {
+        let client = match self.client(host) {
+            Ok(client) => client,
+            Err(message) => return vec![Err(InjectFailure::refused(message)); reqs.len()],
+        };
+        let ids: Vec<String> = reqs.iter().map(|r| r.fault_id.clone()).collect();
         let order = ApplyRequest {
-            faults: vec![FaultOrder {
-                fault_id: req.fault_id.clone(),
-                spec: req.spec,
-                seed: req.seed,
-                hold_ms: req.hold.map(|d| d.as_millis() as u64),
-            }],
+            faults: reqs
+                .into_iter()
+                .map(|req| FaultOrder {
+                    fault_id: req.fault_id,
+                    spec: req.spec,
+                    seed: req.seed,
+                    hold_ms: req.hold.map(|d| d.as_millis() as u64),
+                })
+                .collect(),
             lease_ms: self.lease.as_millis() as u64,
         };
-        let answer = client
-            .apply(&self.run_id, &order)
-            .await
-            .map_err(|e| InjectFailure {
-                message: e.to_string(),
-                maybe_applied: e.may_have_acted(),
-            })?;
-        let result = answer
-            .results
-            .into_iter()
-            .find(|r| r.fault_id == req.fault_id)
-            .ok_or_else(|| {
-                InjectFailure::unknown(format!(
-                    "the agent of `{host}` did not answer for {}",
-                    req.fault_id
-                ))
-            })?;
-        match (result.applied, result.error) {
-            (Some(applied), _) => Ok(applied),
-            (None, Some(error)) => Err(InjectFailure::refused(error.to_string())),
-            (None, None) => Err(InjectFailure::unknown(format!(
-                "the agent of `{host}` answered neither applied nor failed"
-            ))),
-        }
+        let mut answer = match client.apply(&self.run_id, &order).await {
+            Ok(answer) => answer,
+            Err(err) => {
+                let failure = InjectFailure {
+                    message: err.to_string(),
+                    maybe_applied: err.may_have_acted(),
+                };
+                return vec![Err(failure); ids.len()];
+            }
+        };
+        ids.iter()
+            .map(|id| {
+                let at = answer.results.iter().position(|r| &r.fault_id == id);
+                let Some(result) = at.map(|at| answer.results.swap_remove(at)) else {
+                    return Err(InjectFailure::unknown(format!(
+                        "the agent of `{host}` did not answer for {id}"
+                    )));
+                };
+                match (result.applied, result.error) {
+                    (Some(applied), _) => Ok(applied),
+                    (None, Some(error)) => Err(InjectFailure::refused(error.to_string())),
+                    (None, None) => Err(InjectFailure::unknown(format!(
+                        "the agent of `{host}` answered neither applied nor failed"
+                    ))),
+                }
+            })
+            .collect()
     }
 
     pub async fn revert(&self, host: &str, fault_id: &str) -> Result<Reverted, RevertFailure> {

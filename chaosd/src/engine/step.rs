@@ -322,10 +322,10 @@ impl Run {
         Some(fault_end)
     }
 
-    /// Injects the faults of these slots of the current step, all at once as far as the run's
-    /// limit of calls in flight allows; returns what failed. Once the run is aborted or one of
-    /// them failed, those still waiting for a slot are not sent (their records say so): the
-    /// run is ending, and each would only be one more fault to revert.
+    /// Injects the faults of these slots of the current step, all at once (one batch per host)
+    /// as far as the run's limit of calls in flight allows; returns what failed. Once the run is
+    /// aborted or one of them failed, the batches still waiting for a slot are not sent (their
+    /// records say so): the run is ending, and each would only be more faults to revert.
     async fn inject_slots(
         &mut self,
         step: &PlannedStep,
@@ -333,7 +333,7 @@ impl Run {
         slots: &[usize],
     ) -> Vec<String> {
         let stop = self.abort.child_token();
-        let mut injections = tokio::task::JoinSet::new();
+        let mut by_host: BTreeMap<String, Vec<(usize, InjectRequest)>> = BTreeMap::new();
         for &slot in slots {
             let record = &self.record.steps[step_idx].faults[slot];
             let planned = &step.faults[fault_index(step, &record.fault_id)];
@@ -347,58 +347,78 @@ impl Run {
                 exempt: Vec::new(),
                 resolved: None,
             };
+            by_host
+                .entry(record.host.clone())
+                .or_default()
+                .push((slot, req));
+        }
+        let mut injections = tokio::task::JoinSet::new();
+        for (host, batch) in by_host {
             let (hosts, stop) = (self.hosts.clone(), stop.clone());
-            let host = record.host.clone();
-            injections.spawn(async move { (slot, hosts.inject(&host, req, &stop).await) });
+            injections.spawn(async move {
+                let (slots, reqs): (Vec<usize>, Vec<InjectRequest>) = batch.into_iter().unzip();
+                match hosts.inject_batch(&host, reqs, &stop).await {
+                    Some(results) => slots
+                        .into_iter()
+                        .zip(results.into_iter().map(Some))
+                        .collect(),
+                    None => slots
+                        .into_iter()
+                        .map(|slot| (slot, None))
+                        .collect::<Vec<_>>(),
+                }
+            });
         }
         let mut failures = Vec::new();
+        // Each batch's results as it ends, so that a failure stops the batches still waiting.
         while let Some(joined) = injections.join_next().await {
-            let Ok((slot, result)) = joined else { continue };
-            let record = &mut self.record.steps[step_idx].faults[slot];
-            let Some(result) = result else {
-                record.skipped = true;
-                record.detail = if self.abort.is_aborted() {
-                    "not injected: the run was aborted before its call could start"
-                } else {
-                    "not injected: another fault of the step failed before its call could start"
-                }
-                .to_string();
-                let (host, fault_id, fault) = (
-                    record.host.clone(),
-                    record.fault_id.clone(),
-                    record.fault.clone(),
-                );
-                let detail = record.detail.clone();
-                self.event(
-                    "fault_skipped",
-                    format!("{fault} on {host} {detail}"),
-                    serde_json::json!({"fault_id": fault_id, "host": host}),
-                );
-                continue;
-            };
-            if result.is_err() {
-                stop.cancel();
-            }
-            match result {
-                Ok(applied) => {
-                    record.applied_at = Some(applied.applied_at);
-                    record.mechanism = Some(applied.mechanism.clone());
-                    record.verified = Some(applied.verified);
-                    record.affected = applied.affected.clone();
-                    record.detail = applied.detail.clone();
+            let Ok(done) = joined else { continue };
+            for (slot, result) in done {
+                let record = &mut self.record.steps[step_idx].faults[slot];
+                let Some(result) = result else {
+                    record.skipped = true;
+                    record.detail = if self.abort.is_aborted() {
+                        "not injected: the run was aborted before its call could start"
+                    } else {
+                        "not injected: another fault of the step failed before its call could start"
+                    }
+                    .to_string();
                     let (host, fault_id, fault) = (
                         record.host.clone(),
                         record.fault_id.clone(),
                         record.fault.clone(),
                     );
-                    self.placed.track(Active {
-                        host: host.clone(),
-                        fault_id: fault_id.clone(),
-                        step: step_idx,
-                        slot,
-                        uncertain: false,
-                    });
+                    let detail = record.detail.clone();
                     self.event(
+                        "fault_skipped",
+                        format!("{fault} on {host} {detail}"),
+                        serde_json::json!({"fault_id": fault_id, "host": host}),
+                    );
+                    continue;
+                };
+                if result.is_err() {
+                    stop.cancel();
+                }
+                match result {
+                    Ok(applied) => {
+                        record.applied_at = Some(applied.applied_at);
+                        record.mechanism = Some(applied.mechanism.clone());
+                        record.verified = Some(applied.verified);
+                        record.affected = applied.affected.clone();
+                        record.detail = applied.detail.clone();
+                        let (host, fault_id, fault) = (
+                            record.host.clone(),
+                            record.fault_id.clone(),
+                            record.fault.clone(),
+                        );
+                        self.placed.track(Active {
+                            host: host.clone(),
+                            fault_id: fault_id.clone(),
+                            step: step_idx,
+                            slot,
+                            uncertain: false,
+                        });
+                        self.event(
                         "fault_applied",
                         format!(
                             "injected {fault} on {host} via {}{}: {}",
@@ -408,34 +428,35 @@ impl Run {
                         ),
                         serde_json::json!({"fault_id": fault_id, "host": host, "mechanism": applied.mechanism, "verified": applied.verified}),
                     );
-                }
-                Err(failure) => {
-                    record.error = Some(failure.message.clone());
-                    let msg = format!(
-                        "could not inject {} on {}: {}",
-                        record.fault, record.host, failure.message
-                    );
-                    let (host, fault_id) = (record.host.clone(), record.fault_id.clone());
-                    let note = if failure.maybe_applied {
-                        // It may be in place: reverted by its id like an applied fault, and left
-                        // in `faults_left` when that cannot be confirmed.
-                        self.placed.track(Active {
-                            host: host.clone(),
-                            fault_id: fault_id.clone(),
-                            step: step_idx,
-                            slot,
-                            uncertain: true,
-                        });
-                        "; it may be in place all the same: reverting it"
-                    } else {
-                        ""
-                    };
-                    self.event(
+                    }
+                    Err(failure) => {
+                        record.error = Some(failure.message.clone());
+                        let msg = format!(
+                            "could not inject {} on {}: {}",
+                            record.fault, record.host, failure.message
+                        );
+                        let (host, fault_id) = (record.host.clone(), record.fault_id.clone());
+                        let note = if failure.maybe_applied {
+                            // It may be in place: reverted by its id like an applied fault, and left
+                            // in `faults_left` when that cannot be confirmed.
+                            self.placed.track(Active {
+                                host: host.clone(),
+                                fault_id: fault_id.clone(),
+                                step: step_idx,
+                                slot,
+                                uncertain: true,
+                            });
+                            "; it may be in place all the same: reverting it"
+                        } else {
+                            ""
+                        };
+                        self.event(
                         "fault_failed",
                         format!("{msg}{note}"),
                         serde_json::json!({"fault_id": fault_id, "host": host, "maybe_applied": failure.maybe_applied}),
                     );
-                    failures.push(msg);
+                        failures.push(msg);
+                    }
                 }
             }
         }

@@ -477,7 +477,8 @@ fn selector_key(cx: &mut Cx, key: &str, v: &Sp<Scalar>) -> Option<ProcessSelecto
     let base = cx.base_dir();
     match key {
         "name" => cx.get(v, |s| Ok(ProcessSelector::Name(s.to_string()))),
-        "pattern" => cx.get(v, |s| match regex::Regex::new(s) {
+        // Compiled as a run will: a fault's preflight and injection reuse it.
+        "pattern" => cx.get(v, |s| match agent::process::compiled(s) {
             Ok(_) => Ok(ProcessSelector::Pattern(s.to_string())),
             Err(err) => {
                 let detail = err.to_string();
