@@ -5,7 +5,7 @@
 //! A real `chaos-agent` on loopback, behind a proxy that passes every request on but swallows the
 //! answer to the apply.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -92,28 +92,10 @@ fn relay(mut client: TcpStream, upstream: SocketAddr, on_apply: &dyn Fn()) -> Op
     }
 }
 
-/// One HTTP/1 message: its head and a `Content-Length` body.
+/// One HTTP/1 message, head and `Content-Length` body, as it came on the wire.
 fn read_message(stream: &mut TcpStream) -> Option<Vec<u8>> {
-    let mut message = Vec::new();
-    let mut chunk = [0u8; 4096];
-    let head_end = loop {
-        if let Some(at) = message.windows(4).position(|w| w == b"\r\n\r\n") {
-            break at + 4;
-        }
-        let n = stream.read(&mut chunk).ok().filter(|&n| n > 0)?;
-        message.extend_from_slice(&chunk[..n]);
-    };
-    let head = String::from_utf8_lossy(&message[..head_end]).to_ascii_lowercase();
-    let length: usize = head
-        .lines()
-        .find_map(|l| l.strip_prefix("content-length:"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0);
-    while message.len() < head_end + length {
-        let n = stream.read(&mut chunk).ok().filter(|&n| n > 0)?;
-        message.extend_from_slice(&chunk[..n]);
-    }
-    Some(message)
+    let (head, body) = chaos_tests::fake_agent::read_request(stream)?;
+    Some([head.into_bytes(), body].concat())
 }
 
 fn scenario(proxy: SocketAddr, token: &Path) -> String {

@@ -188,8 +188,9 @@ fn answer(head: &str, body: &[u8]) -> (&'static str, Option<String>, Value) {
     }
 }
 
-/// One HTTP/1.1 request: its head and its `content-length` body; `None` once the peer closed.
-fn read_request(stream: &mut TcpStream) -> Option<(String, Vec<u8>)> {
+/// One HTTP/1.1 message (a request, or an answer): its head and its `content-length` body;
+/// `None` once the peer closed. Shared with the tests' own stand-ins on the wire.
+pub fn read_request(stream: &mut TcpStream) -> Option<(String, Vec<u8>)> {
     let mut message = Vec::new();
     let mut chunk = [0u8; 4096];
     let head_end = loop {
