@@ -45,7 +45,8 @@ impl InjectFailure {
         }
     }
 
-    fn unknown(message: String) -> InjectFailure {
+    /// A failure after which the fault may be in place: it is reverted like an applied one.
+    pub(super) fn unknown(message: String) -> InjectFailure {
         InjectFailure {
             message,
             maybe_applied: true,

@@ -2,7 +2,7 @@
 //! `start_after`), hold until its end, revert. Its actions are `actions`, a `manual` step is
 //! `manual`, the after-check is `check`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use agent::local::InjectRequest;
@@ -353,9 +353,13 @@ impl Run {
                 .push((slot, req));
         }
         let mut injections = tokio::task::JoinSet::new();
+        // Each task's slots, so that a task that panics still has its faults recorded (and
+        // reverted, since they may be in place) rather than forgotten.
+        let mut slots_of = HashMap::new();
         for (host, batch) in by_host {
             let (hosts, stop) = (self.hosts.clone(), stop.clone());
-            injections.spawn(async move {
+            let batch_slots: Vec<usize> = batch.iter().map(|(slot, _)| *slot).collect();
+            let task = injections.spawn(async move {
                 let (slots, reqs): (Vec<usize>, Vec<InjectRequest>) = batch.into_iter().unzip();
                 match hosts.inject_batch(&host, reqs, &stop).await {
                     Some(results) => slots
@@ -368,11 +372,26 @@ impl Run {
                         .collect::<Vec<_>>(),
                 }
             });
+            slots_of.insert(task.id(), batch_slots);
         }
         let mut failures = Vec::new();
         // Each batch's results as it ends, so that a failure stops the batches still waiting.
-        while let Some(joined) = injections.join_next().await {
-            let Ok(done) = joined else { continue };
+        while let Some(joined) = injections.join_next_with_id().await {
+            let done = match joined {
+                Ok((_, done)) => done,
+                Err(err) => slots_of
+                    .remove(&err.id())
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|slot| {
+                        let message = format!("the injection's task failed: {err}");
+                        (
+                            slot,
+                            Some(Err(super::hosts::InjectFailure::unknown(message))),
+                        )
+                    })
+                    .collect(),
+            };
             for (slot, result) in done {
                 let record = &mut self.record.steps[step_idx].faults[slot];
                 let Some(result) = result else {
