@@ -144,9 +144,11 @@ fn serve(mut stream: TcpStream, host: &str, delay: Duration, shared: &Shared) {
             "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
             body.len()
         );
-        let written = stream.write_all(response.as_bytes());
+        // The call ends before its answer is written: once the controller has the answer it may
+        // start its next call, which another thread here may count before this one would.
         shared.calls.lock().expect("calls lock")[index].ended = Some(Instant::now());
         shared.in_flight.fetch_sub(1, Ordering::SeqCst);
+        let written = stream.write_all(response.as_bytes());
         if written.is_err() {
             return;
         }
