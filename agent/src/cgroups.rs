@@ -77,12 +77,7 @@ pub fn hierarchies(mountinfo: &str) -> Vec<Hierarchy> {
         let controllers: Vec<String> = match fstype {
             "cgroup2" => Vec::new(),
             "cgroup" => {
-                let opts: Vec<&str> = options.split(',').collect();
-                let ours: Vec<String> = CONTROLLERS
-                    .iter()
-                    .filter(|c| opts.contains(c))
-                    .map(|c| c.to_string())
-                    .collect();
+                let ours = controllers_in(options);
                 if ours.is_empty() {
                     continue;
                 }
@@ -106,6 +101,17 @@ pub fn hierarchies(mountinfo: &str) -> Vec<Hierarchy> {
     found
 }
 
+/// The controllers that matter named in a comma-separated list (a v1 mount's options, a
+/// `/proc/PID/cgroup` line's second field), in [`CONTROLLERS`]' order.
+fn controllers_in(list: &str) -> Vec<String> {
+    let listed: Vec<&str> = list.split(',').collect();
+    CONTROLLERS
+        .iter()
+        .filter(|c| listed.contains(c))
+        .map(|c| c.to_string())
+        .collect()
+}
+
 /// The path of a `/proc/PID/cgroup` text in hierarchy `h`: the `0::` line for cgroup2, the line
 /// listing the same controllers for a v1 one.
 pub fn path_in(proc_cgroup: &str, h: &Hierarchy) -> Option<PathBuf> {
@@ -115,13 +121,7 @@ pub fn path_in(proc_cgroup: &str, h: &Hierarchy) -> Option<PathBuf> {
         let matches = if h.controllers.is_empty() {
             id == "0" && controllers.is_empty()
         } else {
-            let listed: Vec<&str> = controllers.split(',').collect();
-            let ours: Vec<String> = CONTROLLERS
-                .iter()
-                .filter(|c| listed.contains(c))
-                .map(|c| c.to_string())
-                .collect();
-            ours == h.controllers
+            controllers_in(controllers) == h.controllers
         };
         matches.then(|| PathBuf::from(path))
     })

@@ -876,6 +876,17 @@ impl Pattern {
         regex::Regex::new(source).map(Pattern)
     }
 
+    /// What is wrong with a pattern that does not compile: the last line of `err` (the lines
+    /// before it repeat the pattern with a caret), without its `error: `.
+    pub fn error_detail(err: &regex::Error) -> String {
+        let text = err.to_string();
+        let last = text.lines().rev().find(|l| !l.trim().is_empty());
+        last.unwrap_or("")
+            .trim()
+            .trim_start_matches("error: ")
+            .to_string()
+    }
+
     pub fn is_match(&self, text: &str) -> bool {
         self.0.is_match(text)
     }

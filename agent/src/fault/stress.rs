@@ -257,21 +257,24 @@ pub fn memory_bytes(memory: MemoryStress, margin: f64) -> Result<u64, FaultError
     memory_bytes_of(memory, margin, meminfo()?)
 }
 
+/// The bytes `memory` asks for: its size, or its share of `total` (`of` says what that is).
+pub(super) fn asked_bytes(memory: MemoryStress, total: u64, of: &str) -> Result<u64, FaultError> {
+    match memory {
+        MemoryStress::Size(0) => Err(refuse("a size of 0 bytes holds nothing")),
+        MemoryStress::Size(bytes) => Ok(bytes),
+        MemoryStress::Share(p) if !(p > 0.0 && p <= 100.0) => Err(refuse(format!(
+            "a share of {p}% of {of} is not above 0% and at most 100%"
+        ))),
+        MemoryStress::Share(p) => Ok((total as f64 * p / 100.0) as u64),
+    }
+}
+
 pub(super) fn memory_bytes_of(
     memory: MemoryStress,
     margin: f64,
     mem: MemInfo,
 ) -> Result<u64, FaultError> {
-    let bytes = match memory {
-        MemoryStress::Size(0) => return Err(refuse("a size of 0 bytes holds nothing")),
-        MemoryStress::Size(bytes) => bytes,
-        MemoryStress::Share(p) if !(p > 0.0 && p <= 100.0) => {
-            return Err(refuse(format!(
-                "a share of {p}% of MemTotal is not above 0% and at most 100%"
-            )));
-        }
-        MemoryStress::Share(p) => (mem.total as f64 * p / 100.0) as u64,
-    };
+    let bytes = asked_bytes(memory, mem.total, "MemTotal")?;
     let keep = (mem.total as f64 * margin / 100.0) as u64;
     let allowed = mem.available.saturating_sub(keep);
     if bytes > allowed {
@@ -298,10 +301,6 @@ fn cgroup_root() -> Option<PathBuf> {
     let dir = own.into_iter().find(|d| d.hierarchy == "cgroup2")?.path;
     let writable = nix::unistd::access(&dir, nix::unistd::AccessFlags::W_OK).is_ok();
     (dir.join("cgroup.procs").exists() && writable).then_some(dir)
-}
-
-fn cgroup_pids(cgroup: &Path) -> Vec<i32> {
-    crate::cgroups::procs(cgroup)
 }
 
 // ---- the injection ----
@@ -417,7 +416,7 @@ pub(super) fn start(
     }
     let in_cgroups = poll(100, || {
         dirs.iter().all(|dir| {
-            let grouped = cgroup_pids(dir);
+            let grouped = cgroups::procs(dir);
             pids.iter().all(|pid| grouped.contains(pid))
         })
     });
@@ -536,7 +535,7 @@ pub(super) fn revert_in(dirs: &[PathBuf], children: &[Target]) -> Undone {
     for dir in &dirs {
         let kill = dir.join("cgroup.kill");
         if !(kill.exists() && fs::write(&kill, "1").is_ok()) {
-            for pid in cgroup_pids(dir) {
+            for pid in cgroups::procs(dir) {
                 let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
             }
         }
@@ -549,7 +548,7 @@ pub(super) fn revert_in(dirs: &[PathBuf], children: &[Target]) -> Undone {
         children
             .iter()
             .all(|c| !process::is_same_process(c.pid, c.start_time))
-            && dirs.iter().all(|dir| cgroup_pids(dir).is_empty())
+            && dirs.iter().all(|dir| cgroups::procs(dir).is_empty())
     };
     let all_gone = poll(300, gone);
     let mut detail = match children.len() {

@@ -28,8 +28,8 @@ use serde::{Deserialize, Serialize};
 
 use super::fill_disk::human;
 use super::stress::{
-    DEFAULT_MEMORY_MARGIN, MemInfo, Work, cgroup_name, cpu_work, failed, meminfo, memory_bytes_of,
-    online_cpus, refuse, resolve_workers, revert_in, start, workers_for,
+    DEFAULT_MEMORY_MARGIN, MemInfo, Work, asked_bytes, cgroup_name, cpu_work, failed, meminfo,
+    memory_bytes_of, online_cpus, refuse, resolve_workers, revert_in, start, workers_for,
 };
 use super::{Injected, Target, Undo, Undone, matching};
 use crate::cgroups::{self, CgroupDir};
@@ -254,16 +254,7 @@ fn bytes_in(
     let Some((limit, usage)) = limits.memory else {
         return memory_bytes_of(memory, margin, host);
     };
-    let bytes = match memory {
-        MemoryStress::Size(0) => return Err(refuse("a size of 0 bytes holds nothing")),
-        MemoryStress::Size(bytes) => bytes,
-        MemoryStress::Share(p) if !(p > 0.0 && p <= 100.0) => {
-            return Err(refuse(format!(
-                "a share of {p}% of {label}'s memory limit is not above 0% and at most 100%"
-            )));
-        }
-        MemoryStress::Share(p) => (limit as f64 * p / 100.0) as u64,
-    };
+    let bytes = asked_bytes(memory, limit, &format!("{label}'s memory limit"))?;
     let keep = (limit as f64 * margin / 100.0) as u64;
     let headroom = limit.saturating_sub(usage).saturating_sub(keep);
     if bytes > headroom {

@@ -223,7 +223,7 @@ impl Trace<'_> {
         start: DateTime<Utc>,
         end: DateTime<Utc>,
     ) -> SpanData {
-        let status_word = step_status(step.status);
+        let status_word = crate::report::summary::status_word(step.status);
         let mut attributes = vec![
             KeyValue::new("chaos.step.index", step.index as i64),
             KeyValue::new("chaos.step.status", status_word),
@@ -387,16 +387,6 @@ fn breach(b: &Breach) -> Event {
         attributes.push(KeyValue::new("chaos.step", step.clone()));
     }
     Event::new("breach", time(b.at), attributes, 0)
-}
-
-fn step_status(status: StepStatus) -> &'static str {
-    match status {
-        StepStatus::Passed => "passed",
-        StepStatus::Deviated => "deviated",
-        StepStatus::Aborted => "aborted",
-        StepStatus::Error => "error",
-        StepStatus::Skipped => "skipped",
-    }
 }
 
 fn strings(items: &[String]) -> Value {

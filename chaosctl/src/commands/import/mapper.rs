@@ -889,15 +889,9 @@ impl Mapper {
             .ok_or("a `regex` tolerance without a `pattern`")?;
         let translated = self.names.translate(pattern)?;
         if let Err(err) = agent::spec::Pattern::new(&translated.with_defaults()) {
-            let detail = err.to_string();
-            let detail = detail
-                .lines()
-                .rev()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("");
             return Err(format!(
                 "its regex `{pattern}` is not one chaosctl reads (Rust's regex syntax: no look-around or back-references): {}",
-                detail.trim().trim_start_matches("error: ")
+                agent::spec::Pattern::error_detail(&err)
             ));
         }
         self.keep(&translated);

@@ -315,14 +315,10 @@ impl Cx<'_> {
     pub(super) fn regex(&mut self, v: &Option<Sp<Scalar>>) -> Option<Pattern> {
         self.opt(v, |s| {
             Pattern::new(s).map_err(|err| {
-                let detail = err.to_string();
-                let detail = detail
-                    .lines()
-                    .rev()
-                    .find(|l| !l.trim().is_empty())
-                    .unwrap_or("");
-                let detail = detail.trim().trim_start_matches("error: ");
-                format!("`{s}` is not a valid regex: {detail}")
+                format!(
+                    "`{s}` is not a valid regex: {}",
+                    Pattern::error_detail(&err)
+                )
             })
         })
     }

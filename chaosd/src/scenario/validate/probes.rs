@@ -480,18 +480,10 @@ fn selector_key(cx: &mut Cx, key: &str, v: &Sp<Scalar>) -> Option<ProcessSelecto
         // Compiled as a run will: a fault's preflight and injection reuse it.
         "pattern" => cx.get(v, |s| match agent::process::compiled(s) {
             Ok(_) => Ok(ProcessSelector::Pattern(s.to_string())),
-            Err(err) => {
-                let detail = err.to_string();
-                let detail = detail
-                    .lines()
-                    .rev()
-                    .find(|l| !l.trim().is_empty())
-                    .unwrap_or("");
-                Err(format!(
-                    "`{s}` is not a valid regex: {}",
-                    detail.trim().trim_start_matches("error: ")
-                ))
-            }
+            Err(err) => Err(format!(
+                "`{s}` is not a valid regex: {}",
+                agent::spec::Pattern::error_detail(&err)
+            )),
         }),
         "pid" => cx.get(v, |s| match s.trim().parse::<i32>() {
             Ok(pid) if pid > 0 => Ok(ProcessSelector::Pid(pid)),
