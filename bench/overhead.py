@@ -38,6 +38,56 @@ def free_port():
         return s.getsockname()[1]
 
 
+def code_order_note(exe):
+    """How much of chaosctl/code-order.txt the measured binary still has (scripts/order-code)."""
+    path = os.path.join(ROOT, "chaosctl", "code-order.txt")
+    listed = [line.strip() for line in open(path) if line.strip() and not line.startswith("#")]
+    symbols = subprocess.run(["nm", "--defined-only", exe], capture_output=True, text=True, check=True).stdout
+    present = {line.split()[-1] for line in symbols.splitlines()}
+    found = sum(1 for name in listed if name in present)
+    return (f"code order: {found} of the {len(listed)} functions chaosctl/code-order.txt lists are in this build"
+            + ("" if found >= 0.9 * len(listed) else "; run scripts/order-code again"))
+
+
+def start_demo(bin_dir):
+    """Starts `chaos-demo` from bin_dir on a free loopback port; returns it and its URL once it
+    answers. Stop it with os.killpg(server.pid, 15): it runs in a session of its own."""
+    port = free_port()
+    server = subprocess.Popen([os.path.join(bin_dir, "chaos-demo"), "--port", str(port), "--workers", "2"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            urllib.request.urlopen(url + "/health", timeout=0.2)
+            break
+        except OSError:
+            time.sleep(0.05)
+    return server, url
+
+
+def minimal_scenario(url, pattern):
+    """The benchmark's run: two HTTP probes of `url` (one sample each, before and after) around a
+    SIGKILL of the processes whose command line matches `pattern`, with no fault wait.
+    scripts/order-code trains chaosctl's code order on it too."""
+    return f"""version: 1
+name: overhead
+steady_state:
+  - name: health
+    http: {{url: "{url}/health", timeout: 1s}}
+    every: 1ms
+    window: 1ms
+  - name: home
+    http: {{url: "{url}/", timeout: 1s}}
+    every: 1ms
+    window: 1ms
+steps:
+  - name: kill the victim
+    target: local
+    fault: {{kill: {{process: {{pattern: "^{pattern}$"}}}}}}
+    recover_within: 5s
+"""
+
+
 def measured(argv, **kw):
     """Runs argv under GNU time; returns (wall seconds, peak RSS in KiB, exit code).
 
@@ -66,19 +116,11 @@ def main():
     os.sync()  # a freshly written binary's dirty pages would count as its own memory
     ctk_version = subprocess.run([os.path.join(VENV, "bin", "chaos"), "--version"], capture_output=True, text=True).stdout.strip()
 
-    port = free_port()
-    server = subprocess.Popen([os.path.join(RELEASE, "chaos-demo"), "--port", str(port), "--workers", "2"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    print(code_order_note(os.path.join(RELEASE, "chaosctl")))
+    server, url = start_demo(RELEASE)
     work = tempfile.mkdtemp(prefix="chaos-bench-")
     victims = []
     try:
-        url = f"http://127.0.0.1:{port}"
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(url + "/health", timeout=0.2)
-                break
-            except OSError:
-                time.sleep(0.05)
 
         def victim(tag):
             # A process for the action to kill, with a command line no other run shares.
@@ -91,23 +133,7 @@ def main():
             pattern = victim(f"{i}1")
             scenario = os.path.join(work, f"s{i}.yaml")
             with open(scenario, "w") as f:
-                f.write(f"""version: 1
-name: overhead
-steady_state:
-  - name: health
-    http: {{url: "{url}/health", timeout: 1s}}
-    every: 1ms
-    window: 1ms
-  - name: home
-    http: {{url: "{url}/", timeout: 1s}}
-    every: 1ms
-    window: 1ms
-steps:
-  - name: kill the victim
-    target: local
-    fault: {{kill: {{process: {{pattern: "^{pattern}$"}}}}}}
-    recover_within: 5s
-""")
+                f.write(minimal_scenario(url, pattern))
             results["chaosctl"].append(measured([
                 os.path.join(RELEASE, "chaosctl"), "--state-dir", os.path.join(work, "state"),
                 "run", scenario, "--yes", "--report-dir", os.path.join(work, "reports")]))
