@@ -18,6 +18,7 @@
 //! - [`api`]: the agent's HTTP API (request and response bodies); [`client`] its controller side.
 //! - [`http`]: the HTTP plumbing `chaos-agent` and chaosd share: token, TLS, accept loop, bounded
 //!   bodies, audit log, metrics writer, and the JSON-over-HTTP client core.
+//! - [`logging`]: the log on stderr the three binaries share (`CHAOS_LOG`).
 //! - [`server`]: `chaos-agent`, the daemon: the HTTP API over [`LocalAgent`], with its policy,
 //!   one-run-at-a-time rule and leases.
 //!
@@ -33,6 +34,7 @@ pub mod fault;
 pub mod http;
 pub mod journal;
 pub mod local;
+pub mod logging;
 pub mod mounts;
 pub mod probe;
 pub mod process;

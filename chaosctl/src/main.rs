@@ -15,15 +15,7 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let args = args::Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("CHAOS_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        // Colour codes only on a terminal: journald, files and pipes get plain text.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    agent::logging::init(tracing::level_filters::LevelFilter::WARN);
     // A run keeps a connection to every agent it talks to, at once.
     if let Err(err) = chaosd::open_files::raise() {
         tracing::warn!("{err}; runs with many agents may fail with \"Too many open files\"");

@@ -68,8 +68,10 @@ pub fn write_err(args: fmt::Arguments) {
     if STDERR_CLOSED.load(Ordering::Relaxed) {
         return;
     }
-    let mut err = std::io::stderr().lock();
-    if err.write_fmt(args).and_then(|()| err.flush()).is_err() {
+    // Formatted first, then written at once: stderr is unbuffered, and `write_fmt` would make a
+    // system call per piece of the line (and let another writer's output land inside it).
+    let text = fmt::format(args);
+    if std::io::stderr().lock().write_all(text.as_bytes()).is_err() {
         STDERR_CLOSED.store(true, Ordering::Relaxed);
     }
 }
@@ -121,15 +123,13 @@ pub struct Terminal {
 impl Observer for Terminal {
     fn event(&self, event: &Event) {
         let line = self.line.lock().expect("status lock");
-        let mut err = std::io::stderr().lock();
-        let _ = write!(
-            err,
+        let text = format!(
             "\r\x1b[K[{:>7}] {}\n{}",
             offset(&self.start, event.at),
             event.message,
             line
         );
-        let _ = err.flush();
+        let _ = std::io::stderr().lock().write_all(text.as_bytes());
     }
 
     fn status(&self, status: &LiveStatus) {

@@ -9,15 +9,7 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("CHAOS_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        // Colour codes only on a terminal: journald, files and pipes get plain text.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    agent::logging::init(tracing::level_filters::LevelFilter::INFO);
     // Configuration first, before any runtime or socket.
     let config = match args.resolve() {
         Ok(config) => config,

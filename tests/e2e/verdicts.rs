@@ -188,6 +188,48 @@ fn not_steady_exit_4_injects_nothing() {
     assert_none_left(&format!("--port {port}"));
 }
 
+#[test]
+fn the_first_before_check_samples_while_preflight_runs() {
+    // Sampling starts as preflight does, so that the first window fills while preflight reaches
+    // the agents: the before-check's window begins before preflight has passed.
+    let tag = unique("early-check");
+    let _sleeper = Sleeper::spawn(&tag);
+    let yaml = format!(
+        r#"version: 1
+name: early-check
+steady_state:
+  - name: always
+    command: {{run: "true"}}
+    every: 100ms
+    window: 300ms
+steps:
+  - name: kill it
+    target: local
+    fault: {{kill: {{process: {{pattern: "{}"}}}}}}
+"#,
+        pattern(&tag)
+    );
+    let t = Test::new().scenario(&yaml);
+    let out = t.run();
+    out.code(0);
+    let r = out.report();
+    r.verdict("passed", None);
+    let preflight = r.json["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|e| e["kind"] == "preflight_passed")
+        .expect("a preflight_passed event");
+    let passed = rfc3339_utc(&preflight["at"], "preflight_passed at");
+    let before = &r.step(0)["before"];
+    let started = rfc3339_utc(&before["started_at"], "before.started_at");
+    assert!(
+        started < passed,
+        "the check started at {started}, preflight passed at {passed}"
+    );
+    assert_eq!(before["held"], true, "{before}");
+}
+
 fn pause_yaml(extra: &str, duration: &str) -> String {
     format!(
         r#"version: 1

@@ -2,12 +2,13 @@
 //! a no-op that says so.
 
 use std::fmt;
+use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
 use super::{
     Context, Injected, Kind, Resolved, Target, Undo, Undone, matching, other_kinds_undo,
-    pick_targets, poll, send,
+    pick_targets, poll, signals,
 };
 use crate::error::FaultError;
 use crate::process;
@@ -66,12 +67,15 @@ fn inject(
 ) -> Result<Injected, FaultError> {
     let signal = signal_of(signal)?;
     let mut delivered = Vec::new();
+    let mut sent = Vec::new();
     let mut exited = Vec::new();
     for target in targets {
-        if send(target, signal)? {
-            delivered.push(target);
-        } else {
-            exited.push(target.label());
+        match signals::send(target, signal)? {
+            Some(to) => {
+                delivered.push(target);
+                sent.push(to);
+            }
+            None => exited.push(target.label()),
         }
     }
     if delivered.is_empty() {
@@ -84,10 +88,13 @@ fn inject(
 
     let mut detail = format!("sent {signal} to {}", count(delivered.len()));
     let verified = if signal == Signal::SIGKILL {
-        let gone = poll(100, || {
-            delivered
-                .iter()
-                .all(|t| !process::is_same_process(t.pid, t.start_time))
+        // Their pidfds become readable as they exit; without pidfds, /proc is looked at.
+        let gone = signals::all_exited(&sent, Duration::from_secs(1)).unwrap_or_else(|| {
+            poll(100, || {
+                delivered
+                    .iter()
+                    .all(|t| !process::is_same_process(t.pid, t.start_time))
+            })
         });
         if gone {
             detail.push_str("; all gone within 1 s");

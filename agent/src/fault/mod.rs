@@ -15,6 +15,7 @@ pub mod inside;
 pub mod kill;
 pub mod net;
 pub mod pause;
+mod signals;
 pub mod stress;
 pub mod stress_inside;
 
@@ -23,9 +24,6 @@ use std::path::PathBuf;
 use std::thread;
 use std::time::Duration;
 
-use nix::errno::Errno;
-use nix::sys::signal::{self, Signal};
-use nix::unistd::Pid;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -457,27 +455,6 @@ pub fn pick_from<T>(sorted: &[T], pick: Pick, seed: u64) -> Vec<&T> {
 
 fn is_stopped(state: char) -> bool {
     matches!(state, 'T' | 't')
-}
-
-/// Sends `signal` to `target` if it is still the same process. `Ok(false)` when it has exited.
-fn send(target: &Target, signal: Signal) -> Result<bool, FaultError> {
-    if !process::is_same_process(target.pid, target.start_time) {
-        return Ok(false);
-    }
-    match signal::kill(Pid::from_raw(target.pid), signal) {
-        Ok(()) => Ok(true),
-        Err(Errno::ESRCH) => Ok(false),
-        Err(source) => Err(FaultError::Signal {
-            pid: target.pid,
-            comm: target.comm.clone(),
-            signal: signal.as_str().to_string(),
-            source,
-            hint: match source {
-                Errno::EPERM => "; run the agent as root or as the process's owner",
-                _ => "",
-            },
-        }),
-    }
 }
 
 /// Polls `done` until it holds or about `tries` × 10 ms have passed. The first looks come quickly

@@ -15,7 +15,7 @@ use nix::sys::signal::Signal;
 use super::kill::count;
 use super::{
     Context, Injected, Kind, Resolved, Target, Undo, Undone, is_stopped, matching,
-    other_kinds_undo, pick_targets, poll, send,
+    other_kinds_undo, pick_targets, poll, signals,
 };
 use crate::error::FaultError;
 use crate::process;
@@ -99,7 +99,7 @@ fn inject(
         // our SIGSTOP and our count.
         let mut holds = holds();
         for target in targets {
-            if send(target, Signal::SIGSTOP)? {
+            if signals::send(target, Signal::SIGSTOP)?.is_some() {
                 holds
                     .entry(key(target))
                     .or_insert_with(|| Holds {
@@ -205,9 +205,9 @@ pub(super) fn revert(fault_id: &str, targets: &[Target]) -> Result<Undone, Fault
                     target.label(),
                     others.join(", ")
                 )),
-                None => match send(target, Signal::SIGCONT) {
-                    Ok(true) => continued.push(target),
-                    Ok(false) => exited.push(target.label()),
+                None => match signals::send(target, Signal::SIGCONT) {
+                    Ok(Some(_)) => continued.push(target),
+                    Ok(None) => exited.push(target.label()),
                     Err(err) => {
                         first_error.get_or_insert(err);
                     }

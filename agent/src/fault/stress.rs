@@ -42,7 +42,7 @@ use nix::unistd::{SysconfVar, sysconf};
 
 use super::fill_disk::human;
 use super::{
-    Context, Injected, Kind, Resolved, Target, Undo, Undone, other_kinds_undo, poll, send,
+    Context, Injected, Kind, Resolved, Target, Undo, Undone, other_kinds_undo, poll, signals,
     stress_inside,
 };
 use crate::cgroups;
@@ -542,7 +542,7 @@ pub(super) fn revert_in(dirs: &[PathBuf], children: &[Target]) -> Undone {
     }
     for child in children {
         // A child that is no longer ours to signal has exited: the poll below says so.
-        let _ = send(child, Signal::SIGKILL);
+        let _ = signals::send(child, Signal::SIGKILL);
     }
     let gone = || {
         children

@@ -55,6 +55,29 @@ impl Run {
         None
     }
 
+    /// Where a before-check whose sampling started `early` (as preflight began) starts: then, or
+    /// one window and one interval of the slowest probe ago if that is later. The check judges
+    /// each probe's latest window, and a long preflight's older samples are in none of them.
+    fn recent(&self, early: (DateTime<Utc>, Instant)) -> (DateTime<Utc>, Instant) {
+        let span = self
+            .scenario
+            .steady_state
+            .iter()
+            .chain(&self.scenario.guardrails)
+            .map(|p| p.window + p.every)
+            .max()
+            .unwrap_or_default();
+        let elapsed = early.1.elapsed();
+        if elapsed <= span {
+            return early;
+        }
+        let skipped = elapsed - span;
+        (
+            early.0 + chrono::Duration::from_std(skipped).unwrap_or_default(),
+            early.1 + skipped,
+        )
+    }
+
     /// Starts sampling the steady-state probes and the guardrails, each once.
     pub(super) fn start_monitors(&mut self) {
         let scenario = self.scenario.clone();
@@ -87,8 +110,10 @@ impl Run {
     pub(crate) async fn check_before(&mut self) -> Option<(bool, CheckReport)> {
         self.live.phase(Phase::Check, None);
         self.start_monitors();
-        let started_at = Utc::now();
-        let since = Instant::now();
+        let (started_at, since) = match self.sampling.early.take() {
+            Some(early) => self.recent(early),
+            None => (Utc::now(), Instant::now()),
+        };
         self.event(
             "check_started",
             if self.sampling.guard.is_some() {

@@ -140,6 +140,9 @@ impl Placed {
 pub(super) struct Sampling {
     pub(super) steady: Option<Monitor>,
     pub(super) guard: Option<Guard>,
+    /// When sampling started ahead of the first before-check (a run of steps starts it as its
+    /// preflight starts): that check's window may begin then.
+    pub(super) early: Option<(DateTime<Utc>, tokio::time::Instant)>,
 }
 
 /// One run in progress: the step engine, which the monkey (`crate::monkey`) drives too.
@@ -351,6 +354,13 @@ impl Run {
         }
         if self.setup_phase().await == Flow::Stop {
             return Flow::Stop;
+        }
+        // A run of steps starts sampling now, so that the first before-check's window can fill
+        // while preflight talks to the agents: preflight touches nothing, and the check is
+        // decided as it ends instead of a window later. The monkey checks around each fault.
+        if matches!(self.mode, RunMode::Scenario) {
+            self.start_monitors();
+            self.sampling.early = Some((Utc::now(), tokio::time::Instant::now()));
         }
         let mut faults = self.mode.preflight_faults();
         faults.extend(self.plan.steps.iter().flat_map(|step| {
