@@ -89,7 +89,30 @@ pub fn start(
     wanted: Kind,
     state_dir: Option<&Path>,
 ) -> Result<(Scenario, u64, Local), Failure> {
-    let scenario = load_scenario(file, load)?;
+    // The state is opened (what a killed chaosctl left reverted, the run store) on another thread
+    // while the file is loaded and checked: neither needs the other, and the two are most of a
+    // run's start. A file that does not load is still the error said first.
+    let state_dir = state::state_dir(state_dir);
+    let open_state = || -> anyhow::Result<_> {
+        let Ok(dir) = &state_dir else {
+            return Ok(None);
+        };
+        let (agent, recovered) = state::open_agent(dir)?;
+        Ok(Some((agent, recovered, state::open_store(dir)?)))
+    };
+    let (scenario, opened) = std::thread::scope(|scope| {
+        match std::thread::Builder::new().spawn_scoped(scope, open_state) {
+            Ok(opening) => {
+                let scenario = load_scenario(file, load);
+                let opened = opening
+                    .join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("opening the run state panicked")));
+                (scenario, opened)
+            }
+            Err(_) => (load_scenario(file, load), open_state()),
+        }
+    });
+    let scenario = scenario?;
     let kind = if scenario.monkey.is_some() {
         Kind::Monkey
     } else {
@@ -99,9 +122,8 @@ pub fn start(
         return Err(wrong_kind(file, wanted));
     }
     let seed = choose_seed(seed, &scenario);
-    let state_dir = state::state_dir(state_dir)?;
-    let (agent, recovered) = state::open_agent(&state_dir)?;
-    let store = state::open_store(&state_dir)?;
+    let state_dir = state_dir?;
+    let (agent, recovered, store) = opened?.expect("opened once the state directory is known");
     let local = Local {
         state_dir,
         agent,
@@ -195,9 +217,7 @@ where
     }
     drop(observer);
     let report = result.report;
-    let mut report_dir = result.report_dir;
-    let written = report_dir.write_report(&report);
-    let stored = store.finish(&report, &report_path.display().to_string());
+    let (written, stored) = write_and_record(result.report_dir, store, &report);
     let code = report.exit_code();
     show_result(&report, &report_path.display().to_string(), options.output);
     if let Err(err) = written {
@@ -224,6 +244,40 @@ where
         outln!("{}", report_path.display());
     }
     Ok(code)
+}
+
+/// Writes the report's files and records its end in the history at once, on two threads: the
+/// two are independent, and most of a run's last milliseconds (the report's sync, its
+/// renderings, the history's record). Without a thread, one after the other.
+fn write_and_record(
+    mut report_dir: ReportDir,
+    store: RunStore,
+    report: &Report,
+) -> (std::io::Result<()>, Result<(), chaosd::store::StoreError>) {
+    let report_path = report_dir.path().display().to_string();
+    // A Mutex only so that both the thread and the fallback can reach it.
+    let store = std::sync::Mutex::new(store);
+    let record = || {
+        let store = store
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        store.finish(report, &report_path)
+    };
+    std::thread::scope(|scope| {
+        let recording = std::thread::Builder::new()
+            .name("history".to_string())
+            .spawn_scoped(scope, record);
+        let written = report_dir.write_report(report);
+        let stored = match recording {
+            Ok(recording) => recording.join().unwrap_or_else(|_| {
+                Err(chaosd::store::StoreError::Write(
+                    "recording the run in the history panicked".to_string(),
+                ))
+            }),
+            Err(_) => record(),
+        };
+        (written, stored)
+    })
 }
 
 /// The `service.name` of the traces local runs export.

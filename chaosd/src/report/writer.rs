@@ -92,37 +92,39 @@ impl ReportDir {
         let mut json = serde_json::to_vec_pretty(report)?;
         json.push(b'\n');
         let this = &*self;
-        // The record is synced; its renderings are not (see the module's comment), and are made
-        // on this thread while another waits for the record's sync, which is most of a run's
-        // last milliseconds on a disk. Without a thread, one after the other.
-        let (record, renderings) = std::thread::scope(|scope| {
+        // The record is synced; its renderings are not (see the module's comment). Two threads
+        // share the work, which is most of a run's last milliseconds: one writes the record and
+        // waits for its sync, then renders the HTML; this one renders the Markdown and JUnit
+        // meanwhile. Without a thread, one after the other.
+        let synced_then_html = || {
+            let record = this.write_atomic(JSON_FILE, &json, true);
+            let html = this.write_atomic(HTML_FILE, html::render(report).as_bytes(), false);
+            record.and(html)
+        };
+        let (first, second) = std::thread::scope(|scope| {
             let synced = std::thread::Builder::new()
                 .name("report-sync".to_string())
-                .spawn_scoped(scope, || this.write_atomic(JSON_FILE, &json, true));
+                .spawn_scoped(scope, synced_then_html);
             match synced {
                 Ok(synced) => {
-                    let renderings = this.write_renderings(report);
-                    let record = synced
+                    let others = this.write_markdown_and_junit(report);
+                    let first = synced
                         .join()
                         .unwrap_or_else(|_| Err(io::Error::other("writing report.json panicked")));
-                    (record, renderings)
+                    (first, others)
                 }
-                Err(_) => (
-                    this.write_atomic(JSON_FILE, &json, true),
-                    this.write_renderings(report),
-                ),
+                Err(_) => (synced_then_html(), this.write_markdown_and_junit(report)),
             }
         });
-        record?;
-        renderings?;
+        first?;
+        second?;
         sync_dir(&self.dir);
         self.point_latest()
     }
 
-    /// report.md, report.html and report.junit.xml, not synced.
-    fn write_renderings(&self, report: &Report) -> io::Result<()> {
+    /// report.md and report.junit.xml, not synced.
+    fn write_markdown_and_junit(&self, report: &Report) -> io::Result<()> {
         self.write_atomic(MARKDOWN_FILE, markdown::render(report).as_bytes(), false)?;
-        self.write_atomic(HTML_FILE, html::render(report).as_bytes(), false)?;
         self.write_atomic(JUNIT_FILE, junit::render(report).as_bytes(), false)
     }
 
