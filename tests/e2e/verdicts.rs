@@ -230,6 +230,50 @@ steps:
     assert_eq!(before["held"], true, "{before}");
 }
 
+#[test]
+fn the_after_check_samples_as_the_fault_ends_not_at_the_next_turn() {
+    // Sampled every 5 s: waiting for the probe's next turn would decide the after-check about
+    // 5 s after the kill; asking for a sample as the fault ends decides it at once.
+    let tag = unique("fresh-after");
+    let _sleeper = Sleeper::spawn(&tag);
+    let yaml = format!(
+        r#"version: 1
+name: fresh-after
+steady_state:
+  - name: always
+    command: {{run: "true"}}
+    every: 5s
+    window: 5s
+steps:
+  - name: kill it
+    target: local
+    fault: {{kill: {{process: {{pattern: "{}"}}}}}}
+"#,
+        pattern(&tag)
+    );
+    let t = Test::new().scenario(&yaml);
+    let out = t.run();
+    out.code(0);
+    let r = out.report();
+    r.verdict("passed", None);
+    let step = r.step(0);
+    let killed = rfc3339_utc(&step["faults"][0]["applied_at"], "applied_at");
+    let decided = rfc3339_utc(&step["after"]["decided_at"], "after.decided_at");
+    let waited = (decided - killed).num_milliseconds();
+    assert!(
+        (0..2500).contains(&waited),
+        "the after-check was decided {waited} ms after the kill: {}",
+        step["after"]
+    );
+    let samples = r.json["probes"][0]["samples"].as_array().expect("samples");
+    assert!(
+        samples
+            .iter()
+            .any(|s| rfc3339_utc(&s["at"], "sample at") >= killed),
+        "no sample started after the kill: {samples:?}"
+    );
+}
+
 fn pause_yaml(extra: &str, duration: &str) -> String {
     format!(
         r#"version: 1

@@ -185,6 +185,13 @@ impl Run {
         );
         let check_started_at = Utc::now();
         let deadline = later(fault_end, step.recover_within);
+        // Only samples that started after the fault's end count: take them now, not at each
+        // probe's next turn.
+        self.sampling
+            .steady
+            .as_ref()
+            .expect("steady monitor")
+            .sample_now(fault_end);
         let verdict = loop {
             let snapshot = self
                 .sampling

@@ -1,6 +1,8 @@
 //! Probes sampled in the background: one task per probe and host, taking a sample every `every`
 //! (a slow sample delays the next; samples never overlap), keeping every sample, and waking the
-//! engine after each one.
+//! engine after each one. The engine may ask for a sample at once ([`Monitor::sample_now`]: a
+//! fault just ended, and its after-check needs a fresh sample); the next ones follow every
+//! `every` from it.
 //!
 //! `load` probes are the exception: their samples are bursts of traffic that must follow each
 //! other without a gap, so the next burst starts on time, every `every`, while the previous one
@@ -144,6 +146,8 @@ impl Snapshot {
 pub struct Monitor {
     pub series: Vec<Arc<Series>>,
     changed: watch::Receiver<u64>,
+    /// The moment the latest [`Monitor::sample_now`] asked samples to start from.
+    wanted: watch::Sender<Option<Instant>>,
     stop: CancellationToken,
     tasks: JoinSet<()>,
 }
@@ -159,6 +163,7 @@ impl Monitor {
     ) -> Self {
         let (tx, changed) = watch::channel(0u64);
         let tx = Arc::new(tx);
+        let (wanted, _) = watch::channel(None);
         let stop = CancellationToken::new();
         let mut tasks = JoinSet::new();
         let mut series = Vec::new();
@@ -166,12 +171,19 @@ impl Monitor {
             for host in hosts_of(&probe.on) {
                 let s = Arc::new(Series::new(probe.clone(), host, role));
                 series.push(s.clone());
-                tasks.spawn(sample_forever(s, agents.clone(), tx.clone(), stop.clone()));
+                tasks.spawn(sample_forever(
+                    s,
+                    agents.clone(),
+                    tx.clone(),
+                    wanted.subscribe(),
+                    stop.clone(),
+                ));
             }
         }
         Monitor {
             series,
             changed,
+            wanted,
             stop,
             tasks,
         }
@@ -195,6 +207,14 @@ impl Monitor {
             Some(monitor) => monitor.changed().await,
             None => std::future::pending().await,
         }
+    }
+
+    /// Asks every series whose latest sample started before `at` for one now, or as soon as
+    /// the one under way ends, rather than at its next turn: an after-check is decided on
+    /// samples that started after the fault's end, and waiting a whole `every` for the first of
+    /// them only delays the verdict. `load` probes keep their pace.
+    pub fn sample_now(&self, at: Instant) {
+        self.wanted.send_replace(Some(at));
     }
 
     pub fn snapshot(&self) -> Snapshot {
@@ -225,6 +245,7 @@ async fn sample_forever(
     series: Arc<Series>,
     agents: Hosts,
     changed: Arc<watch::Sender<u64>>,
+    mut wanted: watch::Receiver<Option<Instant>>,
     stop: CancellationToken,
 ) {
     if matches!(series.probe.kind, ProbeKind::Load(_)) {
@@ -232,12 +253,31 @@ async fn sample_forever(
     }
     let every = series.probe.every;
     let mut next = Instant::now();
+    let mut last_started: Option<Instant> = None;
     loop {
-        tokio::select! {
-            () = stop.cancelled() => return,
-            () = sleep_until(next) => {}
+        if next > Instant::now() {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = sleep_until(next) => {}
+                Ok(()) = wanted.changed() => {
+                    let asked = *wanted.borrow_and_update();
+                    // A sample that started at or after the asked moment already answers it.
+                    if asked.is_none_or(|asked| last_started.is_some_and(|last| last >= asked)) {
+                        continue;
+                    }
+                }
+            }
+        } else {
+            // Due already (the first sample, or the last one took its whole `every`): a sleep
+            // would still wait for the timer's next tick, up to a millisecond. Yielding lets the
+            // other tasks run first all the same.
+            tokio::task::yield_now().await;
+            if stop.is_cancelled() {
+                return;
+            }
         }
         let started = Instant::now();
+        last_started = Some(started);
         let at = Utc::now();
         series.set_pending(Some(started));
         // Not cancelled by `stop`: the sample started in the window it belongs to, and the
