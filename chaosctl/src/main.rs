@@ -11,10 +11,9 @@ mod state;
 
 use std::process::ExitCode;
 
-use clap::Parser;
 
 fn main() -> ExitCode {
-    let args = args::Args::parse();
+    let args = args::parse();
     agent::logging::init(tracing::level_filters::LevelFilter::WARN);
     // A run keeps a connection to every agent it talks to, at once.
     if let Err(err) = chaosd::open_files::raise() {
