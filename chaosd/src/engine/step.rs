@@ -208,7 +208,7 @@ impl Run {
                 let guard = self.sampling.guard.as_mut();
                 let steady = self.sampling.steady.as_mut().expect("steady monitor");
                 tokio::select! {
-                    () = sleep_until(hold_end) => Woke::HoldEnded,
+                    () = until(hold_end) => Woke::HoldEnded,
                     () = sleep_until_opt(next_due) => Woke::Due,
                     done = running.join_next(), if !running.is_empty() => {
                         Woke::ActionDone(done.map(|d| d.map_err(|e| e.to_string())))
@@ -525,8 +525,16 @@ impl Run {
 
 async fn sleep_until_opt(at: Option<Instant>) {
     match at {
-        Some(at) => sleep_until(at).await,
+        Some(at) => until(at).await,
         None => std::future::pending().await,
+    }
+}
+
+/// `sleep_until`, over at once when `at` has passed: tokio's timer would still wait for its next
+/// tick, up to a millisecond, which an instant fault (`kill`, its hold 0 s) would add to the run.
+async fn until(at: Instant) {
+    if at > Instant::now() {
+        sleep_until(at).await;
     }
 }
 
