@@ -5,8 +5,8 @@
 //! **Invariant:** a reader never sees a half-written report file or a missing `latest` link: both
 //! are replaced by `rename(2)`.
 //!
-//! Durability costs two syncs per run: `report.json`'s data, and the folder once every file is
-//! renamed into it. `report.json` is the record (the history keeps a copy too); the other files
+//! Durability costs two syncs per run: `report.json`'s data, and the folder once it is renamed
+//! into it. `report.json` is the record (the history keeps a copy too); the other files
 //! are renderings of it, and `events.jsonl` is superseded by it, so they are not synced one by
 //! one: after a power cut they may be empty, and `chaosctl report RUN --format md|html|junit`
 //! renders them again. `latest` is a convenience and is not synced either.
@@ -89,42 +89,43 @@ impl ReportDir {
     /// file and a rename, then points REPORT_DIR/latest at this folder (a relative symlink
     /// `latest -> RUN_ID`, replaced atomically: a temp symlink renamed over it).
     pub fn write_report(&mut self, report: &Report) -> io::Result<()> {
-        let mut json = serde_json::to_vec_pretty(report)?;
-        json.push(b'\n');
         let this = &*self;
-        // The record is synced; its renderings are not (see the module's comment). Two threads
-        // share the work, which is most of a run's last milliseconds: one writes the record and
-        // waits for its sync, then renders the HTML; this one renders the Markdown and JUnit
-        // meanwhile. Without a thread, one after the other.
-        let synced_then_html = || {
-            let record = this.write_atomic(JSON_FILE, &json, true);
-            let html = this.write_atomic(HTML_FILE, html::render(report).as_bytes(), false);
-            record.and(html)
-        };
-        let (first, second) = std::thread::scope(|scope| {
-            let synced = std::thread::Builder::new()
+        // The record and its two syncs go on a thread of their own, since waiting for the disk
+        // is most of a run's last milliseconds; this one renders meanwhile. Without a thread,
+        // one after the other.
+        let (record, renderings) = std::thread::scope(|scope| {
+            let recording = std::thread::Builder::new()
                 .name("report-sync".to_string())
-                .spawn_scoped(scope, synced_then_html);
-            match synced {
-                Ok(synced) => {
-                    let others = this.write_markdown_and_junit(report);
-                    let first = synced
+                .spawn_scoped(scope, || this.write_record(report));
+            match recording {
+                Ok(recording) => {
+                    let renderings = this.write_renderings(report);
+                    let record = recording
                         .join()
                         .unwrap_or_else(|_| Err(io::Error::other("writing report.json panicked")));
-                    (first, others)
+                    (record, renderings)
                 }
-                Err(_) => (synced_then_html(), this.write_markdown_and_junit(report)),
+                Err(_) => (this.write_record(report), this.write_renderings(report)),
             }
         });
-        first?;
-        second?;
-        sync_dir(&self.dir);
+        record?;
+        renderings?;
         self.point_latest()
     }
 
-    /// report.md and report.junit.xml, not synced.
-    fn write_markdown_and_junit(&self, report: &Report) -> io::Result<()> {
+    /// report.json, synced, then the folder, synced once it holds it.
+    fn write_record(&self, report: &Report) -> io::Result<()> {
+        let mut json = serde_json::to_vec_pretty(report)?;
+        json.push(b'\n');
+        self.write_atomic(JSON_FILE, &json, true)?;
+        sync_dir(&self.dir);
+        Ok(())
+    }
+
+    /// report.md, report.html and report.junit.xml, not synced.
+    fn write_renderings(&self, report: &Report) -> io::Result<()> {
         self.write_atomic(MARKDOWN_FILE, markdown::render(report).as_bytes(), false)?;
+        self.write_atomic(HTML_FILE, html::render(report).as_bytes(), false)?;
         self.write_atomic(JUNIT_FILE, junit::render(report).as_bytes(), false)
     }
 
