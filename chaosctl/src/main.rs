@@ -11,7 +11,6 @@ mod state;
 
 use std::process::ExitCode;
 
-
 fn main() -> ExitCode {
     let args = args::parse();
     agent::logging::init(tracing::level_filters::LevelFilter::WARN);
