@@ -15,7 +15,7 @@ use crate::args::MonkeyArgs;
 
 pub async fn run(args: MonkeyArgs, state_dir: Option<&Path>) -> Result<u8, Failure> {
     let (scenario, seed, local) =
-        start(&args.file, &args.load, args.seed, Kind::Monkey, state_dir)?;
+        start(&args.file, &args.load, args.seed, Kind::Monkey, state_dir).await?;
     if !args.launch.yes && std::io::stdin().is_terminal() {
         err!("{}", describe(&scenario, seed, args.run_for));
         if !confirm("\nStart the monkey? [y/N] ").await {

@@ -25,7 +25,8 @@ use crate::args::{LaunchArgs, LoadArgs, Output, RunArgs};
 use crate::{output, state};
 
 pub async fn run(args: RunArgs, state_dir: Option<&Path>) -> Result<u8, Failure> {
-    let (scenario, seed, local) = start(&args.file, &args.load, args.seed, Kind::Steps, state_dir)?;
+    let (scenario, seed, local) =
+        start(&args.file, &args.load, args.seed, Kind::Steps, state_dir).await?;
     let origin = SeedOrigin::of(args.seed, &scenario, true);
     let plan = Plan::resolve(&scenario, seed);
     let injects = plan.steps.iter().any(|s| !s.faults.is_empty());
@@ -82,36 +83,33 @@ pub struct Local {
 
 /// The start of a local `run` and `monkey` alike: the file loaded and of the `wanted` kind, the
 /// seed chosen, the state opened.
-pub fn start(
+pub async fn start(
     file: &Path,
     load: &LoadArgs,
     seed: Option<u64>,
     wanted: Kind,
     state_dir: Option<&Path>,
 ) -> Result<(Scenario, u64, Local), Failure> {
-    // The state is opened (what a killed chaosctl left reverted, the run store) on another thread
-    // while the file is loaded and checked: neither needs the other, and the two are most of a
-    // run's start. A file that does not load is still the error said first.
+    // The state is opened (what a killed chaosctl left reverted, the run store) on the blocking
+    // pool while this thread loads and checks the file: neither needs the other, and the two are
+    // most of a run's start; the pool's thread then serves the run's preflight. A file that does
+    // not load is still the error said first.
     let state_dir = state::state_dir(state_dir);
-    let open_state = || -> anyhow::Result<_> {
-        let Ok(dir) = &state_dir else {
-            return Ok(None);
-        };
-        let (agent, recovered) = state::open_agent(dir)?;
-        Ok(Some((agent, recovered, state::open_store(dir)?)))
-    };
-    let (scenario, opened) = std::thread::scope(|scope| {
-        match std::thread::Builder::new().spawn_scoped(scope, open_state) {
-            Ok(opening) => {
-                let scenario = load_scenario(file, load);
-                let opened = opening
-                    .join()
-                    .unwrap_or_else(|_| Err(anyhow::anyhow!("opening the run state panicked")));
-                (scenario, opened)
-            }
-            Err(_) => (load_scenario(file, load), open_state()),
-        }
+    let opening = state_dir.as_ref().ok().cloned().map(|dir| {
+        tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+            let (agent, recovered) = state::open_agent(&dir)?;
+            Ok((agent, recovered, state::open_store(&dir)?))
+        })
     });
+    let scenario = load_scenario(file, load);
+    let opened = match opening {
+        Some(opening) => Some(
+            opening
+                .await
+                .unwrap_or_else(|err| Err(anyhow::anyhow!("opening the run state failed: {err}"))),
+        ),
+        None => None,
+    };
     let scenario = scenario?;
     let kind = if scenario.monkey.is_some() {
         Kind::Monkey
@@ -123,7 +121,7 @@ pub fn start(
     }
     let seed = choose_seed(seed, &scenario);
     let state_dir = state_dir?;
-    let (agent, recovered, store) = opened?.expect("opened once the state directory is known");
+    let (agent, recovered, store) = opened.expect("opened once the state directory is known")?;
     let local = Local {
         state_dir,
         agent,
