@@ -9,8 +9,8 @@ use serde_json::{Value, json};
 
 use chaos_tests::skip;
 use chaos_tests::support::{
-    Sleeper, Test, Tmpfs, assert_none_left, assert_resumed, free_port, pattern, pids_ending_with,
-    read_events, unique,
+    Report, Sleeper, Test, Tmpfs, assert_none_left, assert_resumed, free_port, pattern,
+    pids_ending_with, read_events, unique,
 };
 
 pub fn shipped(name: &str) -> PathBuf {
@@ -188,20 +188,19 @@ fn not_steady_exit_4_injects_nothing() {
     assert_none_left(&format!("--port {port}"));
 }
 
-#[test]
-fn the_first_before_check_samples_while_preflight_runs() {
-    // Sampling starts as preflight does, so that the first window fills while preflight reaches
-    // the agents: the before-check's window begins before preflight has passed.
-    let tag = unique("early-check");
+/// Runs a scenario that kills one sleeper, its one probe (`command: true`) sampled every
+/// `every` over `window`; the run must pass.
+fn passed_kill_run(name: &str, every: &str, window: &str) -> Report {
+    let tag = unique(name);
     let _sleeper = Sleeper::spawn(&tag);
     let yaml = format!(
         r#"version: 1
-name: early-check
+name: {name}
 steady_state:
   - name: always
     command: {{run: "true"}}
-    every: 100ms
-    window: 300ms
+    every: {every}
+    window: {window}
 steps:
   - name: kill it
     target: local
@@ -214,6 +213,14 @@ steps:
     out.code(0);
     let r = out.report();
     r.verdict("passed", None);
+    r
+}
+
+#[test]
+fn the_first_before_check_samples_while_preflight_runs() {
+    // Sampling starts as preflight does, so that the first window fills while preflight reaches
+    // the agents: the before-check's window begins before preflight has passed.
+    let r = passed_kill_run("early-check", "100ms", "300ms");
     let preflight = r.json["events"]
         .as_array()
         .into_iter()
@@ -234,28 +241,7 @@ steps:
 fn the_after_check_samples_as_the_fault_ends_not_at_the_next_turn() {
     // Sampled every 5 s: waiting for the probe's next turn would decide the after-check about
     // 5 s after the kill; asking for a sample as the fault ends decides it at once.
-    let tag = unique("fresh-after");
-    let _sleeper = Sleeper::spawn(&tag);
-    let yaml = format!(
-        r#"version: 1
-name: fresh-after
-steady_state:
-  - name: always
-    command: {{run: "true"}}
-    every: 5s
-    window: 5s
-steps:
-  - name: kill it
-    target: local
-    fault: {{kill: {{process: {{pattern: "{}"}}}}}}
-"#,
-        pattern(&tag)
-    );
-    let t = Test::new().scenario(&yaml);
-    let out = t.run();
-    out.code(0);
-    let r = out.report();
-    r.verdict("passed", None);
+    let r = passed_kill_run("fresh-after", "5s", "5s");
     let step = r.step(0);
     let killed = rfc3339_utc(&step["faults"][0]["applied_at"], "applied_at");
     let decided = rfc3339_utc(&step["after"]["decided_at"], "after.decided_at");
