@@ -12,6 +12,7 @@ pub mod report;
 pub mod scenario;
 pub mod schedule;
 pub mod service;
+pub mod side_by_side;
 pub mod store;
 pub mod webhook;
 pub mod zone;

@@ -246,36 +246,31 @@ where
 
 /// Writes the report's files and records its end in the history at once, on two threads: the
 /// two are independent, and most of a run's last milliseconds (the report's sync, its
-/// renderings, the history's record). Without a thread, one after the other.
+/// renderings, the history's record).
 fn write_and_record(
     mut report_dir: ReportDir,
     store: RunStore,
     report: &Report,
 ) -> (std::io::Result<()>, Result<(), chaosd::store::StoreError>) {
     let report_path = report_dir.path().display().to_string();
-    // A Mutex only so that both the thread and the fallback can reach it.
+    // Behind a Mutex because the other thread reaches it through a shared borrow.
     let store = std::sync::Mutex::new(store);
-    let record = || {
-        let store = store
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        store.finish(report, &report_path)
-    };
-    std::thread::scope(|scope| {
-        let recording = std::thread::Builder::new()
-            .name("history".to_string())
-            .spawn_scoped(scope, record);
-        let written = report_dir.write_report(report);
-        let stored = match recording {
-            Ok(recording) => recording.join().unwrap_or_else(|_| {
-                Err(chaosd::store::StoreError::Write(
-                    "recording the run in the history panicked".to_string(),
-                ))
-            }),
-            Err(_) => record(),
-        };
-        (written, stored)
-    })
+    let (stored, written) = chaosd::side_by_side::run(
+        "history",
+        || {
+            let store = store
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            store.finish(report, &report_path)
+        },
+        || report_dir.write_report(report),
+    );
+    let stored = stored.unwrap_or_else(|_| {
+        Err(chaosd::store::StoreError::Write(
+            "recording the run in the history panicked".to_string(),
+        ))
+    });
+    (written, stored)
 }
 
 /// The `service.name` of the traces local runs export.

@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::hosts::Hosts;
 use super::hypothesis::{Point, SeriesView, WindowRule};
+use super::run::until;
 use crate::report::model::{ProbeReport, ProbeRole, SampleRecord};
 use crate::scenario::model::Probe;
 
@@ -255,25 +256,16 @@ async fn sample_forever(
     let mut next = Instant::now();
     let mut last_started: Option<Instant> = None;
     loop {
-        if next > Instant::now() {
-            tokio::select! {
-                () = stop.cancelled() => return,
-                () = sleep_until(next) => {}
-                Ok(()) = wanted.changed() => {
-                    let asked = *wanted.borrow_and_update();
-                    // A sample that started at or after the asked moment already answers it.
-                    if asked.is_none_or(|asked| last_started.is_some_and(|last| last >= asked)) {
-                        continue;
-                    }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            // Due already (the first sample, or the last one took its whole `every`): at once.
+            () = until(next) => {}
+            Ok(()) = wanted.changed() => {
+                let asked = *wanted.borrow_and_update();
+                // A sample that started at or after the asked moment already answers it.
+                if asked.is_none_or(|asked| last_started.is_some_and(|last| last >= asked)) {
+                    continue;
                 }
-            }
-        } else {
-            // Due already (the first sample, or the last one took its whole `every`): a sleep
-            // would still wait for the timer's next tick, up to a millisecond. Yielding lets the
-            // other tasks run first all the same.
-            tokio::task::yield_now().await;
-            if stop.is_cancelled() {
-                return;
             }
         }
         let started = Instant::now();

@@ -412,6 +412,17 @@ pub(super) fn later(at: Instant, d: Duration) -> Instant {
     at.checked_add(d.min(agent::spec::MAX_HOLD)).unwrap_or(at)
 }
 
+/// `sleep_until`, but over as soon as the other tasks have had their turn when `at` has passed:
+/// tokio's timer would still wait for its next tick, up to a millisecond, which a `kill`'s 0 s
+/// hold or a probe's sample already due would add to the run.
+pub(super) async fn until(at: Instant) {
+    if at > Instant::now() {
+        tokio::time::sleep_until(at).await;
+    } else {
+        tokio::task::yield_now().await;
+    }
+}
+
 pub(super) fn file_name(path: &std::path::Path) -> String {
     path.file_name()
         .map(|n| n.to_string_lossy().into_owned())

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use agent::local::InjectRequest;
 use chrono::Utc;
-use tokio::time::{Instant, sleep_until};
+use tokio::time::Instant;
 
 use super::actions::{perform_action, where_it_runs};
 use super::guard::Guard;
@@ -16,7 +16,7 @@ use super::live::Phase;
 use super::manual::skipped_manual;
 use super::plan::{PlannedStep, fault_seed};
 use super::revert::Active;
-use super::run::{Run, later};
+use super::run::{Run, later, until};
 use crate::report::model::{
     ActionReport, Breach, Cause, CheckReport, FaultReport, StepReport, StepStatus, Verdict,
 };
@@ -527,14 +527,6 @@ async fn sleep_until_opt(at: Option<Instant>) {
     match at {
         Some(at) => until(at).await,
         None => std::future::pending().await,
-    }
-}
-
-/// `sleep_until`, over at once when `at` has passed: tokio's timer would still wait for its next
-/// tick, up to a millisecond, which an instant fault (`kill`, its hold 0 s) would add to the run.
-async fn until(at: Instant) {
-    if at > Instant::now() {
-        sleep_until(at).await;
     }
 }
 

@@ -91,24 +91,13 @@ impl ReportDir {
     pub fn write_report(&mut self, report: &Report) -> io::Result<()> {
         let this = &*self;
         // The record and its two syncs go on a thread of their own, since waiting for the disk
-        // is most of a run's last milliseconds; this one renders meanwhile. Without a thread,
-        // one after the other.
-        let (record, renderings) = std::thread::scope(|scope| {
-            let recording = std::thread::Builder::new()
-                .name("report-sync".to_string())
-                .spawn_scoped(scope, || this.write_record(report));
-            match recording {
-                Ok(recording) => {
-                    let renderings = this.write_renderings(report);
-                    let record = recording
-                        .join()
-                        .unwrap_or_else(|_| Err(io::Error::other("writing report.json panicked")));
-                    (record, renderings)
-                }
-                Err(_) => (this.write_record(report), this.write_renderings(report)),
-            }
-        });
-        record?;
+        // is most of a run's last milliseconds; this one renders meanwhile.
+        let (record, renderings) = crate::side_by_side::run(
+            "report-sync",
+            || this.write_record(report),
+            || this.write_renderings(report),
+        );
+        record.unwrap_or_else(|_| Err(io::Error::other("writing report.json panicked")))?;
         renderings?;
         self.point_latest()
     }
